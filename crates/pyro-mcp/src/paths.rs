@@ -1,0 +1,90 @@
+//! Where pyro keeps things, per user: XDG cache, data and runtime dirs, all overridable.
+//!
+//! - cache (`$PYRO_CACHE_DIR`, else `$XDG_CACHE_HOME/pyro-mcp`, else `~/.cache/pyro-mcp`):
+//!   kernels, initramfs, environments, accelerator verdicts. Safe to delete.
+//! - data (`$PYRO_DATA_DIR`, else `$XDG_DATA_HOME/pyro-mcp`, else `~/.local/share/pyro-mcp`):
+//!   workspaces and their disks.
+//! - runtime (`$PYRO_RUNTIME_DIR`, else `$XDG_RUNTIME_DIR/pyro-mcp`, else `<cache>/run`):
+//!   per-VM sockets and serial logs. Always 0700: sockets are never reachable by other users.
+
+use crate::error::{Error, Result};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub cache: PathBuf,
+    pub data: PathBuf,
+    pub runtime: PathBuf,
+}
+
+fn env_dir(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from).filter(|p| p.is_absolute())
+}
+
+impl Paths {
+    /// Resolve from the environment. Fails only when no home directory can be found at all.
+    pub fn from_env() -> Result<Paths> {
+        let home = env_dir("HOME");
+        let under_home = |rel: &str| home.as_ref().map(|h| h.join(rel));
+        let cache = env_dir("PYRO_CACHE_DIR")
+            .or_else(|| env_dir("XDG_CACHE_HOME").map(|p| p.join("pyro-mcp")))
+            .or_else(|| under_home(".cache/pyro-mcp"))
+            .ok_or_else(|| Error::invalid("cannot find a cache directory").hint("set HOME or PYRO_CACHE_DIR"))?;
+        let data = env_dir("PYRO_DATA_DIR")
+            .or_else(|| env_dir("XDG_DATA_HOME").map(|p| p.join("pyro-mcp")))
+            .or_else(|| under_home(".local/share/pyro-mcp"))
+            .ok_or_else(|| Error::invalid("cannot find a data directory").hint("set HOME or PYRO_DATA_DIR"))?;
+        let runtime = env_dir("PYRO_RUNTIME_DIR")
+            .or_else(|| env_dir("XDG_RUNTIME_DIR").map(|p| p.join("pyro-mcp")))
+            .unwrap_or_else(|| cache.join("run"));
+        Ok(Paths { cache, data, runtime })
+    }
+
+    pub fn kernels(&self) -> PathBuf {
+        self.cache.join("kernels")
+    }
+    pub fn environments(&self) -> PathBuf {
+        self.cache.join("environments")
+    }
+    pub fn initramfs(&self) -> PathBuf {
+        self.cache.join("initramfs")
+    }
+    pub fn vms(&self) -> PathBuf {
+        self.runtime.join("vms")
+    }
+}
+
+/// Create a directory (and parents) private to the user: 0700. An existing directory that
+/// others can enter is tightened, since sockets and disks live below it.
+pub fn private_dir(path: &Path) -> Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(format!("checking {}", path.display()), e))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| Error::io(format!("restricting {}", path.display()), e))?;
+    }
+    Ok(())
+}
+
+/// Write a file atomically: a temp file beside it, fsync, rename.
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
+    f.write_all(data).and_then(|_| f.sync_all()).map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(format!("renaming {}", path.display()), e))
+}
+
+/// Hex sha256 of a file, streamed.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    Ok(hex::encode(h.finalize()))
+}

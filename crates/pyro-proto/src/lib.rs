@@ -1,0 +1,321 @@
+//! Host/guest wire protocol for pyro-mcp.
+//!
+//! Every message is one frame: a 12-byte prefix (`PYRO` magic is not used; instead two
+//! big-endian u32 lengths and a u32 request id), a JSON header and an optional raw payload.
+//! The header says what the message is; the payload carries bytes that should not be
+//! JSON-escaped (command output, tar chunks). Both sides check both lengths against hard caps
+//! before allocating, so a confused or hostile peer cannot make the other side allocate
+//! unbounded memory.
+//!
+//! The same framing is used between host clients and the per-VM supervisor, and between the
+//! supervisor and the guest agent. This crate does no I/O of its own beyond `Read`/`Write`.
+
+use serde::{Deserialize, Serialize};
+use std::io::{self, Read, Write};
+
+/// Bumped whenever a message changes shape incompatibly.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Largest JSON header either side accepts.
+pub const MAX_HEADER: usize = 1 << 20;
+/// Largest payload in one frame; streams are cut into chunks of at most this size.
+pub const MAX_PAYLOAD: usize = 4 << 20;
+/// Chunk size used when streaming archives.
+pub const CHUNK: usize = 1 << 20;
+/// Name of the virtio-serial port the guest agent talks on.
+pub const CONTROL_PORT_NAME: &str = "pyro.ctl";
+
+/// How a command is given: an argv vector (no shell) or one shell string (`/bin/sh -c`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Command {
+    Argv(Vec<String>),
+    Shell(String),
+}
+
+impl Command {
+    /// Several words run as argv; exactly one word runs through the shell.
+    pub fn from_words(words: &[String]) -> Option<Command> {
+        match words.len() {
+            0 => None,
+            1 => Some(Command::Shell(words[0].clone())),
+            _ => Some(Command::Argv(words.to_vec())),
+        }
+    }
+
+    /// A readable one-line rendering (for summaries and history, never for execution).
+    pub fn display(&self) -> String {
+        match self {
+            Command::Shell(s) => s.clone(),
+            Command::Argv(v) => v
+                .iter()
+                .map(|w| {
+                    if !w.is_empty() && w.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+%".contains(c)) {
+                        w.clone()
+                    } else {
+                        format!("'{}'", w.replace('\'', "'\\''"))
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" "),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ExecRequest {
+    pub command: Command,
+    /// Working directory in the guest; the agent defaults it to `/workspace`.
+    pub cwd: Option<String>,
+    pub env: Vec<(String, String)>,
+    pub timeout_ms: u64,
+    /// Cap per stream; head and tail halves are kept around a truncation marker.
+    pub max_output_bytes: u64,
+}
+
+/// Captured output of one stream: the bytes live in the frame payload.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct StreamInfo {
+    /// Bytes in the payload for this stream (after capping, marker included).
+    pub len: u64,
+    /// Bytes the command actually wrote.
+    pub total_bytes: u64,
+    pub truncated: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ExecResult {
+    pub exit_code: i32,
+    /// Signal that ended the command, if any.
+    pub signal: Option<i32>,
+    pub timed_out: bool,
+    pub duration_ms: u64,
+    pub stdout: StreamInfo,
+    pub stderr: StreamInfo,
+}
+
+/// Everything that travels on the wire. `Hello` opens a guest session; requests get exactly
+/// one reply with the same id (`Error` or their result); `Chunk`/`End` stream data for a request.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Message {
+    Hello { protocol: u32, agent_version: String, uptime_ms: u64, mode: String },
+    Ping,
+    Pong,
+    Exec(ExecRequest),
+    ExecResult(ExecResult),
+    /// Start unpacking a tar stream (sent as `Chunk`s then `End`) into `dest` in the guest.
+    Unpack { dest: String, preserve_owners: bool },
+    Unpacked { entries: u64, bytes: u64 },
+    Chunk,
+    End,
+    /// Flush and power off the guest.
+    Shutdown,
+    Ok,
+    Error { code: String, message: String },
+    /// Supervisor-level: report VM state (answered by the supervisor, not the guest).
+    Status,
+    StatusReply { state: String, detail: serde_json::Value },
+}
+
+/// One decoded frame.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub id: u32,
+    pub msg: Message,
+    pub payload: Vec<u8>,
+}
+
+#[derive(Debug)]
+pub enum FrameError {
+    Io(io::Error),
+    /// The peer sent something we refuse (oversize, bad JSON); the stream is unusable after it.
+    Protocol(String),
+}
+
+impl std::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FrameError::Io(e) => write!(f, "i/o: {e}"),
+            FrameError::Protocol(m) => write!(f, "protocol: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for FrameError {}
+
+impl From<io::Error> for FrameError {
+    fn from(e: io::Error) -> Self {
+        FrameError::Io(e)
+    }
+}
+
+/// Encode a frame into one buffer (so a single `write_all` puts it on the wire atomically
+/// with respect to other writers holding the same lock).
+pub fn encode(id: u32, msg: &Message, payload: &[u8]) -> Vec<u8> {
+    let header = serde_json::to_vec(msg).expect("messages always serialize");
+    assert!(header.len() <= MAX_HEADER && payload.len() <= MAX_PAYLOAD, "frame over caps");
+    let mut out = Vec::with_capacity(12 + header.len() + payload.len());
+    out.extend_from_slice(&(header.len() as u32).to_be_bytes());
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(&id.to_be_bytes());
+    out.extend_from_slice(&header);
+    out.extend_from_slice(payload);
+    out
+}
+
+pub fn write_frame(w: &mut impl Write, id: u32, msg: &Message, payload: &[u8]) -> io::Result<()> {
+    w.write_all(&encode(id, msg, payload))?;
+    w.flush()
+}
+
+/// Read one frame. `Ok(None)` means a clean end of stream before any byte of a frame.
+pub fn read_frame(r: &mut impl Read) -> Result<Option<Frame>, FrameError> {
+    let mut prefix = [0u8; 12];
+    let mut got = 0;
+    while got < prefix.len() {
+        match r.read(&mut prefix[got..]) {
+            Ok(0) if got == 0 => return Ok(None),
+            Ok(0) => return Err(FrameError::Io(io::ErrorKind::UnexpectedEof.into())),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let hlen = u32::from_be_bytes(prefix[0..4].try_into().unwrap()) as usize;
+    let plen = u32::from_be_bytes(prefix[4..8].try_into().unwrap()) as usize;
+    let id = u32::from_be_bytes(prefix[8..12].try_into().unwrap());
+    if hlen == 0 || hlen > MAX_HEADER || plen > MAX_PAYLOAD {
+        return Err(FrameError::Protocol(format!("frame lengths out of bounds: header {hlen}, payload {plen}")));
+    }
+    let mut header = vec![0u8; hlen];
+    r.read_exact(&mut header)?;
+    let msg: Message = serde_json::from_slice(&header).map_err(|e| FrameError::Protocol(format!("bad header: {e}")))?;
+    let mut payload = vec![0u8; plen];
+    r.read_exact(&mut payload)?;
+    Ok(Some(Frame { id, msg, payload }))
+}
+
+/// Keeps the first and last halves of a byte stream within a cap, counting what it dropped.
+/// Used by the guest for command output; the marker names how many bytes were omitted.
+pub struct HeadTail {
+    cap: usize,
+    head: Vec<u8>,
+    tail: std::collections::VecDeque<u8>,
+    total: u64,
+}
+
+impl HeadTail {
+    pub fn new(cap: usize) -> Self {
+        HeadTail { cap, head: Vec::new(), tail: std::collections::VecDeque::new(), total: 0 }
+    }
+
+    pub fn push(&mut self, mut data: &[u8]) {
+        self.total += data.len() as u64;
+        let head_cap = self.cap / 2;
+        if self.head.len() < head_cap {
+            let take = (head_cap - self.head.len()).min(data.len());
+            self.head.extend_from_slice(&data[..take]);
+            data = &data[take..];
+        }
+        let tail_cap = self.cap - head_cap;
+        if data.len() >= tail_cap {
+            self.tail.clear();
+            self.tail.extend(&data[data.len() - tail_cap..]);
+        } else {
+            let overflow = (self.tail.len() + data.len()).saturating_sub(tail_cap);
+            self.tail.drain(..overflow);
+            self.tail.extend(data);
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// The kept bytes, with a visible marker in place of what was dropped.
+    pub fn finish(self) -> (Vec<u8>, StreamInfo) {
+        let kept = self.head.len() + self.tail.len();
+        let omitted = self.total - kept as u64;
+        let mut out = self.head;
+        if omitted > 0 {
+            out.extend_from_slice(truncation_marker(omitted).as_bytes());
+        }
+        out.extend(self.tail);
+        let info = StreamInfo { len: out.len() as u64, total_bytes: self.total, truncated: omitted > 0 };
+        (out, info)
+    }
+}
+
+/// The marker put where output was cut. Stable text: tests and users grep for it.
+pub fn truncation_marker(omitted: u64) -> String {
+    format!("\n[pyro: output truncated, {omitted} bytes omitted]\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_roundtrip() {
+        let msg = Message::Exec(ExecRequest {
+            command: Command::Argv(vec!["echo".into(), "hi".into()]),
+            cwd: None,
+            env: vec![("A".into(), "b".into())],
+            timeout_ms: 5,
+            max_output_bytes: 10,
+        });
+        let buf = encode(7, &msg, b"payload");
+        let f = read_frame(&mut &buf[..]).unwrap().unwrap();
+        assert_eq!(f.id, 7);
+        assert_eq!(f.msg, msg);
+        assert_eq!(f.payload, b"payload");
+        assert!(read_frame(&mut &b""[..]).unwrap().is_none());
+    }
+
+    #[test]
+    fn oversize_frame_refused() {
+        let mut buf = Vec::new();
+        buf.extend_from_slice(&(u32::MAX).to_be_bytes());
+        buf.extend_from_slice(&0u32.to_be_bytes());
+        buf.extend_from_slice(&0u32.to_be_bytes());
+        assert!(matches!(read_frame(&mut &buf[..]), Err(FrameError::Protocol(_))));
+    }
+
+    #[test]
+    fn truncated_frame_is_error() {
+        let buf = encode(1, &Message::Ping, b"abc");
+        assert!(read_frame(&mut &buf[..buf.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn head_tail_keeps_both_ends() {
+        let mut h = HeadTail::new(10);
+        for _ in 0..100 {
+            h.push(b"0123456789");
+        }
+        let (out, info) = h.finish();
+        assert!(info.truncated);
+        assert_eq!(info.total_bytes, 1000);
+        let s = String::from_utf8(out).unwrap();
+        assert!(s.starts_with("01234\n[pyro: output truncated, 990 bytes omitted]\n"));
+        assert!(s.ends_with("56789"));
+    }
+
+    #[test]
+    fn head_tail_small_output_untouched() {
+        let mut h = HeadTail::new(100);
+        h.push(b"hello ");
+        h.push(b"world");
+        let (out, info) = h.finish();
+        assert_eq!(out, b"hello world");
+        assert!(!info.truncated);
+    }
+
+    #[test]
+    fn words_choose_shell_or_argv() {
+        assert_eq!(Command::from_words(&["a b".into()]), Some(Command::Shell("a b".into())));
+        assert_eq!(Command::from_words(&["ls".into(), "-l".into()]), Some(Command::Argv(vec!["ls".into(), "-l".into()])));
+        assert_eq!(Command::from_words(&[]), None);
+        assert_eq!(Command::Argv(vec!["echo".into(), "a b".into()]).display(), "echo 'a b'");
+    }
+}
