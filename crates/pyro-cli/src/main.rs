@@ -1,1 +1,47 @@
-fn main(){}
+//! `pyro`: the command line over the pyro-mcp SDK. Each subcommand module parses, calls one
+//! SDK operation and renders the result (human by default, `--json` everywhere).
+
+mod commands;
+mod render;
+
+use clap::{Parser, Subcommand};
+
+const AFTER_HELP: &str = "First run:\n  pyro doctor\n  pyro env pull debian:12\n  pyro run debian:12 -- git --version\n  pyro demo";
+
+#[derive(Parser)]
+#[command(name = "pyro", version, about = "Disposable microVM sandboxes for coding agents", after_help = AFTER_HELP)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run one command in a fresh microVM that is destroyed afterwards
+    Run(commands::run::Args),
+    /// Check that this host and user can run pyro's guests, and say how to fix what is missing
+    Doctor(commands::doctor::Args),
+    /// Show the create, start, exec, delete lifecycle end to end
+    Demo(commands::demo::Args),
+    /// List and install environments
+    #[command(subcommand)]
+    Env(commands::env::EnvCmd),
+    /// Internal: supervise one VM (started by pyro itself)
+    #[command(name = "__supervise", hide = true)]
+    Supervise { dir: std::path::PathBuf },
+}
+
+fn main() {
+    // Broken pipes (`pyro run ... | head`) end quietly instead of panicking.
+    // SAFETY: restoring the default disposition before any thread starts.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Cmd::Supervise { dir } => pyro_mcp::vm::supervisor::main(&dir),
+        Cmd::Run(a) => commands::run::main(a),
+        Cmd::Doctor(a) => commands::doctor::main(a),
+        Cmd::Demo(a) => commands::demo::main(a),
+        Cmd::Env(c) => commands::env::main(c),
+    };
+    std::process::exit(code);
+}

@@ -1,1 +1,25 @@
-fn main(){}
+//! pyro-guest: the static binary that is `/init` in pyro's initramfs.
+//!
+//! As PID 1 it loads the virtio modules, mounts the workspace disk, switches root into it and
+//! then serves the host over the `pyro.ctl` virtio-serial port (see `agent`). The mode comes
+//! from the kernel command line (`pyro.mode=`):
+//! - `run` (default): switch into `/dev/vda` and serve commands;
+//! - `builder`: mount a blank `/dev/vda` at `/target` and serve unpack requests (environment
+//!   builds: we are root in here, so ownership in the image comes out right without host root);
+//! - `probe`: print a marker on the console and power off (the accelerator boot probe).
+
+mod agent;
+mod exec;
+mod init;
+mod reaper;
+mod sys;
+mod unpack;
+
+fn main() {
+    if std::process::id() != 1 {
+        eprintln!("pyro-guest is the init of pyro's microVMs; it is not meant to be run by hand");
+        std::process::exit(2);
+    }
+    let mode = init::boot();
+    agent::serve(&mode);
+}

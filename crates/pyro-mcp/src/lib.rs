@@ -1,7 +1,20 @@
 //! pyro-mcp: disposable microVM workspaces for coding agents. This crate is the runtime and
 //! the Rust SDK; the entry point is [`Pyro`].
 
+pub mod doctor;
+pub mod env;
 pub mod error;
+pub mod hostcompat;
+pub mod kernel;
 pub mod paths;
+pub mod run;
+pub mod runtime;
+pub mod sdk;
+pub mod session;
+pub mod vm;
 
 pub use error::{Code, Error, Result};
+pub use pyro_proto::Command;
+pub use run::{RunOptions, RunResult};
+pub use sdk::{EnvironmentInfo, Pyro};
+pub use session::{ExecOutput, VmSession};

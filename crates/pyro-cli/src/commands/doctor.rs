@@ -1,0 +1,57 @@
+//! `pyro doctor`
+
+use crate::render;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn main(a: Args) -> i32 {
+    let pyro = match render::pyro("doctor", a.json) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let r = pyro.doctor();
+    if a.json {
+        render::json(&r);
+    } else {
+        println!("platform:     {} (host kernel {})", r.platform, r.host_kernel);
+        println!("user:         {}", r.user);
+        println!("qemu:         {}", r.qemu_version.as_deref().unwrap_or("missing"));
+        println!(
+            "accelerator:  {} ({})",
+            r.accelerator.as_deref().unwrap_or("none"),
+            r.accelerator_reason.as_deref().unwrap_or("runtime not ready")
+        );
+        if let Some(k) = &r.kernel {
+            println!("kernel:       {} {}", k["release"].as_str().unwrap_or(""), k["version"].as_str().unwrap_or(""));
+        } else {
+            println!("kernel:       not cached");
+        }
+        for e in &r.environments {
+            println!(
+                "environment:  {} {}",
+                e["name"].as_str().unwrap_or(""),
+                if e["installed"].as_bool() == Some(true) { "installed" } else { "not installed" }
+            );
+        }
+        println!(
+            "capabilities: vm_boot={} guest_exec={} guest_network={}",
+            r.capabilities["vm_boot"], r.capabilities["guest_exec"], r.capabilities["guest_network"]
+        );
+        for c in &r.checks {
+            println!("  [{}] {}: {}", if c.ok { "ok" } else { "FAIL" }, c.name, c.detail);
+        }
+        for f in &r.findings {
+            println!("finding: {}\n  fix: {}", f.problem, f.fix);
+        }
+        println!("result:       {}", if r.ok { "OK" } else { "NOT READY" });
+    }
+    if r.ok {
+        0
+    } else {
+        pyro_mcp::Code::GuestUnavailable.exit_code()
+    }
+}

@@ -1,0 +1,6 @@
+//! One module per top-level command.
+
+pub mod demo;
+pub mod doctor;
+pub mod env;
+pub mod run;

@@ -1,0 +1,82 @@
+//! `pyro run ENV -- CMD...`
+
+use crate::render;
+use pyro_mcp::{Command, RunOptions};
+use std::io::Write;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Environment to boot (see `pyro env list`)
+    environment: String,
+    #[arg(long, default_value_t = pyro_mcp::run::DEFAULT_VCPUS)]
+    vcpu_count: u32,
+    #[arg(long, default_value_t = pyro_mcp::run::DEFAULT_MEM_MIB)]
+    mem_mib: u32,
+    /// Kill the command (and everything it started) after this long; exit code 124
+    #[arg(long, default_value_t = pyro_mcp::run::DEFAULT_TIMEOUT_S)]
+    timeout_seconds: u64,
+    /// Per-stream output cap in bytes (head and tail are kept around a marker)
+    #[arg(long, default_value_t = pyro_mcp::run::DEFAULT_MAX_OUTPUT)]
+    max_output_bytes: u64,
+    /// Environment variable for the command (repeatable)
+    #[arg(long = "env", value_name = "NAME=VALUE")]
+    env: Vec<String>,
+    /// If no guest can boot, run in a bubblewrap sandbox on the host instead (degraded)
+    #[arg(long)]
+    allow_host_compat: bool,
+    #[arg(long)]
+    json: bool,
+    /// The command: several words run as argv, exactly one word runs through /bin/sh -c
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
+}
+
+pub fn main(a: Args) -> i32 {
+    let Some(command) = Command::from_words(&a.command) else {
+        return render::error(&pyro_mcp::Error::invalid("no command given").hint("pyro run debian:12 -- git --version"), a.json);
+    };
+    let mut env = Vec::new();
+    for kv in &a.env {
+        match kv.split_once('=') {
+            Some((k, v)) => env.push((k.to_string(), v.to_string())),
+            None => return render::error(&pyro_mcp::Error::invalid(format!("--env takes NAME=VALUE, got '{kv}'")), a.json),
+        }
+    }
+    let pyro = match render::pyro("run", a.json) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    render::stop_vms_on_signal();
+    let opts = RunOptions {
+        vcpus: a.vcpu_count,
+        mem_mib: a.mem_mib,
+        timeout_s: a.timeout_seconds,
+        max_output_bytes: a.max_output_bytes,
+        env,
+        allow_host_compat: a.allow_host_compat,
+        ..RunOptions::new(a.environment, command)
+    };
+    let r = match pyro.run(opts) {
+        Ok(r) => r,
+        Err(e) => return render::error(&e, a.json),
+    };
+    if a.json {
+        render::json(&r);
+    } else {
+        let _ = std::io::stdout().write_all(&r.stdout);
+        let _ = std::io::stdout().flush();
+        let _ = std::io::stderr().write_all(&r.stderr);
+        eprintln!(
+            "[run] environment={} execution_mode={} accelerator={} exit_code={}{} boot_ms={} duration_ms={} total_ms={}",
+            r.environment,
+            r.execution_mode,
+            r.accelerator,
+            r.exit_code,
+            if r.timed_out { " timed_out=true" } else { "" },
+            r.boot_ms,
+            r.duration_ms,
+            r.total_ms
+        );
+    }
+    r.exit_code
+}

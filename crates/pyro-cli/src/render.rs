@@ -1,0 +1,46 @@
+//! Output helpers shared by every command: errors, JSON, progress lines, interrupt handling.
+
+use pyro_mcp::Error;
+use serde::Serialize;
+
+/// Print an error the way every command does and return its exit code.
+pub fn error(e: &Error, json: bool) -> i32 {
+    if json {
+        let v = serde_json::json!({"ok": false, "error": {"code": e.code.as_str(), "message": e.message, "hint": e.hint}});
+        println!("{}", serde_json::to_string_pretty(&v).unwrap());
+    } else {
+        eprintln!("error: {}", e.message);
+        if let Some(h) = &e.hint {
+            eprintln!("hint: {h}");
+        }
+    }
+    e.code.exit_code()
+}
+
+pub fn json<T: Serialize>(v: &T) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap());
+}
+
+/// A progress sink that prints `[tag] phase` lines on stderr.
+pub fn progress(tag: &'static str) -> impl Fn(&str) + Send + Sync + 'static {
+    move |line: &str| eprintln!("[{tag}] {line}")
+}
+
+/// Open the SDK with progress lines, or print why not.
+pub fn pyro(tag: &'static str, json: bool) -> Result<pyro_mcp::Pyro, i32> {
+    pyro_mcp::Pyro::new().map(|p| p.on_progress(progress(tag))).map_err(|e| error(&e, json))
+}
+
+/// On SIGINT/SIGTERM/SIGHUP: stop the throwaway VMs we started, wait until they are gone,
+/// then exit 130/143/129 with a one-line message. Nothing is left behind.
+pub fn stop_vms_on_signal() {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else { return };
+    std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            eprintln!("error: interrupted (signal {sig}); stopping the VM");
+            pyro_mcp::vm::abort_ephemeral();
+            std::process::exit(128 + sig);
+        }
+    });
+}

@@ -1,0 +1,77 @@
+//! Everything a VM needs on the host, resolved once per process: QEMU, the guest kernel,
+//! the initramfs, the accelerator verdict, and the `pyro` binary that runs supervisors.
+//!
+//! Each piece is cached on disk (see `paths`), so after the first run preparing a runtime
+//! costs a few file reads, not downloads or boots.
+
+use crate::error::{Error, Result};
+use crate::kernel::{self, Kernel};
+use crate::paths::Paths;
+use crate::vm::{accel, initramfs, qemu};
+use std::path::{Path, PathBuf};
+
+pub struct Runtime {
+    pub paths: Paths,
+    pub qemu: PathBuf,
+    pub qemu_img: PathBuf,
+    pub kernel: Kernel,
+    pub initramfs: PathBuf,
+    pub accel: accel::Verdict,
+    pub supervisor_bin: PathBuf,
+}
+
+pub fn debian_mirror() -> String {
+    std::env::var("PYRO_DEBIAN_MIRROR").ok().filter(|m| !m.is_empty()).unwrap_or_else(|| kernel::DEFAULT_MIRROR.to_string())
+}
+
+impl Runtime {
+    pub fn prepare(paths: &Paths, progress: &dyn Fn(&str)) -> Result<Runtime> {
+        let qemu = qemu::find_qemu()?;
+        let qemu_img = qemu::find_qemu_img()?;
+        let supervisor_bin = pyro_binary()?;
+        let guest_bin = guest_binary(&supervisor_bin)?;
+        let kernel = kernel::ensure_kernel(&paths.kernels(), &debian_mirror(), progress)?;
+        let initramfs = initramfs::ensure(&paths.initramfs(), &guest_bin, &kernel)?;
+        let accel = accel::choose(&paths.cache, &qemu, &kernel.vmlinuz, &initramfs, &kernel.release)?;
+        Ok(Runtime { paths: paths.clone(), qemu, qemu_img, kernel, initramfs, accel, supervisor_bin })
+    }
+}
+
+/// The `pyro` binary (it runs supervisors as `pyro __supervise`): `$PYRO_BIN`, this process
+/// if it is `pyro`, a `pyro` beside this executable or one directory up (cargo's test
+/// binaries live in `target/*/deps`), then `PATH`.
+pub fn pyro_binary() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("PYRO_BIN").filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        if exe.file_name().is_some_and(|n| n == "pyro") {
+            return Ok(exe);
+        }
+        for dir in exe.parent().into_iter().chain(exe.parent().and_then(Path::parent)) {
+            let cand = dir.join("pyro");
+            if cand.is_file() {
+                return Ok(cand);
+            }
+        }
+    }
+    qemu::which("pyro").ok_or_else(|| {
+        Error::internal("cannot find the pyro binary that runs VM supervisors").hint("put pyro on PATH or set PYRO_BIN")
+    })
+}
+
+/// The static guest agent: `$PYRO_GUEST_BIN`, else `pyro-guest` beside the pyro binary, else
+/// `../lib/pyro-mcp/pyro-guest` relative to it (an install prefix).
+pub fn guest_binary(pyro: &Path) -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("PYRO_GUEST_BIN").filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    let dir = pyro.parent().unwrap_or(Path::new("."));
+    for cand in [dir.join("pyro-guest"), dir.join("../lib/pyro-mcp/pyro-guest")] {
+        if cand.is_file() {
+            return Ok(cand);
+        }
+    }
+    Err(Error::guest("cannot find the guest agent (pyro-guest)")
+        .hint("build it with `make build` (it is installed beside pyro), or set PYRO_GUEST_BIN"))
+}

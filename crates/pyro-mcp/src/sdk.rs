@@ -1,0 +1,121 @@
+//! The Rust SDK entry point. Every operation lives here once; the CLI and the MCP server
+//! only render what these calls return.
+
+use crate::doctor::DoctorReport;
+use crate::error::{Code, Result};
+use crate::paths::Paths;
+use crate::run::{RunOptions, RunResult};
+use crate::runtime::Runtime;
+use crate::session::VmSession;
+use serde::Serialize;
+use std::sync::OnceLock;
+
+type Progress = Box<dyn Fn(&str) + Send + Sync>;
+
+/// A handle on pyro for one user: its caches, data and runtime directories.
+///
+/// ```no_run
+/// use pyro_mcp::{Pyro, RunOptions, Command};
+/// let pyro = Pyro::new()?;
+/// let r = pyro.run(RunOptions::new("debian:12", Command::Argv(vec!["git".into(), "--version".into()])))?;
+/// assert_eq!(r.exit_code, 0);
+/// # Ok::<(), pyro_mcp::Error>(())
+/// ```
+pub struct Pyro {
+    paths: Paths,
+    runtime: OnceLock<Runtime>,
+    progress: Progress,
+}
+
+/// One row of `env list`.
+#[derive(Debug, Clone, Serialize)]
+pub struct EnvironmentInfo {
+    pub name: String,
+    pub version: String,
+    pub description: String,
+    pub installed: bool,
+    pub installed_version: Option<String>,
+    pub digest: Option<String>,
+    pub size_bytes: Option<u64>,
+}
+
+impl Pyro {
+    /// Paths from the environment (XDG dirs, `PYRO_*_DIR` overrides).
+    pub fn new() -> Result<Pyro> {
+        Ok(Pyro::with_paths(Paths::from_env()?))
+    }
+
+    pub fn with_paths(paths: Paths) -> Pyro {
+        Pyro { paths, runtime: OnceLock::new(), progress: Box::new(|_| {}) }
+    }
+
+    /// Receive short phase lines for long steps (kernel download, environment build, boot).
+    pub fn on_progress(mut self, f: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        self.progress = Box::new(f);
+        self
+    }
+
+    pub fn paths(&self) -> &Paths {
+        &self.paths
+    }
+
+    /// QEMU, kernel, initramfs and accelerator, resolved once per handle.
+    pub fn runtime(&self) -> Result<&Runtime> {
+        if let Some(rt) = self.runtime.get() {
+            return Ok(rt);
+        }
+        let rt = Runtime::prepare(&self.paths, &*self.progress)?;
+        Ok(self.runtime.get_or_init(|| rt))
+    }
+
+    /// Run one command in a fresh VM that is destroyed afterwards. With
+    /// `allow_host_compat`, a host that cannot boot guests runs it in a bubblewrap sandbox
+    /// instead (the result says `execution_mode: host_compat`).
+    pub fn run(&self, opts: RunOptions) -> Result<RunResult> {
+        crate::run::validate(&opts)?;
+        match self.runtime().and_then(|rt| crate::run::run(rt, &opts, &*self.progress)) {
+            Err(e) if opts.allow_host_compat && e.code == Code::GuestUnavailable => {
+                (self.progress)(&format!("run: no guest available ({}); running in host-compat sandbox", e.message));
+                crate::hostcompat::run(&opts, &e.message)
+            }
+            other => other,
+        }
+    }
+
+    /// Start a throwaway VM to run several commands in; delete it (or drop it) when done.
+    pub fn start_vm(&self, environment: &str, vcpus: u32, mem_mib: u32) -> Result<VmSession> {
+        let mut probe = RunOptions::new(environment, pyro_proto::Command::Shell("true".into()));
+        probe.vcpus = vcpus;
+        probe.mem_mib = mem_mib;
+        crate::run::validate(&probe)?;
+        VmSession::start(self.runtime()?, environment, vcpus, mem_mib, &*self.progress)
+    }
+
+    pub fn doctor(&self) -> DoctorReport {
+        crate::doctor::doctor(&self.paths, &*self.progress)
+    }
+
+    pub fn list_environments(&self) -> Vec<EnvironmentInfo> {
+        crate::env::CATALOG
+            .iter()
+            .map(|e| {
+                let inst = crate::env::installed(&self.paths, e.name);
+                EnvironmentInfo {
+                    name: e.name.into(),
+                    version: e.version.into(),
+                    description: e.description.into(),
+                    installed: inst.is_some(),
+                    installed_version: inst.as_ref().map(|i| i.version.clone()),
+                    digest: inst.as_ref().map(|i| i.digest.clone()),
+                    size_bytes: inst.as_ref().map(|i| i.size_bytes),
+                }
+            })
+            .collect()
+    }
+
+    /// Install an environment (build it if it is not cached yet).
+    pub fn pull_environment(&self, name: &str) -> Result<crate::env::Installed> {
+        crate::env::lookup(name)?;
+        crate::env::ensure(self.runtime()?, name, &*self.progress)
+    }
+}

@@ -1,0 +1,97 @@
+//! A started throwaway VM you can run several commands in, then delete: the lifecycle
+//! `pyro demo` shows and the building block one-shot runs use.
+
+use crate::error::{Error, Result};
+use crate::run::{validate_command, Cleanup};
+use crate::runtime::Runtime;
+use crate::vm::{self, qemu::Disk, LaunchOptions, Vm};
+use pyro_proto::{Command, ExecRequest, ExecResult, Message};
+use serde::Serialize;
+
+pub struct VmSession {
+    vm: Option<Vm>,
+    pub id: String,
+    pub environment: String,
+    pub boot_ms: u64,
+    pub accelerator: String,
+}
+
+/// Output of one exec: the result header plus the captured bytes.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExecOutput {
+    #[serde(flatten)]
+    pub result: ExecResult,
+    #[serde(serialize_with = "lossy")]
+    pub stdout: Vec<u8>,
+    #[serde(serialize_with = "lossy")]
+    pub stderr: Vec<u8>,
+}
+
+fn lossy<S: serde::Serializer>(b: &[u8], s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&String::from_utf8_lossy(b))
+}
+
+impl VmSession {
+    pub fn start(rt: &Runtime, environment: &str, vcpus: u32, mem_mib: u32, progress: &dyn Fn(&str)) -> Result<VmSession> {
+        let env = crate::env::ensure(rt, environment, progress)?;
+        let (id, dir) = vm::new_vm_dir(rt)?;
+        let overlay = dir.join("disk.qcow2");
+        if let Err(e) = vm::create_overlay(&rt.qemu_img, &env.image(), &overlay) {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
+        }
+        let vm = vm::launch(
+            rt,
+            LaunchOptions {
+                vcpus,
+                mem_mib,
+                mode: "run",
+                disk: Some(Disk { path: overlay, format: "qcow2", cache: "unsafe" }),
+                ephemeral: true,
+                cleanup: vec![],
+                dir: Some(dir),
+            },
+        )?;
+        Ok(VmSession { id, environment: env.name, boot_ms: vm.boot.boot_ms, accelerator: rt.accel.accel.as_str().into(), vm: Some(vm) })
+    }
+
+    /// Run a command with default cwd and no extra environment.
+    pub fn exec(&mut self, command: Command, timeout_s: u64, max_output_bytes: u64) -> Result<ExecOutput> {
+        self.exec_request(ExecRequest { command, cwd: None, env: vec![], timeout_ms: timeout_s.max(1) * 1000, max_output_bytes })
+    }
+
+    pub fn exec_request(&mut self, req: ExecRequest) -> Result<ExecOutput> {
+        validate_command(&req.command)?;
+        let vm = self.vm.as_mut().ok_or_else(|| Error::state("the VM was deleted"))?;
+        let frame = vm.client.call(&Message::Exec(req), &[])?;
+        let Message::ExecResult(result) = frame.msg else {
+            return Err(Error::internal("unexpected reply to exec"));
+        };
+        let out_len = result.stdout.len as usize;
+        if frame.payload.len() != out_len + result.stderr.len as usize {
+            return Err(Error::internal("guest reply payload does not match its header"));
+        }
+        let mut stdout = frame.payload;
+        let stderr = stdout.split_off(out_len);
+        Ok(ExecOutput { result, stdout, stderr })
+    }
+
+    /// Stop the VM and remove its overlay, sockets and logs; waits until that is done.
+    pub fn delete(mut self) -> Cleanup {
+        self.teardown()
+    }
+
+    fn teardown(&mut self) -> Cleanup {
+        let Some(mut vm) = self.vm.take() else {
+            return Cleanup { vm_id: self.id.clone(), deleted: true, reason: "already deleted".into() };
+        };
+        let ok = vm.client.shutdown().is_ok();
+        Cleanup { vm_id: self.id.clone(), deleted: ok && !vm.dir.exists(), reason: "deleted on request".into() }
+    }
+}
+
+impl Drop for VmSession {
+    fn drop(&mut self) {
+        self.teardown();
+    }
+}

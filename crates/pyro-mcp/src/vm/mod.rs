@@ -1,0 +1,222 @@
+//! The VM backend: start a QEMU microVM under its own supervisor and talk to its guest.
+//!
+//! `launch` writes the VM's spec into a fresh 0700 runtime directory, starts
+//! `pyro __supervise DIR` detached, and waits for the supervisor's one-line boot report
+//! (the guest agent's `Hello` arrived, or why not, with the serial log's last lines).
+
+pub mod accel;
+pub mod client;
+pub mod initramfs;
+pub mod qemu;
+pub mod spec;
+pub mod supervisor;
+
+use crate::error::{Context, Error, Result};
+use crate::runtime::Runtime;
+pub use client::Client;
+use spec::{BootReport, VmSpec};
+use std::io::BufRead;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Supervisors of throwaway VMs started by this process, so an interrupted CLI can stop them.
+static EPHEMERAL: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+pub struct LaunchOptions {
+    pub vcpus: u32,
+    pub mem_mib: u32,
+    pub mode: &'static str,
+    pub disk: Option<qemu::Disk>,
+    pub ephemeral: bool,
+    pub cleanup: Vec<PathBuf>,
+    /// Use this directory (already created, 0700) instead of a fresh one.
+    pub dir: Option<PathBuf>,
+}
+
+pub struct Vm {
+    pub id: String,
+    pub dir: PathBuf,
+    pub client: Client,
+    pub boot: BootReport,
+}
+
+/// A short random id (12 hex digits) for VMs and workspaces.
+pub fn new_id() -> String {
+    let mut b = [0u8; 6];
+    // SAFETY: getrandom writes at most b.len() bytes into b.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr() as *mut libc::c_void, b.len(), 0) };
+    if n != b.len() as isize {
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        b.copy_from_slice(&(t.as_nanos() as u64 ^ std::process::id() as u64).to_le_bytes()[..6]);
+    }
+    hex::encode(b)
+}
+
+/// A runtime directory for a new VM: `<runtime>/vms/<id>`, private to the user.
+pub fn new_vm_dir(rt: &Runtime) -> Result<(String, PathBuf)> {
+    let id = new_id();
+    let dir = rt.paths.vms().join(&id);
+    crate::paths::private_dir(&dir)?;
+    Ok((id, dir))
+}
+
+pub fn boot_timeout_ms() -> u64 {
+    std::env::var("PYRO_BOOT_TIMEOUT_S").ok().and_then(|v| v.parse::<u64>().ok()).unwrap_or(90) * 1000
+}
+
+pub fn launch(rt: &Runtime, opts: LaunchOptions) -> Result<Vm> {
+    let (id, dir) = match &opts.dir {
+        Some(d) => (d.file_name().and_then(|n| n.to_str()).unwrap_or("vm").to_string(), d.clone()),
+        None => new_vm_dir(rt)?,
+    };
+    let cfg = qemu::MachineConfig {
+        accel: rt.accel.accel,
+        vcpus: opts.vcpus,
+        mem_mib: opts.mem_mib,
+        kernel: rt.kernel.vmlinuz.clone(),
+        initrd: rt.initramfs.clone(),
+        mode: opts.mode,
+        tsc_khz: rt.accel.tsc_khz,
+        disk: opts.disk.clone(),
+        dir: dir.clone(),
+    };
+    let spec = VmSpec {
+        id: id.clone(),
+        qemu: rt.qemu.clone(),
+        args: qemu::args(&cfg),
+        accel: rt.accel.accel.as_str().into(),
+        ephemeral: opts.ephemeral,
+        boot_timeout_ms: boot_timeout_ms(),
+        cleanup: opts.cleanup.clone(),
+    };
+    let _ = std::fs::remove_file(dir.join("serial.log"));
+    crate::paths::write_atomic(&dir.join("spec.json"), &serde_json::to_vec_pretty(&spec).unwrap())?;
+    let log = std::fs::File::create(dir.join("supervisor.log")).ctx("creating supervisor log")?;
+    let mut cmd = std::process::Command::new(&rt.supervisor_bin);
+    cmd.arg("__supervise")
+        .arg(&dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(log);
+    // SAFETY: setsid is async-signal-safe. The supervisor leaves our session so terminal
+    // signals (Ctrl-C) reach only us; we decide what happens to the VM.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().map_err(|e| {
+        let _ = std::fs::remove_dir_all(&dir);
+        Error::internal(format!("cannot start the supervisor {}: {e}", rt.supervisor_bin.display()))
+    })?;
+    let pid = child.id();
+    if opts.ephemeral {
+        EPHEMERAL.lock().unwrap().push(pid);
+    }
+    let stdout = child.stdout.take().expect("piped");
+    // Reap the supervisor whenever it exits, so long-lived hosts (the MCP server) keep no zombies.
+    std::thread::spawn(move || {
+        let _ = child.wait();
+        EPHEMERAL.lock().unwrap().retain(|p| *p != pid);
+    });
+    let mut line = String::new();
+    let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+    let report: BootReport = serde_json::from_str(line.trim()).map_err(|_| {
+        let log = qemu::serial_tail(&dir.join("supervisor.log"), 5);
+        Error::guest(format!("the VM supervisor failed before reporting: {}", if log.is_empty() { "no output" } else { &log }))
+    })?;
+    if !report.ok {
+        let mut msg = format!("the VM did not boot: {}", report.error.clone().unwrap_or_default());
+        if let Some(t) = report.serial_tail.as_ref().filter(|t| !t.is_empty()) {
+            msg.push_str(&format!("; serial log ends with: {t}"));
+        }
+        return Err(Error::guest(msg).hint("run `pyro doctor` to check QEMU, the kernel and the accelerator"));
+    }
+    let client = Client::connect(&dir.join("supervisor.sock"))?;
+    Ok(Vm { id, dir, client, boot: report })
+}
+
+/// Stop every throwaway VM this process started and wait until their supervisors are gone
+/// (used when the CLI is interrupted: nothing may be left behind).
+pub fn abort_ephemeral() {
+    let pids: Vec<u32> = EPHEMERAL.lock().unwrap().clone();
+    for pid in &pids {
+        // SAFETY: signalling a supervisor we started (still registered, so not reaped).
+        unsafe { libc::kill(*pid as i32, libc::SIGTERM) };
+    }
+    let start = std::time::Instant::now();
+    while !EPHEMERAL.lock().unwrap().is_empty() && start.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// `qemu-img create -f qcow2 -b BASE`: a copy-on-write overlay, O(1) in the base's size.
+pub fn create_overlay(qemu_img: &Path, base: &Path, overlay: &Path) -> Result<()> {
+    let out = std::process::Command::new(qemu_img)
+        .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
+        .arg(base)
+        .arg(overlay)
+        .output()
+        .map_err(|e| Error::guest(format!("cannot run qemu-img: {e}")))?;
+    if !out.status.success() {
+        return Err(Error::internal(format!("qemu-img create failed: {}", String::from_utf8_lossy(&out.stderr).trim())));
+    }
+    Ok(())
+}
+
+/// Boot our kernel and initramfs with the chosen accelerator to the guest init (no disk) and
+/// return how long it took: the floor every VM start pays.
+pub fn probe_boot(rt: &Runtime) -> Result<u64> {
+    let (_id, dir) = new_vm_dir(rt)?;
+    let cfg = qemu::MachineConfig {
+        accel: rt.accel.accel,
+        vcpus: 1,
+        mem_mib: 256,
+        kernel: rt.kernel.vmlinuz.clone(),
+        initrd: rt.initramfs.clone(),
+        mode: "probe",
+        tsc_khz: rt.accel.tsc_khz,
+        disk: None,
+        dir: dir.clone(),
+    };
+    let result = boot_to_init(&rt.qemu, &cfg, std::time::Duration::from_secs(60)).map_err(Error::guest);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+/// Start QEMU in `probe` mode and wait for the init's marker on the serial console.
+/// Returns milliseconds from QEMU start to the marker, or why it did not appear.
+pub fn boot_to_init(qemu_bin: &Path, cfg: &qemu::MachineConfig, timeout: std::time::Duration) -> std::result::Result<u64, String> {
+    let start = std::time::Instant::now();
+    let mut child = std::process::Command::new(qemu_bin)
+        .args(qemu::args(cfg))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start QEMU: {e}"))?;
+    let serial = cfg.dir.join("serial.log");
+    let result = loop {
+        if std::fs::read_to_string(&serial).unwrap_or_default().contains("PYRO-PROBE-OK") {
+            break Ok(start.elapsed().as_millis() as u64);
+        }
+        if let Ok(Some(st)) = child.try_wait() {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                use std::io::Read;
+                let _ = e.read_to_string(&mut err);
+            }
+            let detail = format!("{} {}", err.lines().last().unwrap_or("").trim(), qemu::serial_tail(&serial, 8));
+            break Err(format!("QEMU exited ({st}) before the guest init ran: {}", detail.trim()));
+        }
+        if start.elapsed() > timeout {
+            break Err(format!("the kernel did not reach the guest init within {} s", timeout.as_secs()));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    result
+}

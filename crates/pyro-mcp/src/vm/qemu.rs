@@ -1,0 +1,184 @@
+//! QEMU `-M microvm` command lines, and finding/identifying the QEMU binary.
+//!
+//! Only the distribution's `qemu-system-x86_64` is used. Every device is virtio-mmio (the
+//! Debian kernel finds them through microvm's ACPI tables); there is no NIC unless asked for.
+
+use crate::error::{Error, Result};
+use std::path::{Path, PathBuf};
+
+/// Accelerator chosen for a VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accel {
+    Kvm,
+    Tcg,
+}
+
+impl Accel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        }
+    }
+}
+
+/// Locate `qemu-system-x86_64` ($PYRO_QEMU, then PATH).
+pub fn find_qemu() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("PYRO_QEMU").filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    which("qemu-system-x86_64").ok_or_else(|| {
+        Error::guest("qemu-system-x86_64 is not installed")
+            .hint("install QEMU: apt-get install qemu-system-x86 qemu-utils (or run `make setup`)")
+    })
+}
+
+/// Locate `qemu-img` next to QEMU or on PATH.
+pub fn find_qemu_img() -> Result<PathBuf> {
+    which("qemu-img").ok_or_else(|| {
+        Error::guest("qemu-img is not installed").hint("install it: apt-get install qemu-utils (or run `make setup`)")
+    })
+}
+
+pub fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// `qemu-system-x86_64 --version`'s first line, e.g. "QEMU emulator version 7.2.22 (...)".
+pub fn version(qemu: &Path) -> Result<String> {
+    let out = std::process::Command::new(qemu)
+        .arg("--version")
+        .output()
+        .map_err(|e| Error::guest(format!("cannot run {}: {e}", qemu.display())))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(text.lines().next().unwrap_or("").trim().to_string())
+}
+
+/// Everything that varies between VMs; the rest of the command line is fixed.
+#[derive(Debug, Clone)]
+pub struct MachineConfig {
+    pub accel: Accel,
+    pub vcpus: u32,
+    pub mem_mib: u32,
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    /// Mode for the guest init: run, builder or probe.
+    pub mode: &'static str,
+    /// Host TSC in kHz: without it microvm guests under TCG hang calibrating (no HPET/PIT).
+    pub tsc_khz: Option<u64>,
+    pub disk: Option<Disk>,
+    /// Directory holding the VM's sockets and serial log.
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct Disk {
+    pub path: PathBuf,
+    pub format: &'static str,
+    /// `unsafe` for throwaway overlays (fastest), `writeback` where data must survive.
+    pub cache: &'static str,
+}
+
+pub fn kernel_cmdline(cfg: &MachineConfig) -> String {
+    let mut c = String::from(
+        "console=ttyS0 quiet panic=-1 pci=off init_on_alloc=0 page_alloc.shuffle=0 8250.nr_uarts=1 \
+         cryptomgr.notests random.trust_cpu=on",
+    );
+    if let (Accel::Tcg, Some(khz)) = (cfg.accel, cfg.tsc_khz) {
+        c.push_str(&format!(" tsc_early_khz={khz} tsc=reliable"));
+    }
+    c.push_str(&format!(" pyro.mode={}", cfg.mode));
+    c
+}
+
+/// The full argument list (without the binary).
+pub fn args(cfg: &MachineConfig) -> Vec<String> {
+    let d = |name: &str| cfg.dir.join(name).display().to_string();
+    let mut a: Vec<String> = vec![
+        "-nodefaults".into(),
+        "-no-user-config".into(),
+        "-display".into(),
+        "none".into(),
+        "-no-reboot".into(),
+        "-M".into(),
+        "microvm".into(),
+    ];
+    match cfg.accel {
+        Accel::Kvm => a.extend(["-accel".into(), "kvm".into(), "-cpu".into(), "host".into()]),
+        // A bounded code cache: the default grew one VM to 1.2 GiB RSS.
+        Accel::Tcg => a.extend(["-accel".into(), "tcg,tb-size=64".into(), "-cpu".into(), "max".into()]),
+    }
+    a.extend([
+        "-m".into(),
+        cfg.mem_mib.to_string(),
+        "-smp".into(),
+        cfg.vcpus.to_string(),
+        "-serial".into(),
+        format!("file:{}", d("serial.log")),
+        "-kernel".into(),
+        cfg.kernel.display().to_string(),
+        "-initrd".into(),
+        cfg.initrd.display().to_string(),
+        "-append".into(),
+        kernel_cmdline(cfg),
+    ]);
+    if let Some(disk) = &cfg.disk {
+        a.extend([
+            "-drive".into(),
+            format!(
+                "id=root,file={},format={},if=none,cache={},discard=unmap",
+                disk.path.display(),
+                disk.format,
+                disk.cache
+            ),
+            "-device".into(),
+            "virtio-blk-device,drive=root".into(),
+        ]);
+    }
+    if cfg.mode != "probe" {
+        a.extend([
+            "-device".into(),
+            "virtio-serial-device".into(),
+            "-chardev".into(),
+            format!("socket,id=ctl,path={},server=on,wait=off", d("ctl.sock")),
+            "-device".into(),
+            format!("virtserialport,chardev=ctl,name={}", pyro_proto::CONTROL_PORT_NAME),
+            "-qmp".into(),
+            format!("unix:{},server=on,wait=off", d("qmp.sock")),
+        ]);
+    }
+    a
+}
+
+/// Host TSC frequency in kHz, measured: under TCG the guest's TSC runs at the host's rate.
+pub fn host_tsc_khz() -> Option<u64> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::time::{Duration, Instant};
+        // SAFETY: rdtsc has no preconditions on x86_64.
+        let (t0, c0) = (Instant::now(), unsafe { core::arch::x86_64::_rdtsc() });
+        std::thread::sleep(Duration::from_millis(25));
+        // SAFETY: as above.
+        let (c1, t1) = (unsafe { core::arch::x86_64::_rdtsc() }, Instant::now());
+        let ns = t1.duration_since(t0).as_nanos() as u64;
+        if ns == 0 || c1 <= c0 {
+            return None;
+        }
+        Some(((c1 - c0) as u128 * 1_000_000 / ns as u128) as u64)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    None
+}
+
+/// The last lines of a serial log, for error messages.
+pub fn serial_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read(path).unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let all: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}

@@ -1,0 +1,41 @@
+//! What a supervisor needs to run one VM, written by the launcher as `spec.json` in the VM's
+//! runtime directory, and the state the supervisor publishes back (`state.json`).
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VmSpec {
+    pub id: String,
+    pub qemu: PathBuf,
+    pub args: Vec<String>,
+    pub accel: String,
+    /// Tear everything down (VM dir and `cleanup`) when the owner connection closes.
+    pub ephemeral: bool,
+    pub boot_timeout_ms: u64,
+    /// Files removed with the VM (throwaway overlays).
+    pub cleanup: Vec<PathBuf>,
+}
+
+/// The line the supervisor prints to the launcher once the guest is up (or failed to boot).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BootReport {
+    pub ok: bool,
+    pub error: Option<String>,
+    pub serial_tail: Option<String>,
+    pub boot_ms: u64,
+    pub guest_uptime_ms: u64,
+    pub supervisor_pid: u32,
+    pub qemu_pid: u32,
+}
+
+/// Published in `state.json` whenever the VM's state changes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VmState {
+    pub state: String,
+    pub reason: Option<String>,
+    pub supervisor_pid: u32,
+    pub qemu_pid: u32,
+    pub accel: String,
+    pub boot_ms: u64,
+}

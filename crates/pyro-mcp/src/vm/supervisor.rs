@@ -1,0 +1,439 @@
+//! The per-VM supervisor: the parent of one QEMU, and the only process that talks to its guest.
+//!
+//! It runs as `pyro __supervise DIR`, detached (`setsid`) from whoever launched it, so a
+//! workspace outlives the CLI call or MCP server that created it. QEMU gets
+//! `PR_SET_PDEATHSIG`, so it never outlives the supervisor; when QEMU dies the supervisor
+//! knows at once (it is the parent), records why in `state.json` and fails pending calls.
+//!
+//! Host clients connect to `supervisor.sock` (0600 in a 0700 dir; the peer's uid is checked)
+//! and speak the same framed protocol as the guest. The supervisor rewrites request ids so
+//! many clients share the one guest channel.
+
+use super::spec::{BootReport, VmSpec, VmState};
+use pyro_proto::{encode, read_frame, Frame, Message};
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+type Conn = Arc<Mutex<UnixStream>>;
+
+struct Shared {
+    dir: PathBuf,
+    spec: VmSpec,
+    qemu_pid: u32,
+    started: Instant,
+    boot_ms: AtomicU32,
+    guest: Mutex<Option<UnixStream>>,
+    pending: Mutex<HashMap<u32, (Conn, u32)>>,
+    next_id: AtomicU32,
+    shutting_down: AtomicBool,
+    exited: (Mutex<Option<String>>, Condvar),
+    clients: AtomicUsize,
+    ready_tx: Mutex<Option<std::sync::mpsc::Sender<u64>>>,
+}
+
+/// Entry point of `pyro __supervise DIR`. Never returns.
+pub fn main(dir: &Path) -> ! {
+    // SAFETY: umask only affects this process; sockets and files become owner-only.
+    unsafe { libc::umask(0o077) };
+    let spec: VmSpec = match std::fs::read(dir.join("spec.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()) {
+        Some(s) => s,
+        None => {
+            report(&BootReport { ok: false, error: Some("unreadable VM spec".into()), ..empty_report() });
+            std::process::exit(1);
+        }
+    };
+    let started = Instant::now();
+    let log = std::fs::File::create(dir.join("qemu.log")).ok();
+    let mut cmd = std::process::Command::new(&spec.qemu);
+    cmd.args(&spec.args).stdin(std::process::Stdio::null());
+    if let Some(l) = &log {
+        cmd.stdout(l.try_clone().unwrap()).stderr(l.try_clone().unwrap());
+    }
+    // SAFETY: prctl is async-signal-safe; QEMU is killed if we die, whatever the cause.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            report(&BootReport { ok: false, error: Some(format!("cannot start QEMU: {e}")), ..empty_report() });
+            cleanup(dir, &spec);
+            std::process::exit(1);
+        }
+    };
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let sh = Arc::new(Shared {
+        dir: dir.to_path_buf(),
+        qemu_pid: child.id(),
+        spec,
+        started,
+        boot_ms: AtomicU32::new(0),
+        guest: Mutex::new(None),
+        pending: Mutex::new(HashMap::new()),
+        next_id: AtomicU32::new(1),
+        shutting_down: AtomicBool::new(false),
+        exited: (Mutex::new(None), Condvar::new()),
+        clients: AtomicUsize::new(0),
+        ready_tx: Mutex::new(Some(ready_tx)),
+    });
+    {
+        let sh = sh.clone();
+        std::thread::spawn(move || {
+            let status = child.wait();
+            let why = match status {
+                Ok(s) => describe_exit(s),
+                Err(e) => format!("lost QEMU: {e}"),
+            };
+            qemu_exited(&sh, why);
+        });
+    }
+    install_signal_handlers(sh.clone());
+
+    // Connect to the guest channel (QEMU creates the socket at startup) and wait for Hello.
+    let deadline = started + Duration::from_millis(sh.spec.boot_timeout_ms);
+    let ctl = sh.dir.join("ctl.sock");
+    let stream = loop {
+        if let Some(why) = sh.exited.0.lock().unwrap().clone() {
+            boot_failed(&sh, &format!("QEMU exited during boot: {why}"));
+        }
+        if let Ok(s) = UnixStream::connect(&ctl) {
+            break s;
+        }
+        if Instant::now() > deadline {
+            boot_failed(&sh, "QEMU did not open its control socket");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    *sh.guest.lock().unwrap() = Some(stream.try_clone().expect("clone socket"));
+    {
+        let sh = sh.clone();
+        std::thread::spawn(move || guest_reader(sh, stream));
+    }
+    let uptime = loop {
+        match ready_rx.recv_timeout(Duration::from_millis(500)) {
+            Ok(up) => break up,
+            Err(_) => {
+                if let Some(why) = sh.exited.0.lock().unwrap().clone() {
+                    boot_failed(&sh, &format!("the VM stopped during boot: {why}"));
+                }
+                if Instant::now() > deadline {
+                    boot_failed(&sh, &format!("the guest did not come up within {} s", sh.spec.boot_timeout_ms / 1000));
+                }
+                // If our first bytes were discarded when the agent opened its port, a fresh
+                // Hello request gets the agent to announce itself again.
+                send_guest(&sh, 0, &Message::Hello { protocol: pyro_proto::PROTOCOL_VERSION, agent_version: String::new(), uptime_ms: 0, mode: String::new() }, &[]);
+            }
+        }
+    };
+    let boot_ms = started.elapsed().as_millis() as u32;
+    sh.boot_ms.store(boot_ms, Ordering::SeqCst);
+
+    let sock = sh.dir.join("supervisor.sock");
+    let _ = std::fs::remove_file(&sock);
+    let listener = match UnixListener::bind(&sock) {
+        Ok(l) => l,
+        Err(e) => boot_failed(&sh, &format!("cannot listen on {}: {e}", sock.display())),
+    };
+    write_state(&sh, "running", None);
+    let ok = report(&BootReport {
+        ok: true,
+        error: None,
+        serial_tail: None,
+        boot_ms: boot_ms as u64,
+        guest_uptime_ms: uptime,
+        supervisor_pid: std::process::id(),
+        qemu_pid: sh.qemu_pid,
+    });
+    if !ok && sh.spec.ephemeral {
+        // The launcher is gone (interrupted while we booted): nobody will ever use this VM.
+        teardown(&sh, "launcher went away");
+    }
+    if sh.spec.ephemeral {
+        // A launcher that never connects must not leave a VM behind.
+        let sh = sh.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(30));
+            if sh.clients.load(Ordering::SeqCst) == 0 {
+                teardown(&sh, "no client connected");
+            }
+        });
+    }
+    for conn in listener.incoming() {
+        let Ok(conn) = conn else { continue };
+        if !same_user(&conn) {
+            let mut c = conn;
+            let _ = c.write_all(&encode(0, &Message::Error { code: "not_found".into(), message: "not your VM".into() }, &[]));
+            continue;
+        }
+        sh.clients.fetch_add(1, Ordering::SeqCst);
+        let sh = sh.clone();
+        std::thread::spawn(move || client_loop(sh, conn));
+    }
+    teardown(&sh, "listener failed")
+}
+
+fn empty_report() -> BootReport {
+    BootReport { ok: false, error: None, serial_tail: None, boot_ms: 0, guest_uptime_ms: 0, supervisor_pid: std::process::id(), qemu_pid: 0 }
+}
+
+/// One JSON line on stdout for the launcher; returns false if nobody is listening.
+fn report(r: &BootReport) -> bool {
+    let mut line = serde_json::to_vec(r).unwrap();
+    line.push(b'\n');
+    let mut out = std::io::stdout().lock();
+    let ok = out.write_all(&line).and_then(|_| out.flush()).is_ok();
+    // Close stdout so the launcher's read ends even if it reads to EOF.
+    // SAFETY: fd 1 is ours; later writes to it are errors we ignore.
+    unsafe {
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY);
+        if null >= 0 {
+            libc::dup2(null, 1);
+            libc::close(null);
+        }
+    }
+    ok
+}
+
+fn boot_failed(sh: &Arc<Shared>, why: &str) -> ! {
+    sh.shutting_down.store(true, Ordering::SeqCst);
+    kill_qemu(sh);
+    wait_exited(sh, Duration::from_secs(5));
+    let tail = super::qemu::serial_tail(&sh.dir.join("serial.log"), 15);
+    let qemu_log = super::qemu::serial_tail(&sh.dir.join("qemu.log"), 5);
+    let tail = if qemu_log.is_empty() { tail } else { format!("{tail}\n{qemu_log}") };
+    report(&BootReport {
+        ok: false,
+        error: Some(why.to_string()),
+        serial_tail: Some(tail),
+        boot_ms: sh.started.elapsed().as_millis() as u64,
+        guest_uptime_ms: 0,
+        supervisor_pid: std::process::id(),
+        qemu_pid: sh.qemu_pid,
+    });
+    if sh.spec.ephemeral {
+        cleanup(&sh.dir, &sh.spec);
+    } else {
+        write_state(sh, "failed", Some(why.to_string()));
+        remove_sockets(&sh.dir);
+    }
+    std::process::exit(1)
+}
+
+fn describe_exit(s: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (s.code(), s.signal()) {
+        (Some(0), _) => "the guest powered off".to_string(),
+        (Some(c), _) => format!("QEMU exited with status {c}"),
+        (_, Some(sig)) => format!("QEMU was killed by signal {sig}"),
+        _ => "QEMU exited".to_string(),
+    }
+}
+
+fn qemu_exited(sh: &Arc<Shared>, why: String) {
+    *sh.exited.0.lock().unwrap() = Some(why.clone());
+    sh.exited.1.notify_all();
+    if sh.shutting_down.load(Ordering::SeqCst) || sh.boot_ms.load(Ordering::SeqCst) == 0 {
+        return; // teardown or the boot loop handles it
+    }
+    // An unexpected death: fail every pending call, record why, and go.
+    fail_pending(sh, &format!("the VM stopped: {why}"));
+    if sh.spec.ephemeral {
+        cleanup(&sh.dir, &sh.spec);
+    } else {
+        write_state(sh, "dead", Some(why));
+        remove_sockets(&sh.dir);
+    }
+    std::process::exit(0);
+}
+
+fn fail_pending(sh: &Arc<Shared>, msg: &str) {
+    let pending: Vec<_> = sh.pending.lock().unwrap().drain().collect();
+    for (_, (conn, cid)) in pending {
+        let frame = encode(cid, &Message::Error { code: "guest_unavailable".into(), message: msg.into() }, &[]);
+        let _ = conn.lock().unwrap().write_all(&frame);
+    }
+}
+
+fn wait_exited(sh: &Arc<Shared>, limit: Duration) {
+    let g = sh.exited.0.lock().unwrap();
+    let _unused = sh.exited.1.wait_timeout_while(g, limit, |e| e.is_none()).unwrap();
+}
+
+fn kill_qemu(sh: &Arc<Shared>) {
+    if sh.exited.0.lock().unwrap().is_none() {
+        // SAFETY: our own child; it has not been reaped (exited is None), so the pid is valid.
+        unsafe { libc::kill(sh.qemu_pid as i32, libc::SIGKILL) };
+    }
+}
+
+/// Stop the VM for good and exit. Ephemeral VMs lose everything; persistent ones keep their
+/// disk and state (the caller decides what "stopped" means for it).
+fn teardown(sh: &Arc<Shared>, why: &str) -> ! {
+    if sh.shutting_down.swap(true, Ordering::SeqCst) {
+        // Someone else is already tearing down; let them finish and exit the process.
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+    if !sh.spec.ephemeral && sh.exited.0.lock().unwrap().is_none() {
+        // Let the guest flush its disk before it goes.
+        send_guest(sh, u32::MAX, &Message::Shutdown, &[]);
+        wait_exited(sh, Duration::from_secs(10));
+    }
+    kill_qemu(sh);
+    wait_exited(sh, Duration::from_secs(5));
+    fail_pending(sh, &format!("the VM was stopped: {why}"));
+    if sh.spec.ephemeral {
+        cleanup(&sh.dir, &sh.spec);
+    } else {
+        write_state(sh, "stopped", Some(why.to_string()));
+        remove_sockets(&sh.dir);
+    }
+    std::process::exit(0)
+}
+
+fn install_signal_handlers(sh: Arc<Shared>) {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]) else { return };
+    std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            teardown(&sh, &format!("signal {sig}"));
+        }
+    });
+}
+
+fn remove_sockets(dir: &Path) {
+    for s in ["supervisor.sock", "ctl.sock", "qmp.sock"] {
+        let _ = std::fs::remove_file(dir.join(s));
+    }
+}
+
+fn cleanup(dir: &Path, spec: &VmSpec) {
+    for p in &spec.cleanup {
+        let _ = std::fs::remove_file(p);
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn write_state(sh: &Arc<Shared>, state: &str, reason: Option<String>) {
+    let st = VmState {
+        state: state.into(),
+        reason,
+        supervisor_pid: std::process::id(),
+        qemu_pid: sh.qemu_pid,
+        accel: sh.spec.accel.clone(),
+        boot_ms: sh.boot_ms.load(Ordering::SeqCst) as u64,
+    };
+    let _ = crate::paths::write_atomic(&sh.dir.join("state.json"), &serde_json::to_vec_pretty(&st).unwrap());
+}
+
+fn send_guest(sh: &Arc<Shared>, id: u32, msg: &Message, payload: &[u8]) -> bool {
+    let frame = encode(id, msg, payload);
+    let mut g = sh.guest.lock().unwrap();
+    match g.as_mut() {
+        Some(s) => s.write_all(&frame).is_ok(),
+        None => false,
+    }
+}
+
+fn guest_reader(sh: Arc<Shared>, mut stream: UnixStream) {
+    loop {
+        let frame = match read_frame(&mut stream) {
+            Ok(Some(f)) => f,
+            // QEMU closed the channel: it is exiting; the waiter thread reports why.
+            Ok(None) | Err(_) => return,
+        };
+        if let Message::Hello { uptime_ms, .. } = &frame.msg {
+            if let Some(tx) = sh.ready_tx.lock().unwrap().take() {
+                let _ = tx.send(*uptime_ms);
+            }
+            continue;
+        }
+        let target = sh.pending.lock().unwrap().remove(&frame.id);
+        if let Some((conn, cid)) = target {
+            let bytes = encode(cid, &frame.msg, &frame.payload);
+            let _ = conn.lock().unwrap().write_all(&bytes);
+        }
+    }
+}
+
+fn same_user(conn: &UnixStream) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut cred = libc::ucred { pid: 0, uid: u32::MAX, gid: 0 };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: getsockopt with a correctly sized ucred buffer.
+    let rc = unsafe {
+        libc::getsockopt(conn.as_raw_fd(), libc::SOL_SOCKET, libc::SO_PEERCRED, &mut cred as *mut _ as *mut libc::c_void, &mut len)
+    };
+    // SAFETY: getuid has no preconditions.
+    rc == 0 && cred.uid == unsafe { libc::getuid() }
+}
+
+fn client_loop(sh: Arc<Shared>, conn: UnixStream) {
+    let mut reader = conn.try_clone().expect("clone socket");
+    let writer: Conn = Arc::new(Mutex::new(conn));
+    let reply = |id: u32, msg: &Message| {
+        let _ = writer.lock().unwrap().write_all(&encode(id, msg, &[]));
+    };
+    // Client stream ids -> guest ids, for Chunk/End frames that follow an Unpack.
+    let mut streams: HashMap<u32, u32> = HashMap::new();
+    while let Ok(Some(Frame { id, msg, payload })) = read_frame(&mut reader) {
+        match msg {
+            Message::Status => {
+                let detail = std::fs::read(sh.dir.join("state.json"))
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok())
+                    .unwrap_or(serde_json::Value::Null);
+                reply(id, &Message::StatusReply { state: "running".into(), detail });
+            }
+            Message::Shutdown => {
+                let sh2 = sh.clone();
+                let w = writer.clone();
+                // Reply only once QEMU is gone and files are removed, so callers can rely on it.
+                std::thread::spawn(move || {
+                    let _ = w.lock().unwrap().write_all(&encode(id, &Message::Ok, &[]));
+                    teardown(&sh2, "shutdown requested");
+                });
+                // Give the reply a moment to be written before the process exits.
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Message::Chunk | Message::End => {
+                let Some(&gid) = streams.get(&id) else { continue };
+                if matches!(msg, Message::End) {
+                    streams.remove(&id);
+                }
+                if !send_guest(&sh, gid, &msg, &payload) {
+                    reply(id, &Message::Error { code: "guest_unavailable".into(), message: "the VM is not running".into() });
+                }
+            }
+            other => {
+                if sh.exited.0.lock().unwrap().is_some() || sh.shutting_down.load(Ordering::SeqCst) {
+                    reply(id, &Message::Error { code: "guest_unavailable".into(), message: "the VM is not running".into() });
+                    continue;
+                }
+                let gid = sh.next_id.fetch_add(1, Ordering::SeqCst);
+                if matches!(other, Message::Unpack { .. }) {
+                    streams.insert(id, gid);
+                }
+                sh.pending.lock().unwrap().insert(gid, (writer.clone(), id));
+                if !send_guest(&sh, gid, &other, &payload) {
+                    sh.pending.lock().unwrap().remove(&gid);
+                    reply(id, &Message::Error { code: "guest_unavailable".into(), message: "the VM is not running".into() });
+                }
+            }
+        }
+    }
+    let left = sh.clients.fetch_sub(1, Ordering::SeqCst) - 1;
+    if left == 0 && sh.spec.ephemeral {
+        teardown(&sh, "owner disconnected");
+    }
+}
