@@ -162,7 +162,7 @@ pub(crate) fn check_digest(
             return Err(Error::guest(format!(
                 "{what} failed verification: got {size} bytes with sha256 {sha}, the signed index says {want_size} bytes with sha256 {want_sha}"
             ))
-            .hint(format!("the mirror may be mid-update; retry later, or {}", mirror_hint(mirror))));
+            .hint(format!("retry later (the mirror may be mid-update, or the download was corrupted), or {}", mirror_hint(mirror))));
         }
     }
     Ok(())
@@ -209,6 +209,8 @@ pub(crate) fn verify_inrelease(work: &Path, inrelease: &Path, mirror: &str) -> R
             .lines()
             .rfind(|l| !l.trim().is_empty())
             .unwrap_or("")
+            .trim()
+            .trim_start_matches("gpgv:")
             .trim();
         return Err(Error::guest(format!(
             "the {} InRelease file from {mirror} failed OpenPGP verification: {why}{}{}",
