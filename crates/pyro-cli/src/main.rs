@@ -6,7 +6,8 @@ mod render;
 
 use clap::{Parser, Subcommand};
 
-const AFTER_HELP: &str = "First run:\n  pyro doctor\n  pyro env pull debian:12\n  pyro run debian:12 -- git --version\n  pyro demo";
+const AFTER_HELP: &str =
+    "First run:\n  pyro doctor\n  pyro env pull debian:12\n  pyro run debian:12 -- git --version\n  pyro demo";
 
 #[derive(Parser)]
 #[command(name = "pyro", version, about = "Disposable microVM sandboxes for coding agents", after_help = AFTER_HELP)]

@@ -3,10 +3,19 @@
 use pyro_mcp::Error;
 use serde::Serialize;
 
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Print an error the way every command does and return its exit code.
 pub fn error(e: &Error, json: bool) -> i32 {
+    if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+        // The call failed because we are stopping its VM: the signal thread reports and exits.
+        loop {
+            std::thread::park();
+        }
+    }
     if json {
-        let v = serde_json::json!({"ok": false, "error": {"code": e.code.as_str(), "message": e.message, "hint": e.hint}});
+        let v =
+            serde_json::json!({"ok": false, "error": {"code": e.code.as_str(), "message": e.message, "hint": e.hint}});
         println!("{}", serde_json::to_string_pretty(&v).unwrap());
     } else {
         eprintln!("error: {}", e.message);
@@ -38,6 +47,7 @@ pub fn stop_vms_on_signal() {
     let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else { return };
     std::thread::spawn(move || {
         if let Some(sig) = signals.forever().next() {
+            INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
             eprintln!("error: interrupted (signal {sig}); stopping the VM");
             pyro_mcp::vm::abort_ephemeral();
             std::process::exit(128 + sig);

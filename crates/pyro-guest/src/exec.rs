@@ -152,14 +152,8 @@ pub fn run(req: &ExecRequest) -> Result<(ExecResult, Vec<u8>), ExecError> {
     let (mut bytes, stdout) = out_buf.finish();
     let (err_bytes, stderr) = err_buf.finish();
     bytes.extend_from_slice(&err_bytes);
-    let res = ExecResult {
-        exit_code,
-        signal,
-        timed_out,
-        duration_ms: started.elapsed().as_millis() as u64,
-        stdout,
-        stderr,
-    };
+    let res =
+        ExecResult { exit_code, signal, timed_out, duration_ms: started.elapsed().as_millis() as u64, stdout, stderr };
     Ok((res, bytes))
 }
 

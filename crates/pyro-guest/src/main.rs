@@ -6,7 +6,8 @@
 //! - `run` (default): switch into `/dev/vda` and serve commands;
 //! - `builder`: mount a blank `/dev/vda` at `/target` and serve unpack requests (environment
 //!   builds: we are root in here, so ownership in the image comes out right without host root);
-//! - `probe`: print a marker on the console and power off (the accelerator boot probe).
+//! - `probe`: load the modules, print a marker on the console and power off (the
+//!   accelerator boot probe); `floor` prints it before loading anything (benchmarks).
 
 mod agent;
 mod exec;

@@ -78,7 +78,12 @@ pub fn doctor(paths: &Paths, progress: &dyn Fn(&str)) -> DoctorReport {
         qemu_version.clone().unwrap_or_else(|| "qemu-system-x86_64 not found".into()),
         Some("sudo apt-get install qemu-system-x86 qemu-utils".into()),
     );
-    check("qemu-img", qemu::find_qemu_img().is_ok(), "needed for copy-on-write disks".into(), Some("sudo apt-get install qemu-utils".into()));
+    check(
+        "qemu-img",
+        qemu::find_qemu_img().is_ok(),
+        "needed for copy-on-write disks".into(),
+        Some("sudo apt-get install qemu-utils".into()),
+    );
     for (tool, pkg, why) in [
         ("mmdebstrap", "mmdebstrap", "builds environments from the Debian archive"),
         ("gpgv", "gpgv", "verifies the Debian archive's signatures"),
@@ -86,18 +91,32 @@ pub fn doctor(paths: &Paths, progress: &dyn Fn(&str)) -> DoctorReport {
         ("bwrap", "bubblewrap", "sandbox for --allow-host-compat"),
     ] {
         let found = qemu::which(tool).is_some();
-        check(tool, found, if found { why.to_string() } else { format!("not found ({why})") }, Some(format!("sudo apt-get install {pkg}")));
+        check(
+            tool,
+            found,
+            if found { why.to_string() } else { format!("not found ({why})") },
+            Some(format!("sudo apt-get install {pkg}")),
+        );
     }
     if uid != 0 {
         let sub = has_subids(&user, "/etc/subuid") && has_subids(&user, "/etc/subgid");
         check(
             "subordinate ids",
             sub,
-            if sub { format!("{user} has /etc/subuid and /etc/subgid ranges (rootless environment builds)") } else { format!("{user} has no /etc/subuid or /etc/subgid range; environment builds need one") },
+            if sub {
+                format!("{user} has /etc/subuid and /etc/subgid ranges (rootless environment builds)")
+            } else {
+                format!("{user} has no /etc/subuid or /etc/subgid range; environment builds need one")
+            },
             Some(format!("sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {user}")),
         );
         let newuidmap = qemu::which("newuidmap").is_some();
-        check("newuidmap", newuidmap, "maps subordinate ids for rootless builds".into(), Some("sudo apt-get install uidmap".into()));
+        check(
+            "newuidmap",
+            newuidmap,
+            "maps subordinate ids for rootless builds".into(),
+            Some("sudo apt-get install uidmap".into()),
+        );
     }
     let rt_dir_ok = crate::paths::private_dir(&paths.runtime).is_ok();
     check(
@@ -116,7 +135,11 @@ pub fn doctor(paths: &Paths, progress: &dyn Fn(&str)) -> DoctorReport {
         check(
             "kvm access",
             in_kvm_group,
-            if in_kvm_group { "/dev/kvm is readable and writable".into() } else { "/dev/kvm exists but this user cannot open it read-write; VMs fall back to slow TCG".into() },
+            if in_kvm_group {
+                "/dev/kvm is readable and writable".into()
+            } else {
+                "/dev/kvm exists but this user cannot open it read-write; VMs fall back to slow TCG".into()
+            },
             Some(format!("sudo usermod -aG kvm {user} (then log in again)")),
         );
     }
@@ -136,10 +159,19 @@ pub fn doctor(paths: &Paths, progress: &dyn Fn(&str)) -> DoctorReport {
                 "exists": rt.accel.kvm_exists, "readable": rt.accel.kvm_readable, "writable": rt.accel.kvm_writable,
                 "boot_probe": rt.accel.kvm_probe, "usable": rt.accel.accel == qemu::Accel::Kvm, "reason": rt.accel.reason,
             });
-            kernel = Some(serde_json::json!({"cached": true, "package": rt.kernel.package, "version": rt.kernel.version, "release": rt.kernel.release}));
+            kernel = Some(
+                serde_json::json!({"cached": true, "package": rt.kernel.package, "version": rt.kernel.version, "release": rt.kernel.release}),
+            );
             progress("doctor: booting a test VM");
             let boot = crate::vm::probe_boot(rt);
-            check("vm boot", boot.is_ok(), boot.clone().map(|ms| format!("kernel reached the guest init in {ms} ms ({})", rt.accel.accel.as_str())).unwrap_or_else(|e| e.message), Some("see the serial log quoted above; run `pyro doctor --json` for details".into()));
+            check(
+                "vm boot",
+                boot.is_ok(),
+                boot.clone()
+                    .map(|ms| format!("kernel reached the guest init in {ms} ms ({})", rt.accel.accel.as_str()))
+                    .unwrap_or_else(|e| e.message),
+                Some("see the serial log quoted above; run `pyro doctor --json` for details".into()),
+            );
             vm_boot = boot.is_ok();
             for e in crate::env::CATALOG {
                 let inst = crate::env::installed(paths, e.name);
@@ -151,9 +183,22 @@ pub fn doctor(paths: &Paths, progress: &dyn Fn(&str)) -> DoctorReport {
                     let r = crate::session::VmSession::start(rt, env.name, 1, 512, progress)
                         .and_then(|mut s| s.exec(pyro_proto::Command::Argv(vec!["true".into()]), 30, 1024));
                     guest_exec = r.as_ref().map(|o| o.result.exit_code == 0).unwrap_or(false);
-                    check("guest exec", guest_exec, match &r { Ok(_) => format!("ran `true` in {}", env.name), Err(e) => e.message.clone() }, Some("see `pyro run debian:12 -- true` for the full error".into()));
+                    check(
+                        "guest exec",
+                        guest_exec,
+                        match &r {
+                            Ok(_) => format!("ran `true` in {}", env.name),
+                            Err(e) => e.message.clone(),
+                        },
+                        Some("see `pyro run debian:12 -- true` for the full error".into()),
+                    );
                 } else {
-                    check("guest exec", false, "no environment installed yet".into(), Some("pyro env pull debian:12".into()));
+                    check(
+                        "guest exec",
+                        false,
+                        "no environment installed yet".into(),
+                        Some("pyro env pull debian:12".into()),
+                    );
                 }
             }
         }
@@ -163,7 +208,8 @@ pub fn doctor(paths: &Paths, progress: &dyn Fn(&str)) -> DoctorReport {
                 fix = "make setup".into();
             }
             check("runtime", false, e.message.clone(), Some(fix));
-            kernel = crate::kernel::cached_kernel(&paths.kernels()).map(|k| serde_json::json!({"cached": true, "release": k.release, "version": k.version}));
+            kernel = crate::kernel::cached_kernel(&paths.kernels())
+                .map(|k| serde_json::json!({"cached": true, "release": k.release, "version": k.version}));
         }
     }
     DoctorReport {

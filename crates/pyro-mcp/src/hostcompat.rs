@@ -1,6 +1,7 @@
 //! Degraded runs on the host, only when the user opts in (`--allow-host-compat`) and no guest
-//! can boot. The command runs inside bubblewrap: fresh namespaces (no network), the host's
-//! file system read-only, a private /tmp, and only a scratch `/workspace` writable. Without
+//! can boot. The command runs inside bubblewrap: fresh namespaces (no network), an empty root
+//! with only the host's system directories (/usr, /etc, ...) read-only, a private /tmp, and
+//! only a scratch `/workspace` writable. Without
 //! bubblewrap we refuse: pyro never runs a command unsandboxed.
 
 use crate::error::{Error, Result};
@@ -13,19 +14,33 @@ use std::time::{Duration, Instant};
 
 pub fn run(o: &RunOptions, why_no_guest: &str) -> Result<RunResult> {
     let bwrap = crate::vm::qemu::which("bwrap").ok_or_else(|| {
-        Error::guest(format!("no guest can boot ({why_no_guest}) and bubblewrap is not installed, so host-compat mode is refused"))
-            .hint("install bubblewrap (apt-get install bubblewrap) or fix the guest runtime (pyro doctor)")
+        Error::guest(format!(
+            "no guest can boot ({why_no_guest}) and bubblewrap is not installed, so host-compat mode is refused"
+        ))
+        .hint("install bubblewrap (apt-get install bubblewrap) or fix the guest runtime (pyro doctor)")
     })?;
     let started = Instant::now();
     let id = crate::vm::new_id();
     let scratch = std::env::temp_dir().join(format!("pyro-compat-{id}"));
     crate::paths::private_dir(&scratch)?;
     let mut cmd = std::process::Command::new(bwrap);
-    cmd.args(["--unshare-all", "--die-with-parent", "--new-session", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"])
+    // An empty root with the host's system directories read-only: home directories and
+    // everything else on the host stay invisible.
+    cmd.args(["--unshare-all", "--die-with-parent", "--new-session", "--tmpfs", "/"]);
+    for dir in ["usr", "etc", "bin", "sbin", "lib", "lib32", "lib64", "libx32"] {
+        let host = std::path::Path::new("/").join(dir);
+        if let Ok(target) = std::fs::read_link(&host) {
+            cmd.arg("--symlink").arg(target).arg(&host);
+        } else if host.is_dir() {
+            cmd.arg("--ro-bind").arg(&host).arg(&host);
+        }
+    }
+    cmd.args(["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"])
         .arg("--bind")
         .arg(&scratch)
         .arg("/workspace")
-        .args(["--chdir", "/workspace", "--clearenv", "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin", "--setenv", "HOME", "/workspace"]);
+        .args(["--remount-ro", "/", "--chdir", "/workspace", "--clearenv"])
+        .args(["--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin", "--setenv", "HOME", "/workspace"]);
     for (k, v) in &o.env {
         cmd.arg("--setenv").arg(k).arg(v);
     }

@@ -95,8 +95,15 @@ pub fn validate(o: &RunOptions) -> Result<()> {
     }
     validate_command(&o.command)?;
     for (k, v) in &o.env {
-        if k.is_empty() || k.len() > 128 || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || k.starts_with(|c: char| c.is_ascii_digit()) {
-            return Err(Error::invalid(format!("invalid environment variable name '{}'", k.chars().take(64).collect::<String>())));
+        if k.is_empty()
+            || k.len() > 128
+            || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            || k.starts_with(|c: char| c.is_ascii_digit())
+        {
+            return Err(Error::invalid(format!(
+                "invalid environment variable name '{}'",
+                k.chars().take(64).collect::<String>()
+            )));
         }
         if v.len() > 64 * 1024 || v.contains('\0') {
             return Err(Error::invalid(format!("environment variable {k} is too long or contains NUL")));
@@ -111,7 +118,8 @@ pub fn validate_command(c: &Command) -> Result<()> {
         Command::Shell(s) => vec![s],
     };
     if words.is_empty() || words[0].is_empty() {
-        return Err(Error::invalid("empty command").hint("put the command after `--`, e.g. pyro run debian:12 -- git --version"));
+        return Err(Error::invalid("empty command")
+            .hint("put the command after `--`, e.g. pyro run debian:12 -- git --version"));
     }
     let total: usize = words.iter().map(|w| w.len()).sum();
     if total > 256 * 1024 || words.len() > 4096 {

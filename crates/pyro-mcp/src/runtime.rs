@@ -21,7 +21,10 @@ pub struct Runtime {
 }
 
 pub fn debian_mirror() -> String {
-    std::env::var("PYRO_DEBIAN_MIRROR").ok().filter(|m| !m.is_empty()).unwrap_or_else(|| kernel::DEFAULT_MIRROR.to_string())
+    std::env::var("PYRO_DEBIAN_MIRROR")
+        .ok()
+        .filter(|m| !m.is_empty())
+        .unwrap_or_else(|| kernel::DEFAULT_MIRROR.to_string())
 }
 
 impl Runtime {

@@ -32,7 +32,13 @@ fn lossy<S: serde::Serializer>(b: &[u8], s: S) -> std::result::Result<S::Ok, S::
 }
 
 impl VmSession {
-    pub fn start(rt: &Runtime, environment: &str, vcpus: u32, mem_mib: u32, progress: &dyn Fn(&str)) -> Result<VmSession> {
+    pub fn start(
+        rt: &Runtime,
+        environment: &str,
+        vcpus: u32,
+        mem_mib: u32,
+        progress: &dyn Fn(&str),
+    ) -> Result<VmSession> {
         let env = crate::env::ensure(rt, environment, progress)?;
         let (id, dir) = vm::new_vm_dir(rt)?;
         let overlay = dir.join("disk.qcow2");
@@ -52,12 +58,24 @@ impl VmSession {
                 dir: Some(dir),
             },
         )?;
-        Ok(VmSession { id, environment: env.name, boot_ms: vm.boot.boot_ms, accelerator: rt.accel.accel.as_str().into(), vm: Some(vm) })
+        Ok(VmSession {
+            id,
+            environment: env.name,
+            boot_ms: vm.boot.boot_ms,
+            accelerator: rt.accel.accel.as_str().into(),
+            vm: Some(vm),
+        })
     }
 
     /// Run a command with default cwd and no extra environment.
     pub fn exec(&mut self, command: Command, timeout_s: u64, max_output_bytes: u64) -> Result<ExecOutput> {
-        self.exec_request(ExecRequest { command, cwd: None, env: vec![], timeout_ms: timeout_s.max(1) * 1000, max_output_bytes })
+        self.exec_request(ExecRequest {
+            command,
+            cwd: None,
+            env: vec![],
+            timeout_ms: timeout_s.max(1) * 1000,
+            max_output_bytes,
+        })
     }
 
     pub fn exec_request(&mut self, req: ExecRequest) -> Result<ExecOutput> {

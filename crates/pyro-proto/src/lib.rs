@@ -98,23 +98,40 @@ pub struct ExecResult {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Message {
-    Hello { protocol: u32, agent_version: String, uptime_ms: u64, mode: String },
+    Hello {
+        protocol: u32,
+        agent_version: String,
+        uptime_ms: u64,
+        mode: String,
+    },
     Ping,
     Pong,
     Exec(ExecRequest),
     ExecResult(ExecResult),
     /// Start unpacking a tar stream (sent as `Chunk`s then `End`) into `dest` in the guest.
-    Unpack { dest: String, preserve_owners: bool },
-    Unpacked { entries: u64, bytes: u64 },
+    Unpack {
+        dest: String,
+        preserve_owners: bool,
+    },
+    Unpacked {
+        entries: u64,
+        bytes: u64,
+    },
     Chunk,
     End,
     /// Flush and power off the guest.
     Shutdown,
     Ok,
-    Error { code: String, message: String },
+    Error {
+        code: String,
+        message: String,
+    },
     /// Supervisor-level: report VM state (answered by the supervisor, not the guest).
     Status,
-    StatusReply { state: String, detail: serde_json::Value },
+    StatusReply {
+        state: String,
+        detail: serde_json::Value,
+    },
 }
 
 /// One decoded frame.
@@ -314,7 +331,10 @@ mod tests {
     #[test]
     fn words_choose_shell_or_argv() {
         assert_eq!(Command::from_words(&["a b".into()]), Some(Command::Shell("a b".into())));
-        assert_eq!(Command::from_words(&["ls".into(), "-l".into()]), Some(Command::Argv(vec!["ls".into(), "-l".into()])));
+        assert_eq!(
+            Command::from_words(&["ls".into(), "-l".into()]),
+            Some(Command::Argv(vec!["ls".into(), "-l".into()]))
+        );
         assert_eq!(Command::from_words(&[]), None);
         assert_eq!(Command::Argv(vec!["echo".into(), "a b".into()]).display(), "echo 'a b'");
     }

@@ -48,9 +48,17 @@ pub fn main(c: EnvCmd) -> i32 {
             match pyro.pull_environment(&name) {
                 Ok(i) => {
                     if json {
-                        render::json(&serde_json::json!({"name": i.name, "version": i.version, "digest": i.digest, "size_bytes": i.size_bytes, "source": i.source, "installed": true}));
+                        render::json(
+                            &serde_json::json!({"name": i.name, "version": i.version, "digest": i.digest, "size_bytes": i.size_bytes, "source": i.source, "installed": true}),
+                        );
                     } else {
-                        println!("{} {} installed ({} MiB, sha256:{})", i.name, i.version, i.size_bytes >> 20, &i.digest[..16]);
+                        println!(
+                            "{} {} installed ({} MiB, sha256:{})",
+                            i.name,
+                            i.version,
+                            i.size_bytes >> 20,
+                            &i.digest[..16]
+                        );
                     }
                     0
                 }

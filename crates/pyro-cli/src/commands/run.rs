@@ -33,13 +33,18 @@ pub struct Args {
 
 pub fn main(a: Args) -> i32 {
     let Some(command) = Command::from_words(&a.command) else {
-        return render::error(&pyro_mcp::Error::invalid("no command given").hint("pyro run debian:12 -- git --version"), a.json);
+        return render::error(
+            &pyro_mcp::Error::invalid("no command given").hint("pyro run debian:12 -- git --version"),
+            a.json,
+        );
     };
     let mut env = Vec::new();
     for kv in &a.env {
         match kv.split_once('=') {
             Some((k, v)) => env.push((k.to_string(), v.to_string())),
-            None => return render::error(&pyro_mcp::Error::invalid(format!("--env takes NAME=VALUE, got '{kv}'")), a.json),
+            None => {
+                return render::error(&pyro_mcp::Error::invalid(format!("--env takes NAME=VALUE, got '{kv}'")), a.json)
+            }
         }
     }
     let pyro = match render::pyro("run", a.json) {

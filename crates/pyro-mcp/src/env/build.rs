@@ -20,7 +20,8 @@ use std::process::{Command, Stdio};
 /// Fixed timestamp for reproducible archives.
 const SOURCE_DATE_EPOCH: &str = "1700000000";
 
-const GITCONFIG: &str = "[safe]\n\tdirectory = *\n[user]\n\tname = pyro\n\temail = pyro@localhost\n[init]\n\tdefaultBranch = main\n";
+const GITCONFIG: &str =
+    "[safe]\n\tdirectory = *\n[user]\n\tname = pyro\n\temail = pyro@localhost\n[init]\n\tdefaultBranch = main\n";
 
 pub fn build(rt: &Runtime, entry: &CatalogEntry, root: &Path, progress: &dyn Fn(&str)) -> Result<Installed> {
     let mmdebstrap = vm::qemu::which("mmdebstrap").ok_or_else(|| {
@@ -36,7 +37,14 @@ pub fn build(rt: &Runtime, entry: &CatalogEntry, root: &Path, progress: &dyn Fn(
     result
 }
 
-fn build_in(rt: &Runtime, entry: &CatalogEntry, root: &Path, partial: &Path, mmdebstrap: &Path, progress: &dyn Fn(&str)) -> Result<Installed> {
+fn build_in(
+    rt: &Runtime,
+    entry: &CatalogEntry,
+    root: &Path,
+    partial: &Path,
+    mmdebstrap: &Path,
+    progress: &dyn Fn(&str),
+) -> Result<Installed> {
     let started = std::time::Instant::now();
     let tar = partial.join("rootfs.tar");
     let keyring = crate::kernel::archive_keyring(&rt.paths.cache)?;
@@ -81,12 +89,18 @@ fn build_in(rt: &Runtime, entry: &CatalogEntry, root: &Path, partial: &Path, mmd
     let status = child.wait().ctx("waiting for mmdebstrap")?;
     if !status.success() {
         let tail: Vec<&str> = log.lines().filter(|l| l.starts_with("E:") || l.contains("rror")).collect();
-        let tail = if tail.is_empty() { log.lines().last().unwrap_or("").to_string() } else { tail[tail.len().saturating_sub(3)..].join(" | ") };
+        let tail = if tail.is_empty() {
+            log.lines().last().unwrap_or("").to_string()
+        } else {
+            tail[tail.len().saturating_sub(3)..].join(" | ")
+        };
         let mut err = Error::guest(format!("building {} failed: {tail}", entry.name));
         err = if mode == "unshare" {
             err.hint("non-root builds need subordinate ids (/etc/subuid, /etc/subgid) and newuidmap (package uidmap); see `pyro doctor`")
         } else {
-            err.hint(format!("check that the Debian mirror {mirror} is reachable (set PYRO_DEBIAN_MIRROR to use another)"))
+            err.hint(format!(
+                "check that the Debian mirror {mirror} is reachable (set PYRO_DEBIAN_MIRROR to use another)"
+            ))
         };
         return Err(err);
     }
@@ -99,11 +113,22 @@ fn build_in(rt: &Runtime, entry: &CatalogEntry, root: &Path, partial: &Path, mmd
     let f = std::fs::File::create(&image).ctx("creating base image")?;
     f.set_len(entry.disk_gib << 30).ctx("sizing base image")?;
     drop(f);
-    let mke2fs = vm::qemu::which("mke2fs").or_else(|| vm::qemu::which("mkfs.ext4")).ok_or_else(|| {
-        Error::guest("mke2fs is not installed").hint("install e2fsprogs")
-    })?;
+    let mke2fs = vm::qemu::which("mke2fs")
+        .or_else(|| vm::qemu::which("mkfs.ext4"))
+        .ok_or_else(|| Error::guest("mke2fs is not installed").hint("install e2fsprogs"))?;
     let out = Command::new(mke2fs)
-        .args(["-q", "-F", "-t", "ext4", "-L", "pyro-root", "-m", "0", "-E", "root_owner=0:0,lazy_itable_init=0,lazy_journal_init=0"])
+        .args([
+            "-q",
+            "-F",
+            "-t",
+            "ext4",
+            "-L",
+            "pyro-root",
+            "-m",
+            "0",
+            "-E",
+            "root_owner=0:0,lazy_itable_init=0,lazy_journal_init=0",
+        ])
         .arg(&image)
         .output()
         .ctx("running mke2fs")?;
@@ -146,7 +171,10 @@ fn build_in(rt: &Runtime, entry: &CatalogEntry, root: &Path, partial: &Path, mmd
         version: entry.version.to_string(),
         digest: digest.clone(),
         source: format!("debian-archive {} ({mirror}), {} files", entry.suite, entries),
-        installed_at: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        installed_at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
         size_bytes,
         packages,
         dir: Default::default(),

@@ -51,31 +51,22 @@ pub(crate) struct Unpacked {
 }
 
 fn invalid_deb(what: impl std::fmt::Display) -> Error {
-    Error::guest(format!("the kernel package is not usable: {what}")).hint(
-        "this should not happen with a verified Debian package; delete the kernel cache and retry",
-    )
+    Error::guest(format!("the kernel package is not usable: {what}"))
+        .hint("this should not happen with a verified Debian package; delete the kernel cache and retry")
 }
 
 /// Extract `boot/vmlinuz-<release>` and the `.ko` files of `wanted` plus their transitive
 /// dependencies from `deb` into `out` (`out/vmlinuz`, `out/modules/<name>.ko`, uncompressed),
 /// fsyncing each file. Wanted modules that are built into the kernel are skipped.
-pub(crate) fn unpack_kernel(
-    deb: &Path,
-    release: &str,
-    wanted: &[&str],
-    out: &Path,
-) -> Result<Unpacked> {
+pub(crate) fn unpack_kernel(deb: &Path, release: &str, wanted: &[&str], out: &Path) -> Result<Unpacked> {
     // Pass 1: index every module's dependencies (the tar order does not put dependencies
     // first, and modules.dep is generated at install time, so it is not in the package).
     let index = with_data_tar(deb, |tar| index_modules(tar, release))?;
     if !index.vmlinuz {
         return Err(invalid_deb(format!("it has no boot/vmlinuz-{release}")));
     }
-    let deps: BTreeMap<String, Vec<String>> = index
-        .modules
-        .iter()
-        .map(|(k, v)| (k.clone(), v.depends.clone()))
-        .collect();
+    let deps: BTreeMap<String, Vec<String>> =
+        index.modules.iter().map(|(k, v)| (k.clone(), v.depends.clone())).collect();
     let builtin = |n: &str| match &index.builtin {
         Some(list) => list.contains(n),
         None => true,
@@ -86,18 +77,12 @@ pub(crate) fn unpack_kernel(
     let mod_dir = out.join("modules");
     crate::paths::private_dir(&mod_dir)?;
     let mut targets: HashMap<String, Target> = HashMap::new();
-    targets.insert(
-        format!("boot/vmlinuz-{release}"),
-        Target::Kernel(out.join("vmlinuz")),
-    );
+    targets.insert(format!("boot/vmlinuz-{release}"), Target::Kernel(out.join("vmlinuz")));
     let mut modules = Vec::new();
     for name in &order {
         let m = &index.modules[name];
         let rel = PathBuf::from("modules").join(format!("{name}.ko"));
-        targets.insert(
-            m.path.clone(),
-            Target::Module(out.join(&rel), m.compression),
-        );
+        targets.insert(m.path.clone(), Target::Module(out.join(&rel), m.compression));
         modules.push((name.clone(), rel));
     }
     let want = targets.len();
@@ -117,13 +102,10 @@ pub(crate) fn unpack_kernel(
                 }
                 Target::Module(dest, compression) => {
                     let data = read_module(r, size, *compression, path)?;
-                    let info = modinfo_section(&data)
-                        .ok_or_else(|| invalid_deb(format!("{path} has no .modinfo")))?;
+                    let info = modinfo_section(&data).ok_or_else(|| invalid_deb(format!("{path} has no .modinfo")))?;
                     let vermagic = modinfo_get(info, "vermagic").unwrap_or("");
                     if vermagic.split_whitespace().next() != Some(release) {
-                        return Err(invalid_deb(format!(
-                            "{path} was built for {vermagic:?}, not {release}"
-                        )));
+                        return Err(invalid_deb(format!("{path} was built for {vermagic:?}, not {release}")));
                     }
                     write_synced(dest, &data)?;
                 }
@@ -133,16 +115,11 @@ pub(crate) fn unpack_kernel(
         })
     })?;
     if done != want {
-        return Err(invalid_deb(
-            "files seen in the first pass were missing in the second",
-        ));
+        return Err(invalid_deb("files seen in the first pass were missing in the second"));
     }
     sync_dir(&mod_dir)?;
     sync_dir(out)?;
-    Ok(Unpacked {
-        vmlinuz: PathBuf::from("vmlinuz"),
-        modules,
-    })
+    Ok(Unpacked { vmlinuz: PathBuf::from("vmlinuz"), modules })
 }
 
 enum Target {
@@ -151,31 +128,22 @@ enum Target {
 }
 
 fn write_synced(dest: &Path, data: &[u8]) -> Result<()> {
-    let mut f = std::fs::File::create(dest)
-        .map_err(|e| Error::io(format!("creating {}", dest.display()), e))?;
-    f.write_all(data)
-        .and_then(|_| f.sync_all())
-        .map_err(|e| Error::io(format!("writing {}", dest.display()), e))
+    let mut f = std::fs::File::create(dest).map_err(|e| Error::io(format!("creating {}", dest.display()), e))?;
+    f.write_all(data).and_then(|_| f.sync_all()).map_err(|e| Error::io(format!("writing {}", dest.display()), e))
 }
 
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    std::fs::File::open(dir)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| Error::io(format!("syncing {}", dir.display()), e))
+    std::fs::File::open(dir).and_then(|f| f.sync_all()).map_err(|e| Error::io(format!("syncing {}", dir.display()), e))
 }
 
 /// Open `deb`, check it is a Debian binary package, and run `f` on its decompressed data.tar.
 fn with_data_tar<T>(deb: &Path, f: impl FnOnce(&mut dyn Read) -> Result<T>) -> Result<T> {
-    let file =
-        std::fs::File::open(deb).map_err(|e| Error::io(format!("opening {}", deb.display()), e))?;
+    let file = std::fs::File::open(deb).map_err(|e| Error::io(format!("opening {}", deb.display()), e))?;
     let mut ar = ar::Archive::new(BufReader::new(file));
     let mut first = true;
     while let Some(entry) = ar.next_entry() {
         let mut entry = entry.map_err(|e| invalid_deb(format!("bad ar archive: {e}")))?;
-        let name = String::from_utf8_lossy(entry.header().identifier())
-            .trim()
-            .trim_end_matches('/')
-            .to_string();
+        let name = String::from_utf8_lossy(entry.header().identifier()).trim().trim_end_matches('/').to_string();
         if first {
             first = false;
             let mut magic = String::new();
@@ -192,9 +160,7 @@ fn with_data_tar<T>(deb: &Path, f: impl FnOnce(&mut dyn Read) -> Result<T>) -> R
             "data.tar.xz" => return f(&mut xz2::read::XzDecoder::new(entry)),
             "data.tar" => return f(&mut entry),
             n if n.starts_with("data.tar.") => {
-                return Err(invalid_deb(format!(
-                    "its payload {n} uses a compression pyro does not support (only xz)"
-                )));
+                return Err(invalid_deb(format!("its payload {n} uses a compression pyro does not support (only xz)")));
             }
             _ => {}
         }
@@ -214,10 +180,7 @@ fn normalize(path: &Path) -> Result<Option<String>> {
                 None => return Ok(None),
             },
             Component::RootDir | Component::Prefix(_) | Component::ParentDir => {
-                return Err(invalid_deb(format!(
-                    "its data.tar has an unsafe path {}",
-                    path.display()
-                )));
+                return Err(invalid_deb(format!("its data.tar has an unsafe path {}", path.display())));
             }
         }
     }
@@ -226,20 +189,11 @@ fn normalize(path: &Path) -> Result<Option<String>> {
 
 /// Call `visit(path, size, reader)` for every regular file of the tar stream until it
 /// returns `Ok(false)`.
-fn for_each_file(
-    tar: &mut dyn Read,
-    mut visit: impl FnMut(&str, u64, &mut dyn Read) -> Result<bool>,
-) -> Result<()> {
+fn for_each_file(tar: &mut dyn Read, mut visit: impl FnMut(&str, u64, &mut dyn Read) -> Result<bool>) -> Result<()> {
     let mut archive = tar::Archive::new(tar);
-    for entry in archive
-        .entries()
-        .ctx("reading the kernel package's data.tar")?
-    {
+    for entry in archive.entries().ctx("reading the kernel package's data.tar")? {
         let mut entry = entry.ctx("reading the kernel package's data.tar")?;
-        let path = entry
-            .path()
-            .ctx("reading the kernel package's data.tar")?
-            .into_owned();
+        let path = entry.path().ctx("reading the kernel package's data.tar")?.into_owned();
         let Some(path) = normalize(&path)? else {
             continue;
         };
@@ -256,23 +210,14 @@ fn for_each_file(
 
 fn read_capped(r: &mut dyn Read, size: u64, cap: u64, path: &str) -> Result<Vec<u8>> {
     if size > cap {
-        return Err(invalid_deb(format!(
-            "{path} is implausibly large ({size} bytes)"
-        )));
+        return Err(invalid_deb(format!("{path} is implausibly large ({size} bytes)")));
     }
     let mut buf = Vec::with_capacity(size as usize);
-    r.take(cap)
-        .read_to_end(&mut buf)
-        .ctx(format!("reading {path} from the kernel package"))?;
+    r.take(cap).read_to_end(&mut buf).ctx(format!("reading {path} from the kernel package"))?;
     Ok(buf)
 }
 
-fn read_module(
-    r: &mut dyn Read,
-    size: u64,
-    compression: Compression,
-    path: &str,
-) -> Result<Vec<u8>> {
+fn read_module(r: &mut dyn Read, size: u64, compression: Compression, path: &str) -> Result<Vec<u8>> {
     let raw = read_capped(r, size, MAX_MODULE, path)?;
     match compression {
         Compression::None => Ok(raw),
@@ -293,9 +238,7 @@ fn read_module(
 /// `lib/modules/<release>/` or `usr/lib/modules/<release>/` prefix stripped, if present.
 fn under_module_dir<'a>(path: &'a str, release: &str) -> Option<&'a str> {
     let rest = path.strip_prefix("usr/").unwrap_or(path);
-    rest.strip_prefix("lib/modules/")?
-        .strip_prefix(release)?
-        .strip_prefix('/')
+    rest.strip_prefix("lib/modules/")?.strip_prefix(release)?.strip_prefix('/')
 }
 
 fn index_modules(tar: &mut dyn Read, release: &str) -> Result<ModuleIndex> {
@@ -320,30 +263,18 @@ fn index_modules(tar: &mut dyn Read, release: &str) -> Result<ModuleIndex> {
         } else if let Some(s) = file.strip_suffix(".ko.xz") {
             (s, Compression::Xz)
         } else if file.ends_with(".ko.zst") || file.ends_with(".ko.gz") {
-            return Err(invalid_deb(format!(
-                "module {path} uses a compression pyro does not support (only xz)"
-            )));
+            return Err(invalid_deb(format!("module {path} uses a compression pyro does not support (only xz)")));
         } else {
             return Ok(true);
         };
         let data = read_module(r, size, compression, path)?;
-        let info = modinfo_section(&data)
-            .ok_or_else(|| invalid_deb(format!("{path} is not a kernel module")))?;
+        let info = modinfo_section(&data).ok_or_else(|| invalid_deb(format!("{path} is not a kernel module")))?;
         let name = module_name(modinfo_get(info, "name").unwrap_or(stem));
-        let depends = modinfo_get(info, "depends")
-            .map(parse_modinfo_depends)
-            .unwrap_or_default();
+        let depends = modinfo_get(info, "depends").map(parse_modinfo_depends).unwrap_or_default();
         if index.modules.contains_key(&name) {
             return Err(invalid_deb(format!("module {name} appears twice")));
         }
-        index.modules.insert(
-            name,
-            Indexed {
-                path: path.to_string(),
-                depends,
-                compression,
-            },
-        );
+        index.modules.insert(name, Indexed { path: path.to_string(), depends, compression });
         Ok(true)
     })?;
     Ok(index)
@@ -362,12 +293,7 @@ fn parse_builtin_list(text: &str) -> BTreeSet<String> {
 
 /// The `depends=` value: comma-separated module names, possibly empty.
 pub(crate) fn parse_modinfo_depends(value: &str) -> Vec<String> {
-    value
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(module_name)
-        .collect()
+    value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(module_name).collect()
 }
 
 /// First value of `key` in a `.modinfo` section (NUL-separated `key=value` strings).
@@ -415,19 +341,9 @@ pub(crate) fn modinfo_section(elf: &[u8]) -> Option<&[u8]> {
     let section = |i: u64| -> Option<(u64, u64, u64, u64)> {
         let base = usize::try_from(shoff.checked_add(i.checked_mul(shentsize)?)?).ok()?;
         if is64 {
-            Some((
-                rd(base, 4)?,
-                rd(base + 24, 8)?,
-                rd(base + 32, 8)?,
-                rd(base + 4, 4)?,
-            ))
+            Some((rd(base, 4)?, rd(base + 24, 8)?, rd(base + 32, 8)?, rd(base + 4, 4)?))
         } else {
-            Some((
-                rd(base, 4)?,
-                rd(base + 16, 4)?,
-                rd(base + 20, 4)?,
-                rd(base + 4, 4)?,
-            ))
+            Some((rd(base, 4)?, rd(base + 16, 4)?, rd(base + 20, 4)?, rd(base + 4, 4)?))
         }
     };
     let slice = |off: u64, size: u64| -> Option<&[u8]> {
@@ -477,10 +393,7 @@ pub(crate) fn topo_order(
         match marks.get(name) {
             Some(Mark::Done) => return Ok(()),
             Some(Mark::Visiting) => {
-                return Err(format!(
-                    "module dependency cycle: {} -> {name}",
-                    stack.join(" -> ")
-                ));
+                return Err(format!("module dependency cycle: {} -> {name}", stack.join(" -> ")));
             }
             None => {}
         }
@@ -489,13 +402,8 @@ pub(crate) fn topo_order(
                 marks.insert(name.to_string(), Mark::Done);
                 return Ok(());
             }
-            let by = stack
-                .last()
-                .map(|p| format!(" (needed by {p})"))
-                .unwrap_or_default();
-            return Err(format!(
-                "module {name}{by} is neither in the package nor built into the kernel"
-            ));
+            let by = stack.last().map(|p| format!(" (needed by {p})")).unwrap_or_default();
+            return Err(format!("module {name}{by} is neither in the package nor built into the kernel"));
         };
         marks.insert(name.to_string(), Mark::Visiting);
         stack.push(name.to_string());
@@ -510,14 +418,7 @@ pub(crate) fn topo_order(
     let mut marks = HashMap::new();
     let mut out = Vec::new();
     for w in wanted {
-        visit(
-            &module_name(w),
-            deps,
-            builtin,
-            &mut marks,
-            &mut Vec::new(),
-            &mut out,
-        )?;
+        visit(&module_name(w), deps, builtin, &mut marks, &mut Vec::new(), &mut out)?;
     }
     Ok(out)
 }
@@ -558,21 +459,14 @@ mod tests {
         f
     }
 
-    const MODINFO: &[u8] =
-        b"alias=virtio:d00000003v*\0description=Virtio network driver\0license=GPL\0\
+    const MODINFO: &[u8] = b"alias=virtio:d00000003v*\0description=Virtio network driver\0license=GPL\0\
 depends=virtio_ring,virtio,net-failover\0retpoline=Y\0intree=Y\0name=virtio_net\0\
 vermagic=6.1.0-50-cloud-amd64 SMP preempt mod_unload modversions \0";
 
     #[test]
     fn modinfo_from_section_bytes() {
         assert_eq!(modinfo_get(MODINFO, "name"), Some("virtio_net"));
-        assert_eq!(
-            modinfo_get(MODINFO, "vermagic")
-                .unwrap()
-                .split_whitespace()
-                .next(),
-            Some("6.1.0-50-cloud-amd64")
-        );
+        assert_eq!(modinfo_get(MODINFO, "vermagic").unwrap().split_whitespace().next(), Some("6.1.0-50-cloud-amd64"));
         let deps = parse_modinfo_depends(modinfo_get(MODINFO, "depends").unwrap());
         assert_eq!(deps, vec!["virtio_ring", "virtio", "net_failover"]);
         assert_eq!(parse_modinfo_depends(""), Vec::<String>::new());
@@ -584,10 +478,7 @@ vermagic=6.1.0-50-cloud-amd64 SMP preempt mod_unload modversions \0";
     fn modinfo_from_elf() {
         let elf = fake_elf64(MODINFO);
         assert_eq!(modinfo_section(&elf), Some(MODINFO));
-        assert_eq!(
-            modinfo_section(b"not an elf file at all, definitely not one, nope......"),
-            None
-        );
+        assert_eq!(modinfo_section(b"not an elf file at all, definitely not one, nope......"), None);
         // Truncated section headers must not panic.
         for cut in [10, 64, 100, elf.len() - 1] {
             let _ = modinfo_section(&elf[..cut]);
@@ -604,10 +495,7 @@ vermagic=6.1.0-50-cloud-amd64 SMP preempt mod_unload modversions \0";
         let Ok(rel) = std::fs::read_to_string("/proc/sys/kernel/osrelease") else {
             return;
         };
-        let p = format!(
-            "/lib/modules/{}/kernel/drivers/block/virtio_blk.ko",
-            rel.trim()
-        );
+        let p = format!("/lib/modules/{}/kernel/drivers/block/virtio_blk.ko", rel.trim());
         if let Ok(data) = std::fs::read(p) {
             let s = modinfo_section(&data).expect("modinfo");
             assert!(modinfo_get(s, "depends").is_some());
@@ -615,10 +503,7 @@ vermagic=6.1.0-50-cloud-amd64 SMP preempt mod_unload modversions \0";
     }
 
     fn graph(edges: &[(&str, &[&str])]) -> BTreeMap<String, Vec<String>> {
-        edges
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.iter().map(|s| s.to_string()).collect()))
-            .collect()
+        edges.iter().map(|(k, v)| (k.to_string(), v.iter().map(|s| s.to_string()).collect())).collect()
     }
 
     #[test]
@@ -658,57 +543,32 @@ vermagic=6.1.0-50-cloud-amd64 SMP preempt mod_unload modversions \0";
 
     #[test]
     fn topological_order_builtin_missing_and_cycles() {
-        let g = graph(&[
-            ("a", &["b", "c-d"]),
-            ("c_d", &[]),
-            ("x", &["y"]),
-            ("y", &["x"]),
-        ]);
+        let g = graph(&[("a", &["b", "c-d"]), ("c_d", &[]), ("x", &["y"]), ("y", &["x"])]);
         // b is built in: skipped silently; `c-d` and `c_d` are the same module.
         assert_eq!(topo_order(&["a"], &g, &|n| n == "b").unwrap(), ["c_d", "a"]);
         // A wanted module that is built in is skipped too.
-        assert_eq!(
-            topo_order(&["b", "c_d"], &g, &|n| n == "b").unwrap(),
-            ["c_d"]
-        );
+        assert_eq!(topo_order(&["b", "c_d"], &g, &|n| n == "b").unwrap(), ["c_d"]);
         let e = topo_order(&["a"], &g, &|_| false).unwrap_err();
         assert!(e.contains("module b (needed by a)"), "{e}");
-        assert!(topo_order(&["x"], &g, &|_| false)
-            .unwrap_err()
-            .contains("cycle"));
+        assert!(topo_order(&["x"], &g, &|_| false).unwrap_err().contains("cycle"));
     }
 
     #[test]
     fn builtin_list() {
-        let s = parse_builtin_list(
-            "kernel/drivers/virtio/virtio_anchor.ko\nkernel/fs/ext4/ext4.ko\n\nkernel/x/a-b.ko\n",
-        );
+        let s =
+            parse_builtin_list("kernel/drivers/virtio/virtio_anchor.ko\nkernel/fs/ext4/ext4.ko\n\nkernel/x/a-b.ko\n");
         assert!(s.contains("virtio_anchor") && s.contains("ext4") && s.contains("a_b"));
         assert_eq!(s.len(), 3);
     }
 
     #[test]
     fn path_normalization() {
-        assert_eq!(
-            normalize(Path::new("./lib/modules/x/a.ko"))
-                .unwrap()
-                .unwrap(),
-            "lib/modules/x/a.ko"
-        );
+        assert_eq!(normalize(Path::new("./lib/modules/x/a.ko")).unwrap().unwrap(), "lib/modules/x/a.ko");
         assert!(normalize(Path::new("/etc/passwd")).is_err());
         assert!(normalize(Path::new("./lib/../../etc")).is_err());
-        assert_eq!(
-            under_module_dir("lib/modules/6.1/kernel/a.ko", "6.1"),
-            Some("kernel/a.ko")
-        );
-        assert_eq!(
-            under_module_dir("usr/lib/modules/6.1/modules.builtin", "6.1"),
-            Some("modules.builtin")
-        );
-        assert_eq!(
-            under_module_dir("lib/modules/6.10/kernel/a.ko", "6.1"),
-            None
-        );
+        assert_eq!(under_module_dir("lib/modules/6.1/kernel/a.ko", "6.1"), Some("kernel/a.ko"));
+        assert_eq!(under_module_dir("usr/lib/modules/6.1/modules.builtin", "6.1"), Some("modules.builtin"));
+        assert_eq!(under_module_dir("lib/modules/6.10/kernel/a.ko", "6.1"), None);
     }
 
     fn build_deb(members: &[(&str, Vec<u8>)]) -> Vec<u8> {
@@ -716,11 +576,7 @@ vermagic=6.1.0-50-cloud-amd64 SMP preempt mod_unload modversions \0";
         {
             let mut b = ar::Builder::new(&mut out);
             for (name, data) in members {
-                b.append(
-                    &ar::Header::new(name.as_bytes().to_vec(), data.len() as u64),
-                    &data[..],
-                )
-                .unwrap();
+                b.append(&ar::Header::new(name.as_bytes().to_vec(), data.len() as u64), &data[..]).unwrap();
             }
         }
         out
@@ -744,9 +600,7 @@ vermagic=6.1.0-50-cloud-amd64 SMP preempt mod_unload modversions \0";
 
     fn xz(data: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
-        xz2::read::XzEncoder::new(data, 1)
-            .read_to_end(&mut out)
-            .unwrap();
+        xz2::read::XzEncoder::new(data, 1).read_to_end(&mut out).unwrap();
         out
     }
 
@@ -761,18 +615,11 @@ vermagic=6.1.0-50-cloud-amd64 SMP preempt mod_unload modversions \0";
     fn unpack_synthetic_package() {
         let rel = "6.1.0-9-cloud-amd64";
         let module = |name: &str, deps: &str| {
-            fake_elf64(
-                format!("depends={deps}\0name={name}\0vermagic={rel} SMP mod_unload \0").as_bytes(),
-            )
+            fake_elf64(format!("depends={deps}\0name={name}\0vermagic={rel} SMP mod_unload \0").as_bytes())
         };
         let mut kernel = vec![0u8; 0x400];
         kernel[0x202..0x206].copy_from_slice(b"HdrS");
-        let (a, b, c, unrelated) = (
-            module("a", "b"),
-            module("b", ""),
-            module("c", "b"),
-            module("z", ""),
-        );
+        let (a, b, c, unrelated) = (module("a", "b"), module("b", ""), module("c", "b"), module("z", ""));
         let c_xz = xz(&c);
         let data = tar_with(&[
             ("./boot/vmlinuz-6.1.0-9-cloud-amd64", &kernel),
@@ -780,60 +627,30 @@ vermagic=6.1.0-50-cloud-amd64 SMP preempt mod_unload modversions \0";
             ("./lib/modules/6.1.0-9-cloud-amd64/kernel/c.ko.xz", &c_xz),
             ("./lib/modules/6.1.0-9-cloud-amd64/kernel/z.ko", &unrelated),
             ("./lib/modules/6.1.0-9-cloud-amd64/kernel/sub/b.ko", &b),
-            (
-                "./lib/modules/6.1.0-9-cloud-amd64/modules.builtin",
-                b"kernel/drivers/q.ko\n",
-            ),
+            ("./lib/modules/6.1.0-9-cloud-amd64/modules.builtin", b"kernel/drivers/q.ko\n"),
         ]);
         let dir = test_dir("ok");
         let deb = dir.join("k.deb");
-        std::fs::write(
-            &deb,
-            build_deb(&[
-                ("debian-binary", b"2.0\n".to_vec()),
-                ("data.tar.xz", xz(&data)),
-            ]),
-        )
-        .unwrap();
+        std::fs::write(&deb, build_deb(&[("debian-binary", b"2.0\n".to_vec()), ("data.tar.xz", xz(&data))])).unwrap();
         let out = dir.join("out");
         std::fs::create_dir_all(&out).unwrap();
         let u = unpack_kernel(&deb, rel, &["a", "q", "c"], &out).unwrap();
         let names: Vec<&str> = u.modules.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["b", "a", "c"]);
         assert_eq!(std::fs::read(out.join("vmlinuz")).unwrap(), kernel);
-        assert_eq!(
-            std::fs::read(out.join("modules/c.ko")).unwrap(),
-            c,
-            "xz module stored uncompressed"
-        );
+        assert_eq!(std::fs::read(out.join("modules/c.ko")).unwrap(), c, "xz module stored uncompressed");
         assert!(!out.join("modules/z.ko").exists());
         // Not built in and not present: error.
         assert!(unpack_kernel(&deb, rel, &["nope"], &out).is_err());
 
         // Hostile path anywhere in the archive rejects the package.
-        let evil = tar_with(&[
-            ("./boot/vmlinuz-6.1.0-9-cloud-amd64", &kernel),
-            ("../../etc/evil", b"x"),
-        ]);
-        std::fs::write(
-            &deb,
-            build_deb(&[
-                ("debian-binary", b"2.0\n".to_vec()),
-                ("data.tar.xz", xz(&evil)),
-            ]),
-        )
-        .unwrap();
+        let evil = tar_with(&[("./boot/vmlinuz-6.1.0-9-cloud-amd64", &kernel), ("../../etc/evil", b"x")]);
+        std::fs::write(&deb, build_deb(&[("debian-binary", b"2.0\n".to_vec()), ("data.tar.xz", xz(&evil))])).unwrap();
         assert!(unpack_kernel(&deb, rel, &["a"], &out).is_err());
 
         // Unsupported payload compression gives a clear error.
-        std::fs::write(
-            &deb,
-            build_deb(&[
-                ("debian-binary", b"2.0\n".to_vec()),
-                ("data.tar.zst", vec![1, 2, 3]),
-            ]),
-        )
-        .unwrap();
+        std::fs::write(&deb, build_deb(&[("debian-binary", b"2.0\n".to_vec()), ("data.tar.zst", vec![1, 2, 3])]))
+            .unwrap();
         let e = unpack_kernel(&deb, rel, &["a"], &out).unwrap_err();
         assert!(e.message.contains("data.tar.zst"), "{}", e.message);
         let _ = std::fs::remove_dir_all(&dir);

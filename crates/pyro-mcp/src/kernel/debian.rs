@@ -64,11 +64,7 @@ impl Mirror {
 
     fn net_error(&self, url: &str, what: impl std::fmt::Display, timed_out: bool) -> Error {
         let msg = format!("cannot fetch {url}: {what}");
-        let e = if timed_out {
-            Error::timeout(msg)
-        } else {
-            Error::guest(msg)
-        };
+        let e = if timed_out { Error::timeout(msg) } else { Error::guest(msg) };
         e.hint(mirror_hint(&self.base))
     }
 
@@ -83,13 +79,7 @@ impl Mirror {
         overall: Duration,
     ) -> Result<Option<(String, u64)>> {
         let url = self.url(rel);
-        let resp = self
-            .agent
-            .get(&url)
-            .config()
-            .timeout_global(Some(overall))
-            .build()
-            .call();
+        let resp = self.agent.get(&url).config().timeout_global(Some(overall)).build().call();
         let resp = match resp {
             Ok(r) => r,
             Err(ureq::Error::StatusCode(404)) => return Ok(None),
@@ -99,8 +89,7 @@ impl Mirror {
             }
         };
         let mut body = resp.into_body().into_reader();
-        let mut file = std::fs::File::create(dest)
-            .map_err(|e| Error::io(format!("creating {}", dest.display()), e))?;
+        let mut file = std::fs::File::create(dest).map_err(|e| Error::io(format!("creating {}", dest.display()), e))?;
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; 256 * 1024];
         let mut total: u64 = 0;
@@ -119,17 +108,13 @@ impl Mirror {
             };
             total += n as u64;
             if total > max {
-                return Err(
-                    Error::guest(format!("{url} is larger than the expected {max} bytes"))
-                        .hint(mirror_hint(&self.base)),
-                );
+                return Err(Error::guest(format!("{url} is larger than the expected {max} bytes"))
+                    .hint(mirror_hint(&self.base)));
             }
             hasher.update(&buf[..n]);
-            file.write_all(&buf[..n])
-                .map_err(|e| Error::io(format!("writing {}", dest.display()), e))?;
+            file.write_all(&buf[..n]).map_err(|e| Error::io(format!("writing {}", dest.display()), e))?;
         }
-        file.sync_all()
-            .map_err(|e| Error::io(format!("writing {}", dest.display()), e))?;
+        file.sync_all().map_err(|e| Error::io(format!("writing {}", dest.display()), e))?;
         Ok(Some((hex::encode(hasher.finalize()), total)))
     }
 
@@ -144,19 +129,12 @@ impl Mirror {
         expect: Option<(&str, u64)>,
     ) -> Result<()> {
         let got = self.download(rel, dest, max, overall)?;
-        let (sha, size) =
-            got.ok_or_else(|| self.net_error(&self.url(rel), "HTTP 404 Not Found", false))?;
+        let (sha, size) = got.ok_or_else(|| self.net_error(&self.url(rel), "HTTP 404 Not Found", false))?;
         check_digest(&self.url(rel), &sha, size, expect, &self.base)
     }
 }
 
-pub(crate) fn check_digest(
-    what: &str,
-    sha: &str,
-    size: u64,
-    expect: Option<(&str, u64)>,
-    mirror: &str,
-) -> Result<()> {
+pub(crate) fn check_digest(what: &str, sha: &str, size: u64, expect: Option<(&str, u64)>, mirror: &str) -> Result<()> {
     if let Some((want_sha, want_size)) = expect {
         if size != want_size || !sha.eq_ignore_ascii_case(want_sha) {
             return Err(Error::guest(format!(
@@ -172,8 +150,7 @@ pub(crate) fn check_digest(
 /// signed text exactly as gpgv extracted it. `work` is a private scratch directory.
 pub(crate) fn verify_inrelease(work: &Path, inrelease: &Path, mirror: &str) -> Result<String> {
     let keyring = work.join("debian-archive-keyring.gpg");
-    std::fs::write(&keyring, ARCHIVE_KEYRING)
-        .map_err(|e| Error::io(format!("writing {}", keyring.display()), e))?;
+    std::fs::write(&keyring, ARCHIVE_KEYRING).map_err(|e| Error::io(format!("writing {}", keyring.display()), e))?;
     let home = work.join("gnupg");
     crate::paths::private_dir(&home)?;
     let plain = work.join("Release");
@@ -193,40 +170,26 @@ pub(crate) fn verify_inrelease(work: &Path, inrelease: &Path, mirror: &str) -> R
     let out = match out {
         Ok(o) => o,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(Error::guest(
-                "gpgv is missing: it is needed to verify Debian's signature on the kernel index",
-            )
-            .hint(
-                "install gpgv (Debian/Ubuntu: apt-get install gpgv; Fedora: dnf install gnupg2)",
-            ));
+            return Err(Error::guest("gpgv is missing: it is needed to verify Debian's signature on the kernel index")
+                .hint("install gpgv (Debian/Ubuntu: apt-get install gpgv; Fedora: dnf install gnupg2)"));
         }
         Err(e) => return Err(Error::io("running gpgv", e)),
     };
     let status = String::from_utf8_lossy(&out.stdout);
     if let Err(why) = check_gpgv_status(&status) {
         let stderr = String::from_utf8_lossy(&out.stderr);
-        let detail = stderr
-            .lines()
-            .rfind(|l| !l.trim().is_empty())
-            .unwrap_or("")
-            .trim()
-            .trim_start_matches("gpgv:")
-            .trim();
+        let detail =
+            stderr.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("").trim().trim_start_matches("gpgv:").trim();
         return Err(Error::guest(format!(
             "the {} InRelease file from {mirror} failed OpenPGP verification: {why}{}{}",
             super::SUITE,
             if detail.is_empty() { "" } else { "; gpgv: " },
             detail
         ))
-        .hint(format!(
-            "nothing unsigned is used; retry later, or {}",
-            mirror_hint(mirror)
-        )));
+        .hint(format!("nothing unsigned is used; retry later, or {}", mirror_hint(mirror))));
     }
-    let text =
-        std::fs::read(&plain).map_err(|e| Error::io(format!("reading {}", plain.display()), e))?;
-    String::from_utf8(text)
-        .map_err(|_| Error::guest("the signed Release text is not UTF-8").hint(mirror_hint(mirror)))
+    let text = std::fs::read(&plain).map_err(|e| Error::io(format!("reading {}", plain.display()), e))?;
+    String::from_utf8(text).map_err(|_| Error::guest("the signed Release text is not UTF-8").hint(mirror_hint(mirror)))
 }
 
 /// Decide from gpgv's `--status-fd` output whether the data is signed. Accepted when at least
@@ -265,10 +228,7 @@ pub(crate) struct Stanza {
 impl Stanza {
     /// Field value by (case-insensitive) name.
     pub(crate) fn get(&self, name: &str) -> Option<&str> {
-        self.fields
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.fields.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 }
 
@@ -308,8 +268,7 @@ pub(crate) fn parse_stanzas<R: BufRead>(
             continue;
         }
         if let Some((k, v)) = l.split_once(':') {
-            cur.fields
-                .push((k.trim().to_string(), v.trim().to_string()));
+            cur.fields.push((k.trim().to_string(), v.trim().to_string()));
         }
     }
 }
@@ -328,11 +287,7 @@ pub(crate) fn parse_release(text: &str) -> std::result::Result<Release, String> 
     let stanzas = parse_stanzas(text.as_bytes(), |_| true).map_err(|e| e.to_string())?;
     let s = stanzas.first().ok_or("empty Release file")?;
     let mut sha256 = HashMap::new();
-    for line in s
-        .get("SHA256")
-        .ok_or("Release has no SHA256 field")?
-        .lines()
-    {
+    for line in s.get("SHA256").ok_or("Release has no SHA256 field")?.lines() {
         let parts: Vec<&str> = line.split_whitespace().collect();
         if parts.is_empty() {
             continue;
@@ -343,17 +298,13 @@ pub(crate) fn parse_release(text: &str) -> std::result::Result<Release, String> 
         if !is_sha256_hex(hash) {
             return Err(format!("bad sha256 {hash:?}"));
         }
-        let size: u64 = size
-            .parse()
-            .map_err(|_| format!("bad size in SHA256 line {line:?}"))?;
+        let size: u64 = size.parse().map_err(|_| format!("bad size in SHA256 line {line:?}"))?;
         sha256.insert(path.to_string(), (hash.to_ascii_lowercase(), size));
     }
     Ok(Release {
         codename: s.get("Codename").unwrap_or("").to_string(),
         version: s.get("Version").unwrap_or("").to_string(),
-        acquire_by_hash: s
-            .get("Acquire-By-Hash")
-            .is_some_and(|v| v.eq_ignore_ascii_case("yes")),
+        acquire_by_hash: s.get("Acquire-By-Hash").is_some_and(|v| v.eq_ignore_ascii_case("yes")),
         sha256,
     })
 }
@@ -390,9 +341,7 @@ pub(crate) fn parse_depends(value: &str) -> Vec<Vec<Relation>> {
                 .split('|')
                 .filter_map(|alt| {
                     let alt = alt.trim();
-                    let (name, rest) = match alt
-                        .find(|c: char| c.is_whitespace() || c == '(' || c == '[' || c == '<')
-                    {
+                    let (name, rest) = match alt.find(|c: char| c.is_whitespace() || c == '(' || c == '[' || c == '<') {
                         Some(i) => (&alt[..i], &alt[i..]),
                         None => (alt, ""),
                     };
@@ -400,23 +349,14 @@ pub(crate) fn parse_depends(value: &str) -> Vec<Vec<Relation>> {
                     if name.is_empty() {
                         return None;
                     }
-                    let constraint = rest
-                        .trim()
-                        .strip_prefix('(')
-                        .and_then(|r| r.split_once(')'))
-                        .and_then(|(inner, _)| {
+                    let constraint =
+                        rest.trim().strip_prefix('(').and_then(|r| r.split_once(')')).and_then(|(inner, _)| {
                             let inner = inner.trim();
-                            let op_len = inner
-                                .find(|c: char| !matches!(c, '<' | '>' | '='))
-                                .unwrap_or(inner.len());
+                            let op_len = inner.find(|c: char| !matches!(c, '<' | '>' | '=')).unwrap_or(inner.len());
                             let (op, ver) = inner.split_at(op_len);
-                            (!op.is_empty() && !ver.trim().is_empty())
-                                .then(|| (op.to_string(), ver.trim().to_string()))
+                            (!op.is_empty() && !ver.trim().is_empty()).then(|| (op.to_string(), ver.trim().to_string()))
                         });
-                    Some(Relation {
-                        name: name.to_string(),
-                        constraint,
-                    })
+                    Some(Relation { name: name.to_string(), constraint })
                 })
                 .collect::<Vec<_>>()
         })
@@ -444,43 +384,27 @@ pub(crate) fn is_safe_release(r: &str) -> bool {
     !r.is_empty()
         && r.len() <= 64
         && r.as_bytes()[0].is_ascii_alphanumeric()
-        && r.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'+' | b'_'))
+        && r.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'+' | b'_'))
 }
 
 /// Follow the metapackage `meta` (e.g. linux-image-cloud-amd64) to the concrete image package
 /// `linux-image-<abi>-<flavour>` it depends on, falling back to the `-unsigned` package of the
 /// same name if only that exists.
-pub(crate) fn resolve_kernel(
-    stanzas: &[Stanza],
-    meta: &str,
-) -> std::result::Result<DebPackage, String> {
-    let flavour = meta
-        .strip_prefix("linux-image-")
-        .ok_or_else(|| format!("{meta} is not a linux-image metapackage"))?;
+pub(crate) fn resolve_kernel(stanzas: &[Stanza], meta: &str) -> std::result::Result<DebPackage, String> {
+    let flavour =
+        meta.strip_prefix("linux-image-").ok_or_else(|| format!("{meta} is not a linux-image metapackage"))?;
     let highest = |name: &str, constraint: &Option<(String, String)>| -> Option<&Stanza> {
         stanzas
             .iter()
             .filter(|s| s.get("Package") == Some(name))
             .filter(|s| s.get("Version").is_some_and(|v| satisfies(v, constraint)))
-            .max_by(|a, b| {
-                compare_versions(
-                    a.get("Version").unwrap_or(""),
-                    b.get("Version").unwrap_or(""),
-                )
-            })
+            .max_by(|a, b| compare_versions(a.get("Version").unwrap_or(""), b.get("Version").unwrap_or("")))
     };
-    let meta_stanza =
-        highest(meta, &None).ok_or_else(|| format!("package {meta} is not in the index"))?;
-    let depends = meta_stanza
-        .get("Depends")
-        .ok_or_else(|| format!("{meta} has no Depends"))?;
+    let meta_stanza = highest(meta, &None).ok_or_else(|| format!("package {meta} is not in the index"))?;
+    let depends = meta_stanza.get("Depends").ok_or_else(|| format!("{meta} has no Depends"))?;
     let release_of = |name: &str| -> Option<String> {
         let base = name.strip_suffix("-unsigned").unwrap_or(name);
-        let abi = base
-            .strip_prefix("linux-image-")?
-            .strip_suffix(flavour)?
-            .strip_suffix('-')?;
+        let abi = base.strip_prefix("linux-image-")?.strip_suffix(flavour)?.strip_suffix('-')?;
         (abi.starts_with(|c: char| c.is_ascii_digit())).then(|| format!("{abi}-{flavour}"))
     };
     for group in parse_depends(depends) {
@@ -501,32 +425,19 @@ pub(crate) fn resolve_kernel(
                 };
                 return package_from(s, &name, &release);
             }
-            return Err(format!(
-                "{meta} depends on {}, which is not in the index",
-                rel.name
-            ));
+            return Err(format!("{meta} depends on {}, which is not in the index", rel.name));
         }
     }
-    Err(format!(
-        "{meta} does not depend on a linux-image-<abi>-{flavour} package"
-    ))
+    Err(format!("{meta} does not depend on a linux-image-<abi>-{flavour} package"))
 }
 
 fn package_from(s: &Stanza, name: &str, release: &str) -> std::result::Result<DebPackage, String> {
-    let field = |k: &str| {
-        s.get(k)
-            .map(str::to_string)
-            .ok_or_else(|| format!("{name} has no {k} field"))
-    };
+    let field = |k: &str| s.get(k).map(str::to_string).ok_or_else(|| format!("{name} has no {k} field"));
     let filename = field("Filename")?;
     let bad_path = filename.starts_with('/')
-        || filename
-            .split('/')
-            .any(|c| c.is_empty() || c == "." || c == "..")
+        || filename.split('/').any(|c| c.is_empty() || c == "." || c == "..")
         || !filename.ends_with(".deb")
-        || filename
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '?' | '#' | '%' | '\\'));
+        || filename.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '?' | '#' | '%' | '\\'));
     if bad_path {
         return Err(format!("{name} has an unusable Filename {filename:?}"));
     }
@@ -534,9 +445,7 @@ fn package_from(s: &Stanza, name: &str, release: &str) -> std::result::Result<De
     if !is_sha256_hex(&sha256) {
         return Err(format!("{name} has a malformed SHA256"));
     }
-    let size = field("Size")?
-        .parse::<u64>()
-        .map_err(|_| format!("{name} has a malformed Size"))?;
+    let size = field("Size")?.parse::<u64>().map_err(|_| format!("{name} has a malformed Size"))?;
     Ok(DebPackage {
         name: name.to_string(),
         version: field("Version")?,
@@ -550,14 +459,10 @@ fn package_from(s: &Stanza, name: &str, release: &str) -> std::result::Result<De
 /// Read Packages.xz, keeping only `linux-image-*` paragraphs. Decompressed size is capped.
 pub(crate) fn read_packages_xz(path: &Path) -> Result<Vec<Stanza>> {
     const MAX_UNCOMPRESSED: u64 = 1 << 30;
-    let f = std::fs::File::open(path)
-        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    let f = std::fs::File::open(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
     let dec = xz2::read::XzDecoder::new(std::io::BufReader::new(f)).take(MAX_UNCOMPRESSED);
-    parse_stanzas(std::io::BufReader::new(dec), |s| {
-        s.get("Package")
-            .is_some_and(|p| p.starts_with("linux-image-"))
-    })
-    .ctx("decompressing and parsing Packages.xz")
+    parse_stanzas(std::io::BufReader::new(dec), |s| s.get("Package").is_some_and(|p| p.starts_with("linux-image-")))
+        .ctx("decompressing and parsing Packages.xz")
 }
 
 /// dpkg's version ordering (epoch:upstream-revision, with `~` sorting before everything).
@@ -586,8 +491,7 @@ pub(crate) fn compare_versions(a: &str, b: &str) -> Ordering {
     fn verrevcmp(a: &[u8], b: &[u8]) -> Ordering {
         let (mut i, mut j) = (0, 0);
         while i < a.len() || j < b.len() {
-            while (i < a.len() && !a[i].is_ascii_digit()) || (j < b.len() && !b[j].is_ascii_digit())
-            {
+            while (i < a.len() && !a[i].is_ascii_digit()) || (j < b.len() && !b[j].is_ascii_digit()) {
                 let (ac, bc) = (order(a.get(i)), order(b.get(j)));
                 if ac != bc {
                     return ac.cmp(&bc);
@@ -648,10 +552,7 @@ e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855        0 main/b
         assert!(r.acquire_by_hash);
         assert_eq!(r.sha256.len(), 3);
         let (h, s) = &r.sha256["main/binary-amd64/Packages.xz"];
-        assert_eq!(
-            h,
-            "9e0b5aabb2465b3d2e7a7fe27f9913846277833f7a2826e7767acccff5b588c5"
-        );
+        assert_eq!(h, "9e0b5aabb2465b3d2e7a7fe27f9913846277833f7a2826e7767acccff5b588c5");
         assert_eq!(*s, 8790396);
         assert_eq!(r.sha256["main/binary-amd64/Release"].1, 0);
         // MD5 lines must not leak into the SHA256 table.
@@ -712,17 +613,10 @@ Version: 5.9-4
     fn packages_stanzas() {
         let s = packages();
         assert_eq!(s.len(), 5);
-        assert_eq!(
-            s[0].get("package"),
-            Some("linux-image-6.1.0-50-cloud-amd64-unsigned")
-        );
-        assert_eq!(
-            s[0].get("Description"),
-            Some("Linux 6.1 for x86-64 cloud\ncontinuation line")
-        );
+        assert_eq!(s[0].get("package"), Some("linux-image-6.1.0-50-cloud-amd64-unsigned"));
+        assert_eq!(s[0].get("Description"), Some("Linux 6.1 for x86-64 cloud\ncontinuation line"));
         assert_eq!(s[4].get("Version"), Some("5.9-4"));
-        let filtered =
-            parse_stanzas(PACKAGES.as_bytes(), |s| s.get("Package") == Some("zsh")).unwrap();
+        let filtered = parse_stanzas(PACKAGES.as_bytes(), |s| s.get("Package") == Some("zsh")).unwrap();
         assert_eq!(filtered.len(), 1);
     }
 
@@ -733,19 +627,14 @@ Version: 5.9-4
         assert_eq!(p.release, "6.1.0-50-cloud-amd64");
         assert_eq!(p.version, "6.1.176-1");
         assert_eq!(p.size, 26484304);
-        assert_eq!(
-            p.sha256,
-            "efe19f605b6f54a8352e68d85a629abb2d30b72a085faef603a9152590baa791"
-        );
+        assert_eq!(p.sha256, "efe19f605b6f54a8352e68d85a629abb2d30b72a085faef603a9152590baa791");
         assert!(p.filename.starts_with("pool/main/l/linux-signed-amd64/"));
     }
 
     #[test]
     fn metapackage_resolution_falls_back_to_unsigned() {
-        let s: Vec<Stanza> = packages()
-            .into_iter()
-            .filter(|s| s.get("Package") != Some("linux-image-6.1.0-50-cloud-amd64"))
-            .collect();
+        let s: Vec<Stanza> =
+            packages().into_iter().filter(|s| s.get("Package") != Some("linux-image-6.1.0-50-cloud-amd64")).collect();
         let p = resolve_kernel(&s, "linux-image-cloud-amd64").unwrap();
         assert_eq!(p.name, "linux-image-6.1.0-50-cloud-amd64-unsigned");
         assert_eq!(p.release, "6.1.0-50-cloud-amd64");
@@ -753,27 +642,25 @@ Version: 5.9-4
 
     #[test]
     fn metapackage_resolution_errors() {
-        let no_meta: Vec<Stanza> = packages()
-            .into_iter()
-            .filter(|s| s.get("Package") != Some("linux-image-cloud-amd64"))
-            .collect();
+        let no_meta: Vec<Stanza> =
+            packages().into_iter().filter(|s| s.get("Package") != Some("linux-image-cloud-amd64")).collect();
         assert!(resolve_kernel(&no_meta, "linux-image-cloud-amd64").is_err());
         // Version constraint that nothing satisfies.
         let text = PACKAGES.replace("(= 6.1.176-1)", "(= 9.9-9)");
         let s = parse_stanzas(text.as_bytes(), |_| true).unwrap();
         assert!(resolve_kernel(&s, "linux-image-cloud-amd64").is_err());
         // A hostile Filename is refused.
-        let text = PACKAGES.replace(
-            "pool/main/l/linux-signed-amd64/linux-image-6.1.0-50",
-            "pool/../../etc/linux-image-6.1.0-50",
-        );
+        let text = PACKAGES
+            .replace("pool/main/l/linux-signed-amd64/linux-image-6.1.0-50", "pool/../../etc/linux-image-6.1.0-50");
         let s = parse_stanzas(text.as_bytes(), |_| true).unwrap();
         assert!(resolve_kernel(&s, "linux-image-cloud-amd64").is_err());
     }
 
     #[test]
     fn depends_parsing() {
-        let d = parse_depends("kmod, linux-base (>= 4.3~), initramfs-tools (>= 0.120+deb8u2) | linux-initramfs-tool, foo:any");
+        let d = parse_depends(
+            "kmod, linux-base (>= 4.3~), initramfs-tools (>= 0.120+deb8u2) | linux-initramfs-tool, foo:any",
+        );
         assert_eq!(d.len(), 4);
         assert_eq!(d[1][0].constraint, Some((">=".into(), "4.3~".into())));
         assert_eq!(d[2].len(), 2);
@@ -807,15 +694,10 @@ Version: 5.9-4
         let good = "[GNUPG:] NEWSIG\n[GNUPG:] ERRSIG 6ED0E7B82643E131 1 8 01 1783765031 9 4CB5\n[GNUPG:] NO_PUBKEY 6ED0E7B82643E131\n\
 [GNUPG:] NEWSIG\n[GNUPG:] GOODSIG F8D2585B8783D481 Debian Stable Release Key\n\
 [GNUPG:] VALIDSIG 4D64FEC119C2029067D6E791F8D2585B8783D481 2026-07-11 1783765141 0 4 0 22 8 01 4D64\n";
-        assert_eq!(
-            check_gpgv_status(good).unwrap(),
-            vec!["4D64FEC119C2029067D6E791F8D2585B8783D481".to_string()]
-        );
+        assert_eq!(check_gpgv_status(good).unwrap(), vec!["4D64FEC119C2029067D6E791F8D2585B8783D481".to_string()]);
         let bad = format!("{good}[GNUPG:] NEWSIG\n[GNUPG:] BADSIG 6ED0E7B82643E131 Debian\n");
         assert!(check_gpgv_status(&bad).is_err());
-        assert!(
-            check_gpgv_status("[GNUPG:] NEWSIG\n[GNUPG:] NO_PUBKEY 6ED0E7B82643E131\n").is_err()
-        );
+        assert!(check_gpgv_status("[GNUPG:] NEWSIG\n[GNUPG:] NO_PUBKEY 6ED0E7B82643E131\n").is_err());
         assert!(check_gpgv_status("[GNUPG:] EXPKEYSIG 1 x\n[GNUPG:] VALIDSIG ABC\n").is_err());
         assert!(check_gpgv_status("GOODSIG x\nVALIDSIG y\n").is_err());
     }
@@ -831,9 +713,7 @@ Version: 5.9-4
     fn mirror_validation() {
         assert!(Mirror::new("http://deb.debian.org/debian/").is_ok());
         assert_eq!(
-            Mirror::new("http://deb.debian.org/debian/")
-                .unwrap()
-                .url("dists/x"),
+            Mirror::new("http://deb.debian.org/debian/").unwrap().url("dists/x"),
             "http://deb.debian.org/debian/dists/x"
         );
         assert!(Mirror::new("ftp://x").is_err());

@@ -78,10 +78,7 @@ pub fn ensure_kernel(cache_dir: &Path, mirror: &str, progress: &dyn Fn(&str)) ->
         if hashes_intact(&m) {
             return Ok(m.kernel);
         }
-        progress(&format!(
-            "kernel: cached kernel in {} is damaged, fetching it again",
-            m.kernel.dir.display()
-        ));
+        progress(&format!("kernel: cached kernel in {} is damaged, fetching it again", m.kernel.dir.display()));
     }
     fetch_and_install(cache_dir, mirror, progress)
 }
@@ -128,10 +125,7 @@ fn load_manifest(dir: &Path) -> Option<Manifest> {
     }
     let k = &m.kernel;
     let listed = |p: &PathBuf| m.files.iter().any(|f| &f.path == p);
-    if !std::iter::once(&k.vmlinuz)
-        .chain(&k.modules)
-        .all(|p| plain_relative(p) && listed(p))
-    {
+    if !std::iter::once(&k.vmlinuz).chain(&k.modules).all(|p| plain_relative(p) && listed(p)) {
         return None;
     }
     if !m.files.iter().all(|f| plain_relative(&f.path)) {
@@ -143,17 +137,13 @@ fn load_manifest(dir: &Path) -> Option<Manifest> {
     for f in &mut m.files {
         f.path = dir.join(&f.path);
     }
-    let sizes_ok = m
-        .files
-        .iter()
-        .all(|f| std::fs::metadata(&f.path).is_ok_and(|md| md.is_file() && md.len() == f.size));
+    let sizes_ok =
+        m.files.iter().all(|f| std::fs::metadata(&f.path).is_ok_and(|md| md.is_file() && md.len() == f.size));
     sizes_ok.then_some(m)
 }
 
 fn hashes_intact(m: &Manifest) -> bool {
-    m.files
-        .iter()
-        .all(|f| paths::sha256_file(&f.path).is_ok_and(|h| h.eq_ignore_ascii_case(&f.sha256)))
+    m.files.iter().all(|f| paths::sha256_file(&f.path).is_ok_and(|h| h.eq_ignore_ascii_case(&f.sha256)))
 }
 
 /// The installed kernel with the highest Debian version (ties: highest release).
@@ -172,30 +162,14 @@ fn newest_cached(cache_dir: &Path) -> Option<Manifest> {
 
 /// Directory-name-safe form of `s`.
 fn sanitize(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+' | '_') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    s.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+' | '_') { c } else { '_' }).collect()
 }
 
 fn unique_suffix() -> String {
     use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "{}-{:08x}{}",
-        std::process::id(),
-        nanos,
-        COUNTER.fetch_add(1, Relaxed)
-    )
+    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    format!("{}-{:08x}{}", std::process::id(), nanos, COUNTER.fetch_add(1, Relaxed))
 }
 
 /// Scratch space inside the cache dir (same filesystem, so the final rename is atomic);
@@ -232,10 +206,7 @@ fn clean_stale(cache_dir: &Path) {
     };
     for e in entries.filter_map(|e| e.ok()) {
         let name = e.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name
-            .strip_prefix(".partial-")
-            .or_else(|| name.strip_prefix(".stale-"))
-        else {
+        let Some(rest) = name.strip_prefix(".partial-").or_else(|| name.strip_prefix(".stale-")) else {
             continue;
         };
         let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<i32>().ok()) else {
@@ -269,22 +240,12 @@ fn fetch_and_install(cache_dir: &Path, mirror: &str, progress: &dyn Fn(&str)) ->
     let work = WorkDir::create(cache_dir)?;
 
     // 1. The signed Release file.
-    progress(&format!(
-        "kernel: fetching {SUITE} InRelease from {}",
-        mirror.base()
-    ));
+    progress(&format!("kernel: fetching {SUITE} InRelease from {}", mirror.base()));
     let inrelease = work.path.join("InRelease");
-    mirror.fetch(
-        &format!("dists/{SUITE}/InRelease"),
-        &inrelease,
-        MAX_INRELEASE,
-        Duration::from_secs(120),
-        None,
-    )?;
+    mirror.fetch(&format!("dists/{SUITE}/InRelease"), &inrelease, MAX_INRELEASE, Duration::from_secs(120), None)?;
     let text = debian::verify_inrelease(&work.path, &inrelease, mirror.base())?;
-    let release = debian::parse_release(&text).map_err(|e| {
-        Error::guest(format!("the signed {SUITE} Release file is malformed: {e}")).hint(hint())
-    })?;
+    let release = debian::parse_release(&text)
+        .map_err(|e| Error::guest(format!("the signed {SUITE} Release file is malformed: {e}")).hint(hint()))?;
     if release.codename != SUITE {
         return Err(Error::guest(format!(
             "{} served a Release file for {:?} where {SUITE} was asked for",
@@ -293,36 +254,22 @@ fn fetch_and_install(cache_dir: &Path, mirror: &str, progress: &dyn Fn(&str)) ->
         ))
         .hint(hint()));
     }
-    progress(&format!(
-        "kernel: InRelease signature verified (Debian {})",
-        release.version
-    ));
+    progress(&format!("kernel: InRelease signature verified (Debian {})", release.version));
 
     // 2. The package index, checked against the signed Release file.
-    let (sha, size) = release.sha256.get(PACKAGES_INDEX).cloned().ok_or_else(|| {
-        Error::guest(format!(
-            "the {SUITE} Release file does not list {PACKAGES_INDEX}"
-        ))
-        .hint(hint())
-    })?;
+    let (sha, size) =
+        release.sha256.get(PACKAGES_INDEX).cloned().ok_or_else(|| {
+            Error::guest(format!("the {SUITE} Release file does not list {PACKAGES_INDEX}")).hint(hint())
+        })?;
     if size > MAX_PACKAGES_XZ {
-        return Err(Error::limit(format!(
-            "{PACKAGES_INDEX} is implausibly large ({})",
-            mib(size)
-        ))
-        .hint(hint()));
+        return Err(Error::limit(format!("{PACKAGES_INDEX} is implausibly large ({})", mib(size))).hint(hint()));
     }
-    progress(&format!(
-        "kernel: fetching {PACKAGES_INDEX} ({})",
-        mib(size)
-    ));
+    progress(&format!("kernel: fetching {PACKAGES_INDEX} ({})", mib(size)));
     let packages = work.path.join("Packages.xz");
     let mut candidates = Vec::new();
     if release.acquire_by_hash {
         // Immune to the mirror updating between the InRelease and Packages downloads.
-        candidates.push(format!(
-            "dists/{SUITE}/main/binary-amd64/by-hash/SHA256/{sha}"
-        ));
+        candidates.push(format!("dists/{SUITE}/main/binary-amd64/by-hash/SHA256/{sha}"));
     }
     candidates.push(format!("dists/{SUITE}/{PACKAGES_INDEX}"));
     let mut got = None;
@@ -333,71 +280,33 @@ fn fetch_and_install(cache_dir: &Path, mirror: &str, progress: &dyn Fn(&str)) ->
         }
     }
     let (got_sha, got_size) = got.ok_or_else(|| {
-        Error::guest(format!(
-            "{} has no {PACKAGES_INDEX} for {SUITE} (HTTP 404)",
-            mirror.base()
-        ))
-        .hint(hint())
+        Error::guest(format!("{} has no {PACKAGES_INDEX} for {SUITE} (HTTP 404)", mirror.base())).hint(hint())
     })?;
-    debian::check_digest(
-        PACKAGES_INDEX,
-        &got_sha,
-        got_size,
-        Some((&sha, size)),
-        mirror.base(),
-    )?;
+    debian::check_digest(PACKAGES_INDEX, &got_sha, got_size, Some((&sha, size)), mirror.base())?;
     let stanzas = debian::read_packages_xz(&packages)?;
     let pkg = debian::resolve_kernel(&stanzas, META_PACKAGE).map_err(|e| {
-        Error::guest(format!(
-            "cannot find the {SUITE} cloud kernel in the archive index: {e}"
-        ))
-        .hint(hint())
+        Error::guest(format!("cannot find the {SUITE} cloud kernel in the archive index: {e}")).hint(hint())
     })?;
     drop(stanzas);
     if pkg.size > MAX_DEB {
-        return Err(Error::limit(format!(
-            "{} is {}, above the {} limit",
-            pkg.name,
-            mib(pkg.size),
-            mib(MAX_DEB)
-        )));
+        return Err(Error::limit(format!("{} is {}, above the {} limit", pkg.name, mib(pkg.size), mib(MAX_DEB))));
     }
 
     // 3. The kernel package, checked against the index.
-    progress(&format!(
-        "kernel: downloading {} {} ({})",
-        pkg.name,
-        pkg.version,
-        mib(pkg.size)
-    ));
+    progress(&format!("kernel: downloading {} {} ({})", pkg.name, pkg.version, mib(pkg.size)));
     let deb_path = work.path.join("kernel.deb");
-    mirror.fetch(
-        &pkg.filename,
-        &deb_path,
-        pkg.size,
-        Duration::from_secs(600),
-        Some((&pkg.sha256, pkg.size)),
-    )?;
+    mirror.fetch(&pkg.filename, &deb_path, pkg.size, Duration::from_secs(600), Some((&pkg.sha256, pkg.size)))?;
 
     // 4. Unpack vmlinuz and the modules.
-    progress(&format!(
-        "kernel: unpacking vmlinuz-{} and modules",
-        pkg.release
-    ));
+    progress(&format!("kernel: unpacking vmlinuz-{} and modules", pkg.release));
     let install = work.path.join("install");
     paths::private_dir(&install)?;
     let unpacked = deb::unpack_kernel(&deb_path, &pkg.release, WANTED_MODULES, &install)?;
     let mut files = Vec::new();
     for rel in std::iter::once(&unpacked.vmlinuz).chain(unpacked.modules.iter().map(|(_, p)| p)) {
         let full = install.join(rel);
-        let size = std::fs::metadata(&full)
-            .map_err(|e| Error::io(format!("reading {}", full.display()), e))?
-            .len();
-        files.push(FileSum {
-            path: rel.clone(),
-            size,
-            sha256: paths::sha256_file(&full)?,
-        });
+        let size = std::fs::metadata(&full).map_err(|e| Error::io(format!("reading {}", full.display()), e))?.len();
+        files.push(FileSum { path: rel.clone(), size, sha256: paths::sha256_file(&full)? });
     }
     let manifest = Manifest {
         format: MANIFEST_FORMAT,
@@ -415,8 +324,8 @@ fn fetch_and_install(cache_dir: &Path, mirror: &str, progress: &dyn Fn(&str)) ->
         files,
         source: mirror.url(&pkg.filename),
     };
-    let json = serde_json::to_vec_pretty(&manifest)
-        .map_err(|e| Error::internal(format!("encoding {MANIFEST}: {e}")))?;
+    let json =
+        serde_json::to_vec_pretty(&manifest).map_err(|e| Error::internal(format!("encoding {MANIFEST}: {e}")))?;
     paths::write_atomic(&install.join(MANIFEST), &json)?;
     deb::sync_dir(&install)?;
 
@@ -442,14 +351,9 @@ fn publish(install: &Path, final_dir: &Path, cache_dir: &Path) -> Result<Manifes
         match std::fs::rename(install, final_dir) {
             Ok(()) => {
                 deb::sync_dir(cache_dir)?;
-                return load_manifest(final_dir)
-                    .filter(hashes_intact)
-                    .ok_or_else(|| {
-                        Error::internal(format!(
-                            "the kernel just installed in {} does not load",
-                            final_dir.display()
-                        ))
-                    });
+                return load_manifest(final_dir).filter(hashes_intact).ok_or_else(|| {
+                    Error::internal(format!("the kernel just installed in {} does not load", final_dir.display()))
+                });
             }
             Err(e) if final_dir.exists() => {
                 if let Some(m) = load_manifest(final_dir).filter(hashes_intact) {
@@ -462,21 +366,15 @@ fn publish(install: &Path, final_dir: &Path, cache_dir: &Path) -> Result<Manifes
                     }
                     Err(e2) if e2.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e2) => {
-                        return Err(Error::io(
-                            format!("replacing {} ({e})", final_dir.display()),
-                            e2,
-                        )
-                        .hint(format!("delete {} and retry", final_dir.display())));
+                        return Err(Error::io(format!("replacing {} ({e})", final_dir.display()), e2)
+                            .hint(format!("delete {} and retry", final_dir.display())));
                     }
                 }
             }
             Err(e) => return Err(Error::io(format!("installing {}", final_dir.display()), e)),
         }
     }
-    Err(Error::internal(format!(
-        "could not install {}: it keeps changing",
-        final_dir.display()
-    )))
+    Err(Error::internal(format!("could not install {}: it keeps changing", final_dir.display())))
 }
 
 #[cfg(test)]
@@ -532,10 +430,7 @@ mod tests {
         assert_eq!(k.vmlinuz, cache.join("b_6.1.10-1/vmlinuz"));
         assert_eq!(k.modules, vec![cache.join("b_6.1.10-1/modules/virtio.ko")]);
         // ensure_kernel returns the cache without touching the (unusable) mirror.
-        let k2 = ensure_kernel(&cache, "http://127.0.0.1:9/none", &|l| {
-            panic!("no progress expected: {l}")
-        })
-        .unwrap();
+        let k2 = ensure_kernel(&cache, "http://127.0.0.1:9/none", &|l| panic!("no progress expected: {l}")).unwrap();
         assert_eq!(k2.dir, k.dir);
         // Same size, different content: cached_kernel (sizes) still sees it, ensure_kernel
         // (hashes) does not trust it and tries to fetch, which fails against a dead mirror.
@@ -555,17 +450,9 @@ mod tests {
         let dir = cache.join("k_1");
         fake_install(&dir, "1");
         let text = std::fs::read_to_string(dir.join(MANIFEST)).unwrap();
-        std::fs::write(
-            dir.join(MANIFEST),
-            text.replace("\"vmlinuz\"", "\"../k_1/vmlinuz\""),
-        )
-        .unwrap();
+        std::fs::write(dir.join(MANIFEST), text.replace("\"vmlinuz\"", "\"../k_1/vmlinuz\"")).unwrap();
         assert!(cached_kernel(&cache).is_none());
-        std::fs::write(
-            dir.join(MANIFEST),
-            text.replace("\"vmlinuz\"", "\"/etc/passwd\""),
-        )
-        .unwrap();
+        std::fs::write(dir.join(MANIFEST), text.replace("\"vmlinuz\"", "\"/etc/passwd\"")).unwrap();
         assert!(cached_kernel(&cache).is_none());
         // A manifest for another module set is not used.
         std::fs::write(dir.join(MANIFEST), text.replace("virtio_blk", "ext4")).unwrap();
@@ -599,10 +486,7 @@ mod tests {
 
     #[test]
     fn names_are_sanitized() {
-        assert_eq!(
-            sanitize("6.1.0-9-cloud-amd64_1:6.1.1-1~bpo"),
-            "6.1.0-9-cloud-amd64_1_6.1.1-1_bpo"
-        );
+        assert_eq!(sanitize("6.1.0-9-cloud-amd64_1:6.1.1-1~bpo"), "6.1.0-9-cloud-amd64_1_6.1.1-1_bpo");
         assert_eq!(sanitize("a/../b"), "a_.._b");
     }
 
@@ -626,11 +510,8 @@ mod tests {
         let k = ensure_kernel(&cache, &mirror_from_env(), &|l| eprintln!("{l}")).unwrap();
         assert!(k.release.ends_with("-cloud-amd64"), "{}", k.release);
         assert!(std::fs::metadata(&k.vmlinuz).unwrap().len() > 1 << 20);
-        let names: Vec<String> = k
-            .modules
-            .iter()
-            .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
-            .collect();
+        let names: Vec<String> =
+            k.modules.iter().map(|p| p.file_stem().unwrap().to_string_lossy().into_owned()).collect();
         for w in WANTED_MODULES {
             assert!(names.iter().any(|n| n == w), "{w} missing from {names:?}");
         }
@@ -638,10 +519,7 @@ mod tests {
         assert!(pos("virtio") < pos("virtio_blk"));
         assert!(pos("net_failover") < pos("virtio_net"));
         // Second call: cache only, no network, no progress.
-        let again = ensure_kernel(&cache, "http://127.0.0.1:9/none", &|l| {
-            panic!("unexpected: {l}")
-        })
-        .unwrap();
+        let again = ensure_kernel(&cache, "http://127.0.0.1:9/none", &|l| panic!("unexpected: {l}")).unwrap();
         assert_eq!(again.dir, k.dir);
         let _ = std::fs::remove_dir_all(&cache);
     }

@@ -37,7 +37,17 @@ fn host_key(qemu: &Path, kernel_release: &str) -> String {
     let uname = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let qm = std::fs::metadata(qemu)
-        .map(|m| format!("{}:{}", m.len(), m.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_secs()).unwrap_or(0)))
+        .map(|m| {
+            format!(
+                "{}:{}",
+                m.len(),
+                m.modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0)
+            )
+        })
         .unwrap_or_default();
     format!("{}|{}|{}|{}|{}", host.trim(), uname.trim(), qemu.display(), qm, kernel_release)
 }
@@ -73,14 +83,27 @@ pub fn choose(cache: &Path, qemu: &Path, kernel: &Path, initrd: &Path, kernel_re
     let (accel, probe, reason) = if !exists {
         (Accel::Tcg, None, "/dev/kvm does not exist (no hardware virtualization exposed to this host)".to_string())
     } else if !(readable && writable) {
-        (Accel::Tcg, None, "/dev/kvm is not readable and writable by this user (add the user to the kvm group)".to_string())
+        (
+            Accel::Tcg,
+            None,
+            "/dev/kvm is not readable and writable by this user (add the user to the kvm group)".to_string(),
+        )
     } else {
         match probe_kvm(cache, qemu, kernel, initrd) {
             Ok(()) => (Accel::Kvm, Some(true), "KVM boot probe succeeded".to_string()),
             Err(why) => (Accel::Tcg, Some(false), format!("KVM boot probe failed: {why}")),
         }
     };
-    let v = Verdict { accel, reason, kvm_exists: exists, kvm_readable: readable, kvm_writable: writable, kvm_probe: probe, tsc_khz, key };
+    let v = Verdict {
+        accel,
+        reason,
+        kvm_exists: exists,
+        kvm_readable: readable,
+        kvm_writable: writable,
+        kvm_probe: probe,
+        tsc_khz,
+        key,
+    };
     crate::paths::private_dir(cache)?;
     crate::paths::write_atomic(&file, &serde_json::to_vec_pretty(&v).unwrap())?;
     Ok(v)

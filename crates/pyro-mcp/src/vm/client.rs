@@ -51,7 +51,13 @@ impl Client {
     }
 
     /// Stream a tar archive into the guest at `dest`. `reader` is read in protocol chunks.
-    pub fn unpack(&mut self, dest: &str, preserve_owners: bool, reader: &mut dyn std::io::Read, progress: &mut dyn FnMut(u64)) -> Result<(u64, u64)> {
+    pub fn unpack(
+        &mut self,
+        dest: &str,
+        preserve_owners: bool,
+        reader: &mut dyn std::io::Read,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<(u64, u64)> {
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1).max(1);
         self.send(id, &Message::Unpack { dest: dest.into(), preserve_owners }, &[])?;

@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 
 /// Build (or reuse) the initramfs for this guest binary and kernel.
 pub fn ensure(cache_dir: &Path, guest_bin: &Path, kernel: &Kernel) -> Result<PathBuf> {
-    let guest = std::fs::read(guest_bin).map_err(|e| Error::io(format!("reading guest agent {}", guest_bin.display()), e))?;
+    let guest =
+        std::fs::read(guest_bin).map_err(|e| Error::io(format!("reading guest agent {}", guest_bin.display()), e))?;
     check_static(&guest, guest_bin)?;
     let mut modules = Vec::new();
     for m in &kernel.modules {
@@ -105,7 +106,7 @@ impl Cpio {
         self.pad();
     }
     fn pad(&mut self) {
-        while self.out.len() % 4 != 0 {
+        while !self.out.len().is_multiple_of(4) {
             self.out.push(0);
         }
     }

@@ -125,7 +125,10 @@ pub fn launch(rt: &Runtime, opts: LaunchOptions) -> Result<Vm> {
     let _ = std::io::BufReader::new(stdout).read_line(&mut line);
     let report: BootReport = serde_json::from_str(line.trim()).map_err(|_| {
         let log = qemu::serial_tail(&dir.join("supervisor.log"), 5);
-        Error::guest(format!("the VM supervisor failed before reporting: {}", if log.is_empty() { "no output" } else { &log }))
+        Error::guest(format!(
+            "the VM supervisor failed before reporting: {}",
+            if log.is_empty() { "no output" } else { &log }
+        ))
     })?;
     if !report.ok {
         let mut msg = format!("the VM did not boot: {}", report.error.clone().unwrap_or_default());
@@ -161,7 +164,10 @@ pub fn create_overlay(qemu_img: &Path, base: &Path, overlay: &Path) -> Result<()
         .output()
         .map_err(|e| Error::guest(format!("cannot run qemu-img: {e}")))?;
     if !out.status.success() {
-        return Err(Error::internal(format!("qemu-img create failed: {}", String::from_utf8_lossy(&out.stderr).trim())));
+        return Err(Error::internal(format!(
+            "qemu-img create failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
     }
     Ok(())
 }
@@ -188,7 +194,11 @@ pub fn probe_boot(rt: &Runtime) -> Result<u64> {
 
 /// Start QEMU in `probe` mode and wait for the init's marker on the serial console.
 /// Returns milliseconds from QEMU start to the marker, or why it did not appear.
-pub fn boot_to_init(qemu_bin: &Path, cfg: &qemu::MachineConfig, timeout: std::time::Duration) -> std::result::Result<u64, String> {
+pub fn boot_to_init(
+    qemu_bin: &Path,
+    cfg: &qemu::MachineConfig,
+    timeout: std::time::Duration,
+) -> std::result::Result<u64, String> {
     let start = std::time::Instant::now();
     let mut child = std::process::Command::new(qemu_bin)
         .args(qemu::args(cfg))

@@ -130,7 +130,17 @@ pub fn main(dir: &Path) -> ! {
                 }
                 // If our first bytes were discarded when the agent opened its port, a fresh
                 // Hello request gets the agent to announce itself again.
-                send_guest(&sh, 0, &Message::Hello { protocol: pyro_proto::PROTOCOL_VERSION, agent_version: String::new(), uptime_ms: 0, mode: String::new() }, &[]);
+                send_guest(
+                    &sh,
+                    0,
+                    &Message::Hello {
+                        protocol: pyro_proto::PROTOCOL_VERSION,
+                        agent_version: String::new(),
+                        uptime_ms: 0,
+                        mode: String::new(),
+                    },
+                    &[],
+                );
             }
         }
     };
@@ -171,7 +181,11 @@ pub fn main(dir: &Path) -> ! {
         let Ok(conn) = conn else { continue };
         if !same_user(&conn) {
             let mut c = conn;
-            let _ = c.write_all(&encode(0, &Message::Error { code: "not_found".into(), message: "not your VM".into() }, &[]));
+            let _ = c.write_all(&encode(
+                0,
+                &Message::Error { code: "not_found".into(), message: "not your VM".into() },
+                &[],
+            ));
             continue;
         }
         sh.clients.fetch_add(1, Ordering::SeqCst);
@@ -182,7 +196,15 @@ pub fn main(dir: &Path) -> ! {
 }
 
 fn empty_report() -> BootReport {
-    BootReport { ok: false, error: None, serial_tail: None, boot_ms: 0, guest_uptime_ms: 0, supervisor_pid: std::process::id(), qemu_pid: 0 }
+    BootReport {
+        ok: false,
+        error: None,
+        serial_tail: None,
+        boot_ms: 0,
+        guest_uptime_ms: 0,
+        supervisor_pid: std::process::id(),
+        qemu_pid: 0,
+    }
 }
 
 /// One JSON line on stdout for the launcher; returns false if nobody is listening.
@@ -372,7 +394,13 @@ fn same_user(conn: &UnixStream) -> bool {
     let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
     // SAFETY: getsockopt with a correctly sized ucred buffer.
     let rc = unsafe {
-        libc::getsockopt(conn.as_raw_fd(), libc::SOL_SOCKET, libc::SO_PEERCRED, &mut cred as *mut _ as *mut libc::c_void, &mut len)
+        libc::getsockopt(
+            conn.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            &mut cred as *mut _ as *mut libc::c_void,
+            &mut len,
+        )
     };
     // SAFETY: getuid has no preconditions.
     rc == 0 && cred.uid == unsafe { libc::getuid() }
@@ -412,12 +440,18 @@ fn client_loop(sh: Arc<Shared>, conn: UnixStream) {
                     streams.remove(&id);
                 }
                 if !send_guest(&sh, gid, &msg, &payload) {
-                    reply(id, &Message::Error { code: "guest_unavailable".into(), message: "the VM is not running".into() });
+                    reply(
+                        id,
+                        &Message::Error { code: "guest_unavailable".into(), message: "the VM is not running".into() },
+                    );
                 }
             }
             other => {
                 if sh.exited.0.lock().unwrap().is_some() || sh.shutting_down.load(Ordering::SeqCst) {
-                    reply(id, &Message::Error { code: "guest_unavailable".into(), message: "the VM is not running".into() });
+                    reply(
+                        id,
+                        &Message::Error { code: "guest_unavailable".into(), message: "the VM is not running".into() },
+                    );
                     continue;
                 }
                 let gid = sh.next_id.fetch_add(1, Ordering::SeqCst);
@@ -427,7 +461,10 @@ fn client_loop(sh: Arc<Shared>, conn: UnixStream) {
                 sh.pending.lock().unwrap().insert(gid, (writer.clone(), id));
                 if !send_guest(&sh, gid, &other, &payload) {
                     sh.pending.lock().unwrap().remove(&gid);
-                    reply(id, &Message::Error { code: "guest_unavailable".into(), message: "the VM is not running".into() });
+                    reply(
+                        id,
+                        &Message::Error { code: "guest_unavailable".into(), message: "the VM is not running".into() },
+                    );
                 }
             }
         }

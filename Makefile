@@ -1,0 +1,55 @@
+# pyro-mcp build, test and demo entry points. `make demo` and `make test` work on a fresh
+# Debian 12 machine as root: they install what is missing first (see scripts/setup.sh).
+
+CARGO ?= cargo
+TARGET := x86_64-unknown-linux-gnu
+GUEST := target/$(TARGET)/release/pyro-guest
+PYRO := target/release/pyro
+PREFIX ?= $(HOME)/.local
+
+.PHONY: setup packages build guest environment test check fmt lint demo bench install clean
+
+## Host packages (root or sudo), the build, the guest kernel and the default environment.
+setup: packages build environment
+
+packages:
+	bash scripts/setup.sh
+
+# The guest agent is PID 1 in every VM: a static binary, so it runs in any rootfs.
+guest:
+	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --locked -p pyro-guest --target $(TARGET)
+
+build: guest
+	$(CARGO) build --release --locked -p pyro-cli
+	cp $(GUEST) target/release/pyro-guest
+
+# Fetches and verifies the Debian kernel, builds the initramfs and debian:12.
+environment: build
+	$(PYRO) env pull debian:12
+
+fmt:
+	$(CARGO) fmt --all
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --release --locked --workspace --all-targets -- -D warnings
+
+## Lint, then the whole test suite against real VMs (TCG where KVM is unusable).
+test: setup lint
+	PYRO_BIN=$(CURDIR)/$(PYRO) PYRO_GUEST_BIN=$(CURDIR)/$(GUEST) $(CARGO) test --release --locked --workspace
+
+check: test
+
+demo: setup
+	$(PYRO) demo
+
+## Medians for boot, run and exec round trip (see docs/benchmarks.md).
+bench: setup
+	PYRO_BIN=$(CURDIR)/$(PYRO) PYRO_GUEST_BIN=$(CURDIR)/$(GUEST) $(CARGO) run --release --locked -p pyro-cli --bin pyro-bench
+
+install: build
+	install -D -m 0755 $(PYRO) $(PREFIX)/bin/pyro
+	install -D -m 0755 target/release/pyro-guest $(PREFIX)/bin/pyro-guest
+
+clean:
+	$(CARGO) clean
