@@ -94,6 +94,14 @@ impl VmSession {
         Ok(ExecOutput { result, stdout, stderr })
     }
 
+    /// One protocol round trip to the guest agent and back (no process started).
+    pub fn ping(&mut self) -> Result<std::time::Duration> {
+        let vm = self.vm.as_mut().ok_or_else(|| Error::state("the VM was deleted"))?;
+        let t = std::time::Instant::now();
+        vm.client.call(&Message::Ping, &[])?;
+        Ok(t.elapsed())
+    }
+
     /// Stop the VM and remove its overlay, sockets and logs; waits until that is done.
     pub fn delete(mut self) -> Cleanup {
         self.teardown()

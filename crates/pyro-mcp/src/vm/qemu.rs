@@ -96,6 +96,11 @@ pub fn kernel_cmdline(cfg: &MachineConfig) -> String {
     c
 }
 
+/// CPU model under TCG (`PYRO_TCG_CPU` overrides; see docs/benchmarks.md for why the default).
+fn tcg_cpu() -> String {
+    std::env::var("PYRO_TCG_CPU").ok().filter(|v| !v.is_empty() && v.len() < 200).unwrap_or_else(|| "max".into())
+}
+
 /// The full argument list (without the binary).
 pub fn args(cfg: &MachineConfig) -> Vec<String> {
     let d = |name: &str| cfg.dir.join(name).display().to_string();
@@ -111,7 +116,7 @@ pub fn args(cfg: &MachineConfig) -> Vec<String> {
     match cfg.accel {
         Accel::Kvm => a.extend(["-accel".into(), "kvm".into(), "-cpu".into(), "host".into()]),
         // A bounded code cache: the default grew one VM to 1.2 GiB RSS.
-        Accel::Tcg => a.extend(["-accel".into(), "tcg,tb-size=64".into(), "-cpu".into(), "max".into()]),
+        Accel::Tcg => a.extend(["-accel".into(), "tcg,tb-size=64".into(), "-cpu".into(), tcg_cpu()]),
     }
     a.extend([
         "-m".into(),

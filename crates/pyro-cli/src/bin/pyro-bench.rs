@@ -1,0 +1,103 @@
+//! `make bench`: where the time goes, as medians over repeated runs on this host.
+//!
+//! - floor: QEMU start to our init's first instruction (the kernel alone, `pyro.mode=floor`);
+//! - probe: the same plus loading the virtio modules;
+//! - cold run: `pyro run debian:12 -- true`, process start to exit (overlay, boot, exec, teardown);
+//! - exec round trip: `true` in a running VM through the SDK.
+//!
+//! Numbers are printed, never asserted: timings belong here, not in tests.
+
+use pyro_mcp::vm::{self, qemu};
+use pyro_mcp::{Command, Pyro};
+use std::time::Instant;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn report(name: &str, v: &[f64], unit: &str) -> f64 {
+    let m = median(v.to_vec());
+    let (lo, hi) = v.iter().fold((f64::MAX, f64::MIN), |(a, b), &x| (a.min(x), b.max(x)));
+    println!("{name:<42} median {m:>8.1} {unit}  (min {lo:.1}, max {hi:.1}, n={})", v.len());
+    m
+}
+
+fn main() {
+    let runs: usize = std::env::var("PYRO_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(7);
+    let pyro = Pyro::new().expect("paths");
+    let rt = match pyro.runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {}", e.message);
+            std::process::exit(1);
+        }
+    };
+    println!("accelerator: {} ({})", rt.accel.accel.as_str(), rt.accel.reason);
+    println!("kernel: {}", rt.kernel.release);
+
+    let boot = |mode: &'static str| -> Vec<f64> {
+        (0..runs)
+            .map(|_| {
+                let (_id, dir) = vm::new_vm_dir(rt).expect("vm dir");
+                let cfg = qemu::MachineConfig {
+                    accel: rt.accel.accel,
+                    vcpus: 1,
+                    mem_mib: 1024,
+                    kernel: rt.kernel.vmlinuz.clone(),
+                    initrd: rt.initramfs.clone(),
+                    mode,
+                    tsc_khz: rt.accel.tsc_khz,
+                    disk: None,
+                    dir: dir.clone(),
+                };
+                let ms = vm::boot_to_init(&rt.qemu, &cfg, std::time::Duration::from_secs(60)).expect("boot");
+                let _ = std::fs::remove_dir_all(&dir);
+                ms as f64
+            })
+            .collect()
+    };
+    let floor = report("floor: QEMU start -> init (kernel only)", &boot("floor"), "ms");
+    report("probe: QEMU start -> init + virtio modules", &boot("probe"), "ms");
+
+    let pyro_bin = pyro_mcp::runtime::pyro_binary().expect("pyro binary");
+    let cold: Vec<f64> = (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            let o =
+                std::process::Command::new(&pyro_bin).args(["run", "debian:12", "--", "true"]).output().expect("run");
+            assert!(o.status.success(), "pyro run failed: {}", String::from_utf8_lossy(&o.stderr));
+            t.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect();
+    let cold = report("cold `pyro run debian:12 -- true` to exit", &cold, "ms");
+    println!("{:<42} {:>15.2}x  (target <= 1.5x)", "cold run / floor", cold / floor);
+
+    let t = Instant::now();
+    let mut s = pyro.start_vm("debian:12", 1, 1024).expect("start vm");
+    println!("{:<42} {:>8.1} ms  (create overlay + boot, once)", "SDK start_vm", t.elapsed().as_secs_f64() * 1000.0);
+    // Warm up the guest's page cache for /bin/true, then measure.
+    for _ in 0..3 {
+        s.exec(Command::Argv(vec!["true".into()]), 10, 1024).expect("exec");
+    }
+    let rtt: Vec<f64> = (0..30)
+        .map(|_| {
+            let t = Instant::now();
+            let o = s.exec(Command::Argv(vec!["true".into()]), 10, 1024).expect("exec");
+            assert_eq!(o.result.exit_code, 0);
+            t.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect();
+    let pings: Vec<f64> = (0..30).map(|_| s.ping().expect("ping").as_secs_f64() * 1000.0).collect();
+    report("protocol round trip (ping, no process)", &pings, "ms");
+    let m = report("exec round trip of `true` (SDK)", &rtt, "ms");
+    println!("{:<42} {:>15}  (target < 10 ms)", "", if m < 10.0 { "met" } else { "missed" });
+    let t = Instant::now();
+    let c = s.delete();
+    println!("{:<42} {:>8.1} ms  (deleted={})", "SDK delete", t.elapsed().as_secs_f64() * 1000.0, c.deleted);
+}
