@@ -178,3 +178,31 @@ fn doctor_reports_accelerator_and_reason() {
     }
     t.assert_clean();
 }
+
+#[test]
+fn kernel_download_failure_is_one_line_with_hint() {
+    let t = Env::new();
+    let cache = tempfile::tempdir().unwrap();
+    // Nothing listens on port 9 of loopback: the fetch fails at once.
+    let o = t
+        .cmd()
+        .env("PYRO_CACHE_DIR", cache.path())
+        .env("PYRO_DEBIAN_MIRROR", "http://127.0.0.1:9/debian")
+        .args(["run", "debian:12", "--", "true"])
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(!err.contains("panicked"), "{err}");
+    let error_lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(error_lines.len(), 1, "{err}");
+    assert!(err.contains("PYRO_DEBIAN_MIRROR"), "{err}");
+    // Nothing half-installed: no kernel directory besides in-progress leftovers.
+    let kernels: Vec<_> = std::fs::read_dir(cache.path().join("kernels"))
+        .map(|d| {
+            d.flatten().filter(|e| e.path().is_dir() && !e.file_name().to_string_lossy().starts_with('.')).collect()
+        })
+        .unwrap_or_default();
+    assert!(kernels.is_empty(), "{kernels:?}");
+    t.assert_clean();
+}
