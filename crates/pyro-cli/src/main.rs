@@ -27,6 +27,9 @@ enum Cmd {
     /// List and install environments
     #[command(subcommand)]
     Env(commands::env::EnvCmd),
+    /// Persistent workspaces: create, exec, edit files, diff, export, reset, delete
+    #[command(subcommand)]
+    Workspace(commands::workspace::WsCmd),
     /// Internal: supervise one VM (started by pyro itself)
     #[command(name = "__supervise", hide = true)]
     Supervise { dir: std::path::PathBuf },
@@ -43,6 +46,7 @@ fn main() {
         Cmd::Doctor(a) => commands::doctor::main(a),
         Cmd::Demo(a) => commands::demo::main(a),
         Cmd::Env(c) => commands::env::main(c),
+        Cmd::Workspace(c) => commands::workspace::main(c),
     };
     std::process::exit(code);
 }

@@ -2,7 +2,7 @@
 //! ourselves with `Hello`, then answer framed requests. Each request runs on its own thread,
 //! so a long exec never blocks a ping or a second exec; replies carry the request's id.
 
-use crate::{exec, init, sys, unpack};
+use crate::{exec, fs, init, sys, unpack};
 use pyro_proto::{read_frame, write_frame, Message, PROTOCOL_VERSION};
 use std::collections::HashMap;
 use std::fs::File;
@@ -109,6 +109,22 @@ pub fn serve(mode: &str) -> ! {
             Message::End => {
                 streams.remove(&id);
             }
+            Message::FsList { .. }
+            | Message::FsRead { .. }
+            | Message::FsBatch { .. }
+            | Message::FsManifest { .. }
+            | Message::TarOut { .. }
+            | Message::Freeze
+            | Message::Thaw => {
+                let w = writer.clone();
+                std::thread::spawn(move || {
+                    let (msg, payload) = match fs_request(&w, id, frame.msg, &frame.payload) {
+                        Ok(r) => r,
+                        Err((code, m)) => (error(&code, m), Vec::new()),
+                    };
+                    reply(&w, id, &msg, &payload);
+                });
+            }
             Message::Shutdown => {
                 reply(&writer, id, &Message::Ok, &[]);
                 sys::power_off();
@@ -116,4 +132,49 @@ pub fn serve(mode: &str) -> ! {
             other => reply(&writer, id, &error("invalid_argument", format!("unexpected request {other:?}")), &[]),
         }
     }
+}
+
+/// File-system requests; each returns its reply message and payload.
+fn fs_request(w: &Writer, id: u32, msg: Message, payload: &[u8]) -> fs::FsResult<(Message, Vec<u8>)> {
+    Ok(match msg {
+        Message::FsList { path, recursive, max_entries } => {
+            let (entries, truncated) = fs::list(&path, recursive, max_entries, false)?;
+            (Message::FsListed { entries, truncated }, vec![])
+        }
+        Message::FsManifest { path, max_entries } => {
+            let (entries, truncated) = fs::list(&path, true, max_entries, true)?;
+            (Message::FsManifestData { entries, truncated }, vec![])
+        }
+        Message::FsRead { path, max_bytes } => {
+            let r = fs::read(&path, max_bytes)?;
+            (Message::FsData { size: r.size, truncated: r.truncated, binary: r.binary, mode: r.mode }, r.data)
+        }
+        Message::FsBatch { ops } => {
+            let (written, deleted) = fs::batch(&ops, payload)?;
+            (Message::FsBatchDone { written, deleted }, vec![])
+        }
+        Message::TarOut { path } => {
+            let w2 = w.clone();
+            let mut out = fs::ChunkWriter {
+                send: move |data: &[u8]| {
+                    let mut f = w2.lock().unwrap();
+                    write_frame(&mut *f, id, &Message::Chunk, data)
+                },
+                buf: Vec::new(),
+            };
+            let (entries, bytes) = fs::tar_out(&path, &mut out)?;
+            use std::io::Write;
+            out.flush().map_err(|e| ("internal".to_string(), format!("sending archive: {e}")))?;
+            (Message::TarDone { entries, bytes }, vec![])
+        }
+        Message::Freeze => {
+            fs::freeze(true)?;
+            (Message::Ok, vec![])
+        }
+        Message::Thaw => {
+            fs::freeze(false)?;
+            (Message::Ok, vec![])
+        }
+        other => (error("invalid_argument", format!("unexpected request {other:?}")), vec![]),
+    })
 }

@@ -11,6 +11,7 @@
 
 mod agent;
 mod exec;
+mod fs;
 mod init;
 mod reaper;
 mod sys;

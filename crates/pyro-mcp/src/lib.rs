@@ -12,9 +12,12 @@ pub mod runtime;
 pub mod sdk;
 pub mod session;
 pub mod vm;
+pub mod workspace;
 
 pub use error::{Code, Error, Result};
 pub use pyro_proto::Command;
 pub use run::{RunOptions, RunResult};
 pub use sdk::{EnvironmentInfo, Pyro};
 pub use session::{ExecOutput, VmSession};
+pub use workspace::lifecycle::{ExecRecord, Workspaces};
+pub use workspace::{CreateOptions, UpdateOptions, WorkspaceInfo};

@@ -113,6 +113,16 @@ impl Pyro {
             .collect()
     }
 
+    /// The user's workspaces (opens the state database; cheap).
+    pub fn workspaces(&self) -> Result<crate::workspace::lifecycle::Workspaces<'_>> {
+        crate::workspace::lifecycle::Workspaces::open(self.runtime()?)
+    }
+
+    /// Progress sink, for long workspace steps.
+    pub fn progress(&self) -> &(dyn Fn(&str) + Send + Sync) {
+        &*self.progress
+    }
+
     /// Install an environment (build it if it is not cached yet).
     pub fn pull_environment(&self, name: &str) -> Result<crate::env::Installed> {
         crate::env::lookup(name)?;

@@ -126,11 +126,96 @@ pub enum Message {
         code: String,
         message: String,
     },
+    /// List a directory under /workspace (`path` absolute, inside /workspace).
+    FsList {
+        path: String,
+        recursive: bool,
+        max_entries: u32,
+    },
+    FsListed {
+        entries: Vec<FsEntry>,
+        truncated: bool,
+    },
+    /// Read up to `max_bytes` of a regular file; the bytes are the payload.
+    FsRead {
+        path: String,
+        max_bytes: u64,
+    },
+    FsData {
+        size: u64,
+        truncated: bool,
+        binary: bool,
+        mode: u32,
+    },
+    /// Apply writes, deletes and mode changes all or nothing. Contents of `Write` ops are
+    /// concatenated in the payload in op order.
+    FsBatch {
+        ops: Vec<FsOp>,
+    },
+    FsBatchDone {
+        written: u64,
+        deleted: u64,
+    },
+    /// Manifest (type, mode, size, sha256) of everything under `path`, at most `max_entries`.
+    FsManifest {
+        path: String,
+        max_entries: u32,
+    },
+    FsManifestData {
+        entries: Vec<FsEntry>,
+        truncated: bool,
+    },
+    /// Stream `path` out as a tar archive in `Chunk` frames, then `TarDone`.
+    TarOut {
+        path: String,
+    },
+    TarDone {
+        entries: u64,
+        bytes: u64,
+    },
+    /// Flush everything to disk and freeze (or thaw) the root file system (snapshots).
+    Freeze,
+    Thaw,
     /// Supervisor-level: report VM state (answered by the supervisor, not the guest).
     Status,
     StatusReply {
         state: String,
         detail: serde_json::Value,
+    },
+}
+
+/// One file-system entry as the guest reports it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FsEntry {
+    /// Path relative to /workspace ("" for /workspace itself).
+    pub path: String,
+    /// "file", "dir", "symlink" or "other".
+    pub kind: String,
+    pub mode: u32,
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+/// One step of an all-or-nothing file batch.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum FsOp {
+    /// Write `len` payload bytes to `path` atomically; `mode` None keeps an existing file's
+    /// mode (new files get 0644). Parents are created.
+    Write {
+        path: String,
+        len: u64,
+        mode: Option<u32>,
+    },
+    Delete {
+        path: String,
+    },
+    Chmod {
+        path: String,
+        mode: u32,
     },
 }
 

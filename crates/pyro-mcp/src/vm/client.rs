@@ -81,6 +81,24 @@ impl Client {
         }
     }
 
+    /// Stream `path` out of the guest as a tar archive into `out`; returns (entries, bytes).
+    pub fn tar_out(&mut self, path: &str, out: &mut dyn Write) -> Result<(u64, u64)> {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        self.send(id, &Message::TarOut { path: path.into() }, &[])?;
+        loop {
+            let f = self.recv(id)?;
+            match f.msg {
+                Message::Chunk => {
+                    out.write_all(&f.payload).map_err(|e| Error::internal(format!("writing archive: {e}")))?
+                }
+                Message::TarDone { entries, bytes } => return Ok((entries, bytes)),
+                Message::Error { code, message } => return Err(Error::new(code_from_str(&code), message)),
+                other => return Err(Error::internal(format!("unexpected reply {other:?}"))),
+            }
+        }
+    }
+
     /// Ask the supervisor to stop the VM, and wait until it has (the socket closes).
     pub fn shutdown(&mut self) -> Result<()> {
         self.send(0, &Message::Shutdown, &[])?;

@@ -8,6 +8,7 @@ pub mod accel;
 pub mod client;
 pub mod initramfs;
 pub mod qemu;
+pub mod qmp;
 pub mod spec;
 pub mod supervisor;
 
@@ -156,9 +157,11 @@ pub fn abort_ephemeral() {
 }
 
 /// `qemu-img create -f qcow2 -b BASE`: a copy-on-write overlay, O(1) in the base's size.
+/// The base's format is taken from its name (`.qcow2` or raw).
 pub fn create_overlay(qemu_img: &Path, base: &Path, overlay: &Path) -> Result<()> {
+    let fmt = if base.extension().is_some_and(|e| e == "qcow2") { "qcow2" } else { "raw" };
     let out = std::process::Command::new(qemu_img)
-        .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
+        .args(["create", "-q", "-f", "qcow2", "-F", fmt, "-b"])
         .arg(base)
         .arg(overlay)
         .output()

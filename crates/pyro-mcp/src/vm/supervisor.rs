@@ -380,7 +380,12 @@ fn guest_reader(sh: Arc<Shared>, mut stream: UnixStream) {
             }
             continue;
         }
-        let target = sh.pending.lock().unwrap().remove(&frame.id);
+        // Stream frames (`Chunk`) precede the final reply of the same request.
+        let target = if matches!(frame.msg, Message::Chunk) {
+            sh.pending.lock().unwrap().get(&frame.id).cloned()
+        } else {
+            sh.pending.lock().unwrap().remove(&frame.id)
+        };
         if let Some((conn, cid)) = target {
             let bytes = encode(cid, &frame.msg, &frame.payload);
             let _ = conn.lock().unwrap().write_all(&bytes);

@@ -1,0 +1,212 @@
+//! `workspace diff`: the live workspace against its baseline (the seed as of the last
+//! reset). The guest reports a manifest with hashes; the host compares it with the baseline
+//! manifest and builds unified patches for changed text files, old contents coming from the
+//! baseline archive. Everything is capped, with markers and hints to get the rest.
+
+use super::lifecycle::{ws_dir, Workspaces};
+use super::patch;
+use super::seed::ManifestEntry;
+use crate::error::{Context, Error, Result};
+use pyro_proto::Message;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashSet};
+use std::io::Read;
+
+pub const MAX_ENTRIES: usize = 500;
+pub const MAX_PATCH_TEXT: usize = 200 * 1024;
+const MAX_TEXT_FILE: u64 = 256 * 1024;
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct DiffSummary {
+    pub total: usize,
+    pub added: usize,
+    pub modified: usize,
+    pub deleted: usize,
+    pub type_changed: usize,
+    pub text_patched: usize,
+    pub non_text: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DiffEntry {
+    pub path: String,
+    pub status: String,
+    pub artifact_type: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub binary: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DiffResult {
+    pub workspace_id: String,
+    pub changed: bool,
+    pub summary: DiffSummary,
+    pub entries: Vec<DiffEntry>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entries_omitted: Option<usize>,
+    pub patch: String,
+    pub patch_truncated: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+/// `.git` is the repository's own bookkeeping: listing its churn would drown the real changes.
+fn ignored(path: &str) -> bool {
+    path == ".git" || path.starts_with(".git/")
+}
+
+pub fn baseline_manifest(dir: &std::path::Path) -> Vec<ManifestEntry> {
+    std::fs::read(dir.join("baseline.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+}
+
+/// Compare two manifests: (path, status, kind) sorted by path.
+pub fn compare(base: &[ManifestEntry], cur: &[pyro_proto::FsEntry]) -> Vec<(String, &'static str, String)> {
+    let b: BTreeMap<&str, &ManifestEntry> =
+        base.iter().filter(|e| !ignored(&e.path)).map(|e| (e.path.as_str(), e)).collect();
+    let c: BTreeMap<&str, &pyro_proto::FsEntry> =
+        cur.iter().filter(|e| !ignored(&e.path)).map(|e| (e.path.as_str(), e)).collect();
+    let mut out = Vec::new();
+    for (p, ce) in &c {
+        match b.get(p) {
+            None => out.push((p.to_string(), "added", ce.kind.clone())),
+            Some(be) if be.kind != ce.kind => out.push((p.to_string(), "type_changed", ce.kind.clone())),
+            Some(be) => {
+                let differs = match ce.kind.as_str() {
+                    "file" => be.sha256 != ce.sha256 || (be.mode & 0o111 != 0) != (ce.mode & 0o111 != 0),
+                    "symlink" => be.target != ce.target,
+                    _ => false,
+                };
+                if differs {
+                    out.push((p.to_string(), "modified", ce.kind.clone()));
+                }
+            }
+        }
+    }
+    for (p, be) in &b {
+        if !c.contains_key(p) {
+            out.push((p.to_string(), "deleted", be.kind.clone()));
+        }
+    }
+    out.sort();
+    out
+}
+
+fn is_text(b: &[u8]) -> bool {
+    !b.contains(&0) && std::str::from_utf8(b).is_ok()
+}
+
+impl Workspaces<'_> {
+    pub fn diff(&mut self, key: &str) -> Result<DiffResult> {
+        let r = self.resolve(key)?;
+        let dir = ws_dir(self.rt, &r.id);
+        let base = baseline_manifest(&dir);
+        let (mut c, _) = self.connect(&r)?;
+        let f = c.call(&Message::FsManifest { path: "/workspace".into(), max_entries: 50_000 }, &[])?;
+        let Message::FsManifestData { entries: cur, truncated } = f.msg else {
+            return Err(Error::internal("unexpected reply"));
+        };
+        if truncated {
+            return Err(Error::limit("the workspace has more than 50000 entries; diff is not available")
+                .hint("export the workspace and diff it on the host"));
+        }
+        let changes = compare(&base, &cur);
+        let mut summary = DiffSummary { total: changes.len(), ..Default::default() };
+        for (_, st, _) in &changes {
+            match *st {
+                "added" => summary.added += 1,
+                "modified" => summary.modified += 1,
+                "deleted" => summary.deleted += 1,
+                _ => summary.type_changed += 1,
+            }
+        }
+        // Old contents for the text files we will patch, in one pass over the baseline archive.
+        let base_sizes: BTreeMap<&str, u64> = base.iter().map(|e| (e.path.as_str(), e.size)).collect();
+        let cur_sizes: BTreeMap<&str, u64> = cur.iter().map(|e| (e.path.as_str(), e.size)).collect();
+        let wanted: HashSet<String> = changes
+            .iter()
+            .filter(|(p, st, k)| {
+                k == "file" && *st != "added" && base_sizes.get(p.as_str()).is_some_and(|s| *s <= MAX_TEXT_FILE)
+            })
+            .map(|(p, _, _)| p.clone())
+            .collect();
+        let old = read_from_tar(&dir.join("baseline.tar"), &wanted)?;
+        let mut patch_text = String::new();
+        let mut patch_truncated = false;
+        let mut entries = Vec::new();
+        for (p, st, kind) in &changes {
+            let mut binary = false;
+            if kind == "file" || *st == "deleted" {
+                let old_bytes = old.get(p);
+                let new_bytes = if *st == "deleted" || cur_sizes.get(p.as_str()).is_none_or(|s| *s > MAX_TEXT_FILE) {
+                    None
+                } else {
+                    let f =
+                        c.call(&Message::FsRead { path: format!("/workspace/{p}"), max_bytes: MAX_TEXT_FILE }, &[])?;
+                    Some(f.payload)
+                };
+                let too_big = (*st != "deleted" && new_bytes.is_none())
+                    || (*st != "added" && old_bytes.is_none() && base_sizes.get(p.as_str()).is_some_and(|s| *s > 0));
+                let text =
+                    !too_big && old_bytes.is_none_or(|b| is_text(b)) && new_bytes.as_ref().is_none_or(|b| is_text(b));
+                if text {
+                    summary.text_patched += 1;
+                    if !patch_truncated {
+                        let piece = patch::unified_diff(p, old_bytes.map(|v| v.as_slice()), new_bytes.as_deref());
+                        if patch_text.len() + piece.len() > MAX_PATCH_TEXT {
+                            patch_truncated = true;
+                            patch_text.push_str(&format!(
+                                "[pyro: patch truncated at {} KiB; read files with `workspace file read`]\n",
+                                MAX_PATCH_TEXT / 1024
+                            ));
+                        } else {
+                            patch_text.push_str(&piece);
+                        }
+                    }
+                } else {
+                    binary = true;
+                    summary.non_text += 1;
+                }
+            }
+            if entries.len() < MAX_ENTRIES {
+                entries.push(DiffEntry {
+                    path: p.clone(),
+                    status: st.to_string(),
+                    artifact_type: kind.clone(),
+                    binary,
+                });
+            }
+        }
+        let omitted = changes.len().saturating_sub(MAX_ENTRIES);
+        let hint = (omitted > 0 || patch_truncated)
+            .then(|| "the diff is capped; use `workspace file read` or `workspace export` for the rest".to_string());
+        Ok(DiffResult {
+            workspace_id: r.id,
+            changed: !changes.is_empty(),
+            summary,
+            entries,
+            entries_omitted: (omitted > 0).then_some(omitted),
+            patch: patch_text,
+            patch_truncated,
+            hint,
+        })
+    }
+}
+
+fn read_from_tar(path: &std::path::Path, wanted: &HashSet<String>) -> Result<BTreeMap<String, Vec<u8>>> {
+    let mut out = BTreeMap::new();
+    if wanted.is_empty() || !path.exists() {
+        return Ok(out);
+    }
+    let mut ar = tar::Archive::new(std::fs::File::open(path).ctx("opening baseline archive")?);
+    for e in ar.entries().ctx("reading baseline archive")? {
+        let mut e = e.ctx("reading baseline archive")?;
+        let p = e.path().ctx("reading baseline archive")?.display().to_string();
+        let p = p.trim_start_matches("./").to_string();
+        if wanted.contains(&p) {
+            let mut b = Vec::new();
+            e.read_to_end(&mut b).ctx("reading baseline archive")?;
+            out.insert(p, b);
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,283 @@
+//! File operations on a live workspace: list, read, write, sync push, patch apply and
+//! export. Paths are normalized on the host (`guest_path`) and checked again in the guest,
+//! where symlinks are resolved; writes are atomic and batches are all-or-nothing.
+
+use super::lifecycle::Workspaces;
+use super::{clip, guest_path, patch, seed};
+use crate::error::{Code, Context, Error, Result};
+use pyro_proto::{FsOp, Message};
+use serde::Serialize;
+use std::path::Path;
+
+pub const DEFAULT_READ_BYTES: u64 = 64 * 1024;
+pub const MAX_READ_BYTES: u64 = 1 << 20;
+pub const MAX_WRITE_BYTES: usize = 1 << 20;
+pub const DEFAULT_LIST_ENTRIES: u32 = 1000;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FileRead {
+    pub workspace_id: String,
+    pub path: String,
+    pub size_bytes: u64,
+    pub truncated: bool,
+    pub binary: bool,
+    pub mode: u32,
+    #[serde(serialize_with = "lossy")]
+    pub content: Vec<u8>,
+}
+
+fn lossy<S: serde::Serializer>(b: &[u8], s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&String::from_utf8_lossy(b))
+}
+
+impl Workspaces<'_> {
+    pub fn file_list(&mut self, key: &str, path: Option<&str>, recursive: bool) -> Result<serde_json::Value> {
+        let gp = guest_path(path.unwrap_or("/workspace"))?;
+        let r = self.resolve(key)?;
+        let (mut c, _) = self.connect(&r)?;
+        let f = c.call(&Message::FsList { path: gp.clone(), recursive, max_entries: DEFAULT_LIST_ENTRIES }, &[])?;
+        let Message::FsListed { entries, truncated } = f.msg else { return Err(Error::internal("unexpected reply")) };
+        let mut v = serde_json::json!({"workspace_id": r.id, "path": gp, "count": entries.len(), "entries": entries, "truncated": truncated});
+        if truncated {
+            v["hint"] =
+                format!("listing capped at {DEFAULT_LIST_ENTRIES} entries; list a sub-directory to see the rest")
+                    .into();
+        }
+        Ok(v)
+    }
+
+    pub fn file_read(&mut self, key: &str, path: &str, max_bytes: Option<u64>) -> Result<FileRead> {
+        let gp = guest_path(path)?;
+        let max = max_bytes.unwrap_or(DEFAULT_READ_BYTES);
+        if max == 0 || max > MAX_READ_BYTES {
+            return Err(Error::limit(format!("max bytes must be 1..={MAX_READ_BYTES}")));
+        }
+        let r = self.resolve(key)?;
+        let (mut c, _) = self.connect(&r)?;
+        let f = c.call(&Message::FsRead { path: gp.clone(), max_bytes: max }, &[])?;
+        let Message::FsData { size, truncated, binary, mode } = f.msg else {
+            return Err(Error::internal("unexpected reply"));
+        };
+        Ok(FileRead { workspace_id: r.id, path: gp, size_bytes: size, truncated, binary, mode, content: f.payload })
+    }
+
+    pub fn file_write(&mut self, key: &str, path: &str, content: &[u8]) -> Result<serde_json::Value> {
+        let gp = guest_path(path)?;
+        if gp == "/workspace" {
+            return Err(Error::invalid("cannot write to /workspace itself"));
+        }
+        if content.len() > MAX_WRITE_BYTES {
+            return Err(Error::limit(format!(
+                "file content is {} bytes; the limit is {MAX_WRITE_BYTES}",
+                content.len()
+            )));
+        }
+        let r = self.resolve(key)?;
+        let (mut c, _) = self.connect(&r)?;
+        c.call(
+            &Message::FsBatch { ops: vec![FsOp::Write { path: gp.clone(), len: content.len() as u64, mode: None }] },
+            content,
+        )?;
+        self.store.event(&r.id, "file_write", serde_json::json!({"path": rel(&gp), "bytes": content.len()}))?;
+        Ok(serde_json::json!({"workspace_id": r.id, "path": gp, "bytes_written": content.len()}))
+    }
+
+    /// Copy a host directory or archive into the live workspace (default `/workspace`),
+    /// overwriting what it carries and leaving the rest. The baseline does not move.
+    pub fn sync_push(&mut self, key: &str, source: &Path, dest: Option<&str>) -> Result<serde_json::Value> {
+        let gp = guest_path(dest.unwrap_or("/workspace"))?;
+        seed::detect_kind(source)?;
+        let r = self.resolve(key)?;
+        let tmp = super::lifecycle::ws_dir(self.rt, &r.id).join(format!("sync-{}.tar", crate::vm::new_id()));
+        let result = (|| {
+            let mut f = std::fs::File::create(&tmp).ctx("creating sync archive")?;
+            let info = seed::build_seed_tar(source, &mut f)?;
+            drop(f);
+            let (mut c, _) = self.connect(&r)?;
+            let mut rd = std::io::BufReader::new(std::fs::File::open(&tmp).ctx("opening sync archive")?);
+            c.unpack(&gp, false, &mut rd, &mut |_| {})?;
+            Ok(info)
+        })();
+        let _ = std::fs::remove_file(&tmp);
+        let info = result?;
+        let paths: Vec<String> =
+            info.manifest.iter().filter(|e| e.kind != "dir").take(20).map(|e| e.path.clone()).collect();
+        self.store.event(
+            &r.id,
+            "sync_push",
+            serde_json::json!({"source": clip(&source.display().to_string(), 300), "destination": rel(&gp), "entries": info.entries, "bytes": info.bytes, "paths": paths}),
+        )?;
+        Ok(
+            serde_json::json!({"workspace_id": r.id, "workspace_sync": {"mode": info.kind, "source_path": source, "destination": gp, "entry_count": info.entries, "bytes_written": info.bytes}}),
+        )
+    }
+
+    /// Apply a unified diff all or nothing; the result lists each file and what happened.
+    pub fn patch_apply(&mut self, key: &str, patch_text: &str) -> Result<serde_json::Value> {
+        if patch_text.len() > patch::MAX_PATCH_BYTES {
+            return Err(Error::limit(format!(
+                "patch is {} bytes; the limit is {}",
+                patch_text.len(),
+                patch::MAX_PATCH_BYTES
+            )));
+        }
+        let r = self.resolve(key)?;
+        let (mut c, _) = self.connect(&r)?;
+        let mut read = |p: &str| -> Result<Option<patch::Current>> {
+            let gp = guest_path(p)?;
+            match c.call(&Message::FsRead { path: gp, max_bytes: MAX_READ_BYTES }, &[]) {
+                Ok(f) => match f.msg {
+                    Message::FsData { truncated: true, .. } => {
+                        Err(Error::limit(format!("{p} is larger than 1 MiB; patching it is not supported")))
+                    }
+                    Message::FsData { mode, .. } => Ok(Some(patch::Current { content: f.payload, mode })),
+                    _ => Err(Error::internal("unexpected reply")),
+                },
+                Err(e) if e.code == Code::NotFound => Ok(None),
+                Err(e) => Err(e),
+            }
+        };
+        let changes = patch::apply(patch_text, &mut read)?;
+        let mut ops = Vec::new();
+        let mut payload = Vec::new();
+        for ch in &changes {
+            let gp = guest_path(&ch.path)?;
+            match ch.action {
+                patch::Action::Deleted => ops.push(FsOp::Delete { path: gp }),
+                _ => {
+                    if let Some(old) = &ch.old_path {
+                        ops.push(FsOp::Delete { path: guest_path(old)? });
+                    }
+                    if let Some(content) = &ch.content {
+                        ops.push(FsOp::Write { path: gp.clone(), len: content.len() as u64, mode: ch.mode });
+                        payload.extend_from_slice(content);
+                    } else if let Some(mode) = ch.mode {
+                        ops.push(FsOp::Chmod { path: gp, mode });
+                    }
+                }
+            }
+        }
+        // Renames write the new path before deleting the old one: order writes first.
+        ops.sort_by_key(|o| matches!(o, FsOp::Delete { .. }));
+        c.call(&Message::FsBatch { ops }, &payload)?;
+        let files: Vec<serde_json::Value> = changes
+            .iter()
+            .map(|ch| serde_json::json!({"path": ch.path, "status": ch.action, "old_path": ch.old_path, "hunks": ch.hunks, "additions": ch.additions, "deletions": ch.deletions}))
+            .collect();
+        let count = |a: patch::Action| changes.iter().filter(|c| c.action == a).count();
+        let summary = serde_json::json!({
+            "total": changes.len(), "added": count(patch::Action::Added), "modified": count(patch::Action::Modified),
+            "deleted": count(patch::Action::Deleted), "renamed": count(patch::Action::Renamed), "mode_changed": count(patch::Action::ModeChanged),
+        });
+        let paths: Vec<&str> = changes.iter().take(50).map(|c| c.path.as_str()).collect();
+        self.store.event(
+            &r.id,
+            "patch_apply",
+            serde_json::json!({"files": changes.len(), "paths": paths, "summary": summary}),
+        )?;
+        Ok(
+            serde_json::json!({"workspace_id": r.id, "changed": !changes.is_empty(), "summary": summary, "entries": files}),
+        )
+    }
+
+    /// Copy a file or directory out to a host path that must not exist yet.
+    pub fn export(&mut self, key: &str, path: &str, output: &Path) -> Result<serde_json::Value> {
+        let gp = guest_path(path)?;
+        if output.as_os_str().is_empty() {
+            return Err(Error::invalid("output path is empty"));
+        }
+        if std::fs::symlink_metadata(output).is_ok() {
+            return Err(Error::new(Code::Conflict, format!("{} already exists", output.display()))
+                .hint("export never overwrites: choose a new output path"));
+        }
+        let parent = output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        if !parent.is_dir() {
+            return Err(Error::not_found(format!("{} does not exist", parent.display())));
+        }
+        let r = self.resolve(key)?;
+        let (mut c, _) = self.connect(&r)?;
+        // Stage next to the output (same file system), then rename: never a half export.
+        let stage = parent.join(format!(".pyro-export-{}", crate::vm::new_id()));
+        crate::paths::private_dir(&stage)?;
+        let result = (|| {
+            let tar_path = stage.join("export.tar");
+            let mut f = std::fs::File::create(&tar_path).ctx("creating export archive")?;
+            let (entries, bytes) = c.tar_out(&gp, &mut f)?;
+            drop(f);
+            let top = extract_checked(&tar_path, &stage.join("out"))?;
+            std::fs::rename(stage.join("out").join(&top), output)
+                .ctx(format!("moving export to {}", output.display()))?;
+            Ok((entries, bytes))
+        })();
+        let _ = std::fs::remove_dir_all(&stage);
+        let (entries, bytes) = result?;
+        let kind =
+            if std::fs::symlink_metadata(output).map(|m| m.is_dir()).unwrap_or(false) { "directory" } else { "file" };
+        self.store.event(&r.id, "export", serde_json::json!({"path": rel(&gp), "output": clip(&output.display().to_string(), 300), "entries": entries, "bytes": bytes}))?;
+        Ok(
+            serde_json::json!({"workspace_id": r.id, "path": gp, "output_path": output, "artifact_type": kind, "entry_count": entries, "bytes_written": bytes}),
+        )
+    }
+}
+
+/// Path relative to /workspace, for events and summaries.
+pub fn rel(gp: &str) -> String {
+    gp.strip_prefix("/workspace/").unwrap_or(if gp == "/workspace" { "." } else { gp }).to_string()
+}
+
+/// Extract a guest archive on the host, refusing anything that could land outside `dest` or
+/// that is not a plain file, directory or in-tree symlink. Returns the archive's top entry.
+fn extract_checked(tar_path: &Path, dest: &Path) -> Result<String> {
+    std::fs::create_dir_all(dest).ctx("creating export staging dir")?;
+    let mut top: Option<String> = None;
+    let mut ar = tar::Archive::new(std::fs::File::open(tar_path).ctx("opening export archive")?);
+    ar.set_preserve_permissions(true);
+    ar.set_preserve_ownerships(false);
+    for e in ar.entries().ctx("reading export archive")? {
+        let mut e = e.ctx("reading export archive")?;
+        let p = e.path().ctx("reading export archive")?.to_path_buf();
+        let ps = p.display().to_string();
+        if p.is_absolute() || p.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+            return Err(Error::invalid(format!("export member {ps} escapes the export")));
+        }
+        let first = p.components().next().map(|c| c.as_os_str().to_string_lossy().to_string()).unwrap_or_default();
+        match &top {
+            None => top = Some(first),
+            Some(t) if *t != first => return Err(Error::invalid("export archive has more than one top entry")),
+            _ => {}
+        }
+        let et = e.header().entry_type();
+        if et.is_symlink() {
+            let target = e.link_name().ctx("reading link")?.map(|t| t.to_path_buf()).unwrap_or_default();
+            let base = p.parent().unwrap_or(Path::new(""));
+            if target.is_absolute() || !lexically_inside(&base.join(&target)) {
+                return Err(Error::invalid(format!(
+                    "{ps} is a symlink pointing outside the export ({}); export refuses it",
+                    target.display()
+                )));
+            }
+        } else if !(et.is_file() || et.is_dir()) {
+            return Err(Error::invalid(format!("{ps} is a special file; export refuses it")));
+        }
+        if !e.unpack_in(dest).ctx(format!("extracting {ps}"))? {
+            return Err(Error::invalid(format!("export member {ps} escapes the export")));
+        }
+    }
+    top.ok_or_else(|| Error::not_found("nothing to export"))
+}
+
+fn lexically_inside(p: &Path) -> bool {
+    let mut depth = 0i32;
+    for c in p.components() {
+        match c {
+            std::path::Component::ParentDir => depth -= 1,
+            std::path::Component::Normal(_) => depth += 1,
+            _ => {}
+        }
+        if depth < 0 {
+            return false;
+        }
+    }
+    // The first component is the export's top entry: a link may not climb above it.
+    depth >= 1
+}

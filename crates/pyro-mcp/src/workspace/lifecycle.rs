@@ -1,0 +1,411 @@
+//! Creating, finding, booting, resetting and deleting workspaces, and running commands in
+//! them. A workspace's VM is started on demand: if it died (killed, host reboot), the next
+//! operation that needs the guest boots it again from its disk and says so.
+
+use super::store::{now, CommandRow, Row, Store};
+use super::{clip, guest_path, seed, validate_label, validate_name, WorkspaceInfo};
+use crate::error::{Code, Context, Error, Result};
+use crate::runtime::Runtime;
+use crate::vm::{self, qemu::Disk, spec::VmState, Client, LaunchOptions};
+use pyro_proto::{Command, ExecRequest, Message};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_EXEC_OUTPUT: u64 = 256 * 1024;
+/// Output kept per stream in the command history (`logs`).
+pub const HISTORY_OUTPUT: usize = 16 * 1024;
+
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    pub environment: String,
+    pub seed_path: Option<PathBuf>,
+    pub name: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub vcpu_count: Option<u32>,
+    pub mem_mib: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct UpdateOptions {
+    pub name: Option<String>,
+    pub clear_name: bool,
+    pub labels: BTreeMap<String, String>,
+    pub clear_labels: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ExecRecord {
+    pub workspace_id: String,
+    pub sequence: u64,
+    pub command: String,
+    pub cwd: String,
+    pub exit_code: i32,
+    pub timed_out: bool,
+    pub duration_ms: u64,
+    pub execution_mode: String,
+    #[serde(serialize_with = "lossy")]
+    pub stdout: Vec<u8>,
+    #[serde(serialize_with = "lossy")]
+    pub stderr: Vec<u8>,
+    pub stdout_truncated: bool,
+    pub stderr_truncated: bool,
+    /// Set when the VM had stopped and was booted again for this call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vm_restarted: Option<String>,
+}
+
+fn lossy<S: serde::Serializer>(b: &[u8], s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&String::from_utf8_lossy(b))
+}
+
+/// Workspaces of one user: the runtime plus the state database.
+pub struct Workspaces<'a> {
+    pub rt: &'a Runtime,
+    pub store: Store,
+}
+
+pub fn ws_dir(rt: &Runtime, id: &str) -> PathBuf {
+    rt.paths.data.join("workspaces").join(id)
+}
+
+fn vm_dir(rt: &Runtime, id: &str) -> PathBuf {
+    rt.paths.vms().join(id)
+}
+
+/// The VM's state as its supervisor last recorded it, checked against reality.
+pub fn vm_state(rt: &Runtime, id: &str) -> (String, Option<String>) {
+    let dir = vm_dir(rt, id);
+    let st: Option<VmState> = std::fs::read(dir.join("state.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    match st {
+        None => ("stopped".into(), Some("no VM has run since the host started (or it was stopped)".into())),
+        Some(s) if s.state == "running" => {
+            // SAFETY: kill with signal 0 only checks that the pid exists.
+            let alive = unsafe { libc::kill(s.supervisor_pid as i32, 0) } == 0;
+            if alive && dir.join("supervisor.sock").exists() {
+                ("running".into(), None)
+            } else {
+                ("dead".into(), Some("the VM's supervisor is gone (killed or crashed)".into()))
+            }
+        }
+        Some(s) => (s.state, s.reason),
+    }
+}
+
+impl<'a> Workspaces<'a> {
+    pub fn open(rt: &'a Runtime) -> Result<Workspaces<'a>> {
+        Ok(Workspaces { rt, store: Store::open(&rt.paths.data)? })
+    }
+
+    pub fn info(&self, r: &Row) -> WorkspaceInfo {
+        let (state, reason) = vm_state(self.rt, &r.id);
+        WorkspaceInfo {
+            id: r.id.clone(),
+            name: r.name.clone(),
+            labels: r.labels.clone(),
+            environment: r.environment.clone(),
+            state,
+            state_reason: reason,
+            vcpu_count: r.vcpu_count,
+            mem_mib: r.mem_mib,
+            created_at: r.created_at,
+            last_activity_at: r.last_activity_at,
+            reset_count: r.reset_count,
+            last_reset_at: r.last_reset_at,
+            command_count: r.command_count,
+            seed: r.seed.clone(),
+        }
+    }
+
+    pub fn create(&mut self, o: &CreateOptions, progress: &dyn Fn(&str)) -> Result<WorkspaceInfo> {
+        let mut probe = crate::run::RunOptions::new(o.environment.clone(), Command::Shell("true".into()));
+        probe.vcpus = o.vcpu_count.unwrap_or(crate::run::DEFAULT_VCPUS);
+        probe.mem_mib = o.mem_mib.unwrap_or(crate::run::DEFAULT_MEM_MIB);
+        crate::run::validate(&probe)?;
+        if let Some(n) = &o.name {
+            validate_name(n)?;
+            if self.store.list()?.iter().any(|r| r.name.as_deref() == Some(n)) {
+                return Err(Error::new(Code::Conflict, format!("a workspace named '{n}' already exists")));
+            }
+        }
+        for (k, v) in &o.labels {
+            validate_label(k, v)?;
+        }
+        if let Some(p) = &o.seed_path {
+            seed::detect_kind(p)?;
+        }
+        let env = crate::env::ensure(self.rt, &o.environment, progress)?;
+        let id = vm::new_id();
+        let dir = ws_dir(self.rt, &id);
+        crate::paths::private_dir(&dir)?;
+        let result = self.create_in(&id, &dir, &env, o, &probe, progress);
+        if result.is_err() {
+            self.stop_vm(&id);
+            let _ = std::fs::remove_dir_all(&dir);
+            let _ = std::fs::remove_dir_all(vm_dir(self.rt, &id));
+        }
+        result
+    }
+
+    fn create_in(
+        &mut self,
+        id: &str,
+        dir: &Path,
+        env: &crate::env::Installed,
+        o: &CreateOptions,
+        probe: &crate::run::RunOptions,
+        progress: &dyn Fn(&str),
+    ) -> Result<WorkspaceInfo> {
+        let seed_info = match &o.seed_path {
+            Some(p) => {
+                progress(&format!("workspace: packing seed {}", p.display()));
+                let mut f = std::fs::File::create(dir.join("baseline.tar")).ctx("creating baseline archive")?;
+                let info = seed::build_seed_tar(p, &mut f)?;
+                f.sync_all().ctx("writing baseline archive")?;
+                crate::paths::write_atomic(&dir.join("baseline.json"), &serde_json::to_vec(&info.manifest).unwrap())?;
+                Some(info)
+            }
+            None => None,
+        };
+        vm::create_overlay(&self.rt.qemu_img, &env.image(), &dir.join("baseline.qcow2"))?;
+        progress("workspace: booting");
+        let mut vm = self.boot(id, &dir.join("baseline.qcow2"), probe.vcpus, probe.mem_mib)?;
+        if let Some(info) = &seed_info {
+            progress(&format!("workspace: seeding {} entries ({} bytes)", info.entries, info.bytes));
+            let mut r = std::io::BufReader::new(std::fs::File::open(dir.join("baseline.tar")).ctx("opening baseline")?);
+            vm.client.unpack("/workspace", false, &mut r, &mut |_| {})?;
+        }
+        // Freeze the seeded layer as the baseline: the guest file system is frozen while QEMU
+        // switches writes to a new overlay, so the baseline is consistent.
+        vm.client.call(&Message::Freeze, &[])?;
+        let snap = vm::qmp::Qmp::connect(&vm.dir.join("qmp.sock")).and_then(|mut q| {
+            q.execute(
+                "blockdev-snapshot-sync",
+                serde_json::json!({"device": "root", "snapshot-file": dir.join("disk.qcow2"), "format": "qcow2"}),
+            )
+        });
+        vm.client.call(&Message::Thaw, &[])?;
+        snap?;
+        let seed_json = seed_info
+            .as_ref()
+            .map(|i| serde_json::json!({"kind": i.kind, "source": i.source, "entries": i.entries, "bytes": i.bytes}));
+        let row = Row {
+            id: id.to_string(),
+            name: o.name.clone(),
+            labels: o.labels.clone(),
+            environment: env.name.clone(),
+            environment_dir: env.dir.display().to_string(),
+            vcpu_count: probe.vcpus,
+            mem_mib: probe.mem_mib,
+            created_at: now(),
+            last_activity_at: now(),
+            reset_count: 0,
+            last_reset_at: None,
+            command_count: 0,
+            seed: seed_json.clone(),
+        };
+        self.store.insert(&row, ("create", serde_json::json!({"environment": env.name, "seed": seed_json})))?;
+        Ok(self.info(&row))
+    }
+
+    fn boot(&self, id: &str, disk: &Path, vcpus: u32, mem_mib: u32) -> Result<vm::Vm> {
+        let vdir = vm_dir(self.rt, id);
+        let _ = std::fs::remove_dir_all(&vdir);
+        crate::paths::private_dir(&vdir)?;
+        vm::launch(
+            self.rt,
+            LaunchOptions {
+                vcpus,
+                mem_mib,
+                mode: "run",
+                disk: Some(Disk { path: disk.to_path_buf(), format: "qcow2", cache: "writeback" }),
+                ephemeral: false,
+                cleanup: vec![],
+                dir: Some(vdir),
+            },
+        )
+    }
+
+    /// Stop the VM if one runs (its disk stays). Waits until the supervisor is gone.
+    fn stop_vm(&self, id: &str) {
+        if let Ok(mut c) = Client::connect(&vm_dir(self.rt, id).join("supervisor.sock")) {
+            let _ = c.shutdown();
+        }
+    }
+
+    pub fn resolve(&self, key: &str) -> Result<Row> {
+        self.store.resolve(key)
+    }
+
+    /// A client for the workspace's guest, booting the VM again if it is not running.
+    pub fn connect(&self, r: &Row) -> Result<(Client, Option<String>)> {
+        let sock = vm_dir(self.rt, &r.id).join("supervisor.sock");
+        if let Ok(c) = Client::connect(&sock) {
+            return Ok((c, None));
+        }
+        let _lock = crate::env::lock(&ws_dir(self.rt, &r.id).join("lock"))?;
+        if let Ok(c) = Client::connect(&sock) {
+            return Ok((c, None)); // someone else booted it meanwhile
+        }
+        let (state, reason) = vm_state(self.rt, &r.id);
+        let why = format!(
+            "the VM was {state}{}; booted it again from its disk",
+            reason.map(|r| format!(" ({r})")).unwrap_or_default()
+        );
+        let disk = ws_dir(self.rt, &r.id).join("disk.qcow2");
+        if !disk.exists() {
+            return Err(Error::state(format!("workspace {} has no disk (it is being created or deleted)", r.id)));
+        }
+        let vm = self.boot(&r.id, &disk, r.vcpu_count, r.mem_mib)?;
+        Ok((vm.client, Some(why)))
+    }
+
+    pub fn list(&self) -> Result<Vec<WorkspaceInfo>> {
+        Ok(self.store.list()?.iter().map(|r| self.info(r)).collect())
+    }
+
+    pub fn update(&mut self, key: &str, o: &UpdateOptions) -> Result<WorkspaceInfo> {
+        let mut r = self.resolve(key)?;
+        if o.name.is_some() && o.clear_name {
+            return Err(Error::invalid("--name and --clear-name are exclusive"));
+        }
+        let mut changed = serde_json::Map::new();
+        if let Some(n) = &o.name {
+            validate_name(n)?;
+            r.name = Some(n.clone());
+            changed.insert("name".into(), n.clone().into());
+        }
+        if o.clear_name {
+            r.name = None;
+            changed.insert("name".into(), serde_json::Value::Null);
+        }
+        for (k, v) in &o.labels {
+            validate_label(k, v)?;
+            r.labels.insert(k.clone(), v.clone());
+        }
+        for k in &o.clear_labels {
+            r.labels.remove(k);
+        }
+        if o.name.is_none() && !o.clear_name && o.labels.is_empty() && o.clear_labels.is_empty() {
+            return Err(Error::invalid("nothing to update").hint("give --name, --clear-name, --label or --clear-label"));
+        }
+        if !o.labels.is_empty() || !o.clear_labels.is_empty() {
+            changed.insert("labels".into(), serde_json::to_value(&r.labels).unwrap());
+        }
+        self.store.update_meta(&r, serde_json::Value::Object(changed))?;
+        Ok(self.info(&self.resolve(&r.id)?))
+    }
+
+    pub fn exec(
+        &mut self,
+        key: &str,
+        command: Command,
+        cwd: Option<&str>,
+        timeout_s: u64,
+        env: Vec<(String, String)>,
+    ) -> Result<ExecRecord> {
+        crate::run::validate_command(&command)?;
+        if timeout_s == 0 || timeout_s > crate::run::MAX_TIMEOUT_S {
+            return Err(Error::invalid(format!("timeout must be 1..={} seconds", crate::run::MAX_TIMEOUT_S)));
+        }
+        let cwd = guest_path(cwd.unwrap_or("/workspace"))?;
+        let r = self.resolve(key)?;
+        let (mut client, restarted) = self.connect(&r)?;
+        let req = ExecRequest {
+            command: command.clone(),
+            cwd: Some(cwd.clone()),
+            env,
+            timeout_ms: timeout_s * 1000,
+            max_output_bytes: DEFAULT_EXEC_OUTPUT,
+        };
+        let frame = client.call(&Message::Exec(req), &[])?;
+        let Message::ExecResult(res) = frame.msg else { return Err(Error::internal("unexpected reply to exec")) };
+        let out_len = res.stdout.len as usize;
+        if frame.payload.len() != out_len + res.stderr.len as usize {
+            return Err(Error::internal("guest reply payload does not match its header"));
+        }
+        let mut stdout = frame.payload;
+        let stderr = stdout.split_off(out_len);
+        let hist = |b: &[u8]| {
+            let s = String::from_utf8_lossy(b);
+            if s.len() > HISTORY_OUTPUT {
+                let tail: String =
+                    s.chars().rev().take(HISTORY_OUTPUT / 2).collect::<Vec<_>>().into_iter().rev().collect();
+                format!(
+                    "{}{}{}",
+                    clip(&s, HISTORY_OUTPUT / 2),
+                    pyro_proto::truncation_marker((s.len() - HISTORY_OUTPUT) as u64),
+                    tail
+                )
+            } else {
+                s.to_string()
+            }
+        };
+        let row = CommandRow {
+            sequence: 0,
+            command: command.display(),
+            cwd: cwd.clone(),
+            exit_code: res.exit_code,
+            timed_out: res.timed_out,
+            duration_ms: res.duration_ms,
+            recorded_at: now(),
+            stdout: hist(&stdout),
+            stderr: hist(&stderr),
+            stdout_truncated: res.stdout.truncated || stdout.len() > HISTORY_OUTPUT,
+            stderr_truncated: res.stderr.truncated || stderr.len() > HISTORY_OUTPUT,
+        };
+        let sequence = self.store.record_command(&r.id, &row)?;
+        Ok(ExecRecord {
+            workspace_id: r.id,
+            sequence,
+            command: row.command,
+            cwd,
+            exit_code: res.exit_code,
+            timed_out: res.timed_out,
+            duration_ms: res.duration_ms,
+            execution_mode: "guest_vm".into(),
+            stdout,
+            stderr,
+            stdout_truncated: res.stdout.truncated,
+            stderr_truncated: res.stderr.truncated,
+            vm_restarted: restarted,
+        })
+    }
+
+    /// Back to the baseline: the live layer is replaced by a fresh overlay (O(1)), the VM
+    /// boots again, and the history since the last reset starts empty.
+    pub fn reset(&mut self, key: &str) -> Result<WorkspaceInfo> {
+        let r = self.resolve(key)?;
+        let dir = ws_dir(self.rt, &r.id);
+        let _lock = crate::env::lock(&dir.join("lock"))?;
+        self.stop_vm(&r.id);
+        let disk = dir.join("disk.qcow2");
+        let fresh = dir.join("disk.qcow2.new");
+        let _ = std::fs::remove_file(&fresh);
+        vm::create_overlay(&self.rt.qemu_img, &dir.join("baseline.qcow2"), &fresh)?;
+        std::fs::rename(&fresh, &disk).ctx("replacing the live disk")?;
+        self.store.record_reset(&r.id)?;
+        self.boot(&r.id, &disk, r.vcpu_count, r.mem_mib)?;
+        Ok(self.info(&self.resolve(&r.id)?))
+    }
+
+    pub fn delete(&mut self, key: &str) -> Result<serde_json::Value> {
+        let r = self.resolve(key)?;
+        let dir = ws_dir(self.rt, &r.id);
+        let lock = crate::env::lock(&dir.join("lock"))?;
+        self.stop_vm(&r.id);
+        let _ = std::fs::remove_dir_all(vm_dir(self.rt, &r.id));
+        self.store.delete(&r.id)?;
+        drop(lock);
+        std::fs::remove_dir_all(&dir).ctx("removing the workspace directory")?;
+        Ok(
+            serde_json::json!({"workspace_id": r.id, "deleted": true, "reason": "deleted on request: VM stopped, disks and runtime files removed"}),
+        )
+    }
+
+    pub fn logs(&self, key: &str) -> Result<serde_json::Value> {
+        let r = self.resolve(key)?;
+        let entries = self.store.commands(&r.id)?;
+        Ok(serde_json::json!({"workspace_id": r.id, "count": entries.len(), "entries": entries}))
+    }
+}

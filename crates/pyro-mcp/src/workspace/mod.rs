@@ -1,0 +1,146 @@
+//! Persistent workspaces: one VM per workspace that outlives the process that created it.
+//!
+//! On disk (`<data>/workspaces/<id>/`): `baseline.qcow2`, the seeded layer frozen right after
+//! seeding (backed by the environment's read-only base), `disk.qcow2`, the live layer on top
+//! of it, and `baseline.tar` + `baseline.json`, the seed archive and its manifest (the diff
+//! baseline). Reset throws the live layer away and makes a fresh one: O(1) in workspace size.
+//! State and history live in SQLite (`store`); the VM runs under its own supervisor whose
+//! runtime dir is `<runtime>/vms/<id>`.
+
+pub mod diff;
+pub mod files;
+pub mod lifecycle;
+pub mod patch;
+pub mod seed;
+pub mod store;
+
+use crate::error::{Error, Result};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+pub use lifecycle::{CreateOptions, UpdateOptions};
+
+/// Shorten a string for events and summaries (char-safe), marking the cut.
+pub fn clip(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let mut out: String = s.chars().take(max).collect();
+        out.push('…');
+        out
+    }
+}
+
+/// What callers see of a workspace.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkspaceInfo {
+    pub id: String,
+    pub name: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub environment: String,
+    pub state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_reason: Option<String>,
+    pub vcpu_count: u32,
+    pub mem_mib: u32,
+    pub created_at: u64,
+    pub last_activity_at: u64,
+    pub reset_count: u32,
+    pub last_reset_at: Option<u64>,
+    pub command_count: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<serde_json::Value>,
+}
+
+fn name_ok(s: &str) -> bool {
+    let mut c = s.chars();
+    matches!(c.next(), Some(f) if f.is_ascii_alphanumeric())
+        && s.len() <= 64
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+}
+
+/// Names: 1-64 chars of `[A-Za-z0-9._-]`, starting alphanumeric, not all hex of 12 (ids).
+pub fn validate_name(n: &str) -> Result<()> {
+    if !name_ok(n) {
+        return Err(Error::invalid(format!("invalid workspace name '{}'", clip(n, 80)))
+            .hint("1-64 characters of letters, digits, '.', '_' or '-', starting with a letter or digit"));
+    }
+    Ok(())
+}
+
+pub fn validate_label(k: &str, v: &str) -> Result<()> {
+    if !name_ok(k) {
+        return Err(Error::invalid(format!("invalid label key '{}'", clip(k, 80)))
+            .hint("1-64 characters of letters, digits, '.', '_' or '-', starting with a letter or digit"));
+    }
+    if v.is_empty() || v.chars().count() > 120 || v.chars().any(|c| c.is_control()) {
+        return Err(Error::invalid(format!("invalid value for label '{k}': 1-120 characters, no control characters")));
+    }
+    Ok(())
+}
+
+/// Parse `K=V` from the command line.
+pub fn parse_label(kv: &str) -> Result<(String, String)> {
+    let (k, v) =
+        kv.split_once('=').ok_or_else(|| Error::invalid(format!("label must be KEY=VALUE, got '{}'", clip(kv, 80))))?;
+    validate_label(k, v)?;
+    Ok((k.to_string(), v.to_string()))
+}
+
+/// Normalize a user/model path to an absolute path inside /workspace, lexically: relative
+/// paths are under /workspace; `.` components go; `..`, NUL and paths outside are refused.
+pub fn guest_path(p: &str) -> Result<String> {
+    if p.contains('\0') || p.len() > 4096 {
+        return Err(Error::invalid("path contains NUL or is longer than 4096 bytes"));
+    }
+    let rel = if let Some(r) = p.strip_prefix("/workspace") {
+        if !(r.is_empty() || r.starts_with('/')) {
+            return Err(Error::invalid(format!("{} is outside /workspace", clip(p, 200))));
+        }
+        r
+    } else if p.starts_with('/') {
+        return Err(
+            Error::invalid(format!("{} is outside /workspace", clip(p, 200))).hint("use a path relative to /workspace")
+        );
+    } else {
+        p
+    };
+    let mut parts = Vec::new();
+    for c in rel.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => return Err(Error::invalid(format!("{} contains '..'", clip(p, 200)))),
+            c => parts.push(c),
+        }
+    }
+    Ok(if parts.is_empty() { "/workspace".to_string() } else { format!("/workspace/{}", parts.join("/")) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guest_paths() {
+        assert_eq!(guest_path("src/main.rs").unwrap(), "/workspace/src/main.rs");
+        assert_eq!(guest_path("/workspace/./a//b").unwrap(), "/workspace/a/b");
+        assert_eq!(guest_path("").unwrap(), "/workspace");
+        assert_eq!(guest_path("/workspace").unwrap(), "/workspace");
+        assert!(guest_path("../etc/passwd").is_err());
+        assert!(guest_path("/etc/passwd").is_err());
+        assert!(guest_path("/workspacefoo").is_err());
+        assert!(guest_path("a/../../b").is_err());
+    }
+
+    #[test]
+    fn names_and_labels() {
+        assert!(validate_name("repro-fix_1.2").is_ok());
+        assert!(validate_name("-x").is_err());
+        assert!(validate_name("a b").is_err());
+        assert!(validate_name(&"a".repeat(65)).is_err());
+        assert_eq!(parse_label("team=infra").unwrap(), ("team".into(), "infra".into()));
+        assert!(parse_label("novalue").is_err());
+        assert!(parse_label("k=").is_err());
+        assert!(parse_label("k=a\nb").is_err());
+    }
+}

@@ -1,0 +1,330 @@
+//! Workspace state in SQLite (`<data>/pyro.db`, WAL): workspaces, command history and
+//! review events. Every mutation that changes a workspace also appends its event in the same
+//! transaction, so the history can never disagree with the state it describes.
+
+use crate::error::{Error, Result};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+use std::path::Path;
+
+pub struct Store {
+    conn: Connection,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub id: String,
+    pub name: Option<String>,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub environment: String,
+    pub environment_dir: String,
+    pub vcpu_count: u32,
+    pub mem_mib: u32,
+    pub created_at: u64,
+    pub last_activity_at: u64,
+    pub reset_count: u32,
+    pub last_reset_at: Option<u64>,
+    pub command_count: u64,
+    pub seed: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CommandRow {
+    pub sequence: u64,
+    pub command: String,
+    pub cwd: String,
+    pub exit_code: i32,
+    pub timed_out: bool,
+    pub duration_ms: u64,
+    pub recorded_at: u64,
+    pub stdout: String,
+    pub stderr: String,
+    pub stdout_truncated: bool,
+    pub stderr_truncated: bool,
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn db_err(e: rusqlite::Error) -> Error {
+    Error::internal(format!("workspace database: {e}"))
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS workspaces (
+  id TEXT PRIMARY KEY, name TEXT UNIQUE, labels TEXT NOT NULL, environment TEXT NOT NULL,
+  environment_dir TEXT NOT NULL, vcpu_count INTEGER NOT NULL, mem_mib INTEGER NOT NULL,
+  created_at INTEGER NOT NULL, last_activity_at INTEGER NOT NULL, reset_count INTEGER NOT NULL DEFAULT 0,
+  last_reset_at INTEGER, command_count INTEGER NOT NULL DEFAULT 0, seed TEXT
+);
+CREATE TABLE IF NOT EXISTS commands (
+  workspace_id TEXT NOT NULL, sequence INTEGER NOT NULL, generation INTEGER NOT NULL,
+  command TEXT NOT NULL, cwd TEXT NOT NULL, exit_code INTEGER NOT NULL, timed_out INTEGER NOT NULL,
+  duration_ms INTEGER NOT NULL, recorded_at INTEGER NOT NULL, stdout TEXT NOT NULL, stderr TEXT NOT NULL,
+  stdout_truncated INTEGER NOT NULL, stderr_truncated INTEGER NOT NULL,
+  PRIMARY KEY (workspace_id, sequence)
+);
+CREATE TABLE IF NOT EXISTS events (
+  workspace_id TEXT NOT NULL, sequence INTEGER NOT NULL, generation INTEGER NOT NULL,
+  kind TEXT NOT NULL, recorded_at INTEGER NOT NULL, payload TEXT NOT NULL,
+  PRIMARY KEY (workspace_id, sequence)
+);
+";
+
+impl Store {
+    pub fn open(data_dir: &Path) -> Result<Store> {
+        crate::paths::private_dir(data_dir)?;
+        let conn = Connection::open(data_dir.join("pyro.db")).map_err(db_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(db_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(db_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(db_err)?;
+        conn.execute_batch(SCHEMA).map_err(db_err)?;
+        Ok(Store { conn })
+    }
+
+    fn row(r: &rusqlite::Row) -> rusqlite::Result<Row> {
+        let labels: String = r.get(2)?;
+        let seed: Option<String> = r.get(12)?;
+        Ok(Row {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            labels: serde_json::from_str(&labels).unwrap_or_default(),
+            environment: r.get(3)?,
+            environment_dir: r.get(4)?,
+            vcpu_count: r.get(5)?,
+            mem_mib: r.get(6)?,
+            created_at: r.get(7)?,
+            last_activity_at: r.get(8)?,
+            reset_count: r.get(9)?,
+            last_reset_at: r.get(10)?,
+            command_count: r.get(11)?,
+            seed: seed.and_then(|s| serde_json::from_str(&s).ok()),
+        })
+    }
+
+    const COLS: &'static str = "id, name, labels, environment, environment_dir, vcpu_count, mem_mib, created_at, last_activity_at, reset_count, last_reset_at, command_count, seed";
+
+    pub fn insert(&mut self, w: &Row, event: (&str, serde_json::Value)) -> Result<()> {
+        let tx = self.conn.transaction().map_err(db_err)?;
+        tx.execute(
+            &format!("INSERT INTO workspaces ({}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)", Self::COLS),
+            params![
+                w.id,
+                w.name,
+                serde_json::to_string(&w.labels).unwrap(),
+                w.environment,
+                w.environment_dir,
+                w.vcpu_count,
+                w.mem_mib,
+                w.created_at,
+                w.last_activity_at,
+                w.reset_count,
+                w.last_reset_at,
+                w.command_count,
+                w.seed.as_ref().map(|s| s.to_string())
+            ],
+        )
+        .map_err(|e| match e {
+            rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => Error::new(
+                crate::Code::Conflict,
+                format!("a workspace named '{}' already exists", w.name.clone().unwrap_or_default()),
+            ),
+            e => db_err(e),
+        })?;
+        add_event(&tx, &w.id, event.0, event.1)?;
+        tx.commit().map_err(db_err)
+    }
+
+    pub fn get(&self, id: &str) -> Result<Option<Row>> {
+        self.conn
+            .query_row(&format!("SELECT {} FROM workspaces WHERE id = ?1", Self::COLS), [id], Self::row)
+            .optional()
+            .map_err(db_err)
+    }
+
+    /// All workspaces, most recently active first.
+    pub fn list(&self) -> Result<Vec<Row>> {
+        let mut st = self
+            .conn
+            .prepare(&format!("SELECT {} FROM workspaces ORDER BY last_activity_at DESC, created_at DESC", Self::COLS))
+            .map_err(db_err)?;
+        let rows =
+            st.query_map([], Self::row).map_err(db_err)?.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)?;
+        Ok(rows)
+    }
+
+    /// Resolve an id, a unique id prefix (4+ chars) or a unique name.
+    pub fn resolve(&self, key: &str) -> Result<Row> {
+        if key.is_empty() || key.len() > 128 {
+            return Err(Error::invalid("workspace id must be 1-128 characters"));
+        }
+        if let Some(r) = self.get(key)? {
+            return Ok(r);
+        }
+        let all = self.list()?;
+        if let Some(r) = all.iter().find(|r| r.name.as_deref() == Some(key)) {
+            return Ok(r.clone());
+        }
+        let matches: Vec<&Row> =
+            if key.len() >= 4 { all.iter().filter(|r| r.id.starts_with(key)).collect() } else { vec![] };
+        match matches.len() {
+            1 => Ok(matches[0].clone()),
+            0 => Err(Error::not_found(format!("no workspace '{key}'")).hint("`pyro workspace list` shows yours")),
+            n => Err(Error::invalid(format!("'{key}' matches {n} workspaces")).hint("use more of the id")),
+        }
+    }
+
+    pub fn update_meta(&mut self, w: &Row, event: serde_json::Value) -> Result<()> {
+        let tx = self.conn.transaction().map_err(db_err)?;
+        tx.execute(
+            "UPDATE workspaces SET name = ?2, labels = ?3, last_activity_at = ?4 WHERE id = ?1",
+            params![w.id, w.name, serde_json::to_string(&w.labels).unwrap(), now()],
+        )
+        .map_err(|e| match e {
+            rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => Error::new(
+                crate::Code::Conflict,
+                format!("a workspace named '{}' already exists", w.name.clone().unwrap_or_default()),
+            ),
+            e => db_err(e),
+        })?;
+        add_event(&tx, &w.id, "update", event)?;
+        tx.commit().map_err(db_err)
+    }
+
+    /// Record a finished command and its event in one transaction; returns its sequence.
+    pub fn record_command(&mut self, id: &str, c: &CommandRow) -> Result<u64> {
+        let tx = self.conn.transaction().map_err(db_err)?;
+        let generation: u32 =
+            tx.query_row("SELECT reset_count FROM workspaces WHERE id = ?1", [id], |r| r.get(0)).map_err(db_err)?;
+        let seq: u64 = tx
+            .query_row("SELECT COALESCE(MAX(sequence), 0) + 1 FROM commands WHERE workspace_id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .map_err(db_err)?;
+        tx.execute(
+            "INSERT INTO commands VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)",
+            params![
+                id,
+                seq,
+                generation,
+                c.command,
+                c.cwd,
+                c.exit_code,
+                c.timed_out,
+                c.duration_ms,
+                c.recorded_at,
+                c.stdout,
+                c.stderr,
+                c.stdout_truncated,
+                c.stderr_truncated
+            ],
+        )
+        .map_err(db_err)?;
+        tx.execute(
+            "UPDATE workspaces SET command_count = command_count + 1, last_activity_at = ?2 WHERE id = ?1",
+            params![id, now()],
+        )
+        .map_err(db_err)?;
+        add_event(
+            &tx,
+            id,
+            "exec",
+            serde_json::json!({"sequence": seq, "command": crate::workspace::clip(&c.command, 200), "exit_code": c.exit_code, "duration_ms": c.duration_ms, "timed_out": c.timed_out}),
+        )?;
+        tx.commit().map_err(db_err)?;
+        Ok(seq)
+    }
+
+    /// Commands since the last reset, oldest first.
+    pub fn commands(&self, id: &str) -> Result<Vec<CommandRow>> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT sequence, command, cwd, exit_code, timed_out, duration_ms, recorded_at, stdout, stderr, stdout_truncated, stderr_truncated
+                 FROM commands WHERE workspace_id = ?1 AND generation = (SELECT reset_count FROM workspaces WHERE id = ?1) ORDER BY sequence",
+            )
+            .map_err(db_err)?;
+        let rows = st
+            .query_map([id], |r| {
+                Ok(CommandRow {
+                    sequence: r.get(0)?,
+                    command: r.get(1)?,
+                    cwd: r.get(2)?,
+                    exit_code: r.get(3)?,
+                    timed_out: r.get(4)?,
+                    duration_ms: r.get(5)?,
+                    recorded_at: r.get(6)?,
+                    stdout: r.get(7)?,
+                    stderr: r.get(8)?,
+                    stdout_truncated: r.get(9)?,
+                    stderr_truncated: r.get(10)?,
+                })
+            })
+            .map_err(db_err)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(db_err)?;
+        Ok(rows)
+    }
+
+    /// Append a review event (and touch last activity) in one transaction.
+    pub fn event(&mut self, id: &str, kind: &str, payload: serde_json::Value) -> Result<()> {
+        let tx = self.conn.transaction().map_err(db_err)?;
+        tx.execute("UPDATE workspaces SET last_activity_at = ?2 WHERE id = ?1", params![id, now()]).map_err(db_err)?;
+        add_event(&tx, id, kind, payload)?;
+        tx.commit().map_err(db_err)
+    }
+
+    /// A reset: new generation, history since then starts empty.
+    pub fn record_reset(&mut self, id: &str) -> Result<()> {
+        let tx = self.conn.transaction().map_err(db_err)?;
+        let t = now();
+        tx.execute(
+            "UPDATE workspaces SET reset_count = reset_count + 1, last_reset_at = ?2, last_activity_at = ?2, command_count = 0 WHERE id = ?1",
+            params![id, t],
+        )
+        .map_err(db_err)?;
+        add_event(&tx, id, "reset", serde_json::json!({}))?;
+        tx.commit().map_err(db_err)
+    }
+
+    pub fn delete(&mut self, id: &str) -> Result<()> {
+        let tx = self.conn.transaction().map_err(db_err)?;
+        for t in ["commands", "events"] {
+            tx.execute(&format!("DELETE FROM {t} WHERE workspace_id = ?1"), [id]).map_err(db_err)?;
+        }
+        tx.execute("DELETE FROM workspaces WHERE id = ?1", [id]).map_err(db_err)?;
+        tx.commit().map_err(db_err)
+    }
+
+    /// Events since the last reset (the reset event itself included), oldest first.
+    pub fn events(&self, id: &str) -> Result<Vec<(u64, String, u64, serde_json::Value)>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT sequence, kind, recorded_at, payload FROM events WHERE workspace_id = ?1 AND generation = (SELECT reset_count FROM workspaces WHERE id = ?1) ORDER BY sequence")
+            .map_err(db_err)?;
+        let rows = st
+            .query_map([id], |r| {
+                let p: String = r.get(3)?;
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, serde_json::from_str(&p).unwrap_or_default()))
+            })
+            .map_err(db_err)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(db_err)?;
+        Ok(rows)
+    }
+}
+
+fn add_event(tx: &rusqlite::Transaction, id: &str, kind: &str, payload: serde_json::Value) -> Result<()> {
+    let generation: u32 = tx
+        .query_row("SELECT reset_count FROM workspaces WHERE id = ?1", [id], |r| r.get(0))
+        .optional()
+        .map_err(db_err)?
+        .unwrap_or(0);
+    tx.execute(
+        "INSERT INTO events VALUES (?1, (SELECT COALESCE(MAX(sequence), 0) + 1 FROM events WHERE workspace_id = ?1), ?2, ?3, ?4, ?5)",
+        params![id, generation, kind, now(), payload.to_string()],
+    )
+    .map_err(db_err)?;
+    Ok(())
+}
