@@ -284,7 +284,7 @@ fn run(c: WsCmd) -> Result<i32, Error> {
         WsCmd::Exec { id, cwd, timeout_seconds, env, json, command } => {
             let command = Command::from_words(&command).ok_or_else(|| Error::invalid("no command given"))?;
             render::stop_vms_on_signal();
-            let r = ws.exec(&id, command, cwd.as_deref(), timeout_seconds, kv(&env, "--env")?)?;
+            let r = ws.exec(&id, command, cwd.as_deref(), timeout_seconds, kv(&env, "--env")?, None)?;
             if json {
                 render::json(&r);
             } else {

@@ -296,6 +296,8 @@ impl<'a> Workspaces<'a> {
         Ok(self.info(&self.resolve(&r.id)?))
     }
 
+    /// Run a command in the workspace. `max_output_bytes` caps each stream (head and tail
+    /// kept around a marker; default 256 KiB, at most 1 MiB).
     pub fn exec(
         &mut self,
         key: &str,
@@ -303,6 +305,7 @@ impl<'a> Workspaces<'a> {
         cwd: Option<&str>,
         timeout_s: u64,
         env: Vec<(String, String)>,
+        max_output_bytes: Option<u64>,
     ) -> Result<ExecRecord> {
         crate::run::validate_command(&command)?;
         if timeout_s == 0 || timeout_s > crate::run::MAX_TIMEOUT_S {
