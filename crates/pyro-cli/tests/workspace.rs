@@ -234,3 +234,50 @@ fn killed_vm_recovers_with_its_files() {
     w.ok(&["workspace", "delete", "crashy", "--json"]);
     t.assert_clean();
 }
+
+#[test]
+fn summary_reports_the_session_and_resets_to_a_clean_slate() {
+    let t = Env::new();
+    let w = Ws::new(&t);
+    let repo = repro_repo();
+    let id = w.ok(&[
+        "workspace",
+        "create",
+        "debian:12",
+        "--seed-path",
+        repo.path().to_str().unwrap(),
+        "--name",
+        "sum",
+        "--json",
+    ])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    w.ok(&["workspace", "patch", "apply", "sum", "--patch", FIX, "--json"]);
+    let o = w.run(&["workspace", "exec", "sum", "--", "sh", "-c", "echo boom >&2; exit 3"]);
+    assert_eq!(o.status.code(), Some(3));
+    let o = w.run(&["workspace", "exec", "sum", "--", "sh", "test.sh"]);
+    assert_eq!(o.status.code(), Some(0));
+    let s = w.ok(&["workspace", "summary", "sum", "--json"]);
+    assert_eq!(s["workspace"]["id"], id.as_str());
+    assert_eq!(s["workspace"]["name"], "sum");
+    assert_eq!(s["commands"]["count"], 2);
+    assert_eq!(s["commands"]["failures"], 1);
+    assert_eq!(s["commands"]["last_failure"]["exit_code"], 3);
+    assert_eq!(s["commands"]["last_failure"]["output_tail"], "boom");
+    assert_eq!(s["commands"]["last"][1]["command"], "sh test.sh");
+    assert_eq!(s["edits"]["patches"], 1);
+    assert_eq!(s["edits"]["paths"], serde_json::json!(["add.sh", "NOTES.md"]));
+    assert_eq!(s["diff"]["added"], 1);
+    assert_eq!(s["diff"]["modified"], 1);
+    assert!(s.get("exports").is_none() && s.get("notable").is_none(), "{s}");
+    let o = w.run(&["workspace", "summary", "sum"]);
+    assert!(stdout(&o).contains("commands: 2 run, 1 failed"), "{}", stdout(&o));
+    w.ok(&["workspace", "reset", "sum", "--json"]);
+    let s = w.ok(&["workspace", "summary", "sum", "--json"]);
+    assert_eq!(s["workspace"]["reset_count"], 1);
+    let keys: Vec<&String> = s.as_object().unwrap().keys().collect();
+    assert_eq!(keys, vec!["workspace"], "clean slate expected: {s}");
+    w.ok(&["workspace", "delete", "sum", "--json"]);
+    t.assert_clean();
+}

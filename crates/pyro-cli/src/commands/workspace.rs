@@ -80,6 +80,12 @@ pub enum WsCmd {
     /// Apply a unified diff (git diff or diff -u), all or nothing
     #[command(subcommand)]
     Patch(PatchCmd),
+    /// One concise view of the session since the last reset
+    Summary {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Changes since the baseline (the seed as of the last reset)
     Diff {
         id: String,
@@ -212,6 +218,7 @@ pub fn main(c: WsCmd) -> i32 {
         | WsCmd::Exec { json, .. }
         | WsCmd::Logs { json, .. }
         | WsCmd::Diff { json, .. }
+        | WsCmd::Summary { json, .. }
         | WsCmd::Export { json, .. }
         | WsCmd::Reset { json, .. }
         | WsCmd::Delete { json, .. }
@@ -406,6 +413,14 @@ fn run(c: WsCmd) -> Result<i32, Error> {
                         e["deletions"]
                     );
                 }
+            }
+        }
+        WsCmd::Summary { id, json } => {
+            let v = ws.summary(&id)?;
+            if json {
+                render::json(&v);
+            } else {
+                print!("{}", pyro_mcp::workspace::summary::render(&v));
             }
         }
         WsCmd::Diff { id, json } => {

@@ -238,7 +238,7 @@ impl<'a> Workspaces<'a> {
     }
 
     /// A client for the workspace's guest, booting the VM again if it is not running.
-    pub fn connect(&self, r: &Row) -> Result<(Client, Option<String>)> {
+    pub fn connect(&mut self, r: &Row) -> Result<(Client, Option<String>)> {
         let sock = vm_dir(self.rt, &r.id).join("supervisor.sock");
         if let Ok(c) = Client::connect(&sock) {
             return Ok((c, None));
@@ -257,6 +257,7 @@ impl<'a> Workspaces<'a> {
             return Err(Error::state(format!("workspace {} has no disk (it is being created or deleted)", r.id)));
         }
         let vm = self.boot(&r.id, &disk, r.vcpu_count, r.mem_mib)?;
+        self.store.event(&r.id, "vm_restarted", serde_json::json!({"reason": why}))?;
         Ok((vm.client, Some(why)))
     }
 
@@ -319,7 +320,7 @@ impl<'a> Workspaces<'a> {
             cwd: Some(cwd.clone()),
             env,
             timeout_ms: timeout_s * 1000,
-            max_output_bytes: DEFAULT_EXEC_OUTPUT,
+            max_output_bytes: max_output_bytes.unwrap_or(DEFAULT_EXEC_OUTPUT).clamp(1024, 1 << 20),
         };
         let frame = client.call(&Message::Exec(req), &[])?;
         let Message::ExecResult(res) = frame.msg else { return Err(Error::internal("unexpected reply to exec")) };

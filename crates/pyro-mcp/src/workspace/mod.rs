@@ -13,6 +13,7 @@ pub mod lifecycle;
 pub mod patch;
 pub mod seed;
 pub mod store;
+pub mod summary;
 
 use crate::error::{Error, Result};
 use serde::Serialize;

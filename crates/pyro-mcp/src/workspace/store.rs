@@ -65,6 +65,10 @@ CREATE TABLE IF NOT EXISTS commands (
   stdout_truncated INTEGER NOT NULL, stderr_truncated INTEGER NOT NULL,
   PRIMARY KEY (workspace_id, sequence)
 );
+CREATE TABLE IF NOT EXISTS event_rollup (
+  workspace_id TEXT NOT NULL, generation INTEGER NOT NULL, kind TEXT NOT NULL, count INTEGER NOT NULL,
+  PRIMARY KEY (workspace_id, generation, kind)
+);
 CREATE TABLE IF NOT EXISTS events (
   workspace_id TEXT NOT NULL, sequence INTEGER NOT NULL, generation INTEGER NOT NULL,
   kind TEXT NOT NULL, recorded_at INTEGER NOT NULL, payload TEXT NOT NULL,
@@ -230,8 +234,15 @@ impl Store {
             &tx,
             id,
             "exec",
-            serde_json::json!({"sequence": seq, "command": crate::workspace::clip(&c.command, 200), "exit_code": c.exit_code, "duration_ms": c.duration_ms, "timed_out": c.timed_out}),
+            serde_json::json!({"sequence": seq, "command": crate::workspace::clip(&c.command, 200), "exit_code": c.exit_code, "duration_ms": c.duration_ms, "timed_out": c.timed_out, "truncated": c.stdout_truncated || c.stderr_truncated}),
         )?;
+        // The history keeps the newest MAX_COMMANDS commands; the counts live on in the
+        // workspace row and in the event roll-up.
+        tx.execute(
+            "DELETE FROM commands WHERE workspace_id = ?1 AND sequence <= ?2 - ?3",
+            params![id, seq, MAX_COMMANDS],
+        )
+        .map_err(db_err)?;
         tx.commit().map_err(db_err)?;
         Ok(seq)
     }
@@ -290,11 +301,25 @@ impl Store {
 
     pub fn delete(&mut self, id: &str) -> Result<()> {
         let tx = self.conn.transaction().map_err(db_err)?;
-        for t in ["commands", "events"] {
+        for t in ["commands", "events", "event_rollup"] {
             tx.execute(&format!("DELETE FROM {t} WHERE workspace_id = ?1"), [id]).map_err(db_err)?;
         }
         tx.execute("DELETE FROM workspaces WHERE id = ?1", [id]).map_err(db_err)?;
         tx.commit().map_err(db_err)
+    }
+
+    /// Counts of events rolled up (dropped from the log to bound it) since the last reset.
+    pub fn rollup(&self, id: &str) -> Result<Vec<(String, u64)>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT kind, count FROM event_rollup WHERE workspace_id = ?1 AND generation = (SELECT reset_count FROM workspaces WHERE id = ?1) ORDER BY kind")
+            .map_err(db_err)?;
+        let rows = st
+            .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(db_err)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(db_err)?;
+        Ok(rows)
     }
 
     /// Events since the last reset (the reset event itself included), oldest first.
@@ -315,6 +340,11 @@ impl Store {
     }
 }
 
+/// Command rows kept per workspace (older ones are dropped; counts stay exact).
+pub const MAX_COMMANDS: u64 = 500;
+/// Events kept per workspace; past this the oldest are folded into per-kind counts.
+pub const MAX_EVENTS: u64 = 2000;
+
 fn add_event(tx: &rusqlite::Transaction, id: &str, kind: &str, payload: serde_json::Value) -> Result<()> {
     let generation: u32 = tx
         .query_row("SELECT reset_count FROM workspaces WHERE id = ?1", [id], |r| r.get(0))
@@ -326,5 +356,26 @@ fn add_event(tx: &rusqlite::Transaction, id: &str, kind: &str, payload: serde_js
         params![id, generation, kind, now(), payload.to_string()],
     )
     .map_err(db_err)?;
+    let count: u64 =
+        tx.query_row("SELECT COUNT(*) FROM events WHERE workspace_id = ?1", [id], |r| r.get(0)).map_err(db_err)?;
+    if count > MAX_EVENTS {
+        // Fold the oldest quarter into counts: bounded, and nothing disappears silently.
+        let cut: u64 = tx
+            .query_row(
+                "SELECT sequence FROM events WHERE workspace_id = ?1 ORDER BY sequence LIMIT 1 OFFSET ?2",
+                params![id, MAX_EVENTS / 4],
+                |r| r.get(0),
+            )
+            .map_err(db_err)?;
+        tx.execute(
+            "INSERT INTO event_rollup (workspace_id, generation, kind, count)
+             SELECT workspace_id, generation, CASE WHEN kind = 'exec' AND json_extract(payload, '$.exit_code') != 0 THEN 'exec_failed' ELSE kind END, COUNT(*)
+             FROM events WHERE workspace_id = ?1 AND sequence < ?2 GROUP BY 1, 2, 3
+             ON CONFLICT (workspace_id, generation, kind) DO UPDATE SET count = count + excluded.count",
+            params![id, cut],
+        )
+        .map_err(db_err)?;
+        tx.execute("DELETE FROM events WHERE workspace_id = ?1 AND sequence < ?2", params![id, cut]).map_err(db_err)?;
+    }
     Ok(())
 }
