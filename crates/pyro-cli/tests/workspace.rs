@@ -281,3 +281,62 @@ fn summary_reports_the_session_and_resets_to_a_clean_slate() {
     w.ok(&["workspace", "delete", "sum", "--json"]);
     t.assert_clean();
 }
+
+#[test]
+fn sync_push_archives_prefixes_and_concurrency() {
+    let t = Env::new();
+    let w = Ws::new(&t);
+    // Seed from a .tar.gz made by the system tar.
+    let src = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(src.path().join("pkg")).unwrap();
+    std::fs::write(src.path().join("pkg/a.txt"), "from tarball\n").unwrap();
+    let tgz = src.path().join("seed.tar.gz");
+    let ok = Proc::new("tar").arg("-C").arg(src.path()).args(["-czf", tgz.to_str().unwrap(), "pkg"]).status().unwrap();
+    assert!(ok.success());
+    let o = w.run(&["workspace", "create", "debian:12", "--seed-path", tgz.to_str().unwrap(), "--id-only"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let id = stdout(&o).trim().to_string();
+    assert_eq!(id.len(), 12);
+    let o = w.run(&["workspace", "exec", &id[..6], "--", "cat", "pkg/a.txt"]);
+    assert_eq!(stdout(&o), "from tarball\n", "{}", stderr(&o));
+    // Sync push overwrites what it carries and leaves the rest; the baseline does not move.
+    let push = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(push.path().join("pkg")).unwrap();
+    std::fs::write(push.path().join("pkg/b.txt"), "pushed\n").unwrap();
+    w.ok(&["workspace", "sync", "push", &id, push.path().to_str().unwrap(), "--dest", "/workspace", "--json"]);
+    let o = w.run(&["workspace", "exec", &id, "--", "cat pkg/a.txt pkg/b.txt"]);
+    assert_eq!(stdout(&o), "from tarball\npushed\n");
+    let d = w.ok(&["workspace", "diff", &id, "--json"]);
+    assert_eq!(d["summary"]["added"], 1, "{d}");
+    // An escaping symlink in a sync source is refused before anything is written.
+    let evil = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", evil.path().join("pw")).unwrap();
+    std::fs::write(evil.path().join("innocent.txt"), "x").unwrap();
+    let o = w.run(&["workspace", "sync", "push", &id, evil.path().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let o = w.run(&["workspace", "file", "read", &id, "innocent.txt"]);
+    assert_eq!(o.status.code(), Some(3));
+    // Two execs and a file write at once never corrupt the state.
+    let a =
+        w.t.cmd()
+            .env("PYRO_DATA_DIR", w.data.path())
+            .args(["workspace", "exec", &id, "--", "sh", "-c", "sleep 2; echo A"])
+            .spawn()
+            .unwrap();
+    let b =
+        w.t.cmd()
+            .env("PYRO_DATA_DIR", w.data.path())
+            .args(["workspace", "exec", &id, "--", "sh", "-c", "sleep 1; echo B"])
+            .spawn()
+            .unwrap();
+    w.ok(&["workspace", "file", "write", &id, "during.txt", "--text", "ok", "--json"]);
+    assert!(a.wait_with_output().unwrap().status.success());
+    assert!(b.wait_with_output().unwrap().status.success());
+    let logs = w.ok(&["workspace", "logs", &id, "--json"]);
+    let seqs: Vec<u64> = logs["entries"].as_array().unwrap().iter().map(|e| e["sequence"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, vec![1, 2, 3, 4], "{logs}");
+    let l = w.ok(&["workspace", "list", "--json"]);
+    assert_eq!(l["workspaces"][0]["command_count"], 4);
+    w.ok(&["workspace", "delete", &id, "--json"]);
+    t.assert_clean();
+}
