@@ -7,6 +7,9 @@
 //!
 //! Numbers are printed, never asserted: timings belong here, not in tests.
 
+#[path = "bench/workspace.rs"]
+mod workspace_bench;
+
 use pyro_mcp::vm::{self, qemu};
 use pyro_mcp::{Command, Pyro};
 use std::time::Instant;
@@ -100,4 +103,7 @@ fn main() {
     let t = Instant::now();
     let c = s.delete();
     println!("{:<42} {:>8.1} ms  (deleted={})", "SDK delete", t.elapsed().as_secs_f64() * 1000.0, c.deleted);
+
+    println!("-- workspaces");
+    workspace_bench::run(&pyro, runs, &report);
 }
