@@ -7,7 +7,7 @@ GUEST := target/$(TARGET)/release/pyro-guest
 PYRO := target/release/pyro
 PREFIX ?= $(HOME)/.local
 
-.PHONY: setup packages build guest environment test check fmt lint demo bench install clean
+.PHONY: setup packages build guest environment test check fmt lint demo bench install clean smoke-user
 
 ## Host packages (root or sudo), the build, the guest kernel and the default environment.
 setup: packages build environment
@@ -34,9 +34,15 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --locked --workspace --all-targets -- -D warnings
 
-## Lint, then the whole test suite against real VMs (TCG where KVM is unusable).
+## Lint, then the whole test suite against real VMs (TCG where KVM is unusable), then (as
+## root) the smoke as a fresh unprivileged user.
 test: setup lint
 	PYRO_BIN=$(CURDIR)/$(PYRO) PYRO_GUEST_BIN=$(CURDIR)/$(GUEST) $(CARGO) test --release --locked --workspace
+	$(MAKE) --no-print-directory smoke-user
+
+# Needs root to create the test users; skipped otherwise.
+smoke-user: build
+	@if [ "$$(id -u)" = 0 ]; then bash scripts/smoke-user.sh; else echo "smoke-user: skipped (needs root to create test users)"; fi
 
 check: test
 

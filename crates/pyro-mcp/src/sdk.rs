@@ -115,7 +115,7 @@ impl Pyro {
 
     /// The user's workspaces (opens the state database; cheap).
     pub fn workspaces(&self) -> Result<crate::workspace::lifecycle::Workspaces<'_>> {
-        crate::workspace::lifecycle::Workspaces::open(self.runtime()?)
+        crate::workspace::lifecycle::Workspaces::open(self)
     }
 
     /// Progress sink, for long workspace steps.

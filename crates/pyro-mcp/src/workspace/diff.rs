@@ -98,7 +98,7 @@ fn is_text(b: &[u8]) -> bool {
 impl Workspaces<'_> {
     pub fn diff(&mut self, key: &str) -> Result<DiffResult> {
         let r = self.resolve(key)?;
-        let dir = ws_dir(self.rt, &r.id);
+        let dir = ws_dir(self.paths(), &r.id);
         let base = baseline_manifest(&dir);
         let (mut c, _) = self.connect(&r)?;
         let f = c.call(&Message::FsManifest { path: "/workspace".into(), max_entries: 50_000 }, &[])?;

@@ -88,7 +88,7 @@ impl Workspaces<'_> {
         let gp = guest_path(dest.unwrap_or("/workspace"))?;
         seed::detect_kind(source)?;
         let r = self.resolve(key)?;
-        let tmp = super::lifecycle::ws_dir(self.rt, &r.id).join(format!("sync-{}.tar", crate::vm::new_id()));
+        let tmp = super::lifecycle::ws_dir(self.paths(), &r.id).join(format!("sync-{}.tar", crate::vm::new_id()));
         let result = (|| {
             let mut f = std::fs::File::create(&tmp).ctx("creating sync archive")?;
             let info = seed::build_seed_tar(source, &mut f)?;

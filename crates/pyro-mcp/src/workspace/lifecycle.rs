@@ -5,6 +5,7 @@
 use super::store::{now, CommandRow, Row, Store};
 use super::{clip, guest_path, seed, validate_label, validate_name, WorkspaceInfo};
 use crate::error::{Code, Context, Error, Result};
+use crate::paths::Paths;
 use crate::runtime::Runtime;
 use crate::vm::{self, qemu::Disk, spec::VmState, Client, LaunchOptions};
 use pyro_proto::{Command, ExecRequest, Message};
@@ -59,23 +60,24 @@ fn lossy<S: serde::Serializer>(b: &[u8], s: S) -> std::result::Result<S::Ok, S::
     s.serialize_str(&String::from_utf8_lossy(b))
 }
 
-/// Workspaces of one user: the runtime plus the state database.
+/// Workspaces of one user: the state database, and the runtime (QEMU, kernel, ...) resolved
+/// only when an operation needs a VM, so `list`, `status` and `logs` stay cheap.
 pub struct Workspaces<'a> {
-    pub rt: &'a Runtime,
+    pyro: &'a crate::Pyro,
     pub store: Store,
 }
 
-pub fn ws_dir(rt: &Runtime, id: &str) -> PathBuf {
-    rt.paths.data.join("workspaces").join(id)
+pub fn ws_dir(paths: &Paths, id: &str) -> PathBuf {
+    paths.data.join("workspaces").join(id)
 }
 
-fn vm_dir(rt: &Runtime, id: &str) -> PathBuf {
-    rt.paths.vms().join(id)
+fn vm_dir(paths: &Paths, id: &str) -> PathBuf {
+    paths.vms().join(id)
 }
 
 /// The VM's state as its supervisor last recorded it, checked against reality.
-pub fn vm_state(rt: &Runtime, id: &str) -> (String, Option<String>) {
-    let dir = vm_dir(rt, id);
+pub fn vm_state(paths: &Paths, id: &str) -> (String, Option<String>) {
+    let dir = vm_dir(paths, id);
     let st: Option<VmState> = std::fs::read(dir.join("state.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
     match st {
         None => ("stopped".into(), Some("no VM has run since the host started (or it was stopped)".into())),
@@ -93,12 +95,20 @@ pub fn vm_state(rt: &Runtime, id: &str) -> (String, Option<String>) {
 }
 
 impl<'a> Workspaces<'a> {
-    pub fn open(rt: &'a Runtime) -> Result<Workspaces<'a>> {
-        Ok(Workspaces { rt, store: Store::open(&rt.paths.data)? })
+    pub fn open(pyro: &'a crate::Pyro) -> Result<Workspaces<'a>> {
+        Ok(Workspaces { pyro, store: Store::open(&pyro.paths().data)? })
+    }
+
+    fn rt(&self) -> Result<&'a Runtime> {
+        self.pyro.runtime()
+    }
+
+    pub fn paths(&self) -> &'a Paths {
+        self.pyro.paths()
     }
 
     pub fn info(&self, r: &Row) -> WorkspaceInfo {
-        let (state, reason) = vm_state(self.rt, &r.id);
+        let (state, reason) = vm_state(self.paths(), &r.id);
         WorkspaceInfo {
             id: r.id.clone(),
             name: r.name.clone(),
@@ -134,15 +144,15 @@ impl<'a> Workspaces<'a> {
         if let Some(p) = &o.seed_path {
             seed::detect_kind(p)?;
         }
-        let env = crate::env::ensure(self.rt, &o.environment, progress)?;
+        let env = crate::env::ensure(self.rt()?, &o.environment, progress)?;
         let id = vm::new_id();
-        let dir = ws_dir(self.rt, &id);
+        let dir = ws_dir(self.paths(), &id);
         crate::paths::private_dir(&dir)?;
         let result = self.create_in(&id, &dir, &env, o, &probe, progress);
         if result.is_err() {
             self.stop_vm(&id);
             let _ = std::fs::remove_dir_all(&dir);
-            let _ = std::fs::remove_dir_all(vm_dir(self.rt, &id));
+            let _ = std::fs::remove_dir_all(vm_dir(self.paths(), &id));
         }
         result
     }
@@ -167,7 +177,7 @@ impl<'a> Workspaces<'a> {
             }
             None => None,
         };
-        vm::create_overlay(&self.rt.qemu_img, &env.image(), &dir.join("baseline.qcow2"))?;
+        vm::create_overlay(&self.rt()?.qemu_img, &env.image(), &dir.join("baseline.qcow2"))?;
         progress("workspace: booting");
         let mut vm = self.boot(id, &dir.join("baseline.qcow2"), probe.vcpus, probe.mem_mib)?;
         if let Some(info) = &seed_info {
@@ -209,11 +219,11 @@ impl<'a> Workspaces<'a> {
     }
 
     fn boot(&self, id: &str, disk: &Path, vcpus: u32, mem_mib: u32) -> Result<vm::Vm> {
-        let vdir = vm_dir(self.rt, id);
+        let vdir = vm_dir(self.paths(), id);
         let _ = std::fs::remove_dir_all(&vdir);
         crate::paths::private_dir(&vdir)?;
         vm::launch(
-            self.rt,
+            self.rt()?,
             LaunchOptions {
                 vcpus,
                 mem_mib,
@@ -228,7 +238,7 @@ impl<'a> Workspaces<'a> {
 
     /// Stop the VM if one runs (its disk stays). Waits until the supervisor is gone.
     fn stop_vm(&self, id: &str) {
-        if let Ok(mut c) = Client::connect(&vm_dir(self.rt, id).join("supervisor.sock")) {
+        if let Ok(mut c) = Client::connect(&vm_dir(self.paths(), id).join("supervisor.sock")) {
             let _ = c.shutdown();
         }
     }
@@ -239,20 +249,20 @@ impl<'a> Workspaces<'a> {
 
     /// A client for the workspace's guest, booting the VM again if it is not running.
     pub fn connect(&mut self, r: &Row) -> Result<(Client, Option<String>)> {
-        let sock = vm_dir(self.rt, &r.id).join("supervisor.sock");
+        let sock = vm_dir(self.paths(), &r.id).join("supervisor.sock");
         if let Ok(c) = Client::connect(&sock) {
             return Ok((c, None));
         }
-        let _lock = crate::env::lock(&ws_dir(self.rt, &r.id).join("lock"))?;
+        let _lock = crate::env::lock(&ws_dir(self.paths(), &r.id).join("lock"))?;
         if let Ok(c) = Client::connect(&sock) {
             return Ok((c, None)); // someone else booted it meanwhile
         }
-        let (state, reason) = vm_state(self.rt, &r.id);
+        let (state, reason) = vm_state(self.paths(), &r.id);
         let why = format!(
             "the VM was {state}{}; booted it again from its disk",
             reason.map(|r| format!(" ({r})")).unwrap_or_default()
         );
-        let disk = ws_dir(self.rt, &r.id).join("disk.qcow2");
+        let disk = ws_dir(self.paths(), &r.id).join("disk.qcow2");
         if !disk.exists() {
             return Err(Error::state(format!("workspace {} has no disk (it is being created or deleted)", r.id)));
         }
@@ -380,13 +390,13 @@ impl<'a> Workspaces<'a> {
     /// boots again, and the history since the last reset starts empty.
     pub fn reset(&mut self, key: &str) -> Result<WorkspaceInfo> {
         let r = self.resolve(key)?;
-        let dir = ws_dir(self.rt, &r.id);
+        let dir = ws_dir(self.paths(), &r.id);
         let _lock = crate::env::lock(&dir.join("lock"))?;
         self.stop_vm(&r.id);
         let disk = dir.join("disk.qcow2");
         let fresh = dir.join("disk.qcow2.new");
         let _ = std::fs::remove_file(&fresh);
-        vm::create_overlay(&self.rt.qemu_img, &dir.join("baseline.qcow2"), &fresh)?;
+        vm::create_overlay(&self.rt()?.qemu_img, &dir.join("baseline.qcow2"), &fresh)?;
         std::fs::rename(&fresh, &disk).ctx("replacing the live disk")?;
         self.store.record_reset(&r.id)?;
         self.boot(&r.id, &disk, r.vcpu_count, r.mem_mib)?;
@@ -395,10 +405,10 @@ impl<'a> Workspaces<'a> {
 
     pub fn delete(&mut self, key: &str) -> Result<serde_json::Value> {
         let r = self.resolve(key)?;
-        let dir = ws_dir(self.rt, &r.id);
+        let dir = ws_dir(self.paths(), &r.id);
         let lock = crate::env::lock(&dir.join("lock"))?;
         self.stop_vm(&r.id);
-        let _ = std::fs::remove_dir_all(vm_dir(self.rt, &r.id));
+        let _ = std::fs::remove_dir_all(vm_dir(self.paths(), &r.id));
         self.store.delete(&r.id)?;
         drop(lock);
         std::fs::remove_dir_all(&dir).ctx("removing the workspace directory")?;
