@@ -30,19 +30,25 @@ pub fn run(pyro: &Pyro, runs: usize, report: &dyn Fn(&str, &[f64], &str) -> f64)
         let v: Vec<f64> = (0..runs)
             .map(|i| {
                 let t = Instant::now();
-                pyro_mcp::vm::create_overlay(&rt.qemu_img, &inst.image(), &tmp.path().join(format!("o{i}.qcow2"))).unwrap();
+                pyro_mcp::vm::create_overlay(&rt.qemu_img, &inst.image(), &tmp.path().join(format!("o{i}.qcow2")))
+                    .unwrap();
                 ms(t)
             })
             .collect();
         let size = std::fs::metadata(tmp.path().join("o0.qcow2")).map(|m| m.len()).unwrap_or(0);
-        report(&format!("overlay on {} ({} MiB base)", e.name, inst.size_bytes >> 20), &v, &format!("ms, {} KiB file", size / 1024));
+        report(
+            &format!("overlay on {} ({} MiB base)", e.name, inst.size_bytes >> 20),
+            &v,
+            &format!("ms, {} KiB file", size / 1024),
+        );
     }
 
     let mut ids = Vec::new();
     let v: Vec<f64> = (0..runs.min(5))
         .map(|_| {
             let t = Instant::now();
-            let w = ws.create(&CreateOptions { environment: "debian:12".into(), ..Default::default() }, &quiet).unwrap();
+            let w =
+                ws.create(&CreateOptions { environment: "debian:12".into(), ..Default::default() }, &quiet).unwrap();
             ws.exec(&w.id, true_cmd(), None, 30, vec![], None).unwrap();
             ids.push(w.id);
             ms(t)
@@ -55,7 +61,11 @@ pub fn run(pyro: &Pyro, runs: usize, report: &dyn Fn(&str, &[f64], &str) -> f64)
     let v: Vec<f64> = (0..runs.min(3))
         .map(|_| {
             let t = Instant::now();
-            let o = CreateOptions { environment: "debian:12".into(), seed_path: Some(seed.path().into()), ..Default::default() };
+            let o = CreateOptions {
+                environment: "debian:12".into(),
+                seed_path: Some(seed.path().into()),
+                ..Default::default()
+            };
             let w = ws.create(&o, &quiet).unwrap();
             ids.push(w.id);
             ms(t)
