@@ -33,7 +33,13 @@ impl Runtime {
         let qemu_img = qemu::find_qemu_img()?;
         let supervisor_bin = pyro_binary()?;
         let guest_bin = guest_binary(&supervisor_bin)?;
-        let kernel = kernel::ensure_kernel(&paths.kernels(), &debian_mirror(), progress)?;
+        // Hot path: a cached kernel whose files have the recorded sizes is used as is (its
+        // hashes were checked when it was installed; `pyro doctor` re-checks them). Hashing
+        // 14 MiB on every CLI call would cost more than the exec it serves.
+        let kernel = match kernel::cached_kernel(&paths.kernels()) {
+            Some(k) => k,
+            None => kernel::ensure_kernel(&paths.kernels(), &debian_mirror(), progress)?,
+        };
         let initramfs = initramfs::ensure(&paths.initramfs(), &guest_bin, &kernel)?;
         let accel = accel::choose(&paths.cache, &qemu, &kernel.vmlinuz, &initramfs, &kernel.release)?;
         Ok(Runtime { paths: paths.clone(), qemu, qemu_img, kernel, initramfs, accel, supervisor_bin })

@@ -14,17 +14,14 @@ pub fn ensure(cache_dir: &Path, guest_bin: &Path, kernel: &Kernel) -> Result<Pat
     let guest =
         std::fs::read(guest_bin).map_err(|e| Error::io(format!("reading guest agent {}", guest_bin.display()), e))?;
     check_static(&guest, guest_bin)?;
-    let mut modules = Vec::new();
-    for m in &kernel.modules {
-        let name = m.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
-        modules.push((name, std::fs::read(m).ctx(format!("reading module {}", m.display()))?));
-    }
+    // Kernel installs are immutable, so the modules are identified by the kernel release and
+    // their names and sizes; only the guest binary (which changes with every build) is hashed.
     let mut h = Sha256::new();
     h.update(&guest);
     h.update(kernel.release.as_bytes());
-    for (n, b) in &modules {
-        h.update(n.as_bytes());
-        h.update(b);
+    for m in &kernel.modules {
+        h.update(m.file_name().map(|n| n.as_encoded_bytes()).unwrap_or_default());
+        h.update(std::fs::metadata(m).map(|md| md.len()).unwrap_or(0).to_le_bytes());
     }
     let digest = hex::encode(h.finalize());
     let path = cache_dir.join(format!("initramfs-{}.cpio", &digest[..16]));
@@ -32,6 +29,11 @@ pub fn ensure(cache_dir: &Path, guest_bin: &Path, kernel: &Kernel) -> Result<Pat
         return Ok(path);
     }
     crate::paths::private_dir(cache_dir)?;
+    let mut modules = Vec::new();
+    for m in &kernel.modules {
+        let name = m.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+        modules.push((name, std::fs::read(m).ctx(format!("reading module {}", m.display()))?));
+    }
     let mut w = Cpio::default();
     for dir in ["dev", "proc", "sys", "newroot", "target", "lib", "lib/modules", "lib/modules/pyro"] {
         w.dir(dir);
