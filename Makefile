@@ -7,7 +7,7 @@ GUEST := target/$(TARGET)/release/pyro-guest
 PYRO := target/release/pyro
 PREFIX ?= $(HOME)/.local
 
-.PHONY: setup packages build guest environment test check fmt lint demo bench install clean smoke-user
+.PHONY: setup packages build guest environment test check fmt lint demo bench install clean smoke-user host-clis
 
 ## Host packages (root or sudo), the build, the guest kernel and the default environment.
 setup: packages build environment
@@ -36,9 +36,15 @@ lint:
 
 ## Lint, then the whole test suite against real VMs (TCG where KVM is unusable), then (as
 ## root) the smoke as a fresh unprivileged user.
-test: setup lint
-	PYRO_BIN=$(CURDIR)/$(PYRO) PYRO_GUEST_BIN=$(CURDIR)/$(GUEST) $(CARGO) test --release --locked --workspace
+test: setup lint host-clis
+	PYRO_BIN=$(CURDIR)/$(PYRO) PYRO_GUEST_BIN=$(CURDIR)/$(GUEST) $(CARGO) test --release --locked --workspace --exclude pyro-guest
 	$(MAKE) --no-print-directory smoke-user
+
+# Claude Code's and Codex's real CLIs (from npm) for the host-helper tests; optional.
+host-clis:
+	@if command -v npm >/dev/null; then mkdir -p target/host-clis && cd target/host-clis && \
+	  (npm install --silent --no-audit --no-fund @anthropic-ai/claude-code@2 @openai/codex >/dev/null 2>&1 || echo "host-clis: npm install failed; host tests use file edits only"); \
+	else echo "host-clis: npm not found; host tests use file edits only"; fi
 
 # Needs root to create the test users; skipped otherwise.
 smoke-user: build
@@ -55,7 +61,7 @@ bench: setup
 
 install: build
 	install -D -m 0755 $(PYRO) $(PREFIX)/bin/pyro
-	install -D -m 0755 target/release/pyro-guest $(PREFIX)/bin/pyro-guest
+	install -D -m 0755 $(GUEST) $(PREFIX)/bin/pyro-guest
 
 clean:
 	$(CARGO) clean

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "smoke-user: run as root (it creates test users)" >&2; exit 1; }
 PREFIX=/opt/pyro-smoke
 install -D -m 0755 target/release/pyro "$PREFIX/bin/pyro"
-install -D -m 0755 target/release/pyro-guest "$PREFIX/bin/pyro-guest"
+install -D -m 0755 target/x86_64-unknown-linux-gnu/release/pyro-guest "$PREFIX/bin/pyro-guest"
 
 fresh_user() {
   local u=$1

@@ -2,6 +2,7 @@
 //! SDK operation and renders the result (human by default, `--json` everywhere).
 
 mod commands;
+mod host;
 mod render;
 
 use clap::{Parser, Subcommand};
@@ -30,6 +31,12 @@ enum Cmd {
     /// Persistent workspaces: create, exec, edit files, diff, export, reset, delete
     #[command(subcommand)]
     Workspace(commands::workspace::WsCmd),
+    /// The MCP server for chat hosts and coding agents: `pyro mcp serve`
+    #[command(subcommand)]
+    Mcp(commands::mcp::McpCmd),
+    /// Connect chat hosts (Claude Code, Codex, OpenCode) to `pyro mcp serve`
+    #[command(subcommand)]
+    Host(commands::host::HostCmd),
     /// Internal: supervise one VM (started by pyro itself)
     #[command(name = "__supervise", hide = true)]
     Supervise { dir: std::path::PathBuf },
@@ -47,6 +54,8 @@ fn main() {
         Cmd::Demo(a) => commands::demo::main(a),
         Cmd::Env(c) => commands::env::main(c),
         Cmd::Workspace(c) => commands::workspace::main(c),
+        Cmd::Mcp(c) => commands::mcp::main(c),
+        Cmd::Host(c) => commands::host::main(c),
     };
     std::process::exit(code);
 }

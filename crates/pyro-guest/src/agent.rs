@@ -86,12 +86,18 @@ pub fn serve(mode: &str) -> ! {
                     Err(exec::ExecError::Invalid(m)) => reply(&w, id, &error("invalid_argument", m), &[]),
                 });
             }
-            Message::Unpack { dest, preserve_owners } => {
+            Message::Unpack { dest, preserve_owners, oci_layer } => {
                 let (tx, rx) = std::sync::mpsc::sync_channel(4);
                 streams.insert(id, tx);
                 let w = writer.clone();
                 std::thread::spawn(move || {
-                    let msg = match unpack::unpack(unpack::ChanReader::new(rx), &dest, preserve_owners) {
+                    let reader = unpack::ChanReader::new(rx);
+                    let result = if oci_layer {
+                        unpack::unpack_layer(reader, &dest, preserve_owners)
+                    } else {
+                        unpack::unpack(reader, &dest, preserve_owners)
+                    };
+                    let msg = match result {
                         Ok((entries, bytes)) => Message::Unpacked { entries, bytes },
                         Err(m) => error("invalid_argument", m),
                     };

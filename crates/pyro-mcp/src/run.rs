@@ -83,7 +83,7 @@ fn lossy<S: serde::Serializer>(b: &[u8], s: S) -> std::result::Result<S::Ok, S::
 
 /// Validate what a user or model passed: a rejected request starts nothing.
 pub fn validate(o: &RunOptions) -> Result<()> {
-    crate::env::lookup(&o.environment)?;
+    crate::env::check_name(&o.environment)?;
     if o.vcpus == 0 || o.vcpus > MAX_VCPUS {
         return Err(Error::invalid(format!("vcpu count must be 1..={MAX_VCPUS}, got {}", o.vcpus)));
     }
@@ -150,7 +150,7 @@ pub fn run(rt: &Runtime, o: &RunOptions, progress: &dyn Fn(&str)) -> Result<RunR
     let r = out.result;
     Ok(RunResult {
         vm_id,
-        environment_version: crate::env::lookup(&environment).map(|e| e.version.to_string()).unwrap_or_default(),
+        environment_version: crate::env::installed(&rt.paths, &environment).map(|e| e.version).unwrap_or_default(),
         environment,
         command: o.command.display(),
         exit_code: r.exit_code,

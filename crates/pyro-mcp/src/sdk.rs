@@ -27,12 +27,14 @@ pub struct Pyro {
     progress: Progress,
 }
 
-/// One row of `env list`.
+/// One row of `env list`: each catalog entry, then each installed OCI image.
 #[derive(Debug, Clone, Serialize)]
 pub struct EnvironmentInfo {
     pub name: String,
     pub version: String,
     pub description: String,
+    /// `catalog` or `oci`.
+    pub kind: String,
     pub installed: bool,
     pub installed_version: Option<String>,
     pub digest: Option<String>,
@@ -96,7 +98,7 @@ impl Pyro {
     }
 
     pub fn list_environments(&self) -> Vec<EnvironmentInfo> {
-        crate::env::CATALOG
+        let mut out: Vec<EnvironmentInfo> = crate::env::CATALOG
             .iter()
             .map(|e| {
                 let inst = crate::env::installed(&self.paths, e.name);
@@ -104,13 +106,42 @@ impl Pyro {
                     name: e.name.into(),
                     version: e.version.into(),
                     description: e.description.into(),
+                    kind: "catalog".into(),
                     installed: inst.is_some(),
                     installed_version: inst.as_ref().map(|i| i.version.clone()),
                     digest: inst.as_ref().map(|i| i.digest.clone()),
                     size_bytes: inst.as_ref().map(|i| i.size_bytes),
                 }
             })
-            .collect()
+            .collect();
+        for i in crate::env::all_installed(&self.paths).into_iter().filter(|i| i.kind == "oci") {
+            out.push(EnvironmentInfo {
+                description: match &i.oci {
+                    Some(o) => format!("OCI image, {} layers, {}", o.layers.len(), o.platform),
+                    None => "OCI image".into(),
+                },
+                name: i.name,
+                version: i.version.clone(),
+                kind: "oci".into(),
+                installed: true,
+                installed_version: Some(i.version),
+                digest: Some(i.digest),
+                size_bytes: Some(i.size_bytes),
+            });
+        }
+        out
+    }
+
+    /// Everything known about one environment (catalog recipe or image, installs on disk and
+    /// who uses them, packages, kernel), without building or pulling anything.
+    pub fn inspect_environment(&self, name: &str) -> Result<crate::env::EnvironmentDetails> {
+        crate::env::inspect::inspect(&self.paths, name)
+    }
+
+    /// Remove partial, stale and unknown entries from the environment cache. Installs that a
+    /// workspace's disk depends on are never removed, only reported (`kept_in_use`).
+    pub fn prune_environments(&self, dry_run: bool) -> Result<crate::env::PruneReport> {
+        crate::env::prune::prune(&self.paths, dry_run, &*self.progress)
     }
 
     /// The user's workspaces (opens the state database; cheap).
@@ -123,8 +154,18 @@ impl Pyro {
         &*self.progress
     }
 
-    /// Install an environment (build it if it is not cached yet).
+    /// Install an environment: build a catalog entry if it is not cached yet, or pull an OCI
+    /// image (`REGISTRY/REPO[:TAG|@DIGEST]`), checking the registry for a moved tag.
     pub fn pull_environment(&self, name: &str) -> Result<crate::env::Installed> {
+        self.pull_environment_with(name, &crate::env::PullOptions::default())
+    }
+
+    /// `pull_environment` with options (`insecure` for plain-HTTP registries off loopback).
+    pub fn pull_environment_with(&self, name: &str, opts: &crate::env::PullOptions) -> Result<crate::env::Installed> {
+        if crate::env::is_oci_name(name) {
+            let r = crate::env::oci::parse(name, opts.insecure)?;
+            return crate::env::oci::pull(&self.paths, &|| self.runtime(), &r, &*self.progress);
+        }
         crate::env::lookup(name)?;
         crate::env::ensure(self.runtime()?, name, &*self.progress)
     }

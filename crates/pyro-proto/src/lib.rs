@@ -112,6 +112,13 @@ pub enum Message {
     Unpack {
         dest: String,
         preserve_owners: bool,
+        /// Apply the stream as one OCI image layer onto `dest` (a root file system): the agent
+        /// unpacks it chrooted into `dest`, honours whiteouts (`.wh.NAME` deletes NAME,
+        /// `.wh..wh..opq` hides what lower layers put in that directory), replaces entries of
+        /// another type, creates device nodes, and refuses members that climb out with `..`.
+        /// Absent on the wire for plain unpacks, so older peers read the same frames.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        oci_layer: bool,
     },
     Unpacked {
         entries: u64,
@@ -356,6 +363,17 @@ pub fn truncation_marker(omitted: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unpack_without_oci_flag_keeps_its_old_shape() {
+        let plain = Message::Unpack { dest: "/target".into(), preserve_owners: true, oci_layer: false };
+        let json = serde_json::to_string(&plain).unwrap();
+        assert!(!json.contains("oci_layer"), "{json}");
+        let old: Message = serde_json::from_str(r#"{"type":"unpack","dest":"/w","preserve_owners":false}"#).unwrap();
+        assert_eq!(old, Message::Unpack { dest: "/w".into(), preserve_owners: false, oci_layer: false });
+        let oci = Message::Unpack { dest: "/target".into(), preserve_owners: true, oci_layer: true };
+        assert_eq!(serde_json::from_str::<Message>(&serde_json::to_string(&oci).unwrap()).unwrap(), oci);
+    }
 
     #[test]
     fn frame_roundtrip() {

@@ -3,12 +3,19 @@
 //! - floor: QEMU start to our init's first instruction (the kernel alone, `pyro.mode=floor`);
 //! - probe: the same plus loading the virtio modules;
 //! - cold run: `pyro run debian:12 -- true`, process start to exit (overlay, boot, exec, teardown);
-//! - exec round trip: `true` in a running VM through the SDK.
+//! - exec round trip: `true` in a running VM through the SDK;
+//! - mcp server: spawn to the `tools/list` answer per profile, and that answer's size.
 //!
 //! Numbers are printed, never asserted: timings belong here, not in tests.
 
 #[path = "bench/workspace.rs"]
 mod workspace_bench;
+
+#[path = "bench/env.rs"]
+mod env_bench;
+
+#[path = "bench/mcp.rs"]
+mod mcp_bench;
 
 use pyro_mcp::vm::{self, qemu};
 use pyro_mcp::{Command, Pyro};
@@ -106,4 +113,10 @@ fn main() {
 
     println!("-- workspaces");
     workspace_bench::run(&pyro, runs, &report);
+
+    // MCP server: startup to tools/list per profile, and the tools/list size.
+    println!("-- mcp server");
+    mcp_bench::run(&report);
+
+    env_bench::run(&pyro);
 }

@@ -1,12 +1,22 @@
 //! Environments: read-only ext4 base images that workspaces and runs boot from.
 //!
-//! Layout under the cache dir: `environments/<slug>/<version>-<digest12>/{base.ext4,env.json}`
-//! plus `environments/<slug>/current` naming the install in use. An install's identity is the
-//! sha256 of the rootfs archive it was made from; a base is never rebuilt in place (overlays
-//! depend on its exact bytes), so a rebuild is a new directory and old ones stay until pruned.
+//! Two sources, one install pipeline (`build.rs`): catalog recipes built from the Debian
+//! archive (`catalog.rs`), and OCI images pulled from a registry (`oci.rs`; any name with a
+//! `/` in it is an image reference). Both end as `base.ext4` written by a builder VM.
+//!
+//! Layout under the cache dir: `environments/<slug>/<dir>/{base.ext4,env.json}` plus
+//! `environments/<slug>/current` naming the install in use, and `.lock` serialising builds.
+//! `<dir>` is `<version>-<digest12>` for catalog builds (digest of the rootfs archive) and
+//! `<digest12>` of the image manifest for OCI images. A base is never rebuilt in place
+//! (overlays depend on its exact bytes), so a rebuild is a new directory; old ones stay
+//! until `prune` finds nothing uses them. Builds happen in `.partial-*` directories that are
+//! renamed into place, so an interrupted build leaves nothing that looks installed.
 
 pub mod build;
 pub mod catalog;
+pub mod inspect;
+pub mod oci;
+pub mod prune;
 
 use crate::error::{Context, Error, Result};
 use crate::paths::Paths;
@@ -14,21 +24,41 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 pub use catalog::{lookup, CatalogEntry, CATALOG};
+pub use inspect::{EnvironmentDetails, InstallSummary};
+pub use oci::{ImageConfig, OciInfo, PullOptions};
+pub use prune::{PruneEntry, PruneReport};
 
 /// What `env.json` records about an installed environment.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Installed {
     pub name: String,
+    /// The catalog version, or the first 12 hex digits of an image's manifest digest.
     pub version: String,
-    /// sha256 of the rootfs archive the image was made from.
+    /// Identity: sha256 of the rootfs archive (catalog) or of the image manifest (OCI).
     pub digest: String,
     pub source: String,
     pub installed_at: u64,
     /// Bytes the image occupies on disk (it is sparse).
     pub size_bytes: u64,
     pub packages: Vec<String>,
+    /// `catalog` or `oci`.
+    #[serde(default = "catalog_kind")]
+    pub kind: String,
+    /// The guest kernel the builder VM ran (every environment boots the same cached kernel).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<String>,
+    /// Registry, digests, layers and image config of an OCI image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oci: Option<OciInfo>,
     #[serde(skip)]
     pub dir: PathBuf,
+    /// Set when this call built or pulled the install (false when it was already there).
+    #[serde(skip)]
+    pub fresh: bool,
+}
+
+fn catalog_kind() -> String {
+    "catalog".into()
 }
 
 impl Installed {
@@ -37,13 +67,39 @@ impl Installed {
     }
 }
 
+/// True for names that are OCI image references rather than catalog names.
+pub fn is_oci_name(name: &str) -> bool {
+    name.contains('/')
+}
+
+/// The name an environment is stored and shown under: catalog names as they are, image
+/// references canonicalised (`docker.io/library/python:3.12`, `:latest` added).
+pub fn canonical_name(name: &str) -> Result<String> {
+    if is_oci_name(name) {
+        Ok(oci::parse(name, true)?.name)
+    } else {
+        Ok(lookup(name)?.name.to_string())
+    }
+}
+
+/// Check a name without touching the network or the disk: a catalog name, or a well-formed
+/// image reference. The error for an unknown name lists the catalog.
+pub fn check_name(name: &str) -> Result<()> {
+    canonical_name(name).map(|_| ())
+}
+
 pub fn env_root(paths: &Paths, name: &str) -> PathBuf {
-    paths.environments().join(catalog::slug(name))
+    if is_oci_name(name) {
+        paths.environments().join(oci::slug(name))
+    } else {
+        paths.environments().join(catalog::slug(name))
+    }
 }
 
 /// The install currently in use for `name`, if any and intact.
 pub fn installed(paths: &Paths, name: &str) -> Option<Installed> {
-    let root = env_root(paths, name);
+    let name = canonical_name(name).ok()?;
+    let root = env_root(paths, &name);
     let current = std::fs::read_to_string(root.join("current")).ok()?;
     load(&root.join(current.trim()))
 }
@@ -54,34 +110,153 @@ pub fn load(dir: &Path) -> Option<Installed> {
     m.image().is_file().then_some(m)
 }
 
-/// Return the installed environment, building it first if needed. Two processes asking at
-/// once build it once: the second waits on the lock and then finds the install.
+/// Every environment with a usable `current` install, catalog or not, sorted by name.
+pub fn all_installed(paths: &Paths) -> Vec<Installed> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(paths.environments()).into_iter().flatten().flatten() {
+        let Ok(current) = std::fs::read_to_string(e.path().join("current")) else { continue };
+        if let Some(i) = load(&e.path().join(current.trim())) {
+            out.push(i);
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+/// Return the installed environment, building or pulling it first if needed. Two processes
+/// asking at once build it once: the second waits on the lock and then finds the install.
+/// An OCI image that is installed is used as it is (no registry round trip); `pull` re-checks
+/// the tag.
 pub fn ensure(rt: &crate::runtime::Runtime, name: &str, progress: &dyn Fn(&str)) -> Result<Installed> {
+    if is_oci_name(name) {
+        let r = oci::parse(name, false)?;
+        if let Some(i) = installed(&rt.paths, &r.name) {
+            return Ok(i);
+        }
+        return oci::pull(&rt.paths, &|| Ok(rt), &r, progress);
+    }
     let entry = lookup(name)?;
     if let Some(i) = installed(&rt.paths, name).filter(|i| i.version == entry.version) {
         return Ok(i);
     }
     let root = env_root(&rt.paths, name);
     crate::paths::private_dir(&root)?;
-    let _lock = lock(&root.join(".lock"))?;
+    let _lock = lock_reporting(&root, name, progress)?;
     if let Some(i) = installed(&rt.paths, name).filter(|i| i.version == entry.version) {
         return Ok(i);
     }
+    build::clean_partials(&root);
     build::build(rt, entry, &root, progress)
 }
 
 /// An exclusive advisory lock held until the returned file is dropped.
 pub fn lock(path: &Path) -> Result<std::fs::File> {
     use std::os::fd::AsRawFd;
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .ctx(format!("opening lock {}", path.display()))?;
+    let f = open_lock(path)?;
     // SAFETY: flock on an open fd.
     if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
         return Err(Error::io(format!("locking {}", path.display()), std::io::Error::last_os_error()));
     }
     Ok(f)
+}
+
+/// The lock if nobody holds it, else `None`.
+pub fn try_lock(path: &Path) -> Result<Option<std::fs::File>> {
+    use std::os::fd::AsRawFd;
+    let f = open_lock(path)?;
+    // SAFETY: flock on an open fd.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(Some(f));
+    }
+    let e = std::io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(None)
+    } else {
+        Err(Error::io(format!("locking {}", path.display()), e))
+    }
+}
+
+fn open_lock(path: &Path) -> Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .ctx(format!("opening lock {}", path.display()))
+}
+
+/// Take an environment's build lock, saying so when another process holds it.
+pub fn lock_reporting(root: &Path, name: &str, progress: &dyn Fn(&str)) -> Result<std::fs::File> {
+    let path = root.join(".lock");
+    if let Some(f) = try_lock(&path)? {
+        return Ok(f);
+    }
+    progress(&format!("env: another process is installing {name}; waiting for it"));
+    lock(&path)
+}
+
+/// A progress line with a fraction in it, which front ends can draw as a bar:
+/// `env: downloading layers: 12.5 / 40.0 MiB`.
+pub fn progress_line(phase: &str, done: u64, total: u64) -> String {
+    let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+    format!("{phase}: {:.1} / {:.1} MiB", mib(done), mib(total.max(done)))
+}
+
+/// The phase, bytes done and bytes total of a line made by `progress_line`.
+pub fn parse_progress(line: &str) -> Option<(&str, u64, u64)> {
+    let (phase, rest) = line.rsplit_once(": ")?;
+    let (done, total) = rest.strip_suffix(" MiB")?.split_once(" / ")?;
+    let b = |s: &str| s.trim().parse::<f64>().ok().map(|v| (v * (1u64 << 20) as f64) as u64);
+    Some((phase, b(done)?, b(total)?))
+}
+
+/// Emits fraction lines at most every quarter second (and always the last one).
+pub(crate) struct Throttle {
+    last: Option<std::time::Instant>,
+}
+
+impl Throttle {
+    pub fn new() -> Self {
+        Throttle { last: None }
+    }
+
+    pub fn tick(&mut self, progress: &dyn Fn(&str), phase: &str, done: u64, total: u64) {
+        let now = std::time::Instant::now();
+        let due = match self.last {
+            Some(t) => now.duration_since(t).as_millis() >= 250,
+            None => true,
+        };
+        if done >= total || due {
+            self.last = Some(now);
+            progress(&progress_line(phase, done, total));
+        }
+    }
+}
+
+/// Seconds since the epoch.
+pub(crate) fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_lines_round_trip() {
+        let l = progress_line("env: downloading layers", 3 << 20, 10 << 20);
+        assert_eq!(l, "env: downloading layers: 3.0 / 10.0 MiB");
+        let (phase, done, total) = parse_progress(&l).unwrap();
+        assert_eq!((phase, done, total), ("env: downloading layers", 3 << 20, 10 << 20));
+        assert!(parse_progress("env: booting the builder VM").is_none());
+    }
+
+    #[test]
+    fn names_are_catalog_or_references() {
+        assert!(check_name("debian:12").is_ok());
+        assert_eq!(check_name("nosuch").unwrap_err().code, crate::Code::NotFound);
+        assert_eq!(canonical_name("127.0.0.1:5000/test/img").unwrap(), "127.0.0.1:5000/test/img:latest");
+        assert_eq!(canonical_name("docker.io/library/python:3.12").unwrap(), "docker.io/library/python:3.12");
+        assert_eq!(check_name("127.0.0.1:5000/Bad Name").unwrap_err().code, crate::Code::InvalidArgument);
+    }
 }

@@ -58,9 +58,22 @@ impl Client {
         reader: &mut dyn std::io::Read,
         progress: &mut dyn FnMut(u64),
     ) -> Result<(u64, u64)> {
+        self.unpack_with(dest, preserve_owners, false, reader, progress)
+    }
+
+    /// `unpack`, optionally applying the stream as an OCI image layer onto the root file system
+    /// at `dest` (whiteouts honoured, chrooted in the guest; see `Message::Unpack`).
+    pub fn unpack_with(
+        &mut self,
+        dest: &str,
+        preserve_owners: bool,
+        oci_layer: bool,
+        reader: &mut dyn std::io::Read,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<(u64, u64)> {
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1).max(1);
-        self.send(id, &Message::Unpack { dest: dest.into(), preserve_owners }, &[])?;
+        self.send(id, &Message::Unpack { dest: dest.into(), preserve_owners, oci_layer }, &[])?;
         let mut buf = vec![0u8; pyro_proto::CHUNK];
         let mut sent = 0u64;
         loop {

@@ -136,10 +136,12 @@ pub fn args(cfg: &MachineConfig) -> Vec<String> {
         a.extend([
             "-drive".into(),
             format!(
-                "id=root,file={},format={},if=none,cache={},discard=unmap",
+                "id=root,file={},format={},if=none,cache={},discard=unmap{}",
                 disk.path.display(),
                 disk.format,
-                disk.cache
+                disk.cache,
+                // A builder must fail, not pause (QEMU's default on ENOSPC), when the host disk fills.
+                if cfg.mode == "builder" { ",werror=report,rerror=report" } else { "" }
             ),
             "-device".into(),
             "virtio-blk-device,drive=root".into(),

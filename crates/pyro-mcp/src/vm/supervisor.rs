@@ -39,8 +39,13 @@ struct Shared {
 
 /// Entry point of `pyro __supervise DIR`. Never returns.
 pub fn main(dir: &Path) -> ! {
-    // SAFETY: umask only affects this process; sockets and files become owner-only.
-    unsafe { libc::umask(0o077) };
+    // SAFETY: umask only affects this process; sockets and files become owner-only. SIGPIPE is
+    // ignored so that a launcher killed while we boot makes `report` fail (and we clean up)
+    // instead of killing us with the VM dir left behind (`pyro` restores SIGPIPE's default).
+    unsafe {
+        libc::umask(0o077);
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
     let spec: VmSpec = match std::fs::read(dir.join("spec.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()) {
         Some(s) => s,
         None => {

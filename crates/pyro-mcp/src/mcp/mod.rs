@@ -1,0 +1,92 @@
+//! The MCP server (`pyro mcp serve`), built on the official Rust MCP SDK (rmcp): profiles,
+//! serve options and the entry points. Tools and their schemas live in `tools`, the project
+//! source and host-path confinement in `source`, the rmcp handler in `server`.
+//!
+//! ```no_run
+//! use pyro_mcp::mcp::{serve_stdio, Profile, ServeOptions};
+//! serve_stdio(ServeOptions { profile: Profile::WorkspaceCore, ..Default::default() })?;
+//! # Ok::<(), pyro_mcp::Error>(())
+//! ```
+
+mod render;
+mod server;
+pub mod source;
+pub mod tools;
+
+use crate::error::{Error, Result};
+use crate::paths::Paths;
+use std::path::PathBuf;
+
+pub use server::{failure, PyroServer};
+pub use source::{HostRoots, ProjectSource};
+
+/// Which tools the server offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Profile {
+    /// `vm_run` only.
+    VmRun,
+    /// The workspace loop plus `vm_run` (the default).
+    #[default]
+    WorkspaceCore,
+    /// Everything: `workspace-core` plus the tools that have no core slot.
+    WorkspaceFull,
+}
+
+impl Profile {
+    pub const ALL: [Profile; 3] = [Profile::VmRun, Profile::WorkspaceCore, Profile::WorkspaceFull];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Profile::VmRun => "vm-run",
+            Profile::WorkspaceCore => "workspace-core",
+            Profile::WorkspaceFull => "workspace-full",
+        }
+    }
+
+    /// The profile's tool names, in `tools/list` order.
+    pub fn tool_names(self) -> &'static [&'static str] {
+        match self {
+            Profile::VmRun => tools::VM_RUN,
+            Profile::WorkspaceCore => tools::WORKSPACE_CORE,
+            Profile::WorkspaceFull => tools::WORKSPACE_FULL,
+        }
+    }
+}
+
+impl std::fmt::Display for Profile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Profile {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Profile> {
+        Profile::ALL.into_iter().find(|p| p.as_str() == s).ok_or_else(|| {
+            Error::invalid(format!("unknown profile '{}'", crate::workspace::clip(s, 80)))
+                .hint("profiles: vm-run, workspace-core, workspace-full")
+        })
+    }
+}
+
+/// How to serve: the options of `pyro mcp serve`.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    pub profile: Profile,
+    /// The project to seed from (its git work tree if it is in one); default: the git work
+    /// tree around the current directory, if any.
+    pub project_path: Option<PathBuf>,
+    /// Clone this repository once at startup and seed from the clean clone.
+    pub repo_url: Option<String>,
+    /// Check this ref out in the clone.
+    pub repo_ref: Option<String>,
+    /// More host directories a model's host paths may be in (besides the project root).
+    pub allow_roots: Vec<PathBuf>,
+    /// pyro's directories; default: from the environment (`Paths::from_env`).
+    pub paths: Option<Paths>,
+}
+
+/// Serve over stdin/stdout until the client disconnects.
+pub fn serve_stdio(options: ServeOptions) -> Result<()> {
+    PyroServer::new(options)?.serve_stdio()
+}

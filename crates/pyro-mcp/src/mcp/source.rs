@@ -1,0 +1,273 @@
+//! Where the MCP server's workspaces come from and which host paths a model may touch.
+//!
+//! The project source is found once at startup: a git work tree around `--project-path` (or
+//! the current directory), or a clean clone of `--repo-url` (optionally at `--repo-ref`) in a
+//! private directory under the cache. Host paths chosen by a model (seed path, sync source,
+//! export output) are confined to the project root plus the `--allow-root` directories:
+//! the existing part of a path is canonicalized (symlinks resolved), the rest may not climb.
+
+use crate::error::{Error, Result};
+use crate::paths::Paths;
+use serde_json::{json, Value};
+use std::path::{Component, Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// What `workspace_create` seeds from when the model gives no `seed_path`.
+#[derive(Debug, Clone)]
+pub enum ProjectSource {
+    /// A git work tree (or a directory given with `--project-path`) on the host.
+    Project { root: PathBuf },
+    /// A clean clone of a repository URL, made at startup.
+    RepoUrl { url: String, reference: Option<String>, clone: PathBuf },
+    /// Nothing: workspaces start empty unless the model gives a seed path.
+    None,
+}
+
+impl ProjectSource {
+    /// The directory to seed from, if any.
+    pub fn seed_dir(&self) -> Option<&Path> {
+        match self {
+            ProjectSource::Project { root } => Some(root),
+            ProjectSource::RepoUrl { clone, .. } => Some(clone),
+            ProjectSource::None => None,
+        }
+    }
+
+    /// `seed_source` as reported in `workspace_create`'s result.
+    pub fn describe(&self) -> Value {
+        match self {
+            ProjectSource::Project { root } => json!({"kind": "project", "path": root}),
+            ProjectSource::RepoUrl { url, reference, .. } => json!({"kind": "repo_url", "url": url, "ref": reference}),
+            ProjectSource::None => json!({"kind": "none"}),
+        }
+    }
+
+    /// One line for the server instructions and the startup log.
+    pub fn line(&self) -> String {
+        match self {
+            ProjectSource::Project { root } => format!("the project at {}", root.display()),
+            ProjectSource::RepoUrl { url, reference: Some(r), .. } => format!("a clean clone of {url} at {r}"),
+            ProjectSource::RepoUrl { url, .. } => format!("a clean clone of {url}"),
+            ProjectSource::None => "none (workspaces start empty unless seed_path is given)".into(),
+        }
+    }
+}
+
+fn git(args: &[&std::ffi::OsStr]) -> Command {
+    let mut c = Command::new("git");
+    // The server's stdin and stdout carry the MCP session: git must touch neither, and
+    // must never wait for credentials.
+    c.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    c.env("GIT_TERMINAL_PROMPT", "0").env("GIT_ASKPASS", "true").env("SSH_ASKPASS", "true");
+    c
+}
+
+fn last_line(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).lines().rfind(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string()
+}
+
+/// The top of the git work tree containing `dir`, if it is in one.
+pub fn git_toplevel(dir: &Path) -> Option<PathBuf> {
+    let out = git(&["-C".as_ref(), dir.as_os_str(), "rev-parse".as_ref(), "--show-toplevel".as_ref()]).output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let top = String::from_utf8_lossy(&out.stdout).trim_end_matches('\n').to_string();
+    (!top.is_empty()).then(|| PathBuf::from(top)).and_then(|p| p.canonicalize().ok())
+}
+
+/// The project for `--project-path` (or the current directory when `None`): the enclosing git
+/// work tree, else for an explicit path the directory itself.
+pub fn detect_project(project_path: Option<&Path>) -> Result<ProjectSource> {
+    match project_path {
+        Some(p) => {
+            let dir = p.canonicalize().map_err(|e| {
+                Error::not_found(format!("project path {}: {e}", p.display())).hint("give an existing directory")
+            })?;
+            if !dir.is_dir() {
+                return Err(Error::invalid(format!("project path {} is not a directory", dir.display())));
+            }
+            Ok(ProjectSource::Project { root: git_toplevel(&dir).unwrap_or(dir) })
+        }
+        None => {
+            let cwd = std::env::current_dir().ok();
+            Ok(cwd.and_then(|d| git_toplevel(&d)).map_or(ProjectSource::None, |root| ProjectSource::Project { root }))
+        }
+    }
+}
+
+/// Where clones live: `<cache>/mcp/clone-<pid>-<id>`.
+fn clones_dir(paths: &Paths) -> PathBuf {
+    paths.cache.join("mcp")
+}
+
+/// Remove clones left by servers that are gone (killed before they could clean up).
+fn sweep_clones(paths: &Paths) {
+    let Ok(dir) = std::fs::read_dir(clones_dir(paths)) else { return };
+    for e in dir.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let Some(pid) =
+            name.strip_prefix("clone-").and_then(|r| r.split('-').next()).and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        // SAFETY: kill with signal 0 only checks that the pid exists.
+        let gone =
+            unsafe { libc::kill(pid, 0) } != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        if gone {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+/// Clone `url` (then check out `reference`) into a private directory, once, at startup.
+pub fn clone_repo(paths: &Paths, url: &str, reference: Option<&str>) -> Result<ProjectSource> {
+    if url.is_empty() || url.starts_with('-') || url.contains('\0') {
+        return Err(Error::invalid(format!("invalid repository URL '{}'", crate::workspace::clip(url, 200))));
+    }
+    if let Some(r) = reference {
+        if r.is_empty() || r.starts_with('-') || r.contains('\0') {
+            return Err(Error::invalid(format!("invalid repository ref '{}'", crate::workspace::clip(r, 200))));
+        }
+    }
+    sweep_clones(paths);
+    let parent = clones_dir(paths);
+    crate::paths::private_dir(&parent)?;
+    let dir = parent.join(format!("clone-{}-{}", std::process::id(), crate::vm::new_id()));
+    let fail = |what: String, out: &std::process::Output| {
+        Error::invalid(format!("{what} failed: {}", last_line(&out.stderr)))
+            .hint("check --repo-url and --repo-ref (the clone runs without a terminal, so no password prompts)")
+    };
+    let out = git(&["clone".as_ref(), "--quiet".as_ref(), "--".as_ref(), url.as_ref(), dir.as_os_str()])
+        .output()
+        .map_err(|e| Error::internal(format!("cannot run git: {e}")).hint("install git"))?;
+    if !out.status.success() {
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(fail(format!("git clone {url}"), &out));
+    }
+    if let Some(r) = reference {
+        let out = git(&["-C".as_ref(), dir.as_os_str(), "checkout".as_ref(), "--quiet".as_ref(), r.as_ref()])
+            .output()
+            .map_err(|e| Error::internal(format!("cannot run git: {e}")))?;
+        if !out.status.success() {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(fail(format!("git checkout {r}"), &out));
+        }
+    }
+    let clone = dir.canonicalize().map_err(|e| Error::io("resolving the clone", e))?;
+    Ok(ProjectSource::RepoUrl { url: url.to_string(), reference: reference.map(String::from), clone })
+}
+
+/// The host directories a model's paths must stay inside.
+#[derive(Debug, Clone, Default)]
+pub struct HostRoots {
+    /// Canonical roots: the project root (if any) first, then each `--allow-root`.
+    pub roots: Vec<PathBuf>,
+    /// Relative host paths are resolved against this (the project root, else the first root).
+    pub base: Option<PathBuf>,
+}
+
+impl HostRoots {
+    pub fn new(project: Option<&Path>, allow: &[PathBuf]) -> Result<HostRoots> {
+        let mut roots: Vec<PathBuf> = project.map(Path::to_path_buf).into_iter().collect();
+        for r in allow {
+            let c = r.canonicalize().map_err(|e| {
+                Error::not_found(format!("allowed root {}: {e}", r.display()))
+                    .hint("--allow-root takes an existing path")
+            })?;
+            if !roots.contains(&c) {
+                roots.push(c);
+            }
+        }
+        Ok(HostRoots { base: roots.first().cloned(), roots })
+    }
+
+    /// Resolve a host path from a model and check it is inside an allowed root. The longest
+    /// existing prefix is canonicalized; what follows it may not contain `..`.
+    pub fn confine(&self, p: &str, what: &str) -> Result<PathBuf> {
+        if p.is_empty() || p.contains('\0') || p.len() > 4096 {
+            return Err(Error::invalid(format!("{what} is empty, too long or contains NUL")));
+        }
+        if self.roots.is_empty() {
+            return Err(Error::invalid(format!(
+                "{what} {}: host paths are not allowed",
+                crate::workspace::clip(p, 200)
+            ))
+            .hint("start the server inside a git checkout, or with --project-path or --allow-root"));
+        }
+        let path = Path::new(p);
+        let abs = if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            match &self.base {
+                Some(b) => b.join(path),
+                None => unreachable!("roots is not empty"),
+            }
+        };
+        let resolved = resolve_existing(&abs)
+            .ok_or_else(|| Error::invalid(format!("{what} {} cannot be resolved", crate::workspace::clip(p, 200))))?;
+        if !self.roots.iter().any(|r| resolved.starts_with(r)) {
+            return Err(Error::invalid(format!(
+                "{what} {} is outside the allowed roots",
+                crate::workspace::clip(&resolved.display().to_string(), 200)
+            ))
+            .hint(format!("allowed roots: {}", self.list())));
+        }
+        Ok(resolved)
+    }
+
+    pub fn list(&self) -> String {
+        self.roots.iter().map(|r| r.display().to_string()).collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// Canonicalize the longest existing ancestor of `abs` and append the rest, which must be
+/// plain names (a `..` after a missing component could climb anywhere once it exists).
+fn resolve_existing(abs: &Path) -> Option<PathBuf> {
+    let mut rest: Vec<&std::ffi::OsStr> = Vec::new();
+    let mut cur = abs;
+    loop {
+        if let Ok(c) = cur.canonicalize() {
+            let mut out = c;
+            for name in rest.iter().rev() {
+                out.push(name);
+            }
+            return Some(out);
+        }
+        match cur.components().next_back()? {
+            Component::Normal(n) => rest.push(n),
+            Component::CurDir => {}
+            _ => return None,
+        }
+        cur = cur.parent()?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn confine_paths() {
+        let base = std::env::temp_dir().join(format!("pyro-confine-{}", std::process::id()));
+        let root = base.join("root");
+        let other = base.join("other");
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::fs::create_dir_all(&other).unwrap();
+        std::os::unix::fs::symlink(&other, root.join("escape")).unwrap();
+        let roots = HostRoots::new(Some(&root.canonicalize().unwrap()), &[]).unwrap();
+        let croot = root.canonicalize().unwrap();
+        assert_eq!(roots.confine("sub", "p").unwrap(), croot.join("sub"));
+        assert_eq!(roots.confine(root.join("sub/new/x").to_str().unwrap(), "p").unwrap(), croot.join("sub/new/x"));
+        assert_eq!(roots.confine("sub/../sub", "p").unwrap(), croot.join("sub"));
+        for bad in ["../other", "escape", "escape/x", "/etc/passwd", "sub/missing/../../../other"] {
+            let e = roots.confine(bad, "p").unwrap_err();
+            assert_eq!(e.code, crate::Code::InvalidArgument, "{bad}");
+        }
+        let none = HostRoots::new(None, &[]).unwrap();
+        assert!(none.confine(root.to_str().unwrap(), "p").is_err());
+        let extra = HostRoots::new(None, std::slice::from_ref(&other)).unwrap();
+        assert!(extra.confine(other.join("f").to_str().unwrap(), "p").is_ok());
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+}
