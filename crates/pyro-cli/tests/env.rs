@@ -512,7 +512,7 @@ fn a_full_disk_fails_cleanly_and_a_retry_works() {
     let zeros = LayerTar::new().busybox().file("data/zeros", &vec![0u8; 150 << 20], 0o644).finish();
     oci::push_image(&reg, vec![layer(zeros, Comp::Gzip)], "test/full:v1");
     let r = format!("{}/test/full:v1", reg.addr());
-    let disk = SmallDisk::mount(&t.envs(), "200m");
+    let disk = SmallDisk::mount(&t.envs(), "100m");
 
     let start = Instant::now();
     let o = t.run(&["env", "pull", &r]);

@@ -72,10 +72,13 @@ fn list(json: bool) -> i32 {
 
 /// Progress for pulls: a bar on a terminal (phase lines above it), else phase lines with the
 /// fraction lines thinned to one every few seconds.
-fn progress_sink(tag: &'static str) -> Box<dyn Fn(&str) + Send + Sync> {
+type Sink = Box<dyn Fn(&str) + Send + Sync>;
+
+fn progress_sink(tag: &'static str) -> (Sink, Option<indicatif::ProgressBar>) {
     use std::io::IsTerminal;
     if std::io::stderr().is_terminal() {
         let bar = indicatif::ProgressBar::new_spinner();
+        let handle = bar.clone();
         bar.enable_steady_tick(std::time::Duration::from_millis(120));
         let bytes_style = indicatif::ProgressStyle::with_template(
             "{spinner} {msg:<22} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
@@ -83,7 +86,7 @@ fn progress_sink(tag: &'static str) -> Box<dyn Fn(&str) + Send + Sync> {
         .unwrap()
         .progress_chars("=> ");
         let phase_style = indicatif::ProgressStyle::with_template("{spinner} {msg}").unwrap();
-        Box::new(move |line: &str| match pyro_mcp::env::parse_progress(line) {
+        let sink = Box::new(move |line: &str| match pyro_mcp::env::parse_progress(line) {
             Some((phase, done, total)) => {
                 let phase = phase.trim_start_matches("env: ").to_string();
                 if bar.length() != Some(total) || bar.message() != phase {
@@ -101,14 +104,12 @@ fn progress_sink(tag: &'static str) -> Box<dyn Fn(&str) + Send + Sync> {
                 bar.set_length(0);
                 bar.println(format!("[{tag}] {line}"));
                 bar.set_message(line.trim_start_matches("env: ").to_string());
-                if line.contains(" ready in ") || line.contains(" is installed (") {
-                    bar.finish_and_clear();
-                }
             }
-        })
+        });
+        (sink, Some(handle))
     } else {
         let last = std::sync::Mutex::new(None::<std::time::Instant>);
-        Box::new(move |line: &str| {
+        let sink = Box::new(move |line: &str| {
             if let Some((_, done, total)) = pyro_mcp::env::parse_progress(line) {
                 let mut l = last.lock().unwrap();
                 let due = match *l {
@@ -121,20 +122,23 @@ fn progress_sink(tag: &'static str) -> Box<dyn Fn(&str) + Send + Sync> {
                 *l = Some(std::time::Instant::now());
             }
             eprintln!("[{tag}] {line}");
-        })
+        });
+        (sink, None)
     }
 }
 
 fn pull(name: &str, insecure: bool, json: bool) -> i32 {
+    let (sink, bar) = progress_sink("pull");
     let pyro = match pyro_mcp::Pyro::new() {
-        Ok(p) => {
-            let sink = progress_sink("pull");
-            p.on_progress(move |l| sink(l))
-        }
+        Ok(p) => p.on_progress(move |l| sink(l)),
         Err(e) => return render::error(&e, json),
     };
     render::stop_vms_on_signal();
-    match pyro.pull_environment_with(name, &PullOptions { insecure }) {
+    let result = pyro.pull_environment_with(name, &PullOptions { insecure });
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    match result {
         Ok(i) => {
             if json {
                 render::json(&pull_json(&i));

@@ -268,8 +268,10 @@ pub fn disk_hint(e: Error, dir: &Path) -> Error {
     if e.hint.is_none()
         && (m.contains("input/output error") || m.contains("no space left") || m.contains("os error 28"))
     {
-        let free = free_bytes(dir).map(|f| format!(" ({} MiB free now)", f >> 20)).unwrap_or_default();
-        return e.hint(format!("the disk holding {} is probably full{free}", dir.display()));
+        return e.hint(format!(
+            "the disk holding {} is probably full; free some space (`pyro env prune` helps) and retry",
+            dir.display()
+        ));
     }
     e
 }

@@ -129,11 +129,12 @@ pub fn all_installed(paths: &Paths) -> Vec<Installed> {
 /// the tag.
 pub fn ensure(rt: &crate::runtime::Runtime, name: &str, progress: &dyn Fn(&str)) -> Result<Installed> {
     if is_oci_name(name) {
-        let r = oci::parse(name, false)?;
-        if let Some(i) = installed(&rt.paths, &r.name) {
+        // An installed image is used whatever scheme the name carries (it may have been pulled
+        // with --insecure); pulling it from here never allows plain HTTP off loopback.
+        if let Some(i) = installed(&rt.paths, &oci::parse(name, true)?.name) {
             return Ok(i);
         }
-        return oci::pull(&rt.paths, &|| Ok(rt), &r, progress);
+        return oci::pull(&rt.paths, &|| Ok(rt), &oci::parse(name, false)?, progress);
     }
     let entry = lookup(name)?;
     if let Some(i) = installed(&rt.paths, name).filter(|i| i.version == entry.version) {
@@ -187,6 +188,8 @@ fn open_lock(path: &Path) -> Result<std::fs::File> {
 
 /// Take an environment's build lock, saying so when another process holds it.
 pub fn lock_reporting(root: &Path, name: &str, progress: &dyn Fn(&str)) -> Result<std::fs::File> {
+    // A concurrent `prune` may just have removed an empty root.
+    crate::paths::private_dir(root)?;
     let path = root.join(".lock");
     if let Some(f) = try_lock(&path)? {
         return Ok(f);

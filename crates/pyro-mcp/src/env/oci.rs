@@ -568,7 +568,7 @@ fn pull_in<'a>(
         total as f64 / (1u64 << 20) as f64
     ));
     // Layers, then at least as much again unpacked, plus the file system's own metadata.
-    build::check_space(partial, total.saturating_mul(2) + (160 << 20), &format!("pulling {}", r.name))?;
+    build::check_space(partial, total.saturating_mul(2) + (64 << 20), &format!("pulling {}", r.name))?;
     let config_bytes = on_io_thread(progress, |tx| {
         let trt = tokio_rt()?;
         trt.block_on(download_all(c, r, res, partial, &tx))
