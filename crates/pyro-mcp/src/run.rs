@@ -66,9 +66,9 @@ pub struct RunResult {
     pub total_ms: u64,
     pub execution_mode: String,
     pub accelerator: String,
-    #[serde(serialize_with = "lossy")]
+    #[serde(serialize_with = "crate::run::lossy")]
     pub stdout: Vec<u8>,
-    #[serde(serialize_with = "lossy")]
+    #[serde(serialize_with = "crate::run::lossy")]
     pub stderr: Vec<u8>,
     pub stdout_truncated: bool,
     pub stderr_truncated: bool,
@@ -77,7 +77,9 @@ pub struct RunResult {
     pub cleanup: Cleanup,
 }
 
-fn lossy<S: serde::Serializer>(b: &[u8], s: S) -> std::result::Result<S::Ok, S::Error> {
+/// Serialize captured bytes (command output, file content) as UTF-8 text, replacing invalid
+/// sequences: JSON results stay valid whatever the guest printed.
+pub fn lossy<S: serde::Serializer>(b: &[u8], s: S) -> std::result::Result<S::Ok, S::Error> {
     s.serialize_str(&String::from_utf8_lossy(b))
 }
 

@@ -21,14 +21,10 @@ pub struct VmSession {
 pub struct ExecOutput {
     #[serde(flatten)]
     pub result: ExecResult,
-    #[serde(serialize_with = "lossy")]
+    #[serde(serialize_with = "crate::run::lossy")]
     pub stdout: Vec<u8>,
-    #[serde(serialize_with = "lossy")]
+    #[serde(serialize_with = "crate::run::lossy")]
     pub stderr: Vec<u8>,
-}
-
-fn lossy<S: serde::Serializer>(b: &[u8], s: S) -> std::result::Result<S::Ok, S::Error> {
-    s.serialize_str(&String::from_utf8_lossy(b))
 }
 
 impl VmSession {

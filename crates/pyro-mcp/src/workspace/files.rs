@@ -22,12 +22,8 @@ pub struct FileRead {
     pub truncated: bool,
     pub binary: bool,
     pub mode: u32,
-    #[serde(serialize_with = "lossy")]
+    #[serde(serialize_with = "crate::run::lossy")]
     pub content: Vec<u8>,
-}
-
-fn lossy<S: serde::Serializer>(b: &[u8], s: S) -> std::result::Result<S::Ok, S::Error> {
-    s.serialize_str(&String::from_utf8_lossy(b))
 }
 
 impl Workspaces<'_> {

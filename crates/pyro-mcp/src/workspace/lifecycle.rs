@@ -45,19 +45,15 @@ pub struct ExecRecord {
     pub timed_out: bool,
     pub duration_ms: u64,
     pub execution_mode: String,
-    #[serde(serialize_with = "lossy")]
+    #[serde(serialize_with = "crate::run::lossy")]
     pub stdout: Vec<u8>,
-    #[serde(serialize_with = "lossy")]
+    #[serde(serialize_with = "crate::run::lossy")]
     pub stderr: Vec<u8>,
     pub stdout_truncated: bool,
     pub stderr_truncated: bool,
     /// Set when the VM had stopped and was booted again for this call.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vm_restarted: Option<String>,
-}
-
-fn lossy<S: serde::Serializer>(b: &[u8], s: S) -> std::result::Result<S::Ok, S::Error> {
-    s.serialize_str(&String::from_utf8_lossy(b))
 }
 
 /// Workspaces of one user: the state database, and the runtime (QEMU, kernel, ...) resolved
