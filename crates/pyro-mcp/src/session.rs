@@ -77,16 +77,7 @@ impl VmSession {
     pub fn exec_request(&mut self, req: ExecRequest) -> Result<ExecOutput> {
         validate_command(&req.command)?;
         let vm = self.vm.as_mut().ok_or_else(|| Error::state("the VM was deleted"))?;
-        let frame = vm.client.call(&Message::Exec(req), &[])?;
-        let Message::ExecResult(result) = frame.msg else {
-            return Err(Error::internal("unexpected reply to exec"));
-        };
-        let out_len = result.stdout.len as usize;
-        if frame.payload.len() != out_len + result.stderr.len as usize {
-            return Err(Error::internal("guest reply payload does not match its header"));
-        }
-        let mut stdout = frame.payload;
-        let stderr = stdout.split_off(out_len);
+        let (result, stdout, stderr) = vm.client.exec(req)?;
         Ok(ExecOutput { result, stdout, stderr })
     }
 

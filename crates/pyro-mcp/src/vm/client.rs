@@ -50,6 +50,21 @@ impl Client {
         Ok(f)
     }
 
+    /// Run a command in the guest: the result header plus its stdout and stderr bytes.
+    pub fn exec(&mut self, req: pyro_proto::ExecRequest) -> Result<(pyro_proto::ExecResult, Vec<u8>, Vec<u8>)> {
+        let frame = self.call(&Message::Exec(req), &[])?;
+        let Message::ExecResult(res) = frame.msg else {
+            return Err(Error::internal("unexpected reply to exec"));
+        };
+        let out_len = res.stdout.len as usize;
+        if frame.payload.len() != out_len + res.stderr.len as usize {
+            return Err(Error::internal("guest reply payload does not match its header"));
+        }
+        let mut stdout = frame.payload;
+        let stderr = stdout.split_off(out_len);
+        Ok((res, stdout, stderr))
+    }
+
     /// Stream a tar archive into the guest at `dest`. `reader` is read in protocol chunks.
     pub fn unpack(
         &mut self,

@@ -328,14 +328,7 @@ impl<'a> Workspaces<'a> {
             timeout_ms: timeout_s * 1000,
             max_output_bytes: max_output_bytes.unwrap_or(DEFAULT_EXEC_OUTPUT).clamp(1024, 1 << 20),
         };
-        let frame = client.call(&Message::Exec(req), &[])?;
-        let Message::ExecResult(res) = frame.msg else { return Err(Error::internal("unexpected reply to exec")) };
-        let out_len = res.stdout.len as usize;
-        if frame.payload.len() != out_len + res.stderr.len as usize {
-            return Err(Error::internal("guest reply payload does not match its header"));
-        }
-        let mut stdout = frame.payload;
-        let stderr = stdout.split_off(out_len);
+        let (res, stdout, stderr) = client.exec(req)?;
         let hist = |b: &[u8]| {
             let s = String::from_utf8_lossy(b);
             if s.len() > HISTORY_OUTPUT {
