@@ -1,16 +1,28 @@
 //! The guest side of the control channel: find the `pyro.ctl` virtio-serial port, announce
 //! ourselves with `Hello`, then answer framed requests. Each request runs on its own thread,
 //! so a long exec never blocks a ping or a second exec; replies carry the request's id.
+//!
+//! Robustness rules: a reply that cannot be encoded becomes an error reply (the host is never
+//! left waiting on a frame we refused to send); a handler that panics is answered with an
+//! `internal` error and the agent goes on; the writer lock is only held while one frame is
+//! written, never while a reply is being built; inbound streams whose consumer stalls are cut
+//! after a bound instead of blocking the read loop forever.
 
 use crate::{exec, fs, init, sys, unpack};
-use pyro_proto::{read_frame, write_frame, Message, PROTOCOL_VERSION};
+use pyro_proto::{encode, read_frame, ChunkWriter, FsEntry, Message, PROTOCOL_VERSION};
 use std::collections::HashMap;
 use std::fs::File;
-use std::sync::mpsc::SyncSender;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::io::Write;
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 type Writer = Arc<Mutex<File>>;
+
+/// Inbound streams (unpack, file batches) open at once; more are refused.
+const MAX_STREAMS: usize = 64;
+/// How long the read loop waits for a slow stream consumer before cutting that stream.
+const STREAM_STALL: Duration = Duration::from_secs(60);
 
 fn find_port() -> Option<String> {
     let dir = std::fs::read_dir("/sys/class/virtio-ports").ok()?;
@@ -35,14 +47,67 @@ fn open_port() -> File {
     init::fatal("control port pyro.ctl not found")
 }
 
+/// The writer, even if a thread panicked while holding it (a frame is written with one
+/// `write_all`, so the port is never left mid-frame by a panic elsewhere).
+fn lock(w: &Writer) -> MutexGuard<'_, File> {
+    w.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Send one frame. A message over the protocol caps is replaced by an error reply.
 fn reply(w: &Writer, id: u32, msg: &Message, payload: &[u8]) {
-    let mut f = w.lock().unwrap();
+    let frame = match encode(id, msg, payload) {
+        Ok(f) => f,
+        Err(e) => match encode(id, &error("limit_exceeded", format!("the reply is too large: {e}")), &[]) {
+            Ok(f) => f,
+            Err(_) => return,
+        },
+    };
     // A failed write means the host went away; the next read will tell the loop.
-    let _ = write_frame(&mut *f, id, msg, payload);
+    let _ = lock(w).write_all(&frame);
+}
+
+/// A `Write` that streams bytes to the host as `Chunk` frames of request `id`.
+fn chunk_writer(w: &Writer, id: u32) -> ChunkWriter<impl FnMut(&[u8]) -> std::io::Result<()>> {
+    let w = w.clone();
+    ChunkWriter::new(move |data: &[u8]| {
+        let frame = encode(id, &Message::Chunk, data).map_err(std::io::Error::other)?;
+        lock(&w).write_all(&frame)
+    })
 }
 
 fn error(code: &str, message: impl Into<String>) -> Message {
     Message::Error { code: code.into(), message: message.into() }
+}
+
+/// Run `handler` on its own thread; whatever it returns (or a panic) is answered.
+fn spawn_request(w: &Writer, id: u32, handler: impl FnOnce(&Writer) -> (Message, Vec<u8>) + Send + 'static) {
+    let w = w.clone();
+    std::thread::spawn(move || {
+        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(&w)));
+        match out {
+            Ok((msg, payload)) => reply(&w, id, &msg, &payload),
+            Err(_) => reply(&w, id, &error("internal", "the guest agent failed while handling this request"), &[]),
+        }
+    });
+}
+
+/// Hand one chunk to a stream's consumer, waiting a bounded time if it is slow. False when
+/// the consumer is gone or stalled (the caller then drops the stream).
+fn feed(tx: &SyncSender<Vec<u8>>, mut data: Vec<u8>) -> bool {
+    let deadline = Instant::now() + STREAM_STALL;
+    loop {
+        match tx.try_send(data) {
+            Ok(()) => return true,
+            Err(TrySendError::Disconnected(_)) => return false,
+            Err(TrySendError::Full(d)) => {
+                if Instant::now() > deadline {
+                    return false;
+                }
+                data = d;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+    }
 }
 
 pub fn serve(mode: &str) -> ! {
@@ -56,7 +121,7 @@ pub fn serve(mode: &str) -> ! {
     };
     reply(&writer, 0, &hello(), &[]);
     let mut reader = port;
-    // Open unpack streams, by request id.
+    // Open inbound streams (unpack, batch contents), by request id.
     let mut streams: HashMap<u32, SyncSender<Vec<u8>>> = HashMap::new();
     loop {
         let frame = match read_frame(&mut reader) {
@@ -76,38 +141,55 @@ pub fn serve(mode: &str) -> ! {
             }
         };
         let id = frame.id;
+        let opens_stream = matches!(frame.msg, Message::Unpack { .. } | Message::FsBatch { .. });
+        if opens_stream && streams.len() >= MAX_STREAMS {
+            reply(&writer, id, &error("limit_exceeded", "too many transfers in progress"), &[]);
+            continue;
+        }
         match frame.msg {
             Message::Hello { .. } => reply(&writer, id, &hello(), &[]),
             Message::Ping => reply(&writer, id, &Message::Pong, &[]),
-            Message::Exec(req) => {
-                let w = writer.clone();
-                std::thread::spawn(move || match exec::run(&req) {
-                    Ok((res, bytes)) => reply(&w, id, &Message::ExecResult(res), &bytes),
-                    Err(exec::ExecError::Invalid(m)) => reply(&w, id, &error("invalid_argument", m), &[]),
-                });
-            }
+            Message::Exec(req) => spawn_request(&writer, id, move |w| match exec::run(&req) {
+                Ok((res, bytes)) => {
+                    let mut out = chunk_writer(w, id);
+                    match out.write_all(&bytes).and_then(|_| out.flush()) {
+                        Ok(()) => (Message::ExecResult(res), vec![]),
+                        Err(e) => (error("internal", format!("sending output: {e}")), vec![]),
+                    }
+                }
+                Err(exec::ExecError::Invalid(m)) => (error("invalid_argument", m), vec![]),
+            }),
             Message::Unpack { dest, preserve_owners, oci_layer } => {
                 let (tx, rx) = std::sync::mpsc::sync_channel(4);
                 streams.insert(id, tx);
-                let w = writer.clone();
-                std::thread::spawn(move || {
+                spawn_request(&writer, id, move |_| {
                     let reader = unpack::ChanReader::new(rx);
                     let result = if oci_layer {
                         unpack::unpack_layer(reader, &dest, preserve_owners)
                     } else {
                         unpack::unpack(reader, &dest, preserve_owners)
                     };
-                    let msg = match result {
-                        Ok((entries, bytes)) => Message::Unpacked { entries, bytes },
-                        Err(m) => error("invalid_argument", m),
-                    };
-                    reply(&w, id, &msg, &[]);
+                    match result {
+                        Ok((entries, bytes)) => (Message::Unpacked { entries, bytes }, vec![]),
+                        Err(m) => (error("invalid_argument", m), vec![]),
+                    }
+                });
+            }
+            Message::FsBatch { ops } => {
+                let (tx, rx) = std::sync::mpsc::sync_channel(4);
+                streams.insert(id, tx);
+                spawn_request(&writer, id, move |_| {
+                    let mut reader = unpack::ChanReader::new(rx);
+                    match fs::batch(&ops, &mut reader) {
+                        Ok((written, deleted)) => (Message::FsBatchDone { written, deleted }, vec![]),
+                        Err((code, m)) => (error(&code, m), vec![]),
+                    }
                 });
             }
             Message::Chunk => {
                 if let Some(tx) = streams.get(&id) {
-                    if tx.send(frame.payload).is_err() {
-                        // The unpacker failed and already replied; drop the rest of the stream.
+                    if !feed(tx, frame.payload) {
+                        // The consumer failed (and replied) or stalled: drop the rest.
                         streams.remove(&id);
                     }
                 }
@@ -115,62 +197,54 @@ pub fn serve(mode: &str) -> ! {
             Message::End => {
                 streams.remove(&id);
             }
-            Message::FsList { .. }
+            msg @ (Message::FsList { .. }
             | Message::FsRead { .. }
-            | Message::FsBatch { .. }
             | Message::FsManifest { .. }
             | Message::TarOut { .. }
             | Message::Freeze
-            | Message::Thaw => {
-                let w = writer.clone();
-                std::thread::spawn(move || {
-                    let (msg, payload) = match fs_request(&w, id, frame.msg, &frame.payload) {
-                        Ok(r) => r,
-                        Err((code, m)) => (error(&code, m), Vec::new()),
-                    };
-                    reply(&w, id, &msg, &payload);
-                });
-            }
+            | Message::Thaw) => spawn_request(&writer, id, move |w| match fs_request(w, id, msg) {
+                Ok(r) => r,
+                Err((code, m)) => (error(&code, m), Vec::new()),
+            }),
             Message::Shutdown => {
                 reply(&writer, id, &Message::Ok, &[]);
                 sys::power_off();
             }
-            other => reply(&writer, id, &error("invalid_argument", format!("unexpected request {other:?}")), &[]),
+            other => {
+                let name = format!("{other:?}").chars().take(40).collect::<String>();
+                reply(&writer, id, &error("invalid_argument", format!("unexpected request {name}")), &[])
+            }
         }
     }
 }
 
-/// File-system requests; each returns its reply message and payload.
-fn fs_request(w: &Writer, id: u32, msg: Message, payload: &[u8]) -> fs::FsResult<(Message, Vec<u8>)> {
+/// File-system requests; each returns its final reply (streamed data has been sent by then).
+fn fs_request(w: &Writer, id: u32, msg: Message) -> fs::FsResult<(Message, Vec<u8>)> {
     Ok(match msg {
         Message::FsList { path, recursive, max_entries } => {
-            let (entries, truncated) = fs::list(&path, recursive, max_entries, false)?;
-            (Message::FsListed { entries, truncated }, vec![])
+            let mut out = chunk_writer(w, id);
+            let (count, truncated) = fs::list(&path, recursive, max_entries, false, &mut |e| send_line(&mut out, &e))?;
+            out.flush().map_err(|e| fs::internal(format!("sending entries: {e}")))?;
+            (Message::FsEntries { count, truncated }, vec![])
         }
         Message::FsManifest { path, max_entries } => {
-            let (entries, truncated) = fs::list(&path, true, max_entries, true)?;
-            (Message::FsManifestData { entries, truncated }, vec![])
+            let mut out = chunk_writer(w, id);
+            let (count, truncated) = fs::list(&path, true, max_entries, true, &mut |e| send_line(&mut out, &e))?;
+            out.flush().map_err(|e| fs::internal(format!("sending entries: {e}")))?;
+            (Message::FsEntries { count, truncated }, vec![])
         }
-        Message::FsRead { path, max_bytes } => {
-            let r = fs::read(&path, max_bytes)?;
-            (Message::FsData { size: r.size, truncated: r.truncated, binary: r.binary, mode: r.mode }, r.data)
-        }
-        Message::FsBatch { ops } => {
-            let (written, deleted) = fs::batch(&ops, payload)?;
-            (Message::FsBatchDone { written, deleted }, vec![])
+        Message::FsRead { path, max_bytes, nofollow } => {
+            let r = fs::read(&path, max_bytes, nofollow)?;
+            let mut out = chunk_writer(w, id);
+            out.write_all(&r.data)
+                .and_then(|_| out.flush())
+                .map_err(|e| fs::internal(format!("sending {path}: {e}")))?;
+            (Message::FsData { size: r.size, truncated: r.truncated, binary: r.binary, mode: r.mode }, vec![])
         }
         Message::TarOut { path } => {
-            let w2 = w.clone();
-            let mut out = fs::ChunkWriter {
-                send: move |data: &[u8]| {
-                    let mut f = w2.lock().unwrap();
-                    write_frame(&mut *f, id, &Message::Chunk, data)
-                },
-                buf: Vec::new(),
-            };
+            let mut out = chunk_writer(w, id);
             let (entries, bytes) = fs::tar_out(&path, &mut out)?;
-            use std::io::Write;
-            out.flush().map_err(|e| ("internal".to_string(), format!("sending archive: {e}")))?;
+            out.flush().map_err(|e| fs::internal(format!("sending archive: {e}")))?;
             (Message::TarDone { entries, bytes }, vec![])
         }
         Message::Freeze => {
@@ -181,6 +255,13 @@ fn fs_request(w: &Writer, id: u32, msg: Message, payload: &[u8]) -> fs::FsResult
             fs::freeze(false)?;
             (Message::Ok, vec![])
         }
-        other => (error("invalid_argument", format!("unexpected request {other:?}")), vec![]),
+        _ => (error("invalid_argument", "unexpected file-system request"), vec![]),
     })
+}
+
+/// One entry as a JSON line into a chunked stream.
+fn send_line(out: &mut impl Write, e: &FsEntry) -> fs::FsResult<()> {
+    let mut line = serde_json::to_vec(e).map_err(|e| fs::internal(format!("encoding entry: {e}")))?;
+    line.push(b'\n');
+    out.write_all(&line).map_err(|e| fs::internal(format!("sending entries: {e}")))
 }

@@ -13,8 +13,9 @@ use std::os::unix::process::CommandExt;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-/// Hard cap per stream: both streams must fit in one frame payload.
-pub const MAX_OUTPUT_PER_STREAM: u64 = 1 << 20;
+/// Hard cap per stream, whatever the host asks for (output is streamed back in chunks, but
+/// it is held in guest memory until the command ends).
+pub const MAX_OUTPUT_PER_STREAM: u64 = 16 << 20;
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 pub enum ExecError {

@@ -6,6 +6,7 @@ pub mod env;
 pub mod error;
 pub mod hostcompat;
 pub mod kernel;
+pub mod limits;
 pub mod mcp;
 pub mod paths;
 pub mod run;

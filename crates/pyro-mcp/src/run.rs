@@ -1,20 +1,16 @@
 //! One-shot runs: boot a throwaway VM from an environment, run one command, tear it all down.
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::runtime::Runtime;
 use crate::session::VmSession;
 use pyro_proto::{Command, ExecRequest};
 use serde::Serialize;
 use std::time::Instant;
 
-pub const DEFAULT_VCPUS: u32 = 1;
-pub const DEFAULT_MEM_MIB: u32 = 1024;
-pub const DEFAULT_TIMEOUT_S: u64 = 30;
-pub const DEFAULT_MAX_OUTPUT: u64 = 1 << 20;
-pub const MAX_VCPUS: u32 = 16;
-pub const MIN_MEM_MIB: u32 = 256;
-pub const MAX_MEM_MIB: u32 = 65536;
-pub const MAX_TIMEOUT_S: u64 = 24 * 3600;
+pub use crate::limits::{
+    validate_command, DEFAULT_MAX_OUTPUT, DEFAULT_MEM_MIB, DEFAULT_TIMEOUT_S, DEFAULT_VCPUS, MAX_MEM_MIB,
+    MAX_TIMEOUT_S, MAX_VCPUS, MIN_MEM_MIB,
+};
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -86,51 +82,11 @@ pub fn lossy<S: serde::Serializer>(b: &[u8], s: S) -> std::result::Result<S::Ok,
 /// Validate what a user or model passed: a rejected request starts nothing.
 pub fn validate(o: &RunOptions) -> Result<()> {
     crate::env::check_name(&o.environment)?;
-    if o.vcpus == 0 || o.vcpus > MAX_VCPUS {
-        return Err(Error::invalid(format!("vcpu count must be 1..={MAX_VCPUS}, got {}", o.vcpus)));
-    }
-    if o.mem_mib < MIN_MEM_MIB || o.mem_mib > MAX_MEM_MIB {
-        return Err(Error::invalid(format!("memory must be {MIN_MEM_MIB}..={MAX_MEM_MIB} MiB, got {}", o.mem_mib)));
-    }
-    if o.timeout_s == 0 || o.timeout_s > MAX_TIMEOUT_S {
-        return Err(Error::invalid(format!("timeout must be 1..={MAX_TIMEOUT_S} seconds, got {}", o.timeout_s)));
-    }
+    crate::limits::validate_shape(o.vcpus, o.mem_mib)?;
+    crate::limits::validate_timeout(o.timeout_s)?;
+    crate::limits::validate_output_cap(o.max_output_bytes)?;
     validate_command(&o.command)?;
-    for (k, v) in &o.env {
-        if k.is_empty()
-            || k.len() > 128
-            || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-            || k.starts_with(|c: char| c.is_ascii_digit())
-        {
-            return Err(Error::invalid(format!(
-                "invalid environment variable name '{}'",
-                k.chars().take(64).collect::<String>()
-            )));
-        }
-        if v.len() > 64 * 1024 || v.contains('\0') {
-            return Err(Error::invalid(format!("environment variable {k} is too long or contains NUL")));
-        }
-    }
-    Ok(())
-}
-
-pub fn validate_command(c: &Command) -> Result<()> {
-    let words: Vec<&String> = match c {
-        Command::Argv(v) => v.iter().collect(),
-        Command::Shell(s) => vec![s],
-    };
-    if words.is_empty() || words[0].is_empty() {
-        return Err(Error::invalid("empty command")
-            .hint("put the command after `--`, e.g. pyro run debian:12 -- git --version"));
-    }
-    let total: usize = words.iter().map(|w| w.len()).sum();
-    if total > 256 * 1024 || words.len() > 4096 {
-        return Err(Error::limit("command is too long (max 256 KiB, 4096 words)"));
-    }
-    if words.iter().any(|w| w.contains('\0')) {
-        return Err(Error::invalid("command contains a NUL byte"));
-    }
-    Ok(())
+    crate::limits::validate_env(&o.env)
 }
 
 pub fn run(rt: &Runtime, o: &RunOptions, progress: &dyn Fn(&str)) -> Result<RunResult> {

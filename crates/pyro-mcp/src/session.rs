@@ -2,7 +2,8 @@
 //! `pyro demo` shows and the building block one-shot runs use.
 
 use crate::error::{Error, Result};
-use crate::run::{validate_command, Cleanup};
+use crate::limits::validate_command;
+use crate::run::Cleanup;
 use crate::runtime::Runtime;
 use crate::vm::{self, qemu::Disk, LaunchOptions, Vm};
 use pyro_proto::{Command, ExecRequest, ExecResult, Message};
@@ -77,6 +78,7 @@ impl VmSession {
     pub fn exec_request(&mut self, req: ExecRequest) -> Result<ExecOutput> {
         validate_command(&req.command)?;
         let vm = self.vm.as_mut().ok_or_else(|| Error::state("the VM was deleted"))?;
+        crate::limits::validate_env(&req.env)?;
         let (result, stdout, stderr) = vm.client.exec(req)?;
         Ok(ExecOutput { result, stdout, stderr })
     }
@@ -85,7 +87,7 @@ impl VmSession {
     pub fn ping(&mut self) -> Result<std::time::Duration> {
         let vm = self.vm.as_mut().ok_or_else(|| Error::state("the VM was deleted"))?;
         let t = std::time::Instant::now();
-        vm.client.call(&Message::Ping, &[])?;
+        vm.client.call(&Message::Ping)?;
         Ok(t.elapsed())
     }
 

@@ -1,11 +1,18 @@
 //! Host/guest wire protocol for pyro-mcp.
 //!
-//! Every message is one frame: a 12-byte prefix (`PYRO` magic is not used; instead two
-//! big-endian u32 lengths and a u32 request id), a JSON header and an optional raw payload.
-//! The header says what the message is; the payload carries bytes that should not be
-//! JSON-escaped (command output, tar chunks). Both sides check both lengths against hard caps
-//! before allocating, so a confused or hostile peer cannot make the other side allocate
-//! unbounded memory.
+//! Every message is one frame: a 12-byte prefix (two big-endian u32 lengths and a u32 request
+//! id), a JSON header and an optional raw payload. The header says what the message is; the
+//! payload carries bytes that should not be JSON-escaped (command output, tar chunks). Both
+//! sides check both lengths against hard caps before allocating, so a confused or hostile peer
+//! cannot make the other side allocate unbounded memory, and encoding refuses (never panics on)
+//! a frame over the caps.
+//!
+//! Nothing that grows with the workspace travels in one frame. Bulk data is a *stream*: zero or
+//! more `Chunk` frames (each at most [`CHUNK`] bytes) carrying the same request id, ended by the
+//! request's final reply (guest to host: exec output, file contents, listings and manifests as
+//! newline-separated JSON, tar archives) or by `End` (host to guest: tar archives to unpack,
+//! file-batch contents). The final reply declares the totals, so the receiver can check what it
+//! got; receivers cap what they accept before buffering it.
 //!
 //! The same framing is used between host clients and the per-VM supervisor, and between the
 //! supervisor and the guest agent. This crate does no I/O of its own beyond `Read`/`Write`.
@@ -13,14 +20,17 @@
 use serde::{Deserialize, Serialize};
 use std::io::{self, Read, Write};
 
-/// Bumped whenever a message changes shape incompatibly.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Bumped whenever a message changes shape incompatibly. The host refuses an agent whose
+/// `Hello` names another version (an older agent in a cached initramfs, say).
+pub const PROTOCOL_VERSION: u32 = 2;
 /// Largest JSON header either side accepts.
 pub const MAX_HEADER: usize = 1 << 20;
 /// Largest payload in one frame; streams are cut into chunks of at most this size.
 pub const MAX_PAYLOAD: usize = 4 << 20;
-/// Chunk size used when streaming archives.
+/// Largest payload a sender puts in one `Chunk` of a stream.
 pub const CHUNK: usize = 1 << 20;
+/// Longest line (one JSON-encoded [`FsEntry`]) in a streamed listing or manifest.
+pub const MAX_ENTRY_LINE: usize = 64 * 1024;
 /// Name of the virtio-serial port the guest agent talks on.
 pub const CONTROL_PORT_NAME: &str = "pyro.ctl";
 
@@ -107,6 +117,8 @@ pub enum Message {
     Ping,
     Pong,
     Exec(ExecRequest),
+    /// Final reply of `Exec`: the captured stdout then stderr bytes come first as a stream
+    /// (`stdout.len + stderr.len` bytes in all).
     ExecResult(ExecResult),
     /// Start unpacking a tar stream (sent as `Chunk`s then `End`) into `dest` in the guest.
     Unpack {
@@ -133,20 +145,28 @@ pub enum Message {
         code: String,
         message: String,
     },
-    /// List a directory under /workspace (`path` absolute, inside /workspace).
+    /// List a directory under /workspace (`path` absolute, inside /workspace). The entries
+    /// come as a stream of JSON lines (one [`FsEntry`] each), then `FsEntries`.
     FsList {
         path: String,
         recursive: bool,
         max_entries: u32,
     },
-    FsListed {
-        entries: Vec<FsEntry>,
+    /// Final reply of `FsList` and `FsManifest`: how many entries the stream carried, and
+    /// whether the walk stopped at `max_entries`.
+    FsEntries {
+        count: u64,
         truncated: bool,
     },
-    /// Read up to `max_bytes` of a regular file; the bytes are the payload.
+    /// Read up to `max_bytes` of a regular file; the bytes come as a stream, then `FsData`.
+    /// With `nofollow`, a symlink at `path` is not followed: its target is the content and
+    /// `mode` carries the file-type bits (`0o120000`); regular files then also report their
+    /// type bits (`0o100000`).
     FsRead {
         path: String,
         max_bytes: u64,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        nofollow: bool,
     },
     FsData {
         size: u64,
@@ -154,8 +174,8 @@ pub enum Message {
         binary: bool,
         mode: u32,
     },
-    /// Apply writes, deletes and mode changes all or nothing. Contents of `Write` ops are
-    /// concatenated in the payload in op order.
+    /// Apply writes, symlinks, deletes and mode changes all or nothing. The contents of the
+    /// `Write` ops follow as a stream (`Chunk`s, then `End`), concatenated in op order.
     FsBatch {
         ops: Vec<FsOp>,
     },
@@ -163,14 +183,11 @@ pub enum Message {
         written: u64,
         deleted: u64,
     },
-    /// Manifest (type, mode, size, sha256) of everything under `path`, at most `max_entries`.
+    /// Manifest (type, mode, size, sha256) of everything under `path`, at most `max_entries`,
+    /// streamed like `FsList`.
     FsManifest {
         path: String,
         max_entries: u32,
-    },
-    FsManifestData {
-        entries: Vec<FsEntry>,
-        truncated: bool,
     },
     /// Stream `path` out as a tar archive in `Chunk` frames, then `TarDone`.
     TarOut {
@@ -217,6 +234,11 @@ pub enum FsOp {
         len: u64,
         mode: Option<u32>,
     },
+    /// Create (or replace) a symlink at `path` pointing at `target`.
+    Symlink {
+        path: String,
+        target: String,
+    },
     Delete {
         path: String,
     },
@@ -239,6 +261,8 @@ pub enum FrameError {
     Io(io::Error),
     /// The peer sent something we refuse (oversize, bad JSON); the stream is unusable after it.
     Protocol(String),
+    /// A frame we were asked to send is over the caps; nothing was written.
+    TooLarge(String),
 }
 
 impl std::fmt::Display for FrameError {
@@ -246,6 +270,7 @@ impl std::fmt::Display for FrameError {
         match self {
             FrameError::Io(e) => write!(f, "i/o: {e}"),
             FrameError::Protocol(m) => write!(f, "protocol: {m}"),
+            FrameError::TooLarge(m) => write!(f, "{m}"),
         }
     }
 }
@@ -259,22 +284,36 @@ impl From<io::Error> for FrameError {
 }
 
 /// Encode a frame into one buffer (so a single `write_all` puts it on the wire atomically
-/// with respect to other writers holding the same lock).
-pub fn encode(id: u32, msg: &Message, payload: &[u8]) -> Vec<u8> {
-    let header = serde_json::to_vec(msg).expect("messages always serialize");
-    assert!(header.len() <= MAX_HEADER && payload.len() <= MAX_PAYLOAD, "frame over caps");
+/// with respect to other writers holding the same lock). A message whose header or payload
+/// is over the caps is refused with `TooLarge`: the caller reports it, nothing is sent.
+pub fn encode(id: u32, msg: &Message, payload: &[u8]) -> Result<Vec<u8>, FrameError> {
+    let header = serde_json::to_vec(msg).map_err(|e| FrameError::Protocol(format!("cannot encode message: {e}")))?;
+    if header.len() > MAX_HEADER {
+        return Err(FrameError::TooLarge(format!(
+            "message is {} bytes; the protocol limit is {MAX_HEADER} bytes",
+            header.len()
+        )));
+    }
+    if payload.len() > MAX_PAYLOAD {
+        return Err(FrameError::TooLarge(format!(
+            "payload is {} bytes; the protocol limit is {MAX_PAYLOAD} bytes per frame",
+            payload.len()
+        )));
+    }
     let mut out = Vec::with_capacity(12 + header.len() + payload.len());
+    // Both lengths are within the caps (far below u32::MAX), so the casts are exact.
     out.extend_from_slice(&(header.len() as u32).to_be_bytes());
     out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
     out.extend_from_slice(&id.to_be_bytes());
     out.extend_from_slice(&header);
     out.extend_from_slice(payload);
-    out
+    Ok(out)
 }
 
-pub fn write_frame(w: &mut impl Write, id: u32, msg: &Message, payload: &[u8]) -> io::Result<()> {
-    w.write_all(&encode(id, msg, payload))?;
-    w.flush()
+pub fn write_frame(w: &mut impl Write, id: u32, msg: &Message, payload: &[u8]) -> Result<(), FrameError> {
+    w.write_all(&encode(id, msg, payload)?)?;
+    w.flush()?;
+    Ok(())
 }
 
 /// Read one frame. `Ok(None)` means a clean end of stream before any byte of a frame.
@@ -290,9 +329,8 @@ pub fn read_frame(r: &mut impl Read) -> Result<Option<Frame>, FrameError> {
             Err(e) => return Err(e.into()),
         }
     }
-    let hlen = u32::from_be_bytes(prefix[0..4].try_into().unwrap()) as usize;
-    let plen = u32::from_be_bytes(prefix[4..8].try_into().unwrap()) as usize;
-    let id = u32::from_be_bytes(prefix[8..12].try_into().unwrap());
+    let word = |i: usize| u32::from_be_bytes([prefix[i], prefix[i + 1], prefix[i + 2], prefix[i + 3]]);
+    let (hlen, plen, id) = (word(0) as usize, word(4) as usize, word(8));
     if hlen == 0 || hlen > MAX_HEADER || plen > MAX_PAYLOAD {
         return Err(FrameError::Protocol(format!("frame lengths out of bounds: header {hlen}, payload {plen}")));
     }
@@ -302,6 +340,84 @@ pub fn read_frame(r: &mut impl Read) -> Result<Option<Frame>, FrameError> {
     let mut payload = vec![0u8; plen];
     r.read_exact(&mut payload)?;
     Ok(Some(Frame { id, msg, payload }))
+}
+
+/// A `Write` that cuts a byte stream into pieces of at most [`CHUNK`] bytes and hands each to
+/// `send` (which puts it in a `Chunk` frame). Call `flush` at the end for the last piece.
+pub struct ChunkWriter<F: FnMut(&[u8]) -> io::Result<()>> {
+    send: F,
+    buf: Vec<u8>,
+}
+
+impl<F: FnMut(&[u8]) -> io::Result<()>> ChunkWriter<F> {
+    pub fn new(send: F) -> Self {
+        ChunkWriter { send, buf: Vec::new() }
+    }
+}
+
+impl<F: FnMut(&[u8]) -> io::Result<()>> Write for ChunkWriter<F> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let room = CHUNK - self.buf.len();
+        let take = room.min(data.len());
+        self.buf.extend_from_slice(&data[..take]);
+        if self.buf.len() >= CHUNK {
+            self.flush()?;
+        }
+        Ok(take)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            (self.send)(&self.buf)?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+}
+
+/// Splits a stream of newline-terminated records (streamed listings) into lines, refusing any
+/// line longer than `max_line` before buffering more of it.
+pub struct LineSplitter {
+    buf: Vec<u8>,
+    max_line: usize,
+}
+
+impl LineSplitter {
+    pub fn new(max_line: usize) -> Self {
+        LineSplitter { buf: Vec::new(), max_line }
+    }
+
+    /// Feed bytes; `line` is called for each complete line (without its newline).
+    pub fn push(&mut self, mut data: &[u8], line: &mut dyn FnMut(&[u8]) -> Result<(), String>) -> Result<(), String> {
+        while let Some(nl) = data.iter().position(|&b| b == b'\n') {
+            if self.buf.len().saturating_add(nl) > self.max_line {
+                return Err(format!("a streamed record is longer than {} bytes", self.max_line));
+            }
+            if self.buf.is_empty() {
+                line(&data[..nl])?;
+            } else {
+                self.buf.extend_from_slice(&data[..nl]);
+                let whole = std::mem::take(&mut self.buf);
+                line(&whole)?;
+            }
+            data = &data[nl + 1..];
+        }
+        if self.buf.len().saturating_add(data.len()) > self.max_line {
+            return Err(format!("a streamed record is longer than {} bytes", self.max_line));
+        }
+        self.buf.extend_from_slice(data);
+        Ok(())
+    }
+
+    /// End of stream: a last line without its newline is an error (the sender always ends
+    /// records with one).
+    pub fn finish(self) -> Result<(), String> {
+        if self.buf.is_empty() {
+            Ok(())
+        } else {
+            Err("the stream ended inside a record".into())
+        }
+    }
 }
 
 /// Keeps the first and last halves of a byte stream within a cap, counting what it dropped.
@@ -384,7 +500,7 @@ mod tests {
             timeout_ms: 5,
             max_output_bytes: 10,
         });
-        let buf = encode(7, &msg, b"payload");
+        let buf = encode(7, &msg, b"payload").unwrap();
         let f = read_frame(&mut &buf[..]).unwrap().unwrap();
         assert_eq!(f.id, 7);
         assert_eq!(f.msg, msg);
@@ -403,7 +519,7 @@ mod tests {
 
     #[test]
     fn truncated_frame_is_error() {
-        let buf = encode(1, &Message::Ping, b"abc");
+        let buf = encode(1, &Message::Ping, b"abc").unwrap();
         assert!(read_frame(&mut &buf[..buf.len() - 1]).is_err());
     }
 
@@ -440,5 +556,112 @@ mod tests {
         );
         assert_eq!(Command::from_words(&[]), None);
         assert_eq!(Command::Argv(vec!["echo".into(), "a b".into()]).display(), "echo 'a b'");
+    }
+    #[test]
+    fn oversize_encode_is_an_error_not_a_panic() {
+        let big = vec![0u8; MAX_PAYLOAD + 1];
+        assert!(matches!(encode(1, &Message::Chunk, &big), Err(FrameError::TooLarge(_))));
+        let env = vec![("K".to_string(), "v".repeat(MAX_HEADER))];
+        let msg = Message::Exec(ExecRequest {
+            command: Command::Shell("true".into()),
+            cwd: None,
+            env,
+            timeout_ms: 1,
+            max_output_bytes: 1,
+        });
+        let e = encode(1, &msg, &[]).unwrap_err();
+        assert!(e.to_string().contains("protocol limit"), "{e}");
+    }
+
+    #[test]
+    fn chunk_writer_cuts_at_chunk_size() {
+        use std::io::Write;
+        let mut sizes = Vec::new();
+        let mut w = ChunkWriter::new(|d: &[u8]| {
+            sizes.push(d.len());
+            Ok(())
+        });
+        w.write_all(&vec![7u8; CHUNK * 2 + 10]).unwrap();
+        w.flush().unwrap();
+        drop(w);
+        assert_eq!(sizes, vec![CHUNK, CHUNK, 10]);
+    }
+
+    #[test]
+    fn line_splitter_joins_lines_across_pushes_and_caps_them() {
+        let mut lines = Vec::new();
+        let mut s = LineSplitter::new(8);
+        let mut f = |l: &[u8]| {
+            lines.push(String::from_utf8_lossy(l).to_string());
+            Ok(())
+        };
+        s.push(b"ab\ncd", &mut f).unwrap();
+        s.push(b"ef\n\ng", &mut f).unwrap();
+        assert!(s.push(b"12345678\n", &mut f).is_err(), "a 9-byte line is over the cap");
+        assert_eq!(lines, vec!["ab", "cdef", ""]);
+        let s = LineSplitter::new(8);
+        assert!(s.finish().is_ok());
+        let mut s = LineSplitter::new(8);
+        s.push(b"tail", &mut |_| Ok(())).unwrap();
+        assert!(s.finish().is_err());
+    }
+
+    mod props {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 4000, ..ProptestConfig::default() })]
+
+            /// Arbitrary bytes never panic the decoder, and never make it allocate past the caps.
+            #[test]
+            fn decoder_survives_garbage(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+                let mut r = &bytes[..];
+                for _ in 0..8 {
+                    match read_frame(&mut r) {
+                        Ok(Some(_)) => continue,
+                        _ => break,
+                    }
+                }
+            }
+
+            /// A valid frame with any prefix length forged stays an error, not a panic.
+            #[test]
+            fn decoder_survives_forged_lengths(h in any::<u32>(), p in any::<u32>(), id in any::<u32>(), tail in proptest::collection::vec(any::<u8>(), 0..64)) {
+                let mut buf = Vec::new();
+                buf.extend_from_slice(&h.to_be_bytes());
+                buf.extend_from_slice(&p.to_be_bytes());
+                buf.extend_from_slice(&id.to_be_bytes());
+                buf.extend_from_slice(&tail);
+                let _ = read_frame(&mut &buf[..]);
+            }
+
+            /// Every encodable message decodes to itself, whatever its payload.
+            #[test]
+            fn roundtrip(id in any::<u32>(), path in ".{0,64}", payload in proptest::collection::vec(any::<u8>(), 0..512)) {
+                let msg = Message::FsRead { path, max_bytes: 5, nofollow: true };
+                let buf = encode(id, &msg, &payload).unwrap();
+                let f = read_frame(&mut &buf[..]).unwrap().unwrap();
+                prop_assert_eq!(f.id, id);
+                prop_assert_eq!(f.msg, msg);
+                prop_assert_eq!(f.payload, payload);
+            }
+
+            /// Lines split the same way however the stream is cut into pushes.
+            #[test]
+            fn line_splitter_is_cut_independent(text in "[a-c\n]{0,200}", cut in 0usize..200) {
+                let bytes = text.as_bytes();
+                let cut = cut.min(bytes.len());
+                let collect = |parts: &[&[u8]]| {
+                    let mut out = Vec::new();
+                    let mut s = LineSplitter::new(1000);
+                    for p in parts {
+                        s.push(p, &mut |l| { out.push(l.to_vec()); Ok(()) }).unwrap();
+                    }
+                    out
+                };
+                prop_assert_eq!(collect(&[bytes]), collect(&[&bytes[..cut], &bytes[cut..]]));
+            }
+        }
     }
 }

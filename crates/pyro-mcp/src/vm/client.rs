@@ -1,68 +1,267 @@
 //! A host-side connection to a VM's supervisor: send a request, get its reply.
 //!
 //! One request at a time per connection (callers that want parallel calls open more
-//! connections; the supervisor multiplexes them onto the guest channel).
+//! connections; the supervisor multiplexes them onto the guest channel). Every call has a
+//! deadline: the guest must send its reply, or the next piece of a streamed reply, within it
+//! (a command's own timeout plus a grace for `exec`; [`control_timeout`] for everything else).
+//! Streamed replies are capped before they are buffered. Whatever comes from the guest is
+//! hostile input: lengths are checked against what was asked for, messages are clipped.
+//!
+//! A call abandoned half-way (deadline, cap, malformed reply) leaves frames of it in flight, so
+//! the connection refuses further calls; the caller connects again.
 
 use crate::error::{Code, Error, Result};
-use pyro_proto::{encode, read_frame, Frame, Message};
-use std::io::Write;
+use pyro_proto::{encode, read_frame, ExecRequest, ExecResult, FrameError, FsEntry, FsOp, LineSplitter, Message};
+use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Extra time an exec gets beyond its own timeout: the guest kills the command at its
+/// timeout, then drains and replies.
+const EXEC_GRACE: Duration = Duration::from_secs(15);
+/// Default deadline for calls that are not commands.
+const DEFAULT_CONTROL_TIMEOUT_S: u64 = 60;
+/// Longest error message accepted from the guest (it is shown to users and models).
+const MAX_GUEST_MESSAGE: usize = 2000;
+
+/// Deadline for file operations, freeze/thaw, pings and shutdowns: the guest must answer (or
+/// send the next piece of a streamed answer) within it. `PYRO_GUEST_TIMEOUT_S` (1-3600)
+/// overrides the default of 60 s.
+pub fn control_timeout() -> Duration {
+    let s = std::env::var("PYRO_GUEST_TIMEOUT_S")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|s| (1..=3600).contains(s))
+        .unwrap_or(DEFAULT_CONTROL_TIMEOUT_S);
+    Duration::from_secs(s)
+}
 
 pub struct Client {
     stream: UnixStream,
     next_id: u32,
+    /// Why this connection can no longer be used, after a call was abandoned half-way.
+    broken: Option<String>,
+    timeout: Duration,
+}
+
+/// What a file read returned: the reply header and the bytes.
+pub struct FileData {
+    pub size: u64,
+    pub truncated: bool,
+    pub binary: bool,
+    pub mode: u32,
+    pub content: Vec<u8>,
 }
 
 impl Client {
     pub fn connect(sock: &Path) -> Result<Client> {
         let stream = UnixStream::connect(sock)
             .map_err(|e| Error::guest(format!("cannot reach the VM supervisor at {}: {e}", sock.display())))?;
-        Ok(Client { stream, next_id: 1 })
+        Ok(Client { stream, next_id: 1, broken: None, timeout: control_timeout() })
+    }
+
+    fn id(&mut self) -> Result<u32> {
+        if let Some(why) = &self.broken {
+            return Err(Error::guest(format!("this VM connection was abandoned ({why})")).hint("connect again"));
+        }
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        Ok(id)
+    }
+
+    fn timed_out(&mut self, what: &str, after: Duration) -> Error {
+        self.broken = Some(format!("{what} timed out"));
+        Error::new(Code::Timeout, format!("the guest did not answer {what} within {} s", after.as_secs()))
+            .hint("the guest may be hung or overloaded; `pyro workspace reset ID` restarts its VM")
     }
 
     fn send(&mut self, id: u32, msg: &Message, payload: &[u8]) -> Result<()> {
-        self.stream
-            .write_all(&encode(id, msg, payload))
-            .map_err(|e| Error::guest(format!("the VM supervisor went away: {e}")))
+        let frame = encode(id, msg, payload).map_err(|e| {
+            Error::limit(format!("the request is too large to send: {e}"))
+                .hint("send less at once (fewer or smaller files, a shorter environment or command)")
+        })?;
+        self.stream.set_write_timeout(Some(self.timeout)).ok();
+        self.stream.write_all(&frame).map_err(|e| {
+            if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) {
+                self.timed_out("while receiving data", self.timeout)
+            } else {
+                self.broken = Some("the supervisor went away".into());
+                Error::guest(format!("the VM supervisor went away: {e}"))
+            }
+        })
     }
 
-    fn recv(&mut self, id: u32) -> Result<Frame> {
+    /// The next frame of request `id`, within `idle` (frames of abandoned requests are skipped
+    /// but do not extend the deadline).
+    fn recv(&mut self, id: u32, idle: Duration) -> Result<pyro_proto::Frame> {
+        let deadline = Instant::now() + idle;
         loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(self.timed_out("in time", idle));
+            }
+            self.stream.set_read_timeout(Some(left)).ok();
             match read_frame(&mut self.stream) {
                 Ok(Some(f)) if f.id == id => return Ok(f),
-                Ok(Some(_)) => continue, // a stale reply from an abandoned request
-                Ok(None) => return Err(Error::guest("the VM stopped while the call was running")),
-                Err(e) => return Err(Error::guest(format!("lost the VM connection: {e}"))),
+                Ok(Some(_)) => continue,
+                Ok(None) => {
+                    self.broken = Some("the VM stopped".into());
+                    return Err(Error::guest("the VM stopped while the call was running"));
+                }
+                Err(FrameError::Io(e))
+                    if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) =>
+                {
+                    return Err(self.timed_out("in time", idle));
+                }
+                Err(e) => {
+                    self.broken = Some("the connection failed".into());
+                    return Err(Error::guest(format!("lost the VM connection: {e}")));
+                }
             }
         }
     }
 
-    /// Send one request and wait for its reply; a guest `Error` becomes an `Err`.
-    pub fn call(&mut self, msg: &Message, payload: &[u8]) -> Result<Frame> {
-        let id = self.next_id;
-        self.next_id = self.next_id.wrapping_add(1).max(1);
-        self.send(id, msg, payload)?;
-        let f = self.recv(id)?;
-        if let Message::Error { code, message } = &f.msg {
-            return Err(Error::new(code_from_str(code), message.clone()));
+    /// One request: send `msg` (then `upload`, if any, as a stream), hand every streamed piece
+    /// of the reply to `sink`, and return the final reply. A guest `Error` becomes an `Err`.
+    fn request(
+        &mut self,
+        msg: &Message,
+        upload: Option<&mut dyn Read>,
+        sink: &mut dyn FnMut(&[u8]) -> Result<()>,
+        idle: Duration,
+    ) -> Result<Message> {
+        let id = self.id()?;
+        self.send(id, msg, &[])?;
+        if let Some(r) = upload {
+            let mut buf = vec![0u8; pyro_proto::CHUNK];
+            loop {
+                let n = read_full(r, &mut buf).map_err(|e| {
+                    self.broken = Some("the upload failed".into());
+                    Error::internal(format!("reading what to send: {e}"))
+                })?;
+                if n == 0 {
+                    break;
+                }
+                self.send(id, &Message::Chunk, &buf[..n])?;
+            }
+            self.send(id, &Message::End, &[])?;
         }
-        Ok(f)
+        loop {
+            let f = self.recv(id, idle)?;
+            match f.msg {
+                Message::Chunk => {
+                    if let Err(e) = sink(&f.payload) {
+                        self.broken = Some("a streamed reply was refused".into());
+                        return Err(e);
+                    }
+                }
+                Message::Error { code, message } => {
+                    return Err(Error::new(code_from_str(&code), crate::workspace::clip(&message, MAX_GUEST_MESSAGE)))
+                }
+                other => return Ok(other),
+            }
+        }
+    }
+
+    /// `request` collecting the streamed reply in memory, at most `cap` bytes.
+    fn request_capped(&mut self, msg: &Message, cap: u64, idle: Duration) -> Result<(Message, Vec<u8>)> {
+        let mut data = Vec::new();
+        let reply = self.request(
+            msg,
+            None,
+            &mut |piece| {
+                if data.len() as u64 + piece.len() as u64 > cap {
+                    return Err(Error::limit(format!("the guest sent more than the {cap} bytes asked for")));
+                }
+                data.extend_from_slice(piece);
+                Ok(())
+            },
+            idle,
+        )?;
+        Ok((reply, data))
+    }
+
+    /// A control call with a small reply (ping, freeze, thaw): no stream either way.
+    pub fn call(&mut self, msg: &Message) -> Result<Message> {
+        let idle = self.timeout;
+        Ok(self.request_capped(msg, 0, idle)?.0)
     }
 
     /// Run a command in the guest: the result header plus its stdout and stderr bytes.
-    pub fn exec(&mut self, req: pyro_proto::ExecRequest) -> Result<(pyro_proto::ExecResult, Vec<u8>, Vec<u8>)> {
-        let frame = self.call(&Message::Exec(req), &[])?;
-        let Message::ExecResult(res) = frame.msg else {
-            return Err(Error::internal("unexpected reply to exec"));
+    pub fn exec(&mut self, req: ExecRequest) -> Result<(ExecResult, Vec<u8>, Vec<u8>)> {
+        let idle = Duration::from_millis(req.timeout_ms).saturating_add(EXEC_GRACE);
+        // Both streams, head and tail kept, plus their truncation markers.
+        let cap = req.max_output_bytes.min(crate::limits::MAX_OUTPUT_BYTES).saturating_mul(2).saturating_add(4096);
+        let (reply, mut stdout) = self.request_capped(&Message::Exec(req), cap, idle)?;
+        let Message::ExecResult(res) = reply else {
+            return Err(self.malformed("exec"));
         };
-        let out_len = res.stdout.len as usize;
-        if frame.payload.len() != out_len + res.stderr.len as usize {
-            return Err(Error::internal("guest reply payload does not match its header"));
+        let declared = res.stdout.len.checked_add(res.stderr.len);
+        if declared != Some(stdout.len() as u64) {
+            return Err(self.malformed("exec (output length)"));
         }
-        let mut stdout = frame.payload;
-        let stderr = stdout.split_off(out_len);
+        let stderr = stdout.split_off(res.stdout.len as usize);
         Ok((res, stdout, stderr))
+    }
+
+    fn malformed(&mut self, what: &str) -> Error {
+        self.broken = Some("malformed reply".into());
+        Error::guest(format!("the guest sent a malformed reply to {what}"))
+            .hint("`pyro workspace reset ID` restarts the workspace's VM")
+    }
+
+    /// Entries of a listing (`FsList`) or manifest (`FsManifest`): at most `max` of them, and
+    /// whether the guest stopped at its limit.
+    pub fn entries(&mut self, msg: &Message, max: u64) -> Result<(Vec<FsEntry>, bool)> {
+        let idle = self.timeout;
+        let mut out: Vec<FsEntry> = Vec::new();
+        let mut lines = LineSplitter::new(pyro_proto::MAX_ENTRY_LINE);
+        let reply = self.request(
+            msg,
+            None,
+            &mut |piece| {
+                lines
+                    .push(piece, &mut |line| {
+                        if out.len() as u64 >= max {
+                            return Err(format!("the guest listed more than the {max} entries asked for"));
+                        }
+                        let e: FsEntry = serde_json::from_slice(line).map_err(|e| format!("bad entry: {e}"))?;
+                        out.push(e);
+                        Ok(())
+                    })
+                    .map_err(|m| Error::guest(format!("the guest sent a malformed listing: {m}")))
+            },
+            idle,
+        )?;
+        match reply {
+            Message::FsEntries { count, truncated } if count == out.len() as u64 => Ok((out, truncated)),
+            _ => Err(self.malformed("a listing")),
+        }
+    }
+
+    /// Read a file (at most `max` bytes; with `nofollow`, a symlink's target).
+    pub fn read_file(&mut self, path: &str, max: u64, nofollow: bool) -> Result<FileData> {
+        let idle = self.timeout;
+        let msg = Message::FsRead { path: path.into(), max_bytes: max, nofollow };
+        let (reply, content) = self.request_capped(&msg, max, idle)?;
+        match reply {
+            Message::FsData { size, truncated, binary, mode } => {
+                Ok(FileData { size, truncated, binary, mode, content })
+            }
+            _ => Err(self.malformed("a file read")),
+        }
+    }
+
+    /// Apply file operations all or nothing; `payload` holds the `Write` ops' contents in op
+    /// order. Returns (written, deleted).
+    pub fn batch(&mut self, ops: Vec<FsOp>, payload: &[u8]) -> Result<(u64, u64)> {
+        let idle = self.timeout;
+        let mut data = payload;
+        match self.request(&Message::FsBatch { ops }, Some(&mut data), &mut |_| Ok(()), idle)? {
+            Message::FsBatchDone { written, deleted } => Ok((written, deleted)),
+            _ => Err(self.malformed("a file batch")),
+        }
     }
 
     /// Stream a tar archive into the guest at `dest`. `reader` is read in protocol chunks.
@@ -86,52 +285,53 @@ impl Client {
         reader: &mut dyn std::io::Read,
         progress: &mut dyn FnMut(u64),
     ) -> Result<(u64, u64)> {
-        let id = self.next_id;
-        self.next_id = self.next_id.wrapping_add(1).max(1);
-        self.send(id, &Message::Unpack { dest: dest.into(), preserve_owners, oci_layer }, &[])?;
-        let mut buf = vec![0u8; pyro_proto::CHUNK];
-        let mut sent = 0u64;
-        loop {
-            let n = read_full(reader, &mut buf).map_err(|e| Error::internal(format!("reading archive: {e}")))?;
-            if n == 0 {
-                break;
-            }
-            self.send(id, &Message::Chunk, &buf[..n])?;
-            sent += n as u64;
-            progress(sent);
-        }
-        self.send(id, &Message::End, &[])?;
-        let f = self.recv(id)?;
-        match f.msg {
+        let idle = self.timeout;
+        let mut counted = Counted { inner: reader, sent: 0, progress };
+        let msg = Message::Unpack { dest: dest.into(), preserve_owners, oci_layer };
+        match self.request(&msg, Some(&mut counted), &mut |_| Ok(()), idle)? {
             Message::Unpacked { entries, bytes } => Ok((entries, bytes)),
-            Message::Error { code, message } => Err(Error::new(code_from_str(&code), message)),
-            other => Err(Error::internal(format!("unexpected reply {other:?}"))),
+            _ => Err(self.malformed("an unpack")),
         }
     }
 
     /// Stream `path` out of the guest as a tar archive into `out`; returns (entries, bytes).
     pub fn tar_out(&mut self, path: &str, out: &mut dyn Write) -> Result<(u64, u64)> {
-        let id = self.next_id;
-        self.next_id = self.next_id.wrapping_add(1).max(1);
-        self.send(id, &Message::TarOut { path: path.into() }, &[])?;
-        loop {
-            let f = self.recv(id)?;
-            match f.msg {
-                Message::Chunk => {
-                    out.write_all(&f.payload).map_err(|e| Error::internal(format!("writing archive: {e}")))?
-                }
-                Message::TarDone { entries, bytes } => return Ok((entries, bytes)),
-                Message::Error { code, message } => return Err(Error::new(code_from_str(&code), message)),
-                other => return Err(Error::internal(format!("unexpected reply {other:?}"))),
-            }
+        let idle = self.timeout;
+        let reply = self.request(
+            &Message::TarOut { path: path.into() },
+            None,
+            &mut |piece| out.write_all(piece).map_err(|e| Error::internal(format!("writing archive: {e}"))),
+            idle,
+        )?;
+        match reply {
+            Message::TarDone { entries, bytes } => Ok((entries, bytes)),
+            _ => Err(self.malformed("an export")),
         }
     }
 
-    /// Ask the supervisor to stop the VM, and wait until it has (the socket closes).
+    /// Ask the supervisor to stop the VM, and wait (bounded) until it has: the socket closes.
     pub fn shutdown(&mut self) -> Result<()> {
         self.send(0, &Message::Shutdown, &[])?;
+        // The supervisor gives the guest 10 s to flush, then kills QEMU.
+        self.stream.set_read_timeout(Some(Duration::from_secs(30))).ok();
         while let Ok(Some(_)) = read_frame(&mut self.stream) {}
         Ok(())
+    }
+}
+
+/// A reader that reports how much of it has been read.
+struct Counted<'a> {
+    inner: &'a mut dyn Read,
+    sent: u64,
+    progress: &'a mut dyn FnMut(u64),
+}
+
+impl Read for Counted<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.sent += n as u64;
+        (self.progress)(self.sent);
+        Ok(n)
     }
 }
 

@@ -8,6 +8,11 @@
 //! Host clients connect to `supervisor.sock` (0600 in a 0700 dir; the peer's uid is checked)
 //! and speak the same framed protocol as the guest. The supervisor rewrites request ids so
 //! many clients share the one guest channel.
+//!
+//! Frames from the guest are hostile input: a malformed one means the channel can no longer be
+//! trusted, so the VM is stopped and recorded `dead` with the reason (the next operation boots
+//! it again from disk). No write blocks forever: a client that stops reading is dropped, and a
+//! guest that stops reading its control port for [`GUEST_WRITE_TIMEOUT`] is declared hung.
 
 use super::spec::{BootReport, VmSpec, VmState};
 use pyro_proto::{encode, read_frame, Frame, Message};
@@ -22,6 +27,34 @@ use std::time::{Duration, Instant};
 
 type Conn = Arc<Mutex<UnixStream>>;
 
+/// A guest that takes no bytes of a frame for this long is hung (its agent reads its port
+/// continuously and cuts stalled transfers after 60 s).
+const GUEST_WRITE_TIMEOUT: Duration = Duration::from_secs(120);
+/// A client that takes no bytes of a reply for this long is dropped.
+const CLIENT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A pending guest request: which client connection asked, on it, under which id.
+#[derive(Clone)]
+struct Pending {
+    client: u64,
+    conn: Conn,
+    id: u32,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Write a frame to a client; an unencodable message becomes an error reply.
+fn to_client(conn: &Conn, id: u32, msg: &Message, payload: &[u8]) -> bool {
+    let frame = encode(id, msg, payload)
+        .or_else(|e| encode(id, &Message::Error { code: "limit_exceeded".into(), message: e.to_string() }, &[]));
+    match frame {
+        Ok(f) => lock(conn).write_all(&f).is_ok(),
+        Err(_) => false,
+    }
+}
+
 struct Shared {
     dir: PathBuf,
     spec: VmSpec,
@@ -29,12 +62,14 @@ struct Shared {
     started: Instant,
     boot_ms: AtomicU32,
     guest: Mutex<Option<UnixStream>>,
-    pending: Mutex<HashMap<u32, (Conn, u32)>>,
+    pending: Mutex<HashMap<u32, Pending>>,
+    next_client: std::sync::atomic::AtomicU64,
     next_id: AtomicU32,
     shutting_down: AtomicBool,
     exited: (Mutex<Option<String>>, Condvar),
     clients: AtomicUsize,
-    ready_tx: Mutex<Option<std::sync::mpsc::Sender<u64>>>,
+    /// Where the first `Hello` goes: the guest's uptime, or why the agent is refused.
+    ready_tx: Mutex<Option<std::sync::mpsc::Sender<std::result::Result<u64, String>>>>,
 }
 
 /// Entry point of `pyro __supervise DIR`. Never returns.
@@ -84,6 +119,7 @@ pub fn main(dir: &Path) -> ! {
         boot_ms: AtomicU32::new(0),
         guest: Mutex::new(None),
         pending: Mutex::new(HashMap::new()),
+        next_client: std::sync::atomic::AtomicU64::new(1),
         next_id: AtomicU32::new(1),
         shutting_down: AtomicBool::new(false),
         exited: (Mutex::new(None), Condvar::new()),
@@ -107,7 +143,7 @@ pub fn main(dir: &Path) -> ! {
     let deadline = started + Duration::from_millis(sh.spec.boot_timeout_ms);
     let ctl = sh.dir.join("ctl.sock");
     let stream = loop {
-        if let Some(why) = sh.exited.0.lock().unwrap().clone() {
+        if let Some(why) = lock(&sh.exited.0).clone() {
             boot_failed(&sh, &format!("QEMU exited during boot: {why}"));
         }
         if let Ok(s) = UnixStream::connect(&ctl) {
@@ -118,16 +154,22 @@ pub fn main(dir: &Path) -> ! {
         }
         std::thread::sleep(Duration::from_millis(2));
     };
-    *sh.guest.lock().unwrap() = Some(stream.try_clone().expect("clone socket"));
+    let writer = match stream.try_clone() {
+        Ok(w) => w,
+        Err(e) => boot_failed(&sh, &format!("cannot use the control socket: {e}")),
+    };
+    writer.set_write_timeout(Some(GUEST_WRITE_TIMEOUT)).ok();
+    *lock(&sh.guest) = Some(writer);
     {
         let sh = sh.clone();
         std::thread::spawn(move || guest_reader(sh, stream));
     }
     let uptime = loop {
         match ready_rx.recv_timeout(Duration::from_millis(500)) {
-            Ok(up) => break up,
+            Ok(Ok(up)) => break up,
+            Ok(Err(why)) => boot_failed(&sh, &why),
             Err(_) => {
-                if let Some(why) = sh.exited.0.lock().unwrap().clone() {
+                if let Some(why) = lock(&sh.exited.0).clone() {
                     boot_failed(&sh, &format!("the VM stopped during boot: {why}"));
                 }
                 if Instant::now() > deadline {
@@ -186,11 +228,9 @@ pub fn main(dir: &Path) -> ! {
         let Ok(conn) = conn else { continue };
         if !same_user(&conn) {
             let mut c = conn;
-            let _ = c.write_all(&encode(
-                0,
-                &Message::Error { code: "not_found".into(), message: "not your VM".into() },
-                &[],
-            ));
+            if let Ok(f) = encode(0, &Message::Error { code: "not_found".into(), message: "not your VM".into() }, &[]) {
+                let _ = c.write_all(&f);
+            }
             continue;
         }
         sh.clients.fetch_add(1, Ordering::SeqCst);
@@ -266,7 +306,7 @@ fn describe_exit(s: std::process::ExitStatus) -> String {
 }
 
 fn qemu_exited(sh: &Arc<Shared>, why: String) {
-    *sh.exited.0.lock().unwrap() = Some(why.clone());
+    *lock(&sh.exited.0) = Some(why.clone());
     sh.exited.1.notify_all();
     if sh.shutting_down.load(Ordering::SeqCst) || sh.boot_ms.load(Ordering::SeqCst) == 0 {
         return; // teardown or the boot loop handles it
@@ -283,20 +323,39 @@ fn qemu_exited(sh: &Arc<Shared>, why: String) {
 }
 
 fn fail_pending(sh: &Arc<Shared>, msg: &str) {
-    let pending: Vec<_> = sh.pending.lock().unwrap().drain().collect();
-    for (_, (conn, cid)) in pending {
-        let frame = encode(cid, &Message::Error { code: "guest_unavailable".into(), message: msg.into() }, &[]);
-        let _ = conn.lock().unwrap().write_all(&frame);
+    let pending: Vec<_> = lock(&sh.pending).drain().collect();
+    for (_, p) in pending {
+        to_client(&p.conn, p.id, &Message::Error { code: "guest_unavailable".into(), message: msg.into() }, &[]);
     }
 }
 
+/// The guest channel can no longer be trusted (malformed frame, agent stopped reading): stop
+/// the VM and record it dead with the reason; a persistent workspace boots again on next use.
+fn guest_failed(sh: &Arc<Shared>, why: &str) -> ! {
+    if sh.shutting_down.swap(true, Ordering::SeqCst) {
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+    kill_qemu(sh);
+    wait_exited(sh, Duration::from_secs(5));
+    fail_pending(sh, &format!("the VM was stopped: {why}"));
+    if sh.spec.ephemeral {
+        cleanup(&sh.dir, &sh.spec);
+    } else {
+        write_state(sh, "dead", Some(why.to_string()));
+        remove_sockets(&sh.dir);
+    }
+    std::process::exit(1)
+}
+
 fn wait_exited(sh: &Arc<Shared>, limit: Duration) {
-    let g = sh.exited.0.lock().unwrap();
-    let _unused = sh.exited.1.wait_timeout_while(g, limit, |e| e.is_none()).unwrap();
+    let g = lock(&sh.exited.0);
+    let _unused = sh.exited.1.wait_timeout_while(g, limit, |e| e.is_none());
 }
 
 fn kill_qemu(sh: &Arc<Shared>) {
-    if sh.exited.0.lock().unwrap().is_none() {
+    if lock(&sh.exited.0).is_none() {
         // SAFETY: our own child; it has not been reaped (exited is None), so the pid is valid.
         unsafe { libc::kill(sh.qemu_pid as i32, libc::SIGKILL) };
     }
@@ -311,7 +370,7 @@ fn teardown(sh: &Arc<Shared>, why: &str) -> ! {
             std::thread::sleep(Duration::from_secs(1));
         }
     }
-    if !sh.spec.ephemeral && sh.exited.0.lock().unwrap().is_none() {
+    if !sh.spec.ephemeral && lock(&sh.exited.0).is_none() {
         // Let the guest flush its disk before it goes.
         send_guest(sh, u32::MAX, &Message::Shutdown, &[]);
         wait_exited(sh, Duration::from_secs(10));
@@ -363,12 +422,24 @@ fn write_state(sh: &Arc<Shared>, state: &str, reason: Option<String>) {
     let _ = crate::paths::write_atomic(&sh.dir.join("state.json"), &serde_json::to_vec_pretty(&st).unwrap());
 }
 
+/// Forward a frame to the guest. False if there is no guest channel or the frame is over the
+/// caps; a guest that stopped reading is declared hung (the VM is stopped).
 fn send_guest(sh: &Arc<Shared>, id: u32, msg: &Message, payload: &[u8]) -> bool {
-    let frame = encode(id, msg, payload);
-    let mut g = sh.guest.lock().unwrap();
-    match g.as_mut() {
-        Some(s) => s.write_all(&frame).is_ok(),
-        None => false,
+    let Ok(frame) = encode(id, msg, payload) else { return false };
+    let mut g = lock(&sh.guest);
+    let Some(s) = g.as_mut() else { return false };
+    match s.write_all(&frame) {
+        Ok(()) => true,
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+            drop(g);
+            let sh = sh.clone();
+            // From another thread: the caller may hold locks the teardown needs.
+            std::thread::spawn(move || {
+                guest_failed(&sh, "the guest agent stopped reading its control port (hung guest)")
+            });
+            false
+        }
+        Err(_) => false,
     }
 }
 
@@ -377,23 +448,48 @@ fn guest_reader(sh: Arc<Shared>, mut stream: UnixStream) {
         let frame = match read_frame(&mut stream) {
             Ok(Some(f)) => f,
             // QEMU closed the channel: it is exiting; the waiter thread reports why.
-            Ok(None) | Err(_) => return,
+            Ok(None) | Err(pyro_proto::FrameError::Io(_)) => return,
+            Err(e) => {
+                if sh.boot_ms.load(Ordering::SeqCst) == 0 {
+                    if let Some(tx) = lock(&sh.ready_tx).take() {
+                        let _ = tx.send(Err(format!("the guest agent sent a malformed frame during boot: {e}")));
+                    }
+                    return;
+                }
+                guest_failed(&sh, &format!("the guest agent sent a malformed frame ({e})"));
+            }
         };
-        if let Message::Hello { uptime_ms, .. } = &frame.msg {
-            if let Some(tx) = sh.ready_tx.lock().unwrap().take() {
-                let _ = tx.send(*uptime_ms);
+        if let Message::Hello { protocol, agent_version, .. } = &frame.msg {
+            if let Some(tx) = lock(&sh.ready_tx).take() {
+                let verdict = if *protocol == pyro_proto::PROTOCOL_VERSION {
+                    Ok(match &frame.msg {
+                        Message::Hello { uptime_ms, .. } => *uptime_ms,
+                        _ => 0,
+                    })
+                } else {
+                    Err(format!(
+                        "the guest agent (version {}) speaks protocol {protocol}, this pyro speaks {}; the \
+                         initramfs holds another agent build: rebuild pyro-guest with pyro (`make build`) \
+                         or remove the cached initramfs",
+                        crate::workspace::clip(agent_version, 40),
+                        pyro_proto::PROTOCOL_VERSION
+                    ))
+                };
+                let _ = tx.send(verdict);
             }
             continue;
         }
         // Stream frames (`Chunk`) precede the final reply of the same request.
         let target = if matches!(frame.msg, Message::Chunk) {
-            sh.pending.lock().unwrap().get(&frame.id).cloned()
+            lock(&sh.pending).get(&frame.id).cloned()
         } else {
-            sh.pending.lock().unwrap().remove(&frame.id)
+            lock(&sh.pending).remove(&frame.id)
         };
-        if let Some((conn, cid)) = target {
-            let bytes = encode(cid, &frame.msg, &frame.payload);
-            let _ = conn.lock().unwrap().write_all(&bytes);
+        if let Some(p) = target {
+            if !to_client(&p.conn, p.id, &frame.msg, &frame.payload) {
+                // The client is gone or stuck: forget its requests (their results are dropped).
+                lock(&sh.pending).retain(|_, q| q.client != p.client);
+            }
         }
     }
 }
@@ -417,28 +513,40 @@ fn same_user(conn: &UnixStream) -> bool {
 }
 
 fn client_loop(sh: Arc<Shared>, conn: UnixStream) {
-    let mut reader = conn.try_clone().expect("clone socket");
+    let client = sh.next_client.fetch_add(1, Ordering::SeqCst);
+    let reader = conn.try_clone();
+    conn.set_write_timeout(Some(CLIENT_WRITE_TIMEOUT)).ok();
     let writer: Conn = Arc::new(Mutex::new(conn));
-    let reply = |id: u32, msg: &Message| {
-        let _ = writer.lock().unwrap().write_all(&encode(id, msg, &[]));
-    };
-    // Client stream ids -> guest ids, for Chunk/End frames that follow an Unpack.
+    if let Ok(mut reader) = reader {
+        serve_client(&sh, client, &mut reader, &writer);
+    }
+    // Whatever this client still waited for is dropped when it arrives.
+    lock(&sh.pending).retain(|_, p| p.client != client);
+    let left = sh.clients.fetch_sub(1, Ordering::SeqCst) - 1;
+    if left == 0 && sh.spec.ephemeral {
+        teardown(&sh, "owner disconnected");
+    }
+}
+
+fn serve_client(sh: &Arc<Shared>, client: u64, reader: &mut UnixStream, writer: &Conn) {
+    let unavailable = || Message::Error { code: "guest_unavailable".into(), message: "the VM is not running".into() };
+    // Client stream ids -> guest ids, for the Chunk/End frames that follow an upload.
     let mut streams: HashMap<u32, u32> = HashMap::new();
-    while let Ok(Some(Frame { id, msg, payload })) = read_frame(&mut reader) {
+    while let Ok(Some(Frame { id, msg, payload })) = read_frame(reader) {
         match msg {
             Message::Status => {
                 let detail = std::fs::read(sh.dir.join("state.json"))
                     .ok()
                     .and_then(|b| serde_json::from_slice(&b).ok())
                     .unwrap_or(serde_json::Value::Null);
-                reply(id, &Message::StatusReply { state: "running".into(), detail });
+                to_client(writer, id, &Message::StatusReply { state: "running".into(), detail }, &[]);
             }
             Message::Shutdown => {
                 let sh2 = sh.clone();
                 let w = writer.clone();
                 // Reply only once QEMU is gone and files are removed, so callers can rely on it.
                 std::thread::spawn(move || {
-                    let _ = w.lock().unwrap().write_all(&encode(id, &Message::Ok, &[]));
+                    to_client(&w, id, &Message::Ok, &[]);
                     teardown(&sh2, "shutdown requested");
                 });
                 // Give the reply a moment to be written before the process exits.
@@ -449,38 +557,28 @@ fn client_loop(sh: Arc<Shared>, conn: UnixStream) {
                 if matches!(msg, Message::End) {
                     streams.remove(&id);
                 }
-                if !send_guest(&sh, gid, &msg, &payload) {
-                    reply(
-                        id,
-                        &Message::Error { code: "guest_unavailable".into(), message: "the VM is not running".into() },
-                    );
+                if !send_guest(sh, gid, &msg, &payload) {
+                    streams.remove(&id);
+                    lock(&sh.pending).remove(&gid);
+                    to_client(writer, id, &unavailable(), &[]);
                 }
             }
             other => {
-                if sh.exited.0.lock().unwrap().is_some() || sh.shutting_down.load(Ordering::SeqCst) {
-                    reply(
-                        id,
-                        &Message::Error { code: "guest_unavailable".into(), message: "the VM is not running".into() },
-                    );
+                if lock(&sh.exited.0).is_some() || sh.shutting_down.load(Ordering::SeqCst) {
+                    to_client(writer, id, &unavailable(), &[]);
                     continue;
                 }
                 let gid = sh.next_id.fetch_add(1, Ordering::SeqCst);
-                if matches!(other, Message::Unpack { .. }) {
+                if matches!(other, Message::Unpack { .. } | Message::FsBatch { .. }) {
                     streams.insert(id, gid);
                 }
-                sh.pending.lock().unwrap().insert(gid, (writer.clone(), id));
-                if !send_guest(&sh, gid, &other, &payload) {
-                    sh.pending.lock().unwrap().remove(&gid);
-                    reply(
-                        id,
-                        &Message::Error { code: "guest_unavailable".into(), message: "the VM is not running".into() },
-                    );
+                lock(&sh.pending).insert(gid, Pending { client, conn: writer.clone(), id });
+                if !send_guest(sh, gid, &other, &payload) {
+                    lock(&sh.pending).remove(&gid);
+                    streams.remove(&id);
+                    to_client(writer, id, &unavailable(), &[]);
                 }
             }
         }
-    }
-    let left = sh.clients.fetch_sub(1, Ordering::SeqCst) - 1;
-    if left == 0 && sh.spec.ephemeral {
-        teardown(&sh, "owner disconnected");
     }
 }

@@ -15,6 +15,8 @@ use std::io::Read;
 pub const MAX_ENTRIES: usize = 500;
 pub const MAX_PATCH_TEXT: usize = 200 * 1024;
 const MAX_TEXT_FILE: u64 = 256 * 1024;
+/// Most entries a workspace may have for `diff` (and the summary's live diff).
+pub const MAX_MANIFEST_ENTRIES: u32 = 500_000;
 
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct DiffSummary {
@@ -101,13 +103,13 @@ impl Workspaces<'_> {
         let dir = ws_dir(self.paths(), &r.id);
         let base = baseline_manifest(&dir);
         let (mut c, _) = self.connect(&r)?;
-        let f = c.call(&Message::FsManifest { path: "/workspace".into(), max_entries: 50_000 }, &[])?;
-        let Message::FsManifestData { entries: cur, truncated } = f.msg else {
-            return Err(Error::internal("unexpected reply"));
-        };
+        let manifest = Message::FsManifest { path: "/workspace".into(), max_entries: MAX_MANIFEST_ENTRIES };
+        let (cur, truncated) = c.entries(&manifest, MAX_MANIFEST_ENTRIES as u64)?;
         if truncated {
-            return Err(Error::limit("the workspace has more than 50000 entries; diff is not available")
-                .hint("export the workspace and diff it on the host"));
+            return Err(Error::limit(format!(
+                "the workspace has more than {MAX_MANIFEST_ENTRIES} entries; diff is not available"
+            ))
+            .hint("export the workspace and diff it on the host"));
         }
         let changes = compare(&base, &cur);
         let mut summary = DiffSummary { total: changes.len(), ..Default::default() };
@@ -135,14 +137,15 @@ impl Workspaces<'_> {
         let mut entries = Vec::new();
         for (p, st, kind) in &changes {
             let mut binary = false;
-            if kind == "file" || *st == "deleted" {
+            // Once the patch text is capped, file contents are not fetched any more: the
+            // entries still list every change, and reading thousands of files for a patch
+            // nobody will see would make diff slow on big trees.
+            if (kind == "file" || *st == "deleted") && !patch_truncated {
                 let old_bytes = old.get(p);
                 let new_bytes = if *st == "deleted" || cur_sizes.get(p.as_str()).is_none_or(|s| *s > MAX_TEXT_FILE) {
                     None
                 } else {
-                    let f =
-                        c.call(&Message::FsRead { path: format!("/workspace/{p}"), max_bytes: MAX_TEXT_FILE }, &[])?;
-                    Some(f.payload)
+                    Some(c.read_file(&format!("/workspace/{p}"), MAX_TEXT_FILE, false)?.content)
                 };
                 let too_big = (*st != "deleted" && new_bytes.is_none())
                     || (*st != "added" && old_bytes.is_none() && base_sizes.get(p.as_str()).is_some_and(|s| *s > 0));

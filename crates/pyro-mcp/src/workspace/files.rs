@@ -13,6 +13,8 @@ pub const DEFAULT_READ_BYTES: u64 = 64 * 1024;
 pub const MAX_READ_BYTES: u64 = 1 << 20;
 pub const MAX_WRITE_BYTES: usize = 1 << 20;
 pub const DEFAULT_LIST_ENTRIES: u32 = 1000;
+/// Largest file a patch may touch (read whole, patched in memory).
+pub const MAX_PATCH_FILE_BYTES: u64 = 64 << 20;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct FileRead {
@@ -31,8 +33,8 @@ impl Workspaces<'_> {
         let gp = guest_path(path.unwrap_or("/workspace"))?;
         let r = self.resolve(key)?;
         let (mut c, _) = self.connect(&r)?;
-        let f = c.call(&Message::FsList { path: gp.clone(), recursive, max_entries: DEFAULT_LIST_ENTRIES }, &[])?;
-        let Message::FsListed { entries, truncated } = f.msg else { return Err(Error::internal("unexpected reply")) };
+        let list = Message::FsList { path: gp.clone(), recursive, max_entries: DEFAULT_LIST_ENTRIES };
+        let (entries, truncated) = c.entries(&list, DEFAULT_LIST_ENTRIES as u64)?;
         let mut v = serde_json::json!({"workspace_id": r.id, "path": gp, "count": entries.len(), "entries": entries, "truncated": truncated});
         if truncated {
             v["hint"] =
@@ -50,11 +52,16 @@ impl Workspaces<'_> {
         }
         let r = self.resolve(key)?;
         let (mut c, _) = self.connect(&r)?;
-        let f = c.call(&Message::FsRead { path: gp.clone(), max_bytes: max }, &[])?;
-        let Message::FsData { size, truncated, binary, mode } = f.msg else {
-            return Err(Error::internal("unexpected reply"));
-        };
-        Ok(FileRead { workspace_id: r.id, path: gp, size_bytes: size, truncated, binary, mode, content: f.payload })
+        let f = c.read_file(&gp, max, false)?;
+        Ok(FileRead {
+            workspace_id: r.id,
+            path: gp,
+            size_bytes: f.size,
+            truncated: f.truncated,
+            binary: f.binary,
+            mode: f.mode,
+            content: f.content,
+        })
     }
 
     pub fn file_write(&mut self, key: &str, path: &str, content: &[u8]) -> Result<serde_json::Value> {
@@ -70,10 +77,7 @@ impl Workspaces<'_> {
         }
         let r = self.resolve(key)?;
         let (mut c, _) = self.connect(&r)?;
-        c.call(
-            &Message::FsBatch { ops: vec![FsOp::Write { path: gp.clone(), len: content.len() as u64, mode: None }] },
-            content,
-        )?;
+        c.batch(vec![FsOp::Write { path: gp.clone(), len: content.len() as u64, mode: None }], content)?;
         self.store.event(&r.id, "file_write", serde_json::json!({"path": rel(&gp), "bytes": content.len()}))?;
         Ok(serde_json::json!({"workspace_id": r.id, "path": gp, "bytes_written": content.len()}))
     }
@@ -121,14 +125,12 @@ impl Workspaces<'_> {
         let (mut c, _) = self.connect(&r)?;
         let mut read = |p: &str| -> Result<Option<patch::Current>> {
             let gp = guest_path(p)?;
-            match c.call(&Message::FsRead { path: gp, max_bytes: MAX_READ_BYTES }, &[]) {
-                Ok(f) => match f.msg {
-                    Message::FsData { truncated: true, .. } => {
-                        Err(Error::limit(format!("{p} is larger than 1 MiB; patching it is not supported")))
-                    }
-                    Message::FsData { mode, .. } => Ok(Some(patch::Current { content: f.payload, mode })),
-                    _ => Err(Error::internal("unexpected reply")),
-                },
+            match c.read_file(&gp, MAX_PATCH_FILE_BYTES, true) {
+                Ok(f) if f.truncated => Err(Error::limit(format!(
+                    "{p} is larger than {} MiB; patching it is not supported",
+                    MAX_PATCH_FILE_BYTES >> 20
+                ))),
+                Ok(f) => Ok(Some(patch::Current { content: f.content, mode: f.mode })),
                 Err(e) if e.code == Code::NotFound => Ok(None),
                 Err(e) => Err(e),
             }
@@ -155,7 +157,7 @@ impl Workspaces<'_> {
         }
         // Renames write the new path before deleting the old one: order writes first.
         ops.sort_by_key(|o| matches!(o, FsOp::Delete { .. }));
-        c.call(&Message::FsBatch { ops }, &payload)?;
+        c.batch(ops, &payload)?;
         let files: Vec<serde_json::Value> = changes
             .iter()
             .map(|ch| serde_json::json!({"path": ch.path, "status": ch.action, "old_path": ch.old_path, "hunks": ch.hunks, "additions": ch.additions, "deletions": ch.deletions}))

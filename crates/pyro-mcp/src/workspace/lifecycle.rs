@@ -183,14 +183,14 @@ impl<'a> Workspaces<'a> {
         }
         // Freeze the seeded layer as the baseline: the guest file system is frozen while QEMU
         // switches writes to a new overlay, so the baseline is consistent.
-        vm.client.call(&Message::Freeze, &[])?;
+        vm.client.call(&Message::Freeze)?;
         let snap = vm::qmp::Qmp::connect(&vm.dir.join("qmp.sock")).and_then(|mut q| {
             q.execute(
                 "blockdev-snapshot-sync",
                 serde_json::json!({"device": "root", "snapshot-file": dir.join("disk.qcow2"), "format": "qcow2"}),
             )
         });
-        vm.client.call(&Message::Thaw, &[])?;
+        vm.client.call(&Message::Thaw)?;
         snap?;
         let seed_json = seed_info
             .as_ref()
