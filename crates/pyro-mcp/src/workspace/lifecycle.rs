@@ -315,6 +315,7 @@ impl<'a> Workspaces<'a> {
         max_output_bytes: Option<u64>,
     ) -> Result<ExecRecord> {
         crate::run::validate_command(&command)?;
+        crate::limits::validate_env(&env)?;
         if timeout_s == 0 || timeout_s > crate::run::MAX_TIMEOUT_S {
             return Err(Error::invalid(format!("timeout must be 1..={} seconds", crate::run::MAX_TIMEOUT_S)));
         }
