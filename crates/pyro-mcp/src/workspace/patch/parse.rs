@@ -1,0 +1,575 @@
+//! Reading patch text: `diff --git` and `diff -u` sections, their extended headers, file names
+//! (quoted, prefixed, timestamped) and hunks, validated into [`Section`]s before anything is applied.
+
+use super::{MAX_FILES, MAX_PATH_BYTES, NO_NEWLINE};
+use crate::error::{Error, Result};
+
+/// One line of a hunk body: `kind` is b' ', b'-' or b'+'; `newline` is false when a
+/// `\ No newline at end of file` marker follows it.
+pub(super) struct Line<'a> {
+    pub(super) kind: u8,
+    pub(super) text: &'a [u8],
+    pub(super) newline: bool,
+}
+
+pub(super) struct Hunk<'a> {
+    pub(super) old_start: usize,
+    pub(super) old_count: usize,
+    pub(super) lines: Vec<Line<'a>>,
+}
+
+impl Hunk<'_> {
+    /// The lines of one side (`b'-'` = old, `b'+'` = new), each with its newline if it has one.
+    pub(super) fn side(&self, kind: u8) -> Vec<Vec<u8>> {
+        self.lines
+            .iter()
+            .filter(|l| l.kind == b' ' || l.kind == kind)
+            .map(|l| {
+                let mut v = l.text.to_vec();
+                if l.newline {
+                    v.push(b'\n');
+                }
+                v
+            })
+            .collect()
+    }
+}
+
+pub(super) enum Kind {
+    Modify,
+    Add,
+    /// A plain diff with a single `@@ -0,0` hunk: creates the file when it is missing.
+    AddOrModify,
+    Delete,
+    Rename(String),
+    Copy(String),
+}
+
+/// One file's part of the patch, with validated paths.
+pub(super) struct Section<'a> {
+    pub(super) path: String,
+    pub(super) kind: Kind,
+    pub(super) new_mode: Option<u32>,
+    pub(super) hunks: Vec<Hunk<'a>>,
+}
+
+struct Parser<'a> {
+    lines: Vec<&'a str>,
+    i: usize,
+}
+
+pub(super) fn parse(patch: &str) -> Result<Vec<Section<'_>>> {
+    let mut lines: Vec<&str> = patch.split('\n').collect();
+    if patch.ends_with('\n') {
+        lines.pop();
+    }
+    let mut p = Parser { lines, i: 0 };
+    let mut out = Vec::new();
+    while let Some(&line) = p.lines.get(p.i) {
+        let section = if let Some(rest) = line.strip_prefix("diff --git ") {
+            p.git_section(rest)?
+        } else if line.starts_with("--- ") && p.lines.get(p.i + 1).is_some_and(|l| l.starts_with("+++ ")) {
+            p.plain_section()?
+        } else if let Some(names) = line.trim_end_matches('\r').strip_prefix("Binary files ") {
+            if let Some(names) = names.strip_suffix(" differ") {
+                return Err(binary_error(&plain_binary_name(names)));
+            }
+            p.i += 1;
+            continue;
+        } else if line.starts_with("@@ -") {
+            return Err(Error::invalid(format!(
+                "hunk header at line {} of the patch has no file header before it",
+                p.i + 1
+            ))
+            .hint("each file's hunks must follow its `--- a/PATH` and `+++ b/PATH` lines"));
+        } else {
+            // Commit messages, `diff -ruN` command lines, `Only in` notes, `index` lines...
+            p.i += 1;
+            continue;
+        };
+        out.push(section);
+        if out.len() > MAX_FILES {
+            return Err(Error::limit(format!("patch touches more than {MAX_FILES} files"))
+                .hint("split the change into several smaller patches"));
+        }
+    }
+    if out.is_empty() {
+        return Err(Error::invalid("no file changes found in patch")
+            .hint("pass unified diff text as printed by `git diff` or `diff -u`"));
+    }
+    Ok(out)
+}
+
+fn binary_error(file: &str) -> Error {
+    Error::invalid(format!("binary patch for {file} is not supported: only text diffs can be applied"))
+        .hint("write the file's new content directly instead of patching it")
+}
+
+/// The file named by a `diff -r` line `Binary files X and Y differ`, with `-p1` stripping.
+fn plain_binary_name(names: &str) -> String {
+    let (a, b) = names.split_once(" and ").unwrap_or((names, names));
+    let name = if b == "/dev/null" { a } else { b };
+    match name.split_once('/') {
+        Some((_, rest)) if !rest.is_empty() => rest.to_string(),
+        _ => name.to_string(),
+    }
+}
+
+impl<'a> Parser<'a> {
+    fn current(&self) -> Option<&'a str> {
+        self.lines.get(self.i).map(|l| l.trim_end_matches('\r'))
+    }
+
+    /// A `diff --git` section: extended headers, optional `---`/`+++` lines, hunks.
+    fn git_section(&mut self, rest: &str) -> Result<Section<'a>> {
+        let rest = rest.trim_end_matches('\r');
+        let names = split_git_names(rest)?;
+        let prefixed = match &names {
+            Some((a, b)) => a.starts_with(b"a/") && b.starts_with(b"b/"),
+            None => {
+                (rest.starts_with("a/") || rest.starts_with("\"a/")) && (rest.contains(" b/") || rest.contains(" \"b/"))
+            }
+        };
+        let strip = |name: Vec<u8>, prefix: &[u8]| -> Vec<u8> {
+            match name.strip_prefix(prefix) {
+                Some(s) if prefixed => s.to_vec(),
+                _ => name,
+            }
+        };
+        let (git_old, git_new) = match names {
+            Some((a, b)) => (Some(strip(a, b"a/")), Some(strip(b, b"b/"))),
+            None => (None, None),
+        };
+        let display = |o: &Option<Vec<u8>>, n: &Option<Vec<u8>>| match n.as_ref().or(o.as_ref()) {
+            Some(v) => String::from_utf8_lossy(v).into_owned(),
+            None => rest.to_string(),
+        };
+        let mut file = display(&git_old, &git_new);
+        self.i += 1;
+
+        let mut new_mode = None;
+        let (mut created, mut deleted) = (false, false);
+        let (mut rename_from, mut rename_to, mut copy_from, mut copy_to) = (None, None, None, None);
+        while let Some(line) = self.current() {
+            // Old modes are only checked for being regular files: git apply merely warns when they differ.
+            if let Some(m) = line.strip_prefix("old mode ") {
+                parse_mode(m, &file)?;
+            } else if let Some(m) = line.strip_prefix("new mode ") {
+                new_mode = Some(parse_mode(m, &file)?);
+            } else if let Some(m) = line.strip_prefix("deleted file mode ") {
+                deleted = true;
+                parse_mode(m, &file)?;
+            } else if let Some(m) = line.strip_prefix("new file mode ") {
+                created = true;
+                new_mode = Some(parse_mode(m, &file)?);
+            } else if let Some(p) = line.strip_prefix("rename from ").or_else(|| line.strip_prefix("rename old ")) {
+                rename_from = Some(header_path(p)?);
+            } else if let Some(p) = line.strip_prefix("rename to ").or_else(|| line.strip_prefix("rename new ")) {
+                rename_to = Some(header_path(p)?);
+            } else if let Some(p) = line.strip_prefix("copy from ") {
+                copy_from = Some(header_path(p)?);
+            } else if let Some(p) = line.strip_prefix("copy to ") {
+                copy_to = Some(header_path(p)?);
+            } else if line.starts_with("Binary files ") || line == "GIT binary patch" {
+                return Err(binary_error(&file));
+            } else if !(line.starts_with("index ")
+                || line.starts_with("similarity index ")
+                || line.starts_with("dissimilarity index "))
+            {
+                break;
+            }
+            self.i += 1;
+        }
+
+        let (mut dash_old, mut dash_new, mut dashes) = (None, None, false);
+        if let Some(line) = self.current() {
+            if let (Some(o), Some(n)) =
+                (line.strip_prefix("--- "), self.lines.get(self.i + 1).and_then(|l| l.strip_prefix("+++ ")))
+            {
+                let o = header_name(o)?.0;
+                let n = header_name(n)?.0;
+                created |= o.is_none();
+                deleted |= n.is_none();
+                dash_old = o.map(|v| strip(v, b"a/"));
+                dash_new = n.map(|v| strip(v, b"b/"));
+                if dash_old.is_some() || dash_new.is_some() {
+                    file = display(&dash_old, &dash_new);
+                }
+                dashes = true;
+                self.i += 2;
+            }
+        }
+        let hunks = self.hunks(&file)?;
+        if dashes && hunks.is_empty() {
+            return Err(Error::invalid(format!("the patch for {file} has file headers but no hunks")));
+        }
+
+        let old = rename_from.clone().or(copy_from.clone()).or(dash_old).or(git_old);
+        let new = rename_to.clone().or(copy_to.clone()).or(dash_new).or(git_new);
+        let unknown = || Error::invalid(format!("cannot tell the file name from `diff --git {rest}`"));
+        if created && deleted {
+            return Err(Error::invalid(format!("the patch both creates and deletes {file}")));
+        }
+        let (path, kind) = if rename_from.is_some() || rename_to.is_some() {
+            let (Some(from), Some(to)) = (rename_from, rename_to) else {
+                return Err(Error::invalid(format!("rename of {file} needs both `rename from` and `rename to`")));
+            };
+            (clean_path(to)?, Kind::Rename(clean_path(from)?))
+        } else if copy_from.is_some() || copy_to.is_some() {
+            let (Some(from), Some(to)) = (copy_from, copy_to) else {
+                return Err(Error::invalid(format!("copy to {file} needs both `copy from` and `copy to`")));
+            };
+            (clean_path(to)?, Kind::Copy(clean_path(from)?))
+        } else if created {
+            (clean_path(new.ok_or_else(unknown)?)?, Kind::Add)
+        } else if deleted {
+            (clean_path(old.ok_or_else(unknown)?)?, Kind::Delete)
+        } else {
+            let old = clean_path(old.ok_or_else(unknown)?)?;
+            let new = clean_path(new.ok_or_else(unknown)?)?;
+            if old != new {
+                return Err(Error::invalid(format!(
+                    "the patch names two different files ({old} and {new}) without a rename header"
+                )));
+            }
+            if hunks.is_empty() && new_mode.is_none() {
+                return Err(Error::invalid(format!("the patch section for {new} changes nothing")));
+            }
+            (new, Kind::Modify)
+        };
+        Ok(Section { path, kind, new_mode, hunks })
+    }
+
+    /// A `diff -u` section: `--- OLD[\tTIME]`, `+++ NEW[\tTIME]`, hunks.
+    fn plain_section(&mut self) -> Result<Section<'a>> {
+        let (first, second): (&'a str, &'a str) = (self.lines[self.i], self.lines[self.i + 1]);
+        let (old, old_time) = header_name(&first[4..])?;
+        let (new, new_time) = header_name(&second[4..])?;
+        self.i += 2;
+        let names: Vec<&Vec<u8>> = old.iter().chain(new.iter()).collect();
+        if names.is_empty() {
+            return Err(Error::invalid("a file header in the patch names /dev/null on both sides"));
+        }
+        if let Some(abs) = names.iter().find(|n| n.starts_with(b"/")) {
+            return Err(Error::invalid(format!(
+                "invalid path {} in patch: paths must be relative to the workspace",
+                String::from_utf8_lossy(abs)
+            )));
+        }
+        // Like `patch -p1`: drop the first component (a/, b/, dir1/, dir2/) when every name has one.
+        let strip = names.iter().all(|n| n.contains(&b'/'));
+        let strip1 = |n: Vec<u8>| -> Vec<u8> {
+            match n.iter().position(|&c| c == b'/') {
+                Some(k) if strip => n[k + 1..].to_vec(),
+                _ => n,
+            }
+        };
+        let old = old.map(strip1).map(clean_path).transpose()?;
+        let new = new.map(strip1).map(clean_path).transpose()?;
+        let path = match (&old, &new) {
+            (Some(o), Some(n)) => best_name(o, n).to_string(),
+            (Some(p), None) | (None, Some(p)) => p.clone(),
+            (None, None) => unreachable!("checked above"),
+        };
+        let hunks = self.hunks(&path)?;
+        if hunks.is_empty() {
+            return Err(Error::invalid(format!("the patch for {path} has file headers but no hunks")));
+        }
+        let creates = hunks.len() == 1 && hunks[0].old_start == 0 && hunks[0].old_count == 0;
+        let empties = hunks.iter().all(|h| h.lines.iter().all(|l| l.kind != b' ' && l.kind != b'+'));
+        let kind = if old.is_none() || (creates && is_epoch(old_time)) {
+            Kind::Add
+        } else if new.is_none() || (empties && is_epoch(new_time)) {
+            Kind::Delete
+        } else if creates {
+            Kind::AddOrModify
+        } else {
+            Kind::Modify
+        };
+        Ok(Section { path, kind, new_mode: None, hunks })
+    }
+
+    /// The hunks that follow a file header, checked against their `@@` line counts.
+    fn hunks(&mut self, file: &str) -> Result<Vec<Hunk<'a>>> {
+        let mut hunks: Vec<Hunk<'a>> = Vec::new();
+        while let Some(&header) = self.lines.get(self.i) {
+            if !header.starts_with("@@ ") {
+                break;
+            }
+            let n = hunks.len() + 1;
+            let header = header.trim_end_matches('\r');
+            let (old_start, old_count, new_count) = parse_hunk_header(header)
+                .ok_or_else(|| Error::invalid(format!("hunk {n} of {file} has a malformed header: {header}")))?;
+            if let Some(prev) = hunks.last() {
+                if old_start < prev.old_start + prev.old_count {
+                    return Err(Error::invalid(format!("hunk {n} of {file} overlaps or precedes the hunk before it")));
+                }
+            }
+            let mismatch = || {
+                Error::invalid(format!(
+                    "hunk {n} of {file}: the line counts in its header ({}) do not match its body",
+                    header_ranges(header)
+                ))
+                .hint("the patch was edited or cut short: regenerate it rather than editing hunks by hand")
+            };
+            self.i += 1;
+            let mut h = Hunk { old_start, old_count, lines: Vec::new() };
+            let (mut old_left, mut new_left) = (old_count, new_count);
+            while old_left > 0 || new_left > 0 {
+                let Some(&line) = self.lines.get(self.i) else { return Err(mismatch()) };
+                let bytes = line.as_bytes();
+                let (kind, text) = match bytes.first() {
+                    // An empty line stands for an empty context line (editors strip the space).
+                    None => (b' ', bytes),
+                    Some(&k @ (b' ' | b'-' | b'+')) => (k, &bytes[1..]),
+                    Some(b'\\') => {
+                        mark_no_newline(&mut h, n, file)?;
+                        self.i += 1;
+                        continue;
+                    }
+                    Some(_) => return Err(mismatch()),
+                };
+                let (o, nw) = match kind {
+                    b' ' => (1, 1),
+                    b'-' => (1, 0),
+                    _ => (0, 1),
+                };
+                if old_left < o || new_left < nw {
+                    return Err(mismatch());
+                }
+                old_left -= o;
+                new_left -= nw;
+                h.lines.push(Line { kind, text, newline: true });
+                self.i += 1;
+            }
+            if self.lines.get(self.i).is_some_and(|l| l.starts_with('\\')) {
+                mark_no_newline(&mut h, n, file)?;
+                self.i += 1;
+            }
+            if let Some(&next) = self.lines.get(self.i) {
+                let extra = next.starts_with('+')
+                    || next.starts_with(' ')
+                    || (next.starts_with('-') && !next.starts_with("--- ") && next.trim_end() != "--");
+                if extra {
+                    return Err(mismatch());
+                }
+            }
+            hunks.push(h);
+        }
+        // A line without newline can only be the last line of its side, in the last hunk.
+        let last = hunks.len();
+        for (k, h) in hunks.iter().enumerate() {
+            for side in [b'-', b'+'] {
+                let lines: Vec<&Line> = h.lines.iter().filter(|l| l.kind == b' ' || l.kind == side).collect();
+                let bad = lines.iter().enumerate().any(|(j, l)| !l.newline && (j + 1 < lines.len() || k + 1 < last));
+                if bad {
+                    return Err(Error::invalid(format!(
+                        "hunk {} of {file} has a '{NO_NEWLINE}' marker before its last line",
+                        k + 1
+                    )));
+                }
+            }
+        }
+        Ok(hunks)
+    }
+}
+
+fn mark_no_newline(h: &mut Hunk, n: usize, file: &str) -> Result<()> {
+    match h.lines.last_mut() {
+        Some(l) if l.newline => {
+            l.newline = false;
+            Ok(())
+        }
+        _ => Err(Error::invalid(format!("hunk {n} of {file} has a misplaced '{NO_NEWLINE}' marker"))),
+    }
+}
+
+/// `@@ -a[,b] +c[,d] @@ ...` -> (a, b, d); counts default to 1.
+fn parse_hunk_header(line: &str) -> Option<(usize, usize, usize)> {
+    let rest = line.strip_prefix("@@ -")?;
+    let (old, rest) = rest.split_once(" +")?;
+    let (new, rest) = rest.split_once(' ')?;
+    if !rest.starts_with("@@") {
+        return None;
+    }
+    let range = |r: &str| -> Option<(usize, usize)> {
+        let (start, count) = match r.split_once(',') {
+            Some((s, c)) => (s.parse().ok()?, c.parse().ok()?),
+            None => (r.parse().ok()?, 1),
+        };
+        // A non-empty range starts at line 1 or later.
+        (count == 0 || start > 0).then_some((start, count))
+    };
+    let (old_start, old_count) = range(old)?;
+    let (_, new_count) = range(new)?;
+    Some((old_start, old_count, new_count))
+}
+
+/// `-3,4 +3,5` from an `@@` line, for messages.
+fn header_ranges(line: &str) -> &str {
+    line.strip_prefix("@@ ").and_then(|r| r.split(" @@").next()).unwrap_or(line)
+}
+
+fn parse_mode(text: &str, file: &str) -> Result<u32> {
+    let text = text.trim();
+    let mode = u32::from_str_radix(text, 8)
+        .map_err(|_| Error::invalid(format!("the patch gives {file} an invalid mode `{text}`")))?;
+    match mode & 0o170000 {
+        0o100000 => Ok(mode & 0o7777),
+        0o120000 => Err(Error::invalid(format!("{file} is a symbolic link in the patch (mode {text}): not supported"))
+            .hint("create the link with a command instead")),
+        0o160000 => Err(Error::invalid(format!("{file} is a submodule in the patch (mode {text}): not supported"))),
+        _ => Err(Error::invalid(format!("the patch gives {file} an unsupported mode {text}"))),
+    }
+}
+
+/// True for the timestamps `diff -N` prints for a missing file (the epoch in some time zone).
+fn is_epoch(time: Option<&str>) -> bool {
+    time.is_some_and(|t| {
+        t.starts_with("1970-01-01 ") || t.starts_with("1969-12-31 ") || t.contains(" 1970") || t.contains(" 1969")
+    })
+}
+
+/// GNU patch's choice between two differing names: fewest components, then shortest base name,
+/// then shortest name; the old name on a tie.
+fn best_name<'s>(old: &'s str, new: &'s str) -> &'s str {
+    let key = |p: &str| (p.split('/').count(), p.rsplit('/').next().map_or(0, str::len), p.len());
+    if key(new) < key(old) {
+        new
+    } else {
+        old
+    }
+}
+
+/// The name in a `---` / `+++` line (possibly quoted) and the timestamp after a tab, if any;
+/// None for `/dev/null`.
+fn header_name(text: &str) -> Result<(Option<Vec<u8>>, Option<&str>)> {
+    let text = text.trim_end_matches('\r');
+    let (name, time) = if text.starts_with('"') {
+        let (name, rest) = unquote(text)?;
+        (name, rest.strip_prefix('\t'))
+    } else {
+        match text.split_once('\t') {
+            Some((name, time)) => (name.as_bytes().to_vec(), Some(time)),
+            None => (text.trim_end().as_bytes().to_vec(), None),
+        }
+    };
+    Ok(((name != b"/dev/null").then_some(name), time))
+}
+
+/// The path in a `rename from` / `copy to` line (no a/ b/ prefix there).
+fn header_path(text: &str) -> Result<Vec<u8>> {
+    if text.starts_with('"') {
+        Ok(unquote(text)?.0)
+    } else {
+        Ok(text.as_bytes().to_vec())
+    }
+}
+
+/// The two names of `diff --git A B`, still with their prefixes. None when unquoted names with
+/// spaces cannot be told apart (renames then name the files in their own headers).
+fn split_git_names(rest: &str) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+    if rest.starts_with('"') {
+        let (a, after) = unquote(rest)?;
+        let Some(b) = after.strip_prefix(' ') else { return Ok(None) };
+        let b = if b.starts_with('"') { unquote(b)?.0 } else { b.as_bytes().to_vec() };
+        return Ok(Some((a, b)));
+    }
+    if let Some(k) = rest.find(" \"") {
+        let (b, _) = unquote(&rest[k + 1..])?;
+        return Ok(Some((rest.as_bytes()[..k].to_vec(), b)));
+    }
+    let spaces: Vec<usize> = rest.match_indices(' ').map(|(k, _)| k).collect();
+    for &k in &spaces {
+        let (a, b) = (&rest[..k], &rest[k + 1..]);
+        let same = match (a.strip_prefix("a/"), b.strip_prefix("b/")) {
+            (Some(x), Some(y)) => x == y,
+            _ => a == b,
+        };
+        if same {
+            return Ok(Some((a.as_bytes().to_vec(), b.as_bytes().to_vec())));
+        }
+    }
+    Ok(match spaces.as_slice() {
+        [k] => Some((rest.as_bytes()[..*k].to_vec(), rest.as_bytes()[k + 1..].to_vec())),
+        _ => None,
+    })
+}
+
+/// Decode a C-style quoted name as git writes it (`"a/tab\there"`, octal `\303\251` bytes).
+/// Returns the bytes and the text after the closing quote.
+fn unquote(text: &str) -> Result<(Vec<u8>, &str)> {
+    let bad = || Error::invalid(format!("malformed quoted path in patch: {text}"));
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut k = 1;
+    while k < bytes.len() {
+        match bytes[k] {
+            b'"' => return Ok((out, &text[k + 1..])),
+            b'\\' => {
+                let c = *bytes.get(k + 1).ok_or_else(bad)?;
+                k += 2;
+                out.push(match c {
+                    b'a' => 0x07,
+                    b'b' => 0x08,
+                    b't' => b'\t',
+                    b'n' => b'\n',
+                    b'v' => 0x0b,
+                    b'f' => 0x0c,
+                    b'r' => b'\r',
+                    b'"' | b'\\' => c,
+                    b'0'..=b'3' => {
+                        let digits = bytes.get(k..k + 2).ok_or_else(bad)?;
+                        if !digits.iter().all(|d| (b'0'..=b'7').contains(d)) {
+                            return Err(bad());
+                        }
+                        k += 2;
+                        ((c - b'0') << 6) | ((digits[0] - b'0') << 3) | (digits[1] - b'0')
+                    }
+                    _ => return Err(bad()),
+                });
+            }
+            c => {
+                out.push(c);
+                k += 1;
+            }
+        }
+    }
+    Err(bad())
+}
+
+/// Validate and normalize a path from the patch: relative, inside the workspace, UTF-8.
+fn clean_path(raw: Vec<u8>) -> Result<String> {
+    let shown = String::from_utf8_lossy(&raw).into_owned();
+    let invalid = |why: &str| {
+        Error::invalid(format!("invalid path {shown:?} in patch: {why}"))
+            .hint("patch paths must be relative to the workspace root, like src/main.rs")
+    };
+    let path = String::from_utf8(raw).map_err(|_| invalid("not valid UTF-8"))?;
+    if path.contains('\0') {
+        return Err(invalid("contains a NUL byte"));
+    }
+    if path.len() > MAX_PATH_BYTES {
+        return Err(invalid(&format!("longer than {MAX_PATH_BYTES} bytes")));
+    }
+    let mut rest = path.as_str();
+    while let Some(r) = rest.strip_prefix("./") {
+        rest = r;
+    }
+    if rest.starts_with('/') {
+        return Err(invalid("absolute paths are not allowed"));
+    }
+    let mut parts = Vec::new();
+    for part in rest.split('/') {
+        match part {
+            "" => return Err(invalid("empty path component")),
+            "." => {}
+            ".." => return Err(invalid("`..` would escape the workspace")),
+            p => parts.push(p),
+        }
+    }
+    if parts.is_empty() {
+        return Err(invalid("names no file"));
+    }
+    Ok(parts.join("/"))
+}
