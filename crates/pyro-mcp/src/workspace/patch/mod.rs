@@ -5,6 +5,9 @@
 //! the full new state of every touched path as [`FileChange`]s, which the caller writes to the
 //! guest as one batch; on any failure it returns an error and nothing to write. File contents are
 //! bytes (CRLF and non-UTF-8 files work); only the patch text itself is `&str`.
+//!
+//! Symbolic links are handled the way git records them: mode 120000, and the "content" is the
+//! link target (one line, no final newline). Binary patches are refused.
 
 mod apply;
 mod output;
@@ -15,21 +18,32 @@ mod tests;
 pub use output::unified_diff;
 
 use crate::error::{Error, Result};
-use apply::apply_section;
-use parse::{parse, Kind};
-use std::collections::HashSet;
+use apply::{apply_replacement, apply_section, Reader};
+use parse::{parse, Kind, Section};
+use std::collections::HashMap;
 
-/// Largest patch text [`apply`] accepts.
-pub const MAX_PATCH_BYTES: usize = 1 << 20; // 1 MiB
+/// Largest patch text [`apply`] accepts: big enough for a real change touching a dozen
+/// near-megabyte files; parsing and applying are linear in it.
+pub const MAX_PATCH_BYTES: usize = 64 << 20; // 64 MiB
 /// Most files one patch may touch.
-pub const MAX_FILES: usize = 1000;
+pub const MAX_FILES: usize = 10_000;
 /// Longest path accepted in a patch, in bytes.
 const MAX_PATH_BYTES: usize = 4096;
+/// Longest symlink target (PATH_MAX minus the terminating NUL).
+const MAX_LINK_BYTES: usize = 4095;
+/// Largest line number or line count a hunk header may give. Far above any file a workspace
+/// holds; larger numbers are corrupt or hostile patches, refused before any work is done.
+const MAX_LINE_NUMBER: usize = 1_000_000_000;
 /// Context lines around each change in [`unified_diff`] output.
 const CONTEXT: usize = 3;
 /// Mode of new files when the patch does not give one.
 const DEFAULT_MODE: u32 = 0o644;
 const NO_NEWLINE: &str = "\\ No newline at end of file";
+
+/// True when `mode` (as in `stat`'s `st_mode`, or git's 120000) is a symbolic link's.
+pub fn is_symlink_mode(mode: u32) -> bool {
+    mode & 0o170000 == 0o120000
+}
 
 /// What a patch does to one path.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -50,20 +64,32 @@ pub struct FileChange {
     pub action: Action,
     /// The path a rename moves away from (the caller removes it).
     pub old_path: Option<String>,
-    /// New full content: None for Deleted and for ModeChanged (content unchanged).
+    /// New full content: None for Deleted and for ModeChanged (content unchanged). For a
+    /// symbolic link, its target bytes (no trailing newline).
     pub content: Option<Vec<u8>>,
     /// Permission bits to set (e.g. 0o755): when the patch sets a mode, for new files
     /// (default 0o644) and for renames (the source's mode unless the patch changes it).
+    /// Always None for symbolic links (their permission bits mean nothing).
     pub mode: Option<u32>,
+    /// The path is (after the change) a symbolic link whose target is `content`; for Deleted,
+    /// the path being removed is a link.
+    pub symlink: bool,
+    /// The path turns from a regular file into a symbolic link or back (git prints this as a
+    /// deletion and a creation of the path; here it is one Modified change). The caller must
+    /// remove what is there before creating the new one, never write through an old link.
+    pub type_changed: bool,
     pub hunks: usize,
     pub additions: usize,
     pub deletions: usize,
 }
 
-/// The current state of a file, as the caller's `read` callback reports it.
+/// The current state of a path, as the caller's `read` callback reports it.
 #[derive(Debug, Clone)]
 pub struct Current {
+    /// File content, or the link target when `mode` is a symlink's.
     pub content: Vec<u8>,
+    /// Permission bits (0o644), or a full `st_mode` (0o100644); `0o120000 | perms` (see
+    /// [`is_symlink_mode`]) marks a symbolic link.
     pub mode: u32,
 }
 
@@ -74,24 +100,56 @@ pub struct Current {
 pub fn apply(patch: &str, read: &mut dyn FnMut(&str) -> Result<Option<Current>>) -> Result<Vec<FileChange>> {
     if patch.len() > MAX_PATCH_BYTES {
         return Err(Error::limit(format!(
-            "patch is {} bytes, more than the limit of {MAX_PATCH_BYTES} bytes (1 MiB)",
+            "patch is {} bytes, more than the limit of {MAX_PATCH_BYTES} bytes (64 MiB)",
             patch.len()
         ))
         .hint("split the change into several smaller patches"));
     }
     let sections = parse(patch)?;
-    let mut seen = HashSet::new();
-    for s in &sections {
+    let read: &mut Reader = read;
+    units(&sections)?
+        .into_iter()
+        .map(|u| match u {
+            Unit::One(s) => apply_section(s, read),
+            Unit::Replace(del, add) => apply_replacement(del, add, read),
+        })
+        .collect()
+}
+
+/// What is applied as one [`FileChange`].
+enum Unit<'s, 'a> {
+    One(&'s Section<'a>),
+    /// A deletion then a creation of the same path: git's way of printing a type change.
+    Replace(&'s Section<'a>, &'s Section<'a>),
+}
+
+/// Group sections into units, refusing a path named twice in any other way (its changes would
+/// depend on the order the caller writes them in).
+fn units<'s, 'a>(sections: &'s [Section<'a>]) -> Result<Vec<Unit<'s, 'a>>> {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    let mut out: Vec<Unit> = Vec::with_capacity(sections.len());
+    for s in sections {
+        if matches!(s.kind, Kind::Add) {
+            if let Some(&k) = seen.get(s.path.as_str()) {
+                if let Some(unit @ Unit::One(Section { kind: Kind::Delete, .. })) = out.get_mut(k) {
+                    if let Unit::One(del) = *unit {
+                        *unit = Unit::Replace(del, s);
+                        continue;
+                    }
+                }
+            }
+        }
         let source = match &s.kind {
             Kind::Rename(from) => Some(from),
             _ => None,
         };
         for p in std::iter::once(&s.path).chain(source) {
-            if !seen.insert(p.as_str()) {
+            if seen.insert(p.as_str(), out.len()).is_some() {
                 return Err(Error::invalid(format!("{p} appears more than once in the patch"))
                     .hint("give each file a single section: combine its changes into one diff"));
             }
         }
+        out.push(Unit::One(s));
     }
-    sections.iter().map(|s| apply_section(s, read)).collect()
+    Ok(out)
 }

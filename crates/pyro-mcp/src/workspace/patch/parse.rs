@@ -1,8 +1,12 @@
 //! Reading patch text: `diff --git` and `diff -u` sections, their extended headers, file names
 //! (quoted, prefixed, timestamped) and hunks, validated into [`Section`]s before anything is applied.
 
-use super::{MAX_FILES, MAX_PATH_BYTES, NO_NEWLINE};
+use super::{MAX_FILES, MAX_LINE_NUMBER, MAX_PATH_BYTES, NO_NEWLINE};
 use crate::error::{Error, Result};
+use crate::workspace::clip;
+
+/// How much of a patch line an error message quotes (messages stay one short line).
+const SHOWN: usize = 120;
 
 /// One line of a hunk body: `kind` is b' ', b'-' or b'+'; `newline` is false when a
 /// `\ No newline at end of file` marker follows it.
@@ -18,20 +22,10 @@ pub(super) struct Hunk<'a> {
     pub(super) lines: Vec<Line<'a>>,
 }
 
-impl Hunk<'_> {
-    /// The lines of one side (`b'-'` = old, `b'+'` = new), each with its newline if it has one.
-    pub(super) fn side(&self, kind: u8) -> Vec<Vec<u8>> {
-        self.lines
-            .iter()
-            .filter(|l| l.kind == b' ' || l.kind == kind)
-            .map(|l| {
-                let mut v = l.text.to_vec();
-                if l.newline {
-                    v.push(b'\n');
-                }
-                v
-            })
-            .collect()
+impl<'a> Hunk<'a> {
+    /// The lines of one side (`b'-'` = old, `b'+'` = new), borrowed from the patch text.
+    pub(super) fn side(&self, kind: u8) -> Vec<&Line<'a>> {
+        self.lines.iter().filter(|l| l.kind == b' ' || l.kind == kind).collect()
     }
 }
 
@@ -49,8 +43,20 @@ pub(super) enum Kind {
 pub(super) struct Section<'a> {
     pub(super) path: String,
     pub(super) kind: Kind,
+    /// Full mode (type and permission bits) from `old mode` / `deleted file mode`.
+    pub(super) old_mode: Option<u32>,
+    /// Full mode from `new mode` / `new file mode`.
     pub(super) new_mode: Option<u32>,
+    /// Full mode from the `index abc..def MODE` line (when both sides have the same mode).
+    pub(super) index_mode: Option<u32>,
     pub(super) hunks: Vec<Hunk<'a>>,
+}
+
+impl Section<'_> {
+    /// The recorded mode of the old side, if the patch gives one.
+    pub(super) fn old_mode(&self) -> Option<u32> {
+        self.old_mode.or(self.index_mode)
+    }
 }
 
 struct Parser<'a> {
@@ -101,6 +107,7 @@ pub(super) fn parse(patch: &str) -> Result<Vec<Section<'_>>> {
 }
 
 fn binary_error(file: &str) -> Error {
+    let file = clip(file, SHOWN);
     Error::invalid(format!("binary patch for {file} is not supported: only text diffs can be applied"))
         .hint("write the file's new content directly instead of patching it")
 }
@@ -141,24 +148,25 @@ impl<'a> Parser<'a> {
             None => (None, None),
         };
         let display = |o: &Option<Vec<u8>>, n: &Option<Vec<u8>>| match n.as_ref().or(o.as_ref()) {
-            Some(v) => String::from_utf8_lossy(v).into_owned(),
-            None => rest.to_string(),
+            Some(v) => clip(&String::from_utf8_lossy(v), SHOWN),
+            None => clip(rest, SHOWN),
         };
         let mut file = display(&git_old, &git_new);
         self.i += 1;
 
-        let mut new_mode = None;
+        let (mut old_mode, mut new_mode, mut index_mode) = (None, None, None);
         let (mut created, mut deleted) = (false, false);
         let (mut rename_from, mut rename_to, mut copy_from, mut copy_to) = (None, None, None, None);
         while let Some(line) = self.current() {
-            // Old modes are only checked for being regular files: git apply merely warns when they differ.
+            // Old permission bits are not checked (git apply merely warns when they differ); the
+            // old type (file or symlink) is, when applying.
             if let Some(m) = line.strip_prefix("old mode ") {
-                parse_mode(m, &file)?;
+                old_mode = Some(parse_mode(m, &file)?);
             } else if let Some(m) = line.strip_prefix("new mode ") {
                 new_mode = Some(parse_mode(m, &file)?);
             } else if let Some(m) = line.strip_prefix("deleted file mode ") {
                 deleted = true;
-                parse_mode(m, &file)?;
+                old_mode = Some(parse_mode(m, &file)?);
             } else if let Some(m) = line.strip_prefix("new file mode ") {
                 created = true;
                 new_mode = Some(parse_mode(m, &file)?);
@@ -172,10 +180,12 @@ impl<'a> Parser<'a> {
                 copy_to = Some(header_path(p)?);
             } else if line.starts_with("Binary files ") || line == "GIT binary patch" {
                 return Err(binary_error(&file));
-            } else if !(line.starts_with("index ")
-                || line.starts_with("similarity index ")
-                || line.starts_with("dissimilarity index "))
-            {
+            } else if let Some(ids) = line.strip_prefix("index ") {
+                // `index abc..def 100644`: the mode is given when both sides share it.
+                if let Some(m) = ids.split_whitespace().nth(1) {
+                    index_mode = Some(parse_mode(m, &file)?);
+                }
+            } else if !(line.starts_with("similarity index ") || line.starts_with("dissimilarity index ")) {
                 break;
             }
             self.i += 1;
@@ -206,7 +216,7 @@ impl<'a> Parser<'a> {
 
         let old = rename_from.clone().or(copy_from.clone()).or(dash_old).or(git_old);
         let new = rename_to.clone().or(copy_to.clone()).or(dash_new).or(git_new);
-        let unknown = || Error::invalid(format!("cannot tell the file name from `diff --git {rest}`"));
+        let unknown = || Error::invalid(format!("cannot tell the file name from `diff --git {}`", clip(rest, SHOWN)));
         if created && deleted {
             return Err(Error::invalid(format!("the patch both creates and deletes {file}")));
         }
@@ -237,14 +247,17 @@ impl<'a> Parser<'a> {
             }
             (new, Kind::Modify)
         };
-        Ok(Section { path, kind, new_mode, hunks })
+        Ok(Section { path, kind, old_mode, new_mode, index_mode, hunks })
     }
 
     /// A `diff -u` section: `--- OLD[\tTIME]`, `+++ NEW[\tTIME]`, hunks.
     fn plain_section(&mut self) -> Result<Section<'a>> {
-        let (first, second): (&'a str, &'a str) = (self.lines[self.i], self.lines[self.i + 1]);
-        let (old, old_time) = header_name(&first[4..])?;
-        let (new, new_time) = header_name(&second[4..])?;
+        let line = |k: usize, prefix: &str| self.lines.get(k).and_then(|l| l.strip_prefix(prefix));
+        let (Some(first), Some(second)) = (line(self.i, "--- "), line(self.i + 1, "+++ ")) else {
+            return Err(Error::internal("plain_section called without a ---/+++ pair"));
+        };
+        let (old, old_time) = header_name(first)?;
+        let (new, new_time) = header_name(second)?;
         self.i += 2;
         let names: Vec<&Vec<u8>> = old.iter().chain(new.iter()).collect();
         if names.is_empty() {
@@ -259,8 +272,8 @@ impl<'a> Parser<'a> {
         // Like `patch -p1`: drop the first component (a/, b/, dir1/, dir2/) when every name has one.
         let strip = names.iter().all(|n| n.contains(&b'/'));
         let strip1 = |n: Vec<u8>| -> Vec<u8> {
-            match n.iter().position(|&c| c == b'/') {
-                Some(k) if strip => n[k + 1..].to_vec(),
+            match n.iter().position(|&c| c == b'/').and_then(|k| n.get(k + 1..)) {
+                Some(rest) if strip => rest.to_vec(),
                 _ => n,
             }
         };
@@ -269,13 +282,13 @@ impl<'a> Parser<'a> {
         let path = match (&old, &new) {
             (Some(o), Some(n)) => best_name(o, n).to_string(),
             (Some(p), None) | (None, Some(p)) => p.clone(),
-            (None, None) => unreachable!("checked above"),
+            (None, None) => return Err(Error::invalid("a file header in the patch names /dev/null on both sides")),
         };
         let hunks = self.hunks(&path)?;
         if hunks.is_empty() {
             return Err(Error::invalid(format!("the patch for {path} has file headers but no hunks")));
         }
-        let creates = hunks.len() == 1 && hunks[0].old_start == 0 && hunks[0].old_count == 0;
+        let creates = matches!(hunks.as_slice(), [h] if h.old_start == 0 && h.old_count == 0);
         let empties = hunks.iter().all(|h| h.lines.iter().all(|l| l.kind != b' ' && l.kind != b'+'));
         let kind = if old.is_none() || (creates && is_epoch(old_time)) {
             Kind::Add
@@ -286,7 +299,7 @@ impl<'a> Parser<'a> {
         } else {
             Kind::Modify
         };
-        Ok(Section { path, kind, new_mode: None, hunks })
+        Ok(Section { path, kind, old_mode: None, new_mode: None, index_mode: None, hunks })
     }
 
     /// The hunks that follow a file header, checked against their `@@` line counts.
@@ -298,17 +311,26 @@ impl<'a> Parser<'a> {
             }
             let n = hunks.len() + 1;
             let header = header.trim_end_matches('\r');
+            let shown = clip(header, SHOWN);
             let (old_start, old_count, new_count) = parse_hunk_header(header)
-                .ok_or_else(|| Error::invalid(format!("hunk {n} of {file} has a malformed header: {header}")))?;
+                .ok_or_else(|| Error::invalid(format!("hunk {n} of {file} has a malformed header: {shown}")))?;
+            // Checked before any work: a header claiming line 10^15 must not make the search
+            // below (or anything else) take time proportional to it.
+            if [old_start, old_count, new_count].iter().any(|&v| v > MAX_LINE_NUMBER) {
+                return Err(Error::invalid(format!(
+                    "hunk {n} of {file} has an impossible line number or count in its header: {shown}"
+                ))
+                .hint("the patch is corrupt: regenerate it"));
+            }
             if let Some(prev) = hunks.last() {
-                if old_start < prev.old_start + prev.old_count {
+                if old_start < prev.old_start.saturating_add(prev.old_count) {
                     return Err(Error::invalid(format!("hunk {n} of {file} overlaps or precedes the hunk before it")));
                 }
             }
             let mismatch = || {
                 Error::invalid(format!(
                     "hunk {n} of {file}: the line counts in its header ({}) do not match its body",
-                    header_ranges(header)
+                    clip(header_ranges(header), SHOWN)
                 ))
                 .hint("the patch was edited or cut short: regenerate it rather than editing hunks by hand")
             };
@@ -318,11 +340,11 @@ impl<'a> Parser<'a> {
             while old_left > 0 || new_left > 0 {
                 let Some(&line) = self.lines.get(self.i) else { return Err(mismatch()) };
                 let bytes = line.as_bytes();
-                let (kind, text) = match bytes.first() {
+                let (kind, text) = match bytes.split_first() {
                     // An empty line stands for an empty context line (editors strip the space).
                     None => (b' ', bytes),
-                    Some(&k @ (b' ' | b'-' | b'+')) => (k, &bytes[1..]),
-                    Some(b'\\') => {
+                    Some((&k @ (b' ' | b'-' | b'+'), text)) => (k, text),
+                    Some((b'\\', _)) => {
                         mark_no_newline(&mut h, n, file)?;
                         self.i += 1;
                         continue;
@@ -410,14 +432,13 @@ fn header_ranges(line: &str) -> &str {
     line.strip_prefix("@@ ").and_then(|r| r.split(" @@").next()).unwrap_or(line)
 }
 
+/// A mode from a git header, with its type bits: regular files and symbolic links only.
 fn parse_mode(text: &str, file: &str) -> Result<u32> {
-    let text = text.trim();
-    let mode = u32::from_str_radix(text, 8)
+    let text = clip(text.trim(), 20);
+    let mode = u32::from_str_radix(&text, 8)
         .map_err(|_| Error::invalid(format!("the patch gives {file} an invalid mode `{text}`")))?;
     match mode & 0o170000 {
-        0o100000 => Ok(mode & 0o7777),
-        0o120000 => Err(Error::invalid(format!("{file} is a symbolic link in the patch (mode {text}): not supported"))
-            .hint("create the link with a command instead")),
+        0o100000 | 0o120000 => Ok(mode),
         0o160000 => Err(Error::invalid(format!("{file} is a submodule in the patch (mode {text}): not supported"))),
         _ => Err(Error::invalid(format!("the patch gives {file} an unsupported mode {text}"))),
     }
@@ -476,12 +497,16 @@ fn split_git_names(rest: &str) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
         return Ok(Some((a, b)));
     }
     if let Some(k) = rest.find(" \"") {
-        let (b, _) = unquote(&rest[k + 1..])?;
-        return Ok(Some((rest.as_bytes()[..k].to_vec(), b)));
+        let (a, b) = rest.split_at(k);
+        let (b, _) = unquote(b.get(1..).unwrap_or_default())?;
+        return Ok(Some((a.as_bytes().to_vec(), b)));
     }
-    let spaces: Vec<usize> = rest.match_indices(' ').map(|(k, _)| k).collect();
-    for &k in &spaces {
-        let (a, b) = (&rest[..k], &rest[k + 1..]);
+    // Try every space as the separator (no list of them is kept: a hostile line may hold
+    // millions); with a single space, that one separates the names whatever they are.
+    let (mut spaces, mut only) = (0usize, None);
+    for (k, _) in rest.match_indices(' ') {
+        let (a, b) = rest.split_at(k);
+        let b = b.get(1..).unwrap_or_default();
         let same = match (a.strip_prefix("a/"), b.strip_prefix("b/")) {
             (Some(x), Some(y)) => x == y,
             _ => a == b,
@@ -489,9 +514,11 @@ fn split_git_names(rest: &str) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
         if same {
             return Ok(Some((a.as_bytes().to_vec(), b.as_bytes().to_vec())));
         }
+        spaces += 1;
+        only = Some((a, b));
     }
-    Ok(match spaces.as_slice() {
-        [k] => Some((rest.as_bytes()[..*k].to_vec(), rest.as_bytes()[k + 1..].to_vec())),
+    Ok(match (spaces, only) {
+        (1, Some((a, b))) => Some((a.as_bytes().to_vec(), b.as_bytes().to_vec())),
         _ => None,
     })
 }
@@ -499,7 +526,7 @@ fn split_git_names(rest: &str) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
 /// Decode a C-style quoted name as git writes it (`"a/tab\there"`, octal `\303\251` bytes).
 /// Returns the bytes and the text after the closing quote.
 fn unquote(text: &str) -> Result<(Vec<u8>, &str)> {
-    let bad = || Error::invalid(format!("malformed quoted path in patch: {text}"));
+    let bad = || Error::invalid(format!("malformed quoted path in patch: {}", clip(text, SHOWN)));
     let bytes = text.as_bytes();
     let mut out = Vec::new();
     let mut k = 1;
@@ -524,7 +551,8 @@ fn unquote(text: &str) -> Result<(Vec<u8>, &str)> {
                             return Err(bad());
                         }
                         k += 2;
-                        ((c - b'0') << 6) | ((digits[0] - b'0') << 3) | (digits[1] - b'0')
+                        let [d1, d2] = [digits.first(), digits.get(1)].map(|d| d.map_or(0, |d| d - b'0'));
+                        ((c - b'0') << 6) | (d1 << 3) | d2
                     }
                     _ => return Err(bad()),
                 });
@@ -540,7 +568,7 @@ fn unquote(text: &str) -> Result<(Vec<u8>, &str)> {
 
 /// Validate and normalize a path from the patch: relative, inside the workspace, UTF-8.
 fn clean_path(raw: Vec<u8>) -> Result<String> {
-    let shown = String::from_utf8_lossy(&raw).into_owned();
+    let shown = clip(&String::from_utf8_lossy(&raw), SHOWN);
     let invalid = |why: &str| {
         Error::invalid(format!("invalid path {shown:?} in patch: {why}"))
             .hint("patch paths must be relative to the workspace root, like src/main.rs")

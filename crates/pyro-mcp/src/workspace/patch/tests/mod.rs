@@ -1,10 +1,16 @@
-//! End-to-end tests of [`apply`] and [`unified_diff`] on patches made by git and diff.
+//! End-to-end tests of [`apply`] and [`unified_diff`] on patches made by git and diff, and the
+//! shared helpers for the test modules below (an in-memory workspace and a caller that writes
+//! [`FileChange`]s back to it).
+
+mod big;
+mod git_apply;
 
 use super::*;
 use crate::error::Code;
 use std::collections::BTreeMap;
 
-/// An in-memory workspace: path -> (content, mode).
+/// An in-memory workspace: path -> (content, mode); a mode with the symlink type bits (see
+/// [`is_symlink_mode`]) makes the content a link target.
 type Fs = BTreeMap<String, (Vec<u8>, u32)>;
 
 fn fs(files: &[(&str, &[u8])]) -> Fs {
@@ -27,8 +33,13 @@ fn patched(patch: &str, mut files: Fs) -> Fs {
                 files.remove(&c.path);
             }
             Action::ModeChanged => files.get_mut(&c.path).unwrap().1 = c.mode.unwrap(),
+            _ if c.symlink => {
+                assert_eq!(c.mode, None);
+                files.insert(c.path.clone(), (c.content.unwrap(), 0o120777));
+            }
             _ => {
-                let prev_mode = files.get(&c.path).map_or(0o644, |f| f.1);
+                // A file that was a link (type change) gets the mode the patch gives it.
+                let prev_mode = files.get(&c.path).filter(|f| !is_symlink_mode(f.1)).map_or(0o644, |f| f.1);
                 files.insert(c.path.clone(), (c.content.unwrap(), c.mode.unwrap_or(prev_mode)));
             }
         }
@@ -622,4 +633,89 @@ fn unified_diff_round_trips() {
             assert_eq!(after["f"].0, new.as_bytes(), "{old:?} -> {new:?}: {patch}");
         }
     }
+}
+
+#[test]
+fn absurd_hunk_numbers_fail_fast() {
+    let f = fs(&[("a.txt", b"1\n2\n3\n")]);
+    let start = std::time::Instant::now();
+    for header in [
+        "@@ -1000000000000000,3 +1000000000000000,3 @@",
+        "@@ -1,1000000000000000 +1,3 @@",
+        "@@ -18446744073709551615,3 +1,3 @@",
+        "@@ -1,3 +18446744073709551615,18446744073709551615 @@",
+        "@@ -99999999999999999999999,3 +1,3 @@",
+    ] {
+        let patch = format!("--- a/a.txt\n+++ b/a.txt\n{header}\n 1\n-2\n+two\n 3\n");
+        let e = err(&patch, &f);
+        assert_eq!(e.code, Code::InvalidArgument, "{header}: {e}");
+        assert!(!e.message.contains('\n'), "{}", e.message);
+    }
+    // Large but allowed numbers: the search for the hunk stays within the file.
+    let far = "--- a/a.txt\n+++ b/a.txt\n@@ -999999999,3 +999999999,3 @@\n 1\n-2\n+two\n 3\n";
+    assert_eq!(one(far, &f).content.unwrap(), b"1\ntwo\n3\n");
+    let far_miss = "--- a/a.txt\n+++ b/a.txt\n@@ -999999999,3 +999999999,3 @@\n 1\n-x\n+two\n 3\n";
+    assert_eq!(err(far_miss, &f).code, Code::Conflict);
+    let far_add = "--- a/a.txt\n+++ b/a.txt\n@@ -999999999,0 +999999999,1 @@\n+x\n";
+    assert_eq!(err(far_add, &f).code, Code::Conflict);
+    // A hunk after one ending near the limit must not overflow the overlap check.
+    let two = "--- a/a.txt\n+++ b/a.txt\n@@ -999999999,1 +999999999,1 @@\n-1\n+x\n@@ -1,1 +1,1 @@\n-1\n+y\n";
+    assert_eq!(err(two, &f).code, Code::InvalidArgument);
+    assert!(start.elapsed() < std::time::Duration::from_secs(5));
+}
+
+#[test]
+fn huge_header_lines_give_short_messages() {
+    let long = "x".repeat(1 << 20);
+    for patch in [
+        format!("--- a/a.txt\n+++ b/a.txt\n@@ -1,1 +1,1 @@ {long}\n-1\n+2\n 3\n"),
+        format!("--- a/a.txt\n+++ b/a.txt\n@@ -1,{long} +1 @@\n-1\n+2\n"),
+        format!("diff --git a/{long} b/{long}\nnew file mode 100644\n"),
+        format!("diff --git \"a/{long}\n"),
+        format!("diff --git a/x b/x\nold mode {long}\n"),
+        format!("diff --git {}\nnew file mode 100644\n", " ".repeat(1 << 20)),
+    ] {
+        let e = err(&patch, &fs(&[("a.txt", b"1\n2\n3\n")]));
+        assert!(e.message.len() < 400, "{}", crate::workspace::clip(&e.message, 400));
+    }
+}
+
+#[test]
+fn symlink_sections_by_hand() {
+    let f: Fs = [("l".to_string(), (b"old/target".to_vec(), 0o120777)), ("f".to_string(), (b"x\n".to_vec(), 0o644))]
+        .into_iter()
+        .collect();
+    // A rename of a link that also changes its target (git only prints this for long targets).
+    let patch =
+        "diff --git a/l b/m\nsimilarity index 80%\nrename from l\nrename to m\nindex 1..2 120000\n--- a/l\n+++ b/m\n\
+                 @@ -1 +1 @@\n-old/target\n\\ No newline at end of file\n+new/target\n\\ No newline at end of file\n";
+    let c = one(patch, &f);
+    assert_eq!((c.action, c.symlink, c.mode), (Action::Renamed, true, None));
+    assert_eq!((c.old_path.as_deref(), c.content.as_deref()), (Some("l"), Some(&b"new/target"[..])));
+    // Deleting a link whose target changed meanwhile is a conflict.
+    let del = "diff --git a/l b/l\ndeleted file mode 120000\nindex 1..0\n--- a/l\n+++ /dev/null\n@@ -1 +0,0 @@\n-other\n\\ No newline at end of file\n";
+    assert_eq!(err(del, &f).code, Code::Conflict);
+    // A plain diff (no modes) does not patch a link's target as if it were a file.
+    let plain =
+        "--- a/l\n+++ b/l\n@@ -1 +1 @@\n-old/target\n\\ No newline at end of file\n+x\n\\ No newline at end of file\n";
+    assert!(err(plain, &f).message.contains("symbolic link"));
+    // Turning a file into a link inside one section is refused; so are bad targets and link modes.
+    let in_place = "diff --git a/f b/f\nold mode 100644\nnew mode 120000\n";
+    assert!(err(in_place, &f).message.contains("in place"));
+    let nul = "diff --git a/n b/n\nnew file mode 120000\n--- /dev/null\n+++ b/n\n@@ -0,0 +1 @@\n+a\0b\n\\ No newline at end of file\n";
+    assert!(err(nul, &f).message.contains("NUL"));
+    let empty = "diff --git a/n b/n\nnew file mode 120000\nindex 0000000..e69de29\n";
+    assert!(err(empty, &f).message.contains("empty"));
+    // Submodules stay refused.
+    let sub = "diff --git a/s b/s\nnew file mode 160000\n";
+    assert!(err(sub, &f).message.contains("submodule"));
+    // A path deleted and created again without a type change is a plain rewrite.
+    let rewrite = "diff --git a/f b/f\ndeleted file mode 100644\n--- a/f\n+++ /dev/null\n@@ -1 +0,0 @@\n-x\n\
+                   diff --git a/f b/f\nnew file mode 100755\n--- /dev/null\n+++ b/f\n@@ -0,0 +1 @@\n+y\n";
+    let c = one(rewrite, &f);
+    assert_eq!((c.action, c.symlink, c.type_changed, c.mode), (Action::Modified, false, false, Some(0o755)));
+    // But a third section for the same path is still refused.
+    let thrice =
+        format!("{rewrite}diff --git a/f b/f\ndeleted file mode 100755\n--- a/f\n+++ /dev/null\n@@ -1 +0,0 @@\n-y\n");
+    assert!(err(&thrice, &f).message.contains("more than once"));
 }
