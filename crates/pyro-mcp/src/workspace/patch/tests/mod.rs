@@ -4,6 +4,7 @@
 
 mod big;
 mod git_apply;
+mod props;
 
 use super::*;
 use crate::error::Code;
