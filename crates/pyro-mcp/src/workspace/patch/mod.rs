@@ -8,8 +8,12 @@
 //!
 //! Symbolic links are handled the way git records them: mode 120000, and the "content" is the
 //! link target (one line, no final newline). Binary patches are refused.
+//!
+//! Layout: `parse` (patch text -> sections and hunks), `names` (header file names and path
+//! checks), `apply` (sections -> [`FileChange`]s), `output` ([`unified_diff`]).
 
 mod apply;
+mod names;
 mod output;
 mod parse;
 #[cfg(test)]
