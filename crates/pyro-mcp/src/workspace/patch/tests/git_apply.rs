@@ -4,6 +4,7 @@
 
 use super::*;
 use std::fs as stdfs;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
@@ -79,8 +80,6 @@ fn git_mode(mode: u32) -> u32 {
         0o644
     }
 }
-
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 /// Make `before` a commit, turn the work tree into `after`, and return `git diff` of the change
 /// (renames detected) together with the tree `git apply` makes of that diff on a copy of `before`.
