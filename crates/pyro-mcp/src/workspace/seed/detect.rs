@@ -1,0 +1,138 @@
+//! Detection: what kind of source a host path is (directory, git checkout, .tar, .tar.gz),
+//! and the git probe that decides whether a checkout's file list can be trusted.
+
+use super::{SourceKind, SUPPORTED};
+use crate::error::Error;
+use crate::error::Result;
+use std::ffi::OsStr;
+use std::fs;
+use std::fs::File;
+use std::io;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::path::PathBuf;
+use std::process::Command;
+use std::process::Stdio;
+
+#[derive(Debug)]
+pub(super) struct Detected {
+    pub(super) kind: SourceKind,
+    pub(super) root: PathBuf,
+    pub(super) label: String,
+    /// Why a directory with `.git` is seeded as a plain directory.
+    pub(super) note: Option<String>,
+}
+
+pub(super) fn detect(source: &Path) -> Result<Detected> {
+    let root = fs::canonicalize(source).map_err(|e| open_error(source, e))?;
+    let label = root.display().to_string();
+    let md = fs::metadata(&root).map_err(|e| open_error(source, e))?;
+    if md.is_dir() {
+        let (kind, note) = match probe_git(&root) {
+            GitProbe::Toplevel => (SourceKind::GitCheckout, None),
+            GitProbe::NotToplevel => (SourceKind::Directory, None),
+            GitProbe::Unusable(why) => (SourceKind::Directory, Some(why)),
+        };
+        return Ok(Detected { kind, root, label, note });
+    }
+    if !md.is_file() {
+        return Err(
+            Error::invalid(format!("seed source {label} is neither a directory nor a regular file")).hint(SUPPORTED)
+        );
+    }
+    let kind = archive_kind(&root, &label)?;
+    Ok(Detected { kind, root, label, note: None })
+}
+
+pub(super) fn open_error(path: &Path, e: io::Error) -> Error {
+    match e.kind() {
+        io::ErrorKind::NotFound => Error::not_found(format!("seed source {} does not exist", path.display()))
+            .hint("pass an existing directory or .tar / .tar.gz file on the host"),
+        io::ErrorKind::PermissionDenied => {
+            Error::invalid(format!("seed source {} is not readable: {e}", path.display()))
+        }
+        _ => Error::io(format!("opening seed source {}", path.display()), e),
+    }
+}
+
+pub(super) fn archive_kind(root: &Path, label: &str) -> Result<SourceKind> {
+    let mut head = Vec::with_capacity(512);
+    File::open(root).and_then(|f| f.take(512).read_to_end(&mut head)).map_err(|e| open_error(root, e))?;
+    let name = root.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+    let gz_name = name.ends_with(".tar.gz") || name.ends_with(".tgz");
+    let is_gzip = head.starts_with(&[0x1f, 0x8b]);
+    let is_ustar = head.len() >= 262 && &head[257..262] == b"ustar";
+    if is_gzip {
+        return Ok(SourceKind::TarGz);
+    }
+    if is_ustar {
+        return Ok(SourceKind::Tar);
+    }
+    if gz_name {
+        return Err(
+            Error::invalid(format!("seed source {label} is named like a .tar.gz but is not gzip data")).hint(SUPPORTED)
+        );
+    }
+    if name.ends_with(".tar") {
+        return Ok(SourceKind::Tar); // old (v7) tar without magic: the reader validates checksums
+    }
+    let what = if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
+        "a zip archive, which is not supported"
+    } else if head.starts_with(b"\xfd7zXZ\0") {
+        "xz-compressed, which is not supported"
+    } else if head.starts_with(b"BZh") {
+        "bzip2-compressed, which is not supported"
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        "zstd-compressed, which is not supported"
+    } else {
+        "not a directory, .tar or .tar.gz archive"
+    };
+    Err(Error::invalid(format!("seed source {label} is {what}")).hint(SUPPORTED))
+}
+
+pub(super) enum GitProbe {
+    Toplevel,
+    NotToplevel,
+    /// `.git` is there but git cannot be used; the reason goes into `SeedInfo::source`.
+    Unusable(String),
+}
+
+/// `git -C dir ...` with a clean environment (no GIT_DIR & co. inherited from the caller) and
+/// the file system monitor off (it may run a configured command).
+pub(super) fn git_command(dir: &Path) -> Command {
+    let mut cmd = Command::new("git");
+    for (key, _) in std::env::vars_os() {
+        if key.as_bytes().starts_with(b"GIT_") {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd.arg("-C").arg(dir).args(["-c", "core.fsmonitor=false"]).stdin(Stdio::null());
+    cmd
+}
+
+pub(super) fn probe_git(root: &Path) -> GitProbe {
+    if fs::symlink_metadata(root.join(".git")).is_err() {
+        return GitProbe::NotToplevel;
+    }
+    let out = match git_command(root).args(["rev-parse", "--show-toplevel"]).output() {
+        Ok(out) => out,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return GitProbe::Unusable("git is not installed on the host".into())
+        }
+        Err(e) => return GitProbe::Unusable(format!("could not run git: {e}")),
+    };
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let first = err.lines().find(|l| !l.trim().is_empty()).unwrap_or("no output").trim().to_string();
+        return GitProbe::Unusable(format!("git rev-parse failed: {first}"));
+    }
+    let mut top = out.stdout.as_slice();
+    while let [rest @ .., b'\n' | b'\r'] = top {
+        top = rest;
+    }
+    match fs::canonicalize(OsStr::from_bytes(top)) {
+        Ok(t) if t == root => GitProbe::Toplevel,
+        _ => GitProbe::NotToplevel,
+    }
+}
