@@ -225,9 +225,14 @@ fn absurd_requests_get_one_line_errors_and_change_nothing() {
     let c = w.ok(&["workspace", "create", "debian:12", "--json"]);
     let id = c["id"].as_str().unwrap().to_string();
 
-    // 1.2 MB of environment.
-    let big_env = format!("BIG={}", "x".repeat(1_200_000));
-    let (code, err) = w.fails(&["workspace", "exec", &id, "--env", &big_env, "--", "true"]);
+    // 1.2 MB of environment (in 10 variables: one argument may not exceed 128 KiB).
+    let mut args: Vec<String> = vec!["workspace".into(), "exec".into(), id.clone()];
+    for i in 0..10 {
+        args.push("--env".into());
+        args.push(format!("BIG{i}={}", "x".repeat(120_000)));
+    }
+    args.extend(["--".into(), "true".into()]);
+    let (code, err) = w.fails(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(code, 8, "limit_exceeded: {err}");
 
     // A hunk header that claims line 10^15.

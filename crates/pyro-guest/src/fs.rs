@@ -276,7 +276,7 @@ pub fn batch(ops: &[FsOp], data: &mut dyn Read) -> FsResult<(u64, u64)> {
         match op {
             FsOp::Write { path, len, .. } => {
                 let target = resolve_parent(path)?;
-                if target.is_dir() {
+                if std::fs::symlink_metadata(&target).is_ok_and(|m| m.is_dir()) {
                     return Err(invalid(format!("{path} is a directory")));
                 }
                 total = total.checked_add(*len).filter(|t| *t <= MAX_BATCH_BYTES).ok_or_else(|| {
@@ -286,7 +286,7 @@ pub fn batch(ops: &[FsOp], data: &mut dyn Read) -> FsResult<(u64, u64)> {
             }
             FsOp::Symlink { path, target: link } => {
                 let target = resolve_parent(path)?;
-                if target.is_dir() && !target.is_symlink() {
+                if std::fs::symlink_metadata(&target).is_ok_and(|m| m.is_dir()) {
                     return Err(invalid(format!("{path} is a directory")));
                 }
                 if link.is_empty() || link.len() > MAX_LINK_TARGET || link.contains('\0') {
@@ -422,7 +422,16 @@ pub fn tar_out(path: &str, out: &mut dyn Write) -> FsResult<(u64, u64)> {
         if !(m.is_file() || m.is_dir() || m.file_type().is_symlink()) {
             return Err(invalid(format!("{} is a special file; export refuses it", rel(full))));
         }
-        b.append_path_with_name(full, name).map_err(|e| internal(format!("archiving {}: {e}", rel(full))))?;
+        let archived = if m.file_type().is_symlink() {
+            // Link targets byte for byte (the tar crate would normalize them).
+            let target = std::fs::read_link(full).map_err(|e| internal(format!("{}: {e}", rel(full))))?;
+            let mut h = tar::Header::new_gnu();
+            h.set_metadata(&m);
+            pyro_proto::tarlink::append_symlink(b, &mut h, name, target.as_os_str().as_encoded_bytes())
+        } else {
+            b.append_path_with_name(full, name)
+        };
+        archived.map_err(|e| internal(format!("archiving {}: {e}", rel(full))))?;
         entries += 1;
         if m.is_file() {
             bytes += m.size();

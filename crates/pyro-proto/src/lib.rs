@@ -17,6 +17,8 @@
 //! The same framing is used between host clients and the per-VM supervisor, and between the
 //! supervisor and the guest agent. This crate does no I/O of its own beyond `Read`/`Write`.
 
+pub mod tarlink;
+
 use serde::{Deserialize, Serialize};
 use std::io::{self, Read, Write};
 

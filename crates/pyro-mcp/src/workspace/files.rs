@@ -146,11 +146,23 @@ impl Workspaces<'_> {
                     if let Some(old) = &ch.old_path {
                         ops.push(FsOp::Delete { path: guest_path(old)? });
                     }
-                    if let Some(content) = &ch.content {
-                        ops.push(FsOp::Write { path: gp.clone(), len: content.len() as u64, mode: ch.mode });
-                        payload.extend_from_slice(content);
-                    } else if let Some(mode) = ch.mode {
-                        ops.push(FsOp::Chmod { path: gp, mode });
+                    // A type change needs no delete: the staged file or link is renamed over
+                    // what is there, which replaces a link itself and never writes through it.
+                    match &ch.content {
+                        Some(target) if ch.symlink => {
+                            let target = String::from_utf8(target.clone())
+                                .map_err(|_| Error::invalid(format!("the link target for {} is not UTF-8", ch.path)))?;
+                            ops.push(FsOp::Symlink { path: gp, target });
+                        }
+                        Some(content) => {
+                            ops.push(FsOp::Write { path: gp.clone(), len: content.len() as u64, mode: ch.mode });
+                            payload.extend_from_slice(content);
+                        }
+                        None => {
+                            if let Some(mode) = ch.mode {
+                                ops.push(FsOp::Chmod { path: gp, mode });
+                            }
+                        }
                     }
                 }
             }

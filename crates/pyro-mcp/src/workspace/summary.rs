@@ -371,7 +371,7 @@ mod tests {
                     binary: false,
                 })
                 .collect(),
-            entries_omitted: (n > 500).then_some(n - 500),
+            entries_omitted: (n > 500).then(|| n - 500),
             patch: String::new(),
             patch_truncated: false,
             hint: None,

@@ -38,7 +38,8 @@ pub(super) fn emit_dirs<W: Write>(b: &mut tar::Builder<W>, plan: &Plan) -> Resul
 pub(super) fn emit_symlinks<W: Write>(b: &mut tar::Builder<W>, plan: &Plan) -> Result<()> {
     for (path, it) in plan.items.iter().filter(|(_, it)| it.entry.kind == SYMLINK) {
         let mut h = header(EntryType::Symlink, 0o777, it.mtime, 0);
-        b.append_link(&mut h, path, it.entry.target.as_deref().unwrap_or("")).map_err(write_error)?;
+        let target = it.entry.target.as_deref().unwrap_or("");
+        pyro_proto::tarlink::append_symlink(b, &mut h, path, target.as_bytes()).map_err(write_error)?;
     }
     Ok(())
 }
