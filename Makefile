@@ -37,7 +37,7 @@ lint:
 ## Lint, then the whole test suite against real VMs (TCG where KVM is unusable), then (as
 ## root) the smoke as a fresh unprivileged user.
 test: setup lint host-clis
-	PYRO_BIN=$(CURDIR)/$(PYRO) PYRO_GUEST_BIN=$(CURDIR)/$(GUEST) $(CARGO) test --release --locked --workspace --exclude pyro-guest
+	PYRO_BIN=$(CURDIR)/$(PYRO) PYRO_GUEST_BIN=$(CURDIR)/$(GUEST) $(CARGO) test --release --locked --workspace
 	$(MAKE) --no-print-directory smoke-user
 
 # Claude Code's and Codex's real CLIs (from npm) for the host-helper tests; optional.

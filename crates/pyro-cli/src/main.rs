@@ -43,6 +43,9 @@ enum Cmd {
 }
 
 fn main() {
+    // First: this process is pyro, so VM supervisors run from this very executable whatever
+    // it is named, not from some other `pyro` on PATH.
+    pyro_mcp::runtime::mark_self_is_pyro();
     // Broken pipes (`pyro run ... | head`) end quietly instead of panicking.
     // SAFETY: restoring the default disposition before any thread starts.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };

@@ -49,25 +49,29 @@ fn open_port() -> File {
 
 /// The writer, even if a thread panicked while holding it (a frame is written with one
 /// `write_all`, so the port is never left mid-frame by a panic elsewhere).
-fn lock(w: &Writer) -> MutexGuard<'_, File> {
+fn lock<W: Write>(w: &Mutex<W>) -> MutexGuard<'_, W> {
     w.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Send one frame. A message over the protocol caps is replaced by an error reply.
-fn reply(w: &Writer, id: u32, msg: &Message, payload: &[u8]) {
-    let frame = match encode(id, msg, payload) {
-        Ok(f) => f,
-        Err(e) => match encode(id, &error("limit_exceeded", format!("the reply is too large: {e}")), &[]) {
-            Ok(f) => f,
-            Err(_) => return,
-        },
-    };
+/// (Generic over the writer so unit tests can capture frames in memory.)
+fn reply<W: Write>(w: &Mutex<W>, id: u32, msg: &Message, payload: &[u8]) {
+    let Some(frame) = encode_reply(id, msg, payload) else { return };
     // A failed write means the host went away; the next read will tell the loop.
     let _ = lock(w).write_all(&frame);
 }
 
+/// The frame for a reply, or for a `limit_exceeded` error in its place when the reply is over
+/// the protocol caps (never a panic, and the host still gets an answer to its request id).
+fn encode_reply(id: u32, msg: &Message, payload: &[u8]) -> Option<Vec<u8>> {
+    match encode(id, msg, payload) {
+        Ok(f) => Some(f),
+        Err(e) => encode(id, &error("limit_exceeded", format!("the reply is too large: {e}")), &[]).ok(),
+    }
+}
+
 /// A `Write` that streams bytes to the host as `Chunk` frames of request `id`.
-fn chunk_writer(w: &Writer, id: u32) -> ChunkWriter<impl FnMut(&[u8]) -> std::io::Result<()>> {
+fn chunk_writer<W: Write>(w: &Arc<Mutex<W>>, id: u32) -> ChunkWriter<impl FnMut(&[u8]) -> std::io::Result<()>> {
     let w = w.clone();
     ChunkWriter::new(move |data: &[u8]| {
         let frame = encode(id, &Message::Chunk, data).map_err(std::io::Error::other)?;
@@ -264,4 +268,111 @@ fn send_line(out: &mut impl Write, e: &FsEntry) -> fs::FsResult<()> {
     let mut line = serde_json::to_vec(e).map_err(|e| fs::internal(format!("encoding entry: {e}")))?;
     line.push(b'\n');
     out.write_all(&line).map_err(|e| fs::internal(format!("sending entries: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    //! The agent's outbound framing, written into memory and decoded with the protocol's own
+    //! `read_frame`, as the host would.
+
+    use super::*;
+    use pyro_proto::{Frame, CHUNK, MAX_HEADER, MAX_PAYLOAD};
+
+    fn frames(buf: &[u8]) -> Vec<Frame> {
+        let mut r = buf;
+        let mut out = Vec::new();
+        while let Some(f) = read_frame(&mut r).unwrap() {
+            out.push(f);
+        }
+        out
+    }
+
+    fn sink() -> Arc<Mutex<Vec<u8>>> {
+        Arc::new(Mutex::new(Vec::new()))
+    }
+
+    #[test]
+    fn reply_round_trips() {
+        let w = sink();
+        reply(&w, 7, &Message::Pong, &[]);
+        reply(&w, 8, &Message::FsData { size: 3, truncated: false, binary: false, mode: 0o644 }, b"abc");
+        let got = frames(&lock(&w));
+        assert_eq!(got.len(), 2);
+        assert_eq!((got[0].id, &got[0].msg), (7, &Message::Pong));
+        assert_eq!(got[1].id, 8);
+        assert!(matches!(got[1].msg, Message::FsData { size: 3, .. }));
+        assert_eq!(got[1].payload, b"abc");
+    }
+
+    fn assert_limit_error(f: &Frame, id: u32) {
+        assert_eq!(f.id, id);
+        assert!(f.payload.is_empty());
+        match &f.msg {
+            Message::Error { code, message } => {
+                assert_eq!(code, "limit_exceeded");
+                assert!(message.contains("too large"), "{message}");
+            }
+            other => panic!("expected an error frame, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn oversized_replies_become_limit_errors() {
+        let w = sink();
+        // Payload over the per-frame cap.
+        reply(&w, 1, &Message::Ok, &vec![0u8; MAX_PAYLOAD + 1]);
+        // Header over the cap (a huge message), which must not be echoed back in the error.
+        let huge = Message::Error { code: "x".into(), message: "m".repeat(MAX_HEADER + 1) };
+        reply(&w, 2, &huge, &[]);
+        // Exactly at the payload cap is fine.
+        reply(&w, 3, &Message::Ok, &vec![1u8; MAX_PAYLOAD]);
+        let got = frames(&lock(&w));
+        assert_eq!(got.len(), 3);
+        assert_limit_error(&got[0], 1);
+        assert_limit_error(&got[1], 2);
+        assert_eq!((got[2].id, &got[2].msg, got[2].payload.len()), (3, &Message::Ok, MAX_PAYLOAD));
+        assert!(encode_reply(4, &huge, &[]).is_some_and(|f| f.len() < 1024));
+    }
+
+    #[test]
+    fn chunk_writer_cuts_streams_into_chunk_frames() {
+        let w = sink();
+        let data: Vec<u8> = (0..CHUNK * 2 + CHUNK / 2).map(|i| (i % 251) as u8).collect();
+        let mut out = chunk_writer(&w, 9);
+        // Odd-sized writes, so pieces straddle chunk boundaries.
+        for piece in data.chunks(333_333) {
+            out.write_all(piece).unwrap();
+        }
+        out.flush().unwrap();
+        // A flush with nothing buffered sends nothing (no empty Chunk frames).
+        out.flush().unwrap();
+        drop(out);
+        reply(&w, 9, &Message::TarDone { entries: 1, bytes: data.len() as u64 }, &[]);
+        let got = frames(&lock(&w));
+        let sizes: Vec<usize> = got.iter().map(|f| f.payload.len()).collect();
+        assert_eq!(sizes, [CHUNK, CHUNK, CHUNK / 2, 0]);
+        assert!(got.iter().all(|f| f.id == 9));
+        assert!(got[..3].iter().all(|f| f.msg == Message::Chunk));
+        assert!(matches!(got[3].msg, Message::TarDone { .. }));
+        let joined: Vec<u8> = got[..3].iter().flat_map(|f| f.payload.iter().copied()).collect();
+        assert_eq!(joined, data);
+    }
+
+    #[test]
+    fn listing_lines_decode() {
+        let w = sink();
+        let e = FsEntry { path: "a\nb".into(), kind: "file".into(), mode: 0o644, size: 1, target: None, sha256: None };
+        let mut out = chunk_writer(&w, 5);
+        send_line(&mut out, &e).unwrap();
+        send_line(&mut out, &e).unwrap();
+        out.flush().unwrap();
+        drop(out);
+        let got = frames(&lock(&w));
+        assert_eq!(got.len(), 1);
+        // A newline inside a name is escaped by JSON, so records stay one per line.
+        let lines: Vec<&[u8]> = got[0].payload.split(|&b| b == b'\n').collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(serde_json::from_slice::<FsEntry>(lines[0]).unwrap(), e);
+        assert!(lines[2].is_empty());
+    }
 }

@@ -174,3 +174,172 @@ fn drain(r: &mut impl Read, buf: &mut HeadTail, chunk: &mut [u8]) -> bool {
     }
     true
 }
+
+#[cfg(test)]
+mod tests {
+    //! Every test here that spawns a process lives in ONE `#[test]` function, and no other
+    //! test in this crate spawns children: `reaper`'s thread owns `waitpid(-1)` for the whole
+    //! process, so in a test binary it would also reap (and steal the status of) children
+    //! that other tests started with `std::process`, running in parallel on other threads.
+
+    use super::*;
+    use pyro_proto::truncation_marker;
+    use std::path::Path;
+
+    fn req(command: Command, cwd: &Path) -> ExecRequest {
+        ExecRequest {
+            command,
+            cwd: Some(cwd.display().to_string()),
+            env: Vec::new(),
+            timeout_ms: 30_000,
+            max_output_bytes: 1 << 20,
+        }
+    }
+
+    fn sh(s: &str, cwd: &Path) -> ExecRequest {
+        req(Command::Shell(s.into()), cwd)
+    }
+
+    fn ok(r: &ExecRequest) -> (ExecResult, Vec<u8>) {
+        match run(r) {
+            Ok(v) => v,
+            Err(ExecError::Invalid(m)) => panic!("exec refused: {m}"),
+        }
+    }
+
+    /// The stdout and stderr parts of the combined payload.
+    fn split(res: &ExecResult, bytes: &[u8]) -> (String, String) {
+        assert_eq!(bytes.len() as u64, res.stdout.len + res.stderr.len);
+        let (o, e) = bytes.split_at(res.stdout.len as usize);
+        (String::from_utf8_lossy(o).into_owned(), String::from_utf8_lossy(e).into_owned())
+    }
+
+    /// Whether `pid` is gone (or a zombie waiting for whoever inherited it).
+    fn dead(pid: i32) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => true,
+            Ok(stat) => stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')),
+        }
+    }
+
+    fn wait_dead(pid: i32) -> bool {
+        let until = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < until {
+            if dead(pid) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    fn read_pid(path: &Path) -> i32 {
+        let until = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Ok(s) = std::fs::read_to_string(path) {
+                if let Ok(p) = s.trim().parse() {
+                    return p;
+                }
+            }
+            assert!(Instant::now() < until, "no pid in {}", path.display());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn exec_capture_truncation_timeouts_and_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let cwd = std::fs::canonicalize(dir.path()).unwrap();
+
+        // stdout and stderr are captured separately, stdout first in the payload.
+        let (res, bytes) = ok(&sh("echo out; echo err >&2; echo more", &cwd));
+        assert_eq!(split(&res, &bytes), ("out\nmore\n".into(), "err\n".into()));
+        assert_eq!((res.exit_code, res.signal, res.timed_out), (0, None, false));
+        assert_eq!((res.stdout.total_bytes, res.stdout.truncated), (9, false));
+
+        // Exit codes and signals.
+        assert_eq!(ok(&sh("exit 3", &cwd)).0.exit_code, 3);
+        let (res, _) = ok(&sh("kill -TERM $$", &cwd));
+        assert_eq!((res.exit_code, res.signal), (128 + libc::SIGTERM, Some(libc::SIGTERM)));
+
+        // Head+tail truncation: the cap is split in halves around the marker, totals exact.
+        let expected: String = (1..=3000).map(|i| format!("{i}\n")).collect();
+        let mut r = req(Command::Argv(vec!["seq".into(), "1".into(), "3000".into()]), &cwd);
+        r.max_output_bytes = 1024;
+        let (res, bytes) = ok(&r);
+        let (out, _) = split(&res, &bytes);
+        let omitted = expected.len() - 1024;
+        let want =
+            format!("{}{}{}", &expected[..512], truncation_marker(omitted as u64), &expected[expected.len() - 512..]);
+        assert_eq!(out, want);
+        assert!(out.contains(&format!("[pyro: output truncated, {omitted} bytes omitted]")));
+        assert_eq!(res.stdout.total_bytes, expected.len() as u64);
+        assert_eq!(res.stdout.len, want.len() as u64);
+        assert!(res.stdout.truncated && !res.stderr.truncated);
+        // The cap has a floor (1 KiB), so a tiny request still keeps a useful head and tail.
+        r.max_output_bytes = 1;
+        assert_eq!(ok(&r).0.stdout.len, want.len() as u64);
+        // Both streams are capped independently.
+        let mut r = sh("seq 1 3000; seq 1 3000 >&2", &cwd);
+        r.max_output_bytes = 1024;
+        let (res, bytes) = ok(&r);
+        let (out, err) = split(&res, &bytes);
+        assert_eq!((out.as_str(), err.as_str()), (want.as_str(), want.as_str()));
+
+        // A timeout kills the whole process group, background children included.
+        let pidfile = cwd.join("bg.pid");
+        let mut r = sh(&format!("sleep 60 & echo $! > {}; echo started; sleep 60", pidfile.display()), &cwd);
+        r.timeout_ms = 500;
+        let t = Instant::now();
+        let (res, bytes) = ok(&r);
+        assert!(t.elapsed() < Duration::from_secs(10), "took {:?}", t.elapsed());
+        assert_eq!((res.exit_code, res.timed_out, res.signal), (124, true, None));
+        assert_eq!(split(&res, &bytes).0, "started\n");
+        let bg = read_pid(&pidfile);
+        assert!(wait_dead(bg), "background child {bg} survived the timeout");
+
+        // A background child that keeps the pipes open does not hold the call: it returns
+        // when the command itself exits, with what was written so far.
+        let pidfile = cwd.join("bg2.pid");
+        let r = sh(&format!("sleep 30 & echo $! > {}; echo hi", pidfile.display()), &cwd);
+        let t = Instant::now();
+        let (res, bytes) = ok(&r);
+        assert!(t.elapsed() < Duration::from_secs(10), "took {:?}", t.elapsed());
+        assert_eq!((res.exit_code, res.timed_out), (0, false));
+        assert_eq!(split(&res, &bytes).0, "hi\n");
+        let bg = read_pid(&pidfile);
+        // Ours to clean up (not a child of this process: it was the shell's).
+        // SAFETY: signalling a pid we just read from our own command's pid file.
+        unsafe { libc::kill(bg, libc::SIGKILL) };
+
+        // A missing program is 127, an unexecutable one 126, with the reason on stderr.
+        let (res, bytes) = ok(&req(Command::Argv(vec!["/nonexistent/prog".into(), "x".into()]), &cwd));
+        assert_eq!(res.exit_code, 127);
+        assert!(split(&res, &bytes).1.contains("pyro: cannot run /nonexistent/prog"));
+        std::fs::write(cwd.join("noexec"), "#!/bin/sh\n").unwrap();
+        let noexec = cwd.join("noexec").display().to_string();
+        assert_eq!(ok(&req(Command::Argv(vec![noexec]), &cwd)).0.exit_code, 126);
+        // Through the shell, the shell's own 127.
+        assert_eq!(ok(&sh("no-such-command-pyro", &cwd)).0.exit_code, 127);
+
+        // Env (a clean one: ours, plus the request's) and cwd are honoured.
+        std::fs::create_dir(cwd.join("sub")).unwrap();
+        let mut r = req(
+            Command::Argv(vec!["/bin/sh".into(), "-c".into(), "echo \"$FOO|$PATH|$HOME|${CARGO:-unset}\"; pwd".into()]),
+            &cwd.join("sub"),
+        );
+        r.env = vec![("FOO".into(), "bar baz".into())];
+        let (res, bytes) = ok(&r);
+        let out = split(&res, &bytes).0;
+        assert_eq!(out, format!("bar baz|{DEFAULT_PATH}|/root|unset\n{}\n", cwd.join("sub").display()));
+        // The request's env wins over the defaults.
+        let mut r = sh("echo $HOME", &cwd);
+        r.env = vec![("HOME".into(), "/home/x".into())];
+        let (res, bytes) = ok(&r);
+        assert_eq!(split(&res, &bytes).0, "/home/x\n");
+
+        // Refusals: a missing cwd, an empty argv.
+        assert!(matches!(run(&sh("true", &cwd.join("missing"))), Err(ExecError::Invalid(_))));
+        assert!(matches!(run(&req(Command::Argv(vec![]), &cwd)), Err(ExecError::Invalid(_))));
+    }
+}

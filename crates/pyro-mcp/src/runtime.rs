@@ -9,6 +9,7 @@ use crate::kernel::{self, Kernel};
 use crate::paths::Paths;
 use crate::vm::{accel, initramfs, qemu};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub struct Runtime {
     pub paths: Paths,
@@ -46,14 +47,37 @@ impl Runtime {
     }
 }
 
-/// The `pyro` binary (it runs supervisors as `pyro __supervise`): `$PYRO_BIN`, this process
-/// if it is `pyro`, a `pyro` beside this executable or one directory up (cargo's test
-/// binaries live in `target/*/deps`), then `PATH`.
+/// Set once, at startup, by the `pyro` CLI: this process is pyro itself, whatever its file
+/// is called or wherever it is installed.
+static SELF_IS_PYRO: AtomicBool = AtomicBool::new(false);
+
+/// Tell the library that the running executable is the `pyro` CLI, so supervisors are started
+/// from it (see [`pyro_binary`]). Only the CLI's `main` calls this; SDK users must not, since
+/// their executable has no `__supervise` subcommand.
+pub fn mark_self_is_pyro() {
+    SELF_IS_PYRO.store(true, Ordering::Relaxed);
+}
+
+/// The `pyro` binary that runs VM supervisors (as `pyro __supervise DIR`), in this order:
+///
+/// 1. `$PYRO_BIN`, when set and not empty (tests and unusual installs);
+/// 2. the running executable (`/proc/self/exe`), when this process is the pyro CLI (it called
+///    [`mark_self_is_pyro`] at startup) or its file is named `pyro`: a CLI installed or copied
+///    under another name still supervises its own VMs, and never a different `pyro` found on
+///    `PATH` (which could be another version, speaking another protocol);
+/// 3. for SDK users (any other executable): a `pyro` beside this executable or one directory
+///    up (cargo's test binaries live in `target/*/deps`), then `pyro` on `PATH`.
 pub fn pyro_binary() -> Result<PathBuf> {
     if let Some(p) = std::env::var_os("PYRO_BIN").filter(|p| !p.is_empty()) {
         return Ok(PathBuf::from(p));
     }
-    if let Ok(exe) = std::env::current_exe() {
+    let exe = std::env::current_exe();
+    if SELF_IS_PYRO.load(Ordering::Relaxed) {
+        return exe.map_err(|e| {
+            Error::io("finding the running pyro executable (/proc/self/exe)", e).hint("set PYRO_BIN to the pyro binary")
+        });
+    }
+    if let Ok(exe) = exe {
         if exe.file_name().is_some_and(|n| n == "pyro") {
             return Ok(exe);
         }

@@ -55,20 +55,38 @@ pub fn ensure(cache_dir: &Path, guest_bin: &Path, kernel: &Kernel) -> Result<Pat
     Ok(path)
 }
 
-/// A dynamically linked agent would fail inside any rootfs without the same libc: refuse it.
+/// A dynamically linked agent would fail inside any rootfs without the same libc (and the
+/// kernel panics when /init cannot run): refuse it before boot, naming the fix. The file may
+/// be anything the user pointed `PYRO_GUEST_BIN` at, so the ELF is parsed defensively.
 fn check_static(elf: &[u8], path: &Path) -> Result<()> {
+    const REBUILD: &str = "rebuild it static with `make build`, or RUSTFLAGS='-C target-feature=+crt-static' \
+                           cargo build -p pyro-guest --target x86_64-unknown-linux-gnu";
+    let not_agent = |what: &str| Error::guest(format!("guest agent {} is {what}", path.display())).hint(REBUILD);
+    // ELF64 (class 2), little endian (1), x86-64 (machine 62): what the microVM runs.
     if elf.len() < 64 || &elf[..4] != b"\x7fELF" {
-        return Err(Error::guest(format!("{} is not an ELF binary", path.display())));
+        return Err(not_agent("not an ELF binary"));
     }
-    // Program headers: look for PT_INTERP (3).
-    let phoff = u64::from_le_bytes(elf[32..40].try_into().unwrap()) as usize;
-    let phentsize = u16::from_le_bytes(elf[54..56].try_into().unwrap()) as usize;
-    let phnum = u16::from_le_bytes(elf[56..58].try_into().unwrap()) as usize;
+    if elf[4] != 2 || elf[5] != 1 || u16::from_le_bytes([elf[18], elf[19]]) != 62 {
+        return Err(not_agent("not an x86-64 ELF binary"));
+    }
+    let u16_at = |o: usize| u16::from_le_bytes([elf[o], elf[o + 1]]) as usize;
+    let mut phoff = [0u8; 8];
+    phoff.copy_from_slice(&elf[32..40]);
+    let phoff = u64::from_le_bytes(phoff);
+    let (phentsize, phnum) = (u16_at(54), u16_at(56));
+    // Program headers: look for PT_INTERP (3). Offsets come from the file: checked maths, so
+    // a corrupt header ends the scan instead of panicking.
     for i in 0..phnum {
-        let off = phoff + i * phentsize;
-        if off + 4 <= elf.len() && u32::from_le_bytes(elf[off..off + 4].try_into().unwrap()) == 3 {
-            return Err(Error::guest(format!("guest agent {} is dynamically linked", path.display()))
-                .hint("build it with RUSTFLAGS='-C target-feature=+crt-static' (make build does)"));
+        let Some(off) = (i as u64)
+            .checked_mul(phentsize as u64)
+            .and_then(|o| o.checked_add(phoff))
+            .and_then(|o| usize::try_from(o).ok())
+        else {
+            break;
+        };
+        let Some(p_type) = elf.get(off..off.saturating_add(4)).filter(|b| b.len() == 4) else { break };
+        if u32::from_le_bytes([p_type[0], p_type[1], p_type[2], p_type[3]]) == 3 {
+            return Err(not_agent("dynamically linked (it runs as /init in the VM, so it must be static)"));
         }
     }
     Ok(())
