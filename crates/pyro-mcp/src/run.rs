@@ -1,9 +1,10 @@
 //! One-shot runs: boot a throwaway VM from an environment, run one command, tear it all down.
 
-use crate::error::{Error, Result};
+use crate::error::{in_range, Error, Result};
 use crate::runtime::Runtime;
 use crate::session::VmSession;
 use pyro_proto::{Command, ExecRequest};
+use schemars::JsonSchema;
 use serde::Serialize;
 use std::time::Instant;
 
@@ -11,6 +12,10 @@ pub const DEFAULT_VCPUS: u32 = 1;
 pub const DEFAULT_MEM_MIB: u32 = 1024;
 pub const DEFAULT_TIMEOUT_S: u64 = 30;
 pub const DEFAULT_MAX_OUTPUT: u64 = 1 << 20;
+/// Per-stream output cap bounds (the guest keeps head and tail around a marker, so a cap
+/// smaller than a marker makes no sense).
+pub const MIN_OUTPUT: u64 = 1024;
+pub const MAX_OUTPUT: u64 = 1 << 20;
 pub const MAX_VCPUS: u32 = 16;
 pub const MIN_MEM_MIB: u32 = 256;
 pub const MAX_MEM_MIB: u32 = 65536;
@@ -43,14 +48,15 @@ impl RunOptions {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct Cleanup {
     pub vm_id: String,
     pub deleted: bool,
     pub reason: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// `run`: one command in a throwaway VM.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct RunResult {
     pub vm_id: String,
     pub environment: String,
@@ -67,8 +73,10 @@ pub struct RunResult {
     pub execution_mode: String,
     pub accelerator: String,
     #[serde(serialize_with = "crate::run::lossy")]
+    #[schemars(with = "String")]
     pub stdout: Vec<u8>,
     #[serde(serialize_with = "crate::run::lossy")]
+    #[schemars(with = "String")]
     pub stderr: Vec<u8>,
     pub stdout_truncated: bool,
     pub stderr_truncated: bool,
@@ -86,15 +94,9 @@ pub fn lossy<S: serde::Serializer>(b: &[u8], s: S) -> std::result::Result<S::Ok,
 /// Validate what a user or model passed: a rejected request starts nothing.
 pub fn validate(o: &RunOptions) -> Result<()> {
     crate::env::check_name(&o.environment)?;
-    if o.vcpus == 0 || o.vcpus > MAX_VCPUS {
-        return Err(Error::invalid(format!("vcpu count must be 1..={MAX_VCPUS}, got {}", o.vcpus)));
-    }
-    if o.mem_mib < MIN_MEM_MIB || o.mem_mib > MAX_MEM_MIB {
-        return Err(Error::invalid(format!("memory must be {MIN_MEM_MIB}..={MAX_MEM_MIB} MiB, got {}", o.mem_mib)));
-    }
-    if o.timeout_s == 0 || o.timeout_s > MAX_TIMEOUT_S {
-        return Err(Error::invalid(format!("timeout must be 1..={MAX_TIMEOUT_S} seconds, got {}", o.timeout_s)));
-    }
+    validate_resources(o.vcpus, o.mem_mib)?;
+    in_range("timeout_seconds", o.timeout_s, 1, MAX_TIMEOUT_S)?;
+    in_range("max_output_bytes", o.max_output_bytes, MIN_OUTPUT, MAX_OUTPUT)?;
     validate_command(&o.command)?;
     for (k, v) in &o.env {
         if k.is_empty()
@@ -111,6 +113,13 @@ pub fn validate(o: &RunOptions) -> Result<()> {
             return Err(Error::invalid(format!("environment variable {k} is too long or contains NUL")));
         }
     }
+    Ok(())
+}
+
+/// vCPU and memory bounds, shared by runs, throwaway VMs and workspaces.
+pub fn validate_resources(vcpus: u32, mem_mib: u32) -> Result<()> {
+    in_range("vcpu_count", vcpus, 1, MAX_VCPUS)?;
+    in_range("mem_mib", mem_mib, MIN_MEM_MIB, MAX_MEM_MIB)?;
     Ok(())
 }
 
