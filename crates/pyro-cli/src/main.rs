@@ -13,6 +13,9 @@ const AFTER_HELP: &str =
 #[derive(Parser)]
 #[command(name = "pyro", version, about = "Disposable microVM sandboxes for coding agents", after_help = AFTER_HELP)]
 struct Cli {
+    /// Print results (and errors) as JSON on stdout; accepted before or after the subcommand
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -22,7 +25,7 @@ enum Cmd {
     /// Run one command in a fresh microVM that is destroyed afterwards
     Run(commands::run::Args),
     /// Check that this host and user can run pyro's guests, and say how to fix what is missing
-    Doctor(commands::doctor::Args),
+    Doctor,
     /// Show the create, start, exec, delete lifecycle end to end
     Demo(commands::demo::Args),
     /// List and install environments
@@ -50,15 +53,16 @@ fn main() {
     // SAFETY: restoring the default disposition before any thread starts.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
+    let json = cli.json;
     let code = match cli.command {
         Cmd::Supervise { dir } => pyro_mcp::vm::supervisor::main(&dir),
-        Cmd::Run(a) => commands::run::main(a),
-        Cmd::Doctor(a) => commands::doctor::main(a),
+        Cmd::Run(a) => commands::run::main(a, json),
+        Cmd::Doctor => commands::doctor::main(json),
         Cmd::Demo(a) => commands::demo::main(a),
-        Cmd::Env(c) => commands::env::main(c),
-        Cmd::Workspace(c) => commands::workspace::main(c),
+        Cmd::Env(c) => commands::env::main(c, json),
+        Cmd::Workspace(c) => commands::workspace::main(c, json),
         Cmd::Mcp(c) => commands::mcp::main(c),
-        Cmd::Host(c) => commands::host::main(c),
+        Cmd::Host(c) => commands::host::main(c, json),
     };
     std::process::exit(code);
 }

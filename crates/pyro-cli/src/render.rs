@@ -1,6 +1,6 @@
 //! Output helpers shared by every command: errors, JSON, progress lines, interrupt handling.
 
-use pyro_mcp::Error;
+use pyro_mcp::{Error, Render};
 use serde::Serialize;
 
 static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -28,6 +28,16 @@ pub fn error(e: &Error, json: bool) -> i32 {
 
 pub fn json<T: Serialize>(v: &T) {
     println!("{}", serde_json::to_string_pretty(v).unwrap());
+}
+
+/// Print a result: its JSON with `--json`, else its text rendering (the same text the MCP
+/// server sends).
+pub fn show<T: Serialize + Render>(v: &T, json: bool) {
+    if json {
+        self::json(v);
+    } else {
+        print!("{}", v.text());
+    }
 }
 
 /// A progress sink that prints `[tag] phase` lines on stderr.

@@ -179,9 +179,10 @@ fn files_and_bad_input() {
     assert!(stderr(&o).contains("outside /workspace"), "{}", stderr(&o));
     let o = w.run(&["workspace", "file", "write", &id, "link/evil", "--text", "x"]);
     assert_eq!(o.status.code(), Some(2));
-    // Oversize read cap, binary detection, truncation.
+    // A read cap out of its range is a bad argument (not a size limit); binary detection, truncation.
     let o = w.run(&["workspace", "file", "read", &id, "a/b/c.txt", "--max-bytes", "99999999"]);
-    assert_eq!(o.status.code(), Some(8));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("max_bytes must be 1..=1048576"), "{}", stderr(&o));
     w.ok(&["workspace", "exec", &id, "--json", "--", "sh", "-c", "head -c 100000 /dev/zero > zeros"]);
     let r = w.ok(&["workspace", "file", "read", &id, "zeros", "--max-bytes", "10", "--json"]);
     assert_eq!(r["binary"], true);

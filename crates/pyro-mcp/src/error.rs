@@ -95,6 +95,16 @@ impl Error {
     }
 }
 
+/// Check a numeric argument against its documented range. The one rule for every front end:
+/// a value outside its range is `invalid_argument`, and the message names the argument and the
+/// range (`limit_exceeded` is kept for sizes of content: a file, a patch, an output).
+pub fn in_range<T: PartialOrd + fmt::Display>(name: &str, v: T, min: T, max: T) -> Result<T> {
+    if v < min || v > max {
+        return Err(Error::invalid(format!("{name} must be {min}..={max}, got {v}")));
+    }
+    Ok(v)
+}
+
 /// Errors are shown on one line: fold newlines so multi-line tool output cannot break that.
 fn one_line(s: &str) -> String {
     let s = s.trim();

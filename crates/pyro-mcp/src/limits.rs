@@ -2,7 +2,7 @@
 //! used by one-shot runs, VM sessions, workspaces and the MCP server: a rejected request is
 //! refused here, before anything starts, and every face reports it the same way.
 
-use crate::error::{Error, Result};
+use crate::error::{in_range, Error, Result};
 use pyro_proto::Command;
 
 pub const DEFAULT_VCPUS: u32 = 1;
@@ -13,10 +13,12 @@ pub const MAX_VCPUS: u32 = 16;
 pub const MIN_MEM_MIB: u32 = 256;
 pub const MAX_MEM_MIB: u32 = 65536;
 pub const MAX_TIMEOUT_S: u64 = 24 * 3600;
-/// Output kept per stream at most (the guest agent's own hard cap is the same).
-pub const MAX_OUTPUT_BYTES: u64 = 16 << 20;
-/// Smallest per-stream output cap (room for a head, a marker and a tail).
-pub const MIN_OUTPUT_BYTES: u64 = 1024;
+/// Output kept per stream at most (the guest agent's own hard cap is the same; output is
+/// streamed back in chunks, so this bounds memory, not a frame).
+pub const MAX_OUTPUT: u64 = 16 << 20;
+/// Smallest per-stream output cap (the guest keeps head and tail around a marker, so a cap
+/// smaller than a marker makes no sense).
+pub const MIN_OUTPUT: u64 = 1024;
 /// A command: total bytes and words.
 pub const MAX_COMMAND_BYTES: usize = 256 * 1024;
 pub const MAX_COMMAND_WORDS: usize = 4096;
@@ -77,28 +79,18 @@ pub fn validate_env(env: &[(String, String)]) -> Result<()> {
 }
 
 pub fn validate_timeout(timeout_s: u64) -> Result<()> {
-    if timeout_s == 0 || timeout_s > MAX_TIMEOUT_S {
-        return Err(Error::invalid(format!("timeout must be 1..={MAX_TIMEOUT_S} seconds, got {timeout_s}")));
-    }
-    Ok(())
+    in_range("timeout_seconds", timeout_s, 1, MAX_TIMEOUT_S).map(drop)
 }
 
+/// A per-stream output cap, in bytes.
 pub fn validate_output_cap(bytes: u64) -> Result<()> {
-    if !(MIN_OUTPUT_BYTES..=MAX_OUTPUT_BYTES).contains(&bytes) {
-        return Err(Error::invalid(format!(
-            "output cap must be {MIN_OUTPUT_BYTES}..={MAX_OUTPUT_BYTES} bytes per stream, got {bytes}"
-        )));
-    }
-    Ok(())
+    in_range("max_output_bytes", bytes, MIN_OUTPUT, MAX_OUTPUT).map(drop)
 }
 
-pub fn validate_shape(vcpus: u32, mem_mib: u32) -> Result<()> {
-    if vcpus == 0 || vcpus > MAX_VCPUS {
-        return Err(Error::invalid(format!("vcpu count must be 1..={MAX_VCPUS}, got {vcpus}")));
-    }
-    if !(MIN_MEM_MIB..=MAX_MEM_MIB).contains(&mem_mib) {
-        return Err(Error::invalid(format!("memory must be {MIN_MEM_MIB}..={MAX_MEM_MIB} MiB, got {mem_mib}")));
-    }
+/// vCPU and memory bounds, shared by runs, throwaway VMs and workspaces.
+pub fn validate_resources(vcpus: u32, mem_mib: u32) -> Result<()> {
+    in_range("vcpu_count", vcpus, 1, MAX_VCPUS)?;
+    in_range("mem_mib", mem_mib, MIN_MEM_MIB, MAX_MEM_MIB)?;
     Ok(())
 }
 
@@ -122,9 +114,9 @@ mod tests {
         assert!(validate_command(&Command::Shell(String::new())).is_err());
         assert!(validate_command(&Command::Argv(vec![])).is_err());
         assert!(validate_command(&Command::Shell("x".repeat(MAX_COMMAND_BYTES + 1))).is_err());
-        assert!(validate_output_cap(MAX_OUTPUT_BYTES + 1).is_err());
+        assert!(validate_output_cap(MAX_OUTPUT + 1).is_err());
         assert!(validate_output_cap(64 * 1024).is_ok());
         assert!(validate_timeout(0).is_err());
-        assert!(validate_shape(1, 100).is_err());
+        assert!(validate_resources(1, 100).is_err());
     }
 }

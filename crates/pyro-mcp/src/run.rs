@@ -4,12 +4,13 @@ use crate::error::Result;
 use crate::runtime::Runtime;
 use crate::session::VmSession;
 use pyro_proto::{Command, ExecRequest};
+use schemars::JsonSchema;
 use serde::Serialize;
 use std::time::Instant;
 
 pub use crate::limits::{
-    validate_command, DEFAULT_MAX_OUTPUT, DEFAULT_MEM_MIB, DEFAULT_TIMEOUT_S, DEFAULT_VCPUS, MAX_MEM_MIB,
-    MAX_TIMEOUT_S, MAX_VCPUS, MIN_MEM_MIB,
+    validate_command, validate_resources, DEFAULT_MAX_OUTPUT, DEFAULT_MEM_MIB, DEFAULT_TIMEOUT_S, DEFAULT_VCPUS,
+    MAX_MEM_MIB, MAX_OUTPUT, MAX_TIMEOUT_S, MAX_VCPUS, MIN_MEM_MIB, MIN_OUTPUT,
 };
 
 #[derive(Debug, Clone)]
@@ -39,14 +40,15 @@ impl RunOptions {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct Cleanup {
     pub vm_id: String,
     pub deleted: bool,
     pub reason: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// `run`: one command in a throwaway VM.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct RunResult {
     pub vm_id: String,
     pub environment: String,
@@ -63,8 +65,10 @@ pub struct RunResult {
     pub execution_mode: String,
     pub accelerator: String,
     #[serde(serialize_with = "crate::run::lossy")]
+    #[schemars(with = "String")]
     pub stdout: Vec<u8>,
     #[serde(serialize_with = "crate::run::lossy")]
+    #[schemars(with = "String")]
     pub stderr: Vec<u8>,
     pub stdout_truncated: bool,
     pub stderr_truncated: bool,
@@ -82,7 +86,7 @@ pub fn lossy<S: serde::Serializer>(b: &[u8], s: S) -> std::result::Result<S::Ok,
 /// Validate what a user or model passed: a rejected request starts nothing.
 pub fn validate(o: &RunOptions) -> Result<()> {
     crate::env::check_name(&o.environment)?;
-    crate::limits::validate_shape(o.vcpus, o.mem_mib)?;
+    validate_resources(o.vcpus, o.mem_mib)?;
     crate::limits::validate_timeout(o.timeout_s)?;
     crate::limits::validate_output_cap(o.max_output_bytes)?;
     validate_command(&o.command)?;

@@ -7,6 +7,7 @@ use crate::paths::Paths;
 use crate::run::{RunOptions, RunResult};
 use crate::runtime::Runtime;
 use crate::session::VmSession;
+use schemars::JsonSchema;
 use serde::Serialize;
 use std::sync::OnceLock;
 
@@ -27,8 +28,15 @@ pub struct Pyro {
     progress: Progress,
 }
 
-/// One row of `env list`: each catalog entry, then each installed OCI image.
-#[derive(Debug, Clone, Serialize)]
+/// `env list`: each catalog entry, then each installed OCI image.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct EnvironmentList {
+    pub count: usize,
+    pub environments: Vec<EnvironmentInfo>,
+}
+
+/// One row of `env list`.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct EnvironmentInfo {
     pub name: String,
     pub version: String,
@@ -86,10 +94,8 @@ impl Pyro {
 
     /// Start a throwaway VM to run several commands in; delete it (or drop it) when done.
     pub fn start_vm(&self, environment: &str, vcpus: u32, mem_mib: u32) -> Result<VmSession> {
-        let mut probe = RunOptions::new(environment, pyro_proto::Command::Shell("true".into()));
-        probe.vcpus = vcpus;
-        probe.mem_mib = mem_mib;
-        crate::run::validate(&probe)?;
+        crate::env::check_name(environment)?;
+        crate::run::validate_resources(vcpus, mem_mib)?;
         VmSession::start(self.runtime()?, environment, vcpus, mem_mib, &*self.progress)
     }
 
@@ -97,7 +103,7 @@ impl Pyro {
         crate::doctor::doctor(&self.paths, &*self.progress)
     }
 
-    pub fn list_environments(&self) -> Vec<EnvironmentInfo> {
+    pub fn list_environments(&self) -> EnvironmentList {
         let mut out: Vec<EnvironmentInfo> = crate::env::CATALOG
             .iter()
             .map(|e| {
@@ -129,7 +135,7 @@ impl Pyro {
                 size_bytes: Some(i.size_bytes),
             });
         }
-        out
+        EnvironmentList { count: out.len(), environments: out }
     }
 
     /// Everything known about one environment (catalog recipe or image, installs on disk and

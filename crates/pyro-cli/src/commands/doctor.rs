@@ -2,19 +2,13 @@
 
 use crate::render;
 
-#[derive(clap::Args)]
-pub struct Args {
-    #[arg(long)]
-    json: bool,
-}
-
-pub fn main(a: Args) -> i32 {
-    let pyro = match render::pyro("doctor", a.json) {
+pub fn main(json: bool) -> i32 {
+    let pyro = match render::pyro("doctor", json) {
         Ok(p) => p,
         Err(code) => return code,
     };
     let r = pyro.doctor();
-    if a.json {
+    if json {
         render::json(&r);
     } else {
         println!("platform:     {} (host kernel {})", r.platform, r.host_kernel);

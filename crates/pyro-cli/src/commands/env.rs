@@ -3,15 +3,12 @@
 //! phase lines otherwise.
 
 use crate::render;
-use pyro_mcp::env::{EnvironmentDetails, Installed, PruneReport, PullOptions};
+use pyro_mcp::env::{PullOptions, PullReport};
 
 #[derive(clap::Subcommand)]
 pub enum EnvCmd {
     /// List the catalog and what is installed (OCI images included)
-    List {
-        #[arg(long)]
-        json: bool,
-    },
+    List,
     /// Install an environment: build a catalog entry from the Debian archive, or pull an OCI
     /// image (REGISTRY/REPO[:TAG|@sha256:DIGEST], e.g. docker.io/library/python:3.12)
     Pull {
@@ -20,32 +17,24 @@ pub enum EnvCmd {
         /// TLS certificates that do not verify
         #[arg(long)]
         insecure: bool,
-        #[arg(long)]
-        json: bool,
     },
     /// Show an environment: source, digests, size, packages, layers, kernel, installs
-    Inspect {
-        name: String,
-        #[arg(long)]
-        json: bool,
-    },
+    Inspect { name: String },
     /// Remove partial, stale and unknown entries from the environment cache (installs a
     /// workspace depends on are kept and reported)
     Prune {
         /// Only report what would be removed
         #[arg(long)]
         dry_run: bool,
-        #[arg(long)]
-        json: bool,
     },
 }
 
-pub fn main(c: EnvCmd) -> i32 {
+pub fn main(c: EnvCmd, json: bool) -> i32 {
     match c {
-        EnvCmd::List { json } => list(json),
-        EnvCmd::Pull { name, insecure, json } => pull(&name, insecure, json),
-        EnvCmd::Inspect { name, json } => inspect(&name, json),
-        EnvCmd::Prune { dry_run, json } => prune(dry_run, json),
+        EnvCmd::List => list(json),
+        EnvCmd::Pull { name, insecure } => pull(&name, insecure, json),
+        EnvCmd::Inspect { name } => inspect(&name, json),
+        EnvCmd::Prune { dry_run } => prune(dry_run, json),
     }
 }
 
@@ -54,19 +43,7 @@ fn list(json: bool) -> i32 {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let list = pyro.list_environments();
-    if json {
-        render::json(&serde_json::json!({"count": list.len(), "environments": list}));
-    } else {
-        for e in list {
-            let state = match (e.installed, e.size_bytes) {
-                (true, Some(s)) => format!("installed, {} MiB", s >> 20),
-                (true, None) => "installed".into(),
-                _ => "not installed".into(),
-            };
-            println!("{:<16} {:<12} {:<24} {}", e.name, e.version, state, e.description);
-        }
-    }
+    render::show(&pyro.list_environments(), json);
     0
 }
 
@@ -140,31 +117,11 @@ fn pull(name: &str, insecure: bool, json: bool) -> i32 {
     }
     match result {
         Ok(i) => {
-            if json {
-                render::json(&pull_json(&i));
-            } else {
-                println!(
-                    "{} {} {} ({} MiB, sha256:{})",
-                    i.name,
-                    i.version,
-                    if i.fresh { "installed" } else { "already installed" },
-                    i.size_bytes >> 20,
-                    &i.digest[..16.min(i.digest.len())]
-                );
-            }
+            render::show(&PullReport::from(&i), json);
             0
         }
         Err(e) => render::error(&e, json),
     }
-}
-
-fn pull_json(i: &Installed) -> serde_json::Value {
-    serde_json::json!({
-        "name": i.name, "version": i.version, "kind": i.kind, "digest": i.digest, "size_bytes": i.size_bytes,
-        "source": i.source, "installed": true, "built": i.fresh, "path": i.dir,
-        "manifest_digest": i.oci.as_ref().map(|o| &o.manifest_digest),
-        "index_digest": i.oci.as_ref().and_then(|o| o.index_digest.as_ref()),
-    })
 }
 
 fn inspect(name: &str, json: bool) -> i32 {
@@ -174,118 +131,10 @@ fn inspect(name: &str, json: bool) -> i32 {
     };
     match pyro.inspect_environment(name) {
         Ok(d) => {
-            if json {
-                render::json(&d);
-            } else {
-                print_details(&d);
-            }
+            render::show(&d, json);
             0
         }
         Err(e) => render::error(&e, json),
-    }
-}
-
-fn mib(b: u64) -> String {
-    if b < 1 << 20 {
-        format!("{:.1} KiB", b as f64 / 1024.0)
-    } else {
-        format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64)
-    }
-}
-
-/// `YYYY-MM-DD HH:MM:SS UTC` from seconds since the epoch.
-fn utc(secs: u64) -> String {
-    let days = (secs / 86400) as i64;
-    let rem = secs % 86400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
-fn print_details(d: &EnvironmentDetails) {
-    let row = |k: &str, v: &str| println!("{k:<14} {v}");
-    row("name", &d.name);
-    row("kind", &d.kind);
-    if let Some(desc) = &d.description {
-        row("description", desc);
-    }
-    if let Some(v) = &d.catalog_version {
-        row("catalog", &format!("version {v}; recipe: {}", d.recipe_packages.join(" ")));
-    }
-    match &d.current {
-        None => row("installed", "no"),
-        Some(i) => {
-            row("installed", &format!("yes, {}", utc(i.installed_at)));
-            row("version", &i.version);
-            row("digest", &format!("sha256:{}", i.digest));
-            row("source", &i.source);
-            row("size", &format!("{} on disk (sparse ext4 base)", mib(i.size_bytes)));
-            row("path", &i.dir.display().to_string());
-            if let Some(k) = &i.kernel {
-                row("built with", k);
-            }
-            if let Some(o) = &i.oci {
-                row("manifest", &o.manifest_digest);
-                if let Some(x) = &o.index_digest {
-                    row("index", &format!("{x} (resolved to {})", o.platform));
-                }
-                row("config", &o.config_digest);
-                if let Some(c) = &o.created {
-                    row("created", c);
-                }
-                row("layers", &o.layers.len().to_string());
-                for (n, l) in o.layers.iter().enumerate() {
-                    println!("{:<14}   {}. {} {} {}", "", n + 1, l.digest, mib(l.size), l.media_type);
-                }
-                let c = &o.config;
-                let mut parts = Vec::new();
-                if !c.env.is_empty() {
-                    parts.push(format!("Env={}", c.env.join(" ")));
-                }
-                if let Some(w) = &c.working_dir {
-                    parts.push(format!("WorkingDir={w}"));
-                }
-                if let Some(u) = &c.user {
-                    parts.push(format!("User={u}"));
-                }
-                if let Some(e) = &c.entrypoint {
-                    parts.push(format!("Entrypoint={e:?}"));
-                }
-                if let Some(e) = &c.cmd {
-                    parts.push(format!("Cmd={e:?}"));
-                }
-                row("image config", &if parts.is_empty() { "(empty)".into() } else { parts.join("; ") });
-                row("", "recorded only: commands run as root in /workspace with pyro's PATH");
-            }
-            row("packages", &i.packages.len().to_string());
-            for chunk in i.packages.chunks(4) {
-                println!("{:<14}   {}", "", chunk.join("  "));
-            }
-        }
-    }
-    if let Some(k) = &d.kernel {
-        row("kernel", &format!("{k} (shared by every environment)"));
-    }
-    if !d.installs.is_empty() {
-        row("installs", &d.installs.len().to_string());
-        for i in &d.installs {
-            let mut note = vec![utc(i.installed_at), mib(i.size_bytes)];
-            if i.current {
-                note.push("current".into());
-            }
-            if !i.used_by.is_empty() {
-                note.push(format!("used by {}", i.used_by.join(", ")));
-            }
-            println!("{:<14}   {} {} ({})", "", i.version, i.path, note.join(", "));
-        }
     }
 }
 
@@ -296,44 +145,9 @@ fn prune(dry_run: bool, json: bool) -> i32 {
     };
     match pyro.prune_environments(dry_run) {
         Ok(r) => {
-            if json {
-                render::json(&r);
-            } else {
-                print_prune(&r);
-            }
+            render::show(&r, json);
             0
         }
         Err(e) => render::error(&e, json),
-    }
-}
-
-fn print_prune(r: &PruneReport) {
-    let verb = if r.dry_run { "would remove" } else { "removed" };
-    for e in &r.removed {
-        println!("{verb:<12} {} ({}, {})", e.path, e.reason, mib(e.size_bytes));
-    }
-    for e in &r.kept_in_use {
-        println!("{:<12} {} ({}; used by {})", "kept", e.path, e.reason, e.used_by.join(", "));
-    }
-    for e in &r.skipped_busy {
-        println!("{:<12} {e} (a pull is in progress)", "skipped");
-    }
-    println!(
-        "{} {} entries, {}; kept {} current and {} in use",
-        if r.dry_run { "would free" } else { "freed" },
-        r.removed.len(),
-        mib(r.freed_bytes),
-        r.kept_current.len(),
-        r.kept_in_use.len()
-    );
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn utc_dates() {
-        assert_eq!(super::utc(0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(super::utc(1_700_000_000), "2023-11-14 22:13:20 UTC");
-        assert_eq!(super::utc(951_782_400), "2000-02-29 00:00:00 UTC");
     }
 }

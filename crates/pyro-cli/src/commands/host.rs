@@ -14,8 +14,6 @@ pub enum HostCmd {
         /// MCP profile the host should get (default: workspace-core)
         #[arg(long)]
         profile: Option<String>,
-        #[arg(long)]
-        json: bool,
     },
     /// Print the config snippet for a host that is configured by hand
     PrintConfig {
@@ -25,19 +23,31 @@ pub enum HostCmd {
         profile: Option<String>,
     },
     /// Is each host configured, and does its entry start a working server?
-    Doctor {
-        #[arg(long)]
-        json: bool,
-    },
+    Doctor,
     /// Rewrite a stale or broken entry (a backup is kept)
     Repair {
         #[arg(value_enum)]
         host: Host,
         #[arg(long)]
         profile: Option<String>,
-        #[arg(long)]
-        json: bool,
     },
+}
+
+/// `host doctor --json`.
+#[derive(serde::Serialize)]
+struct HostDoctor {
+    ok: bool,
+    hosts: Vec<HostRow>,
+}
+
+#[derive(serde::Serialize)]
+struct HostRow {
+    host: &'static str,
+    config_path: std::path::PathBuf,
+    configured: bool,
+    server_ok: Option<bool>,
+    detail: String,
+    fix: Option<String>,
 }
 
 fn check_profile(p: &Option<String>) -> Result<(), Error> {
@@ -62,24 +72,20 @@ fn print_outcome(o: &host::Outcome, json: bool) {
     }
 }
 
-pub fn main(c: HostCmd) -> i32 {
-    let json = match &c {
-        HostCmd::Connect { json, .. } | HostCmd::Doctor { json } | HostCmd::Repair { json, .. } => *json,
-        HostCmd::PrintConfig { .. } => false,
-    };
-    match run(c) {
+pub fn main(c: HostCmd, json: bool) -> i32 {
+    match run(c, json) {
         Ok(code) => code,
         Err(e) => render::error(&e, json),
     }
 }
 
-fn run(c: HostCmd) -> Result<i32, Error> {
+fn run(c: HostCmd, json: bool) -> Result<i32, Error> {
     match c {
-        HostCmd::Connect { host, profile, json } => {
+        HostCmd::Connect { host, profile } => {
             check_profile(&profile)?;
             print_outcome(&host::connect(host, profile.as_deref(), false)?, json);
         }
-        HostCmd::Repair { host, profile, json } => {
+        HostCmd::Repair { host, profile } => {
             check_profile(&profile)?;
             let want = Entry::desired(profile.as_deref())?;
             let healthy = matches!(host.current(), Ok(Some(e)) if e == want)
@@ -102,7 +108,7 @@ fn run(c: HostCmd) -> Result<i32, Error> {
             };
             render::json(&v);
         }
-        HostCmd::Doctor { json } => {
+        HostCmd::Doctor => {
             let want = Entry::desired(None)?;
             let mut rows = Vec::new();
             let mut all_ok = true;
@@ -133,14 +139,14 @@ fn run(c: HostCmd) -> Result<i32, Error> {
                     (false, _) if h == Host::Opencode => Some("pyro host print-config opencode".to_string()),
                     (false, _) => Some(format!("pyro host connect {}", h.name())),
                 };
-                rows.push(serde_json::json!({"host": h.name(), "config_path": path, "configured": configured, "server_ok": server, "detail": detail, "fix": fix}));
+                rows.push(HostRow { host: h.name(), config_path: path, configured, server_ok: server, detail, fix });
             }
             if json {
-                render::json(&serde_json::json!({"ok": all_ok, "hosts": rows}));
+                render::json(&HostDoctor { ok: all_ok, hosts: rows });
             } else {
                 for r in &rows {
-                    println!("{:<12} {}", r["host"].as_str().unwrap_or(""), r["detail"].as_str().unwrap_or(""));
-                    if let Some(f) = r["fix"].as_str() {
+                    println!("{:<12} {}", r.host, r.detail);
+                    if let Some(f) = &r.fix {
                         println!("{:<12} fix: {f}", "");
                     }
                 }

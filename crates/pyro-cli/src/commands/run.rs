@@ -24,18 +24,16 @@ pub struct Args {
     /// If no guest can boot, run in a bubblewrap sandbox on the host instead (degraded)
     #[arg(long)]
     allow_host_compat: bool,
-    #[arg(long)]
-    json: bool,
     /// The command: several words run as argv, exactly one word runs through /bin/sh -c
     #[arg(last = true, required = true)]
     command: Vec<String>,
 }
 
-pub fn main(a: Args) -> i32 {
+pub fn main(a: Args, json: bool) -> i32 {
     let Some(command) = Command::from_words(&a.command) else {
         return render::error(
             &pyro_mcp::Error::invalid("no command given").hint("pyro run debian:12 -- git --version"),
-            a.json,
+            json,
         );
     };
     let mut env = Vec::new();
@@ -43,11 +41,11 @@ pub fn main(a: Args) -> i32 {
         match kv.split_once('=') {
             Some((k, v)) => env.push((k.to_string(), v.to_string())),
             None => {
-                return render::error(&pyro_mcp::Error::invalid(format!("--env takes NAME=VALUE, got '{kv}'")), a.json)
+                return render::error(&pyro_mcp::Error::invalid(format!("--env takes NAME=VALUE, got '{kv}'")), json)
             }
         }
     }
-    let pyro = match render::pyro("run", a.json) {
+    let pyro = match render::pyro("run", json) {
         Ok(p) => p,
         Err(code) => return code,
     };
@@ -63,25 +61,15 @@ pub fn main(a: Args) -> i32 {
     };
     let r = match pyro.run(opts) {
         Ok(r) => r,
-        Err(e) => return render::error(&e, a.json),
+        Err(e) => return render::error(&e, json),
     };
-    if a.json {
+    if json {
         render::json(&r);
     } else {
         let _ = std::io::stdout().write_all(&r.stdout);
         let _ = std::io::stdout().flush();
         let _ = std::io::stderr().write_all(&r.stderr);
-        eprintln!(
-            "[run] environment={} execution_mode={} accelerator={} exit_code={}{} boot_ms={} duration_ms={} total_ms={}",
-            r.environment,
-            r.execution_mode,
-            r.accelerator,
-            r.exit_code,
-            if r.timed_out { " timed_out=true" } else { "" },
-            r.boot_ms,
-            r.duration_ms,
-            r.total_ms
-        );
+        eprintln!("[run] {}", r.status_line());
     }
     r.exit_code
 }

@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::paths::Paths;
 use serde::Serialize;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct InstallSummary {
     pub path: String,
     pub version: String,
@@ -20,7 +20,8 @@ pub struct InstallSummary {
     pub used_by: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// `env inspect`.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct EnvironmentDetails {
     pub name: String,
     /// `catalog` or `oci`.

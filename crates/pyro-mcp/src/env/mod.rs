@@ -29,7 +29,7 @@ pub use oci::{ImageConfig, OciInfo, PullOptions};
 pub use prune::{PruneEntry, PruneReport};
 
 /// What `env.json` records about an installed environment.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Installed {
     pub name: String,
     /// The catalog version, or the first 12 hex digits of an image's manifest digest.
@@ -55,6 +55,42 @@ pub struct Installed {
     /// Set when this call built or pulled the install (false when it was already there).
     #[serde(skip)]
     pub fresh: bool,
+}
+
+/// `env pull`: the install, and whether this call built or pulled it.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct PullReport {
+    pub name: String,
+    pub version: String,
+    pub kind: String,
+    pub digest: String,
+    pub size_bytes: u64,
+    pub source: String,
+    pub installed: bool,
+    /// False when it was already installed.
+    pub built: bool,
+    pub path: PathBuf,
+    /// Images only.
+    pub manifest_digest: Option<String>,
+    pub index_digest: Option<String>,
+}
+
+impl From<&Installed> for PullReport {
+    fn from(i: &Installed) -> Self {
+        PullReport {
+            name: i.name.clone(),
+            version: i.version.clone(),
+            kind: i.kind.clone(),
+            digest: i.digest.clone(),
+            size_bytes: i.size_bytes,
+            source: i.source.clone(),
+            installed: true,
+            built: i.fresh,
+            path: i.dir.clone(),
+            manifest_digest: i.oci.as_ref().map(|o| o.manifest_digest.clone()),
+            index_digest: i.oci.as_ref().and_then(|o| o.index_digest.clone()),
+        }
+    }
 }
 
 fn catalog_kind() -> String {

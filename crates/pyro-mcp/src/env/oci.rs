@@ -58,7 +58,7 @@ pub struct OciRef {
 }
 
 /// What env.json records about an image.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OciInfo {
     pub reference: String,
     pub registry: String,
@@ -78,7 +78,7 @@ pub struct OciInfo {
     pub created: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LayerInfo {
     pub digest: String,
     pub size: u64,
@@ -90,7 +90,7 @@ pub struct LayerInfo {
 
 /// The parts of the image config pyro records (it does not apply them: commands run as root
 /// in /workspace with pyro's environment).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ImageConfig {
     #[serde(default)]
     pub env: Vec<String>,

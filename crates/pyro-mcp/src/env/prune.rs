@@ -15,7 +15,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct PruneEntry {
     /// The environment's name, when the entry says.
     pub name: Option<String>,
@@ -29,7 +29,8 @@ pub struct PruneEntry {
     pub used_by: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// `env prune`.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct PruneReport {
     pub dry_run: bool,
     pub removed: Vec<PruneEntry>,

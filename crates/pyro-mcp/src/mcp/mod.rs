@@ -8,7 +8,6 @@
 //! # Ok::<(), pyro_mcp::Error>(())
 //! ```
 
-mod render;
 mod server;
 pub mod source;
 pub mod tools;
@@ -18,7 +17,7 @@ use crate::paths::Paths;
 use std::path::PathBuf;
 
 pub use server::{failure, PyroServer};
-pub use source::{HostRoots, ProjectSource};
+pub use source::{HostRoots, ProjectSource, SeedSource};
 
 /// Which tools the server offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -2,12 +2,12 @@
 //! blocking thread (so a slow exec in one workspace never holds up another call), with a
 //! fresh `Pyro` per call whose progress lines become MCP progress notifications.
 
-use super::render;
-use super::source::{HostRoots, ProjectSource};
-use super::tools::{self, args, bounded, EXEC_OUTPUT_BYTES};
+use super::source::{HostRoots, ProjectSource, SeedSource};
+use super::tools::{self, args, CreateResult, EXEC_OUTPUT_BYTES};
 use super::{Profile, ServeOptions};
 use crate::error::{Error, Result};
 use crate::paths::Paths;
+use crate::render::Render;
 use crate::{Command, CreateOptions, Pyro, RunOptions, UpdateOptions};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation, ListToolsResult,
@@ -157,8 +157,15 @@ impl PyroServer {
     }
 }
 
-fn value<T: Serialize>(v: T) -> Result<Value> {
-    serde_json::to_value(v).map_err(|e| Error::internal(format!("serializing the result: {e}")))
+/// A tool's successful result: the SDK value as structured content, its rendering as text.
+struct Reply {
+    structured: Value,
+    text: String,
+}
+
+fn reply<T: Serialize + Render>(v: T) -> Result<Reply> {
+    let structured = serde_json::to_value(&v).map_err(|e| Error::internal(format!("serializing the result: {e}")))?;
+    Ok(Reply { structured, text: v.text() })
 }
 
 fn command(c: String) -> Result<Command> {
@@ -169,28 +176,28 @@ fn command(c: String) -> Result<Command> {
 }
 
 impl Inner {
-    /// One tool call, synchronously: parse, check, call the SDK, return its JSON.
-    fn dispatch(&self, pyro: &Pyro, tool: &str, a: Value) -> Result<Value> {
-        use crate::run::{DEFAULT_MEM_MIB, DEFAULT_TIMEOUT_S, DEFAULT_VCPUS};
+    /// One tool call, synchronously: parse, call the SDK (which validates), render the result.
+    /// Defaults that differ from the SDK's on purpose are passed as explicit option values.
+    fn dispatch(&self, pyro: &Pyro, tool: &str, a: Value) -> Result<Reply> {
+        use crate::run::DEFAULT_TIMEOUT_S;
         if tool == "vm_run" {
             let a: tools::VmRun = args(tool, a)?;
             let mut o = RunOptions::new(
                 a.environment.unwrap_or_else(|| tools::DEFAULT_ENVIRONMENT.into()),
                 command(a.command)?,
             );
-            o.timeout_s = bounded("timeout_seconds", a.timeout_seconds, 1, tools::MAX_TIMEOUT_S, DEFAULT_TIMEOUT_S)?;
-            o.vcpus = a.vcpu_count.unwrap_or(DEFAULT_VCPUS);
-            o.mem_mib = a.mem_mib.unwrap_or(DEFAULT_MEM_MIB);
+            o.timeout_s = a.timeout_seconds.unwrap_or(DEFAULT_TIMEOUT_S);
+            o.vcpus = a.vcpu_count.unwrap_or(o.vcpus);
+            o.mem_mib = a.mem_mib.unwrap_or(o.mem_mib);
             o.max_output_bytes = EXEC_OUTPUT_BYTES;
-            return value(pyro.run(o)?);
+            return reply(pyro.run(o)?);
         }
         if tool == "workspace_create" {
             let a: tools::Create = args(tool, a)?;
             let (seed_path, seed_source) = match a.seed_path {
                 Some(p) => {
                     let p = self.roots.confine(&p, "seed_path")?;
-                    let d = json!({"kind": "explicit", "path": p});
-                    (Some(p), d)
+                    (Some(p.clone()), SeedSource::Explicit { path: p })
                 }
                 None => (self.source.seed_dir().map(Path::to_path_buf), self.source.describe()),
             };
@@ -203,9 +210,7 @@ impl Inner {
                 mem_mib: a.mem_mib,
             };
             let mut ws = pyro.workspaces()?;
-            let mut v = value(ws.create(&o, pyro.progress())?)?;
-            v["seed_source"] = seed_source;
-            return Ok(v);
+            return reply(CreateResult { workspace: ws.create(&o, pyro.progress())?, seed_source });
         }
         // Parse before opening the runtime: a malformed call costs nothing.
         enum Call {
@@ -213,11 +218,11 @@ impl Inner {
             Update(tools::Update),
             Status(String),
             Sync(tools::SyncPush, std::path::PathBuf),
-            Exec(tools::Exec, u64),
+            Exec(tools::Exec),
             Logs(String),
             Summary(String),
             FileList(tools::FileList),
-            FileRead(tools::FileRead, u64),
+            FileRead(tools::FileRead),
             FileWrite(tools::FileWrite),
             Patch(tools::PatchApply),
             Diff(String),
@@ -235,25 +240,11 @@ impl Inner {
                 let src = self.roots.confine(&a.source_path, "source_path")?;
                 Call::Sync(a, src)
             }
-            "workspace_exec" => {
-                let a: tools::Exec = args(tool, a)?;
-                let t = bounded("timeout_seconds", a.timeout_seconds, 1, tools::MAX_TIMEOUT_S, DEFAULT_TIMEOUT_S)?;
-                Call::Exec(a, t)
-            }
+            "workspace_exec" => Call::Exec(args(tool, a)?),
             "workspace_logs" => Call::Logs(id(a)?),
             "workspace_summary" => Call::Summary(id(a)?),
             "workspace_file_list" => Call::FileList(args(tool, a)?),
-            "workspace_file_read" => {
-                let a: tools::FileRead = args(tool, a)?;
-                let max = bounded(
-                    "max_bytes",
-                    a.max_bytes,
-                    1,
-                    tools::MAX_READ_BYTES,
-                    crate::workspace::files::DEFAULT_READ_BYTES,
-                )?;
-                Call::FileRead(a, max)
-            }
+            "workspace_file_read" => Call::FileRead(args(tool, a)?),
             "workspace_file_write" => Call::FileWrite(args(tool, a)?),
             "workspace_patch_apply" => Call::Patch(args(tool, a)?),
             "workspace_diff" => Call::Diff(id(a)?),
@@ -268,11 +259,8 @@ impl Inner {
         };
         let mut ws = pyro.workspaces()?;
         match call {
-            Call::List => {
-                let list = ws.list()?;
-                Ok(json!({"count": list.len(), "workspaces": list}))
-            }
-            Call::Update(a) => value(ws.update(
+            Call::List => reply(ws.list()?),
+            Call::Update(a) => reply(ws.update(
                 &a.workspace_id,
                 &UpdateOptions {
                     name: a.name,
@@ -281,46 +269,50 @@ impl Inner {
                     clear_labels: a.clear_labels,
                 },
             )?),
-            Call::Status(id) => {
-                let r = ws.resolve(&id)?;
-                value(ws.info(&r))
-            }
-            Call::Sync(a, src) => ws.sync_push(&a.workspace_id, &src, a.dest.as_deref()),
-            Call::Exec(a, timeout) => value(ws.exec(
+            Call::Status(id) => reply(ws.status(&id)?),
+            Call::Sync(a, src) => reply(ws.sync_push(&a.workspace_id, &src, a.dest.as_deref())?),
+            Call::Exec(a) => reply(ws.exec(
                 &a.workspace_id,
                 command(a.command)?,
                 a.cwd.as_deref(),
-                timeout,
+                a.timeout_seconds.unwrap_or(DEFAULT_TIMEOUT_S),
                 a.env.into_iter().collect(),
                 Some(EXEC_OUTPUT_BYTES),
             )?),
-            Call::Logs(id) => ws.logs(&id),
-            Call::Summary(id) => ws.summary(&id),
-            Call::FileList(a) => ws.file_list(&a.workspace_id, a.path.as_deref(), a.recursive),
-            Call::FileRead(a, max) => value(ws.file_read(&a.workspace_id, &a.path, Some(max))?),
-            Call::FileWrite(a) => ws.file_write(&a.workspace_id, &a.path, a.content.as_bytes()),
-            Call::Patch(a) => ws.patch_apply(&a.workspace_id, &a.patch),
-            Call::Diff(id) => value(ws.diff(&id)?),
-            Call::Export(a, out) => ws.export(&a.workspace_id, &a.path, &out),
-            Call::Reset(id) => value(ws.reset(&id)?),
-            Call::Delete(id) => ws.delete(&id),
+            Call::Logs(id) => reply(ws.logs(&id)?),
+            Call::Summary(id) => reply(ws.summary(&id)?),
+            Call::FileList(a) => reply(ws.file_list(&a.workspace_id, a.path.as_deref(), a.recursive)?),
+            Call::FileRead(a) => reply(ws.file_read(&a.workspace_id, &a.path, a.max_bytes)?),
+            Call::FileWrite(a) => reply(ws.file_write(&a.workspace_id, &a.path, a.content.as_bytes())?),
+            Call::Patch(a) => reply(ws.patch_apply(&a.workspace_id, &a.patch)?),
+            Call::Diff(id) => reply(ws.diff(&id)?),
+            Call::Export(a, out) => reply(ws.export(&a.workspace_id, &a.path, &out)?),
+            Call::Reset(id) => reply(ws.reset(&id)?),
+            Call::Delete(id) => reply(ws.delete(&id)?),
         }
     }
 }
 
-fn success(tool: &str, v: Value) -> CallToolResult {
-    let text = render::text(tool, &v);
-    let mut r = CallToolResult::structured(v);
-    r.content = vec![ContentBlock::text(text)];
-    r
+fn success(r: Reply) -> CallToolResult {
+    let mut result = CallToolResult::structured(r.structured);
+    result.content = vec![ContentBlock::text(r.text)];
+    result
 }
 
 /// An SDK error as a tool error: `{"error": {"code", "message", "hint"}}` plus the text.
 pub fn failure(e: &Error) -> CallToolResult {
     let v = json!({"error": {"code": e.code.as_str(), "message": e.message, "hint": e.hint}});
     let mut r = CallToolResult::structured_error(v);
-    r.content = vec![ContentBlock::text(render::error_text(e))];
+    r.content = vec![ContentBlock::text(error_text(e))];
     r
+}
+
+/// Text for an error result.
+fn error_text(e: &Error) -> String {
+    match &e.hint {
+        Some(h) => format!("error ({}): {}\nhint: {h}", e.code.as_str(), e.message),
+        None => format!("error ({}): {}", e.code.as_str(), e.message),
+    }
 }
 
 impl ServerHandler for PyroServer {
@@ -389,7 +381,7 @@ impl ServerHandler for PyroServer {
             let _ = task.await; // every progress notification goes out before the result
         }
         let result = match joined {
-            Ok(Ok(v)) => success(&name, v),
+            Ok(Ok(r)) => success(r),
             Ok(Err(e)) => failure(&e),
             Err(_) => failure(&Error::internal(format!("{name} failed unexpectedly")).hint("this is a bug in pyro")),
         };

@@ -8,9 +8,30 @@
 
 use crate::error::{Error, Result};
 use crate::paths::Paths;
-use serde_json::{json, Value};
+use schemars::JsonSchema;
+use serde::Serialize;
 use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
+
+/// Where a workspace created through MCP was seeded from: `{"kind": "project", "path"}`,
+/// `{"kind": "repo_url", "url", "ref"}`, `{"kind": "explicit", "path"}` or `{"kind": "none"}`.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SeedSource {
+    Project {
+        path: PathBuf,
+    },
+    RepoUrl {
+        url: String,
+        #[serde(rename = "ref")]
+        reference: Option<String>,
+    },
+    /// The call's own `seed_path`.
+    Explicit {
+        path: PathBuf,
+    },
+    None,
+}
 
 /// What `workspace_create` seeds from when the model gives no `seed_path`.
 #[derive(Debug, Clone)]
@@ -34,11 +55,13 @@ impl ProjectSource {
     }
 
     /// `seed_source` as reported in `workspace_create`'s result.
-    pub fn describe(&self) -> Value {
+    pub fn describe(&self) -> SeedSource {
         match self {
-            ProjectSource::Project { root } => json!({"kind": "project", "path": root}),
-            ProjectSource::RepoUrl { url, reference, .. } => json!({"kind": "repo_url", "url": url, "ref": reference}),
-            ProjectSource::None => json!({"kind": "none"}),
+            ProjectSource::Project { root } => SeedSource::Project { path: root.clone() },
+            ProjectSource::RepoUrl { url, reference, .. } => {
+                SeedSource::RepoUrl { url: url.clone(), reference: reference.clone() }
+            }
+            ProjectSource::None => SeedSource::None,
         }
     }
 

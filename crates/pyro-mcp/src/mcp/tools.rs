@@ -1,24 +1,34 @@
-//! The MCP tool catalogue: names, short descriptions, input and output schemas, annotations,
-//! which profile offers which tool, and the typed arguments each tool accepts.
+//! The MCP tool catalogue: names, short descriptions, annotations, which profile offers
+//! which tool, the typed arguments each tool accepts and the result type it returns.
 //!
-//! Schemas are written by hand to stay small: the whole `workspace-core` `tools/list` must
-//! fit in 6 KB of JSON, so descriptions are one line and output schemas name only the fields
-//! a model acts on (they list no `required` fields, so error results validate too).
+//! Input schemas are generated (schemars) from the argument structs the server deserializes,
+//! output schemas from the SDK result types, so neither can drift from the code. `reduce`
+//! then shrinks each generated schema to fit the budget: the whole `workspace-core`
+//! `tools/list` must stay within `TOOLS_LIST_BUDGET` bytes of compact JSON. It keeps the
+//! top-level properties with their type only (plus range, numeric default and descriptions
+//! of at most `MAX_DESCRIPTION` characters on inputs: longer doc comments are for code
+//! readers), and `required` on inputs only (error results must validate against output
+//! schemas too). Output schemas name the fields a model acts on, as far as the budget allows.
 
+use super::source::SeedSource;
 use crate::error::{Error, Result};
+use crate::render::Render;
+use crate::WorkspaceInfo;
 use rmcp::model::{JsonObject, Tool, ToolAnnotations};
+use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// Bounds the server applies to what models ask for (mirrored in the schemas).
-pub const MAX_TIMEOUT_S: u64 = crate::run::MAX_TIMEOUT_S;
-pub const MAX_READ_BYTES: u64 = crate::workspace::files::MAX_READ_BYTES;
-/// Output kept per stream for `vm_run` and `workspace_exec` (head and tail, with a marker).
+/// Output kept per stream for `vm_run` and `workspace_exec` (head and tail, with a marker):
+/// smaller than the SDK's default on purpose, so one call cannot flood a model's context.
 pub const EXEC_OUTPUT_BYTES: u64 = 64 * 1024;
 pub const DEFAULT_ENVIRONMENT: &str = "debian:12";
+/// Compact JSON bytes the `workspace-core` `tools/list` may take.
+pub const TOOLS_LIST_BUDGET: usize = 6144;
+const MAX_DESCRIPTION: usize = 40;
 
 pub const VM_RUN: &[&str] = &["vm_run"];
 pub const WORKSPACE_CORE: &[&str] = &[
@@ -44,45 +54,77 @@ pub const WORKSPACE_CORE: &[&str] = &[
 /// landed yet, so today it offers the same tools.
 pub const WORKSPACE_FULL: &[&str] = WORKSPACE_CORE;
 
-fn int(min: u64, max: u64, default: Option<u64>) -> Value {
-    let mut v = json!({"type": "integer", "minimum": min, "maximum": max});
-    if let Some(d) = default {
-        v["default"] = d.into();
+/// The JSON type of a generated property: `Option<T>` reads as T, references and
+/// enums of strings as what they resolve to.
+fn type_of(p: &Value, defs: &Map<String, Value>) -> Option<Value> {
+    match p.get("type") {
+        Some(Value::String(t)) => return Some(json!(t)),
+        Some(Value::Array(ts)) => {
+            let ts: Vec<&Value> = ts.iter().filter(|t| *t != "null").collect();
+            return Some(if ts.len() == 1 { ts[0].clone() } else { json!(ts) });
+        }
+        _ => {}
     }
-    v
-}
-
-fn s(desc: &str) -> Value {
-    if desc.is_empty() {
-        json!({"type": "string"})
-    } else {
-        json!({"type": "string", "description": desc})
+    if let Some(r) = p.get("$ref").and_then(Value::as_str) {
+        let name = r.rsplit('/').next().unwrap_or(r);
+        return defs.get(name).and_then(|d| type_of(d, defs));
     }
+    if p.get("enum").is_some() || p.get("const").is_some() {
+        return Some(json!("string"));
+    }
+    let variants = p.get("anyOf").or_else(|| p.get("oneOf"))?.as_array()?;
+    variants.iter().find(|v| v.get("type").is_none_or(|t| t != "null")).and_then(|v| type_of(v, defs))
 }
 
-fn map() -> Value {
-    json!({"type": "object", "additionalProperties": {"type": "string"}})
-}
-
-/// `{"type":"object","properties":…,"required":…}`.
-fn input(props: Value, required: &[&str]) -> JsonObject {
+/// Shrink a generated schema to the top-level properties' types (see the module docs).
+fn reduce(schema: schemars::Schema, input: bool) -> JsonObject {
+    let v = schema.to_value();
+    let empty = Map::new();
+    let defs = v.get("$defs").and_then(Value::as_object).unwrap_or(&empty);
+    let mut props = Map::new();
+    for (name, p) in v.get("properties").and_then(Value::as_object).unwrap_or(&empty) {
+        let mut out = Map::new();
+        if let Some(t) = type_of(p, defs) {
+            out.insert("type".into(), t);
+        }
+        if input {
+            for k in ["minimum", "maximum"] {
+                if let Some(x) = p.get(k) {
+                    out.insert(k.into(), x.clone());
+                }
+            }
+            // Numeric defaults say something; `false`, `{}` and `[]` (serde's defaults for
+            // flags, maps and lists) only cost bytes.
+            if let Some(d) = p.get("default").filter(|d| d.is_number()) {
+                out.insert("default".into(), d.clone());
+            }
+            if let Some(d) = p.get("description").and_then(Value::as_str).filter(|d| d.len() <= MAX_DESCRIPTION) {
+                out.insert("description".into(), json!(d));
+            }
+        }
+        props.insert(name.clone(), Value::Object(out));
+    }
     let mut o = JsonObject::new();
     o.insert("type".into(), "object".into());
-    o.insert("properties".into(), props);
-    if !required.is_empty() {
-        o.insert("required".into(), json!(required));
+    o.insert("properties".into(), Value::Object(props));
+    if let Some(r) = v.get("required").filter(|r| input && r.as_array().is_some_and(|a| !a.is_empty())) {
+        o.insert("required".into(), r.clone());
     }
     o
 }
 
-/// Output schema: the fields a model acts on, by type only; nothing required.
-fn output(fields: &[(&str, &str)]) -> Option<Arc<JsonObject>> {
-    let props: serde_json::Map<String, Value> =
-        fields.iter().map(|(k, t)| (k.to_string(), json!({"type": t}))).collect();
-    let mut o = JsonObject::new();
-    o.insert("type".into(), "object".into());
-    o.insert("properties".into(), Value::Object(props));
-    Some(Arc::new(o))
+fn input_schema<A: JsonSchema>() -> JsonObject {
+    reduce(schemars::schema_for!(A), true)
+}
+
+/// The output schema of result type `R`, with only the `keep` properties: those a model
+/// acts on, as far as the size budget allows.
+fn output_schema<R: JsonSchema>(keep: &[&str]) -> JsonObject {
+    let mut o = reduce(schemars::schema_for!(R), false);
+    if let Some(Value::Object(props)) = o.get_mut("properties") {
+        props.retain(|k, _| keep.contains(&k.as_str()));
+    }
+    o
 }
 
 #[derive(Clone, Copy)]
@@ -93,7 +135,20 @@ enum Kind {
     Write(bool, bool),
 }
 
-fn tool(name: &'static str, desc: &'static str, inp: JsonObject, out: Option<Arc<JsonObject>>, kind: Kind) -> Tool {
+/// One catalogue entry: the tool as listed, built from its argument type `A` and result
+/// type `R`. Tests check the listed schemas against those types again.
+struct Def {
+    tool: Tool,
+    #[cfg(test)]
+    check: fn(&Tool),
+}
+
+fn def<A: JsonSchema + DeserializeOwned, R: JsonSchema>(
+    name: &'static str,
+    desc: &'static str,
+    kind: Kind,
+    out: Option<&[&str]>,
+) -> Def {
     // Hints left at their spec defaults (readOnlyHint false, idempotentHint false) are left
     // out to keep tools/list small; destructiveHint and openWorldHint are always explicit.
     let a = match kind {
@@ -101,200 +156,169 @@ fn tool(name: &'static str, desc: &'static str, inp: JsonObject, out: Option<Arc
         Kind::Write(d, false) => ToolAnnotations::new().destructive(d),
         Kind::Write(d, true) => ToolAnnotations::new().destructive(d).idempotent(true),
     };
-    let mut t = Tool::new(name, desc, inp).with_annotations(a.open_world(false));
-    if let Some(o) = out {
-        t = t.with_raw_output_schema(o);
+    let mut tool = Tool::new(name, desc, input_schema::<A>()).with_annotations(a.open_world(false));
+    if let Some(keep) = out {
+        tool = tool.with_raw_output_schema(Arc::new(output_schema::<R>(keep)));
     }
-    t
+    Def {
+        tool,
+        #[cfg(test)]
+        check: tests::check::<A, R>,
+    }
 }
 
-const RUN_OUT: &[(&str, &str)] = &[("exit_code", "integer"), ("stdout", "string"), ("stderr", "string")];
+fn catalogue() -> Vec<Def> {
+    use crate::workspace::diff::DiffResult;
+    use crate::workspace::files as f;
+    use crate::workspace::lifecycle as l;
+    use Kind::*;
+    vec![
+        def::<VmRun, crate::RunResult>(
+            "vm_run",
+            "Run a shell command in a throwaway microVM.",
+            Write(false, false),
+            Some(&["exit_code", "timed_out", "stdout", "stderr"]),
+        ),
+        def::<Create, CreateResult>(
+            "workspace_create",
+            "Create a workspace VM seeded from seed_path or the project.",
+            Write(false, false),
+            None,
+        ),
+        def::<Empty, crate::WorkspaceList>("workspace_list", "List workspaces.", Read, None),
+        def::<Update, WorkspaceInfo>("workspace_update", "Rename or relabel a workspace.", Write(false, true), None),
+        def::<Id, WorkspaceInfo>("workspace_status", "A workspace's state.", Read, None),
+        def::<SyncPush, f::SyncPush>(
+            "workspace_sync_push",
+            "Copy a host dir or archive into the workspace.",
+            Write(true, true),
+            None,
+        ),
+        def::<Exec, l::ExecRecord>(
+            "workspace_exec",
+            "Run a shell command in the workspace.",
+            Write(true, false),
+            Some(&["exit_code", "timed_out", "stdout", "stderr"]),
+        ),
+        def::<Id, l::Logs>("workspace_logs", "Command history since the last reset.", Read, None),
+        def::<Id, crate::workspace::summary::Summary>(
+            "workspace_summary",
+            "Commands, failures and changes since the last reset.",
+            Read,
+            None,
+        ),
+        def::<FileList, f::FileList>("workspace_file_list", "List workspace files.", Read, None),
+        def::<FileRead, f::FileRead>(
+            "workspace_file_read",
+            "Read a workspace file.",
+            Read,
+            Some(&["content", "truncated", "binary"]),
+        ),
+        def::<FileWrite, f::FileWrite>(
+            "workspace_file_write",
+            "Create or replace a workspace file.",
+            Write(true, true),
+            None,
+        ),
+        def::<PatchApply, f::PatchReport>(
+            "workspace_patch_apply",
+            "Apply a unified diff, all or nothing.",
+            Write(true, false),
+            None,
+        ),
+        def::<Id, DiffResult>(
+            "workspace_diff",
+            "Changes since the baseline, as a unified patch.",
+            Read,
+            Some(&["changed", "patch", "patch_truncated"]),
+        ),
+        def::<Export, f::ExportReport>(
+            "workspace_export",
+            "Copy a workspace file or dir to a new host path.",
+            Write(false, false),
+            None,
+        ),
+        def::<Id, WorkspaceInfo>("workspace_reset", "Discard all changes since the baseline.", Write(true, true), None),
+        def::<Id, l::DeleteReport>("workspace_delete", "Stop and delete the workspace.", Write(true, true), None),
+    ]
+}
 
 /// Every tool the server knows, in catalogue order. Every result is structured content (a
 /// JSON object); output schemas are declared where a model acts on specific fields.
 pub fn all() -> Vec<Tool> {
-    use Kind::*;
-    let wid = || json!({"workspace_id": s("")});
-    let only_id = || input(wid(), &["workspace_id"]);
-    let with = |extra: Value| {
-        let mut p = wid();
-        p.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
-        p
-    };
-    let cpu = || int(1, crate::run::MAX_VCPUS as u64, None);
-    let mem = || int(crate::run::MIN_MEM_MIB as u64, crate::run::MAX_MEM_MIB as u64, None);
-    vec![
-        tool(
-            "vm_run",
-            "Run a shell command in a throwaway microVM.",
-            input(
-                json!({
-                    "command": s("run with /bin/sh -c"),
-                    "environment": s(""),
-                    "timeout_seconds": int(1, MAX_TIMEOUT_S, Some(30)),
-                }),
-                &["command"],
-            ),
-            output(RUN_OUT),
-            Write(false, false),
-        ),
-        tool(
-            "workspace_create",
-            "Create a workspace VM seeded from seed_path or the project.",
-            input(
-                json!({
-                    "seed_path": s("host dir or .tar(.gz)"),
-                    "environment": s(""),
-                    "name": s(""),
-                    "labels": map(),
-                    "vcpu_count": cpu(),
-                    "mem_mib": mem(),
-                }),
-                &[],
-            ),
-            None,
-            Write(false, false),
-        ),
-        tool("workspace_list", "List workspaces.", input(json!({}), &[]), None, Read),
-        tool(
-            "workspace_update",
-            "Rename or relabel a workspace.",
-            input(
-                with(json!({
-                    "name": s(""),
-                    "clear_name": {"type": "boolean"},
-                    "labels": map(),
-                    "clear_labels": {"type": "array", "items": {"type": "string"}},
-                })),
-                &["workspace_id"],
-            ),
-            None,
-            Write(false, true),
-        ),
-        tool("workspace_status", "A workspace's state.", only_id(), None, Read),
-        tool(
-            "workspace_sync_push",
-            "Copy a host dir or archive into the workspace.",
-            input(with(json!({"source_path": s(""), "dest": s("")})), &["workspace_id", "source_path"]),
-            None,
-            Write(true, true),
-        ),
-        tool(
-            "workspace_exec",
-            "Run a shell command in the workspace.",
-            input(
-                with(json!({
-                    "command": s("run with /bin/sh -c"),
-                    "cwd": s(""),
-                    "timeout_seconds": int(1, MAX_TIMEOUT_S, Some(30)),
-                    "env": map(),
-                })),
-                &["workspace_id", "command"],
-            ),
-            output(RUN_OUT),
-            Write(true, false),
-        ),
-        tool("workspace_logs", "Command history since the last reset.", only_id(), None, Read),
-        tool("workspace_summary", "Commands, failures and changes since the last reset.", only_id(), None, Read),
-        tool(
-            "workspace_file_list",
-            "List workspace files.",
-            input(with(json!({"path": s(""), "recursive": {"type": "boolean"}})), &["workspace_id"]),
-            None,
-            Read,
-        ),
-        tool(
-            "workspace_file_read",
-            "Read a workspace file.",
-            input(
-                with(json!({"path": s(""), "max_bytes": int(1, MAX_READ_BYTES, Some(65536))})),
-                &["workspace_id", "path"],
-            ),
-            output(&[("content", "string")]),
-            Read,
-        ),
-        tool(
-            "workspace_file_write",
-            "Create or replace a workspace file.",
-            input(with(json!({"path": s(""), "content": s("")})), &["workspace_id", "path", "content"]),
-            None,
-            Write(true, true),
-        ),
-        tool(
-            "workspace_patch_apply",
-            "Apply a unified diff, all or nothing.",
-            input(with(json!({"patch": s("")})), &["workspace_id", "patch"]),
-            None,
-            Write(true, false),
-        ),
-        tool(
-            "workspace_diff",
-            "Changes since the baseline, as a unified patch.",
-            only_id(),
-            output(&[("patch", "string")]),
-            Read,
-        ),
-        tool(
-            "workspace_export",
-            "Copy a workspace file or dir to a new host path.",
-            input(with(json!({"path": s(""), "output_path": s("")})), &["workspace_id", "path", "output_path"]),
-            None,
-            Write(false, false),
-        ),
-        tool("workspace_reset", "Discard all changes since the baseline.", only_id(), None, Write(true, true)),
-        tool("workspace_delete", "Stop and delete the workspace.", only_id(), None, Write(true, true)),
-    ]
+    catalogue().into_iter().map(|d| d.tool).collect()
 }
 
-/// Parse a tool's arguments; schema violations become `invalid_argument` errors.
+/// Parse a tool's arguments; schema violations become `invalid_argument` errors. Ranges are
+/// not checked here: the SDK checks them, once, for every front end.
 pub fn args<T: DeserializeOwned>(tool: &str, v: Value) -> Result<T> {
     serde_json::from_value(v).map_err(|e| {
         Error::invalid(format!("invalid arguments for {tool}: {e}")).hint("see the tool's input schema in tools/list")
     })
 }
 
-/// Check an optional integer argument against its schema bounds.
-pub fn bounded(name: &str, v: Option<u64>, min: u64, max: u64, default: u64) -> Result<u64> {
-    let v = v.unwrap_or(default);
-    if v < min || v > max {
-        return Err(Error::invalid(format!("{name} must be {min}..={max}, got {v}")));
-    }
-    Ok(v)
+/// `workspace_create`'s result: the workspace plus where its seed came from.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct CreateResult {
+    #[serde(flatten)]
+    pub workspace: WorkspaceInfo,
+    pub seed_source: SeedSource,
 }
 
-#[derive(Deserialize)]
+impl Render for CreateResult {
+    fn text(&self) -> String {
+        let at = match &self.seed_source {
+            SeedSource::Project { path } => format!("project {}", path.display()),
+            SeedSource::Explicit { path } => format!("explicit {}", path.display()),
+            SeedSource::RepoUrl { url, reference } => {
+                format!("repo_url {url}{}", reference.as_ref().map(|r| format!(" at {r}")).unwrap_or_default())
+            }
+            SeedSource::None => "none".into(),
+        };
+        format!("{}seed_source:  {at}\n", self.workspace.text())
+    }
+}
+
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VmRun {
+    /// run with /bin/sh -c
     pub command: String,
     pub environment: Option<String>,
+    #[schemars(range(min = 1, max = crate::run::MAX_TIMEOUT_S), extend("default" = crate::run::DEFAULT_TIMEOUT_S))]
     pub timeout_seconds: Option<u64>,
+    #[schemars(range(min = 1, max = crate::run::MAX_VCPUS))]
     pub vcpu_count: Option<u32>,
+    #[schemars(range(min = crate::run::MIN_MEM_MIB, max = crate::run::MAX_MEM_MIB))]
     pub mem_mib: Option<u32>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Create {
+    /// host dir or .tar(.gz)
     pub seed_path: Option<String>,
     pub environment: Option<String>,
     pub name: Option<String>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    #[schemars(range(min = 1, max = crate::run::MAX_VCPUS))]
     pub vcpu_count: Option<u32>,
+    #[schemars(range(min = crate::run::MIN_MEM_MIB, max = crate::run::MAX_MEM_MIB))]
     pub mem_mib: Option<u32>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Empty {}
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Id {
     pub workspace_id: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Update {
     pub workspace_id: String,
@@ -307,7 +331,7 @@ pub struct Update {
     pub clear_labels: Vec<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SyncPush {
     pub workspace_id: String,
@@ -315,18 +339,20 @@ pub struct SyncPush {
     pub dest: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Exec {
     pub workspace_id: String,
+    /// run with /bin/sh -c
     pub command: String,
     pub cwd: Option<String>,
+    #[schemars(range(min = 1, max = crate::run::MAX_TIMEOUT_S), extend("default" = crate::run::DEFAULT_TIMEOUT_S))]
     pub timeout_seconds: Option<u64>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileList {
     pub workspace_id: String,
@@ -335,15 +361,19 @@ pub struct FileList {
     pub recursive: bool,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileRead {
     pub workspace_id: String,
     pub path: String,
+    #[schemars(
+        range(min = 1, max = crate::workspace::files::MAX_READ_BYTES),
+        extend("default" = crate::workspace::files::DEFAULT_READ_BYTES)
+    )]
     pub max_bytes: Option<u64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileWrite {
     pub workspace_id: String,
@@ -351,14 +381,14 @@ pub struct FileWrite {
     pub content: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchApply {
     pub workspace_id: String,
     pub patch: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Export {
     pub workspace_id: String,
@@ -367,57 +397,113 @@ pub struct Export {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
+    use serde::de::{self, Visitor};
 
-    #[test]
-    fn catalogue_is_complete_and_small() {
-        let tools = all();
-        let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
-        assert_eq!(names, WORKSPACE_CORE);
-        let size = serde_json::to_vec(&json!({"tools": tools})).unwrap().len();
-        assert!(size < 6000, "workspace-core tools/list is {size} bytes");
-        for t in &tools {
-            let a = t.annotations.as_ref().unwrap();
-            assert_eq!(a.open_world_hint, Some(false), "{}", t.name);
-            assert!(t.description.as_ref().unwrap().len() <= 100, "{}", t.name);
+    /// A deserializer that only records the field names a `Deserialize` struct asks for:
+    /// the argument struct's fields as serde sees them, independently of schemars.
+    struct FieldNames(&'static [&'static str]);
+
+    impl<'de> de::Deserializer<'de> for &mut FieldNames {
+        type Error = de::value::Error;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> std::result::Result<V::Value, Self::Error> {
+            Err(de::Error::custom("not a struct"))
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> std::result::Result<V::Value, Self::Error> {
+            self.0 = fields;
+            Err(de::Error::custom("recorded"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit
+            unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
+        }
+    }
+
+    fn keys(o: &JsonObject) -> Vec<String> {
+        let mut k: Vec<String> = o["properties"].as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    }
+
+    /// The listed schemas of a tool against its argument type `A` and result type `R`.
+    pub(super) fn check<A: DeserializeOwned + JsonSchema, R: JsonSchema>(t: &Tool) {
+        let mut probe = FieldNames(&[]);
+        let _ = A::deserialize(&mut probe);
+        let mut fields: Vec<String> = probe.0.iter().map(|s| s.to_string()).collect();
+        fields.sort();
+        assert_eq!(keys(&t.input_schema), fields, "{}: input schema vs argument struct", t.name);
+        if let Some(out) = &t.output_schema {
+            let all = schemars::schema_for!(R).to_value();
+            let result: Vec<&String> = all["properties"].as_object().unwrap().keys().collect();
+            for k in keys(out) {
+                assert!(result.contains(&&k), "{}: output property {k} is not a field of the result", t.name);
+            }
+            assert!(out.get("required").is_none(), "{}", t.name);
         }
     }
 
     #[test]
-    fn schema_properties_match_argument_structs() {
-        // Every property a schema advertises is accepted by its argument struct.
-        for t in all() {
-            let props = t.input_schema["properties"].as_object().unwrap();
-            let mut v = serde_json::Map::new();
-            for (k, p) in props {
-                let sample = match p["type"].as_str().unwrap() {
-                    "string" => json!("x"),
-                    "integer" => p["minimum"].clone(),
-                    "boolean" => json!(false),
-                    "object" => json!({}),
-                    "array" => json!([]),
-                    other => panic!("{other}"),
-                };
-                v.insert(k.clone(), sample);
-            }
-            let v = Value::Object(v);
-            let ok = match t.name.as_ref() {
-                "vm_run" => args::<VmRun>("t", v).is_ok(),
-                "workspace_create" => args::<Create>("t", v).is_ok(),
-                "workspace_list" => args::<Empty>("t", v).is_ok(),
-                "workspace_update" => args::<Update>("t", v).is_ok(),
-                "workspace_sync_push" => args::<SyncPush>("t", v).is_ok(),
-                "workspace_exec" => args::<Exec>("t", v).is_ok(),
-                "workspace_file_list" => args::<FileList>("t", v).is_ok(),
-                "workspace_file_read" => args::<FileRead>("t", v).is_ok(),
-                "workspace_file_write" => args::<FileWrite>("t", v).is_ok(),
-                "workspace_patch_apply" => args::<PatchApply>("t", v).is_ok(),
-                "workspace_export" => args::<Export>("t", v).is_ok(),
-                _ => args::<Id>("t", v).is_ok(),
-            };
-            assert!(ok, "{}", t.name);
+    fn schemas_match_argument_and_result_types() {
+        for d in catalogue() {
+            (d.check)(&d.tool);
         }
+        let run = catalogue().remove(0).tool;
+        let p = &run.input_schema["properties"];
+        assert_eq!(p["timeout_seconds"], json!({"type": "integer", "minimum": 1, "maximum": 86400, "default": 30}));
+        assert_eq!(p["mem_mib"], json!({"type": "integer", "minimum": 256, "maximum": 65536}));
+        assert_eq!(p["command"], json!({"type": "string", "description": "run with /bin/sh -c"}));
+        assert_eq!(run.input_schema["required"], json!(["command"]));
+        let out = run.output_schema.as_ref().unwrap();
+        assert_eq!(out["properties"]["stdout"], json!({"type": "string"}));
+        assert_eq!(out["properties"]["exit_code"], json!({"type": "integer"}));
+    }
+
+    #[test]
+    fn reduce_inlines_options_refs_and_enums() {
+        #[derive(JsonSchema)]
+        #[allow(dead_code)]
+        struct S {
+            /// a description longer than the forty characters kept on inputs
+            a: Option<u64>,
+            b: Option<crate::run::Cleanup>,
+            c: SeedSource,
+            d: Vec<String>,
+        }
+        let o = reduce(schemars::schema_for!(S), true);
+        assert_eq!(
+            Value::Object(o),
+            json!({"type": "object", "required": ["c", "d"], "properties": {
+                "a": {"type": "integer", "minimum": 0}, "b": {"type": "object"}, "c": {"type": "object"}, "d": {"type": "array"}
+            }})
+        );
+    }
+
+    #[test]
+    fn catalogue_is_complete_and_within_budget() {
+        let tools = all();
+        let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+        assert_eq!(names, WORKSPACE_CORE);
+        let size = serde_json::to_vec(&json!({"tools": tools})).unwrap().len();
+        assert!(size <= TOOLS_LIST_BUDGET, "workspace-core tools/list is {size} bytes");
+        for t in &tools {
+            let a = t.annotations.as_ref().unwrap();
+            assert_eq!(a.open_world_hint, Some(false), "{}", t.name);
+            assert!(t.description.as_ref().unwrap().len() <= 80, "{}", t.name);
+            assert!(!serde_json::to_string(&t.input_schema).unwrap().contains("$"), "{}", t.name);
+        }
+        let with_output: Vec<&str> =
+            tools.iter().filter(|t| t.output_schema.is_some()).map(|t| t.name.as_ref()).collect();
+        println!("workspace-core tools/list: {size} bytes; output schemas: {with_output:?}");
+    }
+
+    #[test]
+    fn bad_arguments_are_invalid_argument() {
         let e = args::<Id>("workspace_status", json!({"id": "x"})).err().unwrap();
         assert_eq!(e.code, crate::Code::InvalidArgument);
         assert!(e.message.contains("unknown field `id`"), "{}", e.message);

@@ -192,7 +192,7 @@ impl Client {
     pub fn exec(&mut self, req: ExecRequest) -> Result<(ExecResult, Vec<u8>, Vec<u8>)> {
         let idle = Duration::from_millis(req.timeout_ms).saturating_add(EXEC_GRACE);
         // Both streams, head and tail kept, plus their truncation markers.
-        let cap = req.max_output_bytes.min(crate::limits::MAX_OUTPUT_BYTES).saturating_mul(2).saturating_add(4096);
+        let cap = req.max_output_bytes.min(crate::limits::MAX_OUTPUT).saturating_mul(2).saturating_add(4096);
         let (reply, mut stdout) = self.request_capped(&Message::Exec(req), cap, idle)?;
         let Message::ExecResult(res) = reply else {
             return Err(self.malformed("exec"));

@@ -8,6 +8,7 @@ use super::patch;
 use super::seed::ManifestEntry;
 use crate::error::{Context, Error, Result};
 use pyro_proto::Message;
+use schemars::JsonSchema;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
 use std::io::Read;
@@ -18,7 +19,7 @@ const MAX_TEXT_FILE: u64 = 256 * 1024;
 /// Most entries a workspace may have for `diff` (and the summary's live diff).
 pub const MAX_MANIFEST_ENTRIES: u32 = 500_000;
 
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, JsonSchema, Default)]
 pub struct DiffSummary {
     pub total: usize,
     pub added: usize,
@@ -29,7 +30,7 @@ pub struct DiffSummary {
     pub non_text: usize,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct DiffEntry {
     pub path: String,
     pub status: String,
@@ -38,7 +39,8 @@ pub struct DiffEntry {
     pub binary: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// `diff`: the live workspace against its baseline, capped.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct DiffResult {
     pub workspace_id: String,
     pub changed: bool,

@@ -6,8 +6,9 @@ use super::lifecycle::Workspaces;
 use super::{clip, guest_path, patch, seed};
 use crate::error::{Code, Context, Error, Result};
 use pyro_proto::{FsOp, Message};
+use schemars::JsonSchema;
 use serde::Serialize;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub const DEFAULT_READ_BYTES: u64 = 64 * 1024;
 pub const MAX_READ_BYTES: u64 = 1 << 20;
@@ -16,7 +17,41 @@ pub const DEFAULT_LIST_ENTRIES: u32 = 1000;
 /// Largest file a patch may touch (read whole, patched in memory).
 pub const MAX_PATCH_FILE_BYTES: u64 = 64 << 20;
 
-#[derive(Debug, Clone, Serialize)]
+/// One entry of `file list`. The SDK's own copy of the guest's `FsEntry`, so the public
+/// result does not change when the wire protocol does.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct FileEntry {
+    /// Relative to /workspace.
+    pub path: String,
+    /// `file`, `dir`, `symlink` or `other`.
+    pub kind: String,
+    pub mode: u32,
+    pub size: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+impl From<pyro_proto::FsEntry> for FileEntry {
+    fn from(e: pyro_proto::FsEntry) -> Self {
+        FileEntry { path: e.path, kind: e.kind, mode: e.mode, size: e.size, target: e.target, sha256: e.sha256 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct FileList {
+    pub workspace_id: String,
+    pub path: String,
+    pub count: usize,
+    pub entries: Vec<FileEntry>,
+    pub truncated: bool,
+    /// Set when the listing was capped: how to see the rest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct FileRead {
     pub workspace_id: String,
     pub path: String,
@@ -25,31 +60,101 @@ pub struct FileRead {
     pub binary: bool,
     pub mode: u32,
     #[serde(serialize_with = "crate::run::lossy")]
+    #[schemars(with = "String")]
     pub content: Vec<u8>,
 }
 
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct FileWrite {
+    pub workspace_id: String,
+    pub path: String,
+    pub bytes_written: u64,
+}
+
+/// `sync push`: what was copied where.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct SyncPush {
+    pub workspace_id: String,
+    pub workspace_sync: SyncDetails,
+}
+
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct SyncDetails {
+    /// `directory`, `git_checkout`, `tar` or `tar_gz`.
+    #[schemars(with = "String")]
+    pub mode: seed::SourceKind,
+    pub source_path: PathBuf,
+    pub destination: String,
+    pub entry_count: u64,
+    pub bytes_written: u64,
+}
+
+/// `patch apply`: each file and what happened to it.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct PatchReport {
+    pub workspace_id: String,
+    pub changed: bool,
+    pub summary: PatchSummary,
+    pub entries: Vec<PatchEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct PatchSummary {
+    pub total: usize,
+    pub added: usize,
+    pub modified: usize,
+    pub deleted: usize,
+    pub renamed: usize,
+    pub mode_changed: usize,
+}
+
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct PatchEntry {
+    pub path: String,
+    /// `added`, `modified`, `deleted`, `renamed` or `mode_changed`.
+    #[schemars(with = "String")]
+    pub status: patch::Action,
+    /// The path a rename moved away from (null otherwise).
+    pub old_path: Option<String>,
+    pub hunks: usize,
+    pub additions: usize,
+    pub deletions: usize,
+}
+
+/// `export`: what was copied out, and where.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct ExportReport {
+    pub workspace_id: String,
+    pub path: String,
+    pub output_path: PathBuf,
+    /// `file` or `directory`.
+    pub artifact_type: String,
+    pub entry_count: u64,
+    pub bytes_written: u64,
+}
+
 impl Workspaces<'_> {
-    pub fn file_list(&mut self, key: &str, path: Option<&str>, recursive: bool) -> Result<serde_json::Value> {
+    pub fn file_list(&mut self, key: &str, path: Option<&str>, recursive: bool) -> Result<FileList> {
         let gp = guest_path(path.unwrap_or("/workspace"))?;
         let r = self.resolve(key)?;
         let (mut c, _) = self.connect(&r)?;
         let list = Message::FsList { path: gp.clone(), recursive, max_entries: DEFAULT_LIST_ENTRIES };
         let (entries, truncated) = c.entries(&list, DEFAULT_LIST_ENTRIES as u64)?;
-        let mut v = serde_json::json!({"workspace_id": r.id, "path": gp, "count": entries.len(), "entries": entries, "truncated": truncated});
-        if truncated {
-            v["hint"] =
+        Ok(FileList {
+            workspace_id: r.id,
+            path: gp,
+            count: entries.len(),
+            entries: entries.into_iter().map(FileEntry::from).collect(),
+            truncated,
+            hint: truncated.then(|| {
                 format!("listing capped at {DEFAULT_LIST_ENTRIES} entries; list a sub-directory to see the rest")
-                    .into();
-        }
-        Ok(v)
+            }),
+        })
     }
 
     pub fn file_read(&mut self, key: &str, path: &str, max_bytes: Option<u64>) -> Result<FileRead> {
         let gp = guest_path(path)?;
-        let max = max_bytes.unwrap_or(DEFAULT_READ_BYTES);
-        if max == 0 || max > MAX_READ_BYTES {
-            return Err(Error::limit(format!("max bytes must be 1..={MAX_READ_BYTES}")));
-        }
+        let max = crate::error::in_range("max_bytes", max_bytes.unwrap_or(DEFAULT_READ_BYTES), 1, MAX_READ_BYTES)?;
         let r = self.resolve(key)?;
         let (mut c, _) = self.connect(&r)?;
         let f = c.read_file(&gp, max, false)?;
@@ -64,7 +169,7 @@ impl Workspaces<'_> {
         })
     }
 
-    pub fn file_write(&mut self, key: &str, path: &str, content: &[u8]) -> Result<serde_json::Value> {
+    pub fn file_write(&mut self, key: &str, path: &str, content: &[u8]) -> Result<FileWrite> {
         let gp = guest_path(path)?;
         if gp == "/workspace" {
             return Err(Error::invalid("cannot write to /workspace itself"));
@@ -79,12 +184,12 @@ impl Workspaces<'_> {
         let (mut c, _) = self.connect(&r)?;
         c.batch(vec![FsOp::Write { path: gp.clone(), len: content.len() as u64, mode: None }], content)?;
         self.store.event(&r.id, "file_write", serde_json::json!({"path": rel(&gp), "bytes": content.len()}))?;
-        Ok(serde_json::json!({"workspace_id": r.id, "path": gp, "bytes_written": content.len()}))
+        Ok(FileWrite { workspace_id: r.id, path: gp, bytes_written: content.len() as u64 })
     }
 
     /// Copy a host directory or archive into the live workspace (default `/workspace`),
     /// overwriting what it carries and leaving the rest. The baseline does not move.
-    pub fn sync_push(&mut self, key: &str, source: &Path, dest: Option<&str>) -> Result<serde_json::Value> {
+    pub fn sync_push(&mut self, key: &str, source: &Path, dest: Option<&str>) -> Result<SyncPush> {
         let gp = guest_path(dest.unwrap_or("/workspace"))?;
         seed::detect_kind(source)?;
         let r = self.resolve(key)?;
@@ -107,13 +212,20 @@ impl Workspaces<'_> {
             "sync_push",
             serde_json::json!({"source": clip(&source.display().to_string(), 300), "destination": rel(&gp), "entries": info.entries, "bytes": info.bytes, "paths": paths}),
         )?;
-        Ok(
-            serde_json::json!({"workspace_id": r.id, "workspace_sync": {"mode": info.kind, "source_path": source, "destination": gp, "entry_count": info.entries, "bytes_written": info.bytes}}),
-        )
+        Ok(SyncPush {
+            workspace_id: r.id,
+            workspace_sync: SyncDetails {
+                mode: info.kind,
+                source_path: source.to_path_buf(),
+                destination: gp,
+                entry_count: info.entries,
+                bytes_written: info.bytes,
+            },
+        })
     }
 
     /// Apply a unified diff all or nothing; the result lists each file and what happened.
-    pub fn patch_apply(&mut self, key: &str, patch_text: &str) -> Result<serde_json::Value> {
+    pub fn patch_apply(&mut self, key: &str, patch_text: &str) -> Result<PatchReport> {
         if patch_text.len() > patch::MAX_PATCH_BYTES {
             return Err(Error::limit(format!(
                 "patch is {} bytes; the limit is {}",
@@ -170,28 +282,37 @@ impl Workspaces<'_> {
         // Renames write the new path before deleting the old one: order writes first.
         ops.sort_by_key(|o| matches!(o, FsOp::Delete { .. }));
         c.batch(ops, &payload)?;
-        let files: Vec<serde_json::Value> = changes
-            .iter()
-            .map(|ch| serde_json::json!({"path": ch.path, "status": ch.action, "old_path": ch.old_path, "hunks": ch.hunks, "additions": ch.additions, "deletions": ch.deletions}))
-            .collect();
         let count = |a: patch::Action| changes.iter().filter(|c| c.action == a).count();
-        let summary = serde_json::json!({
-            "total": changes.len(), "added": count(patch::Action::Added), "modified": count(patch::Action::Modified),
-            "deleted": count(patch::Action::Deleted), "renamed": count(patch::Action::Renamed), "mode_changed": count(patch::Action::ModeChanged),
-        });
+        let summary = PatchSummary {
+            total: changes.len(),
+            added: count(patch::Action::Added),
+            modified: count(patch::Action::Modified),
+            deleted: count(patch::Action::Deleted),
+            renamed: count(patch::Action::Renamed),
+            mode_changed: count(patch::Action::ModeChanged),
+        };
         let paths: Vec<&str> = changes.iter().take(50).map(|c| c.path.as_str()).collect();
         self.store.event(
             &r.id,
             "patch_apply",
             serde_json::json!({"files": changes.len(), "paths": paths, "summary": summary}),
         )?;
-        Ok(
-            serde_json::json!({"workspace_id": r.id, "changed": !changes.is_empty(), "summary": summary, "entries": files}),
-        )
+        let entries = changes
+            .into_iter()
+            .map(|ch| PatchEntry {
+                path: ch.path,
+                status: ch.action,
+                old_path: ch.old_path,
+                hunks: ch.hunks,
+                additions: ch.additions,
+                deletions: ch.deletions,
+            })
+            .collect::<Vec<_>>();
+        Ok(PatchReport { workspace_id: r.id, changed: !entries.is_empty(), summary, entries })
     }
 
     /// Copy a file or directory out to a host path that must not exist yet.
-    pub fn export(&mut self, key: &str, path: &str, output: &Path) -> Result<serde_json::Value> {
+    pub fn export(&mut self, key: &str, path: &str, output: &Path) -> Result<ExportReport> {
         let gp = guest_path(path)?;
         if output.as_os_str().is_empty() {
             return Err(Error::invalid("output path is empty"));
@@ -224,9 +345,14 @@ impl Workspaces<'_> {
         let kind =
             if std::fs::symlink_metadata(output).map(|m| m.is_dir()).unwrap_or(false) { "directory" } else { "file" };
         self.store.event(&r.id, "export", serde_json::json!({"path": rel(&gp), "output": clip(&output.display().to_string(), 300), "entries": entries, "bytes": bytes}))?;
-        Ok(
-            serde_json::json!({"workspace_id": r.id, "path": gp, "output_path": output, "artifact_type": kind, "entry_count": entries, "bytes_written": bytes}),
-        )
+        Ok(ExportReport {
+            workspace_id: r.id,
+            path: gp,
+            output_path: output.to_path_buf(),
+            artifact_type: kind.into(),
+            entry_count: entries,
+            bytes_written: bytes,
+        })
     }
 }
 

@@ -3,12 +3,13 @@
 //! operation that needs the guest boots it again from its disk and says so.
 
 use super::store::{now, CommandRow, Row, Store};
-use super::{clip, guest_path, seed, validate_label, validate_name, WorkspaceInfo};
+use super::{clip, guest_path, seed, validate_label, validate_name, WorkspaceInfo, WorkspaceList, WorkspaceSeed};
 use crate::error::{Code, Context, Error, Result};
 use crate::paths::Paths;
 use crate::runtime::Runtime;
 use crate::vm::{self, qemu::Disk, spec::VmState, Client, LaunchOptions};
 use pyro_proto::{Command, ExecRequest, Message};
+use schemars::JsonSchema;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -35,7 +36,8 @@ pub struct UpdateOptions {
     pub clear_labels: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// `exec`: one command in a workspace, as recorded in its history.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct ExecRecord {
     pub workspace_id: String,
     pub sequence: u64,
@@ -46,14 +48,32 @@ pub struct ExecRecord {
     pub duration_ms: u64,
     pub execution_mode: String,
     #[serde(serialize_with = "crate::run::lossy")]
+    #[schemars(with = "String")]
     pub stdout: Vec<u8>,
     #[serde(serialize_with = "crate::run::lossy")]
+    #[schemars(with = "String")]
     pub stderr: Vec<u8>,
     pub stdout_truncated: bool,
     pub stderr_truncated: bool,
     /// Set when the VM had stopped and was booted again for this call.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vm_restarted: Option<String>,
+}
+
+/// `delete`: the workspace is gone.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct DeleteReport {
+    pub workspace_id: String,
+    pub deleted: bool,
+    pub reason: String,
+}
+
+/// `logs`: the command history since the last reset.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct Logs {
+    pub workspace_id: String,
+    pub count: usize,
+    pub entries: Vec<super::store::CommandRow>,
 }
 
 /// Workspaces of one user: the state database, and the runtime (QEMU, kernel, ...) resolved
@@ -192,9 +212,18 @@ impl<'a> Workspaces<'a> {
         });
         vm.client.call(&Message::Thaw)?;
         snap?;
-        let seed_json = seed_info
-            .as_ref()
-            .map(|i| serde_json::json!({"kind": i.kind, "source": i.source, "entries": i.entries, "bytes": i.bytes}));
+        let seed = seed_info.as_ref().map(|i| WorkspaceSeed {
+            kind: match i.kind {
+                seed::SourceKind::Directory => "directory",
+                seed::SourceKind::GitCheckout => "git_checkout",
+                seed::SourceKind::Tar => "tar",
+                seed::SourceKind::TarGz => "tar_gz",
+            }
+            .into(),
+            source: i.source.clone(),
+            entries: i.entries,
+            bytes: i.bytes,
+        });
         let row = Row {
             id: id.to_string(),
             name: o.name.clone(),
@@ -208,9 +237,9 @@ impl<'a> Workspaces<'a> {
             reset_count: 0,
             last_reset_at: None,
             command_count: 0,
-            seed: seed_json.clone(),
+            seed: seed.clone(),
         };
-        self.store.insert(&row, ("create", serde_json::json!({"environment": env.name, "seed": seed_json})))?;
+        self.store.insert(&row, ("create", serde_json::json!({"environment": env.name, "seed": seed})))?;
         Ok(self.info(&row))
     }
 
@@ -267,8 +296,14 @@ impl<'a> Workspaces<'a> {
         Ok((vm.client, Some(why)))
     }
 
-    pub fn list(&self) -> Result<Vec<WorkspaceInfo>> {
-        Ok(self.store.list()?.iter().map(|r| self.info(r)).collect())
+    pub fn list(&self) -> Result<WorkspaceList> {
+        let workspaces: Vec<WorkspaceInfo> = self.store.list()?.iter().map(|r| self.info(r)).collect();
+        Ok(WorkspaceList { count: workspaces.len(), workspaces })
+    }
+
+    /// One workspace's state (and why its VM stopped, if it did); touches no VM.
+    pub fn status(&self, key: &str) -> Result<WorkspaceInfo> {
+        Ok(self.info(&self.resolve(key)?))
     }
 
     pub fn update(&mut self, key: &str, o: &UpdateOptions) -> Result<WorkspaceInfo> {
@@ -304,7 +339,7 @@ impl<'a> Workspaces<'a> {
     }
 
     /// Run a command in the workspace. `max_output_bytes` caps each stream (head and tail
-    /// kept around a marker; default 256 KiB, at most 1 MiB).
+    /// kept around a marker; default 256 KiB, 1 KiB..=1 MiB).
     pub fn exec(
         &mut self,
         key: &str,
@@ -316,9 +351,9 @@ impl<'a> Workspaces<'a> {
     ) -> Result<ExecRecord> {
         crate::run::validate_command(&command)?;
         crate::limits::validate_env(&env)?;
-        if timeout_s == 0 || timeout_s > crate::run::MAX_TIMEOUT_S {
-            return Err(Error::invalid(format!("timeout must be 1..={} seconds", crate::run::MAX_TIMEOUT_S)));
-        }
+        crate::limits::validate_timeout(timeout_s)?;
+        let max_output_bytes = max_output_bytes.unwrap_or(DEFAULT_EXEC_OUTPUT);
+        crate::limits::validate_output_cap(max_output_bytes)?;
         let cwd = guest_path(cwd.unwrap_or("/workspace"))?;
         let r = self.resolve(key)?;
         let (mut client, restarted) = self.connect(&r)?;
@@ -327,7 +362,7 @@ impl<'a> Workspaces<'a> {
             cwd: Some(cwd.clone()),
             env,
             timeout_ms: timeout_s * 1000,
-            max_output_bytes: max_output_bytes.unwrap_or(DEFAULT_EXEC_OUTPUT).clamp(1024, 1 << 20),
+            max_output_bytes,
         };
         let (res, stdout, stderr) = client.exec(req)?;
         let hist = |b: &[u8]| {
@@ -393,7 +428,7 @@ impl<'a> Workspaces<'a> {
         Ok(self.info(&self.resolve(&r.id)?))
     }
 
-    pub fn delete(&mut self, key: &str) -> Result<serde_json::Value> {
+    pub fn delete(&mut self, key: &str) -> Result<DeleteReport> {
         let r = self.resolve(key)?;
         let dir = ws_dir(self.paths(), &r.id);
         let lock = crate::env::lock(&dir.join("lock"))?;
@@ -402,14 +437,16 @@ impl<'a> Workspaces<'a> {
         self.store.delete(&r.id)?;
         drop(lock);
         std::fs::remove_dir_all(&dir).ctx("removing the workspace directory")?;
-        Ok(
-            serde_json::json!({"workspace_id": r.id, "deleted": true, "reason": "deleted on request: VM stopped, disks and runtime files removed"}),
-        )
+        Ok(DeleteReport {
+            workspace_id: r.id,
+            deleted: true,
+            reason: "deleted on request: VM stopped, disks and runtime files removed".into(),
+        })
     }
 
-    pub fn logs(&self, key: &str) -> Result<serde_json::Value> {
+    pub fn logs(&self, key: &str) -> Result<Logs> {
         let r = self.resolve(key)?;
         let entries = self.store.commands(&r.id)?;
-        Ok(serde_json::json!({"workspace_id": r.id, "count": entries.len(), "entries": entries}))
+        Ok(Logs { workspace_id: r.id, count: entries.len(), entries })
     }
 }

@@ -16,7 +16,8 @@ pub mod store;
 pub mod summary;
 
 use crate::error::{Error, Result};
-use serde::Serialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 pub use lifecycle::{CreateOptions, UpdateOptions};
@@ -32,8 +33,8 @@ pub fn clip(s: &str, max: usize) -> String {
     }
 }
 
-/// What callers see of a workspace.
-#[derive(Debug, Clone, Serialize)]
+/// What callers see of a workspace (the result of create, status, update and reset).
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct WorkspaceInfo {
     pub id: String,
     pub name: Option<String>,
@@ -50,7 +51,27 @@ pub struct WorkspaceInfo {
     pub last_reset_at: Option<u64>,
     pub command_count: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub seed: Option<serde_json::Value>,
+    pub seed: Option<WorkspaceSeed>,
+}
+
+/// What a workspace was seeded from, as recorded at creation (stored in the state database,
+/// hence `Deserialize`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct WorkspaceSeed {
+    /// `directory`, `git_checkout`, `tar` or `tar_gz`.
+    pub kind: String,
+    /// Canonical host path (plus a note when a checkout was seeded as a plain directory).
+    pub source: String,
+    pub entries: u64,
+    /// Total bytes of file contents.
+    pub bytes: u64,
+}
+
+/// `workspace list`: most recently active first.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct WorkspaceList {
+    pub count: usize,
+    pub workspaces: Vec<WorkspaceInfo>,
 }
 
 fn name_ok(s: &str) -> bool {

@@ -11,7 +11,7 @@ pub struct Store {
     conn: Connection,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Row {
     pub id: String,
     pub name: Option<String>,
@@ -25,10 +25,11 @@ pub struct Row {
     pub reset_count: u32,
     pub last_reset_at: Option<u64>,
     pub command_count: u64,
-    pub seed: Option<serde_json::Value>,
+    pub seed: Option<super::WorkspaceSeed>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// One command of the history (`workspace logs`), output clipped to `HISTORY_OUTPUT`.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct CommandRow {
     pub sequence: u64,
     pub command: String,
@@ -126,7 +127,7 @@ impl Store {
                 w.reset_count,
                 w.last_reset_at,
                 w.command_count,
-                w.seed.as_ref().map(|s| s.to_string())
+                w.seed.as_ref().map(|s| serde_json::to_string(s).unwrap())
             ],
         )
         .map_err(|e| match e {

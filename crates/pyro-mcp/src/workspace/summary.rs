@@ -10,7 +10,10 @@ use super::lifecycle::Workspaces;
 use super::store::{now, CommandRow};
 use super::{clip, WorkspaceInfo};
 use crate::error::Result;
-use serde_json::{json, Map, Value};
+use crate::render::Render;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// Every event kind the workspace log records, in one place. Features that land later
@@ -42,23 +45,143 @@ const MAX_PATHS: usize = 20;
 const MAX_EXPORTS: usize = 5;
 const TAIL_BYTES: usize = 800;
 
+/// A review event as the store returns it: (sequence, kind, recorded_at, payload).
 pub type Event = (u64, String, u64, Value);
 
-/// A capped list: the first `max` items plus how many were left out.
-fn capped(items: Vec<Value>, max: usize) -> (Vec<Value>, usize) {
-    let extra = items.len().saturating_sub(max);
-    (items.into_iter().take(max).collect(), extra)
+/// The fields of event payloads the summary reads (each kind fills some of them). Payloads
+/// are our own JSON; a field an older event lacks reads as its default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Payload {
+    sequence: u64,
+    command: String,
+    exit_code: i64,
+    duration_ms: u64,
+    truncated: bool,
+    path: Option<String>,
+    paths: Vec<String>,
+    output: String,
+    reason: Option<String>,
 }
 
-fn put_list(obj: &mut Map<String, Value>, key: &str, items: Vec<Value>, max: usize) {
-    if items.is_empty() {
-        return;
-    }
-    let (items, extra) = capped(items, max);
-    obj.insert(key.into(), Value::Array(items));
-    if extra > 0 {
-        obj.insert(format!("{key}_more"), json!(extra));
-    }
+fn payload(e: &Event) -> Payload {
+    serde_json::from_value(e.3.clone()).unwrap_or_default()
+}
+
+/// `workspace summary`: empty sections are left out of the JSON.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct Summary {
+    pub workspace: SummaryWorkspace,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commands: Option<CommandsSection>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edits: Option<EditsSection>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exports: Vec<ExportItem>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exports_more: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff: Option<DiffSection>,
+    /// Things a reviewer should not miss (VM restarts, truncated output, folded events).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notable: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct SummaryWorkspace {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    pub environment: String,
+    pub state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_reason: Option<String>,
+    pub age_seconds: u64,
+    pub reset_count: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_reset_at: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct CommandsSection {
+    /// Every command since the last reset, folded ones included.
+    pub count: u64,
+    pub failures: u64,
+    /// The last few, oldest first.
+    pub last: Vec<CommandItem>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<FailureItem>,
+}
+
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct CommandItem {
+    pub sequence: u64,
+    pub command: String,
+    pub exit_code: i64,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct FailureItem {
+    pub sequence: u64,
+    pub command: String,
+    pub exit_code: i64,
+    /// The end of its stderr (or stdout when stderr is empty).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_tail: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct EditsSection {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub syncs: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file_writes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patches: Option<u64>,
+    /// Paths the edits touched, first touch first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paths_more: Option<usize>,
+}
+
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct ExportItem {
+    pub path: String,
+    pub output: String,
+}
+
+/// The live diff: counts and changed paths, or `{"unavailable": true}` when it could not be
+/// computed (the VM would not answer, the workspace is too large).
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum DiffSection {
+    Changes(DiffCounts),
+    Unavailable { unavailable: bool },
+}
+
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct DiffCounts {
+    pub added: usize,
+    pub modified: usize,
+    pub deleted: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub type_changed: Option<usize>,
+    /// `A path`, `M path`, `D path`, `T path`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paths_more: Option<usize>,
+}
+
+/// A capped list: the first `max` items plus how many were left out (None for none).
+fn capped<T>(mut items: Vec<T>, max: usize) -> (Vec<T>, Option<usize>) {
+    let extra = items.len().saturating_sub(max);
+    items.truncate(max);
+    (items, (extra > 0).then_some(extra))
 }
 
 fn tail(s: &str, max: usize) -> String {
@@ -77,227 +200,195 @@ pub fn synthesize(
     commands: &[CommandRow],
     diff: Option<&DiffResult>,
     now: u64,
-) -> Value {
-    let mut out = Map::new();
-    let mut ws = json!({
-        "id": info.id, "environment": info.environment, "state": info.state,
-        "age_seconds": now.saturating_sub(info.created_at), "reset_count": info.reset_count,
-    });
-    if let Some(n) = &info.name {
-        ws["name"] = json!(n);
-    }
-    if !info.labels.is_empty() {
-        ws["labels"] = json!(info.labels);
-    }
-    if let Some(r) = &info.state_reason {
-        ws["state_reason"] = json!(r);
-    }
-    if let Some(t) = info.last_reset_at {
-        ws["last_reset_at"] = json!(t);
-    }
-    out.insert("workspace".into(), ws);
-
+) -> Summary {
+    let workspace = SummaryWorkspace {
+        id: info.id.clone(),
+        name: info.name.clone(),
+        labels: info.labels.clone(),
+        environment: info.environment.clone(),
+        state: info.state.clone(),
+        state_reason: info.state_reason.clone(),
+        age_seconds: now.saturating_sub(info.created_at),
+        reset_count: info.reset_count,
+        last_reset_at: info.last_reset_at,
+    };
     let rolled: BTreeMap<&str, u64> = rollup.iter().map(|(k, c)| (k.as_str(), *c)).collect();
-    fn of<'e>(events: &'e [Event], kind: &'e str) -> impl Iterator<Item = &'e Event> + 'e {
-        events.iter().filter(move |e| e.1 == kind)
-    }
+    let rolled = |k: &str| rolled.get(k).copied().unwrap_or(0);
+    let of = |kind: &'static str| events.iter().filter(move |e| e.1 == kind);
 
     // Commands: exact counts from events plus the rolled-up ones.
-    let execs: Vec<&Event> = of(events, "exec").collect();
-    let count =
-        execs.len() as u64 + rolled.get("exec").copied().unwrap_or(0) + rolled.get("exec_failed").copied().unwrap_or(0);
-    if count > 0 {
-        let failed: Vec<&&Event> = execs.iter().filter(|e| e.3["exit_code"].as_i64() != Some(0)).collect();
-        let failures = failed.len() as u64 + rolled.get("exec_failed").copied().unwrap_or(0);
-        let mut c = json!({"count": count, "failures": failures});
-        let last: Vec<Value> = execs
+    let execs: Vec<Payload> = of("exec").map(payload).collect();
+    let count = execs.len() as u64 + rolled("exec") + rolled("exec_failed");
+    let commands = (count > 0).then(|| {
+        let failed: Vec<&Payload> = execs.iter().filter(|p| p.exit_code != 0).collect();
+        let last = execs
             .iter()
             .rev()
             .take(LAST_COMMANDS)
             .rev()
-            .map(|e| json!({"sequence": e.3["sequence"], "command": clip(e.3["command"].as_str().unwrap_or(""), 120), "exit_code": e.3["exit_code"], "duration_ms": e.3["duration_ms"]}))
+            .map(|p| CommandItem {
+                sequence: p.sequence,
+                command: clip(&p.command, 120),
+                exit_code: p.exit_code,
+                duration_ms: p.duration_ms,
+            })
             .collect();
-        c["last"] = json!(last);
-        if let Some(f) = failed.last() {
-            let seq = f.3["sequence"].as_u64().unwrap_or(0);
-            let mut lf = json!({"sequence": seq, "command": clip(f.3["command"].as_str().unwrap_or(""), 120), "exit_code": f.3["exit_code"]});
-            if let Some(row) = commands.iter().find(|r| r.sequence == seq) {
+        let last_failure = failed.last().map(|p| FailureItem {
+            sequence: p.sequence,
+            command: clip(&p.command, 120),
+            exit_code: p.exit_code,
+            output_tail: commands.iter().find(|r| r.sequence == p.sequence).and_then(|row| {
                 let text = if row.stderr.trim().is_empty() { &row.stdout } else { &row.stderr };
-                if !text.trim().is_empty() {
-                    lf["output_tail"] = json!(tail(text.trim_end(), TAIL_BYTES));
-                }
-            }
-            c["last_failure"] = lf;
-        }
-        out.insert("commands".into(), c);
-    }
+                (!text.trim().is_empty()).then(|| tail(text.trim_end(), TAIL_BYTES))
+            }),
+        });
+        CommandsSection { count, failures: failed.len() as u64 + rolled("exec_failed"), last, last_failure }
+    });
 
     // Edits: syncs, file writes and patches, with the paths they touched.
-    let mut edits = Map::new();
+    let n = |kind: &'static str| Some(of(kind).count() as u64 + rolled(kind)).filter(|n| *n > 0);
     let mut paths: Vec<String> = Vec::new();
-    let mut add_paths = |v: &Value| {
-        for p in v.as_array().into_iter().flatten().filter_map(|p| p.as_str()) {
-            if !paths.iter().any(|q| q == p) {
-                paths.push(p.to_string());
+    for e in events {
+        let p = match e.1.as_str() {
+            "file_write" => payload(e).path.into_iter().collect(),
+            "patch_apply" | "sync_push" => payload(e).paths,
+            _ => continue,
+        };
+        for p in p {
+            if !paths.contains(&p) {
+                paths.push(p);
             }
         }
+    }
+    let (paths, paths_more) = capped(paths, MAX_PATHS);
+    let edits = EditsSection {
+        syncs: n("sync_push"),
+        file_writes: n("file_write"),
+        patches: n("patch_apply"),
+        paths,
+        paths_more,
     };
-    for (kind, key) in [("sync_push", "syncs"), ("file_write", "file_writes"), ("patch_apply", "patches")] {
-        let n = of(events, kind).count() as u64 + rolled.get(kind).copied().unwrap_or(0);
-        if n > 0 {
-            edits.insert(key.into(), json!(n));
-        }
-    }
-    for e in events {
-        match e.1.as_str() {
-            "file_write" => add_paths(&json!([e.3["path"]])),
-            "patch_apply" | "sync_push" => add_paths(&e.3["paths"]),
-            _ => {}
-        }
-    }
-    put_list(&mut edits, "paths", paths.into_iter().map(Value::from).collect(), MAX_PATHS);
-    if !edits.is_empty() {
-        out.insert("edits".into(), Value::Object(edits));
-    }
+    let edits =
+        (edits.syncs.is_some() || edits.file_writes.is_some() || edits.patches.is_some() || !edits.paths.is_empty())
+            .then_some(edits);
 
-    let exports: Vec<Value> =
-        of(events, "export").map(|e| json!({"path": e.3["path"], "output": e.3["output"]})).collect();
-    put_list(&mut out, "exports", exports, MAX_EXPORTS);
+    let exports: Vec<ExportItem> =
+        of("export").map(payload).map(|p| ExportItem { path: p.path.unwrap_or_default(), output: p.output }).collect();
+    let (exports, exports_more) = capped(exports, MAX_EXPORTS);
 
     // The live diff against the baseline.
-    match diff {
+    let diff = match diff {
         Some(d) if d.changed => {
             let s = &d.summary;
-            let mut dv = json!({"added": s.added, "modified": s.modified, "deleted": s.deleted});
-            if s.type_changed > 0 {
-                dv["type_changed"] = json!(s.type_changed);
-            }
-            let mut m = dv.as_object().unwrap().clone();
-            let changed: Vec<Value> =
-                d.entries.iter().map(|e| json!(format!("{} {}", &e.status[..1].to_uppercase(), e.path))).collect();
-            let omitted = d.entries_omitted.unwrap_or(0);
-            put_list(&mut m, "paths", changed, MAX_PATHS);
-            if omitted > 0 {
-                let more = m.get("paths_more").and_then(|v| v.as_u64()).unwrap_or(0) + omitted as u64;
-                m.insert("paths_more".into(), json!(more));
-            }
-            out.insert("diff".into(), Value::Object(m));
+            let changed: Vec<String> =
+                d.entries.iter().map(|e| format!("{} {}", &e.status[..1].to_uppercase(), e.path)).collect();
+            let (paths, more) = capped(changed, MAX_PATHS);
+            let more = more.unwrap_or(0) + d.entries_omitted.unwrap_or(0);
+            Some(DiffSection::Changes(DiffCounts {
+                added: s.added,
+                modified: s.modified,
+                deleted: s.deleted,
+                type_changed: (s.type_changed > 0).then_some(s.type_changed),
+                paths,
+                paths_more: (more > 0).then_some(more),
+            }))
         }
-        Some(_) => {}
-        None => {
-            out.insert("diff".into(), json!({"unavailable": true}));
-        }
-    }
+        Some(_) => None,
+        None => Some(DiffSection::Unavailable { unavailable: true }),
+    };
 
     // Notable things a reviewer should not miss.
     let mut notable = Vec::new();
-    for e in of(events, "vm_restarted") {
-        notable.push(json!(clip(e.3["reason"].as_str().unwrap_or("the VM was restarted"), 200)));
+    for e in of("vm_restarted") {
+        notable.push(clip(payload(e).reason.as_deref().unwrap_or("the VM was restarted"), 200));
     }
-    let truncated: Vec<String> =
-        of(events, "exec").filter(|e| e.3["truncated"] == true).map(|e| e.3["sequence"].to_string()).collect();
+    let truncated: Vec<String> = execs.iter().filter(|p| p.truncated).map(|p| format!("#{}", p.sequence)).collect();
     if !truncated.is_empty() {
-        let (shown, extra) = capped(truncated.iter().map(|s| json!(s)).collect(), 5);
-        let list: Vec<String> = shown.iter().map(|v| format!("#{}", v.as_str().unwrap_or(""))).collect();
-        notable.push(json!(format!(
+        let (shown, extra) = capped(truncated, 5);
+        notable.push(format!(
             "output was truncated for command {}{}",
-            list.join(", "),
-            if extra > 0 { format!(" (+{extra} more)") } else { String::new() }
-        )));
+            shown.join(", "),
+            extra.map(|n| format!(" (+{n} more)")).unwrap_or_default()
+        ));
     }
     if !rollup.is_empty() {
         let n: u64 = rollup.iter().map(|r| r.1).sum();
-        notable.push(json!(format!("{n} older events were folded into counts to keep the log bounded")));
+        notable.push(format!("{n} older events were folded into counts to keep the log bounded"));
     }
     if let Some(r) = &info.state_reason {
         if info.state != "running" {
-            notable.push(json!(format!("the VM is {}: {}", info.state, clip(r, 200))));
+            notable.push(format!("the VM is {}: {}", info.state, clip(r, 200)));
         }
     }
-    if !notable.is_empty() {
-        out.insert("notable".into(), json!(notable));
-    }
-    Value::Object(out)
+    Summary { workspace, commands, edits, exports, exports_more, diff, notable }
 }
 
-/// A short readable block for people.
-pub fn render(s: &Value) -> String {
-    let mut o = String::new();
-    let w = &s["workspace"];
-    o.push_str(&format!(
-        "workspace {}{} ({}, {}), up {} s, resets {}\n",
-        w["id"].as_str().unwrap_or(""),
-        w["name"].as_str().map(|n| format!(" \"{n}\"")).unwrap_or_default(),
-        w["environment"].as_str().unwrap_or(""),
-        w["state"].as_str().unwrap_or(""),
-        w["age_seconds"],
-        w["reset_count"]
-    ));
-    if let Some(c) = s.get("commands") {
-        o.push_str(&format!("commands: {} run, {} failed\n", c["count"], c["failures"]));
-        for l in c["last"].as_array().into_iter().flatten() {
-            o.push_str(&format!(
-                "  #{} [exit {}] {} ({} ms)\n",
-                l["sequence"],
-                l["exit_code"],
-                l["command"].as_str().unwrap_or(""),
-                l["duration_ms"]
-            ));
-        }
-        if let Some(f) = c.get("last_failure") {
-            if let Some(t) = f["output_tail"].as_str() {
-                o.push_str(&format!("  last failure #{} output:\n", f["sequence"]));
-                for line in t.lines().rev().take(8).collect::<Vec<_>>().into_iter().rev() {
-                    o.push_str(&format!("    | {line}\n"));
+/// A short readable block for people (and the MCP text content).
+impl Render for Summary {
+    fn text(&self) -> String {
+        let mut o = String::new();
+        let w = &self.workspace;
+        o.push_str(&format!(
+            "workspace {}{} ({}, {}), up {} s, resets {}\n",
+            w.id,
+            w.name.as_ref().map(|n| format!(" \"{n}\"")).unwrap_or_default(),
+            w.environment,
+            w.state,
+            w.age_seconds,
+            w.reset_count
+        ));
+        if let Some(c) = &self.commands {
+            o.push_str(&format!("commands: {} run, {} failed\n", c.count, c.failures));
+            for l in &c.last {
+                o.push_str(&format!("  #{} [exit {}] {} ({} ms)\n", l.sequence, l.exit_code, l.command, l.duration_ms));
+            }
+            if let Some(f) = &c.last_failure {
+                if let Some(t) = &f.output_tail {
+                    o.push_str(&format!("  last failure #{} output:\n", f.sequence));
+                    for line in t.lines().rev().take(8).collect::<Vec<_>>().into_iter().rev() {
+                        o.push_str(&format!("    | {line}\n"));
+                    }
                 }
             }
         }
-    }
-    if let Some(e) = s.get("edits") {
-        let parts: Vec<String> = ["syncs", "file_writes", "patches"]
-            .iter()
-            .filter_map(|k| e.get(*k).map(|n| format!("{n} {}", k.replace('_', " "))))
-            .collect();
-        o.push_str(&format!("edits: {}\n", parts.join(", ")));
-        if let Some(p) = e.get("paths") {
-            let list: Vec<&str> = p.as_array().unwrap().iter().filter_map(|v| v.as_str()).collect();
-            o.push_str(&format!(
-                "  touched: {}{}\n",
-                list.join(", "),
-                e.get("paths_more").map(|m| format!(" (+{m} more)")).unwrap_or_default()
-            ));
-        }
-    }
-    if let Some(x) = s.get("exports") {
-        for e in x.as_array().unwrap() {
-            o.push_str(&format!(
-                "export: {} -> {}\n",
-                e["path"].as_str().unwrap_or(""),
-                e["output"].as_str().unwrap_or("")
-            ));
-        }
-    }
-    if let Some(d) = s.get("diff") {
-        if d.get("unavailable").is_some() {
-            o.push_str("diff: unavailable\n");
-        } else {
-            o.push_str(&format!("diff: {} added, {} modified, {} deleted\n", d["added"], d["modified"], d["deleted"]));
-            for p in d["paths"].as_array().into_iter().flatten() {
-                o.push_str(&format!("  {}\n", p.as_str().unwrap_or("")));
-            }
-            if let Some(m) = d.get("paths_more") {
-                o.push_str(&format!("  +{m} more\n"));
+        if let Some(e) = &self.edits {
+            let parts: Vec<String> = [(e.syncs, "syncs"), (e.file_writes, "file writes"), (e.patches, "patches")]
+                .iter()
+                .filter_map(|(n, what)| n.map(|n| format!("{n} {what}")))
+                .collect();
+            o.push_str(&format!("edits: {}\n", parts.join(", ")));
+            if !e.paths.is_empty() {
+                o.push_str(&format!("  touched: {}{}\n", e.paths.join(", "), more(e.paths_more, " (+", " more)")));
             }
         }
+        for e in &self.exports {
+            o.push_str(&format!("export: {} -> {}\n", e.path, e.output));
+        }
+        match &self.diff {
+            Some(DiffSection::Unavailable { .. }) => o.push_str("diff: unavailable\n"),
+            Some(DiffSection::Changes(d)) => {
+                o.push_str(&format!("diff: {} added, {} modified, {} deleted\n", d.added, d.modified, d.deleted));
+                for p in &d.paths {
+                    o.push_str(&format!("  {p}\n"));
+                }
+                o.push_str(&more(d.paths_more, "  +", " more\n"));
+            }
+            None => {}
+        }
+        for n in &self.notable {
+            o.push_str(&format!("note: {n}\n"));
+        }
+        o
     }
-    for n in s["notable"].as_array().into_iter().flatten() {
-        o.push_str(&format!("note: {}\n", n.as_str().unwrap_or("")));
-    }
-    o
+}
+
+/// `{before}{n}{after}` for a "+N more" count, or nothing.
+fn more(n: Option<usize>, before: &str, after: &str) -> String {
+    n.map(|n| format!("{before}{n}{after}")).unwrap_or_default()
 }
 
 impl Workspaces<'_> {
-    pub fn summary(&mut self, key: &str) -> Result<Value> {
+    pub fn summary(&mut self, key: &str) -> Result<Summary> {
         let r = self.resolve(key)?;
         let diff = self.diff(&r.id).ok();
         let r = self.resolve(&r.id)?;
@@ -313,6 +404,7 @@ impl Workspaces<'_> {
 mod tests {
     use super::*;
     use crate::workspace::diff::{DiffEntry, DiffSummary};
+    use serde_json::json;
 
     fn info() -> WorkspaceInfo {
         WorkspaceInfo {
@@ -381,9 +473,9 @@ mod tests {
     #[test]
     fn empty_sections_are_left_out() {
         let s = synthesize(&info(), &[(1, "create".into(), 1000, json!({}))], &[], &[], Some(&diff(0)), 1060);
-        let o = s.as_object().unwrap();
-        assert_eq!(o.keys().collect::<Vec<_>>(), vec!["workspace"]);
-        assert_eq!(s["workspace"]["age_seconds"], 60);
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(v.as_object().unwrap().keys().collect::<Vec<_>>(), vec!["workspace"]);
+        assert_eq!(s.workspace.age_seconds, 60);
     }
 
     #[test]
@@ -403,18 +495,25 @@ mod tests {
             ),
         ];
         let s = synthesize(&info(), &events, &[], &[cmd(1, "FAIL: expected 5\n")], Some(&diff(2)), 1100);
-        assert_eq!(s["commands"]["count"], 2);
-        assert_eq!(s["commands"]["failures"], 1);
-        assert_eq!(s["commands"]["last_failure"]["sequence"], 1);
-        assert_eq!(s["commands"]["last_failure"]["output_tail"], "FAIL: expected 5");
-        assert_eq!(s["edits"]["patches"], 1);
-        assert_eq!(s["edits"]["file_writes"], 1);
-        assert_eq!(s["edits"]["paths"], json!(["add.sh", "NOTES.md"]));
-        assert_eq!(s["exports"][0]["output"], "/tmp/out");
-        assert_eq!(s["diff"]["added"], 2);
-        let notable = s["notable"].to_string();
+        let c = s.commands.as_ref().unwrap();
+        assert_eq!((c.count, c.failures), (2, 1));
+        let f = c.last_failure.as_ref().unwrap();
+        assert_eq!(f.sequence, 1);
+        assert_eq!(f.output_tail.as_deref(), Some("FAIL: expected 5"));
+        let e = s.edits.as_ref().unwrap();
+        assert_eq!((e.patches, e.file_writes, e.syncs), (Some(1), Some(1), None));
+        assert_eq!(e.paths, ["add.sh", "NOTES.md"]);
+        assert_eq!(s.exports[0].output, "/tmp/out");
+        let Some(DiffSection::Changes(d)) = &s.diff else { panic!("{:?}", s.diff) };
+        assert_eq!(d.added, 2);
+        let notable = s.notable.join("\n");
         assert!(notable.contains("booted it again") && notable.contains("truncated for command #2"), "{notable}");
-        let text = render(&s);
+        // The JSON keeps the shape clients rely on.
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["edits"]["paths"], json!(["add.sh", "NOTES.md"]));
+        assert_eq!(v["diff"]["added"], 2);
+        assert!(v["edits"].get("syncs").is_none() && v["diff"].get("type_changed").is_none(), "{v}");
+        let text = s.text();
         assert!(text.contains("commands: 2 run, 1 failed") && text.contains("| FAIL: expected 5"), "{text}");
     }
 
@@ -434,15 +533,19 @@ mod tests {
         let s = synthesize(&info(), &events, &[("exec".into(), 50)], &commands, Some(&diff(600)), 5000);
         let size = serde_json::to_vec(&s).unwrap().len();
         assert!(size < 8192, "summary is {size} bytes");
-        assert_eq!(s["commands"]["count"], 350);
-        assert_eq!(s["commands"]["last"].as_array().unwrap().len(), LAST_COMMANDS);
-        assert_eq!(s["diff"]["paths_more"], 580);
-        assert_eq!(s["edits"]["paths_more"], 180);
+        let c = s.commands.as_ref().unwrap();
+        assert_eq!(c.count, 350);
+        assert_eq!(c.last.len(), LAST_COMMANDS);
+        let Some(DiffSection::Changes(d)) = &s.diff else { panic!("{:?}", s.diff) };
+        assert_eq!(d.paths_more, Some(580));
+        assert_eq!(s.edits.as_ref().unwrap().paths_more, Some(180));
+        assert!(s.text().contains("  +580 more\n"));
     }
 
     #[test]
     fn unknown_diff_is_marked() {
         let s = synthesize(&info(), &[], &[], &[], None, 1000);
-        assert_eq!(s["diff"]["unavailable"], true);
+        assert_eq!(serde_json::to_value(&s).unwrap()["diff"], json!({"unavailable": true}));
+        assert!(s.text().contains("diff: unavailable"));
     }
 }

@@ -24,7 +24,7 @@ pub fn run(pyro: &Pyro, runs: usize, report: &dyn Fn(&str, &[f64], &str) -> f64)
     let true_cmd = || Command::Argv(vec!["true".into()]);
 
     // Overlay creation against each installed environment: O(1) in the base's size.
-    for e in pyro.list_environments().into_iter().filter(|e| e.installed) {
+    for e in pyro.list_environments().environments.into_iter().filter(|e| e.installed) {
         let inst = pyro_mcp::env::installed(pyro.paths(), &e.name).unwrap();
         let tmp = tempfile::tempdir().unwrap();
         let v: Vec<f64> = (0..runs)
