@@ -199,6 +199,25 @@ pub enum Message {
         entries: u64,
         bytes: u64,
     },
+    /// Configure the guest's network (sent once after `Hello` when the VM has a NIC): bring up
+    /// `lo` and the interface whose MAC is `mac` with `address` (CIDR), a default route via
+    /// `gateway`, `nameservers` in the guest's resolver config, and `env` added to every
+    /// command's environment (proxy variables, CA bundle paths). The payload is PEM
+    /// certificates (the host's CA bundle) to trust besides the guest's own; empty for none.
+    /// Reply: `NetReady`.
+    NetConfig {
+        mac: String,
+        address: String,
+        gateway: String,
+        nameservers: Vec<String>,
+        env: Vec<(String, String)>,
+    },
+    NetReady {
+        /// The interface that was configured, e.g. `eth0`.
+        interface: String,
+        /// Where the combined CA bundle is in the guest, if one was installed.
+        ca_bundle: Option<String>,
+    },
     /// Flush everything to disk and freeze (or thaw) the root file system (snapshots).
     Freeze,
     Thaw,
