@@ -109,7 +109,9 @@ fn twenty_thousand_files_diff_summary_list_export_reset() {
     assert_eq!(s["modified"], 1, "{s}");
     assert_eq!(s["deleted"], 1, "{s}");
     assert_eq!(s["added"], 5002, "{s}"); // node_modules, node_modules/x and 5,000 files
-    assert!(d["patch"].as_str().unwrap().contains("+changed"), "{}", d["patch"]);
+    let patch = d["patch"].as_str().unwrap();
+    assert!(patch.contains("+changed"), "edits come before additions: {}", &patch[..patch.len().min(2000)]);
+    assert_eq!(d["entries"][0]["path"], "pkg000/f000.js", "edits come before additions");
     assert!(d["entries"].as_array().unwrap().len() <= 500, "entries are capped");
 
     let sum = w.ok(&["workspace", "summary", "big", "--json"]);

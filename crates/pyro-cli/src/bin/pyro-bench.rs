@@ -4,6 +4,8 @@
 //! - probe: the same plus loading the virtio modules;
 //! - cold run: `pyro run debian:12 -- true`, process start to exit (overlay, boot, exec, teardown);
 //! - exec round trip: `true` in a running VM through the SDK;
+//! - workspaces: create, reset, sync, exec through the CLI and the SDK;
+//! - big trees: diff and summary of a 20,000-file workspace, a 10 MB patch apply;
 //! - mcp server: spawn to the `tools/list` answer per profile, and that answer's size.
 //!
 //! Numbers are printed, never asserted: timings belong here, not in tests.
@@ -16,6 +18,9 @@ mod env_bench;
 
 #[path = "bench/mcp.rs"]
 mod mcp_bench;
+
+#[path = "bench/scale.rs"]
+mod scale_bench;
 
 use pyro_mcp::vm::{self, qemu};
 use pyro_mcp::{Command, Pyro};
@@ -113,6 +118,9 @@ fn main() {
 
     println!("-- workspaces");
     workspace_bench::run(&pyro, runs, &report);
+
+    println!("-- big trees and big patches");
+    scale_bench::run(&pyro, runs, &report);
 
     // MCP server: startup to tools/list per profile, and the tools/list size.
     println!("-- mcp server");

@@ -100,7 +100,15 @@ fn is_text(b: &[u8]) -> bool {
 }
 
 impl Workspaces<'_> {
+    /// The live workspace against its baseline: what changed, and a unified patch of the text
+    /// files (capped).
     pub fn diff(&mut self, key: &str) -> Result<DiffResult> {
+        self.diff_with(key, true)
+    }
+
+    /// `diff`; without `with_patch` only the manifests are compared (no file contents are
+    /// read): what the summary needs, fast on big trees.
+    pub(crate) fn diff_with(&mut self, key: &str, with_patch: bool) -> Result<DiffResult> {
         let r = self.resolve(key)?;
         let dir = ws_dir(self.paths(), &r.id);
         let base = baseline_manifest(&dir);
@@ -113,7 +121,10 @@ impl Workspaces<'_> {
             ))
             .hint("export the workspace and diff it on the host"));
         }
-        let changes = compare(&base, &cur);
+        let mut changes = compare(&base, &cur);
+        // Edits to what was there come first, then additions: after an install adds thousands
+        // of files, the capped entry list and patch still show the real changes.
+        changes.sort_by_key(|(p, st, _)| (*st == "added", p.clone()));
         let mut summary = DiffSummary { total: changes.len(), ..Default::default() };
         for (_, st, _) in &changes {
             match *st {
@@ -129,7 +140,10 @@ impl Workspaces<'_> {
         let wanted: HashSet<String> = changes
             .iter()
             .filter(|(p, st, k)| {
-                k == "file" && *st != "added" && base_sizes.get(p.as_str()).is_some_and(|s| *s <= MAX_TEXT_FILE)
+                with_patch
+                    && k == "file"
+                    && *st != "added"
+                    && base_sizes.get(p.as_str()).is_some_and(|s| *s <= MAX_TEXT_FILE)
             })
             .map(|(p, _, _)| p.clone())
             .collect();
@@ -142,7 +156,7 @@ impl Workspaces<'_> {
             // Once the patch text is capped, file contents are not fetched any more: the
             // entries still list every change, and reading thousands of files for a patch
             // nobody will see would make diff slow on big trees.
-            if (kind == "file" || *st == "deleted") && !patch_truncated {
+            if with_patch && (kind == "file" || *st == "deleted") && !patch_truncated {
                 let old_bytes = old.get(p);
                 let new_bytes = if *st == "deleted" || cur_sizes.get(p.as_str()).is_none_or(|s| *s > MAX_TEXT_FILE) {
                     None

@@ -390,7 +390,7 @@ fn more(n: Option<usize>, before: &str, after: &str) -> String {
 impl Workspaces<'_> {
     pub fn summary(&mut self, key: &str) -> Result<Summary> {
         let r = self.resolve(key)?;
-        let diff = self.diff(&r.id).ok();
+        let diff = self.diff_with(&r.id, false).ok();
         let r = self.resolve(&r.id)?;
         let info = self.info(&r);
         let events = self.store.events(&r.id)?;
