@@ -76,7 +76,7 @@ pub fn run(o: &RunOptions, why_no_guest: &str) -> Result<RunResult> {
         }
         if Instant::now() >= deadline && !timed_out {
             timed_out = true;
-            // SAFETY: signalling the process group we created.
+            // SAFETY: kill takes no pointers; the target is the process group we created.
             unsafe { libc::kill(-pgid, libc::SIGKILL) };
         }
         std::thread::sleep(Duration::from_millis(5));

@@ -190,7 +190,7 @@ pub fn ensure(rt: &crate::runtime::Runtime, name: &str, progress: &dyn Fn(&str))
 pub fn lock(path: &Path) -> Result<std::fs::File> {
     use std::os::fd::AsRawFd;
     let f = open_lock(path)?;
-    // SAFETY: flock on an open fd.
+    // SAFETY: flock takes no pointers; `f` keeps the fd open for the call.
     if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
         return Err(Error::io(format!("locking {}", path.display()), std::io::Error::last_os_error()));
     }
@@ -201,7 +201,7 @@ pub fn lock(path: &Path) -> Result<std::fs::File> {
 pub fn try_lock(path: &Path) -> Result<Option<std::fs::File>> {
     use std::os::fd::AsRawFd;
     let f = open_lock(path)?;
-    // SAFETY: flock on an open fd.
+    // SAFETY: flock takes no pointers; `f` keeps the fd open for the call.
     if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
         return Ok(Some(f));
     }

@@ -29,7 +29,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(8);
 
 fn access(path: &str, mode: libc::c_int) -> bool {
     let c = std::ffi::CString::new(path).unwrap();
-    // SAFETY: valid C string.
+    // SAFETY: `c` is a NUL-terminated CString that lives across the call; access only reads it.
     unsafe { libc::access(c.as_ptr(), mode) == 0 }
 }
 

@@ -147,7 +147,8 @@ pub fn launch(rt: &Runtime, opts: LaunchOptions) -> Result<Vm> {
 pub fn abort_ephemeral() {
     let pids: Vec<u32> = EPHEMERAL.lock().unwrap().clone();
     for pid in &pids {
-        // SAFETY: signalling a supervisor we started (still registered, so not reaped).
+        // SAFETY: kill takes no pointers; the pid is a supervisor we started and still have
+        // registered (not reaped), so it cannot have been reused by another process.
         unsafe { libc::kill(*pid as i32, libc::SIGTERM) };
     }
     let start = std::time::Instant::now();

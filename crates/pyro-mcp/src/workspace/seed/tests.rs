@@ -159,6 +159,7 @@ fn special_and_non_utf8_files_are_refused() {
     let src = tmp.path().join("fifo");
     fs::create_dir_all(&src).unwrap();
     let c = std::ffi::CString::new(src.join("pipe").as_os_str().as_bytes()).unwrap();
+    // SAFETY: `c` is a NUL-terminated CString that lives across the call; mkfifo only reads it.
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
     let err = refused(&src, Code::InvalidArgument);
     assert!(err.message.contains("pipe is a FIFO"), "{err}");
