@@ -146,7 +146,7 @@ pub fn doctor(paths: &Paths, progress: &dyn Fn(&str)) -> DoctorReport {
 
     progress("doctor: preparing the runtime (kernel, initramfs, accelerator probe)");
     // Unlike the hot path, doctor verifies the cached kernel's hashes (and re-fetches if damaged).
-    if let Err(e) = crate::kernel::ensure_kernel(&paths.kernels(), &crate::runtime::debian_mirror(), progress) {
+    if let Err(e) = crate::kernel::ensure_kernel(&paths.kernels(), &crate::kernel::mirror_from_env(), progress) {
         check("kernel", false, e.message.clone(), e.hint.clone());
     }
     let rt = Runtime::prepare(paths, progress);

@@ -17,6 +17,11 @@ pub mod session;
 pub mod vm;
 pub mod workspace;
 
+mod clock;
+mod git;
+mod proc;
+mod text;
+
 pub use error::{Code, Error, Result};
 pub use pyro_proto::Command;
 pub use render::Render;

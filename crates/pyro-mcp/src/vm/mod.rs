@@ -48,8 +48,7 @@ pub fn new_id() -> String {
     // SAFETY: getrandom writes at most b.len() bytes into b.
     let n = unsafe { libc::getrandom(b.as_mut_ptr() as *mut libc::c_void, b.len(), 0) };
     if n != b.len() as isize {
-        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        b.copy_from_slice(&(t.as_nanos() as u64 ^ std::process::id() as u64).to_le_bytes()[..6]);
+        b.copy_from_slice(&(crate::clock::now_ns() as u64 ^ std::process::id() as u64).to_le_bytes()[..6]);
     }
     hex::encode(b)
 }

@@ -3,8 +3,9 @@
 //! where symlinks are resolved; writes are atomic and batches are all-or-nothing.
 
 use super::lifecycle::Workspaces;
-use super::{clip, guest_path, patch, seed};
+use super::{guest_path, patch, seed};
 use crate::error::{Code, Context, Error, Result};
+use crate::text::clip;
 use pyro_proto::{FsOp, Message};
 use schemars::JsonSchema;
 use serde::Serialize;

@@ -1,6 +1,5 @@
 //! Tests of seeding from directories, git checkouts and archives, through [`build_seed_tar`].
 
-use super::detect::git_command;
 use super::pack::header;
 use super::plan::resolve_in_tree;
 use super::*;
@@ -192,7 +191,7 @@ fn git_available() -> bool {
 }
 
 fn git(dir: &Path, args: &[&str]) -> String {
-    let out = git_command(dir)
+    let out = crate::git::command_in(dir)
         .args(["-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "commit.gpgsign=false"])
         .args(["-c", "init.defaultBranch=main"])
         .args(args)
