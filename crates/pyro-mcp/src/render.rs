@@ -320,7 +320,7 @@ impl Render for EnvironmentDetails {
         let d = self;
         let mut out = String::new();
         row(&mut out, "name", &d.name);
-        row(&mut out, "kind", &d.kind);
+        row(&mut out, "kind", d.kind.as_str());
         if let Some(desc) = &d.description {
             row(&mut out, "description", desc);
         }

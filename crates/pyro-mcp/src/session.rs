@@ -48,7 +48,7 @@ impl VmSession {
             LaunchOptions {
                 vcpus,
                 mem_mib,
-                mode: "run",
+                mode: crate::vm::qemu::VmMode::Run,
                 disk: Some(Disk { path: overlay, format: "qcow2", cache: "unsafe" }),
                 ephemeral: true,
                 cleanup: vec![],

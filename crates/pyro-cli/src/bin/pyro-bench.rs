@@ -51,7 +51,7 @@ fn main() {
     println!("accelerator: {} ({})", rt.accel.accel.as_str(), rt.accel.reason);
     println!("kernel: {}", rt.kernel.release);
 
-    let boot = |mode: &'static str| -> Vec<f64> {
+    let boot = |mode: qemu::VmMode| -> Vec<f64> {
         (0..runs)
             .map(|_| {
                 let (_id, dir) = vm::new_vm_dir(rt).expect("vm dir");
@@ -72,8 +72,8 @@ fn main() {
             })
             .collect()
     };
-    let floor = report("floor: QEMU start -> init (kernel only)", &boot("floor"), "ms");
-    report("probe: QEMU start -> init + virtio modules", &boot("probe"), "ms");
+    let floor = report("floor: QEMU start -> init (kernel only)", &boot(qemu::VmMode::Floor), "ms");
+    report("probe: QEMU start -> init + virtio modules", &boot(qemu::VmMode::Probe), "ms");
 
     let pyro_bin = pyro_mcp::runtime::pyro_binary().expect("pyro binary");
     let cold: Vec<f64> = (0..runs)

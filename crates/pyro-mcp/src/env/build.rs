@@ -152,7 +152,7 @@ fn build_in(
         installed_at: 0,
         size_bytes: 0,
         packages,
-        kind: "catalog".into(),
+        kind: super::EnvKind::Catalog,
         kernel: Some(kernel_label(rt)),
         oci: None,
         dir: Default::default(),
@@ -200,7 +200,7 @@ pub fn builder_vm(rt: &Runtime, image: &Path) -> Result<vm::Vm> {
         LaunchOptions {
             vcpus: 1,
             mem_mib: 512,
-            mode: "builder",
+            mode: vm::qemu::VmMode::Builder,
             disk: Some(Disk { path: image.to_path_buf(), format: "raw", cache: "unsafe" }),
             ephemeral: true,
             cleanup: vec![],

@@ -670,7 +670,7 @@ fn pull_in<'a>(
         installed_at: 0,
         size_bytes: 0,
         packages,
-        kind: "oci".into(),
+        kind: super::EnvKind::Oci,
         kernel: Some(build::kernel_label(rt)),
         oci: Some(info),
         dir: Default::default(),

@@ -119,7 +119,7 @@ fn probe_kvm(cache: &Path, qemu_bin: &Path, kernel: &Path, initrd: &Path) -> std
         mem_mib: 256,
         kernel: kernel.into(),
         initrd: initrd.into(),
-        mode: "probe",
+        mode: super::qemu::VmMode::Probe,
         tsc_khz: None,
         disk: None,
         dir: dir.clone(),

@@ -27,7 +27,7 @@ static EPHEMERAL: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 pub struct LaunchOptions {
     pub vcpus: u32,
     pub mem_mib: u32,
-    pub mode: &'static str,
+    pub mode: qemu::VmMode,
     pub disk: Option<qemu::Disk>,
     pub ephemeral: bool,
     pub cleanup: Vec<PathBuf>,
@@ -185,7 +185,7 @@ pub fn probe_boot(rt: &Runtime) -> Result<u64> {
         mem_mib: 256,
         kernel: rt.kernel.vmlinuz.clone(),
         initrd: rt.initramfs.clone(),
-        mode: "probe",
+        mode: qemu::VmMode::Probe,
         tsc_khz: rt.accel.tsc_khz,
         disk: None,
         dir: dir.clone(),

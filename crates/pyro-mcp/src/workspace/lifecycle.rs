@@ -253,7 +253,7 @@ impl<'a> Workspaces<'a> {
             LaunchOptions {
                 vcpus,
                 mem_mib,
-                mode: "run",
+                mode: vm::qemu::VmMode::Run,
                 disk: Some(Disk { path: disk.to_path_buf(), format: "qcow2", cache: "writeback" }),
                 ephemeral: false,
                 cleanup: vec![],
