@@ -10,7 +10,7 @@ use std::time::Instant;
 
 pub use crate::limits::{
     validate_command, validate_resources, DEFAULT_MAX_OUTPUT, DEFAULT_MEM_MIB, DEFAULT_TIMEOUT_S, DEFAULT_VCPUS,
-    MAX_MEM_MIB, MAX_OUTPUT, MAX_TIMEOUT_S, MAX_VCPUS, MIN_MEM_MIB, MIN_OUTPUT,
+    MAX_MEM_MIB, MAX_TIMEOUT_S, MAX_VCPUS, MIN_MEM_MIB,
 };
 
 #[derive(Debug, Clone)]

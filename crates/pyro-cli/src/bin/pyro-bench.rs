@@ -17,7 +17,7 @@ mod env_bench;
 #[path = "bench/mcp.rs"]
 mod mcp_bench;
 
-use pyro_mcp::vm::{self, qemu};
+use pyro_mcp::internal as vm;
 use pyro_mcp::{Command, Pyro};
 use std::time::Instant;
 
@@ -51,11 +51,11 @@ fn main() {
     println!("accelerator: {} ({})", rt.accel.accel.as_str(), rt.accel.reason);
     println!("kernel: {}", rt.kernel.release);
 
-    let boot = |mode: qemu::VmMode| -> Vec<f64> {
+    let boot = |mode: vm::VmMode| -> Vec<f64> {
         (0..runs)
             .map(|_| {
                 let (_id, dir) = vm::new_vm_dir(rt).expect("vm dir");
-                let cfg = qemu::MachineConfig {
+                let cfg = vm::MachineConfig {
                     accel: rt.accel.accel,
                     vcpus: 1,
                     mem_mib: 1024,
@@ -72,10 +72,10 @@ fn main() {
             })
             .collect()
     };
-    let floor = report("floor: QEMU start -> init (kernel only)", &boot(qemu::VmMode::Floor), "ms");
-    report("probe: QEMU start -> init + virtio modules", &boot(qemu::VmMode::Probe), "ms");
+    let floor = report("floor: QEMU start -> init (kernel only)", &boot(vm::VmMode::Floor), "ms");
+    report("probe: QEMU start -> init + virtio modules", &boot(vm::VmMode::Probe), "ms");
 
-    let pyro_bin = pyro_mcp::runtime::pyro_binary().expect("pyro binary");
+    let pyro_bin = pyro_mcp::internal::pyro_binary().expect("pyro binary");
     let cold: Vec<f64> = (0..runs)
         .map(|_| {
             let t = Instant::now();

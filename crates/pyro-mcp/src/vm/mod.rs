@@ -36,7 +36,6 @@ pub struct LaunchOptions {
 }
 
 pub struct Vm {
-    pub id: String,
     pub dir: PathBuf,
     pub client: Client,
     pub boot: BootReport,
@@ -138,7 +137,7 @@ pub fn launch(rt: &Runtime, opts: LaunchOptions) -> Result<Vm> {
         return Err(Error::guest(msg).hint("run `pyro doctor` to check QEMU, the kernel and the accelerator"));
     }
     let client = Client::connect(&dir.join("supervisor.sock"))?;
-    Ok(Vm { id, dir, client, boot: report })
+    Ok(Vm { dir, client, boot: report })
 }
 
 /// Stop every throwaway VM this process started and wait until their supervisors are gone
