@@ -5,7 +5,8 @@
 //! bubblewrap we refuse: pyro never runs a command unsandboxed.
 
 use crate::error::{Error, Result};
-use crate::run::{Cleanup, RunOptions, RunResult};
+use crate::run::{RunOptions, RunResult};
+use crate::session::Cleanup;
 use pyro_proto::{Command, HeadTail};
 use std::io::Read;
 use std::os::unix::process::CommandExt;

@@ -429,7 +429,7 @@ impl Render for PruneReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::run::Cleanup;
+    use crate::session::Cleanup;
 
     #[test]
     fn run_text_has_the_status_line_then_the_streams() {

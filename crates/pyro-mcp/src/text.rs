@@ -1,5 +1,5 @@
 //! Short text for messages: clipping strings that come from users, chat models or the guest,
-//! and byte counts written for people.
+//! byte counts written for people, and captured bytes serialized as text.
 
 /// `s` cut to at most `max` chars (never inside a char), with `…` marking a cut, so that a huge
 /// or hostile input cannot swell an error message, an event or a summary.
@@ -26,6 +26,12 @@ pub(crate) fn bytes(n: u64) -> String {
         unit += 1;
     }
     format!("{v:.1} {}", UNITS[unit])
+}
+
+/// Serialize captured bytes (command output, file content) as UTF-8 text, replacing invalid
+/// sequences: JSON results stay valid whatever the guest printed.
+pub(crate) fn lossy<S: serde::Serializer>(b: &[u8], s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&String::from_utf8_lossy(b))
 }
 
 #[cfg(test)]

@@ -8,10 +8,10 @@ pub use crate::env::{
     EnvKind, EnvironmentDetails, ImageConfig, InstallSummary, Installed, OciInfo, PruneEntry, PruneReport, PullOptions,
     PullReport,
 };
-pub use crate::run::{Cleanup, RunOptions, RunResult};
+pub use crate::run::{RunOptions, RunResult};
 pub use crate::runtime::Runtime;
 pub use crate::sdk::{EnvironmentInfo, EnvironmentList};
-pub use crate::session::{ExecOutput, VmSession};
+pub use crate::session::{Cleanup, ExecOutput, VmSession};
 pub use crate::workspace::diff::{DiffEntry, DiffResult, DiffSummary};
 pub use crate::workspace::files::{
     ExportReport, FileEntry, FileList, FileRead, FileWrite, PatchEntry, PatchReport, PatchSummary, SyncDetails,

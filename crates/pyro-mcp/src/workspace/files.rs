@@ -60,7 +60,7 @@ pub struct FileRead {
     pub truncated: bool,
     pub binary: bool,
     pub mode: u32,
-    #[serde(serialize_with = "crate::run::lossy")]
+    #[serde(serialize_with = "crate::text::lossy")]
     #[schemars(with = "String")]
     pub content: Vec<u8>,
 }

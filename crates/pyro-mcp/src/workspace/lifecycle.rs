@@ -49,10 +49,10 @@ pub struct ExecRecord {
     pub timed_out: bool,
     pub duration_ms: u64,
     pub execution_mode: String,
-    #[serde(serialize_with = "crate::run::lossy")]
+    #[serde(serialize_with = "crate::text::lossy")]
     #[schemars(with = "String")]
     pub stdout: Vec<u8>,
-    #[serde(serialize_with = "crate::run::lossy")]
+    #[serde(serialize_with = "crate::text::lossy")]
     #[schemars(with = "String")]
     pub stderr: Vec<u8>,
     pub stdout_truncated: bool,
