@@ -48,14 +48,14 @@ enum Cmd {
 fn main() {
     // First: this process is pyro, so VM supervisors run from this very executable whatever
     // it is named, not from some other `pyro` on PATH.
-    pyro_mcp::runtime::mark_self_is_pyro();
+    pyro_mcp::internal::mark_self_is_pyro();
     // Broken pipes (`pyro run ... | head`) end quietly instead of panicking.
     // SAFETY: restoring the default disposition before any thread starts.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
     let json = cli.json;
     let code = match cli.command {
-        Cmd::Supervise { dir } => pyro_mcp::vm::supervisor::main(&dir),
+        Cmd::Supervise { dir } => pyro_mcp::internal::supervise(&dir),
         Cmd::Run(a) => commands::run::main(a, json),
         Cmd::Doctor => commands::doctor::main(json),
         Cmd::Demo(a) => commands::demo::main(a),

@@ -59,7 +59,7 @@ pub fn stop_vms_on_signal() {
         if let Some(sig) = signals.forever().next() {
             INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
             eprintln!("error: interrupted (signal {sig}); stopping the VM");
-            pyro_mcp::vm::abort_ephemeral();
+            pyro_mcp::internal::abort_ephemeral();
             std::process::exit(128 + sig);
         }
     });

@@ -87,6 +87,7 @@ fn sigterm_mid_run_leaves_nothing_behind() {
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(2500));
+    // SAFETY: kill takes no pointers; the pid is our own unreaped child, so it is not reused.
     unsafe { libc_kill(child.id() as i32, 15) };
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(143));

@@ -101,7 +101,7 @@ pub fn run(req: &ExecRequest) -> Result<(ExecResult, Vec<u8>), ExecError> {
         let now = Instant::now();
         if now >= deadline && !timed_out {
             timed_out = true;
-            // SAFETY: signalling our own child's process group.
+            // SAFETY: kill takes no pointers; the target is our own child's process group.
             unsafe { libc::kill(-pid, libc::SIGKILL) };
         }
         let wait_ms = if timed_out { 1000 } else { (deadline - now).as_millis().min(60_000) as i32 + 1 };
@@ -112,7 +112,8 @@ pub fn run(req: &ExecRequest) -> Result<(ExecResult, Vec<u8>), ExecError> {
         if err_open {
             fds.push(libc::pollfd { fd: err.as_raw_fd(), events: libc::POLLIN, revents: 0 });
         }
-        // SAFETY: fds is a valid array of pollfd for the given length.
+        // SAFETY: fds is a live Vec of pollfd and we pass its exact length, so poll writes `revents`
+        // only inside it.
         unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, wait_ms) };
         if out_open {
             out_open = drain(&mut out, &mut out_buf, &mut chunk);
@@ -131,7 +132,7 @@ pub fn run(req: &ExecRequest) -> Result<(ExecResult, Vec<u8>), ExecError> {
     }
     if timed_out {
         // Anything still alive in the group goes too (it may have ignored nothing: SIGKILL).
-        // SAFETY: signalling the (possibly already empty) process group.
+        // SAFETY: kill takes no pointers; signalling an empty process group just fails with ESRCH.
         unsafe { libc::kill(-pid, libc::SIGKILL) };
     }
     let (exit_code, signal) = if timed_out {
@@ -153,7 +154,8 @@ pub fn run(req: &ExecRequest) -> Result<(ExecResult, Vec<u8>), ExecError> {
 }
 
 fn set_nonblocking(fd: RawFd) {
-    // SAFETY: fcntl on an fd we own.
+    // SAFETY: fcntl takes no pointers here; fd is a pipe end the caller owns and keeps open for the
+    // call, so at worst the flags of the wrong fd change, which cannot break memory safety.
     unsafe {
         let fl = libc::fcntl(fd, libc::F_GETFL);
         libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK);
@@ -309,7 +311,7 @@ mod tests {
         assert_eq!(split(&res, &bytes).0, "hi\n");
         let bg = read_pid(&pidfile);
         // Ours to clean up (not a child of this process: it was the shell's).
-        // SAFETY: signalling a pid we just read from our own command's pid file.
+        // SAFETY: kill takes no pointers; the pid comes from our own command's pid file.
         unsafe { libc::kill(bg, libc::SIGKILL) };
 
         // A missing program is 127, an unexecutable one 126, with the reason on stderr.

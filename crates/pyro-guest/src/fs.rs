@@ -354,7 +354,7 @@ pub fn batch(ops: &[FsOp], data: &mut dyn Read) -> FsResult<(u64, u64)> {
             FsOp::Write { .. } | FsOp::Symlink { .. } => {}
         }
     }
-    // SAFETY: plain sync; the batch is durable when we reply.
+    // SAFETY: sync takes no arguments and cannot fail; it makes the batch durable before we reply.
     unsafe { libc::sync() };
     Ok((written, deleted))
 }
@@ -465,7 +465,7 @@ const FITHAW: libc::c_ulong = 0xC004_5878;
 /// Freeze (or thaw) the root file system so a disk snapshot taken now is consistent.
 pub fn freeze(on: bool) -> FsResult<()> {
     use std::os::fd::AsRawFd;
-    // SAFETY: plain sync.
+    // SAFETY: sync takes no arguments and cannot fail.
     unsafe { libc::sync() };
     let f = std::fs::File::open("/").map_err(|e| internal(format!("open /: {e}")))?;
     // SAFETY: FIFREEZE/FITHAW take an int argument (ignored) on an fd of the mount.
@@ -870,7 +870,8 @@ mod tests {
         use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
         let mut dir = OwnedFd::from(std::fs::File::open(base).unwrap());
         for _ in 0..depth {
-            // SAFETY: plain *at calls on a directory fd we own, with a NUL-terminated name.
+            // SAFETY: `dir` owns an open directory fd and the name is a NUL-terminated literal; the fd
+            // openat returns is checked (>= 0) before OwnedFd takes sole ownership of it.
             unsafe {
                 assert_eq!(libc::mkdirat(dir.as_raw_fd(), c"d".as_ptr(), 0o755), 0);
                 let fd = libc::openat(dir.as_raw_fd(), c"d".as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY);

@@ -88,7 +88,7 @@ fn switch_root() {
     let _ = sys::mount("tmpfs", "/run", "tmpfs", libc::MS_NOSUID | libc::MS_NODEV, "mode=0755");
     let _ = std::fs::create_dir_all("/workspace");
     let _ = std::fs::create_dir_all("/tmp");
-    // SAFETY: sethostname with a valid buffer and length.
+    // SAFETY: the buffer is a 4-byte static literal and we pass exactly 4 as its length.
     unsafe {
         libc::sethostname(b"pyro".as_ptr() as *const libc::c_char, 4);
     }

@@ -76,14 +76,15 @@ fn run() {
     let r = reaper();
     loop {
         let mut status = 0;
-        // SAFETY: plain waitpid on any child.
+        // SAFETY: `status` is a live local the kernel writes one int into.
         let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
         if pid > 0 {
             let mut reg = r.reg.lock().unwrap();
             if let Some(e) = reg.waiting.remove(&pid) {
                 reg.live -= 1;
                 *e.slot.lock().unwrap() = Some(status);
-                // SAFETY: writing one byte to our own pipe.
+                // SAFETY: the buffer is a 1-byte static literal and we pass length 1; `notify` keeps
+                // the pipe's write end open.
                 unsafe { libc::write(e.notify.as_raw_fd(), b"x".as_ptr() as *const libc::c_void, 1) };
             }
             continue;

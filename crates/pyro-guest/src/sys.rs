@@ -50,14 +50,15 @@ pub fn load_module(path: &Path) -> io::Result<()> {
 
 pub fn chroot_here() -> io::Result<()> {
     let dot = cstr(".");
-    // SAFETY: valid string.
+    // SAFETY: `dot` is a NUL-terminated CString that lives across the call.
     check(unsafe { libc::chroot(dot.as_ptr()) })?;
     std::env::set_current_dir("/")
 }
 
 /// Flush filesystems and power the VM off (QEMU exits). Never returns.
 pub fn power_off() -> ! {
-    // SAFETY: plain syscalls; reboot does not return on success.
+    // SAFETY: sync and reboot take no pointers; reboot does not return on success and we loop
+    // if it fails, so nothing runs on in a half-powered-off state.
     unsafe {
         libc::sync();
         libc::reboot(libc::RB_POWER_OFF);

@@ -77,7 +77,7 @@ pub fn unpack(reader: ChanReader, dest: &str, preserve_owners: bool) -> Result<(
 fn flush(dir: &str) -> Result<(), String> {
     let f = std::fs::File::open(dir).map_err(|e| format!("opening {dir}: {e}"))?;
     use std::os::fd::AsRawFd;
-    // SAFETY: syncfs on an open fd.
+    // SAFETY: syncfs takes no pointers; `f` keeps the fd open for the call.
     if unsafe { libc::syncfs(f.as_raw_fd()) } != 0 {
         return Err(format!("writing the unpacked files to disk failed: {}", std::io::Error::last_os_error()));
     }
@@ -213,7 +213,8 @@ fn make_node<R: Read>(entry: &tar::Entry<R>, path: &Path, preserve_owners: bool)
         std::fs::create_dir_all(parent)?;
     }
     let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
-    // SAFETY: valid C string; mknod/lchown/chmod have no other preconditions.
+    // SAFETY: `c` is a NUL-terminated CString that outlives the calls; mknod/lchown/chmod read
+    // only that path and take the rest by value.
     unsafe {
         if libc::mknod(c.as_ptr(), fmt | perm, dev) != 0 {
             return Err(std::io::Error::last_os_error());

@@ -2,7 +2,7 @@
 //! `cargo run -p pyro-mcp --example fetch_kernel -- [CACHE_DIR]` (default: pyro's kernel
 //! cache). The mirror is `$PYRO_DEBIAN_MIRROR` or deb.debian.org.
 
-use pyro_mcp::kernel;
+use pyro_mcp::internal as kernel;
 use std::cell::Cell;
 use std::path::PathBuf;
 use std::time::Instant;

@@ -128,7 +128,7 @@ pub fn doctor(paths: &Paths, progress: &dyn Fn(&str)) -> DoctorReport {
     let kvm_exists = std::path::Path::new("/dev/kvm").exists();
     let in_kvm_group = kvm_exists && {
         let c = std::ffi::CString::new("/dev/kvm").unwrap();
-        // SAFETY: valid C string.
+        // SAFETY: `c` is a NUL-terminated CString that lives across the call; access only reads it.
         unsafe { libc::access(c.as_ptr(), libc::R_OK | libc::W_OK) == 0 }
     };
     if kvm_exists {
@@ -146,7 +146,7 @@ pub fn doctor(paths: &Paths, progress: &dyn Fn(&str)) -> DoctorReport {
 
     progress("doctor: preparing the runtime (kernel, initramfs, accelerator probe)");
     // Unlike the hot path, doctor verifies the cached kernel's hashes (and re-fetches if damaged).
-    if let Err(e) = crate::kernel::ensure_kernel(&paths.kernels(), &crate::runtime::debian_mirror(), progress) {
+    if let Err(e) = crate::kernel::ensure_kernel(&paths.kernels(), &crate::kernel::mirror_from_env(), progress) {
         check("kernel", false, e.message.clone(), e.hint.clone());
     }
     let rt = Runtime::prepare(paths, progress);

@@ -5,7 +5,8 @@
 //! bubblewrap we refuse: pyro never runs a command unsandboxed.
 
 use crate::error::{Error, Result};
-use crate::run::{Cleanup, RunOptions, RunResult};
+use crate::run::{RunOptions, RunResult};
+use crate::session::Cleanup;
 use pyro_proto::{Command, HeadTail};
 use std::io::Read;
 use std::os::unix::process::CommandExt;
@@ -76,7 +77,7 @@ pub fn run(o: &RunOptions, why_no_guest: &str) -> Result<RunResult> {
         }
         if Instant::now() >= deadline && !timed_out {
             timed_out = true;
-            // SAFETY: signalling the process group we created.
+            // SAFETY: kill takes no pointers; the target is the process group we created.
             unsafe { libc::kill(-pgid, libc::SIGKILL) };
         }
         std::thread::sleep(Duration::from_millis(5));

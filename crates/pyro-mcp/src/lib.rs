@@ -1,23 +1,43 @@
 //! pyro-mcp: disposable microVM workspaces for coding agents. This crate is the runtime and
 //! the Rust SDK; the entry point is [`Pyro`].
+//!
+//! The public surface is the SDK: [`Pyro`], the option and result types of its operations
+//! (at the crate root and all together in [`types`]), [`Error`]/[`Code`]/[`Result`],
+//! [`Command`], the bounds in [`limits`], [`paths::Paths`], and [`mcp`], the MCP server. The
+//! rest of the runtime is private; what the `pyro` binaries need beyond the SDK is in
+//! [`internal`], which is not a stable interface.
 
-pub mod doctor;
-pub mod env;
-pub mod error;
-pub mod hostcompat;
-pub mod kernel;
 pub mod limits;
 pub mod mcp;
+// Public because `Paths` is an SDK type (`Pyro::with_paths`) and callers name it by this path.
 pub mod paths;
-pub mod render;
-pub mod run;
-pub mod runtime;
-pub mod sdk;
-pub mod session;
-pub mod vm;
-pub mod workspace;
+pub mod types;
 
+#[doc(hidden)]
+pub mod internal;
+
+mod clock;
+mod doctor;
+mod env;
+mod error;
+mod git;
+mod hostcompat;
+mod kernel;
+#[allow(dead_code)] // wired into VMs in the next commit
+mod net;
+mod proc;
+mod render;
+mod run;
+mod runtime;
+mod sdk;
+mod session;
+mod text;
+mod vm;
+mod workspace;
+
+pub use env::{parse_progress, PullOptions, PullReport};
 pub use error::{Code, Error, Result};
+pub use paths::Paths;
 pub use pyro_proto::Command;
 pub use render::Render;
 pub use run::{RunOptions, RunResult};

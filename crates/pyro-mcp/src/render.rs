@@ -9,10 +9,11 @@
 
 use crate::env::{EnvironmentDetails, PruneReport, PullReport};
 use crate::run::RunResult;
+use crate::text::{bytes, clip};
 use crate::workspace::files::{ExportReport, FileList, FileRead, FileWrite, PatchReport, SyncPush};
 use crate::workspace::lifecycle::{DeleteReport, ExecRecord, Logs};
 use crate::workspace::patch::Action;
-use crate::workspace::{clip, diff::DiffResult, WorkspaceInfo, WorkspaceList};
+use crate::workspace::{diff::DiffResult, WorkspaceInfo, WorkspaceList};
 use crate::EnvironmentList;
 use std::fmt::Write;
 
@@ -264,14 +265,6 @@ impl Render for DeleteReport {
     }
 }
 
-fn mib(b: u64) -> String {
-    if b < 1 << 20 {
-        format!("{:.1} KiB", b as f64 / 1024.0)
-    } else {
-        format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64)
-    }
-}
-
 /// `YYYY-MM-DD HH:MM:SS UTC` from seconds since the epoch.
 fn utc(secs: u64) -> String {
     let days = (secs / 86400) as i64;
@@ -327,7 +320,7 @@ impl Render for EnvironmentDetails {
         let d = self;
         let mut out = String::new();
         row(&mut out, "name", &d.name);
-        row(&mut out, "kind", &d.kind);
+        row(&mut out, "kind", d.kind.as_str());
         if let Some(desc) = &d.description {
             row(&mut out, "description", desc);
         }
@@ -341,7 +334,7 @@ impl Render for EnvironmentDetails {
                 row(&mut out, "version", &i.version);
                 row(&mut out, "digest", &format!("sha256:{}", i.digest));
                 row(&mut out, "source", &i.source);
-                row(&mut out, "size", &format!("{} on disk (sparse ext4 base)", mib(i.size_bytes)));
+                row(&mut out, "size", &format!("{} on disk (sparse ext4 base)", bytes(i.size_bytes)));
                 row(&mut out, "path", &i.dir.display().to_string());
                 if let Some(k) = &i.kernel {
                     row(&mut out, "built with", k);
@@ -357,7 +350,8 @@ impl Render for EnvironmentDetails {
                     }
                     row(&mut out, "layers", &o.layers.len().to_string());
                     for (n, l) in o.layers.iter().enumerate() {
-                        let _ = writeln!(out, "{:<14}   {}. {} {} {}", "", n + 1, l.digest, mib(l.size), l.media_type);
+                        let _ =
+                            writeln!(out, "{:<14}   {}. {} {} {}", "", n + 1, l.digest, bytes(l.size), l.media_type);
                     }
                     let c = &o.config;
                     let mut parts = Vec::new();
@@ -391,7 +385,7 @@ impl Render for EnvironmentDetails {
         if !d.installs.is_empty() {
             row(&mut out, "installs", &d.installs.len().to_string());
             for i in &d.installs {
-                let mut note = vec![utc(i.installed_at), mib(i.size_bytes)];
+                let mut note = vec![utc(i.installed_at), bytes(i.size_bytes)];
                 if i.current {
                     note.push("current".into());
                 }
@@ -411,7 +405,7 @@ impl Render for PruneReport {
         let mut o = String::new();
         let verb = if r.dry_run { "would remove" } else { "removed" };
         for e in &r.removed {
-            let _ = writeln!(o, "{verb:<12} {} ({}, {})", e.path, e.reason, mib(e.size_bytes));
+            let _ = writeln!(o, "{verb:<12} {} ({}, {})", e.path, e.reason, bytes(e.size_bytes));
         }
         for e in &r.kept_in_use {
             let _ = writeln!(o, "{:<12} {} ({}; used by {})", "kept", e.path, e.reason, e.used_by.join(", "));
@@ -424,7 +418,7 @@ impl Render for PruneReport {
             "{} {} entries, {}; kept {} current and {} in use",
             if r.dry_run { "would free" } else { "freed" },
             r.removed.len(),
-            mib(r.freed_bytes),
+            bytes(r.freed_bytes),
             r.kept_current.len(),
             r.kept_in_use.len()
         );
@@ -435,7 +429,7 @@ impl Render for PruneReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::run::Cleanup;
+    use crate::session::Cleanup;
 
     #[test]
     fn run_text_has_the_status_line_then_the_streams() {

@@ -2,7 +2,7 @@
 
 use crate::error::Result;
 use crate::runtime::Runtime;
-use crate::session::VmSession;
+use crate::session::{Cleanup, VmSession};
 use pyro_proto::{Command, ExecRequest};
 use schemars::JsonSchema;
 use serde::Serialize;
@@ -10,7 +10,7 @@ use std::time::Instant;
 
 pub use crate::limits::{
     validate_command, validate_resources, DEFAULT_MAX_OUTPUT, DEFAULT_MEM_MIB, DEFAULT_TIMEOUT_S, DEFAULT_VCPUS,
-    MAX_MEM_MIB, MAX_OUTPUT, MAX_TIMEOUT_S, MAX_VCPUS, MIN_MEM_MIB, MIN_OUTPUT,
+    MAX_MEM_MIB, MAX_TIMEOUT_S, MAX_VCPUS, MIN_MEM_MIB,
 };
 
 #[derive(Debug, Clone)]
@@ -40,13 +40,6 @@ impl RunOptions {
     }
 }
 
-#[derive(Debug, Clone, Serialize, JsonSchema)]
-pub struct Cleanup {
-    pub vm_id: String,
-    pub deleted: bool,
-    pub reason: String,
-}
-
 /// `run`: one command in a throwaway VM.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct RunResult {
@@ -64,10 +57,10 @@ pub struct RunResult {
     pub total_ms: u64,
     pub execution_mode: String,
     pub accelerator: String,
-    #[serde(serialize_with = "crate::run::lossy")]
+    #[serde(serialize_with = "crate::text::lossy")]
     #[schemars(with = "String")]
     pub stdout: Vec<u8>,
-    #[serde(serialize_with = "crate::run::lossy")]
+    #[serde(serialize_with = "crate::text::lossy")]
     #[schemars(with = "String")]
     pub stderr: Vec<u8>,
     pub stdout_truncated: bool,
@@ -75,12 +68,6 @@ pub struct RunResult {
     pub stdout_total_bytes: u64,
     pub stderr_total_bytes: u64,
     pub cleanup: Cleanup,
-}
-
-/// Serialize captured bytes (command output, file content) as UTF-8 text, replacing invalid
-/// sequences: JSON results stay valid whatever the guest printed.
-pub fn lossy<S: serde::Serializer>(b: &[u8], s: S) -> std::result::Result<S::Ok, S::Error> {
-    s.serialize_str(&String::from_utf8_lossy(b))
 }
 
 /// Validate what a user or model passed: a rejected request starts nothing.

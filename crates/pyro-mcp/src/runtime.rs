@@ -21,13 +21,6 @@ pub struct Runtime {
     pub supervisor_bin: PathBuf,
 }
 
-pub fn debian_mirror() -> String {
-    std::env::var("PYRO_DEBIAN_MIRROR")
-        .ok()
-        .filter(|m| !m.is_empty())
-        .unwrap_or_else(|| kernel::DEFAULT_MIRROR.to_string())
-}
-
 impl Runtime {
     pub fn prepare(paths: &Paths, progress: &dyn Fn(&str)) -> Result<Runtime> {
         let qemu = qemu::find_qemu()?;
@@ -39,7 +32,7 @@ impl Runtime {
         // 14 MiB on every CLI call would cost more than the exec it serves.
         let kernel = match kernel::cached_kernel(&paths.kernels()) {
             Some(k) => k,
-            None => kernel::ensure_kernel(&paths.kernels(), &debian_mirror(), progress)?,
+            None => kernel::ensure_kernel(&paths.kernels(), &kernel::mirror_from_env(), progress)?,
         };
         let initramfs = initramfs::ensure(&paths.initramfs(), &guest_bin, &kernel)?;
         let accel = accel::choose(&paths.cache, &qemu, &kernel.vmlinuz, &initramfs, &kernel.release)?;

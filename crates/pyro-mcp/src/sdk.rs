@@ -41,8 +41,7 @@ pub struct EnvironmentInfo {
     pub name: String,
     pub version: String,
     pub description: String,
-    /// `catalog` or `oci`.
-    pub kind: String,
+    pub kind: crate::env::EnvKind,
     pub installed: bool,
     pub installed_version: Option<String>,
     pub digest: Option<String>,
@@ -112,7 +111,7 @@ impl Pyro {
                     name: e.name.into(),
                     version: e.version.into(),
                     description: e.description.into(),
-                    kind: "catalog".into(),
+                    kind: crate::env::EnvKind::Catalog,
                     installed: inst.is_some(),
                     installed_version: inst.as_ref().map(|i| i.version.clone()),
                     digest: inst.as_ref().map(|i| i.digest.clone()),
@@ -120,7 +119,7 @@ impl Pyro {
                 }
             })
             .collect();
-        for i in crate::env::all_installed(&self.paths).into_iter().filter(|i| i.kind == "oci") {
+        for i in crate::env::all_installed(&self.paths).into_iter().filter(|i| i.kind == crate::env::EnvKind::Oci) {
             out.push(EnvironmentInfo {
                 description: match &i.oci {
                     Some(o) => format!("OCI image, {} layers, {}", o.layers.len(), o.platform),
@@ -128,7 +127,7 @@ impl Pyro {
                 },
                 name: i.name,
                 version: i.version.clone(),
-                kind: "oci".into(),
+                kind: crate::env::EnvKind::Oci,
                 installed: true,
                 installed_version: Some(i.version),
                 digest: Some(i.digest),

@@ -3,10 +3,10 @@
 
 use crate::error::{Error, Result};
 use crate::limits::validate_command;
-use crate::run::Cleanup;
 use crate::runtime::Runtime;
 use crate::vm::{self, qemu::Disk, LaunchOptions, Vm};
 use pyro_proto::{Command, ExecRequest, ExecResult, Message};
+use schemars::JsonSchema;
 use serde::Serialize;
 
 pub struct VmSession {
@@ -17,14 +17,22 @@ pub struct VmSession {
     pub accelerator: String,
 }
 
+/// What deleting a VM did (part of every run result).
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct Cleanup {
+    pub vm_id: String,
+    pub deleted: bool,
+    pub reason: String,
+}
+
 /// Output of one exec: the result header plus the captured bytes.
 #[derive(Debug, Clone, Serialize)]
 pub struct ExecOutput {
     #[serde(flatten)]
     pub result: ExecResult,
-    #[serde(serialize_with = "crate::run::lossy")]
+    #[serde(serialize_with = "crate::text::lossy")]
     pub stdout: Vec<u8>,
-    #[serde(serialize_with = "crate::run::lossy")]
+    #[serde(serialize_with = "crate::text::lossy")]
     pub stderr: Vec<u8>,
 }
 
@@ -48,7 +56,7 @@ impl VmSession {
             LaunchOptions {
                 vcpus,
                 mem_mib,
-                mode: "run",
+                mode: crate::vm::qemu::VmMode::Run,
                 disk: Some(Disk { path: overlay, format: "qcow2", cache: "unsafe" }),
                 ephemeral: true,
                 cleanup: vec![],

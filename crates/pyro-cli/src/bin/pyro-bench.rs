@@ -22,7 +22,7 @@ mod mcp_bench;
 #[path = "bench/scale.rs"]
 mod scale_bench;
 
-use pyro_mcp::vm::{self, qemu};
+use pyro_mcp::internal as vm;
 use pyro_mcp::{Command, Pyro};
 use std::time::Instant;
 
@@ -56,11 +56,11 @@ fn main() {
     println!("accelerator: {} ({})", rt.accel.accel.as_str(), rt.accel.reason);
     println!("kernel: {}", rt.kernel.release);
 
-    let boot = |mode: &'static str| -> Vec<f64> {
+    let boot = |mode: vm::VmMode| -> Vec<f64> {
         (0..runs)
             .map(|_| {
                 let (_id, dir) = vm::new_vm_dir(rt).expect("vm dir");
-                let cfg = qemu::MachineConfig {
+                let cfg = vm::MachineConfig {
                     accel: rt.accel.accel,
                     vcpus: 1,
                     mem_mib: 1024,
@@ -77,10 +77,10 @@ fn main() {
             })
             .collect()
     };
-    let floor = report("floor: QEMU start -> init (kernel only)", &boot("floor"), "ms");
-    report("probe: QEMU start -> init + virtio modules", &boot("probe"), "ms");
+    let floor = report("floor: QEMU start -> init (kernel only)", &boot(vm::VmMode::Floor), "ms");
+    report("probe: QEMU start -> init + virtio modules", &boot(vm::VmMode::Probe), "ms");
 
-    let pyro_bin = pyro_mcp::runtime::pyro_binary().expect("pyro binary");
+    let pyro_bin = pyro_mcp::internal::pyro_binary().expect("pyro binary");
     let cold: Vec<f64> = (0..runs)
         .map(|_| {
             let t = Instant::now();

@@ -3,7 +3,7 @@
 //! phase lines otherwise.
 
 use crate::render;
-use pyro_mcp::env::{PullOptions, PullReport};
+use pyro_mcp::{PullOptions, PullReport};
 
 #[derive(clap::Subcommand)]
 pub enum EnvCmd {
@@ -63,7 +63,7 @@ fn progress_sink(tag: &'static str) -> (Sink, Option<indicatif::ProgressBar>) {
         .unwrap()
         .progress_chars("=> ");
         let phase_style = indicatif::ProgressStyle::with_template("{spinner} {msg}").unwrap();
-        let sink = Box::new(move |line: &str| match pyro_mcp::env::parse_progress(line) {
+        let sink = Box::new(move |line: &str| match pyro_mcp::parse_progress(line) {
             Some((phase, done, total)) => {
                 let phase = phase.trim_start_matches("env: ").to_string();
                 if bar.length() != Some(total) || bar.message() != phase {
@@ -87,7 +87,7 @@ fn progress_sink(tag: &'static str) -> (Sink, Option<indicatif::ProgressBar>) {
     } else {
         let last = std::sync::Mutex::new(None::<std::time::Instant>);
         let sink = Box::new(move |line: &str| {
-            if let Some((_, done, total)) = pyro_mcp::env::parse_progress(line) {
+            if let Some((_, done, total)) = pyro_mcp::parse_progress(line) {
                 let mut l = last.lock().unwrap();
                 let due = match *l {
                     Some(t) => t.elapsed() >= std::time::Duration::from_secs(3),

@@ -8,15 +8,15 @@ use std::io::Write;
 pub struct Args {
     /// Environment to boot (see `pyro env list`)
     environment: String,
-    #[arg(long, default_value_t = pyro_mcp::run::DEFAULT_VCPUS)]
+    #[arg(long, default_value_t = pyro_mcp::limits::DEFAULT_VCPUS)]
     vcpu_count: u32,
-    #[arg(long, default_value_t = pyro_mcp::run::DEFAULT_MEM_MIB)]
+    #[arg(long, default_value_t = pyro_mcp::limits::DEFAULT_MEM_MIB)]
     mem_mib: u32,
     /// Kill the command (and everything it started) after this long; exit code 124
-    #[arg(long, default_value_t = pyro_mcp::run::DEFAULT_TIMEOUT_S)]
+    #[arg(long, default_value_t = pyro_mcp::limits::DEFAULT_TIMEOUT_S)]
     timeout_seconds: u64,
     /// Per-stream output cap in bytes (head and tail are kept around a marker)
-    #[arg(long, default_value_t = pyro_mcp::run::DEFAULT_MAX_OUTPUT)]
+    #[arg(long, default_value_t = pyro_mcp::limits::DEFAULT_MAX_OUTPUT)]
     max_output_bytes: u64,
     /// Environment variable for the command (repeatable)
     #[arg(long = "env", value_name = "NAME=VALUE")]

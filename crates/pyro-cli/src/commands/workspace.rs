@@ -161,7 +161,7 @@ fn run(c: WsCmd, json: bool) -> Result<i32, Error> {
     let mut ws = pyro.workspaces()?;
     match c {
         WsCmd::Create { environment, seed_path, name, labels, vcpu_count, mem_mib, id_only } => {
-            let labels = labels.iter().map(|l| pyro_mcp::workspace::parse_label(l)).collect::<Result<_, _>>()?;
+            let labels = labels.iter().map(|l| pyro_mcp::internal::parse_label(l)).collect::<Result<_, _>>()?;
             let o = CreateOptions { environment, seed_path, name, labels, vcpu_count, mem_mib };
             let w = ws.create(&o, pyro.progress())?;
             if id_only {
@@ -172,7 +172,7 @@ fn run(c: WsCmd, json: bool) -> Result<i32, Error> {
         }
         WsCmd::List => render::show(&ws.list()?, json),
         WsCmd::Update { id, name, clear_name, labels, clear_labels } => {
-            let labels = labels.iter().map(|l| pyro_mcp::workspace::parse_label(l)).collect::<Result<_, _>>()?;
+            let labels = labels.iter().map(|l| pyro_mcp::internal::parse_label(l)).collect::<Result<_, _>>()?;
             render::show(&ws.update(&id, &UpdateOptions { name, clear_name, labels, clear_labels })?, json);
         }
         WsCmd::Status { id } => render::show(&ws.status(&id)?, json),
@@ -215,7 +215,7 @@ fn run(c: WsCmd, json: bool) -> Result<i32, Error> {
         WsCmd::File(FileCmd::Write { id, path, text, text_file }) => {
             let content = match (text, text_file) {
                 (Some(t), _) => t,
-                (None, Some(f)) => read_input(&f, pyro_mcp::workspace::files::MAX_WRITE_BYTES as u64)?,
+                (None, Some(f)) => read_input(&f, pyro_mcp::internal::MAX_WRITE_BYTES as u64)?,
                 _ => unreachable!("clap requires one"),
             };
             render::show(&ws.file_write(&id, &path, content.as_bytes())?, json);
@@ -223,7 +223,7 @@ fn run(c: WsCmd, json: bool) -> Result<i32, Error> {
         WsCmd::Patch(PatchCmd::Apply { id, patch, patch_file }) => {
             let text = match (patch, patch_file) {
                 (Some(p), _) => p,
-                (None, Some(f)) => read_input(&f, pyro_mcp::workspace::patch::MAX_PATCH_BYTES as u64)?,
+                (None, Some(f)) => read_input(&f, pyro_mcp::internal::MAX_PATCH_BYTES as u64)?,
                 _ => unreachable!("clap requires one"),
             };
             render::show(&ws.patch_apply(&id, &text)?, json);

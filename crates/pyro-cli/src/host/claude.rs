@@ -23,7 +23,7 @@ pub fn read(path: &Path) -> Result<Option<Entry>, Error> {
 /// with it; we repair the JSON ourselves.
 pub fn connect(path: &Path, want: &Entry, broken: bool) -> Result<String, Error> {
     if !broken {
-        if let Some(claude) = pyro_mcp::vm::qemu::which("claude") {
+        if let Some(claude) = pyro_mcp::internal::which("claude") {
             let _ = Command::new(&claude).args(["mcp", "remove", ENTRY, "--scope", "user"]).output();
             let out = Command::new(&claude)
                 .args(["mcp", "add", "--scope", "user", ENTRY, "--"])

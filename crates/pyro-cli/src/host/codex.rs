@@ -23,7 +23,7 @@ pub fn read(path: &Path) -> Result<Option<Entry>, Error> {
 
 pub fn connect(path: &Path, want: &Entry, broken: bool) -> Result<String, Error> {
     if !broken {
-        if let Some(codex) = pyro_mcp::vm::qemu::which("codex") {
+        if let Some(codex) = pyro_mcp::internal::which("codex") {
             let _ = Command::new(&codex).args(["mcp", "remove", ENTRY]).output();
             let out = Command::new(&codex)
                 .args(["mcp", "add", ENTRY, "--"])

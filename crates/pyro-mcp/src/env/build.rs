@@ -67,7 +67,7 @@ fn build_in(
     let started = std::time::Instant::now();
     let tar = partial.join("rootfs.tar");
     let keyring = crate::kernel::archive_keyring(&rt.paths.cache)?;
-    let mirror = crate::runtime::debian_mirror();
+    let mirror = crate::kernel::mirror_from_env();
     progress(&format!("env: building {} from {} with mmdebstrap", entry.name, mirror));
     // SAFETY: geteuid has no preconditions.
     let mode = if unsafe { libc::geteuid() } == 0 { "root" } else { "unshare" };
@@ -152,7 +152,7 @@ fn build_in(
         installed_at: 0,
         size_bytes: 0,
         packages,
-        kind: "catalog".into(),
+        kind: super::EnvKind::Catalog,
         kernel: Some(kernel_label(rt)),
         oci: None,
         dir: Default::default(),
@@ -200,7 +200,7 @@ pub fn builder_vm(rt: &Runtime, image: &Path) -> Result<vm::Vm> {
         LaunchOptions {
             vcpus: 1,
             mem_mib: 512,
-            mode: "builder",
+            mode: vm::qemu::VmMode::Builder,
             disk: Some(Disk { path: image.to_path_buf(), format: "raw", cache: "unsafe" }),
             ephemeral: true,
             cleanup: vec![],
@@ -219,7 +219,7 @@ pub fn install(root: &Path, partial: &Path, dir_name: &str, mut manifest: Instal
         use std::os::unix::fs::MetadataExt;
         std::fs::metadata(&image).map(|m| m.blocks() * 512).unwrap_or(0)
     };
-    manifest.installed_at = super::now();
+    manifest.installed_at = crate::clock::now_s();
     crate::paths::write_atomic(&partial.join("env.json"), &serde_json::to_vec_pretty(&manifest).unwrap())?;
     let fin = root.join(dir_name);
     if load(&fin).is_some_and(|i| i.digest == manifest.digest) {

@@ -24,8 +24,7 @@ pub struct InstallSummary {
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct EnvironmentDetails {
     pub name: String,
-    /// `catalog` or `oci`.
-    pub kind: String,
+    pub kind: super::EnvKind,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// The version the catalog builds now.
@@ -77,7 +76,7 @@ pub fn inspect(paths: &Paths, name: &str) -> Result<EnvironmentDetails> {
     let kernel =
         crate::kernel::cached_kernel(&paths.kernels()).map(|k| format!("{} ({} {})", k.release, k.package, k.version));
     Ok(EnvironmentDetails {
-        kind: if is_oci_name(&name) { "oci".into() } else { "catalog".into() },
+        kind: if is_oci_name(&name) { super::EnvKind::Oci } else { super::EnvKind::Catalog },
         description: entry.map(|e| e.description.to_string()),
         catalog_version: entry.map(|e| e.version.to_string()),
         recipe_packages: entry.map(|e| e.packages.iter().map(|p| p.to_string()).collect()).unwrap_or_default(),

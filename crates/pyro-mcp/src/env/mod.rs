@@ -28,6 +28,33 @@ pub use inspect::{EnvironmentDetails, InstallSummary};
 pub use oci::{ImageConfig, OciInfo, PullOptions};
 pub use prune::{PruneEntry, PruneReport};
 
+/// Where an environment comes from. Serialized as `catalog` / `oci`, the words `env.json`
+/// manifests on disk and every JSON output have always used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EnvKind {
+    /// Built by pyro from the Debian archive (see `env::catalog`).
+    #[default]
+    Catalog,
+    /// Pulled from an OCI registry.
+    Oci,
+}
+
+impl EnvKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EnvKind::Catalog => "catalog",
+            EnvKind::Oci => "oci",
+        }
+    }
+}
+
+impl std::fmt::Display for EnvKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What `env.json` records about an installed environment.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Installed {
@@ -41,9 +68,9 @@ pub struct Installed {
     /// Bytes the image occupies on disk (it is sparse).
     pub size_bytes: u64,
     pub packages: Vec<String>,
-    /// `catalog` or `oci`.
-    #[serde(default = "catalog_kind")]
-    pub kind: String,
+    /// Manifests written before OCI support have no kind: they are catalog builds.
+    #[serde(default)]
+    pub kind: EnvKind,
     /// The guest kernel the builder VM ran (every environment boots the same cached kernel).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel: Option<String>,
@@ -62,7 +89,7 @@ pub struct Installed {
 pub struct PullReport {
     pub name: String,
     pub version: String,
-    pub kind: String,
+    pub kind: EnvKind,
     pub digest: String,
     pub size_bytes: u64,
     pub source: String,
@@ -80,7 +107,7 @@ impl From<&Installed> for PullReport {
         PullReport {
             name: i.name.clone(),
             version: i.version.clone(),
-            kind: i.kind.clone(),
+            kind: i.kind,
             digest: i.digest.clone(),
             size_bytes: i.size_bytes,
             source: i.source.clone(),
@@ -91,10 +118,6 @@ impl From<&Installed> for PullReport {
             index_digest: i.oci.as_ref().and_then(|o| o.index_digest.clone()),
         }
     }
-}
-
-fn catalog_kind() -> String {
-    "catalog".into()
 }
 
 impl Installed {
@@ -190,7 +213,7 @@ pub fn ensure(rt: &crate::runtime::Runtime, name: &str, progress: &dyn Fn(&str))
 pub fn lock(path: &Path) -> Result<std::fs::File> {
     use std::os::fd::AsRawFd;
     let f = open_lock(path)?;
-    // SAFETY: flock on an open fd.
+    // SAFETY: flock takes no pointers; `f` keeps the fd open for the call.
     if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
         return Err(Error::io(format!("locking {}", path.display()), std::io::Error::last_os_error()));
     }
@@ -201,7 +224,7 @@ pub fn lock(path: &Path) -> Result<std::fs::File> {
 pub fn try_lock(path: &Path) -> Result<Option<std::fs::File>> {
     use std::os::fd::AsRawFd;
     let f = open_lock(path)?;
-    // SAFETY: flock on an open fd.
+    // SAFETY: flock takes no pointers; `f` keeps the fd open for the call.
     if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
         return Ok(Some(f));
     }
@@ -272,14 +295,19 @@ impl Throttle {
     }
 }
 
-/// Seconds since the epoch.
-pub(crate) fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kinds_keep_the_words_on_disk() {
+        let old = r#"{"name":"debian:12","version":"1","digest":"d","source":"s","installed_at":0,"size_bytes":0,"packages":[]}"#;
+        assert_eq!(serde_json::from_str::<Installed>(old).unwrap().kind, EnvKind::Catalog);
+        let oci = old.replace(r#""packages":[]"#, r#""packages":[],"kind":"oci""#);
+        let i: Installed = serde_json::from_str(&oci).unwrap();
+        assert_eq!(i.kind, EnvKind::Oci);
+        assert!(serde_json::to_string(&i).unwrap().contains(r#""kind":"oci""#));
+    }
 
     #[test]
     fn progress_lines_round_trip() {

@@ -22,6 +22,7 @@ use super::{build, env_root, load, Installed};
 use crate::error::{Context, Error, Result};
 use crate::paths::Paths;
 use crate::runtime::Runtime;
+use crate::text::clip;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 use oci_client::Reference;
@@ -104,23 +105,19 @@ pub struct ImageConfig {
     pub cmd: Option<Vec<String>>,
 }
 
-fn clip(s: &str) -> String {
-    s.chars().take(120).collect()
-}
-
 /// Parse `[http://|https://]REGISTRY/REPO[:TAG][@sha256:HEX]` and decide the transport. Never
 /// touches the network.
 pub fn parse(input: &str, insecure: bool) -> Result<OciRef> {
     let (scheme, rest) = match input.split_once("://") {
         Some((s @ ("http" | "https"), r)) => (Some(s), r),
         Some(_) => {
-            return Err(Error::invalid(format!("malformed image reference '{}': unknown scheme", clip(input)))
+            return Err(Error::invalid(format!("malformed image reference '{}': unknown scheme", clip(input, 120)))
                 .hint("use REGISTRY/REPOSITORY[:TAG|@sha256:DIGEST], e.g. docker.io/library/python:3.12"))
         }
         None => (None, input),
     };
     let malformed = |why: String| {
-        Error::invalid(format!("malformed image reference '{}': {why}", clip(input)))
+        Error::invalid(format!("malformed image reference '{}': {why}", clip(input, 120)))
             .hint("use REGISTRY/REPOSITORY[:TAG|@sha256:DIGEST], e.g. docker.io/library/python:3.12")
     };
     if rest.is_empty() || rest.len() > 1024 || rest.chars().any(|c| c.is_whitespace() || c.is_control()) {
@@ -218,7 +215,7 @@ fn registry_error(r: &OciRef, what: &str, e: oci_client::errors::OciDistribution
                 .hint("check the registry address and your network; PYRO_REGISTRY_TIMEOUT_S changes the limit")
         }
         E::RequestError(re) if re.is_connect() => {
-            Error::guest(format!("cannot reach registry {reg} while {what}: {}", clip_chain(&chain)))
+            Error::guest(format!("cannot reach registry {reg} while {what}: {}", clip(&chain, 400)))
                 .hint("check the registry address and your network (registries on loopback use plain HTTP)")
         }
         E::ImageManifestNotFoundError(_) => Error::not_found(format!("{} was not found in registry {reg}", r.name)),
@@ -236,12 +233,8 @@ fn registry_error(r: &OciRef, what: &str, e: oci_client::errors::OciDistribution
             r.name
         )),
         E::DigestError(_) => Error::internal(format!("{} failed digest verification while {what}: {chain}", r.name)),
-        _ => Error::internal(format!("registry {reg}: {what} failed: {}", clip_chain(&chain))),
+        _ => Error::internal(format!("registry {reg}: {what} failed: {}", clip(&chain, 400))),
     }
-}
-
-fn clip_chain(s: &str) -> String {
-    s.chars().take(400).collect()
 }
 
 fn sha256_hex(b: &[u8]) -> String {
@@ -311,7 +304,7 @@ struct Resolved {
 fn check_digest_syntax(d: &str) -> Result<()> {
     match d.strip_prefix("sha256:") {
         Some(h) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) => Ok(()),
-        _ => Err(Error::internal(format!("unsupported or malformed digest '{}' in the manifest", clip(d)))),
+        _ => Err(Error::internal(format!("unsupported or malformed digest '{}' in the manifest", clip(d, 120)))),
     }
 }
 
@@ -677,7 +670,7 @@ fn pull_in<'a>(
         installed_at: 0,
         size_bytes: 0,
         packages,
-        kind: "oci".into(),
+        kind: super::EnvKind::Oci,
         kernel: Some(build::kernel_label(rt)),
         oci: Some(info),
         dir: Default::default(),

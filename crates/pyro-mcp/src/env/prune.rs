@@ -161,7 +161,7 @@ fn remove(path: &Path) -> std::io::Result<()> {
 
 /// Why an install that is `current` should still go, if it should.
 fn stale_current(i: &Installed) -> Option<String> {
-    if i.kind == "oci" {
+    if i.kind == super::EnvKind::Oci {
         return None;
     }
     match catalog::CATALOG.iter().find(|e| e.name == i.name) {

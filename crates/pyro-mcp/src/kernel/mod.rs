@@ -16,9 +16,10 @@ mod debian;
 
 use crate::error::{Error, Result};
 use crate::paths;
+use crate::text::bytes;
 use serde::{Deserialize, Serialize};
 use std::path::{Component, Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 pub const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
 pub const SUITE: &str = "bookworm";
@@ -168,7 +169,7 @@ fn sanitize(s: &str) -> String {
 fn unique_suffix() -> String {
     use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let nanos = (crate::clock::now_ns() % 1_000_000_000) as u32;
     format!("{}-{:08x}{}", std::process::id(), nanos, COUNTER.fetch_add(1, Relaxed))
 }
 
@@ -192,12 +193,6 @@ impl Drop for WorkDir {
     }
 }
 
-fn process_alive(pid: i32) -> bool {
-    // SAFETY: kill with signal 0 only checks for existence and permission; it sends nothing.
-    let r = unsafe { libc::kill(pid, 0) };
-    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
-}
-
 /// Remove `.partial-*` / `.stale-*` leftovers of processes that died mid-install. A dead pid
 /// alone is not enough (the cache may be shared across pid namespaces): it must also be old.
 fn clean_stale(cache_dir: &Path) {
@@ -212,7 +207,7 @@ fn clean_stale(cache_dir: &Path) {
         let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<i32>().ok()) else {
             continue;
         };
-        if pid <= 0 || pid as u32 == std::process::id() || process_alive(pid) {
+        if pid <= 0 || pid as u32 == std::process::id() || crate::proc::alive(pid) {
             continue;
         }
         let old = e
@@ -225,10 +220,6 @@ fn clean_stale(cache_dir: &Path) {
             let _ = std::fs::remove_dir_all(e.path());
         }
     }
-}
-
-fn mib(bytes: u64) -> String {
-    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
 fn fetch_and_install(cache_dir: &Path, mirror: &str, progress: &dyn Fn(&str)) -> Result<Kernel> {
@@ -262,9 +253,9 @@ fn fetch_and_install(cache_dir: &Path, mirror: &str, progress: &dyn Fn(&str)) ->
             Error::guest(format!("the {SUITE} Release file does not list {PACKAGES_INDEX}")).hint(hint())
         })?;
     if size > MAX_PACKAGES_XZ {
-        return Err(Error::limit(format!("{PACKAGES_INDEX} is implausibly large ({})", mib(size))).hint(hint()));
+        return Err(Error::limit(format!("{PACKAGES_INDEX} is implausibly large ({})", bytes(size))).hint(hint()));
     }
-    progress(&format!("kernel: fetching {PACKAGES_INDEX} ({})", mib(size)));
+    progress(&format!("kernel: fetching {PACKAGES_INDEX} ({})", bytes(size)));
     let packages = work.path.join("Packages.xz");
     let mut candidates = Vec::new();
     if release.acquire_by_hash {
@@ -289,11 +280,11 @@ fn fetch_and_install(cache_dir: &Path, mirror: &str, progress: &dyn Fn(&str)) ->
     })?;
     drop(stanzas);
     if pkg.size > MAX_DEB {
-        return Err(Error::limit(format!("{} is {}, above the {} limit", pkg.name, mib(pkg.size), mib(MAX_DEB))));
+        return Err(Error::limit(format!("{} is {}, above the {} limit", pkg.name, bytes(pkg.size), bytes(MAX_DEB))));
     }
 
     // 3. The kernel package, checked against the index.
-    progress(&format!("kernel: downloading {} {} ({})", pkg.name, pkg.version, mib(pkg.size)));
+    progress(&format!("kernel: downloading {} {} ({})", pkg.name, pkg.version, bytes(pkg.size)));
     let deb_path = work.path.join("kernel.deb");
     mirror.fetch(&pkg.filename, &deb_path, pkg.size, Duration::from_secs(600), Some((&pkg.sha256, pkg.size)))?;
 
@@ -338,7 +329,7 @@ fn fetch_and_install(cache_dir: &Path, mirror: &str, progress: &dyn Fn(&str)) ->
         m.kernel.release,
         m.kernel.version,
         m.kernel.modules.len(),
-        mib(total),
+        bytes(total),
         started.elapsed().as_secs_f64()
     ));
     Ok(m.kernel)

@@ -62,7 +62,7 @@ impl std::str::FromStr for Profile {
     type Err = Error;
     fn from_str(s: &str) -> Result<Profile> {
         Profile::ALL.into_iter().find(|p| p.as_str() == s).ok_or_else(|| {
-            Error::invalid(format!("unknown profile '{}'", crate::workspace::clip(s, 80)))
+            Error::invalid(format!("unknown profile '{}'", crate::text::clip(s, 80)))
                 .hint("profiles: vm-run, workspace-core, workspace-full")
         })
     }

@@ -342,7 +342,7 @@ impl ServerHandler for PyroServer {
         let name = request.name.to_string();
         if !self.inner.tools.iter().any(|t| t.name == name) {
             return Err(McpError::invalid_params(
-                format!("unknown tool '{}' (profile {})", crate::workspace::clip(&name, 80), self.inner.profile),
+                format!("unknown tool '{}' (profile {})", crate::text::clip(&name, 80), self.inner.profile),
                 None,
             ));
         }

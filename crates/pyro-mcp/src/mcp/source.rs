@@ -77,11 +77,9 @@ impl ProjectSource {
 }
 
 fn git(args: &[&std::ffi::OsStr]) -> Command {
-    let mut c = Command::new("git");
-    // The server's stdin and stdout carry the MCP session: git must touch neither, and
-    // must never wait for credentials.
-    c.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    c.env("GIT_TERMINAL_PROMPT", "0").env("GIT_ASKPASS", "true").env("SSH_ASKPASS", "true");
+    let mut c = crate::git::command();
+    // The server's stdout carries the MCP session: git must not write to it.
+    c.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
     c
 }
 
@@ -134,10 +132,7 @@ fn sweep_clones(paths: &Paths) {
         else {
             continue;
         };
-        // SAFETY: kill with signal 0 only checks that the pid exists.
-        let gone =
-            unsafe { libc::kill(pid, 0) } != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
-        if gone {
+        if !crate::proc::alive(pid) {
             let _ = std::fs::remove_dir_all(e.path());
         }
     }
@@ -146,11 +141,11 @@ fn sweep_clones(paths: &Paths) {
 /// Clone `url` (then check out `reference`) into a private directory, once, at startup.
 pub fn clone_repo(paths: &Paths, url: &str, reference: Option<&str>) -> Result<ProjectSource> {
     if url.is_empty() || url.starts_with('-') || url.contains('\0') {
-        return Err(Error::invalid(format!("invalid repository URL '{}'", crate::workspace::clip(url, 200))));
+        return Err(Error::invalid(format!("invalid repository URL '{}'", crate::text::clip(url, 200))));
     }
     if let Some(r) = reference {
         if r.is_empty() || r.starts_with('-') || r.contains('\0') {
-            return Err(Error::invalid(format!("invalid repository ref '{}'", crate::workspace::clip(r, 200))));
+            return Err(Error::invalid(format!("invalid repository ref '{}'", crate::text::clip(r, 200))));
         }
     }
     sweep_clones(paths);
@@ -212,11 +207,8 @@ impl HostRoots {
             return Err(Error::invalid(format!("{what} is empty, too long or contains NUL")));
         }
         if self.roots.is_empty() {
-            return Err(Error::invalid(format!(
-                "{what} {}: host paths are not allowed",
-                crate::workspace::clip(p, 200)
-            ))
-            .hint("start the server inside a git checkout, or with --project-path or --allow-root"));
+            return Err(Error::invalid(format!("{what} {}: host paths are not allowed", crate::text::clip(p, 200)))
+                .hint("start the server inside a git checkout, or with --project-path or --allow-root"));
         }
         let path = Path::new(p);
         let abs = if path.is_absolute() {
@@ -228,11 +220,11 @@ impl HostRoots {
             }
         };
         let resolved = resolve_existing(&abs)
-            .ok_or_else(|| Error::invalid(format!("{what} {} cannot be resolved", crate::workspace::clip(p, 200))))?;
+            .ok_or_else(|| Error::invalid(format!("{what} {} cannot be resolved", crate::text::clip(p, 200))))?;
         if !self.roots.iter().any(|r| resolved.starts_with(r)) {
             return Err(Error::invalid(format!(
                 "{what} {} is outside the allowed roots",
-                crate::workspace::clip(&resolved.display().to_string(), 200)
+                crate::text::clip(&resolved.display().to_string(), 200)
             ))
             .hint(format!("allowed roots: {}", self.list())));
         }

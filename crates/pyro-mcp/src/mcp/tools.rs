@@ -471,7 +471,7 @@ pub(super) mod tests {
         struct S {
             /// a description longer than the forty characters kept on inputs
             a: Option<u64>,
-            b: Option<crate::run::Cleanup>,
+            b: Option<crate::session::Cleanup>,
             c: SeedSource,
             d: Vec<String>,
         }

@@ -26,7 +26,7 @@ pub fn domain_pattern(s: &str) -> Result<String> {
         })
         && !labels.last().is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()));
     if !ok {
-        return Err(Error::invalid(format!("'{}' is not a domain name", crate::workspace::clip(s, 80)))
+        return Err(Error::invalid(format!("'{}' is not a domain name", crate::text::clip(s, 80)))
             .hint("use a name like pypi.org, or *.pythonhosted.org for its subdomains"));
     }
     Ok(lower)
@@ -36,10 +36,12 @@ pub fn domain_pattern(s: &str) -> Result<String> {
 pub fn domain_allowed(patterns: &[String], name: &str) -> bool {
     let name = name.trim_end_matches('.').to_ascii_lowercase();
     patterns.iter().any(|p| match p.strip_prefix("*.") {
-        Some(parent) => name.len() > parent.len() + 1 && name.ends_with(parent) && {
-            let cut = name.len() - parent.len();
-            name.as_bytes()[cut - 1] == b'.'
-        },
+        Some(parent) => {
+            name.len() > parent.len() + 1 && name.ends_with(parent) && {
+                let cut = name.len() - parent.len();
+                name.as_bytes()[cut - 1] == b'.'
+            }
+        }
         None => name == *p,
     })
 }
@@ -127,7 +129,9 @@ mod tests {
     fn patterns() {
         assert_eq!(domain_pattern("PyPI.org").unwrap(), "pypi.org");
         assert_eq!(domain_pattern("*.pythonhosted.org").unwrap(), "*.pythonhosted.org");
-        for bad in ["", "org", "a..b", "-a.org", "a b.org", "1.2.3.4", "*.", "*", "a.*.org", "x/y.org", &"a".repeat(300)] {
+        for bad in
+            ["", "org", "a..b", "-a.org", "a b.org", "1.2.3.4", "*.", "*", "a.*.org", "x/y.org", &"a".repeat(300)]
+        {
             assert!(domain_pattern(bad).is_err(), "{bad}");
         }
         let p = vec!["pypi.org".to_string(), "*.pythonhosted.org".to_string()];
@@ -144,7 +148,9 @@ mod tests {
     fn the_host_is_never_reachable() {
         let host = host_addresses();
         assert!(host.iter().any(|a| a.is_loopback()), "{host:?}");
-        for ip in ["127.0.0.1", "127.8.9.1", "::1", "0.0.0.0", "169.254.169.254", "224.0.0.1", "10.0.2.2", "::ffff:127.0.0.1"] {
+        for ip in
+            ["127.0.0.1", "127.8.9.1", "::1", "0.0.0.0", "169.254.169.254", "224.0.0.1", "10.0.2.2", "::ffff:127.0.0.1"]
+        {
             assert!(blocked(ip.parse().unwrap(), &host).is_some(), "{ip}");
         }
         for a in &host {

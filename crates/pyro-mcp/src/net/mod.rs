@@ -58,11 +58,8 @@ impl NetworkPolicy {
             "off" => Ok(NetworkPolicy::Off),
             "egress" => Ok(NetworkPolicy::Egress),
             "egress+published-ports" => Ok(NetworkPolicy::EgressPublishedPorts),
-            other => Err(Error::invalid(format!(
-                "unknown network policy '{}'",
-                crate::workspace::clip(other, 60)
-            ))
-            .hint("use off, egress or egress+published-ports")),
+            other => Err(Error::invalid(format!("unknown network policy '{}'", crate::text::clip(other, 60)))
+                .hint("use off, egress or egress+published-ports")),
         }
     }
 
@@ -83,7 +80,7 @@ impl PortSpec {
     /// `[HOST_PORT:]GUEST_PORT`, ports 1-65535 (a host port of 0 picks a free one).
     pub fn parse(s: &str) -> Result<PortSpec> {
         let bad = || {
-            Error::invalid(format!("invalid port to publish '{}'", crate::workspace::clip(s, 40)))
+            Error::invalid(format!("invalid port to publish '{}'", crate::text::clip(s, 40)))
                 .hint("use [HOST_PORT:]GUEST_PORT with ports 1-65535, e.g. 8080:80 or 3000")
         };
         let num = |p: &str| p.parse::<u16>().map_err(|_| bad());
@@ -126,8 +123,9 @@ impl NetworkOptions {
                 .hint("add --network-policy egress+published-ports"));
         }
         if !self.allow_domains.is_empty() && !self.policy.has_nic() {
-            return Err(Error::invalid("an allow list needs a network policy with egress")
-                .hint("add --network-policy egress"));
+            return Err(
+                Error::invalid("an allow list needs a network policy with egress").hint("add --network-policy egress")
+            );
         }
         if self.publish.len() > MAX_PUBLISHED {
             return Err(Error::limit(format!("at most {MAX_PUBLISHED} published ports")));

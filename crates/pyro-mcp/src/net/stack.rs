@@ -84,8 +84,8 @@ impl Denials {
     }
 
     fn record(&mut self, target: &str, port: u16, reason: &str) {
-        let now = crate::workspace::store::now();
-        let mut key = (crate::workspace::clip(target, 253), port);
+        let now = crate::clock::now_s();
+        let mut key = (crate::text::clip(target, 253), port);
         if !self.map.contains_key(&key) && self.map.len() >= MAX_DENIALS {
             key = ("(other destinations)".into(), 0);
         }
@@ -778,7 +778,8 @@ impl Stack {
                 }
                 let mut buf = vec![0u8; 4096];
                 if let Ok((n, _)) = s.recv_from(&mut buf) {
-                    let reply = if n > MAX_UDP_PAYLOAD { dns_truncated(&buf[..n], question_end) } else { buf[..n].to_vec() };
+                    let reply =
+                        if n > MAX_UDP_PAYLOAD { dns_truncated(&buf[..n], question_end) } else { buf[..n].to_vec() };
                     let _ = tx.send(Event::Frame(udp_frame(from, to_guest, &reply)));
                     let _ = (&*wake).write(&[1]);
                     break;
@@ -799,7 +800,14 @@ fn tcp_socket() -> tcp::Socket<'static> {
     s
 }
 
-fn conn(id: u64, flow: Option<(u16, Ipv4Addr, u16)>, port: u16, label: String, stage: Stage, host: Option<TcpStream>) -> Conn {
+fn conn(
+    id: u64,
+    flow: Option<(u16, Ipv4Addr, u16)>,
+    port: u16,
+    label: String,
+    stage: Stage,
+    host: Option<TcpStream>,
+) -> Conn {
     Conn {
         id,
         flow,

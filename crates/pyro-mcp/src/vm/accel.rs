@@ -29,7 +29,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(8);
 
 fn access(path: &str, mode: libc::c_int) -> bool {
     let c = std::ffi::CString::new(path).unwrap();
-    // SAFETY: valid C string.
+    // SAFETY: `c` is a NUL-terminated CString that lives across the call; access only reads it.
     unsafe { libc::access(c.as_ptr(), mode) == 0 }
 }
 
@@ -119,7 +119,7 @@ fn probe_kvm(cache: &Path, qemu_bin: &Path, kernel: &Path, initrd: &Path) -> std
         mem_mib: 256,
         kernel: kernel.into(),
         initrd: initrd.into(),
-        mode: "probe",
+        mode: super::qemu::VmMode::Probe,
         tsc_khz: None,
         disk: None,
         dir: dir.clone(),

@@ -157,7 +157,7 @@ impl Client {
                     }
                 }
                 Message::Error { code, message } => {
-                    return Err(Error::new(code_from_str(&code), crate::workspace::clip(&message, MAX_GUEST_MESSAGE)))
+                    return Err(Error::new(code_from_str(&code), crate::text::clip(&message, MAX_GUEST_MESSAGE)))
                 }
                 other => return Ok(other),
             }

@@ -27,7 +27,7 @@ static EPHEMERAL: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 pub struct LaunchOptions {
     pub vcpus: u32,
     pub mem_mib: u32,
-    pub mode: &'static str,
+    pub mode: qemu::VmMode,
     pub disk: Option<qemu::Disk>,
     pub ephemeral: bool,
     pub cleanup: Vec<PathBuf>,
@@ -36,7 +36,6 @@ pub struct LaunchOptions {
 }
 
 pub struct Vm {
-    pub id: String,
     pub dir: PathBuf,
     pub client: Client,
     pub boot: BootReport,
@@ -48,8 +47,7 @@ pub fn new_id() -> String {
     // SAFETY: getrandom writes at most b.len() bytes into b.
     let n = unsafe { libc::getrandom(b.as_mut_ptr() as *mut libc::c_void, b.len(), 0) };
     if n != b.len() as isize {
-        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        b.copy_from_slice(&(t.as_nanos() as u64 ^ std::process::id() as u64).to_le_bytes()[..6]);
+        b.copy_from_slice(&(crate::clock::now_ns() as u64 ^ std::process::id() as u64).to_le_bytes()[..6]);
     }
     hex::encode(b)
 }
@@ -139,7 +137,7 @@ pub fn launch(rt: &Runtime, opts: LaunchOptions) -> Result<Vm> {
         return Err(Error::guest(msg).hint("run `pyro doctor` to check QEMU, the kernel and the accelerator"));
     }
     let client = Client::connect(&dir.join("supervisor.sock"))?;
-    Ok(Vm { id, dir, client, boot: report })
+    Ok(Vm { dir, client, boot: report })
 }
 
 /// Stop every throwaway VM this process started and wait until their supervisors are gone
@@ -147,7 +145,8 @@ pub fn launch(rt: &Runtime, opts: LaunchOptions) -> Result<Vm> {
 pub fn abort_ephemeral() {
     let pids: Vec<u32> = EPHEMERAL.lock().unwrap().clone();
     for pid in &pids {
-        // SAFETY: signalling a supervisor we started (still registered, so not reaped).
+        // SAFETY: kill takes no pointers; the pid is a supervisor we started and still have
+        // registered (not reaped), so it cannot have been reused by another process.
         unsafe { libc::kill(*pid as i32, libc::SIGTERM) };
     }
     let start = std::time::Instant::now();
@@ -185,7 +184,7 @@ pub fn probe_boot(rt: &Runtime) -> Result<u64> {
         mem_mib: 256,
         kernel: rt.kernel.vmlinuz.clone(),
         initrd: rt.initramfs.clone(),
-        mode: "probe",
+        mode: qemu::VmMode::Probe,
         tsc_khz: rt.accel.tsc_khz,
         disk: None,
         dir: dir.clone(),

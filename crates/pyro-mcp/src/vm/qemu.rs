@@ -59,6 +59,32 @@ pub fn version(qemu: &Path) -> Result<String> {
     Ok(text.lines().next().unwrap_or("").trim().to_string())
 }
 
+/// What the guest init does after boot, passed on the kernel command line as `pyro.mode=`
+/// (pyro-guest's init reads the same words).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VmMode {
+    /// The command agent, serving a workspace or a one-shot run.
+    Run,
+    /// Unpack an environment image onto a blank disk (errors must fail the build, not pause it).
+    Builder,
+    /// Load the virtio modules, print the marker and power off: the accelerator probe.
+    Probe,
+    /// Print the marker at once: the benchmark's floor (kernel only).
+    Floor,
+}
+
+impl VmMode {
+    /// The word on the kernel command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VmMode::Run => "run",
+            VmMode::Builder => "builder",
+            VmMode::Probe => "probe",
+            VmMode::Floor => "floor",
+        }
+    }
+}
+
 /// Everything that varies between VMs; the rest of the command line is fixed.
 #[derive(Debug, Clone)]
 pub struct MachineConfig {
@@ -67,8 +93,8 @@ pub struct MachineConfig {
     pub mem_mib: u32,
     pub kernel: PathBuf,
     pub initrd: PathBuf,
-    /// Mode for the guest init: run, builder or probe.
-    pub mode: &'static str,
+    /// What the guest init does.
+    pub mode: VmMode,
     /// Host TSC in kHz: without it microvm guests under TCG hang calibrating (no HPET/PIT).
     pub tsc_khz: Option<u64>,
     pub disk: Option<Disk>,
@@ -92,7 +118,7 @@ pub fn kernel_cmdline(cfg: &MachineConfig) -> String {
     if let (Accel::Tcg, Some(khz)) = (cfg.accel, cfg.tsc_khz) {
         c.push_str(&format!(" tsc_early_khz={khz} tsc=reliable"));
     }
-    c.push_str(&format!(" pyro.mode={}", cfg.mode));
+    c.push_str(&format!(" pyro.mode={}", cfg.mode.as_str()));
     c
 }
 
@@ -141,13 +167,13 @@ pub fn args(cfg: &MachineConfig) -> Vec<String> {
                 disk.format,
                 disk.cache,
                 // A builder must fail, not pause (QEMU's default on ENOSPC), when the host disk fills.
-                if cfg.mode == "builder" { ",werror=report,rerror=report" } else { "" }
+                if cfg.mode == VmMode::Builder { ",werror=report,rerror=report" } else { "" }
             ),
             "-device".into(),
             "virtio-blk-device,drive=root".into(),
         ]);
     }
-    if cfg.mode != "probe" {
+    if cfg.mode != VmMode::Probe {
         a.extend([
             "-device".into(),
             "virtio-serial-device".into(),

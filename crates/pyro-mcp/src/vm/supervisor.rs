@@ -471,7 +471,7 @@ fn guest_reader(sh: Arc<Shared>, mut stream: UnixStream) {
                         "the guest agent (version {}) speaks protocol {protocol}, this pyro speaks {}; the \
                          initramfs holds another agent build: rebuild pyro-guest with pyro (`make build`) \
                          or remove the cached initramfs",
-                        crate::workspace::clip(agent_version, 40),
+                        crate::text::clip(agent_version, 40),
                         pyro_proto::PROTOCOL_VERSION
                     ))
                 };

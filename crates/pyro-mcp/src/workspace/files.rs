@@ -3,8 +3,9 @@
 //! where symlinks are resolved; writes are atomic and batches are all-or-nothing.
 
 use super::lifecycle::Workspaces;
-use super::{clip, guest_path, patch, seed};
+use super::{guest_path, patch, seed};
 use crate::error::{Code, Context, Error, Result};
+use crate::text::clip;
 use pyro_proto::{FsOp, Message};
 use schemars::JsonSchema;
 use serde::Serialize;
@@ -59,7 +60,7 @@ pub struct FileRead {
     pub truncated: bool,
     pub binary: bool,
     pub mode: u32,
-    #[serde(serialize_with = "crate::run::lossy")]
+    #[serde(serialize_with = "crate::text::lossy")]
     #[schemars(with = "String")]
     pub content: Vec<u8>,
 }

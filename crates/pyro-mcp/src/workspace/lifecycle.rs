@@ -2,11 +2,13 @@
 //! them. A workspace's VM is started on demand: if it died (killed, host reboot), the next
 //! operation that needs the guest boots it again from its disk and says so.
 
-use super::store::{now, CommandRow, Row, Store};
-use super::{clip, guest_path, seed, validate_label, validate_name, WorkspaceInfo, WorkspaceList, WorkspaceSeed};
+use super::store::{CommandRow, Row, Store};
+use super::{guest_path, seed, validate_label, validate_name, WorkspaceInfo, WorkspaceList, WorkspaceSeed};
+use crate::clock::now_s;
 use crate::error::{Code, Context, Error, Result};
 use crate::paths::Paths;
 use crate::runtime::Runtime;
+use crate::text::clip;
 use crate::vm::{self, qemu::Disk, spec::VmState, Client, LaunchOptions};
 use pyro_proto::{Command, ExecRequest, Message};
 use schemars::JsonSchema;
@@ -47,10 +49,10 @@ pub struct ExecRecord {
     pub timed_out: bool,
     pub duration_ms: u64,
     pub execution_mode: String,
-    #[serde(serialize_with = "crate::run::lossy")]
+    #[serde(serialize_with = "crate::text::lossy")]
     #[schemars(with = "String")]
     pub stdout: Vec<u8>,
-    #[serde(serialize_with = "crate::run::lossy")]
+    #[serde(serialize_with = "crate::text::lossy")]
     #[schemars(with = "String")]
     pub stderr: Vec<u8>,
     pub stdout_truncated: bool,
@@ -98,8 +100,7 @@ pub fn vm_state(paths: &Paths, id: &str) -> (String, Option<String>) {
     match st {
         None => ("stopped".into(), Some("no VM has run since the host started (or it was stopped)".into())),
         Some(s) if s.state == "running" => {
-            // SAFETY: kill with signal 0 only checks that the pid exists.
-            let alive = unsafe { libc::kill(s.supervisor_pid as i32, 0) } == 0;
+            let alive = crate::proc::alive_and_ours(s.supervisor_pid as i32);
             if alive && dir.join("supervisor.sock").exists() {
                 ("running".into(), None)
             } else {
@@ -232,8 +233,8 @@ impl<'a> Workspaces<'a> {
             environment_dir: env.dir.display().to_string(),
             vcpu_count: probe.vcpus,
             mem_mib: probe.mem_mib,
-            created_at: now(),
-            last_activity_at: now(),
+            created_at: now_s(),
+            last_activity_at: now_s(),
             reset_count: 0,
             last_reset_at: None,
             command_count: 0,
@@ -252,7 +253,7 @@ impl<'a> Workspaces<'a> {
             LaunchOptions {
                 vcpus,
                 mem_mib,
-                mode: "run",
+                mode: vm::qemu::VmMode::Run,
                 disk: Some(Disk { path: disk.to_path_buf(), format: "qcow2", cache: "writeback" }),
                 ephemeral: false,
                 cleanup: vec![],
@@ -387,7 +388,7 @@ impl<'a> Workspaces<'a> {
             exit_code: res.exit_code,
             timed_out: res.timed_out,
             duration_ms: res.duration_ms,
-            recorded_at: now(),
+            recorded_at: now_s(),
             stdout: hist(&stdout),
             stderr: hist(&stderr),
             stdout_truncated: res.stdout.truncated || stdout.len() > HISTORY_OUTPUT,

@@ -16,22 +16,12 @@ pub mod store;
 pub mod summary;
 
 use crate::error::{Error, Result};
+use crate::text::clip;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 pub use lifecycle::{CreateOptions, UpdateOptions};
-
-/// Shorten a string for events and summaries (char-safe), marking the cut.
-pub fn clip(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_string()
-    } else {
-        let mut out: String = s.chars().take(max).collect();
-        out.push('…');
-        out
-    }
-}
 
 /// What callers see of a workspace (the result of create, status, update and reset).
 #[derive(Debug, Clone, Serialize, JsonSchema)]

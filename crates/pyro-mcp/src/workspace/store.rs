@@ -2,6 +2,7 @@
 //! review events. Every mutation that changes a workspace also appends its event in the same
 //! transaction, so the history can never disagree with the state it describes.
 
+use crate::clock::now_s;
 use crate::error::{Error, Result};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
@@ -42,10 +43,6 @@ pub struct CommandRow {
     pub stderr: String,
     pub stdout_truncated: bool,
     pub stderr_truncated: bool,
-}
-
-pub fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 fn db_err(e: rusqlite::Error) -> Error {
@@ -184,7 +181,7 @@ impl Store {
         let tx = self.conn.transaction().map_err(db_err)?;
         tx.execute(
             "UPDATE workspaces SET name = ?2, labels = ?3, last_activity_at = ?4 WHERE id = ?1",
-            params![w.id, w.name, serde_json::to_string(&w.labels).unwrap(), now()],
+            params![w.id, w.name, serde_json::to_string(&w.labels).unwrap(), now_s()],
         )
         .map_err(|e| match e {
             rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => Error::new(
@@ -228,14 +225,14 @@ impl Store {
         .map_err(db_err)?;
         tx.execute(
             "UPDATE workspaces SET command_count = command_count + 1, last_activity_at = ?2 WHERE id = ?1",
-            params![id, now()],
+            params![id, now_s()],
         )
         .map_err(db_err)?;
         add_event(
             &tx,
             id,
             "exec",
-            serde_json::json!({"sequence": seq, "command": crate::workspace::clip(&c.command, 200), "exit_code": c.exit_code, "duration_ms": c.duration_ms, "timed_out": c.timed_out, "truncated": c.stdout_truncated || c.stderr_truncated}),
+            serde_json::json!({"sequence": seq, "command": crate::text::clip(&c.command, 200), "exit_code": c.exit_code, "duration_ms": c.duration_ms, "timed_out": c.timed_out, "truncated": c.stdout_truncated || c.stderr_truncated}),
         )?;
         // The history keeps the newest MAX_COMMANDS commands; the counts live on in the
         // workspace row and in the event roll-up.
@@ -282,7 +279,8 @@ impl Store {
     /// Append a review event (and touch last activity) in one transaction.
     pub fn event(&mut self, id: &str, kind: &str, payload: serde_json::Value) -> Result<()> {
         let tx = self.conn.transaction().map_err(db_err)?;
-        tx.execute("UPDATE workspaces SET last_activity_at = ?2 WHERE id = ?1", params![id, now()]).map_err(db_err)?;
+        tx.execute("UPDATE workspaces SET last_activity_at = ?2 WHERE id = ?1", params![id, now_s()])
+            .map_err(db_err)?;
         add_event(&tx, id, kind, payload)?;
         tx.commit().map_err(db_err)
     }
@@ -290,7 +288,7 @@ impl Store {
     /// A reset: new generation, history since then starts empty.
     pub fn record_reset(&mut self, id: &str) -> Result<()> {
         let tx = self.conn.transaction().map_err(db_err)?;
-        let t = now();
+        let t = now_s();
         tx.execute(
             "UPDATE workspaces SET reset_count = reset_count + 1, last_reset_at = ?2, last_activity_at = ?2, command_count = 0 WHERE id = ?1",
             params![id, t],
@@ -354,7 +352,7 @@ fn add_event(tx: &rusqlite::Transaction, id: &str, kind: &str, payload: serde_js
         .unwrap_or(0);
     tx.execute(
         "INSERT INTO events VALUES (?1, (SELECT COALESCE(MAX(sequence), 0) + 1 FROM events WHERE workspace_id = ?1), ?2, ?3, ?4, ?5)",
-        params![id, generation, kind, now(), payload.to_string()],
+        params![id, generation, kind, now_s(), payload.to_string()],
     )
     .map_err(db_err)?;
     let count: u64 =

@@ -56,15 +56,15 @@ fn line(what: &str, r: Option<(f64, u64, bool)>) {
 
 pub fn run(pyro: &Pyro) {
     println!("-- environments");
-    let Ok(pyro_bin) = pyro_mcp::runtime::pyro_binary() else {
+    let Ok(pyro_bin) = pyro_mcp::internal::pyro_binary() else {
         println!("environments: skipped (no pyro binary)");
         return;
     };
     let real = pyro.paths().cache.clone();
 
     // Cached: a pull of something installed costs a lookup (the user's cache, as it is).
-    for e in pyro_mcp::env::CATALOG {
-        if pyro_mcp::env::installed(pyro.paths(), e.name).is_some() {
+    for e in pyro_mcp::internal::CATALOG {
+        if pyro_mcp::internal::installed(pyro.paths(), e.name).is_some() {
             line(&format!("env pull {} (cached, your cache)", e.name), pull(&pyro_bin, &real, e.name));
         }
     }
@@ -73,7 +73,7 @@ pub fn run(pyro: &Pyro) {
         println!("cold catalog builds: skipped (PYRO_BENCH_COLD=0)");
     } else {
         let cache = scratch_cache(&real);
-        for e in pyro_mcp::env::CATALOG {
+        for e in pyro_mcp::internal::CATALOG {
             line(&format!("env build {} (cold)", e.name), pull(&pyro_bin, cache.path(), e.name));
             line(&format!("env pull {} (cached)", e.name), pull(&pyro_bin, cache.path(), e.name));
         }

@@ -47,7 +47,7 @@ fn once(bin: &std::path::Path, profile: &str) -> (f64, usize) {
 }
 
 pub fn run(report: &dyn Fn(&str, &[f64], &str) -> f64) {
-    let bin = pyro_mcp::runtime::pyro_binary().expect("pyro binary");
+    let bin = pyro_mcp::internal::pyro_binary().expect("pyro binary");
     for profile in ["vm-run", "workspace-core", "workspace-full"] {
         let mut size = 0;
         let v: Vec<f64> = (0..SPAWNS)

@@ -30,11 +30,8 @@ pub fn run(pyro: &Pyro, runs: usize, report: &dyn Fn(&str, &[f64], &str) -> f64)
         }
     }
     let t = Instant::now();
-    let o = CreateOptions {
-        environment: "debian:12".into(),
-        seed_path: Some(tree.path().into()),
-        ..Default::default()
-    };
+    let o =
+        CreateOptions { environment: "debian:12".into(), seed_path: Some(tree.path().into()), ..Default::default() };
     let w = ws.create(&o, &quiet).expect("create");
     println!("{:<42} {:>8.1} ms  (once)", "workspace create, 20,000-file seed", ms(t));
     let change = "echo x >> pkg000/f000.js && rm pkg001/f001.js && mkdir -p node_modules/m && cd node_modules/m \

@@ -25,13 +25,17 @@ pub fn run(pyro: &Pyro, runs: usize, report: &dyn Fn(&str, &[f64], &str) -> f64)
 
     // Overlay creation against each installed environment: O(1) in the base's size.
     for e in pyro.list_environments().environments.into_iter().filter(|e| e.installed) {
-        let inst = pyro_mcp::env::installed(pyro.paths(), &e.name).unwrap();
+        let inst = pyro_mcp::internal::installed(pyro.paths(), &e.name).unwrap();
         let tmp = tempfile::tempdir().unwrap();
         let v: Vec<f64> = (0..runs)
             .map(|i| {
                 let t = Instant::now();
-                pyro_mcp::vm::create_overlay(&rt.qemu_img, &inst.image(), &tmp.path().join(format!("o{i}.qcow2")))
-                    .unwrap();
+                pyro_mcp::internal::create_overlay(
+                    &rt.qemu_img,
+                    &inst.image(),
+                    &tmp.path().join(format!("o{i}.qcow2")),
+                )
+                .unwrap();
                 ms(t)
             })
             .collect();
@@ -99,7 +103,7 @@ pub fn run(pyro: &Pyro, runs: usize, report: &dyn Fn(&str, &[f64], &str) -> f64)
         .collect();
     report("sync push of 20 MB", &v, "ms");
 
-    let bin = pyro_mcp::runtime::pyro_binary().unwrap();
+    let bin = pyro_mcp::internal::pyro_binary().unwrap();
     let v: Vec<f64> = (0..20)
         .map(|_| {
             let t = Instant::now();

@@ -5,7 +5,7 @@
 use super::parse::{Hunk, Kind, Line, Section};
 use super::{is_symlink_mode, Action, Current, FileChange, DEFAULT_MODE, MAX_LINK_BYTES};
 use crate::error::{Code, Error, Result};
-use crate::workspace::clip;
+use crate::text::clip;
 
 /// The caller's callback: current state of a path, None when it does not exist.
 pub(super) type Reader<'r> = dyn FnMut(&str) -> Result<Option<Current>> + 'r;

@@ -4,7 +4,7 @@
 use super::parse::SHOWN;
 use super::MAX_PATH_BYTES;
 use crate::error::{Error, Result};
-use crate::workspace::clip;
+use crate::text::clip;
 
 /// True for the timestamps `diff -N` prints for a missing file (the epoch in some time zone).
 pub(super) fn is_epoch(time: Option<&str>) -> bool {

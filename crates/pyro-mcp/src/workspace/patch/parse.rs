@@ -5,7 +5,7 @@
 use super::names::{best_name, clean_path, header_name, header_path, is_epoch, split_git_names};
 use super::{MAX_FILES, MAX_LINE_NUMBER, NO_NEWLINE};
 use crate::error::{Error, Result};
-use crate::workspace::clip;
+use crate::text::clip;
 
 /// How much of a patch line an error message quotes (messages stay one short line).
 pub(super) const SHOWN: usize = 120;

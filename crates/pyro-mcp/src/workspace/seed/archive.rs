@@ -3,7 +3,7 @@
 
 use super::detect::{open_error, Detected};
 use super::pack::{emit_dirs, emit_file, emit_symlinks, finish, VerifyReader};
-use super::plan::{changed, clip, item, path_problem, Item, Origin, Plan};
+use super::plan::{changed, item, path_problem, Item, Origin, Plan};
 use super::{
     Limits, SourceKind, DIR, FILE, LIMIT_HINT, MAX_PATH_BYTES, MAX_PAX_BYTES, MEMBER_HINT, MODE_MASK, SUPPORTED,
     SYMLINK,
@@ -72,7 +72,8 @@ pub(super) fn normalize_member(raw: &str) -> std::result::Result<Option<String>,
 }
 
 pub(super) fn refuse_member(label: &str, name: &str, reason: impl Display) -> Error {
-    Error::invalid(format!("seed source {label}: member {} refused: {reason}", clip(name, 300))).hint(MEMBER_HINT)
+    Error::invalid(format!("seed source {label}: member {} refused: {reason}", crate::text::clip(name, 300)))
+        .hint(MEMBER_HINT)
 }
 
 pub(super) fn corrupt(label: &str, e: impl Display) -> Error {
@@ -415,7 +416,7 @@ pub(super) fn emit_archive(plan: &Plan, det: &Detected, out: &mut dyn Write) -> 
 
 pub(super) fn spool_file() -> Result<File> {
     let dir = std::env::temp_dir();
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let nanos = crate::clock::now_ns();
     for attempt in 0..16 {
         let path = dir.join(format!(".pyro-seed-spool-{}-{nanos}-{attempt}", std::process::id()));
         match OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(&path) {

@@ -12,8 +12,6 @@ use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::path::PathBuf;
-use std::process::Command;
-use std::process::Stdio;
 
 #[derive(Debug)]
 pub(super) struct Detected {
@@ -98,24 +96,11 @@ pub(super) enum GitProbe {
     Unusable(String),
 }
 
-/// `git -C dir ...` with a clean environment (no GIT_DIR & co. inherited from the caller) and
-/// the file system monitor off (it may run a configured command).
-pub(super) fn git_command(dir: &Path) -> Command {
-    let mut cmd = Command::new("git");
-    for (key, _) in std::env::vars_os() {
-        if key.as_bytes().starts_with(b"GIT_") {
-            cmd.env_remove(&key);
-        }
-    }
-    cmd.arg("-C").arg(dir).args(["-c", "core.fsmonitor=false"]).stdin(Stdio::null());
-    cmd
-}
-
 pub(super) fn probe_git(root: &Path) -> GitProbe {
     if fs::symlink_metadata(root.join(".git")).is_err() {
         return GitProbe::NotToplevel;
     }
-    let out = match git_command(root).args(["rev-parse", "--show-toplevel"]).output() {
+    let out = match crate::git::command_in(root).args(["rev-parse", "--show-toplevel"]).output() {
         Ok(out) => out,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return GitProbe::Unusable("git is not installed on the host".into())

@@ -2,7 +2,7 @@
 //! into the plan, then streaming the planned files into the tar.
 
 use super::archive::normalize_member;
-use super::detect::{git_command, Detected};
+use super::detect::Detected;
 use super::pack::{emit_dirs, emit_file, emit_symlinks, finish, VerifyReader};
 use super::plan::{changed, item, path_problem, Origin, Plan};
 use super::{Limits, SourceKind, DIR, FILE, MODE_MASK, SPECIAL_HINT, SYMLINK, SYMLINK_HINT};
@@ -150,7 +150,7 @@ pub(super) fn add_host(plan: &mut Plan, abs: &Path, rel: String, in_git_dir: boo
 /// parent that is no longer a directory. Listed directories (submodules, nested repositories)
 /// are sent whole.
 pub(super) fn collect_git(plan: &mut Plan, root: &Path) -> Result<()> {
-    let out = git_command(root)
+    let out = crate::git::command_in(root)
         .args(["ls-files", "-z", "--cached", "--others", "--exclude-standard"])
         .stderr(Stdio::piped())
         .output()

@@ -73,7 +73,7 @@ impl Plan {
                 "seed source {} holds more than {} bytes of files ({}; at least {} bytes counted so far)",
                 self.label,
                 self.limits.bytes,
-                human(self.limits.bytes),
+                crate::text::bytes(self.limits.bytes),
                 self.bytes
             ))
             .hint(LIMIT_HINT));
@@ -88,9 +88,9 @@ impl Plan {
                 "seed source {} holds {} bytes of files ({}), over the limit of {} bytes ({})",
                 self.label,
                 self.bytes,
-                human(self.bytes),
+                crate::text::bytes(self.bytes),
                 self.limits.bytes,
-                human(self.limits.bytes)
+                crate::text::bytes(self.limits.bytes)
             ))
             .hint(LIMIT_HINT));
         }
@@ -200,29 +200,7 @@ pub(super) fn path_problem(path: &str) -> Option<String> {
     }
     path.split('/')
         .find(|c| c.len() > MAX_NAME_BYTES)
-        .map(|c| format!("the name {}... is {} bytes long (limit {MAX_NAME_BYTES})", clip(c, 40), c.len()))
-}
-
-pub(super) fn clip(s: &str, max: usize) -> &str {
-    let mut end = max.min(s.len());
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
-
-pub(super) fn human(n: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if n < 1024 {
-        return format!("{n} B");
-    }
-    let mut v = n as f64 / 1024.0;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    format!("{v:.1} {}", UNITS[unit])
+        .map(|c| format!("the name {} is {} bytes long (limit {MAX_NAME_BYTES})", crate::text::clip(c, 40), c.len()))
 }
 
 pub(super) fn changed(label: &str, path: &str, what: impl Display) -> Error {

@@ -1,6 +1,5 @@
 //! Tests of seeding from directories, git checkouts and archives, through [`build_seed_tar`].
 
-use super::detect::git_command;
 use super::pack::header;
 use super::plan::resolve_in_tree;
 use super::*;
@@ -159,6 +158,7 @@ fn special_and_non_utf8_files_are_refused() {
     let src = tmp.path().join("fifo");
     fs::create_dir_all(&src).unwrap();
     let c = std::ffi::CString::new(src.join("pipe").as_os_str().as_bytes()).unwrap();
+    // SAFETY: `c` is a NUL-terminated CString that lives across the call; mkfifo only reads it.
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
     let err = refused(&src, Code::InvalidArgument);
     assert!(err.message.contains("pipe is a FIFO"), "{err}");
@@ -191,7 +191,7 @@ fn git_available() -> bool {
 }
 
 fn git(dir: &Path, args: &[&str]) -> String {
-    let out = git_command(dir)
+    let out = crate::git::command_in(dir)
         .args(["-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "commit.gpgsign=false"])
         .args(["-c", "init.defaultBranch=main"])
         .args(args)

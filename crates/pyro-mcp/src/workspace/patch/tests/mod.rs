@@ -677,7 +677,7 @@ fn huge_header_lines_give_short_messages() {
         format!("diff --git {}\nnew file mode 100644\n", " ".repeat(1 << 20)),
     ] {
         let e = err(&patch, &fs(&[("a.txt", b"1\n2\n3\n")]));
-        assert!(e.message.len() < 400, "{}", crate::workspace::clip(&e.message, 400));
+        assert!(e.message.len() < 400, "{}", crate::text::clip(&e.message, 400));
     }
 }
 

@@ -1,0 +1,25 @@
+//! Every option and result type of the SDK in one place, so that callers can name what
+//! [`crate::Pyro`] and [`crate::Workspaces`] take and return (the modules that define them are
+//! private).
+
+pub use crate::doctor::{Check, DoctorReport, Finding};
+pub use crate::env::oci::LayerInfo;
+pub use crate::env::{
+    EnvKind, EnvironmentDetails, ImageConfig, InstallSummary, Installed, OciInfo, PruneEntry, PruneReport, PullOptions,
+    PullReport,
+};
+pub use crate::run::{RunOptions, RunResult};
+pub use crate::runtime::Runtime;
+pub use crate::sdk::{EnvironmentInfo, EnvironmentList};
+pub use crate::session::{Cleanup, ExecOutput, VmSession};
+pub use crate::workspace::diff::{DiffEntry, DiffResult, DiffSummary};
+pub use crate::workspace::files::{
+    ExportReport, FileEntry, FileList, FileRead, FileWrite, PatchEntry, PatchReport, PatchSummary, SyncDetails,
+    SyncPush,
+};
+pub use crate::workspace::lifecycle::{CreateOptions, DeleteReport, ExecRecord, Logs, UpdateOptions, Workspaces};
+pub use crate::workspace::summary::{
+    CommandItem, CommandsSection, DiffCounts, DiffSection, EditsSection, ExportItem, FailureItem, Summary,
+    SummaryWorkspace,
+};
+pub use crate::workspace::{WorkspaceInfo, WorkspaceList, WorkspaceSeed};
