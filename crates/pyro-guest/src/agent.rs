@@ -8,7 +8,7 @@
 //! written, never while a reply is being built; inbound streams whose consumer stalls are cut
 //! after a bound instead of blocking the read loop forever.
 
-use crate::{exec, fs, init, sys, unpack};
+use crate::{exec, fs, init, net, sys, unpack};
 use pyro_proto::{encode, read_frame, ChunkWriter, FsEntry, Message, PROTOCOL_VERSION};
 use std::collections::HashMap;
 use std::fs::File;
@@ -186,6 +186,23 @@ pub fn serve(mode: &str) -> ! {
                     let mut reader = unpack::ChanReader::new(rx);
                     match fs::batch(&ops, &mut reader) {
                         Ok((written, deleted)) => (Message::FsBatchDone { written, deleted }, vec![]),
+                        Err((code, m)) => (error(&code, m), vec![]),
+                    }
+                });
+            }
+            Message::NetConfig { mac, address, gateway, nameservers, env } => {
+                let certs = frame.payload;
+                spawn_request(&writer, id, move |_| {
+                    let req = net::Request {
+                        mac: &mac,
+                        address: &address,
+                        gateway: &gateway,
+                        nameservers: &nameservers,
+                        env: &env,
+                        certs: &certs,
+                    };
+                    match net::configure(&req) {
+                        Ok(r) => (Message::NetReady { interface: r.interface, ca_bundle: r.ca_bundle }, vec![]),
                         Err((code, m)) => (error(&code, m), vec![]),
                     }
                 });

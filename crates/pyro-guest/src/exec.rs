@@ -47,6 +47,9 @@ pub fn run(req: &ExecRequest) -> Result<(ExecResult, Vec<u8>), ExecError> {
         .env("HOME", "/root")
         .env("LANG", "C.UTF-8")
         .env("TERM", "dumb")
+        // Network settings from the host's `NetConfig` (proxies, CA bundle paths), then the
+        // request's own variables, which win.
+        .envs(crate::net::command_env())
         .envs(req.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

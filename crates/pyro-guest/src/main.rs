@@ -13,6 +13,7 @@ mod agent;
 mod exec;
 mod fs;
 mod init;
+mod net;
 mod reaper;
 mod sys;
 mod unpack;
