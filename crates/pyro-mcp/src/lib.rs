@@ -23,7 +23,6 @@ mod error;
 mod git;
 mod hostcompat;
 mod kernel;
-#[allow(dead_code)] // wired into VMs in the next commit
 mod net;
 mod proc;
 mod render;
@@ -37,6 +36,7 @@ mod workspace;
 
 pub use env::{parse_progress, PullOptions, PullReport};
 pub use error::{Code, Error, Result};
+pub use net::{NetworkOptions, NetworkPolicy, PortSpec};
 pub use paths::Paths;
 pub use pyro_proto::Command;
 pub use render::Render;

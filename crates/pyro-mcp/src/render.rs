@@ -110,6 +110,17 @@ impl Render for WorkspaceInfo {
                 seed.kind, seed.source, seed.entries, seed.bytes
             ));
         }
+        s.push_str(&format!("network:      {}", self.network_policy.as_str()));
+        if !self.allow_domains.is_empty() {
+            s.push_str(&format!(" (allow: {})", self.allow_domains.join(", ")));
+        }
+        s.push('\n');
+        for p in &self.published_ports {
+            s.push_str(&format!("published:    {}:{} -> guest {}/{}\n", p.host, p.host_port, p.guest_port, p.protocol));
+        }
+        if let Some(e) = &self.network_error {
+            s.push_str(&format!("network error: {e}\n"));
+        }
         s
     }
 }
@@ -482,6 +493,10 @@ mod tests {
                 entries: 3,
                 bytes: 40,
             }),
+            network_policy: Default::default(),
+            published_ports: vec![],
+            allow_domains: vec![],
+            network_error: None,
         };
         let t = w.text();
         for want in [

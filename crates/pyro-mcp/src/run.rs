@@ -23,6 +23,8 @@ pub struct RunOptions {
     pub env: Vec<(String, String)>,
     pub max_output_bytes: u64,
     pub allow_host_compat: bool,
+    /// The VM's network (default: none). Publishing ports makes no sense for a one-shot run.
+    pub network: crate::net::NetworkOptions,
 }
 
 impl RunOptions {
@@ -36,6 +38,7 @@ impl RunOptions {
             env: vec![],
             max_output_bytes: DEFAULT_MAX_OUTPUT,
             allow_host_compat: false,
+            network: Default::default(),
         }
     }
 }
@@ -77,12 +80,17 @@ pub fn validate(o: &RunOptions) -> Result<()> {
     crate::limits::validate_timeout(o.timeout_s)?;
     crate::limits::validate_output_cap(o.max_output_bytes)?;
     validate_command(&o.command)?;
+    if !o.network.publish.is_empty() {
+        return Err(crate::error::Error::invalid("a one-shot run cannot publish ports")
+            .hint("create a workspace with --network-policy egress+published-ports"));
+    }
+    o.network.clone().validate()?;
     crate::limits::validate_env(&o.env)
 }
 
 pub fn run(rt: &Runtime, o: &RunOptions, progress: &dyn Fn(&str)) -> Result<RunResult> {
     let started = Instant::now();
-    let mut session = VmSession::start(rt, &o.environment, o.vcpus, o.mem_mib, progress)?;
+    let mut session = VmSession::start_with(rt, &o.environment, o.vcpus, o.mem_mib, &o.network, progress)?;
     let req = ExecRequest {
         command: o.command.clone(),
         cwd: None,

@@ -44,6 +44,21 @@ impl VmSession {
         mem_mib: u32,
         progress: &dyn Fn(&str),
     ) -> Result<VmSession> {
+        Self::start_with(rt, environment, vcpus, mem_mib, &crate::net::NetworkOptions::default(), progress)
+    }
+
+    /// `start` with a network (validated by the caller).
+    pub fn start_with(
+        rt: &Runtime,
+        environment: &str,
+        vcpus: u32,
+        mem_mib: u32,
+        network: &crate::net::NetworkOptions,
+        progress: &dyn Fn(&str),
+    ) -> Result<VmSession> {
+        let mut network = network.clone();
+        network.validate()?;
+        let network = &network;
         let env = crate::env::ensure(rt, environment, progress)?;
         let (id, dir) = vm::new_vm_dir(rt)?;
         let overlay = dir.join("disk.qcow2");
@@ -60,6 +75,11 @@ impl VmSession {
                 disk: Some(Disk { path: overlay, format: "qcow2", cache: "unsafe" }),
                 ephemeral: true,
                 cleanup: vec![],
+                net: network.policy.has_nic().then(|| crate::net::NetSpec {
+                    options: network.clone(),
+                    denials_path: dir.join("denials.json"),
+                    nameservers: crate::net::host_nameservers(),
+                }),
                 dir: Some(dir),
             },
         )?;

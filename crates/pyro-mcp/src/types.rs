@@ -8,6 +8,8 @@ pub use crate::env::{
     EnvKind, EnvironmentDetails, ImageConfig, InstallSummary, Installed, OciInfo, PruneEntry, PruneReport, PullOptions,
     PullReport,
 };
+pub use crate::net::stack::Denial;
+pub use crate::net::{NetworkOptions, NetworkPolicy, PortSpec, PublishedPort};
 pub use crate::run::{RunOptions, RunResult};
 pub use crate::runtime::Runtime;
 pub use crate::sdk::{EnvironmentInfo, EnvironmentList};

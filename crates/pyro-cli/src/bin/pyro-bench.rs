@@ -69,6 +69,7 @@ fn main() {
                     mode,
                     tsc_khz: rt.accel.tsc_khz,
                     disk: None,
+                    nic: false,
                     dir: dir.clone(),
                 };
                 let ms = vm::boot_to_init(&rt.qemu, &cfg, std::time::Duration::from_secs(60)).expect("boot");

@@ -7,3 +7,24 @@ pub mod host;
 pub mod mcp;
 pub mod run;
 pub mod workspace;
+
+/// `--network-policy` and `--allow-domain`, shared by `run` and `workspace create`.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct NetworkArgs {
+    /// off (no NIC, the default), egress, or egress+published-ports
+    #[arg(long, value_name = "POLICY")]
+    network_policy: Option<String>,
+    /// Only HTTP and HTTPS to this name get out (repeatable; *.example.org for subdomains)
+    #[arg(long = "allow-domain", value_name = "NAME")]
+    allow_domains: Vec<String>,
+}
+
+impl NetworkArgs {
+    pub fn options(&self) -> Result<pyro_mcp::NetworkOptions, pyro_mcp::Error> {
+        let policy = match &self.network_policy {
+            Some(p) => pyro_mcp::NetworkPolicy::parse(p)?,
+            None => Default::default(),
+        };
+        Ok(pyro_mcp::NetworkOptions { policy, publish: Vec::new(), allow_domains: self.allow_domains.clone() })
+    }
+}

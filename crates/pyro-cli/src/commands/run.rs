@@ -24,6 +24,8 @@ pub struct Args {
     /// If no guest can boot, run in a bubblewrap sandbox on the host instead (degraded)
     #[arg(long)]
     allow_host_compat: bool,
+    #[command(flatten)]
+    network: super::NetworkArgs,
     /// The command: several words run as argv, exactly one word runs through /bin/sh -c
     #[arg(last = true, required = true)]
     command: Vec<String>,
@@ -45,6 +47,10 @@ pub fn main(a: Args, json: bool) -> i32 {
             }
         }
     }
+    let network = match a.network.options() {
+        Ok(n) => n,
+        Err(e) => return render::error(&e, json),
+    };
     let pyro = match render::pyro("run", json) {
         Ok(p) => p,
         Err(code) => return code,
@@ -57,6 +63,7 @@ pub fn main(a: Args, json: bool) -> i32 {
         max_output_bytes: a.max_output_bytes,
         env,
         allow_host_compat: a.allow_host_compat,
+        network,
         ..RunOptions::new(a.environment, command)
     };
     let r = match pyro.run(opts) {

@@ -20,6 +20,11 @@ pub enum WsCmd {
         vcpu_count: Option<u32>,
         #[arg(long)]
         mem_mib: Option<u32>,
+        #[command(flatten)]
+        network: crate::commands::NetworkArgs,
+        /// Publish a guest port on the host's 127.0.0.1 (needs egress+published-ports)
+        #[arg(long = "publish", value_name = "[HOST_PORT:]GUEST_PORT")]
+        publish: Vec<String>,
         /// Print only the new workspace's id
         #[arg(long, conflicts_with = "json")]
         id_only: bool,
@@ -160,9 +165,11 @@ fn run(c: WsCmd, json: bool) -> Result<i32, Error> {
     let pyro = pyro_mcp::Pyro::new()?.on_progress(render::progress("workspace"));
     let mut ws = pyro.workspaces()?;
     match c {
-        WsCmd::Create { environment, seed_path, name, labels, vcpu_count, mem_mib, id_only } => {
+        WsCmd::Create { environment, seed_path, name, labels, vcpu_count, mem_mib, network, publish, id_only } => {
             let labels = labels.iter().map(|l| pyro_mcp::internal::parse_label(l)).collect::<Result<_, _>>()?;
-            let o = CreateOptions { environment, seed_path, name, labels, vcpu_count, mem_mib };
+            let mut network = network.options()?;
+            network.publish = publish.iter().map(|p| pyro_mcp::PortSpec::parse(p)).collect::<Result<_, _>>()?;
+            let o = CreateOptions { environment, seed_path, name, labels, vcpu_count, mem_mib, network };
             let w = ws.create(&o, pyro.progress())?;
             if id_only {
                 println!("{}", w.id);

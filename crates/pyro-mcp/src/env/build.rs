@@ -204,6 +204,7 @@ pub fn builder_vm(rt: &Runtime, image: &Path) -> Result<vm::Vm> {
             disk: Some(Disk { path: image.to_path_buf(), format: "raw", cache: "unsafe" }),
             ephemeral: true,
             cleanup: vec![],
+            net: None,
             dir: None,
         },
     )

@@ -106,7 +106,17 @@ impl PyroServer {
             }
         };
         let names = o.profile.tool_names();
-        let tools = tools::all().into_iter().filter(|t| names.contains(&t.name.as_ref())).collect();
+        let tools = tools::all()
+            .into_iter()
+            .filter(|t| names.contains(&t.name.as_ref()))
+            .map(|t| {
+                if o.profile == Profile::WorkspaceFull && t.name == "workspace_create" {
+                    tools::create_full()
+                } else {
+                    t
+                }
+            })
+            .collect();
         let instructions = instructions(o.profile, &source, &roots);
         Ok(PyroServer { inner: Arc::new(Inner { profile: o.profile, tools, instructions, paths, source, roots }) })
     }
@@ -193,7 +203,16 @@ impl Inner {
             return reply(pyro.run(o)?);
         }
         if tool == "workspace_create" {
-            let a: tools::Create = args(tool, a)?;
+            let (a, network) = if self.profile == Profile::WorkspaceFull {
+                let f: tools::CreateFull = args(tool, a)?;
+                let policy = match &f.network_policy {
+                    Some(p) => crate::net::NetworkPolicy::parse(p)?,
+                    None => Default::default(),
+                };
+                (f.base, crate::net::NetworkOptions { policy, publish: vec![], allow_domains: f.allow_domains })
+            } else {
+                (args::<tools::Create>(tool, a)?, Default::default())
+            };
             let (seed_path, seed_source) = match a.seed_path {
                 Some(p) => {
                     let p = self.roots.confine(&p, "seed_path")?;
@@ -208,6 +227,7 @@ impl Inner {
                 labels: a.labels,
                 vcpu_count: a.vcpu_count,
                 mem_mib: a.mem_mib,
+                network,
             };
             let mut ws = pyro.workspaces()?;
             return reply(CreateResult { workspace: ws.create(&o, pyro.progress())?, seed_source });

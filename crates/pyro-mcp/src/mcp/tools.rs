@@ -308,6 +308,31 @@ pub struct Create {
     pub mem_mib: Option<u32>,
 }
 
+/// `workspace_create` in the `workspace-full` profile: `Create` plus the guest's network
+/// (`workspace-core` keeps guests offline and refuses these fields).
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateFull {
+    #[serde(flatten)]
+    pub base: Create,
+    /// off, egress or egress+published-ports
+    pub network_policy: Option<String>,
+    /// only HTTP(S) to these names (*.x.org for subdomains)
+    #[serde(default)]
+    pub allow_domains: Vec<String>,
+}
+
+/// The `workspace-full` variant of `workspace_create`.
+pub fn create_full() -> Tool {
+    def::<CreateFull, CreateResult>(
+        "workspace_create",
+        "Create a workspace VM seeded from seed_path or the project.",
+        Kind::Write(false, false),
+        None,
+    )
+    .tool
+}
+
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Empty {}

@@ -197,6 +197,58 @@ struct UdpFlow {
     last: Instant,
 }
 
+/// The sockets a VM's network needs before QEMU starts: `net.sock` (QEMU connects to it)
+/// and the published ports' listeners on 127.0.0.1.
+pub struct Prepared {
+    net_sock: std::os::unix::net::UnixListener,
+    listeners: Vec<(TcpListener, u16)>,
+}
+
+/// Bind what the network needs; an error is one line for the launcher (a host port taken).
+pub fn prepare(dir: &std::path::Path, spec: &NetSpec) -> Result<Prepared, String> {
+    let path = dir.join("net.sock");
+    let _ = std::fs::remove_file(&path);
+    let net_sock =
+        std::os::unix::net::UnixListener::bind(&path).map_err(|e| format!("cannot listen on net.sock: {e}"))?;
+    let mut listeners = Vec::new();
+    for p in &spec.options.publish {
+        let l = TcpListener::bind((Ipv4Addr::LOCALHOST, p.host_port))
+            .map_err(|e| format!("host port 127.0.0.1:{} is not available: {e}", p.host_port))?;
+        listeners.push((l, p.guest_port));
+    }
+    Ok(Prepared { net_sock, listeners })
+}
+
+impl Prepared {
+    pub fn published(&self) -> Vec<super::PublishedPort> {
+        self.listeners
+            .iter()
+            .map(|(l, guest_port)| super::PublishedPort {
+                host: "127.0.0.1".into(),
+                host_port: l.local_addr().map(|a| a.port()).unwrap_or(0),
+                guest_port: *guest_port,
+                protocol: "tcp".into(),
+            })
+            .collect()
+    }
+
+    /// Wait (bounded) for QEMU to connect, then run the stack until the VM stops.
+    pub fn run(self, spec: NetSpec, connect_within: Duration) -> io::Result<()> {
+        self.net_sock.set_nonblocking(true)?;
+        let deadline = Instant::now() + connect_within;
+        let qemu = loop {
+            match self.net_sock.accept() {
+                Ok((s, _)) => break s,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        Stack::new(qemu, spec, self.listeners)?.run()
+    }
+}
+
 pub struct Stack {
     qemu: UnixStream,
     inbuf: Vec<u8>,
@@ -361,7 +413,7 @@ impl Stack {
             }
             let frame = self.inbuf[at + 4..at + 4 + len].to_vec();
             at += 4 + len;
-            self.from_guest(frame);
+            self.on_guest_frame(frame);
         }
         self.inbuf.drain(..at);
         Ok(true)
@@ -369,7 +421,7 @@ impl Stack {
 
     /// One frame from the guest: UDP is handled here, a TCP SYN is decided first, the rest
     /// goes to smoltcp.
-    fn from_guest(&mut self, frame: Vec<u8>) {
+    fn on_guest_frame(&mut self, frame: Vec<u8>) {
         let mut new_socket = false;
         if let Ok(eth) = EthernetFrame::new_checked(&frame[..]) {
             if eth.ethertype() == EthernetProtocol::Ipv4 {
@@ -382,7 +434,7 @@ impl Stack {
                             if let Ok(udp) = UdpPacket::new_checked(ip.payload()) {
                                 let (dst, sport, dport) = (ip.dst_addr(), udp.src_port(), udp.dst_port());
                                 let payload = udp.payload().to_vec();
-                                self.from_guest_udp(dst, sport, dport, &payload);
+                                self.on_guest_udp(dst, sport, dport, &payload);
                             }
                             return;
                         }
@@ -572,8 +624,11 @@ impl Stack {
             }
             if let Stage::Sniffing(b) = &mut c.stage {
                 let verdict = sniff(b);
+                // Until the guest has sent its first bytes (the handshake may not even be done).
+                let waiting =
+                    matches!(sock.state(), tcp::State::Listen | tcp::State::SynReceived | tcp::State::Established);
                 match verdict {
-                    Sniffed::More if b.len() < MAX_SNIFF && sock.may_recv() => {}
+                    Sniffed::More if b.len() < MAX_SNIFF && waiting => {}
                     Sniffed::Name(name) if domain_allowed(&allow, &name) => {
                         c.to_host = std::mem::take(b);
                         c.stage = Stage::Connecting;
@@ -702,7 +757,7 @@ impl Stack {
         Ok(())
     }
 
-    fn from_guest_udp(&mut self, dst: Ipv4Addr, sport: u16, dport: u16, payload: &[u8]) {
+    fn on_guest_udp(&mut self, dst: Ipv4Addr, sport: u16, dport: u16, payload: &[u8]) {
         if dst == GATEWAY_IP && dport == 53 {
             self.dns(sport, payload);
             return;

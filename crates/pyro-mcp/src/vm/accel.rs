@@ -122,6 +122,7 @@ fn probe_kvm(cache: &Path, qemu_bin: &Path, kernel: &Path, initrd: &Path) -> std
         mode: super::qemu::VmMode::Probe,
         tsc_khz: None,
         disk: None,
+        nic: false,
         dir: dir.clone(),
     };
     let result = super::boot_to_init(qemu_bin, &cfg, PROBE_TIMEOUT)

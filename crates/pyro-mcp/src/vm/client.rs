@@ -184,8 +184,21 @@ impl Client {
 
     /// A control call with a small reply (ping, freeze, thaw): no stream either way.
     pub fn call(&mut self, msg: &Message) -> Result<Message> {
+        self.call_with(msg, &[])
+    }
+
+    /// A control call whose request carries a payload in its one frame (at most 4 MiB).
+    pub fn call_with(&mut self, msg: &Message, payload: &[u8]) -> Result<Message> {
         let idle = self.timeout;
-        Ok(self.request_capped(msg, 0, idle)?.0)
+        let id = self.id()?;
+        self.send(id, msg, payload)?;
+        match self.recv(id, idle)? {
+            pyro_proto::Frame { msg: Message::Error { code, message }, .. } => {
+                Err(Error::new(code_from_str(&code), crate::text::clip(&message, MAX_GUEST_MESSAGE)))
+            }
+            pyro_proto::Frame { msg: Message::Chunk, .. } => Err(self.malformed("a control call")),
+            f => Ok(f.msg),
+        }
     }
 
     /// Run a command in the guest: the result header plus its stdout and stderr bytes.

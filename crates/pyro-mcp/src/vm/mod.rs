@@ -33,6 +33,8 @@ pub struct LaunchOptions {
     pub cleanup: Vec<PathBuf>,
     /// Use this directory (already created, 0700) instead of a fresh one.
     pub dir: Option<PathBuf>,
+    /// A NIC and its network (None: no NIC at all).
+    pub net: Option<crate::net::NetSpec>,
 }
 
 pub struct Vm {
@@ -78,6 +80,7 @@ pub fn launch(rt: &Runtime, opts: LaunchOptions) -> Result<Vm> {
         mode: opts.mode,
         tsc_khz: rt.accel.tsc_khz,
         disk: opts.disk.clone(),
+        nic: opts.net.is_some(),
         dir: dir.clone(),
     };
     let spec = VmSpec {
@@ -88,6 +91,7 @@ pub fn launch(rt: &Runtime, opts: LaunchOptions) -> Result<Vm> {
         ephemeral: opts.ephemeral,
         boot_timeout_ms: boot_timeout_ms(),
         cleanup: opts.cleanup.clone(),
+        net: opts.net.clone(),
     };
     let _ = std::fs::remove_file(dir.join("serial.log"));
     crate::paths::write_atomic(&dir.join("spec.json"), &serde_json::to_vec_pretty(&spec).unwrap())?;
@@ -136,8 +140,33 @@ pub fn launch(rt: &Runtime, opts: LaunchOptions) -> Result<Vm> {
         }
         return Err(Error::guest(msg).hint("run `pyro doctor` to check QEMU, the kernel and the accelerator"));
     }
-    let client = Client::connect(&dir.join("supervisor.sock"))?;
+    let mut client = Client::connect(&dir.join("supervisor.sock"))?;
+    if opts.net.is_some() {
+        configure_guest_network(&mut client)?;
+    }
     Ok(Vm { dir, client, boot: report })
+}
+
+/// Give the guest its address, route, resolver, the host's CA bundle and proxy variables.
+fn configure_guest_network(client: &mut Client) -> Result<()> {
+    use crate::net;
+    let msg = pyro_proto::Message::NetConfig {
+        mac: net::mac_string(net::GUEST_MAC),
+        address: format!("{}/{}", net::GUEST_IP, net::PREFIX_LEN),
+        gateway: net::GATEWAY_IP.to_string(),
+        nameservers: vec![net::GATEWAY_IP.to_string()],
+        env: net::host_proxy_env(),
+    };
+    let ca = if std::env::var("PYRO_GUEST_HOST_CA").is_ok_and(|v| v == "0") {
+        Vec::new()
+    } else {
+        net::host_ca_bundle().unwrap_or_default()
+    };
+    client.call_with(&msg, &ca).map_err(|e| {
+        Error::guest(format!("the guest could not configure its network: {}", e.message))
+            .hint("the guest agent in the initramfs may be older than this pyro: rebuild with `make build`")
+    })?;
+    Ok(())
 }
 
 /// Stop every throwaway VM this process started and wait until their supervisors are gone
@@ -187,6 +216,7 @@ pub fn probe_boot(rt: &Runtime) -> Result<u64> {
         mode: qemu::VmMode::Probe,
         tsc_khz: rt.accel.tsc_khz,
         disk: None,
+        nic: false,
         dir: dir.clone(),
     };
     let result = boot_to_init(&rt.qemu, &cfg, std::time::Duration::from_secs(60)).map_err(Error::guest);

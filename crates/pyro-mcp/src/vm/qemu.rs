@@ -98,6 +98,8 @@ pub struct MachineConfig {
     /// Host TSC in kHz: without it microvm guests under TCG hang calibrating (no HPET/PIT).
     pub tsc_khz: Option<u64>,
     pub disk: Option<Disk>,
+    /// A virtio-net NIC wired to the supervisor's network stack (`net.sock`).
+    pub nic: bool,
     /// Directory holding the VM's sockets and serial log.
     pub dir: PathBuf,
 }
@@ -171,6 +173,16 @@ pub fn args(cfg: &MachineConfig) -> Vec<String> {
             ),
             "-device".into(),
             "virtio-blk-device,drive=root".into(),
+        ]);
+    }
+    if cfg.nic {
+        // The other end is the supervisor's user-mode stack (it listens before QEMU starts),
+        // never the host's network: see net/stack.rs.
+        a.extend([
+            "-netdev".into(),
+            format!("stream,id=net0,server=off,addr.type=unix,addr.path={}", d("net.sock")),
+            "-device".into(),
+            format!("virtio-net-device,netdev=net0,mac={}", crate::net::mac_string(crate::net::GUEST_MAC)),
         ]);
     }
     if cfg.mode != VmMode::Probe {

@@ -15,6 +15,9 @@ pub struct VmSpec {
     pub boot_timeout_ms: u64,
     /// Files removed with the VM (throwaway overlays).
     pub cleanup: Vec<PathBuf>,
+    /// The guest's network, when it has a NIC.
+    #[serde(default)]
+    pub net: Option<crate::net::NetSpec>,
 }
 
 /// The line the supervisor prints to the launcher once the guest is up (or failed to boot).
@@ -27,6 +30,9 @@ pub struct BootReport {
     pub guest_uptime_ms: u64,
     pub supervisor_pid: u32,
     pub qemu_pid: u32,
+    /// Ports published on the host (their real host ports when 0 was asked for).
+    #[serde(default)]
+    pub published: Vec<crate::net::PublishedPort>,
 }
 
 /// Published in `state.json` whenever the VM's state changes.
@@ -38,4 +44,7 @@ pub struct VmState {
     pub qemu_pid: u32,
     pub accel: String,
     pub boot_ms: u64,
+    /// Set when the guest's network stack failed: the guest then has no network at all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net_error: Option<String>,
 }

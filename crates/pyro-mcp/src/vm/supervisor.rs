@@ -70,6 +70,8 @@ struct Shared {
     clients: AtomicUsize,
     /// Where the first `Hello` goes: the guest's uptime, or why the agent is refused.
     ready_tx: Mutex<Option<std::sync::mpsc::Sender<std::result::Result<u64, String>>>>,
+    /// Why the guest's network stack stopped, if it did.
+    net_error: Mutex<Option<String>>,
 }
 
 /// Entry point of `pyro __supervise DIR`. Never returns.
@@ -89,6 +91,20 @@ pub fn main(dir: &Path) -> ! {
         }
     };
     let started = Instant::now();
+    // The network first: QEMU connects to net.sock as it starts, and a published port that
+    // cannot be bound fails the boot before the guest runs.
+    let net = match &spec.net {
+        Some(n) => match crate::net::stack::prepare(dir, n) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                report(&BootReport { ok: false, error: Some(e), ..empty_report() });
+                cleanup(dir, &spec);
+                std::process::exit(1);
+            }
+        },
+        None => None,
+    };
+    let published = net.as_ref().map(|p| p.published()).unwrap_or_default();
     let log = std::fs::File::create(dir.join("qemu.log")).ok();
     let mut cmd = std::process::Command::new(&spec.qemu);
     cmd.args(&spec.args).stdin(std::process::Stdio::null());
@@ -125,7 +141,20 @@ pub fn main(dir: &Path) -> ! {
         exited: (Mutex::new(None), Condvar::new()),
         clients: AtomicUsize::new(0),
         ready_tx: Mutex::new(Some(ready_tx)),
+        net_error: Mutex::new(None),
     });
+    if let (Some(prepared), Some(spec)) = (net, sh.spec.net.clone()) {
+        let sh = sh.clone();
+        let deadline = Duration::from_millis(sh.spec.boot_timeout_ms);
+        std::thread::spawn(move || {
+            // Fail closed: if the stack stops, the guest's NIC leads nowhere; say so in status.
+            if let Err(e) = prepared.run(spec, deadline) {
+                *lock(&sh.net_error) = Some(format!("the guest network stopped: {e}"));
+                let state = if sh.boot_ms.load(Ordering::SeqCst) == 0 { "booting" } else { "running" };
+                write_state(&sh, state, None);
+            }
+        });
+    }
     {
         let sh = sh.clone();
         std::thread::spawn(move || {
@@ -209,6 +238,7 @@ pub fn main(dir: &Path) -> ! {
         guest_uptime_ms: uptime,
         supervisor_pid: std::process::id(),
         qemu_pid: sh.qemu_pid,
+        published,
     });
     if !ok && sh.spec.ephemeral {
         // The launcher is gone (interrupted while we booted): nobody will ever use this VM.
@@ -249,6 +279,7 @@ fn empty_report() -> BootReport {
         guest_uptime_ms: 0,
         supervisor_pid: std::process::id(),
         qemu_pid: 0,
+        published: Vec::new(),
     }
 }
 
@@ -285,6 +316,7 @@ fn boot_failed(sh: &Arc<Shared>, why: &str) -> ! {
         guest_uptime_ms: 0,
         supervisor_pid: std::process::id(),
         qemu_pid: sh.qemu_pid,
+        published: Vec::new(),
     });
     if sh.spec.ephemeral {
         cleanup(&sh.dir, &sh.spec);
@@ -418,6 +450,7 @@ fn write_state(sh: &Arc<Shared>, state: &str, reason: Option<String>) {
         qemu_pid: sh.qemu_pid,
         accel: sh.spec.accel.clone(),
         boot_ms: sh.boot_ms.load(Ordering::SeqCst) as u64,
+        net_error: lock(&sh.net_error).clone(),
     };
     let _ = crate::paths::write_atomic(&sh.dir.join("state.json"), &serde_json::to_vec_pretty(&st).unwrap());
 }

@@ -2,7 +2,7 @@
 //! them. A workspace's VM is started on demand: if it died (killed, host reboot), the next
 //! operation that needs the guest boots it again from its disk and says so.
 
-use super::store::{CommandRow, Row, Store};
+use super::store::{CommandRow, Row, Store, WorkspaceNetwork};
 use super::{guest_path, seed, validate_label, validate_name, WorkspaceInfo, WorkspaceList, WorkspaceSeed};
 use crate::clock::now_s;
 use crate::error::{Code, Context, Error, Result};
@@ -28,6 +28,8 @@ pub struct CreateOptions {
     pub labels: BTreeMap<String, String>,
     pub vcpu_count: Option<u32>,
     pub mem_mib: Option<u32>,
+    /// Network policy, published ports and allow list (default: no network).
+    pub network: crate::net::NetworkOptions,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -93,6 +95,12 @@ fn vm_dir(paths: &Paths, id: &str) -> PathBuf {
     paths.vms().join(id)
 }
 
+/// Why the VM's network stack stopped, if its supervisor recorded that.
+fn vm_net_error(paths: &Paths, id: &str) -> Option<String> {
+    let st: VmState = serde_json::from_slice(&std::fs::read(vm_dir(paths, id).join("state.json")).ok()?).ok()?;
+    st.net_error
+}
+
 /// The VM's state as its supervisor last recorded it, checked against reality.
 pub fn vm_state(paths: &Paths, id: &str) -> (String, Option<String>) {
     let dir = vm_dir(paths, id);
@@ -141,6 +149,10 @@ impl<'a> Workspaces<'a> {
             last_reset_at: r.last_reset_at,
             command_count: r.command_count,
             seed: r.seed.clone(),
+            network_policy: r.network.options.policy,
+            published_ports: r.network.published.clone(),
+            allow_domains: r.network.options.allow_domains.clone(),
+            network_error: vm_net_error(self.paths(), &r.id),
         }
     }
 
@@ -161,6 +173,10 @@ impl<'a> Workspaces<'a> {
         if let Some(p) = &o.seed_path {
             seed::detect_kind(p)?;
         }
+        let mut network = o.network.clone();
+        network.validate()?;
+        network.check_ports_free()?;
+        let o = &CreateOptions { network, ..o.clone() };
         let env = crate::env::ensure(self.rt()?, &o.environment, progress)?;
         let id = vm::new_id();
         let dir = ws_dir(self.paths(), &id);
@@ -196,7 +212,9 @@ impl<'a> Workspaces<'a> {
         };
         vm::create_overlay(&self.rt()?.qemu_img, &env.image(), &dir.join("baseline.qcow2"))?;
         progress("workspace: booting");
-        let mut vm = self.boot(id, &dir.join("baseline.qcow2"), probe.vcpus, probe.mem_mib)?;
+        let mut network = WorkspaceNetwork { options: o.network.clone(), published: Vec::new() };
+        let mut vm = self.boot(id, &dir.join("baseline.qcow2"), probe.vcpus, probe.mem_mib, &network)?;
+        network.published = vm.boot.published.clone();
         if let Some(info) = &seed_info {
             progress(&format!("workspace: seeding {} entries ({} bytes)", info.entries, info.bytes));
             let mut r = std::io::BufReader::new(std::fs::File::open(dir.join("baseline.tar")).ctx("opening baseline")?);
@@ -239,13 +257,28 @@ impl<'a> Workspaces<'a> {
             last_reset_at: None,
             command_count: 0,
             seed: seed.clone(),
+            network,
         };
         self.store.insert(&row, ("create", serde_json::json!({"environment": env.name, "seed": seed})))?;
         Ok(self.info(&row))
     }
 
-    fn boot(&self, id: &str, disk: &Path, vcpus: u32, mem_mib: u32) -> Result<vm::Vm> {
+    fn boot(&self, id: &str, disk: &Path, vcpus: u32, mem_mib: u32, network: &WorkspaceNetwork) -> Result<vm::Vm> {
         let vdir = vm_dir(self.paths(), id);
+        let net = network.options.policy.has_nic().then(|| {
+            let mut options = network.options.clone();
+            // A reboot keeps the host ports the workspace had (those picked for port 0 too).
+            for p in &mut options.publish {
+                if let Some(old) = network.published.iter().find(|o| o.guest_port == p.guest_port) {
+                    p.host_port = old.host_port;
+                }
+            }
+            crate::net::NetSpec {
+                options,
+                denials_path: ws_dir(self.paths(), id).join("denials.json"),
+                nameservers: crate::net::host_nameservers(),
+            }
+        });
         let _ = std::fs::remove_dir_all(&vdir);
         crate::paths::private_dir(&vdir)?;
         vm::launch(
@@ -258,8 +291,19 @@ impl<'a> Workspaces<'a> {
                 ephemeral: false,
                 cleanup: vec![],
                 dir: Some(vdir),
+                net,
             },
         )
+    }
+
+    /// Boot a workspace's VM from its live disk and record the ports it published.
+    fn reboot(&mut self, r: &Row, disk: &Path) -> Result<vm::Vm> {
+        let vm = self.boot(&r.id, disk, r.vcpu_count, r.mem_mib, &r.network)?;
+        if vm.boot.published != r.network.published {
+            let network = WorkspaceNetwork { options: r.network.options.clone(), published: vm.boot.published.clone() };
+            self.store.set_network(&r.id, &network)?;
+        }
+        Ok(vm)
     }
 
     /// Stop the VM if one runs (its disk stays). Waits until the supervisor is gone.
@@ -292,7 +336,7 @@ impl<'a> Workspaces<'a> {
         if !disk.exists() {
             return Err(Error::state(format!("workspace {} has no disk (it is being created or deleted)", r.id)));
         }
-        let vm = self.boot(&r.id, &disk, r.vcpu_count, r.mem_mib)?;
+        let vm = self.reboot(r, &disk)?;
         self.store.event(&r.id, "vm_restarted", serde_json::json!({"reason": why}))?;
         Ok((vm.client, Some(why)))
     }
@@ -425,7 +469,7 @@ impl<'a> Workspaces<'a> {
         vm::create_overlay(&self.rt()?.qemu_img, &dir.join("baseline.qcow2"), &fresh)?;
         std::fs::rename(&fresh, &disk).ctx("replacing the live disk")?;
         self.store.record_reset(&r.id)?;
-        self.boot(&r.id, &disk, r.vcpu_count, r.mem_mib)?;
+        self.reboot(&r, &disk)?;
         Ok(self.info(&self.resolve(&r.id)?))
     }
 

@@ -42,6 +42,14 @@ pub struct WorkspaceInfo {
     pub command_count: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<WorkspaceSeed>,
+    pub network_policy: crate::net::NetworkPolicy,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub published_ports: Vec<crate::net::PublishedPort>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allow_domains: Vec<String>,
+    /// Set when the guest's network stack failed (the guest then has no network at all).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network_error: Option<String>,
 }
 
 /// What a workspace was seeded from, as recorded at creation (stored in the state database,

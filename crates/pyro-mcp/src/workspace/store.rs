@@ -27,6 +27,17 @@ pub struct Row {
     pub last_reset_at: Option<u64>,
     pub command_count: u64,
     pub seed: Option<super::WorkspaceSeed>,
+    /// The network it was created with, and the ports its VM published last.
+    pub network: WorkspaceNetwork,
+}
+
+/// A workspace's network settings as stored (JSON in the `network` column).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct WorkspaceNetwork {
+    #[serde(flatten)]
+    pub options: crate::net::NetworkOptions,
+    #[serde(default)]
+    pub published: Vec<crate::net::PublishedPort>,
 }
 
 /// One command of the history (`workspace logs`), output clipped to `HISTORY_OUTPUT`.
@@ -82,12 +93,21 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL").map_err(db_err)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(db_err)?;
         conn.execute_batch(SCHEMA).map_err(db_err)?;
+        // Databases from before networking have no `network` column.
+        let has_network: bool = conn
+            .prepare("SELECT 1 FROM pragma_table_info('workspaces') WHERE name = 'network'")
+            .and_then(|mut s| s.exists([]))
+            .map_err(db_err)?;
+        if !has_network {
+            conn.execute_batch("ALTER TABLE workspaces ADD COLUMN network TEXT").map_err(db_err)?;
+        }
         Ok(Store { conn })
     }
 
     fn row(r: &rusqlite::Row) -> rusqlite::Result<Row> {
         let labels: String = r.get(2)?;
         let seed: Option<String> = r.get(12)?;
+        let network: Option<String> = r.get(13)?;
         Ok(Row {
             id: r.get(0)?,
             name: r.get(1)?,
@@ -102,15 +122,16 @@ impl Store {
             last_reset_at: r.get(10)?,
             command_count: r.get(11)?,
             seed: seed.and_then(|s| serde_json::from_str(&s).ok()),
+            network: network.and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default(),
         })
     }
 
-    const COLS: &'static str = "id, name, labels, environment, environment_dir, vcpu_count, mem_mib, created_at, last_activity_at, reset_count, last_reset_at, command_count, seed";
+    const COLS: &'static str = "id, name, labels, environment, environment_dir, vcpu_count, mem_mib, created_at, last_activity_at, reset_count, last_reset_at, command_count, seed, network";
 
     pub fn insert(&mut self, w: &Row, event: (&str, serde_json::Value)) -> Result<()> {
         let tx = self.conn.transaction().map_err(db_err)?;
         tx.execute(
-            &format!("INSERT INTO workspaces ({}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)", Self::COLS),
+            &format!("INSERT INTO workspaces ({}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)", Self::COLS),
             params![
                 w.id,
                 w.name,
@@ -124,7 +145,8 @@ impl Store {
                 w.reset_count,
                 w.last_reset_at,
                 w.command_count,
-                w.seed.as_ref().map(|s| serde_json::to_string(s).unwrap())
+                w.seed.as_ref().map(|s| serde_json::to_string(s).unwrap()),
+                serde_json::to_string(&w.network).unwrap()
             ],
         )
         .map_err(|e| match e {
@@ -175,6 +197,17 @@ impl Store {
             0 => Err(Error::not_found(format!("no workspace '{key}'")).hint("`pyro workspace list` shows yours")),
             n => Err(Error::invalid(format!("'{key}' matches {n} workspaces")).hint("use more of the id")),
         }
+    }
+
+    /// Record the ports a (re)booted VM published.
+    pub fn set_network(&mut self, id: &str, network: &WorkspaceNetwork) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE workspaces SET network = ?2 WHERE id = ?1",
+                params![id, serde_json::to_string(network).unwrap_or_default()],
+            )
+            .map_err(db_err)?;
+        Ok(())
     }
 
     pub fn update_meta(&mut self, w: &Row, event: serde_json::Value) -> Result<()> {

@@ -86,9 +86,49 @@ pub struct Summary {
     pub exports_more: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub diff: Option<DiffSection>,
+    /// The guest's network: left out when it has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkSection>,
     /// Things a reviewer should not miss (VM restarts, truncated output, folded events).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notable: Vec<String>,
+}
+
+/// Network policy, published ports, and what the guest tried to reach and was refused.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct NetworkSection {
+    pub policy: crate::net::NetworkPolicy,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub published_ports: Vec<crate::net::PublishedPort>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allow_domains: Vec<String>,
+    /// Refused destinations, most attempts first (at most 20).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub denials: Vec<crate::net::stack::Denial>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub denials_more: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl NetworkSection {
+    /// The section for a workspace, or None when it has no network.
+    pub fn of(info: &WorkspaceInfo, mut denials: Vec<crate::net::stack::Denial>) -> Option<NetworkSection> {
+        if !info.network_policy.has_nic() {
+            return None;
+        }
+        denials.sort_by(|a, b| b.count.cmp(&a.count).then(a.target.cmp(&b.target)));
+        let more = denials.len().checked_sub(20).filter(|n| *n > 0);
+        denials.truncate(20);
+        Some(NetworkSection {
+            policy: info.network_policy,
+            published_ports: info.published_ports.clone(),
+            allow_domains: info.allow_domains.clone(),
+            denials,
+            denials_more: more,
+            error: info.network_error.clone(),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize, JsonSchema)]
@@ -324,7 +364,7 @@ pub fn synthesize(
             notable.push(format!("the VM is {}: {}", info.state, clip(r, 200)));
         }
     }
-    Summary { workspace, commands, edits, exports, exports_more, diff, notable }
+    Summary { workspace, commands, edits, exports, exports_more, diff, network: None, notable }
 }
 
 /// A short readable block for people (and the MCP text content).
@@ -379,6 +419,23 @@ impl Render for Summary {
             }
             None => {}
         }
+        if let Some(n) = &self.network {
+            o.push_str(&format!("network: {}", n.policy.as_str()));
+            if !n.allow_domains.is_empty() {
+                o.push_str(&format!(" (allow: {})", n.allow_domains.join(", ")));
+            }
+            o.push('\n');
+            for p in &n.published_ports {
+                o.push_str(&format!("  published {}:{} -> guest {}\n", p.host, p.host_port, p.guest_port));
+            }
+            for d in &n.denials {
+                o.push_str(&format!("  denied {}:{} x{} ({})\n", d.target, d.port, d.count, d.reason));
+            }
+            o.push_str(&more(n.denials_more, "  +", " more denied destinations\n"));
+            if let Some(e) = &n.error {
+                o.push_str(&format!("  error: {e}\n"));
+            }
+        }
         for n in &self.notable {
             o.push_str(&format!("note: {n}\n"));
         }
@@ -400,7 +457,11 @@ impl Workspaces<'_> {
         let events = self.store.events(&r.id)?;
         let rollup = self.store.rollup(&r.id)?;
         let commands = self.store.commands(&r.id)?;
-        Ok(synthesize(&info, &events, &rollup, &commands, diff.as_ref(), now_s()))
+        let mut s = synthesize(&info, &events, &rollup, &commands, diff.as_ref(), now_s());
+        let denials =
+            crate::net::stack::read_denials(&super::lifecycle::ws_dir(self.paths(), &r.id).join("denials.json"));
+        s.network = NetworkSection::of(&info, denials);
+        Ok(s)
     }
 }
 
@@ -426,6 +487,10 @@ mod tests {
             last_reset_at: None,
             command_count: 0,
             seed: None,
+            network_policy: Default::default(),
+            published_ports: vec![],
+            allow_domains: vec![],
+            network_error: None,
         }
     }
 
