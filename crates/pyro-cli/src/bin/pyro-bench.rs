@@ -22,6 +22,9 @@ mod mcp_bench;
 #[path = "bench/scale.rs"]
 mod scale_bench;
 
+#[path = "bench/net.rs"]
+mod net_bench;
+
 use pyro_mcp::internal as vm;
 use pyro_mcp::{Command, Pyro};
 use std::time::Instant;
@@ -122,6 +125,9 @@ fn main() {
 
     println!("-- big trees and big patches");
     scale_bench::run(&pyro, runs, &report);
+
+    println!("-- guest networking");
+    net_bench::run(&pyro, runs, &report);
 
     // MCP server: startup to tools/list per profile, and the tools/list size.
     println!("-- mcp server");
