@@ -207,7 +207,13 @@ async fn initialize_and_tools_list_per_profile() {
         if profile == "vm-run" {
             assert!(instructions.contains("vm_run"), "{instructions}");
         } else {
-            assert!(size <= 6144, "{profile} tools/list is {size} bytes");
+            // The budget is for workspace-core (the default); workspace-full carries the
+            // extras (network options now, shells and services later) and gets more room.
+            let budget = if profile == "workspace-core" { 6144 } else { 16384 };
+            assert!(size <= budget, "{profile} tools/list is {size} bytes (budget {budget})");
+            let create = tools.iter().find(|t| t.name == "workspace_create").unwrap();
+            let offers_network = create.input_schema["properties"].get("network_policy").is_some();
+            assert_eq!(offers_network, profile == "workspace-full", "{profile}: only workspace-full offers networking");
             for step in ["workspace_create", "workspace_patch_apply", "workspace_exec", "workspace_summary"] {
                 assert!(instructions.contains(step), "{instructions}");
             }

@@ -224,3 +224,12 @@ fn egress_downloads_over_verified_tls_and_the_allow_list_fails_closed() {
     }
     w.ok(&["workspace", "delete", &id, "--json"]);
 }
+
+#[test]
+fn doctor_boots_a_guest_with_a_nic() {
+    let t = Env::new();
+    let o = t.run(&["doctor", "--json"]);
+    let r = json(&o);
+    assert_eq!(r["capabilities"]["guest_network"], true, "{}", r["capabilities"]);
+    assert!(r["capabilities"]["guest_network_reason"].as_str().unwrap().contains("eth0"), "{}", r["capabilities"]);
+}

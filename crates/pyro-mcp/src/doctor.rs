@@ -154,6 +154,7 @@ pub fn doctor(paths: &Paths, progress: &dyn Fn(&str)) -> DoctorReport {
     let kernel;
     let mut vm_boot = false;
     let mut guest_exec = false;
+    let mut guest_network = (false, "no guest could run a command here".to_string());
     let mut envs = Vec::new();
     match &rt {
         Ok(rt) => {
@@ -196,6 +197,16 @@ pub fn doctor(paths: &Paths, progress: &dyn Fn(&str)) -> DoctorReport {
                         },
                         Some("see `pyro run debian:12 -- true` for the full error".into()),
                     );
+                    if guest_exec {
+                        progress(&format!("doctor: booting {} with a NIC (network egress)", env.name));
+                        guest_network = network_check(rt, env.name, progress);
+                        check(
+                            "guest network",
+                            guest_network.0,
+                            guest_network.1.clone(),
+                            Some("see `pyro run --network-policy egress debian:12 -- ls /sys/class/net`".into()),
+                        );
+                    }
                 } else {
                     check(
                         "guest exec",
@@ -230,11 +241,38 @@ pub fn doctor(paths: &Paths, progress: &dyn Fn(&str)) -> DoctorReport {
         capabilities: serde_json::json!({
             "vm_boot": vm_boot,
             "guest_exec": guest_exec,
-            "guest_network": false,
-            "guest_network_reason": "guest networking is not implemented yet: VMs have no NIC (network off)",
+            "guest_network": guest_network.0,
+            "guest_network_reason": guest_network.1,
         }),
         checks,
         findings,
         paths: serde_json::json!({"cache": paths.cache, "data": paths.data, "runtime": paths.runtime}),
+    }
+}
+
+/// Boot a guest with a NIC (policy `egress`, nothing leaves it) and check it configured an
+/// interface: (works, what happened).
+fn network_check(rt: &crate::runtime::Runtime, env: &str, progress: &dyn Fn(&str)) -> (bool, String) {
+    let egress = crate::net::NetworkOptions { policy: crate::net::NetworkPolicy::Egress, ..Default::default() };
+    let ls = pyro_proto::Command::Shell("ls /sys/class/net".into());
+    match crate::session::VmSession::start_with(rt, env, 1, 512, &egress, progress)
+        .and_then(|mut s| s.exec(ls, 30, 4096))
+    {
+        Ok(o) => {
+            let names = String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .filter(|n| *n != "lo")
+                .collect::<Vec<_>>()
+                .join(", ");
+            if o.result.exit_code == 0 && !names.is_empty() {
+                (
+                    true,
+                    format!("a guest with a NIC booted and configured {names} (10.0.2.15 behind the user-mode stack)"),
+                )
+            } else {
+                (false, "the guest booted but has no network interface".into())
+            }
+        }
+        Err(e) => (false, e.message),
     }
 }

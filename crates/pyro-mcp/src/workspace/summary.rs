@@ -42,6 +42,7 @@ pub const EVENT_KINDS: &[&str] = &[
     "service_failure",
     "shell_open",
     "shell_close",
+    "network_denied",
 ];
 
 const LAST_COMMANDS: usize = 5;
@@ -449,17 +450,45 @@ fn more(n: Option<usize>, before: &str, after: &str) -> String {
 }
 
 impl Workspaces<'_> {
+    /// The supervisor's denial log, with what is new since the last look recorded as
+    /// `network_denied` review events (one per destination, with how many new attempts).
+    fn sync_denials(&mut self, id: &str) -> Result<Vec<crate::net::stack::Denial>> {
+        let dir = super::lifecycle::ws_dir(self.paths(), id);
+        let denials = crate::net::stack::read_denials(&dir.join("denials.json"));
+        let seen_path = dir.join("denials.seen.json");
+        let mut seen: BTreeMap<String, u64> =
+            std::fs::read(&seen_path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+        let mut changed = false;
+        for d in &denials {
+            let key = format!("{}:{}", d.target, d.port);
+            let before = seen.get(&key).copied().unwrap_or(0);
+            if d.count > before {
+                self.store.event(
+                    id,
+                    "network_denied",
+                    serde_json::json!({"target": d.target, "port": d.port, "reason": d.reason,
+                        "count": d.count - before, "first_at": d.first_at, "last_at": d.last_at}),
+                )?;
+                seen.insert(key, d.count);
+                changed = true;
+            }
+        }
+        if changed {
+            crate::paths::write_atomic(&seen_path, &serde_json::to_vec(&seen).unwrap_or_default())?;
+        }
+        Ok(denials)
+    }
+
     pub fn summary(&mut self, key: &str) -> Result<Summary> {
         let r = self.resolve(key)?;
         let diff = self.diff_with(&r.id, false).ok();
         let r = self.resolve(&r.id)?;
         let info = self.info(&r);
+        let denials = self.sync_denials(&r.id)?;
         let events = self.store.events(&r.id)?;
         let rollup = self.store.rollup(&r.id)?;
         let commands = self.store.commands(&r.id)?;
         let mut s = synthesize(&info, &events, &rollup, &commands, diff.as_ref(), now_s());
-        let denials =
-            crate::net::stack::read_denials(&super::lifecycle::ws_dir(self.paths(), &r.id).join("denials.json"));
         s.network = NetworkSection::of(&info, denials);
         Ok(s)
     }
