@@ -170,23 +170,25 @@ fn egress_downloads_over_verified_tls_and_the_allow_list_fails_closed() {
     }
     let t = Env::new();
     let w = Ws::new(&t);
-    // A package's metadata over HTTPS, certificate checked in the guest (git's libcurl).
+    // A small npm package over HTTPS, with apt's https method (GnuTLS; it verifies the peer
+    // against the guest's system CA bundle, which the agent extends with the host's).
     let fetch = format!(
-        "GIT_TERMINAL_PROMPT=0 git -c http.sslVerify=true ls-remote https://{registry}/is-number 2>&1 | tail -1"
+        "( printf '600 URI Acquire\\nURI: https://{registry}/is-number/-/is-number-7.0.0.tgz\\nFilename: /tmp/p.tgz\\n\\n'; \
+         sleep 60 ) | timeout 60 /usr/lib/apt/methods/https > /tmp/log 2>&1 & \
+         for i in $(seq 120); do grep -qE '^(201|400) ' /tmp/log && break; sleep 0.5; done; \
+         grep -E '^(201|400) |^Message' /tmp/log | tail -2; tar tzf /tmp/p.tgz 2>/dev/null | grep package.json"
     );
     let c = w.ok(&["workspace", "create", "debian:12", "--network-policy", "egress", "--json"]);
     let id = c["id"].as_str().unwrap().to_string();
     let out = w.sh(&id, &fetch);
-    // git reached the registry and got its answer (a package is not a git repository): TLS
-    // and DNS worked and the certificate was accepted.
-    assert!(out.contains("not found") && !out.contains("SSL"), "{out}");
+    assert!(out.contains("201 URI Done") && out.contains("package/package.json"), "{out}");
     w.ok(&["workspace", "delete", &id, "--json"]);
 
     // The same from a workspace without network fails.
     let c = w.ok(&["workspace", "create", "debian:12", "--json"]);
     let off = c["id"].as_str().unwrap().to_string();
     let out = w.sh(&off, &fetch);
-    assert!(out.contains("Could not resolve host"), "{out}");
+    assert!(out.contains("400 URI Failure") && !out.contains("package.json"), "{out}");
     w.ok(&["workspace", "delete", &off, "--json"]);
 
     // An allow list: the listed name works; another name, and raw TCP, do not get out.
@@ -195,7 +197,7 @@ fn egress_downloads_over_verified_tls_and_the_allow_list_fails_closed() {
     let id = c["id"].as_str().unwrap().to_string();
     assert_eq!(c["allow_domains"][0], registry);
     let out = w.sh(&id, &fetch);
-    assert!(out.contains("not found") && !out.contains("SSL"), "{out}");
+    assert!(out.contains("201 URI Done") && out.contains("package/package.json"), "{out}");
     let ip = w.sh(&id, &format!("getent hosts {registry} | cut -d' ' -f1")).trim().to_string();
     assert!(!ip.is_empty());
     let out = w.sh(
