@@ -9,29 +9,6 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
-struct Ws<'a> {
-    t: &'a Env,
-    data: tempfile::TempDir,
-}
-
-impl<'a> Ws<'a> {
-    fn new(t: &'a Env) -> Ws<'a> {
-        Ws { t, data: tempfile::tempdir().unwrap() }
-    }
-    fn run(&self, args: &[&str]) -> std::process::Output {
-        self.t.cmd().env("PYRO_DATA_DIR", self.data.path()).args(args).output().unwrap()
-    }
-    fn ok(&self, args: &[&str]) -> serde_json::Value {
-        let o = self.run(args);
-        assert_eq!(o.status.code(), Some(0), "{args:?}: {}{}", stdout(&o), stderr(&o));
-        json(&o)
-    }
-    fn sh(&self, id: &str, script: &str) -> String {
-        let o = self.run(&["workspace", "exec", id, "--timeout-seconds", "120", "--", script]);
-        stdout(&o)
-    }
-}
-
 /// A shell loop that tries each `ip/port` with bash's /dev/tcp and prints OPEN or refused.
 fn probe(targets: &[String]) -> String {
     format!(

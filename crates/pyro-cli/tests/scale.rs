@@ -9,39 +9,6 @@ use std::path::Path;
 use std::process::Command as Proc;
 use std::time::{Duration, Instant};
 
-struct Ws<'a> {
-    t: &'a Env,
-    data: tempfile::TempDir,
-}
-
-impl<'a> Ws<'a> {
-    fn new(t: &'a Env) -> Ws<'a> {
-        Ws { t, data: tempfile::tempdir().unwrap() }
-    }
-    fn cmd(&self) -> Proc {
-        let mut c = self.t.cmd();
-        c.env("PYRO_DATA_DIR", self.data.path());
-        c
-    }
-    fn run(&self, args: &[&str]) -> std::process::Output {
-        self.cmd().args(args).output().unwrap()
-    }
-    fn ok(&self, args: &[&str]) -> serde_json::Value {
-        let o = self.run(args);
-        assert_eq!(o.status.code(), Some(0), "{args:?}: {}{}", stdout(&o), stderr(&o));
-        json(&o)
-    }
-    /// A failing call: its exit code and its one-line error.
-    fn fails(&self, args: &[&str]) -> (i32, String) {
-        let o = self.run(args);
-        let err = stderr(&o);
-        assert_ne!(o.status.code(), Some(0), "{args:?} should fail: {}", stdout(&o));
-        assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
-        assert_eq!(err.lines().filter(|l| l.starts_with("error:")).count(), 1, "{args:?}: {err}");
-        (o.status.code().unwrap_or(-1), err)
-    }
-}
-
 fn git(dir: &Path, args: &[&str]) -> String {
     let o = Proc::new("git").arg("-C").arg(dir).args(args).output().unwrap();
     assert!(o.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&o.stderr));

@@ -5,25 +5,6 @@ use common::*;
 use std::path::Path;
 use std::process::Command as Proc;
 
-struct Ws<'a> {
-    t: &'a Env,
-    data: tempfile::TempDir,
-}
-
-impl<'a> Ws<'a> {
-    fn new(t: &'a Env) -> Ws<'a> {
-        Ws { t, data: tempfile::tempdir().unwrap() }
-    }
-    fn run(&self, args: &[&str]) -> std::process::Output {
-        self.t.cmd().env("PYRO_DATA_DIR", self.data.path()).args(args).output().unwrap()
-    }
-    fn ok(&self, args: &[&str]) -> serde_json::Value {
-        let o = self.run(args);
-        assert_eq!(o.status.code(), Some(0), "{args:?}: {}{}", stdout(&o), stderr(&o));
-        json(&o)
-    }
-}
-
 fn git(dir: &Path, args: &[&str]) {
     let o = Proc::new("git").arg("-C").arg(dir).args(args).output().unwrap();
     assert!(o.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&o.stderr));

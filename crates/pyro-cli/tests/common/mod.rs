@@ -60,3 +60,47 @@ pub fn stderr(o: &Output) -> String {
 pub fn json(o: &Output) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(o)))
 }
+
+/// `pyro` with a private runtime dir (the `Env`) and a private data dir: one user's workspaces.
+pub struct Ws<'a> {
+    pub t: &'a Env,
+    pub data: tempfile::TempDir,
+}
+
+impl<'a> Ws<'a> {
+    pub fn new(t: &'a Env) -> Ws<'a> {
+        Ws { t, data: tempfile::tempdir().unwrap() }
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = self.t.cmd();
+        c.env("PYRO_DATA_DIR", self.data.path());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+
+    /// A call that must succeed; its `--json` output.
+    pub fn ok(&self, args: &[&str]) -> serde_json::Value {
+        let o = self.run(args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}{}", stdout(&o), stderr(&o));
+        json(&o)
+    }
+
+    /// A call that must fail with one `error:` line and no panic: its exit code and stderr.
+    pub fn fails(&self, args: &[&str]) -> (i32, String) {
+        let o = self.run(args);
+        let err = stderr(&o);
+        assert_ne!(o.status.code(), Some(0), "{args:?} should fail: {}", stdout(&o));
+        assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+        assert_eq!(err.lines().filter(|l| l.starts_with("error:")).count(), 1, "{args:?}: {err}");
+        (o.status.code().unwrap_or(-1), err)
+    }
+
+    /// Stdout of a shell script run in workspace `id`.
+    pub fn sh(&self, id: &str, script: &str) -> String {
+        stdout(&self.run(&["workspace", "exec", id, "--timeout-seconds", "120", "--", script]))
+    }
+}
