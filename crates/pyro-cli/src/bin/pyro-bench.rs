@@ -59,6 +59,16 @@ fn main() {
     println!("accelerator: {} ({})", rt.accel.accel.as_str(), rt.accel.reason);
     println!("kernel: {}", rt.kernel.release);
 
+    // `PYRO_BENCH_ONLY=big` runs just the big-tree, network and MCP sections (minutes less).
+    if std::env::var("PYRO_BENCH_ONLY").is_ok_and(|v| v == "big") {
+        println!("-- big trees and big patches");
+        scale_bench::run(&pyro, runs, &report);
+        println!("-- guest networking");
+        net_bench::run(&pyro, runs, &report);
+        println!("-- mcp server");
+        mcp_bench::run(&report);
+        return;
+    }
     let boot = |mode: vm::VmMode| -> Vec<f64> {
         (0..runs)
             .map(|_| {
