@@ -61,12 +61,7 @@ fn main() {
 
     // `PYRO_BENCH_ONLY=big` runs just the big-tree, network and MCP sections (minutes less).
     if std::env::var("PYRO_BENCH_ONLY").is_ok_and(|v| v == "big") {
-        println!("-- big trees and big patches");
-        scale_bench::run(&pyro, runs, &report);
-        println!("-- guest networking");
-        net_bench::run(&pyro, runs, &report);
-        println!("-- mcp server");
-        mcp_bench::run(&report);
+        big_sections(&pyro, runs);
         return;
     }
     let boot = |mode: vm::VmMode| -> Vec<f64> {
@@ -133,15 +128,17 @@ fn main() {
     println!("-- workspaces");
     workspace_bench::run(&pyro, runs, &report);
 
+    big_sections(&pyro, runs);
+    env_bench::run(&pyro);
+}
+
+/// Big trees and patches, guest networking, and the MCP server (startup to tools/list per
+/// profile, and the tools/list size).
+fn big_sections(pyro: &Pyro, runs: usize) {
     println!("-- big trees and big patches");
-    scale_bench::run(&pyro, runs, &report);
-
+    scale_bench::run(pyro, runs, &report);
     println!("-- guest networking");
-    net_bench::run(&pyro, runs, &report);
-
-    // MCP server: startup to tools/list per profile, and the tools/list size.
+    net_bench::run(pyro, runs, &report);
     println!("-- mcp server");
     mcp_bench::run(&report);
-
-    env_bench::run(&pyro);
 }

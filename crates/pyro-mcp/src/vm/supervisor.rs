@@ -362,23 +362,10 @@ fn fail_pending(sh: &Arc<Shared>, msg: &str) {
 }
 
 /// The guest channel can no longer be trusted (malformed frame, agent stopped reading): stop
-/// the VM and record it dead with the reason; a persistent workspace boots again on next use.
+/// the VM at once (no polite shutdown through the channel) and record it dead with the
+/// reason; a persistent workspace boots again on next use.
 fn guest_failed(sh: &Arc<Shared>, why: &str) -> ! {
-    if sh.shutting_down.swap(true, Ordering::SeqCst) {
-        loop {
-            std::thread::sleep(Duration::from_secs(1));
-        }
-    }
-    kill_qemu(sh);
-    wait_exited(sh, Duration::from_secs(5));
-    fail_pending(sh, &format!("the VM was stopped: {why}"));
-    if sh.spec.ephemeral {
-        cleanup(&sh.dir, &sh.spec);
-    } else {
-        write_state(sh, "dead", Some(why.to_string()));
-        remove_sockets(&sh.dir);
-    }
-    std::process::exit(1)
+    stop(sh, why, false, "dead", 1)
 }
 
 fn wait_exited(sh: &Arc<Shared>, limit: Duration) {
@@ -396,14 +383,19 @@ fn kill_qemu(sh: &Arc<Shared>) {
 /// Stop the VM for good and exit. Ephemeral VMs lose everything; persistent ones keep their
 /// disk and state (the caller decides what "stopped" means for it).
 fn teardown(sh: &Arc<Shared>, why: &str) -> ! {
+    stop(sh, why, true, "stopped", 0)
+}
+
+/// The one way out: (optionally) let the guest flush its disk, kill QEMU, fail what is
+/// pending, then remove an ephemeral VM or record `state` for a persistent one, and exit.
+fn stop(sh: &Arc<Shared>, why: &str, polite: bool, state: &str, code: i32) -> ! {
     if sh.shutting_down.swap(true, Ordering::SeqCst) {
-        // Someone else is already tearing down; let them finish and exit the process.
+        // Someone else is already stopping the VM; let them finish and exit the process.
         loop {
             std::thread::sleep(Duration::from_secs(1));
         }
     }
-    if !sh.spec.ephemeral && lock(&sh.exited.0).is_none() {
-        // Let the guest flush its disk before it goes.
+    if polite && !sh.spec.ephemeral && lock(&sh.exited.0).is_none() {
         send_guest(sh, u32::MAX, &Message::Shutdown, &[]);
         wait_exited(sh, Duration::from_secs(10));
     }
@@ -413,10 +405,10 @@ fn teardown(sh: &Arc<Shared>, why: &str) -> ! {
     if sh.spec.ephemeral {
         cleanup(&sh.dir, &sh.spec);
     } else {
-        write_state(sh, "stopped", Some(why.to_string()));
+        write_state(sh, state, Some(why.to_string()));
         remove_sockets(&sh.dir);
     }
-    std::process::exit(0)
+    std::process::exit(code)
 }
 
 fn install_signal_handlers(sh: Arc<Shared>) {
