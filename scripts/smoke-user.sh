@@ -56,7 +56,10 @@ as "$A" pyro workspace file write smoke g.txt --text 'hello' >/dev/null
 printf -- '--- a/f.txt\n+++ b/f.txt\n@@ -1 +1 @@\n-a\n+b\n' > /tmp/smoke.patch
 chmod 644 /tmp/smoke.patch
 as "$A" pyro workspace patch apply smoke --patch-file /tmp/smoke.patch >/dev/null
-as "$A" pyro workspace summary smoke --json | grep -q '"patches": 1' || fail "summary"
+# Captured first: `grep -q` stops reading at the first match, and pyro then dies of SIGPIPE,
+# which `pipefail` would report as a failure.
+summary=$(as "$A" pyro workspace summary smoke --json)
+grep -q '"patches": 1' <<<"$summary" || fail "summary: $summary"
 as "$A" pyro workspace export smoke f.txt --output "$seed/out.txt" >/dev/null
 [ "$(cat "$seed/out.txt")" = b ] || fail "export"
 
