@@ -19,6 +19,16 @@ use std::path::PathBuf;
 pub use server::{failure, PyroServer};
 pub use source::{HostRoots, ProjectSource, SeedSource};
 
+/// The longest `timeout_seconds` a model may give `workspace_exec` or `vm_run` (the CLI and
+/// SDK allow a day; a chat host's call should not).
+pub const MAX_EXEC_TIMEOUT_S: u64 = 3600;
+/// The longest one tool call may take: the longest exec plus a margin for a boot, a reset or a
+/// first-run environment build. Host helpers write it as each host's per-call timeout.
+pub const MAX_CALL_S: u64 = MAX_EXEC_TIMEOUT_S + 600;
+/// How long a host should wait for `pyro mcp serve` to answer `initialize`. It answers at once
+/// (a `--repo-url` clone runs in the background); the margin is for a loaded machine.
+pub const STARTUP_TIMEOUT_S: u64 = 30;
+
 /// Which tools the server offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Profile {
