@@ -49,7 +49,7 @@ fn open_port() -> File {
 
 /// The writer, even if a thread panicked while holding it (a frame is written with one
 /// `write_all`, so the port is never left mid-frame by a panic elsewhere).
-fn lock<W: Write>(w: &Mutex<W>) -> MutexGuard<'_, W> {
+fn lock<W>(w: &Mutex<W>) -> MutexGuard<'_, W> {
     w.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -127,6 +127,8 @@ pub fn serve(mode: &str) -> ! {
     let mut reader = port;
     // Open inbound streams (unpack, batch contents), by request id.
     let mut streams: HashMap<u32, SyncSender<Vec<u8>>> = HashMap::new();
+    // Running commands, by request id, for `Cancel`.
+    let running: Arc<Mutex<HashMap<u32, Arc<exec::Control>>>> = Arc::new(Mutex::new(HashMap::new()));
     loop {
         let frame = match read_frame(&mut reader) {
             Ok(Some(f)) => f,
@@ -153,16 +155,46 @@ pub fn serve(mode: &str) -> ! {
         match frame.msg {
             Message::Hello { .. } => reply(&writer, id, &hello(), &[]),
             Message::Ping => reply(&writer, id, &Message::Pong, &[]),
-            Message::Exec(req) => spawn_request(&writer, id, move |w| match exec::run(&req) {
-                Ok((res, bytes)) => {
-                    let mut out = chunk_writer(w, id);
-                    match out.write_all(&bytes).and_then(|_| out.flush()) {
-                        Ok(()) => (Message::ExecResult(res), vec![]),
-                        Err(e) => (error("internal", format!("sending output: {e}")), vec![]),
+            Message::Exec(req) => {
+                let ctl = match exec::Control::new() {
+                    Ok(c) => Arc::new(c),
+                    Err(e) => {
+                        reply(&writer, id, &error("internal", format!("exec control: {e}")), &[]);
+                        continue;
                     }
+                };
+                lock(&running).insert(id, ctl.clone());
+                let running = running.clone();
+                spawn_request(&writer, id, move |w| {
+                    let tick_w = w.clone();
+                    let mut tick = |t: exec::Tick| {
+                        let m = Message::ExecProgress {
+                            elapsed_ms: t.elapsed_ms,
+                            stdout_bytes: t.stdout_bytes,
+                            stderr_bytes: t.stderr_bytes,
+                            last_line: t.last_line,
+                        };
+                        reply(&tick_w, id, &m, &[]);
+                    };
+                    let out = exec::run(&req, &ctl, &mut tick);
+                    lock(&running).remove(&id);
+                    match out {
+                        Ok((res, bytes)) => {
+                            let mut out = chunk_writer(w, id);
+                            match out.write_all(&bytes).and_then(|_| out.flush()) {
+                                Ok(()) => (Message::ExecResult(res), vec![]),
+                                Err(e) => (error("internal", format!("sending output: {e}")), vec![]),
+                            }
+                        }
+                        Err(exec::ExecError::Invalid(m)) => (error("invalid_argument", m), vec![]),
+                    }
+                });
+            }
+            Message::Cancel => {
+                if let Some(ctl) = lock(&running).get(&id) {
+                    ctl.cancel();
                 }
-                Err(exec::ExecError::Invalid(m)) => (error("invalid_argument", m), vec![]),
-            }),
+            }
             Message::Unpack { dest, preserve_owners, oci_layer } => {
                 let (tx, rx) = std::sync::mpsc::sync_channel(4);
                 streams.insert(id, tx);
@@ -254,8 +286,8 @@ fn fs_request(w: &Writer, id: u32, msg: Message) -> fs::FsResult<(Message, Vec<u
             out.flush().map_err(|e| fs::internal(format!("sending entries: {e}")))?;
             (Message::FsEntries { count, truncated }, vec![])
         }
-        Message::FsRead { path, max_bytes, nofollow } => {
-            let r = fs::read(&path, max_bytes, nofollow)?;
+        Message::FsRead { path, max_bytes, nofollow, offset } => {
+            let r = fs::read(&path, offset, max_bytes, nofollow)?;
             let mut out = chunk_writer(w, id);
             out.write_all(&r.data)
                 .and_then(|_| out.flush())

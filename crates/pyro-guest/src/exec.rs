@@ -4,10 +4,16 @@
 //! The call ends when the command's own process exits: whatever it left running in the
 //! background may keep the output pipes open, so after the exit we only drain what is already
 //! buffered and return. Background children therefore never hang a call.
+//!
+//! While it runs, a [`Control`] lets another thread cancel it (the whole process group is
+//! killed at once: the poll loop wakes on the control's pipe), and the caller's `tick` gets a
+//! [`Tick`] every `progress_ms` with the output so far and its last line.
 
 use crate::reaper;
 use pyro_proto::{Command, ExecRequest, ExecResult, HeadTail};
-use std::io::Read;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::Stdio;
@@ -22,7 +28,71 @@ pub enum ExecError {
     Invalid(String),
 }
 
-pub fn run(req: &ExecRequest) -> Result<(ExecResult, Vec<u8>), ExecError> {
+/// Cancels one running command from another thread.
+pub struct Control {
+    cancelled: AtomicBool,
+    /// Written to on cancel, so the command's poll loop wakes at once.
+    wake_tx: UnixStream,
+    wake_rx: UnixStream,
+}
+
+impl Control {
+    pub fn new() -> std::io::Result<Control> {
+        let (wake_tx, wake_rx) = UnixStream::pair()?;
+        wake_tx.set_nonblocking(true)?;
+        wake_rx.set_nonblocking(true)?;
+        Ok(Control { cancelled: AtomicBool::new(false), wake_tx, wake_rx })
+    }
+
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::SeqCst);
+        let _ = (&self.wake_tx).write(&[1]);
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::SeqCst)
+    }
+}
+
+/// Progress of a running command, for `ExecProgress`.
+pub struct Tick {
+    pub elapsed_ms: u64,
+    pub stdout_bytes: u64,
+    pub stderr_bytes: u64,
+    pub last_line: String,
+}
+
+/// Longest `last_line` reported.
+const LAST_LINE_CHARS: usize = 160;
+
+/// The last non-blank line of `recent` (the newest output bytes), printable and clipped.
+fn last_line(recent: &[u8]) -> String {
+    let text = String::from_utf8_lossy(recent);
+    let line = text.lines().rev().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+    // Terminal escapes and other controls would garble a host's one-line progress row.
+    let clean: String = line.chars().filter(|c| !c.is_control()).collect();
+    let n = clean.chars().count();
+    if n > LAST_LINE_CHARS {
+        clean.chars().skip(n - LAST_LINE_CHARS).collect()
+    } else {
+        clean
+    }
+}
+
+/// Keeps the newest few hundred bytes of both streams, interleaved as read.
+struct Recent(Vec<u8>);
+
+impl Recent {
+    const KEEP: usize = 1024;
+    fn push(&mut self, b: &[u8]) {
+        self.0.extend_from_slice(&b[b.len().saturating_sub(Self::KEEP)..]);
+        if self.0.len() > 2 * Self::KEEP {
+            self.0.drain(..self.0.len() - Self::KEEP);
+        }
+    }
+}
+
+pub fn run(req: &ExecRequest, ctl: &Control, tick: &mut dyn FnMut(Tick)) -> Result<(ExecResult, Vec<u8>), ExecError> {
     let started = Instant::now();
     let cwd = req.cwd.clone().unwrap_or_else(|| "/workspace".to_string());
     if !std::path::Path::new(&cwd).is_dir() {
@@ -78,6 +148,7 @@ pub fn run(req: &ExecRequest) -> Result<(ExecResult, Vec<u8>), ExecError> {
                 exit_code: code,
                 signal: None,
                 timed_out: false,
+                cancelled: false,
                 duration_ms: started.elapsed().as_millis() as u64,
                 stdout: Default::default(),
                 stderr,
@@ -93,22 +164,48 @@ pub fn run(req: &ExecRequest) -> Result<(ExecResult, Vec<u8>), ExecError> {
     set_nonblocking(err.as_raw_fd());
 
     let deadline = started + Duration::from_millis(req.timeout_ms.max(1));
+    let every = (req.progress_ms > 0).then(|| Duration::from_millis(req.progress_ms.max(100)));
+    let mut next_tick = every.map(|e| started + e);
     let (mut out_buf, mut err_buf) = (HeadTail::new(cap), HeadTail::new(cap));
     let (mut out_open, mut err_open) = (true, true);
-    let mut timed_out = false;
+    let (mut timed_out, mut cancelled) = (false, false);
+    let mut recent = Recent(Vec::new());
     let mut chunk = vec![0u8; 64 * 1024];
     let status = loop {
         if let Some(st) = waiter.status() {
             break st;
         }
         let now = Instant::now();
-        if now >= deadline && !timed_out {
+        if now >= deadline && !timed_out && !cancelled {
             timed_out = true;
             // SAFETY: kill takes no pointers; the target is our own child's process group.
             unsafe { libc::kill(-pid, libc::SIGKILL) };
         }
-        let wait_ms = if timed_out { 1000 } else { (deadline - now).as_millis().min(60_000) as i32 + 1 };
-        let mut fds = vec![libc::pollfd { fd: waiter.ready.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
+        if ctl.is_cancelled() && !timed_out && !cancelled {
+            cancelled = true;
+            // SAFETY: as above.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+        }
+        if let (Some(at), Some(every)) = (next_tick, every) {
+            if now >= at {
+                tick(Tick {
+                    elapsed_ms: started.elapsed().as_millis() as u64,
+                    stdout_bytes: out_buf.total(),
+                    stderr_bytes: err_buf.total(),
+                    last_line: last_line(&recent.0),
+                });
+                next_tick = Some(now + every);
+            }
+        }
+        let mut wait = if timed_out || cancelled { Duration::from_secs(1) } else { deadline - now };
+        if let Some(at) = next_tick {
+            wait = wait.min(at.saturating_duration_since(now));
+        }
+        let wait_ms = wait.as_millis().min(60_000) as i32 + 1;
+        let mut fds = vec![
+            libc::pollfd { fd: waiter.ready.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+            libc::pollfd { fd: ctl.wake_rx.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+        ];
         if out_open {
             fds.push(libc::pollfd { fd: out.as_raw_fd(), events: libc::POLLIN, revents: 0 });
         }
@@ -119,21 +216,21 @@ pub fn run(req: &ExecRequest) -> Result<(ExecResult, Vec<u8>), ExecError> {
         // only inside it.
         unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, wait_ms) };
         if out_open {
-            out_open = drain(&mut out, &mut out_buf, &mut chunk);
+            out_open = drain(&mut out, &mut out_buf, &mut recent, &mut chunk);
         }
         if err_open {
-            err_open = drain(&mut err, &mut err_buf, &mut chunk);
+            err_open = drain(&mut err, &mut err_buf, &mut recent, &mut chunk);
         }
     };
     // The command has exited: take what is already in the pipes, but never wait for
     // background processes that inherited them.
     if out_open {
-        drain(&mut out, &mut out_buf, &mut chunk);
+        drain(&mut out, &mut out_buf, &mut recent, &mut chunk);
     }
     if err_open {
-        drain(&mut err, &mut err_buf, &mut chunk);
+        drain(&mut err, &mut err_buf, &mut recent, &mut chunk);
     }
-    if timed_out {
+    if timed_out || cancelled {
         // Anything still alive in the group goes too (it may have ignored nothing: SIGKILL).
         // SAFETY: kill takes no pointers; signalling an empty process group just fails with ESRCH.
         unsafe { libc::kill(-pid, libc::SIGKILL) };
@@ -152,7 +249,15 @@ pub fn run(req: &ExecRequest) -> Result<(ExecResult, Vec<u8>), ExecError> {
     let (err_bytes, stderr) = err_buf.finish();
     bytes.extend_from_slice(&err_bytes);
     let res =
-        ExecResult { exit_code, signal, timed_out, duration_ms: started.elapsed().as_millis() as u64, stdout, stderr };
+        ExecResult {
+            exit_code,
+            signal,
+            timed_out,
+            cancelled,
+            duration_ms: started.elapsed().as_millis() as u64,
+            stdout,
+            stderr,
+        };
     Ok((res, bytes))
 }
 
@@ -167,11 +272,14 @@ fn set_nonblocking(fd: RawFd) {
 
 /// Read what is available now (bounded, so a flooding command cannot starve the timeout
 /// check). Returns false once the pipe reached EOF.
-fn drain(r: &mut impl Read, buf: &mut HeadTail, chunk: &mut [u8]) -> bool {
+fn drain(r: &mut impl Read, buf: &mut HeadTail, recent: &mut Recent, chunk: &mut [u8]) -> bool {
     for _ in 0..16 {
         match r.read(chunk) {
             Ok(0) => return false,
-            Ok(n) => buf.push(&chunk[..n]),
+            Ok(n) => {
+                buf.push(&chunk[..n]);
+                recent.push(&chunk[..n]);
+            }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(_) => return false,
@@ -198,6 +306,7 @@ mod tests {
             env: Vec::new(),
             timeout_ms: 30_000,
             max_output_bytes: 1 << 20,
+            progress_ms: 0,
         }
     }
 
@@ -205,8 +314,12 @@ mod tests {
         req(Command::Shell(s.into()), cwd)
     }
 
+    fn run0(r: &ExecRequest) -> Result<(ExecResult, Vec<u8>), ExecError> {
+        run(r, &Control::new().unwrap(), &mut |_| {})
+    }
+
     fn ok(r: &ExecRequest) -> (ExecResult, Vec<u8>) {
-        match run(r) {
+        match run0(r) {
             Ok(v) => v,
             Err(ExecError::Invalid(m)) => panic!("exec refused: {m}"),
         }
@@ -344,7 +457,49 @@ mod tests {
         assert_eq!(split(&res, &bytes).0, "/home/x\n");
 
         // Refusals: a missing cwd, an empty argv.
-        assert!(matches!(run(&sh("true", &cwd.join("missing"))), Err(ExecError::Invalid(_))));
-        assert!(matches!(run(&req(Command::Argv(vec![]), &cwd)), Err(ExecError::Invalid(_))));
+        assert!(matches!(run0(&sh("true", &cwd.join("missing"))), Err(ExecError::Invalid(_))));
+        assert!(matches!(run0(&req(Command::Argv(vec![]), &cwd)), Err(ExecError::Invalid(_))));
+
+        // Progress ticks come every progress_ms with the output so far and its last line;
+        // a cancel from another thread kills the group at once, background children too.
+        let pidfile = cwd.join("bg3.pid");
+        let mut r = sh(
+            &format!("sleep 600 & echo $! > {}; printf 'one\\ntwo \\033[1mbold\\033[0m\\n'; sleep 600", pidfile.display()),
+            &cwd,
+        );
+        r.progress_ms = 200;
+        let ctl = std::sync::Arc::new(Control::new().unwrap());
+        let c2 = ctl.clone();
+        let canceller = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(1500));
+            c2.cancel();
+        });
+        let mut ticks = Vec::new();
+        let t = Instant::now();
+        let (res, bytes) = run(&r, &ctl, &mut |t| ticks.push(t)).ok().unwrap();
+        canceller.join().unwrap();
+        assert!(t.elapsed() < Duration::from_secs(5), "cancel took {:?}", t.elapsed());
+        assert!(res.cancelled && !res.timed_out, "{res:?}");
+        assert_eq!((res.exit_code, res.signal), (128 + libc::SIGKILL, Some(libc::SIGKILL)));
+        assert!(split(&res, &bytes).0.starts_with("one\n"));
+        assert!(ticks.len() >= 3, "{} ticks", ticks.len());
+        let last = ticks.last().unwrap();
+        assert_eq!(last.last_line, "two [1mbold[0m");
+        assert_eq!(last.stdout_bytes, bytes.len() as u64);
+        assert!(wait_dead(read_pid(&pidfile)), "a background child survived the cancel");
+    }
+
+    #[test]
+    fn last_line_is_printable_and_clipped() {
+        assert_eq!(last_line(b"a\nb\n\n  \n"), "b");
+        assert_eq!(last_line(b""), "");
+        assert_eq!(last_line(b"x\r\x07y"), "xy");
+        let long = "z".repeat(500);
+        assert_eq!(last_line(long.as_bytes()).len(), LAST_LINE_CHARS);
+        let mut r = Recent(Vec::new());
+        for _ in 0..100 {
+            r.push(&[b'q'; 700]);
+        }
+        assert!(r.0.len() <= 2 * Recent::KEEP);
     }
 }

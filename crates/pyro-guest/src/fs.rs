@@ -214,7 +214,7 @@ pub struct ReadResult {
 
 /// Read a regular file (following links inside /workspace), or with `nofollow` a symlink's
 /// target (as content, mode `0o120000 | perms`).
-pub fn read(path: &str, max_bytes: u64, nofollow: bool) -> FsResult<ReadResult> {
+pub fn read(path: &str, offset: u64, max_bytes: u64, nofollow: bool) -> FsResult<ReadResult> {
     if nofollow {
         let p = resolve_parent(path)?;
         let meta = std::fs::symlink_metadata(&p).map_err(|_| not_found(format!("{path} does not exist")))?;
@@ -238,9 +238,13 @@ pub fn read(path: &str, max_bytes: u64, nofollow: bool) -> FsResult<ReadResult> 
     let cap = max_bytes.clamp(1, MAX_READ);
     let mut data = Vec::new();
     std::fs::File::open(&p)
-        .and_then(|f| f.take(cap).read_to_end(&mut data))
+        .and_then(|mut f| {
+            use std::io::{Seek, SeekFrom};
+            f.seek(SeekFrom::Start(offset))?;
+            f.take(cap).read_to_end(&mut data)
+        })
         .map_err(|e| internal(format!("reading {path}: {e}")))?;
-    let truncated = meta.size() > data.len() as u64;
+    let truncated = meta.size() > offset.saturating_add(data.len() as u64);
     let type_bits = if nofollow { S_IFREG } else { 0 };
     Ok(ReadResult {
         binary: looks_binary(&data, truncated),
@@ -565,7 +569,7 @@ mod tests {
             "/workspace/a\0b",
         ] {
             assert_eq!(code(resolve(bad)), "invalid_argument", "{bad:?} must be refused");
-            assert_eq!(code(read(bad, 10, false)), "invalid_argument", "{bad:?} must be refused");
+            assert_eq!(code(read(bad, 0, 10, false)), "invalid_argument", "{bad:?} must be refused");
         }
         // The root itself resolves, but is never the target of a write or delete.
         assert!(resolve("/workspace").is_ok());
@@ -595,7 +599,7 @@ mod tests {
             let inner = w(&format!("{escape}/secret"));
             assert_eq!(code(resolve(&dir)), "invalid_argument", "{escape}");
             // read
-            assert_eq!(code(read(&inner, 100, false)), "invalid_argument", "read {escape}");
+            assert_eq!(code(read(&inner, 0, 100, false)), "invalid_argument", "read {escape}");
             // list (and manifest)
             assert_eq!(code(list(&dir, true, 100, false, &mut |_| Ok(()))), "invalid_argument", "list {escape}");
             assert_eq!(code(list(&dir, true, 100, true, &mut |_| Ok(()))), "invalid_argument", "manifest {escape}");
@@ -614,7 +618,7 @@ mod tests {
             assert_eq!(code(tar_out(&dir, &mut Vec::new())), "invalid_argument", "tar {escape}");
         }
         for file_link in ["sec", "sec2"] {
-            assert_eq!(code(read(&w(file_link), 100, false)), "invalid_argument", "{file_link}");
+            assert_eq!(code(read(&w(file_link), 0, 100, false)), "invalid_argument", "{file_link}");
             let chmod = FsOp::Chmod { path: w(file_link), mode: 0o777 };
             assert_eq!(code(run_batch(vec![chmod], b"")), "invalid_argument", "chmod {file_link}");
         }
@@ -640,9 +644,9 @@ mod tests {
         symlink("./sub/../sub/f", ws.root.join("f2")).unwrap();
         symlink(ws.root.join("sub"), ws.root.join("abs")).unwrap();
 
-        assert_eq!(read(&w("in/f"), 100, false).unwrap().data, b"inside");
-        assert_eq!(read(&w("f2"), 100, false).unwrap().data, b"inside");
-        assert_eq!(read(&w("abs/f"), 100, false).unwrap().data, b"inside");
+        assert_eq!(read(&w("in/f"), 0, 100, false).unwrap().data, b"inside");
+        assert_eq!(read(&w("f2"), 0, 100, false).unwrap().data, b"inside");
+        assert_eq!(read(&w("abs/f"), 0, 100, false).unwrap().data, b"inside");
         let (entries, count, _) = list_all(&w("in"), true, 100, false);
         assert_eq!(count, 1);
         assert_eq!(entries[0].path, "sub/f");
@@ -659,28 +663,35 @@ mod tests {
         std::fs::write(ws.root.join("bin"), b"a\0b").unwrap();
         symlink("/etc/passwd", ws.root.join("l")).unwrap();
 
-        let r = read(&w("t.txt"), 100, false).unwrap();
+        let r = read(&w("t.txt"), 0, 100, false).unwrap();
         assert_eq!(
             (r.data.as_slice(), r.size, r.truncated, r.binary, r.mode),
             (&b"hello world"[..], 11, false, false, 0o640)
         );
-        let r = read(&w("t.txt"), 5, false).unwrap();
+        let r = read(&w("t.txt"), 0, 5, false).unwrap();
         assert_eq!((r.data.as_slice(), r.size, r.truncated), (&b"hello"[..], 11, true));
-        assert!(read(&w("bin"), 100, false).unwrap().binary);
+        // Paging: from an offset, to the end, and past it.
+        let r = read(&w("t.txt"), 6, 3, false).unwrap();
+        assert_eq!((r.data.as_slice(), r.truncated), (&b"wor"[..], true));
+        let r = read(&w("t.txt"), 6, 100, false).unwrap();
+        assert_eq!((r.data.as_slice(), r.truncated), (&b"world"[..], false));
+        let r = read(&w("t.txt"), 50, 100, false).unwrap();
+        assert_eq!((r.data.as_slice(), r.truncated), (&b""[..], false));
+        assert!(read(&w("bin"), 0, 100, false).unwrap().binary);
         // nofollow: regular files carry S_IFREG, links their target (even one outside: it is
         // the link's own content) with S_IFLNK.
-        assert_eq!(read(&w("t.txt"), 100, true).unwrap().mode, 0o100640);
-        let r = read(&w("l"), 100, true).unwrap();
+        assert_eq!(read(&w("t.txt"), 0, 100, true).unwrap().mode, 0o100640);
+        let r = read(&w("l"), 0, 100, true).unwrap();
         assert_eq!(r.data, b"/etc/passwd");
         assert_eq!(r.size, 11);
         let perm = std::fs::symlink_metadata(ws.root.join("l")).unwrap().mode() & 0o7777;
         assert_eq!(r.mode, 0o120000 | perm);
         // Following that link is refused.
-        assert_eq!(code(read(&w("l"), 100, false)), "invalid_argument");
-        assert_eq!(code(read(&w("missing"), 100, false)), "not_found");
-        assert_eq!(code(read(&w("missing"), 100, true)), "not_found");
+        assert_eq!(code(read(&w("l"), 0, 100, false)), "invalid_argument");
+        assert_eq!(code(read(&w("missing"), 0, 100, false)), "not_found");
+        assert_eq!(code(read(&w("missing"), 0, 100, true)), "not_found");
         std::fs::create_dir(ws.root.join("d")).unwrap();
-        assert_eq!(code(read(&w("d"), 100, false)), "invalid_argument");
+        assert_eq!(code(read(&w("d"), 0, 100, false)), "invalid_argument");
     }
 
     #[test]

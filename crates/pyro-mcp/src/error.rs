@@ -19,6 +19,9 @@ pub enum Code {
     Timeout,
     LimitExceeded,
     Internal,
+    /// The caller cancelled the operation (an MCP client's `notifications/cancelled`, an SDK
+    /// [`crate::Cancel`]); nothing half-made was left behind.
+    Cancelled,
 }
 
 impl Code {
@@ -32,6 +35,7 @@ impl Code {
             Code::Timeout => "timeout",
             Code::LimitExceeded => "limit_exceeded",
             Code::Internal => "internal",
+            Code::Cancelled => "cancelled",
         }
     }
 
@@ -46,6 +50,8 @@ impl Code {
             Code::GuestUnavailable => 6,
             Code::Timeout => 7,
             Code::LimitExceeded => 8,
+            // As a shell reports a command ended by Ctrl-C.
+            Code::Cancelled => 130,
         }
     }
 }

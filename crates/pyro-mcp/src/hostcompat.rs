@@ -94,6 +94,7 @@ pub fn run(o: &RunOptions, why_no_guest: &str) -> Result<RunResult> {
         command: o.command.display(),
         exit_code,
         timed_out,
+        cancelled: false,
         duration_ms: started.elapsed().as_millis() as u64,
         boot_ms: 0,
         total_ms: started.elapsed().as_millis() as u64,

@@ -16,6 +16,7 @@ pub mod types;
 #[doc(hidden)]
 pub mod internal;
 
+mod cancel;
 mod clock;
 mod doctor;
 mod env;
@@ -34,6 +35,7 @@ mod text;
 mod vm;
 mod workspace;
 
+pub use cancel::Cancel;
 pub use env::{parse_progress, PullOptions, PullReport};
 pub use error::{Code, Error, Result};
 pub use net::{NetworkOptions, NetworkPolicy, PortSpec};

@@ -21,6 +21,27 @@ use std::fmt::Write;
 pub trait Render {
     /// The result's facts as short lines of plain text, ending in a newline.
     fn text(&self) -> String;
+
+    /// The MCP text content: `text` without the large fields (output streams, file content,
+    /// the patch) that the structured content carries already, so a result is not sent twice.
+    /// Hosts that show models the structured content (Codex, Claude Code) lose nothing; the
+    /// host's tool row stays short.
+    fn brief(&self) -> String {
+        self.text()
+    }
+}
+
+/// `stdout: 12 lines, 1.2 KiB (truncated); stderr: empty` for a brief.
+fn stream_sizes(stdout: &[u8], stderr: &[u8], truncated: (bool, bool)) -> String {
+    let one = |name: &str, b: &[u8], cut: bool| {
+        if b.is_empty() {
+            format!("{name}: empty")
+        } else {
+            let lines = b.iter().filter(|&&c| c == b'\n').count() + usize::from(!b.ends_with(b"\n"));
+            format!("{name}: {lines} lines, {}{}", bytes(b.len() as u64), if cut { " (truncated)" } else { "" })
+        }
+    };
+    format!("{}; {}\n", one("stdout", stdout, truncated.0), one("stderr", stderr, truncated.1))
 }
 
 /// `\n[stdout]\n...` for each non-empty stream.
@@ -59,17 +80,21 @@ impl Render for RunResult {
         streams(&mut s, &self.stdout, &self.stderr, (self.stdout_truncated, self.stderr_truncated));
         s
     }
+    fn brief(&self) -> String {
+        self.status_line() + "\n" + &stream_sizes(&self.stdout, &self.stderr, (self.stdout_truncated, self.stderr_truncated))
+    }
 }
 
 impl ExecRecord {
     /// `workspace_id=... sequence=... exit_code=... duration_ms=...`
     pub fn status_line(&self) -> String {
         format!(
-            "workspace_id={} sequence={} exit_code={}{} duration_ms={}",
+            "workspace_id={} sequence={} exit_code={}{}{} duration_ms={}",
             self.workspace_id,
             self.sequence,
             self.exit_code,
             if self.timed_out { " timed_out=true" } else { "" },
+            if self.cancelled { " cancelled=true" } else { "" },
             self.duration_ms
         )
     }
@@ -83,6 +108,13 @@ impl Render for ExecRecord {
         }
         streams(&mut s, &self.stdout, &self.stderr, (self.stdout_truncated, self.stderr_truncated));
         s
+    }
+    fn brief(&self) -> String {
+        let mut s = self.status_line() + "\n";
+        if let Some(why) = &self.vm_restarted {
+            s.push_str(&format!("note: {why}\n"));
+        }
+        s + &stream_sizes(&self.stdout, &self.stderr, (self.stdout_truncated, self.stderr_truncated))
     }
 }
 
@@ -147,17 +179,27 @@ impl Render for WorkspaceList {
     }
 }
 
-impl Render for Logs {
-    fn text(&self) -> String {
+impl Logs {
+    fn render(&self, with_output: bool) -> String {
         let mut s = format!("{} commands since the last reset\n", self.count);
         for e in &self.entries {
+            let how = if e.cancelled {
+                ", cancelled"
+            } else if e.timed_out {
+                ", timed out"
+            } else {
+                ""
+            };
             s.push_str(&format!(
-                "#{} [exit {}] {} ({} ms)\n",
+                "#{} [exit {}{how}] {} ({} ms)\n",
                 e.sequence,
                 e.exit_code,
                 clip(&e.command, 200),
                 e.duration_ms
             ));
+            if !with_output {
+                continue;
+            }
             for (out, label) in [(&e.stdout, "out"), (&e.stderr, "err")] {
                 for line in out.lines() {
                     s.push_str(&format!("  {label}| {line}\n"));
@@ -165,6 +207,15 @@ impl Render for Logs {
             }
         }
         s
+    }
+}
+
+impl Render for Logs {
+    fn text(&self) -> String {
+        self.render(true)
+    }
+    fn brief(&self) -> String {
+        self.render(false)
     }
 }
 
@@ -185,13 +236,24 @@ impl Render for FileList {
 impl FileRead {
     /// `path=... size_bytes=... truncated=... binary=...`
     pub fn status_line(&self) -> String {
-        format!("path={} size_bytes={} truncated={} binary={}", self.path, self.size_bytes, self.truncated, self.binary)
+        let mut s =
+            format!("path={} size_bytes={} truncated={} binary={}", self.path, self.size_bytes, self.truncated, self.binary);
+        if self.offset > 0 {
+            s.push_str(&format!(" offset={}", self.offset));
+        }
+        if let Some(n) = self.next_offset {
+            s.push_str(&format!(" next_offset={n}"));
+        }
+        s
     }
 }
 
 impl Render for FileRead {
     fn text(&self) -> String {
         format!("{}\n{}", self.status_line(), String::from_utf8_lossy(&self.content))
+    }
+    fn brief(&self) -> String {
+        format!("{} content_bytes={}\n", self.status_line(), self.content.len())
     }
 }
 
@@ -253,6 +315,19 @@ impl Render for DiffResult {
             s.push_str(&format!("hint: {h}\n"));
         }
         s.push_str(&self.patch);
+        s
+    }
+    fn brief(&self) -> String {
+        let text = self.text();
+        let head = text.len() - self.patch.len();
+        let mut s = text[..head].to_string();
+        if !self.patch.is_empty() {
+            s.push_str(&format!(
+                "patch: {}{}\n",
+                bytes(self.patch.len() as u64),
+                if self.patch_truncated { " (truncated)" } else { "" }
+            ));
+        }
         s
     }
 }
@@ -451,6 +526,7 @@ mod tests {
             command: "true".into(),
             exit_code: 3,
             timed_out: false,
+            cancelled: false,
             duration_ms: 5,
             boot_ms: 10,
             total_ms: 20,

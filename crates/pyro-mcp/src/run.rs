@@ -10,7 +10,7 @@ use std::time::Instant;
 
 pub use crate::limits::{
     validate_command, validate_resources, DEFAULT_MAX_OUTPUT, DEFAULT_MEM_MIB, DEFAULT_TIMEOUT_S, DEFAULT_VCPUS,
-    MAX_MEM_MIB, MAX_TIMEOUT_S, MAX_VCPUS, MIN_MEM_MIB,
+    MAX_MEM_MIB, MAX_VCPUS, MIN_MEM_MIB,
 };
 
 #[derive(Debug, Clone)]
@@ -52,6 +52,9 @@ pub struct RunResult {
     pub command: String,
     pub exit_code: i32,
     pub timed_out: bool,
+    /// The caller cancelled it; the guest killed its process group.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cancelled: bool,
     /// Command run time inside the guest.
     pub duration_ms: u64,
     /// QEMU start to guest agent ready.
@@ -88,17 +91,42 @@ pub fn validate(o: &RunOptions) -> Result<()> {
     crate::limits::validate_env(&o.env)
 }
 
-pub fn run(rt: &Runtime, o: &RunOptions, progress: &dyn Fn(&str)) -> Result<RunResult> {
+/// A progress line for a running guest command.
+pub fn exec_progress_line(t: &crate::vm::client::ExecTick) -> String {
+    let mut line = format!(
+        "exec: running {} s, {} of output",
+        t.elapsed_ms / 1000,
+        crate::text::bytes(t.stdout_bytes + t.stderr_bytes)
+    );
+    if !t.last_line.is_empty() {
+        line.push_str("; last line: ");
+        line.push_str(&t.last_line);
+    }
+    line
+}
+
+/// One command in a throwaway VM. `cancel` stops it (before the boot finishes: the VM is
+/// removed and nothing runs; while it runs: the guest kills it and the result says so).
+pub fn run(
+    rt: &Runtime,
+    o: &RunOptions,
+    progress: &dyn Fn(&str),
+    cancel: &crate::Cancel,
+    exec_progress_ms: u64,
+) -> Result<RunResult> {
     let started = Instant::now();
+    cancel.check("the run")?;
     let mut session = VmSession::start_with(rt, &o.environment, o.vcpus, o.mem_mib, &o.network, progress)?;
+    cancel.check("the run")?;
     let req = ExecRequest {
         command: o.command.clone(),
         cwd: None,
         env: o.env.clone(),
         timeout_ms: o.timeout_s * 1000,
         max_output_bytes: o.max_output_bytes,
+        progress_ms: exec_progress_ms,
     };
-    let out = session.exec_request(req);
+    let out = session.exec_watched(req, Some(cancel), &mut |t| progress(&exec_progress_line(t)));
     // Tear down before looking at the result: whatever happened, nothing stays behind.
     let (vm_id, boot_ms, environment) = (session.id.clone(), session.boot_ms, session.environment.clone());
     let mut cleanup = session.delete();
@@ -112,6 +140,7 @@ pub fn run(rt: &Runtime, o: &RunOptions, progress: &dyn Fn(&str)) -> Result<RunR
         command: o.command.display(),
         exit_code: r.exit_code,
         timed_out: r.timed_out,
+        cancelled: r.cancelled,
         duration_ms: r.duration_ms,
         boot_ms,
         total_ms: started.elapsed().as_millis() as u64,

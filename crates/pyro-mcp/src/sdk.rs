@@ -26,6 +26,9 @@ pub struct Pyro {
     paths: Paths,
     runtime: OnceLock<Runtime>,
     progress: Progress,
+    cancel: crate::Cancel,
+    /// Progress lines during guest commands, this often (0: none).
+    exec_progress_ms: u64,
 }
 
 /// `env list`: each catalog entry, then each installed OCI image.
@@ -55,7 +58,35 @@ impl Pyro {
     }
 
     pub fn with_paths(paths: Paths) -> Pyro {
-        Pyro { paths, runtime: OnceLock::new(), progress: Box::new(|_| {}) }
+        Pyro {
+            paths,
+            runtime: OnceLock::new(),
+            progress: Box::new(|_| {}),
+            cancel: crate::Cancel::new(),
+            exec_progress_ms: 0,
+        }
+    }
+
+    /// Operations of this handle stop when `cancel` is set: a running guest command is killed
+    /// at once (and recorded as cancelled); a create or reset undoes or finishes its step.
+    pub fn with_cancel(mut self, cancel: crate::Cancel) -> Self {
+        self.cancel = cancel;
+        self
+    }
+
+    pub fn cancel_token(&self) -> &crate::Cancel {
+        &self.cancel
+    }
+
+    /// Also send a progress line every `every` while a guest command runs (elapsed time,
+    /// output so far, its last line). Off by default: the CLI's stderr stays the command's.
+    pub fn with_exec_progress(mut self, every: std::time::Duration) -> Self {
+        self.exec_progress_ms = every.as_millis().min(u64::MAX as u128) as u64;
+        self
+    }
+
+    pub(crate) fn exec_progress_ms(&self) -> u64 {
+        self.exec_progress_ms
     }
 
     /// Receive short phase lines for long steps (kernel download, environment build, boot).
@@ -82,7 +113,7 @@ impl Pyro {
     /// instead (the result says `execution_mode: host_compat`).
     pub fn run(&self, opts: RunOptions) -> Result<RunResult> {
         crate::run::validate(&opts)?;
-        match self.runtime().and_then(|rt| crate::run::run(rt, &opts, &*self.progress)) {
+        match self.runtime().and_then(|rt| crate::run::run(rt, &opts, &*self.progress, &self.cancel, self.exec_progress_ms)) {
             Err(e) if opts.allow_host_compat && e.code == Code::GuestUnavailable => {
                 (self.progress)(&format!("run: no guest available ({}); running in host-compat sandbox", e.message));
                 crate::hostcompat::run(&opts, &e.message)

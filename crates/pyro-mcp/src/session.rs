@@ -100,14 +100,29 @@ impl VmSession {
             env: vec![],
             timeout_ms: timeout_s.max(1) * 1000,
             max_output_bytes,
+            progress_ms: 0,
         })
     }
 
     pub fn exec_request(&mut self, req: ExecRequest) -> Result<ExecOutput> {
+        self.exec_watched(req, None, &mut |_| {})
+    }
+
+    /// `exec_request` that stops when `cancel` is set and reports progress ticks (sent every
+    /// `req.progress_ms`).
+    pub(crate) fn exec_watched(
+        &mut self,
+        req: ExecRequest,
+        cancel: Option<&crate::Cancel>,
+        progress: &mut dyn FnMut(&crate::vm::client::ExecTick),
+    ) -> Result<ExecOutput> {
         validate_command(&req.command)?;
         let vm = self.vm.as_mut().ok_or_else(|| Error::state("the VM was deleted"))?;
         crate::limits::validate_env(&req.env)?;
-        let (result, stdout, stderr) = vm.client.exec(req)?;
+        vm.client.set_cancel(cancel.cloned());
+        let out = vm.client.exec_with(req, progress);
+        vm.client.set_cancel(None);
+        let (result, stdout, stderr) = out?;
         Ok(ExecOutput { result, stdout, stderr })
     }
 

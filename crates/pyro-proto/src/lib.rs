@@ -24,7 +24,7 @@ use std::io::{self, Read, Write};
 
 /// Bumped whenever a message changes shape incompatibly. The host refuses an agent whose
 /// `Hello` names another version (an older agent in a cached initramfs, say).
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 /// Largest JSON header either side accepts.
 pub const MAX_HEADER: usize = 1 << 20;
 /// Largest payload in one frame; streams are cut into chunks of at most this size.
@@ -82,6 +82,13 @@ pub struct ExecRequest {
     pub timeout_ms: u64,
     /// Cap per stream; head and tail halves are kept around a truncation marker.
     pub max_output_bytes: u64,
+    /// Send an `ExecProgress` frame this often while the command runs (0: never).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub progress_ms: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Captured output of one stream: the bytes live in the frame payload.
@@ -100,6 +107,9 @@ pub struct ExecResult {
     /// Signal that ended the command, if any.
     pub signal: Option<i32>,
     pub timed_out: bool,
+    /// The host cancelled the command (`Cancel`): its process group was killed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cancelled: bool,
     pub duration_ms: u64,
     pub stdout: StreamInfo,
     pub stderr: StreamInfo,
@@ -122,6 +132,17 @@ pub enum Message {
     /// Final reply of `Exec`: the captured stdout then stderr bytes come first as a stream
     /// (`stdout.len + stderr.len` bytes in all).
     ExecResult(ExecResult),
+    /// While an `Exec` with `progress_ms` runs: how long it has run, how much it wrote, and
+    /// its last line of output (clipped, control characters removed). Not a final reply.
+    ExecProgress {
+        elapsed_ms: u64,
+        stdout_bytes: u64,
+        stderr_bytes: u64,
+        last_line: String,
+    },
+    /// Host to guest, with the id of a running `Exec`: kill its process group now. No reply of
+    /// its own; the `Exec` ends with `cancelled` set. Unknown or finished ids are ignored.
+    Cancel,
     /// Start unpacking a tar stream (sent as `Chunk`s then `End`) into `dest` in the guest.
     Unpack {
         dest: String,
@@ -160,7 +181,8 @@ pub enum Message {
         count: u64,
         truncated: bool,
     },
-    /// Read up to `max_bytes` of a regular file; the bytes come as a stream, then `FsData`.
+    /// Read up to `max_bytes` of a regular file from `offset`; the bytes come as a stream,
+    /// then `FsData` (`truncated`: the file goes on after what was sent).
     /// With `nofollow`, a symlink at `path` is not followed: its target is the content and
     /// `mode` carries the file-type bits (`0o120000`); regular files then also report their
     /// type bits (`0o100000`).
@@ -169,6 +191,9 @@ pub enum Message {
         max_bytes: u64,
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         nofollow: bool,
+        /// Start reading this many bytes into the file (paging a large file).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        offset: u64,
     },
     FsData {
         size: u64,
@@ -520,6 +545,7 @@ mod tests {
             env: vec![("A".into(), "b".into())],
             timeout_ms: 5,
             max_output_bytes: 10,
+            progress_ms: 0,
         });
         let buf = encode(7, &msg, b"payload").unwrap();
         let f = read_frame(&mut &buf[..]).unwrap().unwrap();
@@ -589,6 +615,7 @@ mod tests {
             env,
             timeout_ms: 1,
             max_output_bytes: 1,
+            progress_ms: 0,
         });
         let e = encode(1, &msg, &[]).unwrap_err();
         assert!(e.to_string().contains("protocol limit"), "{e}");
@@ -660,7 +687,7 @@ mod tests {
             /// Every encodable message decodes to itself, whatever its payload.
             #[test]
             fn roundtrip(id in any::<u32>(), path in ".{0,64}", payload in proptest::collection::vec(any::<u8>(), 0..512)) {
-                let msg = Message::FsRead { path, max_bytes: 5, nofollow: true };
+                let msg = Message::FsRead { path, max_bytes: 5, nofollow: true, offset: 0 };
                 let buf = encode(id, &msg, &payload).unwrap();
                 let f = read_frame(&mut &buf[..]).unwrap().unwrap();
                 prop_assert_eq!(f.id, id);

@@ -20,7 +20,8 @@ pub struct ServeArgs {
     /// around the current directory
     #[arg(long, value_name = "PATH", conflicts_with = "repo_url")]
     project_path: Option<PathBuf>,
-    /// Clone this repository once at startup and seed workspaces from the clean clone
+    /// Clone this repository (in the background, from startup) and seed workspaces from the
+    /// clean clone
     #[arg(long, value_name = "URL")]
     repo_url: Option<String>,
     /// The branch, tag or commit to check out in the clone
@@ -29,10 +30,17 @@ pub struct ServeArgs {
     /// Another host directory that seed, sync and export paths may be in (repeatable)
     #[arg(long = "allow-root", value_name = "PATH")]
     allow_roots: Vec<PathBuf>,
+    /// List and act on every workspace of this user, not only this project's
+    #[arg(long)]
+    all_workspaces: bool,
+    /// Let tool calls name registry images that are not installed yet (they are pulled)
+    #[arg(long)]
+    allow_pull: bool,
 }
 
 pub fn main(c: McpCmd) -> i32 {
     let McpCmd::Serve(a) = c;
+    let a_all = a.all_workspaces;
     let options = ServeOptions {
         profile: match a.profile.parse() {
             Ok(p) => p,
@@ -43,6 +51,8 @@ pub fn main(c: McpCmd) -> i32 {
         repo_ref: a.repo_ref,
         allow_roots: a.allow_roots,
         paths: None,
+        all_workspaces: a.all_workspaces,
+        allow_pull: a.allow_pull,
     };
     let server = match PyroServer::new(options) {
         Ok(s) => s,
@@ -50,11 +60,12 @@ pub fn main(c: McpCmd) -> i32 {
     };
     let roots = server.host_roots().list();
     eprintln!(
-        "[mcp] serving profile {} ({} tools) on stdio; project source: {}; host roots: {}",
+        "[mcp] serving profile {} ({} tools) on stdio; project source: {}; host roots: {}; scope: {}",
         server.profile(),
         server.tools().len(),
         server.source().line(),
-        if roots.is_empty() { "none" } else { &roots }
+        if roots.is_empty() { "none" } else { &roots },
+        if a_all { "all workspaces".to_string() } else { format!("{}={}", pyro_mcp::mcp::SCOPE_LABEL, server.scope()) }
     );
     match server.serve_stdio() {
         Ok(()) => 0,

@@ -109,6 +109,10 @@ pub enum FileCmd {
         path: String,
         #[arg(long)]
         max_bytes: Option<u64>,
+        /// Start this many bytes into the file (page on with the `next_offset` a truncated
+        /// read reports)
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
         /// Print only the content
         #[arg(long, conflicts_with = "json")]
         content_only: bool,
@@ -208,8 +212,8 @@ fn run(c: WsCmd, json: bool) -> Result<i32, Error> {
         WsCmd::File(FileCmd::List { id, path, recursive }) => {
             render::show(&ws.file_list(&id, path.as_deref(), recursive)?, json)
         }
-        WsCmd::File(FileCmd::Read { id, path, max_bytes, content_only }) => {
-            let r = ws.file_read(&id, &path, max_bytes)?;
+        WsCmd::File(FileCmd::Read { id, path, max_bytes, offset, content_only }) => {
+            let r = ws.file_read_at(&id, &path, offset, max_bytes)?;
             if json {
                 render::json(&r);
             } else {

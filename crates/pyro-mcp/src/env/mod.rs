@@ -186,6 +186,15 @@ pub fn all_installed(paths: &Paths) -> Vec<Installed> {
 /// asking at once build it once: the second waits on the lock and then finds the install.
 /// An OCI image that is installed is used as it is (no registry round trip); `pull` re-checks
 /// the tag.
+/// Whether `name` can be used without pulling from an image registry: a catalog entry (built
+/// from the Debian archive when missing) or an image that is installed already.
+pub fn usable_without_pull(paths: &Paths, name: &str) -> bool {
+    if !is_oci_name(name) {
+        return lookup(name).is_ok();
+    }
+    oci::parse(name, true).ok().and_then(|r| installed(paths, &r.name)).is_some()
+}
+
 pub fn ensure(rt: &crate::runtime::Runtime, name: &str, progress: &dyn Fn(&str)) -> Result<Installed> {
     if is_oci_name(name) {
         // An installed image is used whatever scheme the name carries (it may have been pulled

@@ -16,8 +16,8 @@ use crate::error::{Error, Result};
 use crate::paths::Paths;
 use std::path::PathBuf;
 
-pub use server::{failure, PyroServer};
-pub use source::{HostRoots, ProjectSource, SeedSource};
+pub use server::{failure, scope_of, PyroServer, MAX_INSTRUCTIONS, SCOPE_LABEL};
+pub use source::{CloneJob, HostRoots, ProjectSource, SeedSource};
 
 /// The longest `timeout_seconds` a model may give `workspace_exec` or `vm_run` (the CLI and
 /// SDK allow a day; a chat host's call should not).
@@ -85,7 +85,7 @@ pub struct ServeOptions {
     /// The project to seed from (its git work tree if it is in one); default: the git work
     /// tree around the current directory, if any.
     pub project_path: Option<PathBuf>,
-    /// Clone this repository once at startup and seed from the clean clone.
+    /// Clone this repository (in the background, from startup) and seed from the clean clone.
     pub repo_url: Option<String>,
     /// Check this ref out in the clone.
     pub repo_ref: Option<String>,
@@ -93,6 +93,10 @@ pub struct ServeOptions {
     pub allow_roots: Vec<PathBuf>,
     /// pyro's directories; default: from the environment (`Paths::from_env`).
     pub paths: Option<Paths>,
+    /// List and act on every workspace of the user, not only this project's.
+    pub all_workspaces: bool,
+    /// Let tool calls name registry images that are not installed (they are pulled).
+    pub allow_pull: bool,
 }
 
 /// Serve over stdin/stdout until the client disconnects.

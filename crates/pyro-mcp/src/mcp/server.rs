@@ -1,14 +1,18 @@
 //! The rmcp handler: lists the profile's tools and runs each call as one SDK operation on a
 //! blocking thread (so a slow exec in one workspace never holds up another call), with a
-//! fresh `Pyro` per call whose progress lines become MCP progress notifications.
+//! fresh `Pyro` per call whose progress lines become MCP progress notifications, and whose
+//! [`crate::Cancel`] is set when the client cancels the call.
+//!
+//! Calls see one project's world: workspaces this server's project created (they carry the
+//! `mcp.scope` label), unless the server was started with `--all-workspaces`.
 
-use super::source::{HostRoots, ProjectSource, SeedSource};
+use super::source::{CloneJob, HostRoots, ProjectSource, SeedSource};
 use super::tools::{self, args, CreateResult, EXEC_OUTPUT_BYTES};
 use super::{Profile, ServeOptions};
 use crate::error::{Error, Result};
 use crate::paths::Paths;
 use crate::render::Render;
-use crate::{Command, CreateOptions, Pyro, RunOptions, UpdateOptions};
+use crate::{Cancel, Command, CreateOptions, Pyro, RunOptions, UpdateOptions};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation, ListToolsResult,
     PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities, ServerConfig, Tool,
@@ -19,6 +23,15 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The label that ties a workspace to the project of the server that created it.
+pub const SCOPE_LABEL: &str = "mcp.scope";
+/// Longest the server instructions may be, whatever the flags (hosts clip or drop longer).
+pub const MAX_INSTRUCTIONS: usize = 2048;
+/// A call that has sent no progress for this long sends a heartbeat (hosts reset their
+/// per-call idle clocks on progress; Claude Code's is the tightest we know of).
+const HEARTBEAT: Duration = Duration::from_secs(5);
 
 /// The pyro MCP server: cheap to clone (one shared state), usable with any rmcp transport.
 #[derive(Clone)]
@@ -32,56 +45,130 @@ struct Inner {
     instructions: String,
     paths: Paths,
     source: ProjectSource,
+    /// The `--repo-url` clone, running in the background until ready.
+    clone: Option<Arc<CloneJob>>,
     roots: HostRoots,
+    /// This server's project, as the `mcp.scope` label value.
+    scope: String,
+    all_workspaces: bool,
+    allow_pull: bool,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        if let Some(job) = &self.clone {
+            job.abort();
+        }
         if let ProjectSource::RepoUrl { clone, .. } = &self.source {
             let _ = std::fs::remove_dir_all(clone);
         }
     }
 }
 
-fn instructions(profile: Profile, source: &ProjectSource, roots: &HostRoots) -> String {
-    let cap = "Command output is capped at 64 KiB per stream (head and tail kept around a marker).";
+/// The scope label value for a project: readable, short, and distinct per project (the path,
+/// or the URL and ref, hashed).
+pub fn scope_of(source: &ProjectSource) -> String {
+    use sha2::Digest;
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let (key, name) = match source {
+        ProjectSource::Project { root } => (format!("path:{}", root.display()), root.file_name().map(|n| n.to_string_lossy().to_string())),
+        ProjectSource::RepoUrl { url, reference, .. } => (
+            format!("repo:{url}#{}", reference.as_deref().unwrap_or("")),
+            url.trim_end_matches('/').rsplit('/').next().map(|n| n.trim_end_matches(".git").to_string()),
+        ),
+        ProjectSource::None => (format!("cwd:{}", cwd.display()), Some("no-project".to_string())),
+    };
+    let name: String = name
+        .unwrap_or_default()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '-' })
+        .take(40)
+        .collect();
+    let hash = sha2::Sha256::digest(key.as_bytes());
+    let hex: String = hash.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    if name.is_empty() {
+        hex
+    } else {
+        format!("{name}-{hex}")
+    }
+}
+
+/// The roots list for the instructions, within `budget` characters.
+fn roots_line(roots: &HostRoots, budget: usize) -> String {
+    let all = roots.list();
+    if all.chars().count() <= budget {
+        return all;
+    }
+    let mut out = String::new();
+    for (i, r) in roots.roots.iter().enumerate() {
+        let next = crate::text::clip(&r.display().to_string(), 120);
+        let rest = format!(" and {} more", roots.roots.len() - i);
+        if out.chars().count() + next.chars().count() + 2 + rest.len() > budget {
+            return out + &rest;
+        }
+        if !out.is_empty() {
+            out.push_str(", ");
+        }
+        out.push_str(&next);
+    }
+    out
+}
+
+fn instructions(profile: Profile, source: &ProjectSource, roots: &HostRoots, o: &ServeOptions) -> String {
+    let cap = format!(
+        "Command output is capped at {} KiB per stream (head and tail kept around a marker).",
+        EXEC_OUTPUT_BYTES / 1024
+    );
     if profile == Profile::VmRun {
         return format!(
             "pyro-mcp runs commands in disposable Debian microVMs on this host (no network). vm_run boots a \
              fresh VM (environment default: debian:12) for one shell command and destroys it afterwards. {cap}"
         );
     }
-    let host = if roots.roots.is_empty() {
-        "Host paths are refused: no project root and no --allow-root was given.".to_string()
+    let scope = if o.all_workspaces {
+        "You see every workspace of this user (--all-workspaces)."
     } else {
-        format!(
-            "Host paths (seed_path, source_path, output_path) must be inside: {}; relative ones are resolved \
-             against {}.",
-            roots.list(),
-            roots.base.as_ref().map(|b| b.display().to_string()).unwrap_or_default()
-        )
+        "You see only the workspaces of this project."
     };
-    format!(
-        "pyro-mcp gives you persistent Debian microVM workspaces on this host (no network).\n\
+    let mut s = format!(
+        "pyro-mcp gives you persistent Debian microVM workspaces on this host (no network unless created with a \
+         network_policy).\n\
          Loop: workspace_create (seeds /workspace, returns the id) -> inspect and edit with workspace_file_read, \
          workspace_file_write or workspace_patch_apply -> run tests with workspace_exec -> review with \
          workspace_summary and workspace_diff -> workspace_export results to the host -> workspace_delete when \
          done. workspace_reset goes back to the seeded baseline; vm_run runs one command in a throwaway VM.\n\
          workspace_id takes a workspace's id or name; paths in a workspace are relative to /workspace; the \
-         environment defaults to debian:12. {cap}\n\
-         Project source: {}. workspace_create without seed_path seeds from it.\n\
-         {host}\n\
-         A first call may take minutes (kernel fetch, environment build); progress is reported.",
-        source.line()
-    )
+         environment defaults to debian:12. {scope} {cap} To see all of a long output, redirect it to a file and \
+         page it with workspace_file_read (offset, max_bytes).\n\
+         Project source: {}. workspace_create without seed_path seeds from it.\n",
+        crate::text::clip(&source.line(), 300)
+    );
+    let tail = "\nA first call may take minutes (kernel fetch, environment build); progress is reported.";
+    if roots.roots.is_empty() {
+        s.push_str("Host paths are refused: no project root and no --allow-root was given.");
+    } else {
+        let base = roots.base.as_ref().map(|b| crate::text::clip(&b.display().to_string(), 200)).unwrap_or_default();
+        let fixed = s.chars().count() + tail.len() + base.chars().count() + 120;
+        let budget = MAX_INSTRUCTIONS.saturating_sub(fixed).max(40);
+        s.push_str(&format!(
+            "Host paths (seed_path, source_path, output_path) must be inside: {}; relative ones are resolved \
+             against {base}.",
+            roots_line(roots, budget)
+        ));
+    }
+    s.push_str(tail);
+    // The budget above keeps within the cap; this is the backstop.
+    crate::text::clip(&s, MAX_INSTRUCTIONS - 1)
 }
 
 impl PyroServer {
-    /// Find the project source (cloning `--repo-url` if given) and build the tool list. The
-    /// runtime (kernel, QEMU, environments) is not touched: it loads on the first tool call.
+    /// Find the project source (planning, not yet running, a `--repo-url` clone) and build
+    /// the tool list. Nothing slow happens here, so `initialize` is answered at once: the clone
+    /// runs in the background and the runtime (kernel, QEMU, environments) loads on the first
+    /// tool call that needs it.
     pub fn new(o: ServeOptions) -> Result<PyroServer> {
-        let paths = match o.paths {
-            Some(p) => p,
+        let paths = match &o.paths {
+            Some(p) => p.clone(),
             None => Paths::from_env()?,
         };
         if o.repo_url.is_some() && o.project_path.is_some() {
@@ -93,18 +180,10 @@ impl PyroServer {
         // vm_run takes no host paths and seeds nothing: no project to find, nothing to clone.
         let source = match (&o.repo_url, o.profile) {
             (_, Profile::VmRun) => ProjectSource::None,
-            (Some(url), _) => super::source::clone_repo(&paths, url, o.repo_ref.as_deref())?,
+            (Some(url), _) => super::source::plan_clone(&paths, url, o.repo_ref.as_deref())?,
             (None, _) => super::source::detect_project(o.project_path.as_deref())?,
         };
-        let roots = match HostRoots::new(source.seed_dir(), &o.allow_roots) {
-            Ok(r) => r,
-            Err(e) => {
-                if let ProjectSource::RepoUrl { clone, .. } = &source {
-                    let _ = std::fs::remove_dir_all(clone);
-                }
-                return Err(e);
-            }
-        };
+        let roots = HostRoots::new(source.seed_dir(), &o.allow_roots)?;
         let names = o.profile.tool_names();
         let tools = tools::all()
             .into_iter()
@@ -117,8 +196,22 @@ impl PyroServer {
                 }
             })
             .collect();
-        let instructions = instructions(o.profile, &source, &roots);
-        Ok(PyroServer { inner: Arc::new(Inner { profile: o.profile, tools, instructions, paths, source, roots }) })
+        let instructions = instructions(o.profile, &source, &roots, &o);
+        let clone = CloneJob::start(&source);
+        Ok(PyroServer {
+            inner: Arc::new(Inner {
+                profile: o.profile,
+                tools,
+                instructions,
+                paths,
+                scope: scope_of(&source),
+                source,
+                clone,
+                roots,
+                all_workspaces: o.all_workspaces,
+                allow_pull: o.allow_pull,
+            }),
+        })
     }
 
     pub fn profile(&self) -> Profile {
@@ -141,6 +234,11 @@ impl PyroServer {
         &self.inner.roots
     }
 
+    /// The `mcp.scope` label value of this server's project.
+    pub fn scope(&self) -> &str {
+        &self.inner.scope
+    }
+
     /// Serve on this process's stdin and stdout until the client closes them. Blocks; runs
     /// its own tokio runtime.
     pub fn serve_stdio(self) -> Result<()> {
@@ -158,8 +256,12 @@ impl PyroServer {
             Ok(())
         });
         // The client is gone: do not wait for calls still running on blocking threads (a
-        // throwaway VM's supervisor tears it down when this process exits).
+        // throwaway VM's supervisor tears it down when this process exits, and a command
+        // whose caller is gone is cancelled by its workspace's supervisor).
         rt.shutdown_background();
+        if let Some(job) = &self.inner.clone {
+            job.abort();
+        }
         if let ProjectSource::RepoUrl { clone, .. } = &self.inner.source {
             let _ = std::fs::remove_dir_all(clone);
         }
@@ -167,7 +269,8 @@ impl PyroServer {
     }
 }
 
-/// A tool's successful result: the SDK value as structured content, its rendering as text.
+/// A tool's successful result: the SDK value as structured content, its brief rendering as
+/// text (the large fields travel once, in the structured content).
 struct Reply {
     structured: Value,
     text: String,
@@ -175,7 +278,7 @@ struct Reply {
 
 fn reply<T: Serialize + Render>(v: T) -> Result<Reply> {
     let structured = serde_json::to_value(&v).map_err(|e| Error::internal(format!("serializing the result: {e}")))?;
-    Ok(Reply { structured, text: v.text() })
+    Ok(Reply { structured, text: v.brief() })
 }
 
 fn command(c: String) -> Result<Command> {
@@ -185,18 +288,69 @@ fn command(c: String) -> Result<Command> {
     Ok(Command::Shell(c))
 }
 
+/// Models may not set or clear the scope label: the server owns it.
+fn refuse_scope_label<'a>(keys: impl IntoIterator<Item = &'a String>) -> Result<()> {
+    if keys.into_iter().any(|k| k == SCOPE_LABEL) {
+        return Err(Error::invalid(format!("the label {SCOPE_LABEL} is reserved: the server sets it")));
+    }
+    Ok(())
+}
+
 impl Inner {
+    /// Wait for the `--repo-url` clone if there is one (calls that use the project do).
+    fn project_ready(&self, pyro: &Pyro) -> Result<()> {
+        match &self.clone {
+            Some(job) => job.wait(pyro.progress(), pyro.cancel_token()),
+            None => Ok(()),
+        }
+    }
+
+    /// A model's host path, confined to the roots (after the project clone is there).
+    fn confine(&self, pyro: &Pyro, p: &str, what: &str) -> Result<std::path::PathBuf> {
+        self.project_ready(pyro)?;
+        self.roots.confine(p, what)
+    }
+
+    /// An environment a model named must be installed or in the catalog; pulling any other
+    /// image from a registry is the server operator's decision (`--allow-pull`), not a model's.
+    fn check_environment(&self, name: &str) -> Result<()> {
+        crate::env::check_name(name)?;
+        if self.allow_pull || crate::env::usable_without_pull(&self.paths, name) {
+            return Ok(());
+        }
+        Err(Error::not_found(format!(
+            "environment '{}' is not installed and not in the catalog",
+            crate::text::clip(name, 120)
+        ))
+        .hint("ask the user to run `pyro env pull NAME`, or to start the server with --allow-pull"))
+    }
+
+    fn in_scope(&self, labels: &std::collections::BTreeMap<String, String>) -> bool {
+        self.all_workspaces || labels.get(SCOPE_LABEL) == Some(&self.scope)
+    }
+
+    /// Resolve a model's workspace reference to an id, only within this server's scope (a
+    /// workspace of another project is `not_found`, as if it did not exist).
+    fn resolve(&self, ws: &crate::Workspaces<'_>, key: &str) -> Result<String> {
+        let info = ws.status(key)?;
+        if !self.in_scope(&info.labels) {
+            return Err(Error::not_found(format!("workspace '{}' not found", crate::text::clip(key, 80)))
+                .hint("workspace_list shows this project's workspaces"));
+        }
+        Ok(info.id)
+    }
+
     /// One tool call, synchronously: parse, call the SDK (which validates), render the result.
     /// Defaults that differ from the SDK's on purpose are passed as explicit option values.
     fn dispatch(&self, pyro: &Pyro, tool: &str, a: Value) -> Result<Reply> {
-        use crate::run::DEFAULT_TIMEOUT_S;
         if tool == "vm_run" {
             let a: tools::VmRun = args(tool, a)?;
             let mut o = RunOptions::new(
                 a.environment.unwrap_or_else(|| tools::DEFAULT_ENVIRONMENT.into()),
                 command(a.command)?,
             );
-            o.timeout_s = a.timeout_seconds.unwrap_or(DEFAULT_TIMEOUT_S);
+            self.check_environment(&o.environment)?;
+            o.timeout_s = tools::exec_timeout(a.timeout_seconds)?;
             o.vcpus = a.vcpu_count.unwrap_or(o.vcpus);
             o.mem_mib = a.mem_mib.unwrap_or(o.mem_mib);
             o.max_output_bytes = EXEC_OUTPUT_BYTES;
@@ -213,18 +367,26 @@ impl Inner {
             } else {
                 (args::<tools::Create>(tool, a)?, Default::default())
             };
+            refuse_scope_label(a.labels.keys())?;
+            let environment = a.environment.unwrap_or_else(|| tools::DEFAULT_ENVIRONMENT.into());
+            self.check_environment(&environment)?;
             let (seed_path, seed_source) = match a.seed_path {
                 Some(p) => {
-                    let p = self.roots.confine(&p, "seed_path")?;
+                    let p = self.confine(pyro, &p, "seed_path")?;
                     (Some(p.clone()), SeedSource::Explicit { path: p })
                 }
-                None => (self.source.seed_dir().map(Path::to_path_buf), self.source.describe()),
+                None => {
+                    self.project_ready(pyro)?;
+                    (self.source.seed_dir().map(Path::to_path_buf), self.source.describe())
+                }
             };
+            let mut labels = a.labels;
+            labels.insert(SCOPE_LABEL.into(), self.scope.clone());
             let o = CreateOptions {
-                environment: a.environment.unwrap_or_else(|| tools::DEFAULT_ENVIRONMENT.into()),
+                environment,
                 seed_path,
                 name: a.name,
-                labels: a.labels,
+                labels,
                 vcpu_count: a.vcpu_count,
                 mem_mib: a.mem_mib,
                 network,
@@ -253,11 +415,15 @@ impl Inner {
         let id = |a: Value| args::<tools::Id>(tool, a).map(|a| a.workspace_id);
         let call = match tool {
             "workspace_list" => args::<tools::Empty>(tool, a).map(|_| Call::List)?,
-            "workspace_update" => Call::Update(args(tool, a)?),
+            "workspace_update" => {
+                let a: tools::Update = args(tool, a)?;
+                refuse_scope_label(a.labels.keys().chain(a.clear_labels.iter()))?;
+                Call::Update(a)
+            }
             "workspace_status" => Call::Status(id(a)?),
             "workspace_sync_push" => {
                 let a: tools::SyncPush = args(tool, a)?;
-                let src = self.roots.confine(&a.source_path, "source_path")?;
+                let src = self.confine(pyro, &a.source_path, "source_path")?;
                 Call::Sync(a, src)
             }
             "workspace_exec" => Call::Exec(args(tool, a)?),
@@ -270,7 +436,7 @@ impl Inner {
             "workspace_diff" => Call::Diff(id(a)?),
             "workspace_export" => {
                 let a: tools::Export = args(tool, a)?;
-                let out = self.roots.confine(&a.output_path, "output_path")?;
+                let out = self.confine(pyro, &a.output_path, "output_path")?;
                 Call::Export(a, out)
             }
             "workspace_reset" => Call::Reset(id(a)?),
@@ -279,36 +445,84 @@ impl Inner {
         };
         let mut ws = pyro.workspaces()?;
         match call {
-            Call::List => reply(ws.list()?),
-            Call::Update(a) => reply(ws.update(
-                &a.workspace_id,
-                &UpdateOptions {
-                    name: a.name,
-                    clear_name: a.clear_name,
-                    labels: a.labels,
-                    clear_labels: a.clear_labels,
-                },
-            )?),
-            Call::Status(id) => reply(ws.status(&id)?),
-            Call::Sync(a, src) => reply(ws.sync_push(&a.workspace_id, &src, a.dest.as_deref())?),
-            Call::Exec(a) => reply(ws.exec(
-                &a.workspace_id,
-                command(a.command)?,
-                a.cwd.as_deref(),
-                a.timeout_seconds.unwrap_or(DEFAULT_TIMEOUT_S),
-                a.env.into_iter().collect(),
-                Some(EXEC_OUTPUT_BYTES),
-            )?),
-            Call::Logs(id) => reply(ws.logs(&id)?),
-            Call::Summary(id) => reply(ws.summary(&id)?),
-            Call::FileList(a) => reply(ws.file_list(&a.workspace_id, a.path.as_deref(), a.recursive)?),
-            Call::FileRead(a) => reply(ws.file_read(&a.workspace_id, &a.path, a.max_bytes)?),
-            Call::FileWrite(a) => reply(ws.file_write(&a.workspace_id, &a.path, a.content.as_bytes())?),
-            Call::Patch(a) => reply(ws.patch_apply(&a.workspace_id, &a.patch)?),
-            Call::Diff(id) => reply(ws.diff(&id)?),
-            Call::Export(a, out) => reply(ws.export(&a.workspace_id, &a.path, &out)?),
-            Call::Reset(id) => reply(ws.reset(&id)?),
-            Call::Delete(id) => reply(ws.delete(&id)?),
+            Call::List => {
+                let mut list = ws.list()?;
+                list.workspaces.retain(|w| self.in_scope(&w.labels));
+                list.count = list.workspaces.len();
+                reply(list)
+            }
+            Call::Update(a) => {
+                let id = self.resolve(&ws, &a.workspace_id)?;
+                reply(ws.update(
+                    &id,
+                    &UpdateOptions {
+                        name: a.name,
+                        clear_name: a.clear_name,
+                        labels: a.labels,
+                        clear_labels: a.clear_labels,
+                    },
+                )?)
+            }
+            Call::Status(key) => {
+                let id = self.resolve(&ws, &key)?;
+                reply(ws.status(&id)?)
+            }
+            Call::Sync(a, src) => {
+                let id = self.resolve(&ws, &a.workspace_id)?;
+                reply(ws.sync_push(&id, &src, a.dest.as_deref())?)
+            }
+            Call::Exec(a) => {
+                let id = self.resolve(&ws, &a.workspace_id)?;
+                reply(ws.exec(
+                    &id,
+                    command(a.command)?,
+                    a.cwd.as_deref(),
+                    tools::exec_timeout(a.timeout_seconds)?,
+                    a.env.into_iter().collect(),
+                    Some(EXEC_OUTPUT_BYTES),
+                )?)
+            }
+            Call::Logs(key) => {
+                let id = self.resolve(&ws, &key)?;
+                reply(ws.logs(&id)?)
+            }
+            Call::Summary(key) => {
+                let id = self.resolve(&ws, &key)?;
+                reply(ws.summary(&id)?)
+            }
+            Call::FileList(a) => {
+                let id = self.resolve(&ws, &a.workspace_id)?;
+                reply(ws.file_list(&id, a.path.as_deref(), a.recursive)?)
+            }
+            Call::FileRead(a) => {
+                let id = self.resolve(&ws, &a.workspace_id)?;
+                let max = tools::file_read_bytes(a.max_bytes)?;
+                reply(ws.file_read_at(&id, &a.path, a.offset.unwrap_or(0), Some(max))?)
+            }
+            Call::FileWrite(a) => {
+                let id = self.resolve(&ws, &a.workspace_id)?;
+                reply(ws.file_write(&id, &a.path, a.content.as_bytes())?)
+            }
+            Call::Patch(a) => {
+                let id = self.resolve(&ws, &a.workspace_id)?;
+                reply(ws.patch_apply(&id, &a.patch)?)
+            }
+            Call::Diff(key) => {
+                let id = self.resolve(&ws, &key)?;
+                reply(ws.diff(&id)?)
+            }
+            Call::Export(a, out) => {
+                let id = self.resolve(&ws, &a.workspace_id)?;
+                reply(ws.export(&id, &a.path, &out)?)
+            }
+            Call::Reset(key) => {
+                let id = self.resolve(&ws, &key)?;
+                reply(ws.reset(&id)?)
+            }
+            Call::Delete(key) => {
+                let id = self.resolve(&ws, &key)?;
+                reply(ws.delete(&id)?)
+            }
         }
     }
 }
@@ -320,6 +534,8 @@ fn success(r: Reply) -> CallToolResult {
 }
 
 /// An SDK error as a tool error: `{"error": {"code", "message", "hint"}}` plus the text.
+/// (Claude Code shows models only the text of an error result, so the text carries the code,
+/// the message and the hint too.)
 pub fn failure(e: &Error) -> CallToolResult {
     let v = json!({"error": {"code": e.code.as_str(), "message": e.message, "hint": e.hint}});
     let mut r = CallToolResult::structured_error(v);
@@ -332,6 +548,39 @@ fn error_text(e: &Error) -> String {
     match &e.hint {
         Some(h) => format!("error ({}): {}\nhint: {h}", e.code.as_str(), e.message),
         None => format!("error ({}): {}", e.code.as_str(), e.message),
+    }
+}
+
+/// Send the call's progress lines as notifications, plus a heartbeat (elapsed time and the
+/// last phase) whenever none went out for [`HEARTBEAT`], until the call's sender is dropped.
+async fn forward_progress(
+    tool: String,
+    token: rmcp::model::ProgressToken,
+    peer: rmcp::Peer<RoleServer>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    let started = Instant::now();
+    let mut n = 0u32;
+    let mut last = "started".to_string();
+    let mut sent_at = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            line = rx.recv() => match line {
+                Some(l) => last = l,
+                None => break,
+            },
+            _ = tick.tick() => {
+                if sent_at.elapsed() < HEARTBEAT {
+                    continue;
+                }
+            }
+        }
+        n += 1;
+        let msg = format!("{tool} {} s: {}", started.elapsed().as_secs(), crate::text::clip(&last, 200));
+        let p = ProgressNotificationParam::new(token.clone(), f64::from(n)).with_message(msg);
+        let _ = peer.notify_progress(p).await;
+        sent_at = Instant::now();
     }
 }
 
@@ -368,35 +617,37 @@ impl ServerHandler for PyroServer {
         }
         let arguments = Value::Object(request.arguments.unwrap_or_default());
         // Progress lines from the SDK (a sync callback on the blocking thread) go through a
-        // channel to a task that sends them as notifications, numbered 1, 2, 3...
+        // channel to a task that sends them as notifications, with heartbeats in between.
         let (tx, forwarder) = match context.meta.get_progress_token() {
             Some(token) => {
-                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-                let peer = context.peer.clone();
-                let task = tokio::spawn(async move {
-                    let mut n = 0u32;
-                    while let Some(line) = rx.recv().await {
-                        n += 1;
-                        let p = ProgressNotificationParam::new(token.clone(), f64::from(n)).with_message(line);
-                        let _ = peer.notify_progress(p).await;
-                    }
-                });
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+                let task = tokio::spawn(forward_progress(name.clone(), token, context.peer.clone(), rx));
                 (Some(tx), Some(task))
             }
             None => (None, None),
         };
+        let cancel = Cancel::new();
         let inner = self.inner.clone();
         let tool = name.clone();
-        let joined = tokio::task::spawn_blocking(move || {
-            let mut pyro = Pyro::with_paths(inner.paths.clone());
+        let c2 = cancel.clone();
+        let mut job = tokio::task::spawn_blocking(move || {
+            let mut pyro = Pyro::with_paths(inner.paths.clone()).with_cancel(c2).with_exec_progress(HEARTBEAT);
             if let Some(tx) = tx {
                 pyro = pyro.on_progress(move |line| {
                     let _ = tx.send(line.to_string());
                 });
             }
             inner.dispatch(&pyro, &tool, arguments)
-        })
-        .await;
+        });
+        // A client's `notifications/cancelled` cancels `context.ct`: pass it on to the SDK (a
+        // running guest command is killed), then wait for the call to wind down.
+        let joined = tokio::select! {
+            r = &mut job => r,
+            _ = context.ct.cancelled() => {
+                cancel.cancel();
+                job.await
+            }
+        };
         if let Some(task) = forwarder {
             let _ = task.await; // every progress notification goes out before the result
         }

@@ -2,7 +2,8 @@
 //!
 //! The project source is found once at startup: a git work tree around `--project-path` (or
 //! the current directory), or a clean clone of `--repo-url` (optionally at `--repo-ref`) in a
-//! private directory under the cache. Host paths chosen by a model (seed path, sync source,
+//! private directory under the cache, made in the background so that `initialize` is answered
+//! at once (calls that need the project wait for it). Host paths chosen by a model (seed path, sync source,
 //! export output) are confined to the project root plus the `--allow-root` directories:
 //! the existing part of a path is canonicalized (symlinks resolved), the rest may not climb.
 
@@ -12,6 +13,8 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 /// Where a workspace created through MCP was seeded from: `{"kind": "project", "path"}`,
 /// `{"kind": "repo_url", "url", "ref"}`, `{"kind": "explicit", "path"}` or `{"kind": "none"}`.
@@ -138,8 +141,9 @@ fn sweep_clones(paths: &Paths) {
     }
 }
 
-/// Clone `url` (then check out `reference`) into a private directory, once, at startup.
-pub fn clone_repo(paths: &Paths, url: &str, reference: Option<&str>) -> Result<ProjectSource> {
+/// Check `--repo-url`/`--repo-ref` and pick the clone's private directory (not made yet):
+/// the server answers `initialize` at once and clones in the background ([`CloneJob`]).
+pub fn plan_clone(paths: &Paths, url: &str, reference: Option<&str>) -> Result<ProjectSource> {
     if url.is_empty() || url.starts_with('-') || url.contains('\0') {
         return Err(Error::invalid(format!("invalid repository URL '{}'", crate::text::clip(url, 200))));
     }
@@ -151,29 +155,101 @@ pub fn clone_repo(paths: &Paths, url: &str, reference: Option<&str>) -> Result<P
     sweep_clones(paths);
     let parent = clones_dir(paths);
     crate::paths::private_dir(&parent)?;
-    let dir = parent.join(format!("clone-{}-{}", std::process::id(), crate::vm::new_id()));
-    let fail = |what: String, out: &std::process::Output| {
-        Error::invalid(format!("{what} failed: {}", last_line(&out.stderr)))
-            .hint("check --repo-url and --repo-ref (the clone runs without a terminal, so no password prompts)")
-    };
-    let out = git(&["clone".as_ref(), "--quiet".as_ref(), "--".as_ref(), url.as_ref(), dir.as_os_str()])
-        .output()
-        .map_err(|e| Error::internal(format!("cannot run git: {e}")).hint("install git"))?;
-    if !out.status.success() {
-        let _ = std::fs::remove_dir_all(&dir);
-        return Err(fail(format!("git clone {url}"), &out));
+    let parent = parent.canonicalize().map_err(|e| Error::io("resolving the clone directory", e))?;
+    let clone = parent.join(format!("clone-{}-{}", std::process::id(), crate::vm::new_id()));
+    Ok(ProjectSource::RepoUrl { url: url.to_string(), reference: reference.map(String::from), clone })
+}
+
+/// A `--repo-url` clone running in the background; calls that need the project wait for it.
+pub struct CloneJob {
+    url: String,
+    state: Mutex<CloneState>,
+    done: Condvar,
+}
+
+#[derive(Default)]
+struct CloneState {
+    result: Option<Result<()>>,
+    /// The running git, killed when the server stops.
+    pid: Option<u32>,
+}
+
+impl CloneJob {
+    /// Start cloning `source` (a planned `RepoUrl`) on a thread.
+    pub fn start(source: &ProjectSource) -> Option<Arc<CloneJob>> {
+        let ProjectSource::RepoUrl { url, reference, clone } = source else { return None };
+        let job = Arc::new(CloneJob { url: url.clone(), state: Mutex::default(), done: Condvar::new() });
+        let (j, url, reference, dir) = (job.clone(), url.clone(), reference.clone(), clone.clone());
+        std::thread::spawn(move || {
+            let r = j.fetch(&url, reference.as_deref(), &dir);
+            if r.is_err() {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            let mut st = j.state.lock().unwrap_or_else(|e| e.into_inner());
+            st.result = Some(r);
+            st.pid = None;
+            j.done.notify_all();
+        });
+        Some(job)
     }
-    if let Some(r) = reference {
-        let out = git(&["-C".as_ref(), dir.as_os_str(), "checkout".as_ref(), "--quiet".as_ref(), r.as_ref()])
-            .output()
-            .map_err(|e| Error::internal(format!("cannot run git: {e}")))?;
+
+    fn run_git(&self, mut cmd: Command) -> Result<std::process::Output> {
+        let child = cmd.spawn().map_err(|e| Error::internal(format!("cannot run git: {e}")).hint("install git"))?;
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).pid = Some(child.id());
+        child.wait_with_output().map_err(|e| Error::internal(format!("running git: {e}")))
+    }
+
+    fn fetch(&self, url: &str, reference: Option<&str>, dir: &Path) -> Result<()> {
+        let fail = |what: String, out: &std::process::Output| {
+            Error::invalid(format!("{what} failed: {}", last_line(&out.stderr)))
+                .hint("check --repo-url and --repo-ref (the clone runs without a terminal, so no password prompts)")
+        };
+        let out = self.run_git(git(&["clone".as_ref(), "--quiet".as_ref(), "--".as_ref(), url.as_ref(), dir.as_os_str()]))?;
         if !out.status.success() {
-            let _ = std::fs::remove_dir_all(&dir);
-            return Err(fail(format!("git checkout {r}"), &out));
+            return Err(fail(format!("git clone {url}"), &out));
+        }
+        if let Some(r) = reference {
+            let out =
+                self.run_git(git(&["-C".as_ref(), dir.as_os_str(), "checkout".as_ref(), "--quiet".as_ref(), r.as_ref()]))?;
+            if !out.status.success() {
+                return Err(fail(format!("git checkout {r}"), &out));
+            }
+        }
+        Ok(())
+    }
+
+    /// Wait for the clone (reporting that once through `progress`), or until `cancel` is set.
+    pub fn wait(&self, progress: &dyn Fn(&str), cancel: &crate::Cancel) -> Result<()> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.result.is_none() {
+            progress(&format!("project: waiting for the clone of {}", self.url));
+        }
+        loop {
+            if let Some(r) = &st.result {
+                return r.clone();
+            }
+            cancel.check("waiting for the project clone")?;
+            st = self.done.wait_timeout(st, Duration::from_millis(200)).unwrap_or_else(|e| e.into_inner()).0;
         }
     }
-    let clone = dir.canonicalize().map_err(|e| Error::io("resolving the clone", e))?;
-    Ok(ProjectSource::RepoUrl { url: url.to_string(), reference: reference.map(String::from), clone })
+
+    /// Stop a clone still running (the server is going away).
+    pub fn abort(&self) {
+        if let Some(pid) = self.state.lock().unwrap_or_else(|e| e.into_inner()).pid {
+            // SAFETY: kill takes no pointers; the pid is our own git child, not yet reaped
+            // (its waiting thread reaps it).
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+    }
+
+    /// Clone state for the instructions and logs: cloning, ready or the failure.
+    pub fn status(&self) -> String {
+        match &self.state.lock().unwrap_or_else(|e| e.into_inner()).result {
+            None => "cloning in the background".into(),
+            Some(Ok(())) => "cloned".into(),
+            Some(Err(e)) => format!("clone failed: {}", e.message),
+        }
+    }
 }
 
 /// The host directories a model's paths must stay inside.

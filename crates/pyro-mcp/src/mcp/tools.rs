@@ -23,11 +23,21 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Output kept per stream for `vm_run` and `workspace_exec` (head and tail, with a marker):
-/// smaller than the SDK's default on purpose, so one call cannot flood a model's context.
-pub const EXEC_OUTPUT_BYTES: u64 = 64 * 1024;
+/// smaller than the SDK's default on purpose, so one call cannot flood a model's context
+/// (both streams together stay under Claude Code's default 25,000-token tool-output limit).
+pub const EXEC_OUTPUT_BYTES: u64 = 24 * 1024;
+/// `workspace_file_read`'s default and largest `max_bytes` (larger files are paged with
+/// `offset`).
+pub const READ_BYTES_DEFAULT: u64 = 32 * 1024;
+pub const READ_BYTES_MAX: u64 = 64 * 1024;
+/// What tools that return large text declare as `_meta["anthropic/maxResultSizeChars"]`, so
+/// Claude Code shows their result inline instead of saving it to a file past its default
+/// 50,000 characters. It bounds our own caps above: two 24 KiB streams or a 64 KiB read or
+/// patch, JSON-escaped, plus the other fields.
+pub const MAX_RESULT_CHARS: u64 = 200_000;
 pub const DEFAULT_ENVIRONMENT: &str = "debian:12";
 /// Compact JSON bytes the `workspace-core` `tools/list` may take.
-pub const TOOLS_LIST_BUDGET: usize = 6144;
+pub const TOOLS_LIST_BUDGET: usize = 8192;
 const MAX_DESCRIPTION: usize = 40;
 
 pub const VM_RUN: &[&str] = &["vm_run"];
@@ -157,14 +167,44 @@ fn def<A: JsonSchema + DeserializeOwned, R: JsonSchema>(
         Kind::Write(d, true) => ToolAnnotations::new().destructive(d).idempotent(true),
     };
     let mut tool = Tool::new(name, desc, input_schema::<A>()).with_annotations(a.open_world(false));
+    tool.title = Some(title_of(name));
     if let Some(keep) = out {
         tool = tool.with_raw_output_schema(Arc::new(output_schema::<R>(keep)));
+    }
+    if LARGE_RESULTS.contains(&name) {
+        let mut meta = rmcp::model::MetaObject::new();
+        meta.insert("anthropic/maxResultSizeChars".into(), json!(MAX_RESULT_CHARS));
+        tool.meta = Some(meta);
     }
     Def {
         tool,
         #[cfg(test)]
         check: tests::check::<A, R>,
     }
+}
+
+/// Tools whose results can carry large text (output streams, file content, patches, history).
+const LARGE_RESULTS: &[&str] =
+    &["vm_run", "workspace_exec", "workspace_logs", "workspace_summary", "workspace_file_read", "workspace_diff"];
+
+/// A tool's display title: its name without the prefix, in words (`workspace_file_read` ->
+/// `Workspace: file read`), as hosts show it in their tool rows.
+fn title_of(name: &str) -> String {
+    match name.strip_prefix("workspace_") {
+        Some(rest) => format!("Workspace: {}", rest.replace('_', " ")),
+        None => name.replace("vm_run", "Run in a throwaway VM"),
+    }
+}
+
+/// `timeout_seconds` of `vm_run` and `workspace_exec`: default 30, at most
+/// [`super::MAX_EXEC_TIMEOUT_S`] (host configs written by `pyro host` allow that much).
+pub fn exec_timeout(t: Option<u64>) -> Result<u64> {
+    crate::error::in_range("timeout_seconds", t.unwrap_or(crate::run::DEFAULT_TIMEOUT_S), 1, super::MAX_EXEC_TIMEOUT_S)
+}
+
+/// `workspace_file_read`'s `max_bytes` (default and cap smaller than the SDK's).
+pub fn file_read_bytes(m: Option<u64>) -> Result<u64> {
+    crate::error::in_range("max_bytes", m.unwrap_or(READ_BYTES_DEFAULT), 1, READ_BYTES_MAX)
 }
 
 fn catalogue() -> Vec<Def> {
@@ -212,7 +252,7 @@ fn catalogue() -> Vec<Def> {
             "workspace_file_read",
             "Read a workspace file.",
             Read,
-            Some(&["content", "truncated", "binary"]),
+            Some(&["content", "truncated", "next_offset", "binary"]),
         ),
         def::<FileWrite, f::FileWrite>(
             "workspace_file_write",
@@ -285,7 +325,7 @@ pub struct VmRun {
     /// run with /bin/sh -c
     pub command: String,
     pub environment: Option<String>,
-    #[schemars(range(min = 1, max = crate::run::MAX_TIMEOUT_S), extend("default" = crate::run::DEFAULT_TIMEOUT_S))]
+    #[schemars(range(min = 1, max = super::MAX_EXEC_TIMEOUT_S), extend("default" = crate::run::DEFAULT_TIMEOUT_S))]
     pub timeout_seconds: Option<u64>,
     #[schemars(range(min = 1, max = crate::run::MAX_VCPUS))]
     pub vcpu_count: Option<u32>,
@@ -371,7 +411,7 @@ pub struct Exec {
     /// run with /bin/sh -c
     pub command: String,
     pub cwd: Option<String>,
-    #[schemars(range(min = 1, max = crate::run::MAX_TIMEOUT_S), extend("default" = crate::run::DEFAULT_TIMEOUT_S))]
+    #[schemars(range(min = 1, max = super::MAX_EXEC_TIMEOUT_S), extend("default" = crate::run::DEFAULT_TIMEOUT_S))]
     pub timeout_seconds: Option<u64>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
@@ -391,11 +431,11 @@ pub struct FileList {
 pub struct FileRead {
     pub workspace_id: String,
     pub path: String,
-    #[schemars(
-        range(min = 1, max = crate::workspace::files::MAX_READ_BYTES),
-        extend("default" = crate::workspace::files::DEFAULT_READ_BYTES)
-    )]
+    #[schemars(range(min = 1, max = READ_BYTES_MAX), extend("default" = READ_BYTES_DEFAULT))]
     pub max_bytes: Option<u64>,
+    /// bytes to skip (next_offset)
+    #[schemars(range(min = 0))]
+    pub offset: Option<u64>,
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -480,7 +520,7 @@ pub(super) mod tests {
         }
         let run = catalogue().remove(0).tool;
         let p = &run.input_schema["properties"];
-        assert_eq!(p["timeout_seconds"], json!({"type": "integer", "minimum": 1, "maximum": 86400, "default": 30}));
+        assert_eq!(p["timeout_seconds"], json!({"type": "integer", "minimum": 1, "maximum": 3600, "default": 30}));
         assert_eq!(p["mem_mib"], json!({"type": "integer", "minimum": 256, "maximum": 65536}));
         assert_eq!(p["command"], json!({"type": "string", "description": "run with /bin/sh -c"}));
         assert_eq!(run.input_schema["required"], json!(["command"]));

@@ -43,6 +43,22 @@ pub struct Client {
     /// Why this connection can no longer be used, after a call was abandoned half-way.
     broken: Option<String>,
     timeout: Duration,
+    /// When set, a call in flight is cancelled in the guest once this is (see `recv`).
+    cancel: Option<crate::Cancel>,
+}
+
+/// How often a waiting call looks at its [`crate::Cancel`].
+const CANCEL_POLL: Duration = Duration::from_millis(100);
+/// How long a cancelled call waits for the guest's final reply.
+const CANCEL_GRACE: Duration = Duration::from_secs(20);
+
+/// A running command's progress, as the guest reported it (`last_line` clipped).
+#[derive(Debug, Clone)]
+pub struct ExecTick {
+    pub elapsed_ms: u64,
+    pub stdout_bytes: u64,
+    pub stderr_bytes: u64,
+    pub last_line: String,
 }
 
 /// What a file read returned: the reply header and the bytes.
@@ -58,7 +74,38 @@ impl Client {
     pub fn connect(sock: &Path) -> Result<Client> {
         let stream = UnixStream::connect(sock)
             .map_err(|e| Error::guest(format!("cannot reach the VM supervisor at {}: {e}", sock.display())))?;
-        Ok(Client { stream, next_id: 1, broken: None, timeout: control_timeout() })
+        Ok(Client { stream, next_id: 1, broken: None, timeout: control_timeout(), cancel: None })
+    }
+
+    /// Watch `cancel` during calls: once it is set, the running command is killed in the
+    /// guest (a `Cancel` frame) and the call returns the guest's reply (`cancelled` set).
+    pub fn set_cancel(&mut self, cancel: Option<crate::Cancel>) {
+        self.cancel = cancel;
+    }
+
+    /// Wait until the connection is readable, or `left` passed; meanwhile, send `Cancel` for
+    /// request `id` once the caller's flag is set. Returns the (possibly shortened) deadline.
+    fn wait_readable(&mut self, id: u32, mut deadline: Instant, sent: &mut bool) -> Result<Instant> {
+        use std::os::fd::AsRawFd;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(deadline);
+            }
+            let mut pfd = libc::pollfd { fd: self.stream.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+            let ms = left.min(CANCEL_POLL).as_millis() as i32 + 1;
+            // SAFETY: one live pollfd, length 1.
+            let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+            if n != 0 {
+                // Readable, closed or failed: read_frame finds out which.
+                return Ok(deadline);
+            }
+            if !*sent && self.cancel.as_ref().is_some_and(|c| c.is_cancelled()) {
+                *sent = true;
+                self.send(id, &Message::Cancel, &[])?;
+                deadline = deadline.min(Instant::now() + CANCEL_GRACE);
+            }
+        }
     }
 
     fn id(&mut self) -> Result<u32> {
@@ -94,9 +141,13 @@ impl Client {
 
     /// The next frame of request `id`, within `idle` (frames of abandoned requests are skipped
     /// but do not extend the deadline).
-    fn recv(&mut self, id: u32, idle: Duration) -> Result<pyro_proto::Frame> {
-        let deadline = Instant::now() + idle;
+    fn recv(&mut self, id: u32, idle: Duration, cancel_sent: &mut bool) -> Result<pyro_proto::Frame> {
+        let mut deadline = Instant::now() + idle;
         loop {
+            if self.cancel.is_some() {
+                // Poll first: a read timeout in the middle of a frame would lose its bytes.
+                deadline = self.wait_readable(id, deadline, cancel_sent)?;
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(self.timed_out("in time", idle));
@@ -129,6 +180,7 @@ impl Client {
         msg: &Message,
         upload: Option<&mut dyn Read>,
         sink: &mut dyn FnMut(&[u8]) -> Result<()>,
+        tick: &mut dyn FnMut(&Message),
         idle: Duration,
     ) -> Result<Message> {
         let id = self.id()?;
@@ -147,9 +199,11 @@ impl Client {
             }
             self.send(id, &Message::End, &[])?;
         }
+        let mut cancel_sent = false;
         loop {
-            let f = self.recv(id, idle)?;
+            let f = self.recv(id, idle, &mut cancel_sent)?;
             match f.msg {
+                m @ Message::ExecProgress { .. } => tick(&m),
                 Message::Chunk => {
                     if let Err(e) = sink(&f.payload) {
                         self.broken = Some("a streamed reply was refused".into());
@@ -165,7 +219,13 @@ impl Client {
     }
 
     /// `request` collecting the streamed reply in memory, at most `cap` bytes.
-    fn request_capped(&mut self, msg: &Message, cap: u64, idle: Duration) -> Result<(Message, Vec<u8>)> {
+    fn request_capped(
+        &mut self,
+        msg: &Message,
+        cap: u64,
+        tick: &mut dyn FnMut(&Message),
+        idle: Duration,
+    ) -> Result<(Message, Vec<u8>)> {
         let mut data = Vec::new();
         let reply = self.request(
             msg,
@@ -177,6 +237,7 @@ impl Client {
                 data.extend_from_slice(piece);
                 Ok(())
             },
+            tick,
             idle,
         )?;
         Ok((reply, data))
@@ -192,7 +253,7 @@ impl Client {
         let idle = self.timeout;
         let id = self.id()?;
         self.send(id, msg, payload)?;
-        match self.recv(id, idle)? {
+        match self.recv(id, idle, &mut false)? {
             pyro_proto::Frame { msg: Message::Error { code, message }, .. } => {
                 Err(Error::new(code_from_str(&code), crate::text::clip(&message, MAX_GUEST_MESSAGE)))
             }
@@ -203,10 +264,29 @@ impl Client {
 
     /// Run a command in the guest: the result header plus its stdout and stderr bytes.
     pub fn exec(&mut self, req: ExecRequest) -> Result<(ExecResult, Vec<u8>, Vec<u8>)> {
+        self.exec_with(req, &mut |_| {})
+    }
+
+    /// `exec`, handing each progress report (sent every `req.progress_ms`) to `progress`.
+    pub fn exec_with(
+        &mut self,
+        req: ExecRequest,
+        progress: &mut dyn FnMut(&ExecTick),
+    ) -> Result<(ExecResult, Vec<u8>, Vec<u8>)> {
         let idle = Duration::from_millis(req.timeout_ms).saturating_add(EXEC_GRACE);
         // Both streams, head and tail kept, plus their truncation markers.
         let cap = req.max_output_bytes.min(crate::limits::MAX_OUTPUT).saturating_mul(2).saturating_add(4096);
-        let (reply, mut stdout) = self.request_capped(&Message::Exec(req), cap, idle)?;
+        let mut tick = |m: &Message| {
+            if let Message::ExecProgress { elapsed_ms, stdout_bytes, stderr_bytes, last_line } = m {
+                progress(&ExecTick {
+                    elapsed_ms: *elapsed_ms,
+                    stdout_bytes: *stdout_bytes,
+                    stderr_bytes: *stderr_bytes,
+                    last_line: crate::text::clip(last_line, 200),
+                });
+            }
+        };
+        let (reply, mut stdout) = self.request_capped(&Message::Exec(req), cap, &mut tick, idle)?;
         let Message::ExecResult(res) = reply else {
             return Err(self.malformed("exec"));
         };
@@ -245,6 +325,7 @@ impl Client {
                     })
                     .map_err(|m| Error::guest(format!("the guest sent a malformed listing: {m}")))
             },
+            &mut |_| {},
             idle,
         )?;
         match reply {
@@ -255,9 +336,14 @@ impl Client {
 
     /// Read a file (at most `max` bytes; with `nofollow`, a symlink's target).
     pub fn read_file(&mut self, path: &str, max: u64, nofollow: bool) -> Result<FileData> {
+        self.read_file_at(path, 0, max, nofollow)
+    }
+
+    /// `read_file` from `offset` bytes into the file.
+    pub fn read_file_at(&mut self, path: &str, offset: u64, max: u64, nofollow: bool) -> Result<FileData> {
         let idle = self.timeout;
-        let msg = Message::FsRead { path: path.into(), max_bytes: max, nofollow };
-        let (reply, content) = self.request_capped(&msg, max, idle)?;
+        let msg = Message::FsRead { path: path.into(), max_bytes: max, nofollow, offset };
+        let (reply, content) = self.request_capped(&msg, max, &mut |_| {}, idle)?;
         match reply {
             Message::FsData { size, truncated, binary, mode } => {
                 Ok(FileData { size, truncated, binary, mode, content })
@@ -271,7 +357,7 @@ impl Client {
     pub fn batch(&mut self, ops: Vec<FsOp>, payload: &[u8]) -> Result<(u64, u64)> {
         let idle = self.timeout;
         let mut data = payload;
-        match self.request(&Message::FsBatch { ops }, Some(&mut data), &mut |_| Ok(()), idle)? {
+        match self.request(&Message::FsBatch { ops }, Some(&mut data), &mut |_| Ok(()), &mut |_| {}, idle)? {
             Message::FsBatchDone { written, deleted } => Ok((written, deleted)),
             _ => Err(self.malformed("a file batch")),
         }
@@ -301,7 +387,7 @@ impl Client {
         let idle = self.timeout;
         let mut counted = Counted { inner: reader, sent: 0, progress };
         let msg = Message::Unpack { dest: dest.into(), preserve_owners, oci_layer };
-        match self.request(&msg, Some(&mut counted), &mut |_| Ok(()), idle)? {
+        match self.request(&msg, Some(&mut counted), &mut |_| Ok(()), &mut |_| {}, idle)? {
             Message::Unpacked { entries, bytes } => Ok((entries, bytes)),
             _ => Err(self.malformed("an unpack")),
         }
@@ -314,6 +400,7 @@ impl Client {
             &Message::TarOut { path: path.into() },
             None,
             &mut |piece| out.write_all(piece).map_err(|e| Error::internal(format!("writing archive: {e}"))),
+            &mut |_| {},
             idle,
         )?;
         match reply {

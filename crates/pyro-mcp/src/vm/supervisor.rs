@@ -504,16 +504,16 @@ fn guest_reader(sh: Arc<Shared>, mut stream: UnixStream) {
             }
             continue;
         }
-        // Stream frames (`Chunk`) precede the final reply of the same request.
-        let target = if matches!(frame.msg, Message::Chunk) {
+        // Stream frames (`Chunk`, `ExecProgress`) precede the final reply of the same request.
+        let target = if matches!(frame.msg, Message::Chunk | Message::ExecProgress { .. }) {
             lock(&sh.pending).get(&frame.id).cloned()
         } else {
             lock(&sh.pending).remove(&frame.id)
         };
         if let Some(p) = target {
             if !to_client(&p.conn, p.id, &frame.msg, &frame.payload) {
-                // The client is gone or stuck: forget its requests (their results are dropped).
-                lock(&sh.pending).retain(|_, q| q.client != p.client);
+                // The client is gone or stuck: its commands stop, their results are dropped.
+                forget_client(&sh, p.client);
             }
         }
     }
@@ -545,12 +545,35 @@ fn client_loop(sh: Arc<Shared>, conn: UnixStream) {
     if let Ok(mut reader) = reader {
         serve_client(&sh, client, &mut reader, &writer);
     }
-    // Whatever this client still waited for is dropped when it arrives.
-    lock(&sh.pending).retain(|_, p| p.client != client);
+    // Whatever this client still waited for is dropped when it arrives, and commands it
+    // started stop (as a command over ssh ends with its connection).
+    forget_client(&sh, client);
     let left = sh.clients.fetch_sub(1, Ordering::SeqCst) - 1;
     if left == 0 && sh.spec.ephemeral {
         teardown(&sh, "owner disconnected");
     }
+}
+
+/// Drop a client's pending requests and cancel them in the guest (the agent ignores a
+/// `Cancel` for anything but a running command).
+fn forget_client(sh: &Arc<Shared>, client: u64) {
+    let gone: Vec<u32> = {
+        let mut pending = lock(&sh.pending);
+        let ids = pending.iter().filter(|(_, p)| p.client == client).map(|(g, _)| *g).collect();
+        pending.retain(|_, p| p.client != client);
+        ids
+    };
+    if gone.is_empty() {
+        return;
+    }
+    // On its own thread: the caller may be the guest reader, which must never wait on a
+    // write to the guest (the guest may itself be waiting for us to read).
+    let sh = sh.clone();
+    std::thread::spawn(move || {
+        for gid in gone {
+            send_guest(&sh, gid, &Message::Cancel, &[]);
+        }
+    });
 }
 
 fn serve_client(sh: &Arc<Shared>, client: u64, reader: &mut UnixStream, writer: &Conn) {
@@ -576,6 +599,13 @@ fn serve_client(sh: &Arc<Shared>, client: u64, reader: &mut UnixStream, writer: 
                 });
                 // Give the reply a moment to be written before the process exits.
                 std::thread::sleep(Duration::from_millis(50));
+            }
+            Message::Cancel => {
+                // The client's request `id` -> the guest's id; the reply still comes as usual.
+                let gid = lock(&sh.pending).iter().find(|(_, p)| p.client == client && p.id == id).map(|(g, _)| *g);
+                if let Some(gid) = gid {
+                    send_guest(sh, gid, &Message::Cancel, &[]);
+                }
             }
             Message::Chunk | Message::End => {
                 let Some(&gid) = streams.get(&id) else { continue };

@@ -11,6 +11,10 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 pub const DEFAULT_READ_BYTES: u64 = 64 * 1024;
 pub const MAX_READ_BYTES: u64 = 1 << 20;
 pub const MAX_WRITE_BYTES: usize = 1 << 20;
@@ -57,7 +61,14 @@ pub struct FileRead {
     pub workspace_id: String,
     pub path: String,
     pub size_bytes: u64,
+    /// Where in the file `content` starts.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub offset: u64,
+    /// The file goes on after `content`.
     pub truncated: bool,
+    /// When truncated: the `offset` that reads on from here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_offset: Option<u64>,
     pub binary: bool,
     pub mode: u32,
     #[serde(serialize_with = "crate::text::lossy")]
@@ -154,16 +165,25 @@ impl Workspaces<'_> {
     }
 
     pub fn file_read(&mut self, key: &str, path: &str, max_bytes: Option<u64>) -> Result<FileRead> {
+        self.file_read_at(key, path, 0, max_bytes)
+    }
+
+    /// Read up to `max_bytes` from `offset` bytes into the file: a large file is paged with
+    /// the `next_offset` each truncated read returns.
+    pub fn file_read_at(&mut self, key: &str, path: &str, offset: u64, max_bytes: Option<u64>) -> Result<FileRead> {
         let gp = guest_path(path)?;
         let max = crate::error::in_range("max_bytes", max_bytes.unwrap_or(DEFAULT_READ_BYTES), 1, MAX_READ_BYTES)?;
         let r = self.resolve(key)?;
         let (mut c, _) = self.connect(&r)?;
-        let f = c.read_file(&gp, max, false)?;
+        let f = c.read_file_at(&gp, offset, max, false)?;
+        let next_offset = f.truncated.then(|| offset + f.content.len() as u64);
         Ok(FileRead {
             workspace_id: r.id,
             path: gp,
             size_bytes: f.size,
+            offset,
             truncated: f.truncated,
+            next_offset,
             binary: f.binary,
             mode: f.mode,
             content: f.content,

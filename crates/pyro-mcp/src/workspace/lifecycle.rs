@@ -49,6 +49,9 @@ pub struct ExecRecord {
     pub cwd: String,
     pub exit_code: i32,
     pub timed_out: bool,
+    /// The caller cancelled it; the guest killed its process group.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cancelled: bool,
     pub duration_ms: u64,
     pub execution_mode: String,
     #[serde(serialize_with = "crate::text::lossy")]
@@ -177,7 +180,10 @@ impl<'a> Workspaces<'a> {
         network.validate()?;
         network.check_ports_free()?;
         let o = &CreateOptions { network, ..o.clone() };
+        // A build or pull that finishes is kept (it is a shared cache); a cancel after it
+        // creates nothing.
         let env = crate::env::ensure(self.rt()?, &o.environment, progress)?;
+        self.pyro.cancel_token().check("workspace create")?;
         let id = vm::new_id();
         let dir = ws_dir(self.paths(), &id);
         crate::paths::private_dir(&dir)?;
@@ -215,6 +221,8 @@ impl<'a> Workspaces<'a> {
         let mut network = WorkspaceNetwork { options: o.network.clone(), published: Vec::new() };
         let mut vm = self.boot(id, &dir.join("baseline.qcow2"), probe.vcpus, probe.mem_mib, &network)?;
         network.published = vm.boot.published.clone();
+        let cancel = self.pyro.cancel_token().clone();
+        cancel.check("workspace create")?;
         if let Some(info) = &seed_info {
             progress(&format!("workspace: seeding {} entries ({} bytes)", info.entries, info.bytes));
             let mut r = std::io::BufReader::new(std::fs::File::open(dir.join("baseline.tar")).ctx("opening baseline")?);
@@ -259,6 +267,8 @@ impl<'a> Workspaces<'a> {
             seed: seed.clone(),
             network,
         };
+        // The last point a cancel undoes everything (the caller removes the VM and files).
+        cancel.check("workspace create")?;
         self.store.insert(&row, ("create", serde_json::json!({"environment": env.name, "seed": seed})))?;
         Ok(self.info(&row))
     }
@@ -401,15 +411,19 @@ impl<'a> Workspaces<'a> {
         crate::limits::validate_output_cap(max_output_bytes)?;
         let cwd = guest_path(cwd.unwrap_or("/workspace"))?;
         let r = self.resolve(key)?;
+        self.pyro.cancel_token().check("the command")?;
         let (mut client, restarted) = self.connect(&r)?;
+        client.set_cancel(Some(self.pyro.cancel_token().clone()));
         let req = ExecRequest {
             command: command.clone(),
             cwd: Some(cwd.clone()),
             env,
             timeout_ms: timeout_s * 1000,
             max_output_bytes,
+            progress_ms: self.pyro.exec_progress_ms(),
         };
-        let (res, stdout, stderr) = client.exec(req)?;
+        let progress = self.pyro.progress();
+        let (res, stdout, stderr) = client.exec_with(req, &mut |t| progress(&crate::run::exec_progress_line(t)))?;
         let hist = |b: &[u8]| {
             let s = String::from_utf8_lossy(b);
             if s.len() > HISTORY_OUTPUT {
@@ -431,6 +445,7 @@ impl<'a> Workspaces<'a> {
             cwd: cwd.clone(),
             exit_code: res.exit_code,
             timed_out: res.timed_out,
+            cancelled: res.cancelled,
             duration_ms: res.duration_ms,
             recorded_at: now_s(),
             stdout: hist(&stdout),
@@ -446,6 +461,7 @@ impl<'a> Workspaces<'a> {
             cwd,
             exit_code: res.exit_code,
             timed_out: res.timed_out,
+            cancelled: res.cancelled,
             duration_ms: res.duration_ms,
             execution_mode: "guest_vm".into(),
             stdout,
@@ -458,10 +474,13 @@ impl<'a> Workspaces<'a> {
 
     /// Back to the baseline: the live layer is replaced by a fresh overlay (O(1)), the VM
     /// boots again, and the history since the last reset starts empty.
+    /// A cancel before the reset starts changes nothing; once the old VM is stopped the reset
+    /// runs to the end (a few seconds), so a workspace is never left half reset.
     pub fn reset(&mut self, key: &str) -> Result<WorkspaceInfo> {
         let r = self.resolve(key)?;
         let dir = ws_dir(self.paths(), &r.id);
         let _lock = crate::env::lock(&dir.join("lock"))?;
+        self.pyro.cancel_token().check("workspace reset")?;
         self.stop_vm(&r.id);
         let disk = dir.join("disk.qcow2");
         let fresh = dir.join("disk.qcow2.new");

@@ -48,12 +48,27 @@ pub struct CommandRow {
     pub cwd: String,
     pub exit_code: i32,
     pub timed_out: bool,
+    /// Cancelled by its caller (an MCP client's cancellation): the guest killed it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cancelled: bool,
     pub duration_ms: u64,
     pub recorded_at: u64,
     pub stdout: String,
     pub stderr: String,
     pub stdout_truncated: bool,
     pub stderr_truncated: bool,
+}
+
+/// `ALTER TABLE table ADD COLUMN column decl` unless the column exists.
+fn add_column(conn: &Connection, table: &str, column: &str, decl: &str) -> Result<()> {
+    let exists: bool = conn
+        .prepare(&format!("SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"))
+        .and_then(|mut s| s.exists([column]))
+        .map_err(db_err)?;
+    if !exists {
+        conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}")).map_err(db_err)?;
+    }
+    Ok(())
 }
 
 fn db_err(e: rusqlite::Error) -> Error {
@@ -93,14 +108,10 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL").map_err(db_err)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(db_err)?;
         conn.execute_batch(SCHEMA).map_err(db_err)?;
-        // Databases from before networking have no `network` column.
-        let has_network: bool = conn
-            .prepare("SELECT 1 FROM pragma_table_info('workspaces') WHERE name = 'network'")
-            .and_then(|mut s| s.exists([]))
-            .map_err(db_err)?;
-        if !has_network {
-            conn.execute_batch("ALTER TABLE workspaces ADD COLUMN network TEXT").map_err(db_err)?;
-        }
+        // Columns added after the first release, appended (in this order) to older databases
+        // and to new ones alike, so positional inserts see one layout.
+        add_column(&conn, "workspaces", "network", "TEXT")?;
+        add_column(&conn, "commands", "cancelled", "INTEGER NOT NULL DEFAULT 0")?;
         Ok(Store { conn })
     }
 
@@ -238,7 +249,7 @@ impl Store {
             })
             .map_err(db_err)?;
         tx.execute(
-            "INSERT INTO commands VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)",
+            "INSERT INTO commands VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)",
             params![
                 id,
                 seq,
@@ -252,7 +263,8 @@ impl Store {
                 c.stdout,
                 c.stderr,
                 c.stdout_truncated,
-                c.stderr_truncated
+                c.stderr_truncated,
+                c.cancelled
             ],
         )
         .map_err(db_err)?;
@@ -265,7 +277,7 @@ impl Store {
             &tx,
             id,
             "exec",
-            serde_json::json!({"sequence": seq, "command": crate::text::clip(&c.command, 200), "exit_code": c.exit_code, "duration_ms": c.duration_ms, "timed_out": c.timed_out, "truncated": c.stdout_truncated || c.stderr_truncated}),
+            serde_json::json!({"sequence": seq, "command": crate::text::clip(&c.command, 200), "exit_code": c.exit_code, "duration_ms": c.duration_ms, "timed_out": c.timed_out, "cancelled": c.cancelled, "truncated": c.stdout_truncated || c.stderr_truncated}),
         )?;
         // The history keeps the newest MAX_COMMANDS commands; the counts live on in the
         // workspace row and in the event roll-up.
@@ -283,7 +295,7 @@ impl Store {
         let mut st = self
             .conn
             .prepare(
-                "SELECT sequence, command, cwd, exit_code, timed_out, duration_ms, recorded_at, stdout, stderr, stdout_truncated, stderr_truncated
+                "SELECT sequence, command, cwd, exit_code, timed_out, duration_ms, recorded_at, stdout, stderr, stdout_truncated, stderr_truncated, cancelled
                  FROM commands WHERE workspace_id = ?1 AND generation = (SELECT reset_count FROM workspaces WHERE id = ?1) ORDER BY sequence",
             )
             .map_err(db_err)?;
@@ -301,6 +313,7 @@ impl Store {
                     stderr: r.get(8)?,
                     stdout_truncated: r.get(9)?,
                     stderr_truncated: r.get(10)?,
+                    cancelled: r.get(11)?,
                 })
             })
             .map_err(db_err)?

@@ -539,6 +539,7 @@ mod tests {
             cwd: "/workspace".into(),
             exit_code: 1,
             timed_out: false,
+            cancelled: false,
             duration_ms: 1,
             recorded_at: 0,
             stdout: String::new(),
