@@ -7,7 +7,7 @@ GUEST := target/$(TARGET)/release/pyro-guest
 PYRO := target/release/pyro
 PREFIX ?= $(HOME)/.local
 
-.PHONY: setup packages build guest environment test check fmt lint demo bench install clean smoke-user host-clis
+.PHONY: mcp-client setup packages build guest environment test check fmt lint demo bench install clean smoke-user host-clis
 
 ## Host packages (root or sudo), the build, the guest kernel and the default environment.
 setup: packages build environment
@@ -36,7 +36,7 @@ lint:
 
 ## Lint, then the whole test suite against real VMs (TCG where KVM is unusable), then (as
 ## root) the smoke as a fresh unprivileged user.
-test: setup lint host-clis
+test: setup lint host-clis mcp-client
 	PYRO_BIN=$(CURDIR)/$(PYRO) PYRO_GUEST_BIN=$(CURDIR)/$(GUEST) $(CARGO) test --release --locked --workspace
 	$(MAKE) --no-print-directory smoke-user
 
@@ -45,6 +45,12 @@ host-clis:
 	@if command -v npm >/dev/null; then mkdir -p target/host-clis && cd target/host-clis && \
 	  (npm install --silent --no-audit --no-fund @anthropic-ai/claude-code@2 @openai/codex >/dev/null 2>&1 || echo "host-clis: npm install failed; host tests use file edits only"); \
 	else echo "host-clis: npm not found; host tests use file edits only"; fi
+
+# The official TypeScript MCP SDK (from npm), the host-side client of tests/mcp_host_fit.rs.
+mcp-client:
+	@if command -v npm >/dev/null; then mkdir -p target/mcp-client && cd target/mcp-client && \
+	  (npm install --silent --no-audit --no-fund @modelcontextprotocol/sdk@1 >/dev/null 2>&1 || echo "mcp-client: npm install failed"); \
+	else echo "mcp-client: npm not found"; fi
 
 # Needs root to create the test users; skipped otherwise.
 smoke-user: build
