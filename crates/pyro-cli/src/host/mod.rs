@@ -231,7 +231,8 @@ pub fn connect(host: Host, profile: Option<&str>, repair: bool, force: bool) -> 
     // A connect writes the default scope; say so when another scope overrides it.
     if let Ok(after) = host.inspect() {
         if let Some(u) = &after.used {
-            if !(u.scope == outcome.scope.unwrap_or("") && u.path == outcome.config_path) && !host.satisfies(u, &want) {
+            let ours = u.scope == outcome.scope.unwrap_or("") && u.path == outcome.config_path;
+            if !ours && !host.satisfies(u, &want) {
                 outcome.warnings.push(format!(
                     "{} uses the {} entry in {} instead, which is not this pyro's; run `pyro host repair {}`",
                     host.name(),
