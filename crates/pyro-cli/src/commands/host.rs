@@ -7,7 +7,7 @@ use std::time::Duration;
 
 #[derive(clap::Subcommand)]
 pub enum HostCmd {
-    /// Add pyro's MCP server to a host (through its CLI when installed, else its config file)
+    /// Add pyro's MCP server, with its timeouts, to a host (through its CLI when installed, else its config file)
     Connect {
         #[arg(value_enum)]
         host: Host,
@@ -15,16 +15,16 @@ pub enum HostCmd {
         #[arg(long)]
         profile: Option<String>,
     },
-    /// Print the config snippet for a host that is configured by hand
+    /// Print the host's config snippet for pyro, timeouts included
     PrintConfig {
         #[arg(value_enum)]
         host: Host,
         #[arg(long)]
         profile: Option<String>,
     },
-    /// Is each host configured, and does its entry start a working server?
+    /// Which entry each host uses, and is it this pyro, with enough time, starting a working server?
     Doctor,
-    /// Rewrite a stale or broken entry (a backup is kept)
+    /// Fix the entry the host uses, in its scope: stale, broken, or timeouts too low (a backup is kept)
     Repair {
         #[arg(value_enum)]
         host: Host,
