@@ -1,52 +1,98 @@
 //! `pyro host ...` against the hosts' real config formats, through their real CLIs (installed
-//! from npm by `make host-clis`) and through direct file edits when no CLI is on PATH.
+//! from npm by `make host-clis`) and through files written the way each host writes them.
+//! Nothing here boots a VM: `host doctor` only asks `pyro mcp serve` for its tool list.
 
 mod common;
 use common::*;
+use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
+
+const TOOL_MS: u64 = pyro_mcp::mcp::MAX_CALL_S * 1000;
+const STARTUP_MS: u64 = pyro_mcp::mcp::STARTUP_TIMEOUT_S * 1000;
 
 fn clis() -> Option<PathBuf> {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/host-clis/node_modules/.bin");
     p.join("claude").exists().then_some(p)
 }
 
+/// A private HOME with a git project inside; every command runs in the project.
 struct Home {
     dir: tempfile::TempDir,
     t: Env,
+    /// Extra environment (CLAUDE_CONFIG_DIR, ...), for pyro and the hosts' CLIs alike.
+    env: Vec<(String, String)>,
 }
 
 impl Home {
     fn new() -> Home {
-        Home { dir: tempfile::tempdir().unwrap(), t: Env::new() }
+        let h = Home { dir: tempfile::tempdir().unwrap(), t: Env::new(), env: Vec::new() };
+        std::fs::create_dir_all(h.proj()).unwrap();
+        let git = Command::new("git").args(["init", "-q"]).current_dir(h.proj()).status();
+        if !git.is_ok_and(|s| s.success()) {
+            std::fs::create_dir_all(h.proj().join(".git")).unwrap();
+        }
+        h
+    }
+    fn proj(&self) -> PathBuf {
+        self.dir.path().join("proj")
+    }
+    fn path_var(&self, with_clis: bool) -> String {
+        match with_clis {
+            true => format!("{}:/usr/local/bin:/usr/bin:/bin", clis().unwrap().display()),
+            false => "/usr/local/bin:/usr/bin:/bin".into(),
+        }
+    }
+    fn prepare(&self, c: &mut Command, with_clis: bool) {
+        c.env("HOME", self.dir.path()).env("PATH", self.path_var(with_clis)).current_dir(self.proj());
+        for v in
+            ["CODEX_HOME", "CLAUDE_CONFIG_DIR", "XDG_CONFIG_HOME", "OPENCODE_CONFIG", "MCP_TIMEOUT", "MCP_TOOL_TIMEOUT"]
+        {
+            c.env_remove(v);
+        }
+        c.envs(self.env.iter().map(|(k, v)| (k, v)));
     }
     /// pyro with this HOME; `with_clis` puts the hosts' CLIs on PATH.
-    fn pyro(&self, with_clis: bool, args: &[&str]) -> std::process::Output {
-        let mut path = String::from("/usr/local/bin:/usr/bin:/bin");
-        if with_clis {
-            path = format!("{}:{path}", clis().unwrap().display());
-        }
-        self.t
-            .cmd()
-            .env("HOME", self.dir.path())
-            .env("PATH", path)
-            .env_remove("CODEX_HOME")
-            .args(args)
-            .output()
-            .unwrap()
+    fn pyro(&self, with_clis: bool, args: &[&str]) -> Output {
+        let mut c = self.t.cmd();
+        self.prepare(&mut c, with_clis);
+        c.args(args).output().unwrap()
+    }
+    /// A `--json` pyro call that must succeed.
+    fn ok(&self, with_clis: bool, args: &[&str]) -> Value {
+        let o = self.pyro(with_clis, args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}{}", stdout(&o), stderr(&o));
+        json(&o)
+    }
+    fn doctor(&self) -> Value {
+        json(&self.pyro(false, &["host", "doctor", "--json"]))
     }
     fn cli(&self, name: &str, args: &[&str]) -> String {
-        let o = Command::new(clis().unwrap().join(name))
-            .env("HOME", self.dir.path())
-            .env("PATH", format!("{}:/usr/bin:/bin", clis().unwrap().display()))
-            .args(args)
-            .output()
-            .unwrap();
+        let mut c = Command::new(clis().unwrap().join(name));
+        self.prepare(&mut c, true);
+        let o = c.args(args).output().unwrap();
         format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    }
+    /// A host CLI's `--json` answer (stdout only: Codex warns on stderr about temp dirs).
+    fn cli_json(&self, name: &str, args: &[&str]) -> Value {
+        let mut c = Command::new(clis().unwrap().join(name));
+        self.prepare(&mut c, true);
+        let o = c.args(args).output().unwrap();
+        serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("{name} {args:?} ({e}): {}{}", stdout(&o), stderr(&o)))
     }
     fn file(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }
+}
+
+fn read_json(p: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+fn write_json(p: &Path, v: &Value) {
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, serde_json::to_string_pretty(v).unwrap()).unwrap();
 }
 
 fn backups(dir: &Path) -> usize {
@@ -57,6 +103,19 @@ fn backups(dir: &Path) -> usize {
         .count()
 }
 
+fn row<'a>(d: &'a Value, host: &str) -> &'a Value {
+    d["hosts"].as_array().unwrap().iter().find(|r| r["host"] == host).unwrap()
+}
+
+fn pyro_path() -> String {
+    Path::new(env!("CARGO_BIN_EXE_pyro")).canonicalize().unwrap().to_string_lossy().into_owned()
+}
+
+/// An entry as `claude mcp add` writes it (no timeout).
+fn claude_entry(command: &str) -> Value {
+    json!({"type": "stdio", "command": command, "args": ["mcp", "serve"], "env": {}})
+}
+
 #[test]
 fn claude_code_through_its_cli_is_idempotent_and_connects() {
     let Some(_) = clis() else {
@@ -64,23 +123,155 @@ fn claude_code_through_its_cli_is_idempotent_and_connects() {
         return;
     };
     let h = Home::new();
-    let o = h.pyro(true, &["host", "connect", "claude-code", "--json"]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let v = json(&o);
+    let v = h.ok(true, &["host", "connect", "claude-code", "--json"]);
     assert_eq!(v["changed"], true);
-    assert_eq!(v["method"], "claude mcp add --scope user");
-    let cfg: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(h.file(".claude.json")).unwrap()).unwrap();
-    assert_eq!(cfg["mcpServers"]["pyro"]["args"], serde_json::json!(["mcp", "serve"]));
-    let again = json(&h.pyro(true, &["host", "connect", "claude-code", "--json"]));
-    assert_eq!(again["changed"], false);
-    // Claude Code's own health check starts our server and talks MCP to it.
+    assert_eq!(v["method"], "claude mcp add-json --scope user");
+    let cfg = read_json(&h.file(".claude.json"));
+    assert_eq!(cfg["mcpServers"]["pyro"]["args"], json!(["mcp", "serve"]));
+    assert_eq!(cfg["mcpServers"]["pyro"]["timeout"], TOOL_MS);
+    assert_eq!(h.ok(true, &["host", "connect", "claude-code", "--json"])["changed"], false);
+    // Claude Code's own health check starts our server and talks MCP to it, and it reads
+    // the per-server timeout.
     let list = h.cli("claude", &["mcp", "list"]);
     assert!(list.contains("pyro") && list.contains("Connected"), "{list}");
-    let d = h.pyro(true, &["host", "doctor", "--json"]);
-    let dv = json(&d);
-    assert_eq!(dv["hosts"][0]["configured"], true, "{dv}");
-    assert_eq!(dv["hosts"][0]["server_ok"], true, "{dv}");
+    let get = h.cli("claude", &["mcp", "get", "pyro"]);
+    assert!(get.contains(&format!("Timeout: {TOOL_MS}ms")) && get.contains("User config"), "{get}");
+    let dv = h.doctor();
+    let r = row(&dv, "claude-code");
+    assert_eq!(
+        (r["configured"].clone(), r["server_ok"].clone(), r["ok"].clone()),
+        (json!(true), json!(true), json!(true)),
+        "{dv}"
+    );
+    assert_eq!(r["scope"], "user");
+}
+
+#[test]
+fn claude_config_dir_is_followed_for_read_and_write() {
+    let mut h = Home::new();
+    let cfg_dir = h.file("claude-cfg");
+    h.env.push(("CLAUDE_CONFIG_DIR".into(), cfg_dir.to_string_lossy().into()));
+    let with_clis = clis().is_some();
+    let v = h.ok(with_clis, &["host", "connect", "claude-code", "--json"]);
+    assert_eq!(v["config_path"], cfg_dir.join(".claude.json").to_string_lossy().as_ref());
+    assert!(!h.file(".claude.json").exists(), "~/.claude.json must not be written when CLAUDE_CONFIG_DIR is set");
+    assert_eq!(read_json(&cfg_dir.join(".claude.json"))["mcpServers"]["pyro"]["timeout"], TOOL_MS);
+    let r = h.doctor();
+    assert_eq!(row(&r, "claude-code")["ok"], true, "{r}");
+    assert_eq!(row(&r, "claude-code")["config_path"], cfg_dir.join(".claude.json").to_string_lossy().as_ref());
+    if with_clis {
+        let get = h.cli("claude", &["mcp", "get", "pyro"]);
+        assert!(get.contains(&pyro_path()) && get.contains("User config"), "{get}");
+    }
+}
+
+#[test]
+fn a_stale_local_entry_shadowing_a_good_user_one_is_reported_and_repaired() {
+    for with_clis in [false, true] {
+        if with_clis && clis().is_none() {
+            continue;
+        }
+        let h = Home::new();
+        h.ok(false, &["host", "connect", "claude-code", "--json"]);
+        // A local-scope entry as `claude mcp add --scope local` leaves it, for an old binary.
+        let mut cfg = read_json(&h.file(".claude.json"));
+        let key = h.proj().canonicalize().unwrap().to_string_lossy().into_owned();
+        cfg["projects"] =
+            json!({ key.clone(): {"allowedTools": [], "mcpServers": {"pyro": claude_entry("/old/pyro")}} });
+        write_json(&h.file(".claude.json"), &cfg);
+        if with_clis {
+            let get = h.cli("claude", &["mcp", "get", "pyro"]);
+            assert!(get.contains("Local config") && get.contains("/old/pyro"), "{get}");
+        }
+        let d = h.doctor();
+        let r = row(&d, "claude-code");
+        assert_eq!(r["scope"], "local", "{d}");
+        assert_eq!(r["ok"], false);
+        assert_eq!(r["fix"], "pyro host repair claude-code");
+        let problems = r["problems"].to_string();
+        assert!(problems.contains("shadows a good user entry") && problems.contains("/old/pyro"), "{problems}");
+        let o = h.ok(with_clis, &["host", "repair", "claude-code", "--json"]);
+        assert_eq!((o["scope"].clone(), o["changed"].clone()), (json!("local"), json!(true)), "{o}");
+        let cfg = read_json(&h.file(".claude.json"));
+        let local = &cfg["projects"][&key]["mcpServers"]["pyro"];
+        assert_eq!((local["command"].as_str(), local["timeout"].as_u64()), (Some(pyro_path().as_str()), Some(TOOL_MS)));
+        assert_eq!(cfg["projects"][&key]["allowedTools"], json!([]), "other project keys are kept");
+        assert_eq!(cfg["mcpServers"]["pyro"]["command"], pyro_path().as_str(), "the user entry is untouched");
+        assert_eq!(row(&h.doctor(), "claude-code")["ok"], true);
+        if with_clis {
+            let get = h.cli("claude", &["mcp", "get", "pyro"]);
+            assert!(get.contains("Local config") && get.contains(&pyro_path()), "{get}");
+        }
+    }
+}
+
+#[test]
+fn a_project_mcp_json_entry_is_read_and_repaired_in_place() {
+    let h = Home::new();
+    // `.mcp.json` as `claude mcp add --scope project` writes it, next to another server, and
+    // approved in Claude Code (enabledMcpjsonServers).
+    let mcp = h.proj().join(".mcp.json");
+    write_json(
+        &mcp,
+        &json!({"mcpServers": {"other": claude_entry("other-server"), "pyro": claude_entry(&pyro_path())}}),
+    );
+    let key = h.proj().canonicalize().unwrap().to_string_lossy().into_owned();
+    write_json(&h.file(".claude.json"), &json!({"projects": {key: {"enabledMcpjsonServers": ["pyro"]}}}));
+    if clis().is_some() {
+        let get = h.cli("claude", &["mcp", "get", "pyro"]);
+        assert!(get.contains("Project config"), "{get}");
+    }
+    let d = h.doctor();
+    let r = row(&d, "claude-code");
+    assert_eq!((r["scope"].as_str(), r["server_ok"].as_bool()), (Some("project"), Some(true)), "{d}");
+    assert_eq!(r["ok"], false, "no per-server timeout: {d}");
+    assert!(r["problems"].to_string().contains("no per-server timeout"), "{d}");
+    let o = h.ok(false, &["host", "repair", "claude-code", "--json"]);
+    assert_eq!(o["config_path"], mcp.canonicalize().unwrap().to_string_lossy().as_ref(), "{o}");
+    let v = read_json(&mcp);
+    assert_eq!(v["mcpServers"]["pyro"]["timeout"], TOOL_MS);
+    assert_eq!(v["mcpServers"]["other"]["command"], "other-server");
+    assert!(!h.file(".claude.json").exists() || read_json(&h.file(".claude.json"))["mcpServers"].is_null());
+    assert_eq!(backups(&h.proj()), 1);
+    assert_eq!(row(&h.doctor(), "claude-code")["ok"], true);
+}
+
+#[test]
+fn broken_claude_config_is_reported_refused_by_connect_and_repaired() {
+    let h = Home::new();
+    let broken = "{ \"mcpServers\": { \"pyro\": ";
+    std::fs::write(h.file(".claude.json"), broken).unwrap();
+    let d = h.doctor();
+    assert_eq!(d["ok"], true, "a broken file is not configured yet: {d}");
+    assert!(row(&d, "claude-code")["detail"].as_str().unwrap().contains("broken"), "{d}");
+    assert_eq!(row(&d, "claude-code")["fix"], "pyro host repair claude-code");
+    // connect: one clear line, nothing changed.
+    let o = h.pyro(false, &["host", "connect", "claude-code"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(stderr(&o).lines().filter(|l| l.starts_with("error:")).count(), 1, "{}", stderr(&o));
+    assert!(!stderr(&o).contains("panicked"));
+    assert_eq!(std::fs::read_to_string(h.file(".claude.json")).unwrap(), broken);
+    assert_eq!(backups(h.dir.path()), 0);
+    h.ok(false, &["host", "repair", "claude-code", "--json"]);
+    let cfg = read_json(&h.file(".claude.json"));
+    assert_eq!(cfg["mcpServers"]["pyro"]["type"], "stdio");
+    assert_eq!(backups(h.dir.path()), 1);
+    // A stale entry (another binary) is rewritten by repair, other entries kept.
+    let mut cfg = cfg;
+    cfg["mcpServers"]["pyro"]["command"] = "/old/pyro".into();
+    cfg["mcpServers"]["keep"] = json!({"type": "stdio", "command": "keep"});
+    write_json(&h.file(".claude.json"), &cfg);
+    let d = h.doctor();
+    assert_eq!(d["ok"], false);
+    assert_eq!(row(&d, "claude-code")["fix"], "pyro host repair claude-code");
+    h.ok(false, &["host", "repair", "claude-code", "--json"]);
+    let cfg = read_json(&h.file(".claude.json"));
+    assert_eq!(cfg["mcpServers"]["pyro"]["command"], pyro_path().as_str());
+    assert_eq!(cfg["mcpServers"]["keep"]["command"], "keep");
+    // A bad flag changes nothing either.
+    let o = h.pyro(false, &["host", "connect", "codex", "--profile", "nope"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(!h.file(".codex").exists());
 }
 
 #[test]
@@ -90,59 +281,158 @@ fn codex_through_its_cli_and_by_file_edit() {
     let original = "# my settings\nmodel = \"o3\"\n\n[mcp_servers.other]\ncommand = \"other-server\"\nargs = []\n";
     std::fs::write(h.file(".codex/config.toml"), original).unwrap();
     // No CLI on PATH: the file is edited, comments and other servers kept, a backup made.
-    let v = json(&h.pyro(false, &["host", "connect", "codex", "--json"]));
+    let v = h.ok(false, &["host", "connect", "codex", "--json"]);
     assert_eq!(v["changed"], true, "{v}");
     let text = std::fs::read_to_string(h.file(".codex/config.toml")).unwrap();
     assert!(text.starts_with("# my settings\nmodel = \"o3\""), "{text}");
     assert!(text.contains("[mcp_servers.other]") && text.contains("[mcp_servers.pyro]"), "{text}");
+    assert!(text.contains("tool_timeout_sec = 4200") && text.contains("startup_timeout_sec = 30"), "{text}");
     assert_eq!(backups(&h.file(".codex")), 1);
-    assert_eq!(json(&h.pyro(false, &["host", "connect", "codex", "--json"]))["changed"], false);
+    assert_eq!(h.ok(false, &["host", "connect", "codex", "--json"])["changed"], false);
     assert_eq!(backups(&h.file(".codex")), 1, "an unchanged connect must not touch anything");
     if clis().is_some() {
-        // The real Codex CLI reads what we wrote.
-        let got = h.cli("codex", &["mcp", "get", "pyro", "--json"]);
-        assert!(got.contains("\"mcp\"") && got.contains("\"serve\""), "{got}");
+        // The real Codex CLI reads what we wrote, timeouts included.
+        let got = h.cli_json("codex", &["mcp", "get", "pyro", "--json"]);
+        assert_eq!(got["transport"]["args"], json!(["mcp", "serve"]));
+        assert_eq!(got["tool_timeout_sec"].as_f64(), Some(4200.0), "{got}");
+        assert_eq!(got["startup_timeout_sec"].as_f64(), Some(30.0), "{got}");
         assert!(h.cli("codex", &["mcp", "list"]).contains("other-server"));
+        // A fresh home through the CLI: `codex mcp add`, then the timeouts.
+        let h2 = Home::new();
+        let v = h2.ok(true, &["host", "connect", "codex", "--json"]);
+        assert_eq!(v["method"], "codex mcp add, then the timeouts with toml_edit", "{v}");
+        let got = h2.cli_json("codex", &["mcp", "get", "pyro", "--json"]);
+        assert_eq!(got["transport"]["command"], pyro_path().as_str());
+        assert_eq!(got["tool_timeout_sec"].as_f64(), Some(4200.0), "{got}");
+        assert_eq!(h2.ok(true, &["host", "connect", "codex", "--json"])["changed"], false);
+        assert_eq!(row(&h2.doctor(), "codex")["ok"], true);
     }
 }
 
 #[test]
-fn broken_claude_config_is_reported_and_repaired() {
+fn codex_with_a_low_tool_timeout_is_flagged_and_repaired_keeping_its_keys() {
     let h = Home::new();
-    std::fs::write(h.file(".claude.json"), "{ \"mcpServers\": { \"pyro\": ").unwrap();
-    let d = json(&h.pyro(false, &["host", "doctor", "--json"]));
-    assert_eq!(d["ok"], true, "a broken file is not configured yet: {d}");
-    assert!(d["hosts"][0]["detail"].as_str().unwrap().contains("broken"), "{d}");
-    let o = h.pyro(false, &["host", "repair", "claude-code", "--json"]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let cfg: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(h.file(".claude.json")).unwrap()).unwrap();
-    assert_eq!(cfg["mcpServers"]["pyro"]["type"], "stdio");
-    assert_eq!(backups(h.dir.path()), 1);
-    // A stale entry (another binary) is rewritten by repair, other entries kept.
-    let mut cfg = cfg;
-    cfg["mcpServers"]["pyro"]["command"] = "/old/pyro".into();
-    cfg["mcpServers"]["keep"] = serde_json::json!({"type": "stdio", "command": "keep"});
-    std::fs::write(h.file(".claude.json"), serde_json::to_string(&cfg).unwrap()).unwrap();
-    let d = json(&h.pyro(false, &["host", "doctor", "--json"]));
-    assert_eq!(d["ok"], false);
-    assert_eq!(d["hosts"][0]["fix"], "pyro host repair claude-code");
-    json(&h.pyro(false, &["host", "repair", "claude-code", "--json"]));
-    let cfg: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(h.file(".claude.json")).unwrap()).unwrap();
-    assert_ne!(cfg["mcpServers"]["pyro"]["command"], "/old/pyro");
-    assert_eq!(cfg["mcpServers"]["keep"]["command"], "keep");
+    let text = format!(
+        "[mcp_servers.pyro]\ncommand = {:?}\nargs = [\"mcp\", \"serve\"]\ntool_timeout_sec = 60\n\n[mcp_servers.pyro.env]\nKEEP = \"1\"\n",
+        pyro_path()
+    );
+    std::fs::create_dir_all(h.file(".codex")).unwrap();
+    std::fs::write(h.file(".codex/config.toml"), &text).unwrap();
+    let d = h.doctor();
+    let r = row(&d, "codex");
+    assert_eq!((r["ok"].as_bool(), r["server_ok"].as_bool()), (Some(false), Some(true)), "{d}");
+    assert!(r["problems"].to_string().contains("tool_timeout_sec = 60"), "{d}");
+    assert_eq!(r["fix"], "pyro host repair codex");
+    assert_eq!(h.pyro(false, &["host", "doctor"]).status.code(), Some(5));
+    h.ok(false, &["host", "repair", "codex", "--json"]);
+    let doc: toml_edit::DocumentMut = std::fs::read_to_string(h.file(".codex/config.toml")).unwrap().parse().unwrap();
+    let t = &doc["mcp_servers"]["pyro"];
+    assert_eq!(t["tool_timeout_sec"].as_integer(), Some(4200));
+    assert_eq!(t["startup_timeout_sec"].as_integer(), Some(30));
+    assert_eq!(t["env"]["KEEP"].as_str(), Some("1"));
+    assert_eq!(row(&h.doctor(), "codex")["ok"], true);
 }
 
 #[test]
-fn opencode_snippet_is_valid() {
+fn opencode_json_is_edited_and_jsonc_is_read_but_left_alone() {
     let h = Home::new();
-    let v = json(&h.pyro(false, &["host", "print-config", "opencode"]));
-    assert_eq!(v["mcp"]["pyro"]["type"], "local");
-    let cmd = v["mcp"]["pyro"]["command"].as_array().unwrap();
-    assert!(cmd[0].as_str().unwrap().ends_with("/pyro"));
-    assert_eq!(cmd[1], "mcp");
-    let o = h.pyro(false, &["host", "connect", "opencode"]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("print-config opencode"));
+    let dir = h.file(".config/opencode");
+    // The docs' own JSONC example style: comments and trailing commas.
+    let jsonc = format!(
+        "{{\n  \"$schema\": \"https://opencode.ai/config.json\",\n  // my servers\n  \"mcp\": {{\n    \"pyro\": {{\n      \"type\": \"local\",\n      \"command\": [{:?}, \"mcp\", \"serve\"],\n      \"enabled\": true,\n    }},\n  }},\n}}\n",
+        pyro_path()
+    );
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("opencode.jsonc"), &jsonc).unwrap();
+    let d = h.doctor();
+    let r = row(&d, "opencode");
+    assert_eq!(
+        (r["configured"].as_bool(), r["server_ok"].as_bool(), r["ok"].as_bool()),
+        (Some(true), Some(true), Some(false)),
+        "{d}"
+    );
+    assert!(r["problems"].to_string().contains("experimental.mcp_timeout"), "{d}");
+    // connect will not rewrite JSONC: it prints the snippet, exits 5, and changes nothing.
+    let o = h.pyro(false, &["host", "connect", "opencode", "--json"]);
+    assert_eq!(o.status.code(), Some(5), "{}", stdout(&o));
+    let v = json(&o);
+    assert_eq!(v["changed"], false);
+    let snippet: Value = serde_json::from_str(v["snippet"].as_str().unwrap()).unwrap();
+    assert_eq!(snippet["experimental"]["mcp_timeout"], TOOL_MS);
+    assert_eq!(std::fs::read_to_string(dir.join("opencode.jsonc")).unwrap(), jsonc);
+    assert_eq!(backups(&dir), 0);
+
+    // Plain opencode.json: edited in place, other keys kept, idempotent.
+    std::fs::remove_file(dir.join("opencode.jsonc")).unwrap();
+    write_json(
+        &dir.join("opencode.json"),
+        &json!({"$schema": "https://opencode.ai/config.json", "model": "m", "mcp": {"other": {"type": "local", "command": ["other"]}}}),
+    );
+    let v = h.ok(false, &["host", "connect", "opencode", "--json"]);
+    assert_eq!(v["changed"], true);
+    let cfg = read_json(&dir.join("opencode.json"));
+    assert_eq!(cfg["model"], "m");
+    assert_eq!(cfg["mcp"]["other"]["command"], json!(["other"]));
+    assert_eq!(
+        cfg["mcp"]["pyro"],
+        json!({"type": "local", "command": [pyro_path(), "mcp", "serve"], "enabled": true, "timeout": STARTUP_MS})
+    );
+    assert_eq!(cfg["experimental"]["mcp_timeout"], TOOL_MS);
+    assert_eq!(h.ok(false, &["host", "connect", "opencode", "--json"])["changed"], false);
+    assert_eq!(backups(&dir), 1);
+    assert_eq!(row(&h.doctor(), "opencode")["ok"], true);
+
+    // A project opencode.json in the newer `mcp.servers` layout overrides the global one.
+    write_json(
+        &h.proj().join("opencode.json"),
+        &json!({"mcp": {"servers": {"pyro": {"type": "local", "command": ["/old/pyro", "mcp", "serve"]}}}}),
+    );
+    let d = h.doctor();
+    let r = row(&d, "opencode");
+    assert_eq!(r["scope"], "project", "{d}");
+    assert!(r["problems"].to_string().contains("shadows a good global entry"), "{d}");
+    h.ok(false, &["host", "repair", "opencode", "--json"]);
+    let p = read_json(&h.proj().join("opencode.json"));
+    assert_eq!(p["mcp"]["servers"]["pyro"]["timeout"], json!({"startup": STARTUP_MS, "request": TOOL_MS}));
+    assert_eq!(p["mcp"]["servers"]["pyro"]["command"][0], pyro_path().as_str());
+    assert!(p["mcp"]["pyro"].is_null() && p["mcp"]["servers"]["pyro"]["enabled"].is_null());
+    assert_eq!(row(&h.doctor(), "opencode")["ok"], true);
+}
+
+#[test]
+fn snippets_are_valid_for_any_path() {
+    // A copy of pyro at an awkward path: current_exe is that path.
+    let base = tempfile::tempdir().unwrap();
+    let dir = base.path().join("dir with space").join("it's \"q\" \\ é");
+    std::fs::create_dir_all(&dir).unwrap();
+    let exe = dir.join("pyro");
+    std::fs::copy(env!("CARGO_BIN_EXE_pyro"), &exe).unwrap();
+    let want = exe.canonicalize().unwrap().to_string_lossy().into_owned();
+    let h = Home::new();
+    let run = |args: &[&str]| {
+        let mut c = Command::new(&exe);
+        h.prepare(&mut c, false);
+        c.env("PYRO_RUNTIME_DIR", h.t.runtime.path()).args(args).output().unwrap()
+    };
+    let o = run(&["host", "print-config", "codex"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let doc: toml_edit::DocumentMut = stdout(&o).parse().unwrap_or_else(|e| panic!("not TOML ({e}): {}", stdout(&o)));
+    let t = &doc["mcp_servers"]["pyro"];
+    assert_eq!(t["command"].as_str(), Some(want.as_str()));
+    assert_eq!(t["tool_timeout_sec"].as_integer(), Some(4200));
+    assert_eq!(t["startup_timeout_sec"].as_integer(), Some(30));
+    let o = run(&["host", "print-config", "claude-code"]);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (v["mcpServers"]["pyro"]["command"].as_str(), v["mcpServers"]["pyro"]["timeout"].as_u64()),
+        (Some(want.as_str()), Some(TOOL_MS))
+    );
+    let o = run(&["host", "print-config", "opencode"]);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["mcp"]["pyro"]["command"][0], want.as_str());
+    // The entry written for that path starts a working server.
+    assert_eq!(run(&["host", "connect", "codex"]).status.code(), Some(0));
+    let o = run(&["host", "doctor", "--json"]);
+    let d: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(row(&d, "codex")["ok"], true, "{d}");
 }

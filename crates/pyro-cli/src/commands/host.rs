@@ -1,13 +1,13 @@
 //! `pyro host connect|print-config|doctor|repair`: set chat hosts up to run `pyro mcp serve`.
 
-use crate::host::{self, probe, Entry, Host};
+use crate::host::{self, doctor, probe, Entry, Host};
 use crate::render;
 use pyro_mcp::Error;
 use std::time::Duration;
 
 #[derive(clap::Subcommand)]
 pub enum HostCmd {
-    /// Add pyro's MCP server to a host (through its CLI when installed, else its config file)
+    /// Add pyro's MCP server, with its timeouts, to a host (through its CLI when installed, else its config file)
     Connect {
         #[arg(value_enum)]
         host: Host,
@@ -15,16 +15,16 @@ pub enum HostCmd {
         #[arg(long)]
         profile: Option<String>,
     },
-    /// Print the config snippet for a host that is configured by hand
+    /// Print the host's config snippet for pyro, timeouts included
     PrintConfig {
         #[arg(value_enum)]
         host: Host,
         #[arg(long)]
         profile: Option<String>,
     },
-    /// Is each host configured, and does its entry start a working server?
+    /// Which entry each host uses, and is it this pyro, with enough time, starting a working server?
     Doctor,
-    /// Rewrite a stale or broken entry (a backup is kept)
+    /// Fix the entry the host uses, in its scope: stale, broken, or timeouts too low (a backup is kept)
     Repair {
         #[arg(value_enum)]
         host: Host,
@@ -37,17 +37,9 @@ pub enum HostCmd {
 #[derive(serde::Serialize)]
 struct HostDoctor {
     ok: bool,
-    hosts: Vec<HostRow>,
-}
-
-#[derive(serde::Serialize)]
-struct HostRow {
-    host: &'static str,
-    config_path: std::path::PathBuf,
-    configured: bool,
-    server_ok: Option<bool>,
-    detail: String,
-    fix: Option<String>,
+    tool_timeout_ms: u64,
+    startup_timeout_ms: u64,
+    hosts: Vec<doctor::Row>,
 }
 
 fn check_profile(p: &Option<String>) -> Result<(), Error> {
@@ -64,11 +56,21 @@ fn print_outcome(o: &host::Outcome, json: bool) {
         render::json(o);
     } else {
         println!("{}: {} ({})", o.host, o.message, o.method);
-        println!("  config: {}", o.config_path.display());
+        match o.scope {
+            Some(scope) => println!("  config: {} ({scope})", o.config_path.display()),
+            None => println!("  config: {}", o.config_path.display()),
+        }
         if let Some(b) = &o.backup {
             println!("  backup: {}", b.display());
         }
         println!("  runs:   {} {}", o.entry.command, o.entry.args.join(" "));
+        println!("  limits: {} ms per call, {} ms to start", o.tool_timeout_ms, o.startup_timeout_ms);
+        for w in &o.warnings {
+            println!("  warning: {w}");
+        }
+        if let Some(s) = &o.snippet {
+            print!("{s}");
+        }
     }
 }
 
@@ -83,73 +85,44 @@ fn run(c: HostCmd, json: bool) -> Result<i32, Error> {
     match c {
         HostCmd::Connect { host, profile } => {
             check_profile(&profile)?;
-            print_outcome(&host::connect(host, profile.as_deref(), false)?, json);
+            let o = host::connect(host, profile.as_deref(), false, false)?;
+            print_outcome(&o, json);
+            // Not edited (OpenCode JSONC): the host is not configured yet.
+            if o.snippet.is_some() {
+                return Ok(pyro_mcp::Code::State.exit_code());
+            }
         }
         HostCmd::Repair { host, profile } => {
             check_profile(&profile)?;
             let want = Entry::desired(profile.as_deref())?;
-            let healthy = matches!(host.current(), Ok(Some(e)) if e == want)
-                && probe::check(&want, Duration::from_secs(15)).is_ok();
-            let o = host::connect(host, profile.as_deref(), !healthy)?;
+            // An entry that looks right but whose server does not start is rewritten anyway.
+            let used = host.inspect().ok().and_then(|i| i.used);
+            let force = used
+                .is_some_and(|f| host.satisfies(&f, &want) && probe::check(&f.entry, Duration::from_secs(15)).is_err());
+            let o = host::connect(host, profile.as_deref(), true, force)?;
             print_outcome(&o, json);
+            if o.snippet.is_some() {
+                return Ok(pyro_mcp::Code::State.exit_code());
+            }
         }
         HostCmd::PrintConfig { host, profile } => {
             check_profile(&profile)?;
-            let e = Entry::desired(profile.as_deref())?;
-            let v = match host {
-                Host::Opencode => host::opencode_snippet(&e),
-                Host::ClaudeCode => {
-                    serde_json::json!({"mcpServers": {host::ENTRY: {"type": "stdio", "command": e.command, "args": e.args, "env": {}}}})
-                }
-                Host::Codex => {
-                    println!("[mcp_servers.{}]\ncommand = {:?}\nargs = {:?}", host::ENTRY, e.command, e.args);
-                    return Ok(0);
-                }
-            };
-            render::json(&v);
+            print!("{}", host.snippet(&Entry::desired(profile.as_deref())?));
         }
         HostCmd::Doctor => {
             let want = Entry::desired(None)?;
-            let mut rows = Vec::new();
-            let mut all_ok = true;
-            for h in [Host::ClaudeCode, Host::Codex, Host::Opencode] {
-                let path = h.config_path()?;
-                let (configured, detail, server) = match h.current() {
-                    Err(e) => (false, format!("config is broken: {}", e.message), None),
-                    Ok(None) => (false, "not configured".to_string(), None),
-                    Ok(Some(e)) => {
-                        let server = probe::check(&e, Duration::from_secs(15));
-                        let stale = e.command != want.command;
-                        let detail = match (&server, stale) {
-                            (Ok(n), false) => format!("configured; server answers with {n} tools"),
-                            (Ok(n), true) => {
-                                format!("configured with another pyro ({}); server answers with {n} tools", e.command)
-                            }
-                            (Err(why), _) => format!("configured, but the server does not work: {why}"),
-                        };
-                        (true, detail, Some(server.is_ok()))
-                    }
-                };
-                if configured && server != Some(true) {
-                    all_ok = false;
-                }
-                let fix = match (configured, server) {
-                    (true, Some(true)) => None,
-                    (true, _) => Some(format!("pyro host repair {}", h.name())),
-                    (false, _) if h == Host::Opencode => Some("pyro host print-config opencode".to_string()),
-                    (false, _) => Some(format!("pyro host connect {}", h.name())),
-                };
-                rows.push(HostRow { host: h.name(), config_path: path, configured, server_ok: server, detail, fix });
-            }
+            let rows: Vec<doctor::Row> =
+                [Host::ClaudeCode, Host::Codex, Host::Opencode].into_iter().map(|h| doctor::check(h, &want)).collect();
+            let all_ok = rows.iter().all(|r| r.ok);
             if json {
-                render::json(&HostDoctor { ok: all_ok, hosts: rows });
+                render::json(&HostDoctor {
+                    ok: all_ok,
+                    tool_timeout_ms: host::TOOL_TIMEOUT_MS,
+                    startup_timeout_ms: host::STARTUP_TIMEOUT_MS,
+                    hosts: rows,
+                });
             } else {
-                for r in &rows {
-                    println!("{:<12} {}", r.host, r.detail);
-                    if let Some(f) = &r.fix {
-                        println!("{:<12} fix: {f}", "");
-                    }
-                }
+                doctor::print(&rows);
             }
             return Ok(if all_ok { 0 } else { pyro_mcp::Code::State.exit_code() });
         }

@@ -1,30 +1,145 @@
-//! Codex: `codex mcp add` when the CLI is installed, else `[mcp_servers.pyro]` in
-//! `$CODEX_HOME/config.toml` (default `~/.codex`), edited with toml_edit so comments and other
-//! tables stay as they were.
+//! Codex: `[mcp_servers.pyro]` in `$CODEX_HOME/config.toml` (default `~/.codex`), with
+//! `startup_timeout_sec` and `tool_timeout_sec` (Codex's defaults, 10 s and 60 s, are far below
+//! pyro's longest call).
+//!
+//! A new entry is added through `codex mcp add` when the CLI is installed (so Codex validates
+//! it); that command takes no timeout flags, so the two keys are then set with toml_edit. An
+//! existing table is edited in place with toml_edit instead, because `codex mcp add` replaces
+//! the whole table and would drop keys the user set there (env, enabled_tools, ...). Comments
+//! and other tables stay as they were.
 
-use super::{write_config, Entry, ENTRY};
+use super::files;
+use super::{Broken, Entry, Found, Inspection, Written, ENTRY, STARTUP_TIMEOUT_MS, TOOL_TIMEOUT_MS};
+use pyro_mcp::mcp::{MAX_CALL_S, STARTUP_TIMEOUT_S};
 use pyro_mcp::Error;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use toml_edit::{value, Array, DocumentMut, Item, Table};
 
-pub fn read(path: &Path) -> Result<Option<Entry>, Error> {
-    let Ok(text) = std::fs::read_to_string(path) else { return Ok(None) };
-    let doc: toml_edit::DocumentMut =
-        text.parse().map_err(|e| Error::invalid(format!("{} is not valid TOML: {e}", path.display())))?;
-    let Some(t) = doc.get("mcp_servers").and_then(|s| s.get(ENTRY)) else { return Ok(None) };
-    let Some(cmd) = t.get("command").and_then(|c| c.as_str()) else { return Ok(None) };
-    let args = t
-        .get("args")
-        .and_then(|a| a.as_array())
-        .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
-        .unwrap_or_default();
-    Ok(Some(Entry { command: cmd.into(), args }))
+pub fn config_file() -> Result<PathBuf, Error> {
+    Ok(files::env_dir("CODEX_HOME").unwrap_or(files::home()?.join(".codex")).join("config.toml"))
 }
 
-pub fn connect(path: &Path, want: &Entry, broken: bool) -> Result<String, Error> {
-    if !broken {
+/// A seconds value (integer or float, as Codex accepts) in ms.
+fn secs_ms(i: Option<&Item>) -> Option<u64> {
+    let v = i?.as_value()?;
+    v.as_integer().map(|s| s.max(0) as u64 * 1000).or_else(|| v.as_float().map(|s| (s.max(0.0) * 1000.0) as u64))
+}
+
+fn parse(path: &Path) -> Result<Option<DocumentMut>, Error> {
+    let Ok(text) = std::fs::read_to_string(path) else { return Ok(None) };
+    text.parse::<DocumentMut>()
+        .map(Some)
+        .map_err(|e| Error::invalid(format!("{} is not valid TOML: {}", path.display(), e.to_string().trim())))
+}
+
+pub fn inspect() -> Result<Inspection, Error> {
+    let path = config_file()?;
+    let mut insp = Inspection { default_path: path.clone(), ..Default::default() };
+    let doc = match parse(&path) {
+        Ok(d) => d,
+        Err(e) => {
+            insp.broken = Some(Broken { path, message: e.message, repairable: true });
+            return Ok(insp);
+        }
+    };
+    let t = doc.as_ref().and_then(|d| d.get("mcp_servers")).and_then(|s| s.get(ENTRY));
+    if let Some(t) = t {
+        let args = t.get("args").and_then(|a| a.as_array());
+        let f = Found {
+            entry: Entry {
+                command: t.get("command").and_then(|c| c.as_str()).unwrap_or_default().to_string(),
+                args: args.map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect()).unwrap_or_default(),
+            },
+            scope: "user",
+            path,
+            tool_timeout_ms: secs_ms(t.get("tool_timeout_sec")),
+            startup_timeout_ms: secs_ms(t.get("startup_timeout_sec")),
+            disabled: t.get("enabled").and_then(|e| e.as_bool()) == Some(false),
+        };
+        insp.used = Some(f.clone());
+        insp.default = Some(f);
+    }
+    Ok(insp)
+}
+
+pub fn limit_problems(f: &Found) -> Vec<String> {
+    let mut p = Vec::new();
+    match f.tool_timeout_ms {
+        None => p.push(format!(
+            "tool_timeout_sec is not set (Codex's default is 60 s; pyro's calls can take {MAX_CALL_S} s)"
+        )),
+        Some(t) if t < TOOL_TIMEOUT_MS => {
+            p.push(format!("tool_timeout_sec = {} is below the {MAX_CALL_S} s pyro's calls can take", t / 1000))
+        }
+        _ => {}
+    }
+    match f.startup_timeout_ms {
+        None => p.push(format!(
+            "startup_timeout_sec is not set (Codex's default is 10 s; pyro asks for {STARTUP_TIMEOUT_S} s)"
+        )),
+        Some(t) if t < STARTUP_TIMEOUT_MS => {
+            p.push(format!("startup_timeout_sec = {} is below {STARTUP_TIMEOUT_S} s", t / 1000))
+        }
+        _ => {}
+    }
+    if f.disabled {
+        p.push("it is disabled (enabled = false)".into());
+    }
+    p
+}
+
+/// Set pyro's command, args and timeouts in `t`, keeping its other keys and a larger timeout
+/// the user chose.
+fn fill(t: &mut Table, want: &Entry) {
+    t["command"] = value(want.command.clone());
+    let mut a = Array::new();
+    for x in &want.args {
+        a.push(x.as_str());
+    }
+    t["args"] = value(a);
+    if secs_ms(t.get("startup_timeout_sec")).is_none_or(|ms| ms < STARTUP_TIMEOUT_MS) {
+        t["startup_timeout_sec"] = value(STARTUP_TIMEOUT_S as i64);
+    }
+    if secs_ms(t.get("tool_timeout_sec")).is_none_or(|ms| ms < TOOL_TIMEOUT_MS) {
+        t["tool_timeout_sec"] = value(MAX_CALL_S as i64);
+    }
+    if t.get("enabled").and_then(|e| e.as_bool()) == Some(false) {
+        t.remove("enabled");
+    }
+}
+
+/// Put pyro's table in `doc`, creating `[mcp_servers]` implicitly (no empty header).
+fn set_entry(doc: &mut DocumentMut, want: &Entry) {
+    if !doc.contains_table("mcp_servers") {
+        let mut t = Table::new();
+        t.set_implicit(true);
+        doc["mcp_servers"] = Item::Table(t);
+    }
+    let servers = doc["mcp_servers"].as_table_mut().expect("mcp_servers is a table");
+    if !servers.get(ENTRY).is_some_and(|t| t.is_table()) {
+        servers.insert(ENTRY, Item::Table(Table::new()));
+    }
+    fill(servers[ENTRY].as_table_mut().expect("a table"), want);
+}
+
+/// The `print-config codex` text: built with toml_edit, so any path (spaces, quotes,
+/// backslashes, unicode) comes out as valid TOML.
+pub fn snippet(want: &Entry) -> String {
+    let mut doc = DocumentMut::new();
+    set_entry(&mut doc, want);
+    doc.to_string()
+}
+
+/// `broken`: config.toml does not parse; it is rewritten from scratch (the backup keeps it).
+pub fn write(want: &Entry, broken: bool) -> Result<Written, Error> {
+    let path = config_file()?;
+    let doc = if broken { None } else { parse(&path)? };
+    let has_table = doc.as_ref().and_then(|d| d.get("mcp_servers")).and_then(|s| s.get(ENTRY)).is_some();
+    let backup = files::backup(&path)?;
+    let mut method = format!("edited {}", path.display());
+    if !broken && !has_table {
         if let Some(codex) = pyro_mcp::internal::which("codex") {
-            let _ = Command::new(&codex).args(["mcp", "remove", ENTRY]).output();
             let out = Command::new(&codex)
                 .args(["mcp", "add", ENTRY, "--"])
                 .arg(&want.command)
@@ -37,25 +152,12 @@ pub fn connect(path: &Path, want: &Entry, broken: bool) -> Result<String, Error>
                     String::from_utf8_lossy(&out.stderr).trim()
                 )));
             }
-            return Ok("codex mcp add".into());
+            method = "codex mcp add, then the timeouts with toml_edit".into();
         }
     }
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    // A file that does not parse is replaced by its valid part: we keep the backup.
-    let mut doc: toml_edit::DocumentMut = text.parse().unwrap_or_default();
-    if !doc.contains_table("mcp_servers") {
-        let mut t = toml_edit::Table::new();
-        t.set_implicit(true);
-        doc["mcp_servers"] = toml_edit::Item::Table(t);
-    }
-    let mut t = toml_edit::Table::new();
-    t["command"] = toml_edit::value(want.command.clone());
-    let mut a = toml_edit::Array::new();
-    for x in &want.args {
-        a.push(x.as_str());
-    }
-    t["args"] = toml_edit::value(a);
-    doc["mcp_servers"][ENTRY] = toml_edit::Item::Table(t);
-    write_config(path, &doc.to_string())?;
-    Ok(format!("edited {}", path.display()))
+    // Re-read: the CLI may have rewritten the file.
+    let mut doc = if broken { DocumentMut::new() } else { parse(&path)?.unwrap_or_default() };
+    set_entry(&mut doc, want);
+    files::write_config(&path, &doc.to_string())?;
+    Ok(Written { method, path, scope: "user", backup, manual: None })
 }
