@@ -201,7 +201,12 @@ async fn initialize_and_tools_list_per_profile() {
             assert!(t.description.as_ref().unwrap().len() <= 80, "{}", t.name);
         }
         let run = &tools[0];
-        assert_eq!(run.input_schema["properties"]["timeout_seconds"]["maximum"], 86400);
+        // A chat host's call is bounded by the timeouts `pyro host` writes (an hour plus margin).
+        assert_eq!(run.input_schema["properties"]["timeout_seconds"]["maximum"], 3600);
+        assert!(instructions.chars().count() < 2048, "{profile}: {} characters", instructions.chars().count());
+        for t in &tools {
+            assert!(t.title.as_ref().is_some_and(|x| !x.is_empty()), "{} has no title", t.name);
+        }
         assert_eq!(run.input_schema["properties"]["vcpu_count"]["maximum"], 16);
         assert!(run.output_schema.is_some());
         if profile == "vm-run" {
@@ -209,7 +214,7 @@ async fn initialize_and_tools_list_per_profile() {
         } else {
             // The budget is for workspace-core (the default); workspace-full carries the
             // extras (network options now, shells and services later) and gets more room.
-            let budget = if profile == "workspace-core" { 6144 } else { 16384 };
+            let budget = if profile == "workspace-core" { 8192 } else { 16384 };
             assert!(size <= budget, "{profile} tools/list is {size} bytes (budget {budget})");
             let create = tools.iter().find(|t| t.name == "workspace_create").unwrap();
             let offers_network = create.input_schema["properties"].get("network_policy").is_some();
@@ -220,7 +225,8 @@ async fn initialize_and_tools_list_per_profile() {
             assert!(instructions.contains("Project source: none"), "{instructions}");
             assert!(instructions.contains("Host paths are refused"), "{instructions}");
             let read = tools.iter().find(|t| t.name == "workspace_file_read").unwrap();
-            assert_eq!(read.input_schema["properties"]["max_bytes"]["maximum"], 1048576);
+            assert_eq!(read.input_schema["properties"]["max_bytes"]["maximum"], 65536);
+            assert_eq!(read.meta.as_ref().unwrap().get("anthropic/maxResultSizeChars"), Some(&json!(200_000)));
             assert_eq!(read.annotations.as_ref().unwrap().read_only_hint, Some(true));
             let del = tools.iter().find(|t| t.name == "workspace_delete").unwrap();
             assert_eq!(del.annotations.as_ref().unwrap().destructive_hint, Some(true));
@@ -270,11 +276,14 @@ async fn repro_fix_loop_through_tool_calls() {
     let x = s.ok("workspace_exec", json!({"workspace_id": id, "command": "sh test.sh", "timeout_seconds": 60})).await;
     assert_eq!(x["exit_code"], 0, "{x}");
     assert_eq!(x["stdout"], "PASS\n");
-    // Output is capped at 64 KiB per stream, head and tail kept.
-    let big = s.ok("workspace_exec", json!({"workspace_id": id, "command": "seq 1 100000"})).await;
+    // Output is capped at 24 KiB per stream, head and tail kept; the text is a brief.
+    let r = s.call("workspace_exec", json!({"workspace_id": id, "command": "seq 1 100000"})).await;
+    let big = r.structured_content.clone().unwrap();
     assert_eq!(big["stdout_truncated"], true);
     let so = big["stdout"].as_str().unwrap();
-    assert!(so.len() <= 65 * 1024 && so.starts_with("1\n2\n") && so.ends_with("100000\n"), "{}", so.len());
+    assert!(so.len() <= 25 * 1024 && so.starts_with("1\n2\n") && so.ends_with("100000\n"), "{}", so.len());
+    let text = r.content[0].as_text().unwrap().text.clone();
+    assert!(text.contains("(truncated)") && !text.contains("99999"), "{text}");
 
     let d = s.ok("workspace_diff", json!({"workspace_id": id})).await;
     assert_eq!(d["summary"]["total"], 2, "{d}");
@@ -386,14 +395,83 @@ async fn repo_url_seeds_from_a_clean_clone() {
     assert!(left.is_empty(), "clone left behind in {}", clones.display());
     e.t.assert_clean();
 
-    // A ref that does not exist stops the server before it serves.
+    // A ref that does not exist: the server still starts (the clone runs in the background),
+    // and the calls that need the project say why they cannot have it.
+    let s = e.serve(&["--repo-url", &url, "--repo-ref", "nope"], nowhere.path()).await;
+    let err = s.err("workspace_create", json!({})).await;
+    assert_eq!(err["code"], "invalid_argument", "{err}");
+    assert!(err["message"].as_str().unwrap().contains("git checkout nope failed"), "{err}");
+    s.stop().await;
+    // A malformed URL is refused before serving.
     let o = Proc::new(env!("CARGO_BIN_EXE_pyro"))
-        .args(["mcp", "serve", "--repo-url", &url, "--repo-ref", "nope"])
+        .args(["mcp", "serve", "--repo-url", "-oops"])
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(stderr(&o).contains("git checkout nope failed"), "{}", stderr(&o));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_see_only_their_projects_workspaces() {
+    let e = TestEnv::new();
+    let (pa, pb) = (repro_repo(), repro_repo());
+    let nowhere = tempfile::tempdir().unwrap();
+    let a = e.serve(&["--project-path", pa.path().to_str().unwrap()], nowhere.path()).await;
+    let b = e.serve(&["--project-path", pb.path().to_str().unwrap()], nowhere.path()).await;
+    let w = a.ok("workspace_create", json!({"name": "mine"})).await;
+    let id = w["id"].as_str().unwrap().to_string();
+    assert!(w["labels"]["mcp.scope"].as_str().unwrap().starts_with(pa.path().file_name().unwrap().to_str().unwrap()));
+    assert_eq!(a.ok("workspace_list", json!({})).await["count"], 1);
+    // B sees nothing of A's, by id or by name, and can touch nothing of it.
+    assert_eq!(b.ok("workspace_list", json!({})).await["count"], 0);
+    for key in [id.as_str(), "mine"] {
+        assert_eq!(b.err("workspace_status", json!({"workspace_id": key})).await["code"], "not_found");
+        let x = b.err("workspace_exec", json!({"workspace_id": key, "command": "true"})).await;
+        assert_eq!(x["code"], "not_found");
+        assert_eq!(b.err("workspace_delete", json!({"workspace_id": key})).await["code"], "not_found");
+    }
+    // Models cannot set the scope label (to plant or move a workspace).
+    let x = b.err("workspace_create", json!({"labels": {"mcp.scope": "x"}})).await;
+    assert!(x["message"].as_str().unwrap().contains("reserved"), "{x}");
+    let x = a.err("workspace_update", json!({"workspace_id": id, "clear_labels": ["mcp.scope"]})).await;
+    assert!(x["message"].as_str().unwrap().contains("reserved"), "{x}");
+    // Environments: a model may name the catalog or what is installed, not any registry image.
+    let x = b.err("workspace_create", json!({"environment": "docker.io/library/python:3.12"})).await;
+    assert_eq!(x["code"], "not_found", "{x}");
+    assert!(x["hint"].as_str().unwrap().contains("--allow-pull"), "{x}");
+    b.stop().await;
+    // --all-workspaces sees everything.
+    let all = e.serve(&["--all-workspaces", "--project-path", pb.path().to_str().unwrap()], nowhere.path()).await;
+    assert_eq!(all.ok("workspace_list", json!({})).await["count"], 1);
+    assert_eq!(all.ok("workspace_status", json!({"workspace_id": "mine"})).await["id"], id.as_str());
+    all.stop().await;
+    a.ok("workspace_delete", json!({"workspace_id": id})).await;
+    a.stop().await;
+    e.t.assert_clean();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instructions_stay_under_2048_characters_whatever_the_flags() {
+    let e = TestEnv::new();
+    let repo = repro_repo();
+    let roots: Vec<tempfile::TempDir> = (0..40)
+        .map(|i| {
+            tempfile::Builder::new()
+                .prefix(&format!("{}-{i}-", "a-rather-long-directory-name".repeat(3)))
+                .tempdir()
+                .unwrap()
+        })
+        .collect();
+    let mut args = vec!["--project-path".to_string(), repo.path().display().to_string()];
+    for r in &roots {
+        args.extend(["--allow-root".to_string(), r.path().display().to_string()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let s = e.serve(&args, repo.path()).await;
+    let n = s.instructions().chars().count();
+    assert!(n < 2048, "{n} characters");
+    assert!(s.instructions().contains("more"), "{}", s.instructions());
+    s.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

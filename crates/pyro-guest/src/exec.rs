@@ -12,11 +12,11 @@
 use crate::reaper;
 use pyro_proto::{Command, ExecRequest, ExecResult, HeadTail};
 use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Hard cap per stream, whatever the host asks for (output is streamed back in chunks, but
@@ -248,16 +248,15 @@ pub fn run(req: &ExecRequest, ctl: &Control, tick: &mut dyn FnMut(Tick)) -> Resu
     let (mut bytes, stdout) = out_buf.finish();
     let (err_bytes, stderr) = err_buf.finish();
     bytes.extend_from_slice(&err_bytes);
-    let res =
-        ExecResult {
-            exit_code,
-            signal,
-            timed_out,
-            cancelled,
-            duration_ms: started.elapsed().as_millis() as u64,
-            stdout,
-            stderr,
-        };
+    let res = ExecResult {
+        exit_code,
+        signal,
+        timed_out,
+        cancelled,
+        duration_ms: started.elapsed().as_millis() as u64,
+        stdout,
+        stderr,
+    };
     Ok((res, bytes))
 }
 
@@ -464,7 +463,10 @@ mod tests {
         // a cancel from another thread kills the group at once, background children too.
         let pidfile = cwd.join("bg3.pid");
         let mut r = sh(
-            &format!("sleep 600 & echo $! > {}; printf 'one\\ntwo \\033[1mbold\\033[0m\\n'; sleep 600", pidfile.display()),
+            &format!(
+                "sleep 600 & echo $! > {}; printf 'one\\ntwo \\033[1mbold\\033[0m\\n'; sleep 600",
+                pidfile.display()
+            ),
             &cwd,
         );
         r.progress_ms = 200;

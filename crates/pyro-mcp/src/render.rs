@@ -81,7 +81,9 @@ impl Render for RunResult {
         s
     }
     fn brief(&self) -> String {
-        self.status_line() + "\n" + &stream_sizes(&self.stdout, &self.stderr, (self.stdout_truncated, self.stderr_truncated))
+        self.status_line()
+            + "\n"
+            + &stream_sizes(&self.stdout, &self.stderr, (self.stdout_truncated, self.stderr_truncated))
     }
 }
 
@@ -236,8 +238,10 @@ impl Render for FileList {
 impl FileRead {
     /// `path=... size_bytes=... truncated=... binary=...`
     pub fn status_line(&self) -> String {
-        let mut s =
-            format!("path={} size_bytes={} truncated={} binary={}", self.path, self.size_bytes, self.truncated, self.binary);
+        let mut s = format!(
+            "path={} size_bytes={} truncated={} binary={}",
+            self.path, self.size_bytes, self.truncated, self.binary
+        );
         if self.offset > 0 {
             s.push_str(&format!(" offset={}", self.offset));
         }

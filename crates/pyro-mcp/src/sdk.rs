@@ -113,7 +113,10 @@ impl Pyro {
     /// instead (the result says `execution_mode: host_compat`).
     pub fn run(&self, opts: RunOptions) -> Result<RunResult> {
         crate::run::validate(&opts)?;
-        match self.runtime().and_then(|rt| crate::run::run(rt, &opts, &*self.progress, &self.cancel, self.exec_progress_ms)) {
+        match self
+            .runtime()
+            .and_then(|rt| crate::run::run(rt, &opts, &*self.progress, &self.cancel, self.exec_progress_ms))
+        {
             Err(e) if opts.allow_host_compat && e.code == Code::GuestUnavailable => {
                 (self.progress)(&format!("run: no guest available ({}); running in host-compat sandbox", e.message));
                 crate::hostcompat::run(&opts, &e.message)

@@ -71,7 +71,9 @@ pub fn scope_of(source: &ProjectSource) -> String {
     use sha2::Digest;
     let cwd = std::env::current_dir().unwrap_or_default();
     let (key, name) = match source {
-        ProjectSource::Project { root } => (format!("path:{}", root.display()), root.file_name().map(|n| n.to_string_lossy().to_string())),
+        ProjectSource::Project { root } => {
+            (format!("path:{}", root.display()), root.file_name().map(|n| n.to_string_lossy().to_string()))
+        }
         ProjectSource::RepoUrl { url, reference, .. } => (
             format!("repo:{url}#{}", reference.as_deref().unwrap_or("")),
             url.trim_end_matches('/').rsplit('/').next().map(|n| n.trim_end_matches(".git").to_string()),
@@ -426,11 +428,19 @@ impl Inner {
                 let src = self.confine(pyro, &a.source_path, "source_path")?;
                 Call::Sync(a, src)
             }
-            "workspace_exec" => Call::Exec(args(tool, a)?),
+            "workspace_exec" => {
+                let a: tools::Exec = args(tool, a)?;
+                tools::exec_timeout(a.timeout_seconds)?;
+                Call::Exec(a)
+            }
             "workspace_logs" => Call::Logs(id(a)?),
             "workspace_summary" => Call::Summary(id(a)?),
             "workspace_file_list" => Call::FileList(args(tool, a)?),
-            "workspace_file_read" => Call::FileRead(args(tool, a)?),
+            "workspace_file_read" => {
+                let a: tools::FileRead = args(tool, a)?;
+                tools::file_read_bytes(a.max_bytes)?;
+                Call::FileRead(a)
+            }
             "workspace_file_write" => Call::FileWrite(args(tool, a)?),
             "workspace_patch_apply" => Call::Patch(args(tool, a)?),
             "workspace_diff" => Call::Diff(id(a)?),

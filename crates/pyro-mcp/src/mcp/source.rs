@@ -204,13 +204,19 @@ impl CloneJob {
             Error::invalid(format!("{what} failed: {}", last_line(&out.stderr)))
                 .hint("check --repo-url and --repo-ref (the clone runs without a terminal, so no password prompts)")
         };
-        let out = self.run_git(git(&["clone".as_ref(), "--quiet".as_ref(), "--".as_ref(), url.as_ref(), dir.as_os_str()]))?;
+        let out =
+            self.run_git(git(&["clone".as_ref(), "--quiet".as_ref(), "--".as_ref(), url.as_ref(), dir.as_os_str()]))?;
         if !out.status.success() {
             return Err(fail(format!("git clone {url}"), &out));
         }
         if let Some(r) = reference {
-            let out =
-                self.run_git(git(&["-C".as_ref(), dir.as_os_str(), "checkout".as_ref(), "--quiet".as_ref(), r.as_ref()]))?;
+            let out = self.run_git(git(&[
+                "-C".as_ref(),
+                dir.as_os_str(),
+                "checkout".as_ref(),
+                "--quiet".as_ref(),
+                r.as_ref(),
+            ]))?;
             if !out.status.success() {
                 return Err(fail(format!("git checkout {r}"), &out));
             }
