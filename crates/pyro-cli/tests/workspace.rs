@@ -91,6 +91,18 @@ fn repro_fix_loop_end_to_end() {
     let patch = d["patch"].as_str().unwrap();
     assert!(patch.contains("-echo $(($1 - $2))\n+echo $(($1 + $2))"), "{patch}");
     assert!(patch.contains("+fixed the sign"), "{patch}");
+    // One path at a time: how a capped diff is read piece by piece.
+    let d = w.ok(&["workspace", "diff", "repro", "--path", "add.sh", "--json"]);
+    assert_eq!(d["summary"]["total"], 1, "{d}");
+    assert!(!d["patch"].as_str().unwrap().contains("fixed the sign"), "{d}");
+    let d = w.ok(&["workspace", "diff", "repro", "--path", "/workspace/nothing-here", "--json"]);
+    assert_eq!(d["changed"], false, "{d}");
+    // Paging a file read: offset and next_offset.
+    let r = w.ok(&["workspace", "file", "read", "repro", "add.sh", "--max-bytes", "10", "--json"]);
+    assert_eq!((r["content"].as_str(), r["next_offset"].as_u64()), (Some("#!/bin/sh\n"), Some(10)), "{r}");
+    let r = w.ok(&["workspace", "file", "read", "repro", "add.sh", "--offset", "10", "--json"]);
+    assert_eq!(r["content"], "echo $(($1 + $2))\n", "{r}");
+    assert!(r.get("next_offset").is_none() && r["truncated"] == false, "{r}");
 
     // Export the fixed file and the whole tree; an existing target is refused.
     let out = tempfile::tempdir().unwrap();

@@ -140,5 +140,5 @@ fn big_sections(pyro: &Pyro, runs: usize) {
     println!("-- guest networking");
     net_bench::run(pyro, runs, &report);
     println!("-- mcp server");
-    mcp_bench::run(&report);
+    mcp_bench::run(pyro, &report);
 }

@@ -71,7 +71,12 @@ pub enum WsCmd {
     /// One concise view of the session since the last reset
     Summary { id: String },
     /// Changes since the baseline (the seed as of the last reset)
-    Diff { id: String },
+    Diff {
+        id: String,
+        /// Only changes at or under this path (a file or directory in the workspace)
+        #[arg(long)]
+        path: Option<String>,
+    },
     /// Copy a file or directory out to a new host path
     Export {
         id: String,
@@ -240,7 +245,7 @@ fn run(c: WsCmd, json: bool) -> Result<i32, Error> {
             render::show(&ws.patch_apply(&id, &text)?, json);
         }
         WsCmd::Summary { id } => render::show(&ws.summary(&id)?, json),
-        WsCmd::Diff { id } => render::show(&ws.diff(&id)?, json),
+        WsCmd::Diff { id, path } => render::show(&ws.diff_path(&id, path.as_deref(), usize::MAX)?, json),
         WsCmd::Export { id, path, output } => render::show(&ws.export(&id, &path, &output)?, json),
         WsCmd::Reset { id } => render::show(&ws.reset(&id)?, json),
         WsCmd::Delete { id } => render::show(&ws.delete(&id)?, json),

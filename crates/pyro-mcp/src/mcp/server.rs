@@ -409,7 +409,7 @@ impl Inner {
             FileRead(tools::FileRead),
             FileWrite(tools::FileWrite),
             Patch(tools::PatchApply),
-            Diff(String),
+            Diff(tools::Diff),
             Export(tools::Export, std::path::PathBuf),
             Reset(String),
             Delete(String),
@@ -443,7 +443,7 @@ impl Inner {
             }
             "workspace_file_write" => Call::FileWrite(args(tool, a)?),
             "workspace_patch_apply" => Call::Patch(args(tool, a)?),
-            "workspace_diff" => Call::Diff(id(a)?),
+            "workspace_diff" => Call::Diff(args(tool, a)?),
             "workspace_export" => {
                 let a: tools::Export = args(tool, a)?;
                 let out = self.confine(pyro, &a.output_path, "output_path")?;
@@ -517,9 +517,9 @@ impl Inner {
                 let id = self.resolve(&ws, &a.workspace_id)?;
                 reply(ws.patch_apply(&id, &a.patch)?)
             }
-            Call::Diff(key) => {
-                let id = self.resolve(&ws, &key)?;
-                reply(ws.diff(&id)?)
+            Call::Diff(a) => {
+                let id = self.resolve(&ws, &a.workspace_id)?;
+                reply(ws.diff_path(&id, a.path.as_deref(), tools::DIFF_PATCH_BYTES)?)
             }
             Call::Export(a, out) => {
                 let id = self.resolve(&ws, &a.workspace_id)?;

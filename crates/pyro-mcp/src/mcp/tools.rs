@@ -30,6 +30,8 @@ pub const EXEC_OUTPUT_BYTES: u64 = 24 * 1024;
 /// `offset`).
 pub const READ_BYTES_DEFAULT: u64 = 32 * 1024;
 pub const READ_BYTES_MAX: u64 = 64 * 1024;
+/// `workspace_diff`'s patch text cap (the SDK's is 200 KiB); the rest is read by `path`.
+pub const DIFF_PATCH_BYTES: usize = 64 * 1024;
 /// What tools that return large text declare as `_meta["anthropic/maxResultSizeChars"]`, so
 /// Claude Code shows their result inline instead of saving it to a file past its default
 /// 50,000 characters. It bounds our own caps above: two 24 KiB streams or a 64 KiB read or
@@ -266,7 +268,7 @@ fn catalogue() -> Vec<Def> {
             Write(true, false),
             None,
         ),
-        def::<Id, DiffResult>(
+        def::<Diff, DiffResult>(
             "workspace_diff",
             "Changes since the baseline, as a unified patch.",
             Read,
@@ -451,6 +453,14 @@ pub struct FileWrite {
 pub struct PatchApply {
     pub workspace_id: String,
     pub patch: String,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Diff {
+    pub workspace_id: String,
+    /// only changes at or under this path
+    pub path: Option<String>,
 }
 
 #[derive(Deserialize, JsonSchema)]

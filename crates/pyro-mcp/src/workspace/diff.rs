@@ -103,12 +103,30 @@ impl Workspaces<'_> {
     /// The live workspace against its baseline: what changed, and a unified patch of the text
     /// files (capped).
     pub fn diff(&mut self, key: &str) -> Result<DiffResult> {
-        self.diff_with(key, true)
+        self.diff_with(key, true, None, MAX_PATCH_TEXT)
+    }
+
+    /// `diff` of what is at or under `path` (a file or directory in the workspace), with the
+    /// patch text capped at `max_patch` bytes (at most [`MAX_PATCH_TEXT`]): how a capped diff
+    /// is read piece by piece.
+    pub fn diff_path(&mut self, key: &str, path: Option<&str>, max_patch: usize) -> Result<DiffResult> {
+        self.diff_with(key, true, path, max_patch.min(MAX_PATCH_TEXT))
     }
 
     /// `diff`; without `with_patch` only the manifests are compared (no file contents are
     /// read): what the summary needs, fast on big trees.
-    pub(crate) fn diff_with(&mut self, key: &str, with_patch: bool) -> Result<DiffResult> {
+    pub(crate) fn diff_with(
+        &mut self,
+        key: &str,
+        with_patch: bool,
+        path: Option<&str>,
+        max_patch: usize,
+    ) -> Result<DiffResult> {
+        // The path's form relative to /workspace ("" for all of it), as manifests name paths.
+        let under = match path {
+            Some(p) => super::guest_path(p)?.trim_start_matches("/workspace").trim_start_matches('/').to_string(),
+            None => String::new(),
+        };
         let r = self.resolve(key)?;
         let dir = ws_dir(self.paths(), &r.id);
         let base = baseline_manifest(&dir);
@@ -122,6 +140,10 @@ impl Workspaces<'_> {
             .hint("export the workspace and diff it on the host"));
         }
         let mut changes = compare(&base, &cur);
+        if !under.is_empty() {
+            changes
+                .retain(|(p, _, _)| p == &under || p.strip_prefix(under.as_str()).is_some_and(|r| r.starts_with('/')));
+        }
         // Edits to what was there come first, then additions: after an install adds thousands
         // of files, the capped entry list and patch still show the real changes.
         changes.sort_by_key(|(p, st, _)| (*st == "added", p.clone()));
@@ -171,11 +193,11 @@ impl Workspaces<'_> {
                     summary.text_patched += 1;
                     if !patch_truncated {
                         let piece = patch::unified_diff(p, old_bytes.map(|v| v.as_slice()), new_bytes.as_deref());
-                        if patch_text.len() + piece.len() > MAX_PATCH_TEXT {
+                        if patch_text.len() + piece.len() > max_patch {
                             patch_truncated = true;
                             patch_text.push_str(&format!(
-                                "[pyro: patch truncated at {} KiB; read files with `workspace file read`]\n",
-                                MAX_PATCH_TEXT / 1024
+                                "[pyro: patch truncated at {} KiB; diff one path at a time, or read the files]\n",
+                                max_patch / 1024
                             ));
                         } else {
                             patch_text.push_str(&piece);
@@ -196,8 +218,9 @@ impl Workspaces<'_> {
             }
         }
         let omitted = changes.len().saturating_sub(MAX_ENTRIES);
-        let hint = (omitted > 0 || patch_truncated)
-            .then(|| "the diff is capped; use `workspace file read` or `workspace export` for the rest".to_string());
+        let hint = (omitted > 0 || patch_truncated).then(|| {
+            "the diff is capped: diff one file or directory at a time (path), read files, or export".to_string()
+        });
         Ok(DiffResult {
             workspace_id: r.id,
             changed: !changes.is_empty(),

@@ -481,7 +481,7 @@ impl Workspaces<'_> {
 
     pub fn summary(&mut self, key: &str) -> Result<Summary> {
         let r = self.resolve(key)?;
-        let diff = self.diff_with(&r.id, false).ok();
+        let diff = self.diff_with(&r.id, false, None, 0).ok();
         let r = self.resolve(&r.id)?;
         let info = self.info(&r);
         let denials = self.sync_denials(&r.id)?;
