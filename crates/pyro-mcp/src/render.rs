@@ -13,6 +13,7 @@ use crate::text::{bytes, clip};
 use crate::workspace::files::{ExportReport, FileList, FileRead, FileWrite, PatchReport, SyncPush};
 use crate::workspace::lifecycle::{DeleteReport, ExecRecord, Logs};
 use crate::workspace::patch::Action;
+use crate::workspace::shells::{ShellInfo, ShellList, ShellRead};
 use crate::workspace::{diff::DiffResult, WorkspaceInfo, WorkspaceList};
 use crate::EnvironmentList;
 use std::fmt::Write;
@@ -258,6 +259,61 @@ impl Render for FileRead {
     }
     fn brief(&self) -> String {
         format!("{} content_bytes={}\n", self.status_line(), self.content.len())
+    }
+}
+
+impl Render for ShellInfo {
+    fn text(&self) -> String {
+        let state = match (self.alive, self.exit_code) {
+            (true, _) => "running".to_string(),
+            (false, Some(c)) => format!("exited {c}"),
+            (false, None) => "exited".to_string(),
+        };
+        format!(
+            "{} {state} {}x{} cwd={} output_bytes={} age_s={}\n",
+            self.shell_id,
+            self.cols,
+            self.rows,
+            self.cwd,
+            self.output_bytes,
+            self.age_ms / 1000
+        )
+    }
+}
+
+impl Render for ShellList {
+    fn text(&self) -> String {
+        let mut s = format!("{} shells\n", self.count);
+        for sh in &self.shells {
+            s.push_str(&sh.text());
+        }
+        s
+    }
+}
+
+impl ShellRead {
+    /// `shell_id=... cursor=... next_cursor=... more=... idle=... alive=...`
+    pub fn status_line(&self) -> String {
+        let mut s = format!(
+            "shell_id={} cursor={} next_cursor={} more={} idle={} alive={}",
+            self.shell_id, self.cursor, self.next_cursor, self.more, self.idle, self.alive
+        );
+        if self.dropped_bytes > 0 {
+            s.push_str(&format!(" dropped_bytes={}", self.dropped_bytes));
+        }
+        if let Some(c) = self.exit_code {
+            s.push_str(&format!(" exit_code={c}"));
+        }
+        s
+    }
+}
+
+impl Render for ShellRead {
+    fn text(&self) -> String {
+        format!("{}\n{}", self.status_line(), self.output)
+    }
+    fn brief(&self) -> String {
+        format!("{} output_chars={}\n", self.status_line(), self.output.chars().count())
     }
 }
 

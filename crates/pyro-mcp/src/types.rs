@@ -20,6 +20,7 @@ pub use crate::workspace::files::{
     SyncPush,
 };
 pub use crate::workspace::lifecycle::{CreateOptions, DeleteReport, ExecRecord, Logs, UpdateOptions, Workspaces};
+pub use crate::workspace::shells::{ShellInfo, ShellList, ShellOptions, ShellRead, ShellReadOptions};
 pub use crate::workspace::summary::{
     CommandItem, CommandsSection, DiffCounts, DiffSection, EditsSection, ExportItem, FailureItem, Summary,
     SummaryWorkspace,

@@ -252,6 +252,81 @@ pub enum Message {
         state: String,
         detail: serde_json::Value,
     },
+    // --- shells ---
+    /// Open an interactive shell on a PTY of `cols` x `rows` in `cwd` (default /workspace),
+    /// with `env` added. Reply: `ShellInfo`.
+    ShellOpen {
+        cwd: Option<String>,
+        cols: u16,
+        rows: u16,
+        env: Vec<(String, String)>,
+    },
+    ShellInfo(ShellInfo),
+    /// Read the shell's output from `cursor` (bytes since it opened), at most `max_bytes`,
+    /// after waiting until it has been quiet for `idle_ms` (0: no wait; the wait is bounded by
+    /// `wait_ms`). Reply: `ShellData` with the bytes as payload.
+    ShellRead {
+        shell: String,
+        cursor: u64,
+        max_bytes: u64,
+        idle_ms: u64,
+        wait_ms: u64,
+    },
+    ShellData {
+        /// Where the payload starts (later than the cursor asked for when older output was
+        /// dropped from the shell's ring).
+        cursor: u64,
+        /// The cursor to read on from.
+        next_cursor: u64,
+        /// The cursor after the newest byte (more to read while `next_cursor < end`).
+        end: u64,
+        /// Bytes between the cursor asked for and `cursor` that are gone.
+        dropped: u64,
+        /// The shell had been quiet for the idle time asked for when the reply was made.
+        idle: bool,
+        alive: bool,
+        exit_code: Option<i32>,
+    },
+    /// Send the payload to the shell's input. Reply: `ShellInfo`.
+    ShellWrite {
+        shell: String,
+    },
+    /// Send `signal` to the shell's foreground process group. Reply: `ShellInfo`.
+    ShellSignal {
+        shell: String,
+        signal: i32,
+    },
+    /// Change the PTY size (the foreground job gets SIGWINCH). Reply: `ShellInfo`.
+    ShellResize {
+        shell: String,
+        cols: u16,
+        rows: u16,
+    },
+    ShellList,
+    ShellListReply {
+        shells: Vec<ShellInfo>,
+    },
+    /// Hang the shell up (its session gets SIGHUP, then SIGKILL) and forget it. Reply:
+    /// `ShellInfo` as it was when closed.
+    ShellClose {
+        shell: String,
+    },
+}
+
+/// One shell as the guest reports it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ShellInfo {
+    pub shell_id: String,
+    pub pid: i32,
+    pub cwd: String,
+    pub cols: u16,
+    pub rows: u16,
+    pub alive: bool,
+    pub exit_code: Option<i32>,
+    /// Output bytes written since it opened (the cursor of the newest byte).
+    pub output_bytes: u64,
+    /// Milliseconds since it opened.
+    pub age_ms: u64,
 }
 
 /// One file-system entry as the guest reports it.

@@ -68,6 +68,9 @@ pub enum WsCmd {
     /// Apply a unified diff (git diff or diff -u), all or nothing
     #[command(subcommand)]
     Patch(PatchCmd),
+    /// Interactive shells on a PTY, owned by the guest
+    #[command(subcommand)]
+    Shell(crate::commands::shell::ShellCmd),
     /// One concise view of the session since the last reset
     Summary { id: String },
     /// Changes since the baseline (the seed as of the last reset)
@@ -187,6 +190,7 @@ fn run(c: WsCmd, json: bool) -> Result<i32, Error> {
             }
         }
         WsCmd::List => render::show(&ws.list()?, json),
+        WsCmd::Shell(c) => return crate::commands::shell::run(&mut ws, c, json),
         WsCmd::Update { id, name, clear_name, labels, clear_labels } => {
             let labels = labels.iter().map(|l| pyro_mcp::internal::parse_label(l)).collect::<Result<_, _>>()?;
             render::show(&ws.update(&id, &UpdateOptions { name, clear_name, labels, clear_labels })?, json);

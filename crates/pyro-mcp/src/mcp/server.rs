@@ -413,6 +413,12 @@ impl Inner {
             Export(tools::Export, std::path::PathBuf),
             Reset(String),
             Delete(String),
+            ShellOpen(tools::ShellOpen),
+            ShellRead(tools::ShellRead),
+            ShellWrite(tools::ShellWrite),
+            ShellSignal(tools::ShellSignal),
+            ShellResize(tools::ShellResize),
+            ShellClose(tools::ShellId),
         }
         let id = |a: Value| args::<tools::Id>(tool, a).map(|a| a.workspace_id);
         let call = match tool {
@@ -451,6 +457,16 @@ impl Inner {
             }
             "workspace_reset" => Call::Reset(id(a)?),
             "workspace_delete" => Call::Delete(id(a)?),
+            "shell_open" => Call::ShellOpen(args(tool, a)?),
+            "shell_read" => {
+                let a: tools::ShellRead = args(tool, a)?;
+                tools::shell_read_chars(a.max_chars)?;
+                Call::ShellRead(a)
+            }
+            "shell_write" => Call::ShellWrite(args(tool, a)?),
+            "shell_signal" => Call::ShellSignal(args(tool, a)?),
+            "shell_resize" => Call::ShellResize(args(tool, a)?),
+            "shell_close" => Call::ShellClose(args(tool, a)?),
             other => return Err(Error::invalid(format!("unknown tool '{other}'"))),
         };
         let mut ws = pyro.workspaces()?;
@@ -532,6 +548,42 @@ impl Inner {
             Call::Delete(key) => {
                 let id = self.resolve(&ws, &key)?;
                 reply(ws.delete(&id)?)
+            }
+            Call::ShellOpen(a) => {
+                let id = self.resolve(&ws, &a.workspace_id)?;
+                let o = crate::types::ShellOptions {
+                    cwd: a.cwd,
+                    cols: a.cols.unwrap_or(crate::workspace::shells::DEFAULT_COLS),
+                    rows: a.rows.unwrap_or(crate::workspace::shells::DEFAULT_ROWS),
+                    env: Vec::new(),
+                };
+                reply(ws.shell_open(&id, &o)?)
+            }
+            Call::ShellRead(a) => {
+                let id = self.resolve(&ws, &a.workspace_id)?;
+                let o = crate::types::ShellReadOptions {
+                    cursor: a.cursor.unwrap_or(0),
+                    max_chars: Some(tools::shell_read_chars(a.max_chars)?),
+                    plain: a.plain,
+                    wait_for_idle_ms: a.wait_for_idle_ms.unwrap_or(0),
+                };
+                reply(ws.shell_read(&id, &a.shell_id, &o)?)
+            }
+            Call::ShellWrite(a) => {
+                let id = self.resolve(&ws, &a.workspace_id)?;
+                reply(ws.shell_write(&id, &a.shell_id, &a.input, !a.no_newline)?)
+            }
+            Call::ShellSignal(a) => {
+                let id = self.resolve(&ws, &a.workspace_id)?;
+                reply(ws.shell_signal(&id, &a.shell_id, a.signal.as_deref().unwrap_or("INT"))?)
+            }
+            Call::ShellResize(a) => {
+                let id = self.resolve(&ws, &a.workspace_id)?;
+                reply(ws.shell_resize(&id, &a.shell_id, a.cols, a.rows)?)
+            }
+            Call::ShellClose(a) => {
+                let id = self.resolve(&ws, &a.workspace_id)?;
+                reply(ws.shell_close(&id, &a.shell_id)?)
             }
         }
     }

@@ -62,9 +62,35 @@ pub const WORKSPACE_CORE: &[&str] = &[
     "workspace_reset",
     "workspace_delete",
 ];
-/// `workspace-full` is `workspace-core` plus the tools that have no core slot; none has
-/// landed yet, so today it offers the same tools.
-pub const WORKSPACE_FULL: &[&str] = WORKSPACE_CORE;
+/// `workspace-full` is `workspace-core` plus the tools that have no core slot.
+pub const WORKSPACE_FULL: &[&str] = &[
+    "vm_run",
+    "workspace_create",
+    "workspace_list",
+    "workspace_update",
+    "workspace_status",
+    "workspace_sync_push",
+    "workspace_exec",
+    "workspace_logs",
+    "workspace_summary",
+    "workspace_file_list",
+    "workspace_file_read",
+    "workspace_file_write",
+    "workspace_patch_apply",
+    "workspace_diff",
+    "workspace_export",
+    "workspace_reset",
+    "workspace_delete",
+    "shell_open",
+    "shell_read",
+    "shell_write",
+    "shell_signal",
+    "shell_resize",
+    "shell_close",
+];
+/// `shell_read`'s default and largest `max_chars` in MCP.
+pub const SHELL_READ_DEFAULT: u64 = 16 * 1024;
+pub const SHELL_READ_MAX: u64 = 64 * 1024;
 
 /// The JSON type of a generated property: `Option<T>` reads as T, references and
 /// enums of strings as what they resolve to.
@@ -186,16 +212,31 @@ fn def<A: JsonSchema + DeserializeOwned, R: JsonSchema>(
 }
 
 /// Tools whose results can carry large text (output streams, file content, patches, history).
-const LARGE_RESULTS: &[&str] =
-    &["vm_run", "workspace_exec", "workspace_logs", "workspace_summary", "workspace_file_read", "workspace_diff"];
+const LARGE_RESULTS: &[&str] = &[
+    "vm_run",
+    "workspace_exec",
+    "workspace_logs",
+    "workspace_summary",
+    "workspace_file_read",
+    "workspace_diff",
+    "shell_read",
+];
 
 /// A tool's display title: its name without the prefix, in words (`workspace_file_read` ->
 /// `Workspace: file read`), as hosts show it in their tool rows.
 fn title_of(name: &str) -> String {
-    match name.strip_prefix("workspace_") {
-        Some(rest) => format!("Workspace: {}", rest.replace('_', " ")),
-        None => name.replace("vm_run", "Run in a throwaway VM"),
+    if let Some(rest) = name.strip_prefix("workspace_") {
+        return format!("Workspace: {}", rest.replace('_', " "));
     }
+    if let Some(rest) = name.strip_prefix("shell_") {
+        return format!("Shell: {rest}");
+    }
+    name.replace("vm_run", "Run in a throwaway VM")
+}
+
+/// `shell_read`'s `max_chars` (default and cap smaller than the SDK's).
+pub fn shell_read_chars(m: Option<u64>) -> Result<u64> {
+    crate::error::in_range("max_chars", m.unwrap_or(SHELL_READ_DEFAULT), 1, SHELL_READ_MAX)
 }
 
 /// `timeout_seconds` of `vm_run` and `workspace_exec`: default 30, at most
@@ -213,6 +254,7 @@ fn catalogue() -> Vec<Def> {
     use crate::workspace::diff::DiffResult;
     use crate::workspace::files as f;
     use crate::workspace::lifecycle as l;
+    use crate::workspace::shells as sh;
     use Kind::*;
     vec![
         def::<VmRun, crate::RunResult>(
@@ -282,6 +324,17 @@ fn catalogue() -> Vec<Def> {
         ),
         def::<Id, WorkspaceInfo>("workspace_reset", "Discard all changes since the baseline.", Write(true, true), None),
         def::<Id, l::DeleteReport>("workspace_delete", "Stop and delete the workspace.", Write(true, true), None),
+        def::<ShellOpen, sh::ShellInfo>("shell_open", "Open a PTY shell in the workspace.", Write(false, false), None),
+        def::<ShellRead, sh::ShellRead>(
+            "shell_read",
+            "Read shell output from a cursor.",
+            Read,
+            Some(&["output", "next_cursor", "more", "idle", "alive"]),
+        ),
+        def::<ShellWrite, sh::ShellInfo>("shell_write", "Type input into a shell.", Write(true, false), None),
+        def::<ShellSignal, sh::ShellInfo>("shell_signal", "Signal a shell's foreground job.", Write(true, false), None),
+        def::<ShellResize, sh::ShellInfo>("shell_resize", "Resize a shell's terminal.", Write(false, true), None),
+        def::<ShellId, sh::ShellInfo>("shell_close", "Close a shell and its jobs.", Write(true, true), None),
     ]
 }
 
@@ -457,6 +510,72 @@ pub struct PatchApply {
 
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+pub struct ShellOpen {
+    pub workspace_id: String,
+    pub cwd: Option<String>,
+    #[schemars(range(min = 10, max = 1000), extend("default" = 120))]
+    pub cols: Option<u16>,
+    #[schemars(range(min = 2, max = 500), extend("default" = 30))]
+    pub rows: Option<u16>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShellId {
+    pub workspace_id: String,
+    pub shell_id: String,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShellRead {
+    pub workspace_id: String,
+    pub shell_id: String,
+    /// next_cursor of the last read
+    pub cursor: Option<u64>,
+    #[schemars(range(min = 1, max = SHELL_READ_MAX), extend("default" = SHELL_READ_DEFAULT))]
+    pub max_chars: Option<u64>,
+    /// strip terminal control codes
+    #[serde(default)]
+    pub plain: bool,
+    /// wait until quiet this long
+    #[schemars(range(min = 0, max = crate::workspace::shells::MAX_IDLE_MS))]
+    pub wait_for_idle_ms: Option<u64>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShellWrite {
+    pub workspace_id: String,
+    pub shell_id: String,
+    pub input: String,
+    /// do not press Enter after input
+    #[serde(default)]
+    pub no_newline: bool,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShellSignal {
+    pub workspace_id: String,
+    pub shell_id: String,
+    /// INT (default), TERM, HUP, KILL, QUIT
+    pub signal: Option<String>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShellResize {
+    pub workspace_id: String,
+    pub shell_id: String,
+    #[schemars(range(min = 10, max = 1000))]
+    pub cols: u16,
+    #[schemars(range(min = 2, max = 500))]
+    pub rows: u16,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Diff {
     pub workspace_id: String,
     /// only changes at or under this path
@@ -561,7 +680,9 @@ pub(super) mod tests {
 
     #[test]
     fn catalogue_is_complete_and_within_budget() {
-        let tools = all();
+        let names: Vec<String> = all().iter().map(|t| t.name.to_string()).collect();
+        assert_eq!(names, WORKSPACE_FULL);
+        let tools: Vec<Tool> = all().into_iter().filter(|t| WORKSPACE_CORE.contains(&t.name.as_ref())).collect();
         let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
         assert_eq!(names, WORKSPACE_CORE);
         let size = serde_json::to_vec(&json!({"tools": tools})).unwrap().len();

@@ -262,6 +262,21 @@ impl Client {
         }
     }
 
+    /// A call whose reply carries its bytes in the same frame (shell reads), answered within
+    /// `extra` beyond the control timeout (the guest may wait that long on purpose).
+    pub fn call_payload(&mut self, msg: &Message, payload: &[u8], extra: Duration) -> Result<(Message, Vec<u8>)> {
+        let idle = self.timeout.saturating_add(extra);
+        let id = self.id()?;
+        self.send(id, msg, payload)?;
+        match self.recv(id, idle, &mut false)? {
+            pyro_proto::Frame { msg: Message::Error { code, message }, .. } => {
+                Err(Error::new(code_from_str(&code), crate::text::clip(&message, MAX_GUEST_MESSAGE)))
+            }
+            pyro_proto::Frame { msg: Message::Chunk, .. } => Err(self.malformed("a control call")),
+            f => Ok((f.msg, f.payload)),
+        }
+    }
+
     /// Run a command in the guest: the result header plus its stdout and stderr bytes.
     pub fn exec(&mut self, req: ExecRequest) -> Result<(ExecResult, Vec<u8>, Vec<u8>)> {
         self.exec_with(req, &mut |_| {})

@@ -94,7 +94,7 @@ pub fn ws_dir(paths: &Paths, id: &str) -> PathBuf {
     paths.data.join("workspaces").join(id)
 }
 
-fn vm_dir(paths: &Paths, id: &str) -> PathBuf {
+pub(crate) fn vm_dir(paths: &Paths, id: &str) -> PathBuf {
     paths.vms().join(id)
 }
 

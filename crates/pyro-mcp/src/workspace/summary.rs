@@ -90,9 +90,37 @@ pub struct Summary {
     /// The guest's network: left out when it has none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub network: Option<NetworkSection>,
+    /// Shells opened and closed since the last reset, and those open now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shells: Option<ShellsSection>,
     /// Things a reviewer should not miss (VM restarts, truncated output, folded events).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notable: Vec<String>,
+}
+
+/// Shells: how many were opened and closed since the last reset, and the ones open now.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct ShellsSection {
+    pub opened: u64,
+    pub closed: u64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub open: Vec<super::shells::ShellInfo>,
+}
+
+impl ShellsSection {
+    /// The section, or None when no shell was ever opened since the last reset.
+    pub fn of(
+        events: &[Event],
+        rollup: &[(String, u64)],
+        open: Vec<super::shells::ShellInfo>,
+    ) -> Option<ShellsSection> {
+        let count = |kind: &str| {
+            events.iter().filter(|e| e.1 == kind).count() as u64
+                + rollup.iter().filter(|(k, _)| k == kind).map(|(_, n)| n).sum::<u64>()
+        };
+        let (opened, closed) = (count("shell_open"), count("shell_close"));
+        (opened > 0 || !open.is_empty()).then_some(ShellsSection { opened, closed, open })
+    }
 }
 
 /// Network policy, published ports, and what the guest tried to reach and was refused.
@@ -365,7 +393,7 @@ pub fn synthesize(
             notable.push(format!("the VM is {}: {}", info.state, clip(r, 200)));
         }
     }
-    Summary { workspace, commands, edits, exports, exports_more, diff, network: None, notable }
+    Summary { workspace, commands, edits, exports, exports_more, diff, network: None, shells: None, notable }
 }
 
 /// A short readable block for people (and the MCP text content).
@@ -419,6 +447,12 @@ impl Render for Summary {
                 o.push_str(&more(d.paths_more, "  +", " more\n"));
             }
             None => {}
+        }
+        if let Some(sh) = &self.shells {
+            o.push_str(&format!("shells: {} opened, {} closed, {} open\n", sh.opened, sh.closed, sh.open.len()));
+            for s in &sh.open {
+                o.push_str(&format!("  {}", crate::render::Render::text(s)));
+            }
         }
         if let Some(n) = &self.network {
             o.push_str(&format!("network: {}", n.policy.as_str()));
@@ -490,6 +524,8 @@ impl Workspaces<'_> {
         let commands = self.store.commands(&r.id)?;
         let mut s = synthesize(&info, &events, &rollup, &commands, diff.as_ref(), now_s());
         s.network = NetworkSection::of(&info, denials);
+        let open = if info.state == "running" { self.shells_if_running(&r.id) } else { Vec::new() };
+        s.shells = ShellsSection::of(&events, &rollup, open);
         Ok(s)
     }
 }
