@@ -8,7 +8,7 @@
 //! written, never while a reply is being built; inbound streams whose consumer stalls are cut
 //! after a bound instead of blocking the read loop forever.
 
-use crate::{exec, fs, init, net, sys, unpack};
+use crate::{exec, fs, init, net, service, sys, unpack};
 use pyro_proto::{encode, read_frame, ChunkWriter, FsEntry, Message, PROTOCOL_VERSION};
 use std::collections::HashMap;
 use std::fs::File;
@@ -259,6 +259,10 @@ pub fn serve(mode: &str) -> ! {
                 Ok(r) => r,
                 Err((code, m)) => (error(&code, m), Vec::new()),
             }),
+            msg @ (Message::ServiceStart(_)
+            | Message::ServiceStatus { .. }
+            | Message::ServiceLogs { .. }
+            | Message::ServiceStop { .. }) => spawn_request(&writer, id, move |_| service::handle(msg)),
             Message::Shutdown => {
                 reply(&writer, id, &Message::Ok, &[]);
                 sys::power_off();

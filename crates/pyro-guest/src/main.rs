@@ -15,6 +15,7 @@ mod fs;
 mod init;
 mod net;
 mod reaper;
+mod service;
 mod sys;
 mod unpack;
 

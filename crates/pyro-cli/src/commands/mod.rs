@@ -6,6 +6,7 @@ pub mod env;
 pub mod host;
 pub mod mcp;
 pub mod run;
+pub mod service;
 pub mod workspace;
 
 /// `--network-policy` and `--allow-domain`, shared by `run` and `workspace create`.

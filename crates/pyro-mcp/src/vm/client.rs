@@ -262,6 +262,21 @@ impl Client {
         }
     }
 
+    /// A control call whose reply carries bytes in its own frame (at most 4 MiB): the reply
+    /// and its payload.
+    pub fn call_data(&mut self, msg: &Message) -> Result<(Message, Vec<u8>)> {
+        let idle = self.timeout;
+        let id = self.id()?;
+        self.send(id, msg, &[])?;
+        match self.recv(id, idle, &mut false)? {
+            pyro_proto::Frame { msg: Message::Error { code, message }, .. } => {
+                Err(Error::new(code_from_str(&code), crate::text::clip(&message, MAX_GUEST_MESSAGE)))
+            }
+            pyro_proto::Frame { msg: Message::Chunk, .. } => Err(self.malformed("a control call")),
+            f => Ok((f.msg, f.payload)),
+        }
+    }
+
     /// Run a command in the guest: the result header plus its stdout and stderr bytes.
     pub fn exec(&mut self, req: ExecRequest) -> Result<(ExecResult, Vec<u8>, Vec<u8>)> {
         self.exec_with(req, &mut |_| {})

@@ -12,6 +12,7 @@ pub mod files;
 pub mod lifecycle;
 pub mod patch;
 pub mod seed;
+pub mod services;
 pub mod store;
 pub mod summary;
 
