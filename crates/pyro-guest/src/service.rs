@@ -469,8 +469,8 @@ fn monitor(svc: Arc<Svc>, mut r: Running) {
             svc.changed.notify_all();
             return;
         }
-        // Restart after a backoff; a stop during it ends the service instead.
-        i.restarts += 1;
+        // Restart after a backoff; a stop during it ends the service instead. `restarts`
+        // counts the runs that actually started again.
         i.state = "starting";
         i.last_probe = Some(format!("{what}; restarting in {} ms", backoff.as_millis()));
         svc.changed.notify_all();
@@ -488,6 +488,7 @@ fn monitor(svc: Arc<Svc>, mut r: Running) {
             svc.changed.notify_all();
             return;
         }
+        i.restarts += 1;
         let (spec, cwd) = (i.spec.clone(), i.cwd.clone());
         drop(i);
         backoff = (backoff * 2).min(MAX_BACKOFF);
