@@ -6,6 +6,8 @@ use pyro_mcp::types::{ReadinessArgs, RestartPolicy, ServiceOptions};
 use pyro_mcp::{Command, Error, PortSpec, Workspaces};
 use std::io::Write;
 
+// Parsed once per process: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(clap::Subcommand)]
 pub enum ServiceCmd {
     /// Start a service and wait until it is ready (several words: argv; one word: /bin/sh -c)

@@ -204,8 +204,11 @@ pub struct Prepared {
     listeners: Vec<(TcpListener, u16)>,
     /// Ports published while the VM runs (services' `--publish`): bound by the supervisor,
     /// handed to the running stack.
-    adds: (Sender<(TcpListener, u16)>, Receiver<(TcpListener, u16)>),
+    adds: (Sender<Published>, Receiver<Published>),
 }
+
+/// A listener for a published port, and the guest port it leads to.
+pub type Published = (TcpListener, u16);
 
 /// Bind what the network needs; an error is one line for the launcher (a host port taken).
 pub fn prepare(dir: &std::path::Path, spec: &NetSpec) -> Result<Prepared, String> {
@@ -225,7 +228,7 @@ pub fn prepare(dir: &std::path::Path, spec: &NetSpec) -> Result<Prepared, String
 impl Prepared {
     /// Where to send a listener to publish one more port while the stack runs (it is picked
     /// up within one turn of the stack's loop, at most 100 ms).
-    pub fn publisher(&self) -> Sender<(TcpListener, u16)> {
+    pub fn publisher(&self) -> Sender<Published> {
         self.adds.0.clone()
     }
 
@@ -272,7 +275,7 @@ pub struct Stack {
     udp: HashMap<(u16, SocketAddrV4), UdpFlow>,
     listeners: Vec<(TcpListener, u16)>,
     /// Listeners published after boot.
-    adds: Option<Receiver<(TcpListener, u16)>>,
+    adds: Option<Receiver<Published>>,
     next_id: u64,
     next_port: u16,
     host_addrs: Vec<IpAddr>,

@@ -74,7 +74,7 @@ struct Shared {
     net_error: Mutex<Option<String>>,
     /// Ports published now, and where to hand the stack a new one (`PublishPort`).
     published: Mutex<Vec<crate::net::PublishedPort>>,
-    publisher: Mutex<Option<std::sync::mpsc::Sender<(std::net::TcpListener, u16)>>>,
+    publisher: Mutex<Option<std::sync::mpsc::Sender<crate::net::stack::Published>>>,
 }
 
 /// Entry point of `pyro __supervise DIR`. Never returns.
