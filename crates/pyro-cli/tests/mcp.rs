@@ -172,13 +172,21 @@ const CORE: &[&str] = &[
     "workspace_delete",
 ];
 
+/// `workspace-full`: the core tools plus services.
+fn full() -> Vec<&'static str> {
+    let mut v = CORE.to_vec();
+    v.extend(["service_start", "service_list", "service_status", "service_logs", "service_stop"]);
+    v
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn initialize_and_tools_list_per_profile() {
     let e = TestEnv::new();
     let nowhere = tempfile::tempdir().unwrap();
     // Starting touches no runtime: an empty cache stays without kernel or environments.
     let cache = tempfile::tempdir().unwrap();
-    for (profile, want) in [("vm-run", &["vm_run"][..]), ("workspace-core", CORE), ("workspace-full", CORE)] {
+    let full = full();
+    for (profile, want) in [("vm-run", &["vm_run"][..]), ("workspace-core", CORE), ("workspace-full", &full[..])] {
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_pyro"));
         cmd.args(["mcp", "serve", "--profile", profile])
             .current_dir(nowhere.path())
@@ -552,6 +560,55 @@ async fn errors_have_stable_codes_and_vm_run_works() {
     assert_eq!(r["stdout"], "hi\n");
     assert_eq!(r["stderr"], "oops\n");
     assert_eq!(r["cleanup"]["deleted"], true);
+    s.stop().await;
+    e.t.assert_clean();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_through_the_full_profile() {
+    let e = TestEnv::new();
+    let nowhere = tempfile::tempdir().unwrap();
+    let s = e.serve(&["--profile", "workspace-full"], nowhere.path()).await;
+    let tools = s.client.list_all_tools().await.unwrap();
+    let size = serde_json::to_vec(&json!({ "tools": tools })).unwrap().len();
+    println!("workspace-full tools/list: {} tools, {size} bytes", tools.len());
+    let start = tools.iter().find(|t| t.name == "service_start").expect("service_start listed");
+    assert!(start.output_schema.is_some());
+    assert_eq!(start.input_schema["required"], json!(["workspace_id", "name", "command"]));
+
+    let w = s.ok("workspace_create", json!({"name": "svc"})).await;
+    let id = w["id"].as_str().unwrap().to_string();
+    let bad = s.err("service_start", json!({"workspace_id": id, "name": "a b", "command": "true"})).await;
+    assert_eq!(bad["code"], "invalid_argument");
+    let two = s
+        .err(
+            "service_start",
+            json!({"workspace_id": id, "name": "x", "command": "true", "ready_file": "a", "ready_tcp": "127.0.0.1:1"}),
+        )
+        .await;
+    assert_eq!(two["code"], "invalid_argument");
+    let server = "echo up; perl -MIO::Socket::INET -e 'sleep 1; my $s = IO::Socket::INET->new(LocalPort => 9000, \
+                  Listen => 5, ReuseAddr => 1) or die; while (my $c = $s->accept) { close $c }'";
+    let started = s
+        .ok(
+            "service_start",
+            json!({"workspace_id": id, "name": "srv", "command": server, "ready_tcp": "127.0.0.1:9000"}),
+        )
+        .await;
+    assert_eq!(started["state"], "ready", "{started}");
+    let progress = s.progress.lock().unwrap().clone();
+    println!("service_start progress: {progress:?}");
+    let l = s.ok("service_list", json!({"workspace_id": "svc"})).await;
+    assert_eq!(l["count"], 1, "{l}");
+    let logs = s.ok("service_logs", json!({"workspace_id": id, "name": "srv"})).await;
+    assert_eq!(logs["stdout"], "up\n", "{logs}");
+    let nf = s.err("service_status", json!({"workspace_id": id, "name": "nope"})).await;
+    assert_eq!(nf["code"], "not_found");
+    let stopped = s.ok("service_stop", json!({"workspace_id": id, "name": "srv"})).await;
+    assert_eq!(stopped["state"], "stopped", "{stopped}");
+    let st = s.ok("service_status", json!({"workspace_id": id, "name": "srv"})).await;
+    assert_eq!(st["state"], "stopped");
+    s.ok("workspace_delete", json!({"workspace_id": id})).await;
     s.stop().await;
     e.t.assert_clean();
 }

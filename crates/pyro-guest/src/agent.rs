@@ -9,6 +9,7 @@
 //! after a bound instead of blocking the read loop forever.
 
 use crate::{exec, fs, init, net, shell, sys, unpack};
+use crate::{exec, fs, init, net, service, sys, unpack};
 use pyro_proto::{encode, read_frame, ChunkWriter, FsEntry, Message, PROTOCOL_VERSION};
 use std::collections::HashMap;
 use std::fs::File;
@@ -272,6 +273,10 @@ pub fn serve(mode: &str) -> ! {
                     Err((code, m)) => (error(&code, m), Vec::new()),
                 });
             }
+            msg @ (Message::ServiceStart(_)
+            | Message::ServiceStatus { .. }
+            | Message::ServiceLogs { .. }
+            | Message::ServiceStop { .. }) => spawn_request(&writer, id, move |_| service::handle(msg)),
             Message::Shutdown => {
                 reply(&writer, id, &Message::Ok, &[]);
                 sys::power_off();

@@ -16,6 +16,7 @@ mod init;
 mod net;
 mod reaper;
 mod shell;
+mod service;
 mod sys;
 mod unpack;
 

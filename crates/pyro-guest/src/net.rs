@@ -591,6 +591,17 @@ fn default_route(gateway: Ipv4Addr) -> RtEntry {
     }
 }
 
+/// Bring `lo` up (idempotent). Services listen on and are probed over 127.0.0.1, also in a
+/// guest without a NIC, where nothing else brings loopback up.
+pub fn loopback_up() -> io::Result<()> {
+    // SAFETY: plain socket(2) with constant arguments.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    check(fd)?;
+    // SAFETY: `fd` was just returned by socket(2), is valid and owned by nothing else.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    set_up(&sock, "lo")
+}
+
 /// `lo` up; `name` up with the address and netmask; the default route via the gateway
 /// (replacing one a previous configuration added).
 fn bring_up(name: &str, cfg: &Config) -> io::Result<()> {

@@ -21,8 +21,13 @@ pub use crate::workspace::files::{
 };
 pub use crate::workspace::lifecycle::{CreateOptions, DeleteReport, ExecRecord, Logs, UpdateOptions, Workspaces};
 pub use crate::workspace::shells::{ShellInfo, ShellList, ShellOptions, ShellRead, ShellReadOptions};
+pub use crate::workspace::services::{
+    ReadinessArgs, RestartPolicy, ServiceInfo, ServiceList, ServiceLogs, ServiceOptions,
+};
+pub use crate::workspace::summary::ServiceItem;
 pub use crate::workspace::summary::{
     CommandItem, CommandsSection, DiffCounts, DiffSection, EditsSection, ExportItem, FailureItem, Summary,
     SummaryWorkspace,
 };
 pub use crate::workspace::{WorkspaceInfo, WorkspaceList, WorkspaceSeed};
+pub use pyro_proto::Readiness;

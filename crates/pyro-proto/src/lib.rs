@@ -24,7 +24,7 @@ use std::io::{self, Read, Write};
 
 /// Bumped whenever a message changes shape incompatibly. The host refuses an agent whose
 /// `Hello` names another version (an older agent in a cached initramfs, say).
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 /// Largest JSON header either side accepts.
 pub const MAX_HEADER: usize = 1 << 20;
 /// Largest payload in one frame; streams are cut into chunks of at most this size.
@@ -311,6 +311,55 @@ pub enum Message {
     ShellClose {
         shell: String,
     },
+    // --- services ---
+    /// Start a long-running service (a child of the agent, in its own process group). The
+    /// reply (`ServiceReply`) comes as soon as it is spawned; readiness is probed by the agent
+    /// and seen through `ServiceStatus`. A live service of the same name is a `conflict`.
+    ServiceStart(ServiceSpec),
+    /// One service's state (`name`), or all of them: reply `ServiceList`.
+    ServiceStatus {
+        name: Option<String>,
+    },
+    /// The end of a service's log rings: the last `tail_lines` lines of each stream, or all
+    /// that the rings hold. Reply `ServiceLogData`, the bytes in its payload (stdout, then
+    /// stderr; a ring holds at most 1 MiB, so both fit one frame).
+    ServiceLogs {
+        name: String,
+        tail_lines: u64,
+        all: bool,
+    },
+    /// Stop a service: TERM to its process group, KILL after `grace_ms`; the reply
+    /// (`ServiceReply`) comes once no process of the group is left.
+    ServiceStop {
+        name: String,
+        grace_ms: u64,
+    },
+    ServiceReply {
+        boot_id: String,
+        service: ServiceState,
+    },
+    ServiceList {
+        /// `/proc/sys/kernel/random/boot_id`: a service recorded under another boot is lost.
+        boot_id: String,
+        services: Vec<ServiceState>,
+    },
+    ServiceLogData {
+        service: ServiceState,
+        stdout_len: u64,
+        stderr_len: u64,
+    },
+    /// Supervisor-level: publish one more guest port on the host's 127.0.0.1 while the VM runs
+    /// (`host_port` 0 picks a free one). Reply `PortPublished`, or an error (the policy has no
+    /// published ports, the host port is taken).
+    PublishPort {
+        guest_port: u16,
+        host_port: u16,
+    },
+    PortPublished {
+        host: String,
+        host_port: u16,
+        guest_port: u16,
+    },
 }
 
 /// One shell as the guest reports it.
@@ -327,6 +376,134 @@ pub struct ShellInfo {
     pub output_bytes: u64,
     /// Milliseconds since it opened.
     pub age_ms: u64,
+}
+
+/// How the agent decides that a service is ready.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Readiness {
+    /// The file exists (a relative path is taken from the service's cwd).
+    File { path: String },
+    /// A TCP connection to `host:port` (an IP address) succeeds.
+    Tcp { host: String, port: u16 },
+    /// `GET` of an `http://` URL (IP host) answers 2xx or 3xx.
+    Http { url: String },
+    /// The shell command exits 0.
+    Command { command: String },
+}
+
+impl Readiness {
+    pub fn display(&self) -> String {
+        match self {
+            Readiness::File { path } => format!("file {path}"),
+            Readiness::Tcp { host, port } => format!("tcp {host}:{port}"),
+            Readiness::Http { url } => format!("http {url}"),
+            Readiness::Command { command } => format!("command {command}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ServiceSpec {
+    pub name: String,
+    pub command: Command,
+    /// Working directory in the guest; the agent defaults it to `/workspace`.
+    pub cwd: Option<String>,
+    /// Extra environment for the process (the request's variables win over the defaults).
+    pub env: Vec<(String, String)>,
+    pub readiness: Option<Readiness>,
+    pub ready_timeout_ms: u64,
+    pub ready_interval_ms: u64,
+    /// Restart after a failing exit (with a backoff), at most `max_restarts` times.
+    pub restart_on_failure: bool,
+    pub max_restarts: u32,
+    /// Grace between TERM and KILL when the agent itself stops it (not ready in time).
+    pub stop_grace_ms: u64,
+}
+
+/// A service as the agent sees it. Times are ages (ms before the reply), so the host can
+/// place them on its own clock whatever the guest's says.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct ServiceState {
+    pub name: String,
+    pub command: String,
+    pub cwd: String,
+    /// starting, ready, exited (on its own, status 0), failed (non-zero status, a signal,
+    /// not ready in time, restarts used up) or stopped (on request).
+    pub state: String,
+    pub pid: Option<i32>,
+    pub readiness: Option<Readiness>,
+    /// The last readiness probe's result (`ok`, or why it failed).
+    pub last_probe: Option<String>,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub stop_reason: Option<String>,
+    pub restarts: u32,
+    pub started_ago_ms: u64,
+    pub ready_ago_ms: Option<u64>,
+    pub ended_ago_ms: Option<u64>,
+    pub stdout_bytes: u64,
+    pub stderr_bytes: u64,
+    /// Bytes that fell out of the bounded log rings.
+    pub stdout_dropped: u64,
+    pub stderr_dropped: u64,
+}
+
+impl ServiceState {
+    pub fn is_live(&self) -> bool {
+        matches!(self.state.as_str(), "starting" | "ready")
+    }
+}
+
+/// Service names: 1-64 characters of `[A-Za-z0-9._-]`, starting with a letter or digit (the
+/// older release's pattern `^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`).
+pub fn valid_service_name(s: &str) -> bool {
+    let mut c = s.chars();
+    matches!(c.next(), Some(f) if f.is_ascii_alphanumeric())
+        && s.len() <= 64
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+}
+
+/// A readiness URL: `http://HOST[:PORT][/PATH]` with an IP address or `localhost` as HOST
+/// (the guest has no resolver we could trust for probes). Returns (ip, port, path).
+pub fn parse_probe_url(url: &str) -> Result<(std::net::IpAddr, u16, String), String> {
+    let bad = |why: &str| format!("invalid readiness URL '{}': {why}", url.chars().take(80).collect::<String>());
+    if url.len() > 2048 || url.chars().any(|c| c.is_control() || c == ' ') {
+        return Err(bad("at most 2048 characters, no spaces or control characters"));
+    }
+    let rest = url.strip_prefix("http://").ok_or_else(|| bad("only http:// URLs are probed"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], rest[i..].to_string()),
+        None => (rest, "/".to_string()),
+    };
+    let (host, port) = split_host_port(authority, 80).map_err(|e| bad(&e))?;
+    Ok((host, port, path))
+}
+
+/// `HOST[:PORT]` (IPv6 in brackets) with an IP address or `localhost`; `default_port` when the
+/// port is left out (0: the port is required).
+pub fn split_host_port(s: &str, default_port: u16) -> Result<(std::net::IpAddr, u16), String> {
+    let (host, port) = if let Some(v6) = s.strip_prefix('[') {
+        let (h, rest) = v6.split_once(']').ok_or("unclosed '['")?;
+        (h, rest.strip_prefix(':'))
+    } else {
+        match s.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (s, None),
+        }
+    };
+    let ip: std::net::IpAddr = if host.eq_ignore_ascii_case("localhost") {
+        std::net::Ipv4Addr::LOCALHOST.into()
+    } else {
+        host.parse()
+            .map_err(|_| format!("'{}' is not an IP address or localhost", host.chars().take(60).collect::<String>()))?
+    };
+    let port = match port {
+        Some(p) => p.parse::<u16>().ok().filter(|p| *p != 0).ok_or("the port must be 1-65535")?,
+        None if default_port != 0 => default_port,
+        None => return Err("a port is required (HOST:PORT)".into()),
+    };
+    Ok((ip, port))
 }
 
 /// One file-system entry as the guest reports it.
@@ -694,6 +871,48 @@ mod tests {
         });
         let e = encode(1, &msg, &[]).unwrap_err();
         assert!(e.to_string().contains("protocol limit"), "{e}");
+    }
+
+    #[test]
+    fn service_names_and_probe_targets() {
+        for ok in ["web", "a", "api-1.v2_x", &"n".repeat(64)] {
+            assert!(valid_service_name(ok), "{ok}");
+        }
+        for bad in ["", "-x", ".x", "a b", "a/b", &"n".repeat(65), "é"] {
+            assert!(!valid_service_name(bad), "{bad}");
+        }
+        let (ip, port, path) = parse_probe_url("http://127.0.0.1:8080/health?x=1").unwrap();
+        assert_eq!((ip.to_string(), port, path.as_str()), ("127.0.0.1".into(), 8080, "/health?x=1"));
+        assert_eq!(parse_probe_url("http://localhost").unwrap().1, 80);
+        assert_eq!(parse_probe_url("http://[::1]:81/").unwrap().0.to_string(), "::1");
+        for bad in [
+            "https://127.0.0.1/",
+            "http://example.org/",
+            "http://1.2.3.4:0/",
+            "http://1.2.3.4:x",
+            "ftp://a",
+            "http://a b",
+        ] {
+            assert!(parse_probe_url(bad).is_err(), "{bad}");
+        }
+        assert_eq!(split_host_port("127.0.0.1:5432", 0).unwrap().1, 5432);
+        assert!(split_host_port("127.0.0.1", 0).is_err());
+        assert!(split_host_port("db:5432", 0).is_err());
+        let spec = ServiceSpec {
+            name: "web".into(),
+            command: Command::Shell("x".into()),
+            cwd: None,
+            env: vec![],
+            readiness: Some(Readiness::Tcp { host: "127.0.0.1".into(), port: 1 }),
+            ready_timeout_ms: 1,
+            ready_interval_ms: 1,
+            restart_on_failure: false,
+            max_restarts: 0,
+            stop_grace_ms: 0,
+        };
+        let m = Message::ServiceStart(spec);
+        let buf = encode(3, &m, &[]).unwrap();
+        assert_eq!(read_frame(&mut &buf[..]).unwrap().unwrap().msg, m);
     }
 
     #[test]

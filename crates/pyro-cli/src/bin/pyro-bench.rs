@@ -6,7 +6,8 @@
 //! - exec round trip: `true` in a running VM through the SDK;
 //! - workspaces: create, reset, sync, exec through the CLI and the SDK;
 //! - big trees: diff and summary of a 20,000-file workspace, a 10 MB patch apply;
-//! - mcp server: spawn to the `tools/list` answer per profile, and that answer's size.
+//! - mcp server: spawn to the `tools/list` answer per profile, and that answer's size;
+//! - services: `service start` -> ready for a service that is ready at once, and its stop.
 //!
 //! Numbers are printed, never asserted: timings belong here, not in tests.
 
@@ -24,6 +25,9 @@ mod scale_bench;
 
 #[path = "bench/net.rs"]
 mod net_bench;
+
+#[path = "bench/service.rs"]
+mod service_bench;
 
 use pyro_mcp::internal as vm;
 use pyro_mcp::{Command, Pyro};
@@ -141,4 +145,6 @@ fn big_sections(pyro: &Pyro, runs: usize) {
     net_bench::run(pyro, runs, &report);
     println!("-- mcp server");
     mcp_bench::run(pyro, &report);
+    println!("-- services");
+    service_bench::run(pyro, runs, &report);
 }

@@ -7,6 +7,7 @@ pub mod host;
 pub mod mcp;
 pub mod run;
 pub mod shell;
+pub mod service;
 pub mod workspace;
 
 /// `--network-policy` and `--allow-domain`, shared by `run` and `workspace create`.

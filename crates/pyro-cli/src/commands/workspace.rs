@@ -91,6 +91,9 @@ pub enum WsCmd {
     Reset { id: String },
     /// Stop the VM and remove the workspace's disks and files
     Delete { id: String },
+    /// Long-running services (servers, watchers) with readiness checks
+    #[command(subcommand)]
+    Service(super::service::ServiceCmd),
 }
 
 #[derive(clap::Subcommand)]
@@ -146,7 +149,7 @@ pub enum PatchCmd {
     },
 }
 
-fn kv(items: &[String], what: &str) -> Result<Vec<(String, String)>, Error> {
+pub(crate) fn kv(items: &[String], what: &str) -> Result<Vec<(String, String)>, Error> {
     items
         .iter()
         .map(|s| {
@@ -253,6 +256,7 @@ fn run(c: WsCmd, json: bool) -> Result<i32, Error> {
         WsCmd::Export { id, path, output } => render::show(&ws.export(&id, &path, &output)?, json),
         WsCmd::Reset { id } => render::show(&ws.reset(&id)?, json),
         WsCmd::Delete { id } => render::show(&ws.delete(&id)?, json),
+        WsCmd::Service(c) => return super::service::run(&mut ws, c, json),
     }
     Ok(0)
 }

@@ -419,6 +419,12 @@ impl Inner {
             ShellSignal(tools::ShellSignal),
             ShellResize(tools::ShellResize),
             ShellClose(tools::ShellId),
+            // --- services ---
+            ServiceStart(tools::ServiceStart),
+            ServiceList(String),
+            ServiceStatus(tools::ServiceName),
+            ServiceLogs(tools::ServiceLogs),
+            ServiceStop(tools::ServiceStop),
         }
         let id = |a: Value| args::<tools::Id>(tool, a).map(|a| a.workspace_id);
         let call = match tool {
@@ -467,6 +473,11 @@ impl Inner {
             "shell_signal" => Call::ShellSignal(args(tool, a)?),
             "shell_resize" => Call::ShellResize(args(tool, a)?),
             "shell_close" => Call::ShellClose(args(tool, a)?),
+            "service_start" => Call::ServiceStart(args(tool, a)?),
+            "service_list" => Call::ServiceList(id(a)?),
+            "service_status" => Call::ServiceStatus(args(tool, a)?),
+            "service_logs" => Call::ServiceLogs(args(tool, a)?),
+            "service_stop" => Call::ServiceStop(args(tool, a)?),
             other => return Err(Error::invalid(format!("unknown tool '{other}'"))),
         };
         let mut ws = pyro.workspaces()?;
@@ -584,6 +595,49 @@ impl Inner {
             Call::ShellClose(a) => {
                 let id = self.resolve(&ws, &a.workspace_id)?;
                 reply(ws.shell_close(&id, &a.shell_id)?)
+            }
+            Call::ServiceStart(a) => {
+                use crate::workspace::services::{ReadinessArgs, RestartPolicy, ServiceOptions};
+                let id = self.resolve(&ws, &a.workspace_id)?;
+                let readiness = ReadinessArgs {
+                    file: a.ready_file,
+                    tcp: a.ready_tcp,
+                    http: a.ready_http,
+                    command: a.ready_command,
+                }
+                .parse()?;
+                let mut o = ServiceOptions::new(a.name, command(a.command)?);
+                o.cwd = a.cwd;
+                o.readiness = readiness;
+                o.ready_timeout_s = crate::error::in_range(
+                    "ready_timeout_seconds",
+                    a.ready_timeout_seconds.unwrap_or(o.ready_timeout_s),
+                    1,
+                    super::MAX_EXEC_TIMEOUT_S,
+                )?;
+                o.restart = RestartPolicy::parse(a.restart.as_deref().unwrap_or("no"))?;
+                reply(ws.service_start(&id, &o)?)
+            }
+            Call::ServiceList(key) => {
+                let id = self.resolve(&ws, &key)?;
+                reply(ws.service_list(&id)?)
+            }
+            Call::ServiceStatus(a) => {
+                let id = self.resolve(&ws, &a.workspace_id)?;
+                reply(ws.service_status(&id, &a.name)?)
+            }
+            Call::ServiceLogs(a) => {
+                let id = self.resolve(&ws, &a.workspace_id)?;
+                let n = a.tail_lines.unwrap_or(tools::SERVICE_TAIL_DEFAULT);
+                let n = crate::error::in_range("tail_lines", n, 0, tools::SERVICE_TAIL_MAX)?;
+                let mut l = ws.service_logs(&id, &a.name, Some(n), false)?;
+                l.stdout = tools::log_tail(&l.stdout, tools::SERVICE_LOG_BYTES);
+                l.stderr = tools::log_tail(&l.stderr, tools::SERVICE_LOG_BYTES);
+                reply(l)
+            }
+            Call::ServiceStop(a) => {
+                let id = self.resolve(&ws, &a.workspace_id)?;
+                reply(ws.service_stop(&id, &a.name, a.grace_seconds)?)
             }
         }
     }

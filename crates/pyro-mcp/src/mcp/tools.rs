@@ -62,7 +62,7 @@ pub const WORKSPACE_CORE: &[&str] = &[
     "workspace_reset",
     "workspace_delete",
 ];
-/// `workspace-full` is `workspace-core` plus the tools that have no core slot.
+/// `workspace-full` is `workspace-core` plus the tools that have no core slot (shells, services).
 pub const WORKSPACE_FULL: &[&str] = &[
     "vm_run",
     "workspace_create",
@@ -87,10 +87,22 @@ pub const WORKSPACE_FULL: &[&str] = &[
     "shell_signal",
     "shell_resize",
     "shell_close",
+    "service_start",
+    "service_list",
+    "service_status",
+    "service_logs",
+    "service_stop",
 ];
+/// Compact JSON bytes the `workspace-full` `tools/list` may take.
+pub const FULL_TOOLS_LIST_BUDGET: usize = 14 * 1024;
 /// `shell_read`'s default and largest `max_chars` in MCP.
 pub const SHELL_READ_DEFAULT: u64 = 16 * 1024;
 pub const SHELL_READ_MAX: u64 = 64 * 1024;
+/// `service_logs`' default and largest `tail_lines`, and the bytes kept of each stream (the
+/// newest).
+pub const SERVICE_TAIL_DEFAULT: u64 = 200;
+pub const SERVICE_TAIL_MAX: u64 = 2000;
+pub const SERVICE_LOG_BYTES: usize = 24 * 1024;
 
 /// The JSON type of a generated property: `Option<T>` reads as T, references and
 /// enums of strings as what they resolve to.
@@ -220,6 +232,7 @@ const LARGE_RESULTS: &[&str] = &[
     "workspace_file_read",
     "workspace_diff",
     "shell_read",
+    "service_logs",
 ];
 
 /// A tool's display title: its name without the prefix, in words (`workspace_file_read` ->
@@ -230,6 +243,9 @@ fn title_of(name: &str) -> String {
     }
     if let Some(rest) = name.strip_prefix("shell_") {
         return format!("Shell: {rest}");
+    }
+    if let Some(rest) = name.strip_prefix("service_") {
+        return format!("Service: {}", rest.replace('_', " "));
     }
     name.replace("vm_run", "Run in a throwaway VM")
 }
@@ -255,6 +271,7 @@ fn catalogue() -> Vec<Def> {
     use crate::workspace::files as f;
     use crate::workspace::lifecycle as l;
     use crate::workspace::shells as sh;
+    use crate::workspace::services as s;
     use Kind::*;
     vec![
         def::<VmRun, crate::RunResult>(
@@ -335,6 +352,26 @@ fn catalogue() -> Vec<Def> {
         def::<ShellSignal, sh::ShellInfo>("shell_signal", "Signal a shell's foreground job.", Write(true, false), None),
         def::<ShellResize, sh::ShellInfo>("shell_resize", "Resize a shell's terminal.", Write(false, true), None),
         def::<ShellId, sh::ShellInfo>("shell_close", "Close a shell and its jobs.", Write(true, true), None),
+        def::<ServiceStart, s::ServiceInfo>(
+            "service_start",
+            "Start a long-running service; wait until ready.",
+            Write(false, false),
+            Some(&["state", "last_probe", "stop_reason"]),
+        ),
+        def::<Id, s::ServiceList>("service_list", "A workspace's services.", Read, None),
+        def::<ServiceName, s::ServiceInfo>("service_status", "A service's state.", Read, None),
+        def::<ServiceLogs, s::ServiceLogs>(
+            "service_logs",
+            "The end of a service's output.",
+            Read,
+            Some(&["stdout", "stderr"]),
+        ),
+        def::<ServiceStop, s::ServiceInfo>(
+            "service_stop",
+            "Stop a service (TERM, then KILL).",
+            Write(true, true),
+            None,
+        ),
     ]
 }
 
@@ -590,6 +627,65 @@ pub struct Export {
     pub output_path: String,
 }
 
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceStart {
+    pub workspace_id: String,
+    pub name: String,
+    /// run with /bin/sh -c
+    pub command: String,
+    pub cwd: Option<String>,
+    /// ready once this file exists
+    pub ready_file: Option<String>,
+    /// HOST:PORT accepts TCP
+    pub ready_tcp: Option<String>,
+    /// http:// URL answers 2xx/3xx
+    pub ready_http: Option<String>,
+    /// shell command exits 0
+    pub ready_command: Option<String>,
+    #[schemars(range(min = 1, max = super::MAX_EXEC_TIMEOUT_S), extend("default" = 30))]
+    pub ready_timeout_seconds: Option<u64>,
+    /// no or on-failure
+    pub restart: Option<String>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceName {
+    pub workspace_id: String,
+    pub name: String,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceLogs {
+    pub workspace_id: String,
+    pub name: String,
+    #[schemars(range(min = 0, max = SERVICE_TAIL_MAX), extend("default" = SERVICE_TAIL_DEFAULT))]
+    pub tail_lines: Option<u64>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceStop {
+    pub workspace_id: String,
+    pub name: String,
+    #[schemars(range(min = 0, max = crate::workspace::services::MAX_STOP_GRACE_S), extend("default" = 5))]
+    pub grace_seconds: Option<u64>,
+}
+
+/// The newest `max` bytes of a log stream (at a character boundary), with a marker.
+pub fn log_tail(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut start = s.len() - max;
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("[pyro: {} older bytes not shown]\n{}", start, &s[start..])
+}
+
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
@@ -680,11 +776,13 @@ pub(super) mod tests {
 
     #[test]
     fn catalogue_is_complete_and_within_budget() {
-        let names: Vec<String> = all().iter().map(|t| t.name.to_string()).collect();
+        let full = all();
+        let names: Vec<&str> = full.iter().map(|t| t.name.as_ref()).collect();
         assert_eq!(names, WORKSPACE_FULL);
-        let tools: Vec<Tool> = all().into_iter().filter(|t| WORKSPACE_CORE.contains(&t.name.as_ref())).collect();
-        let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
-        assert_eq!(names, WORKSPACE_CORE);
+        let full_size = serde_json::to_vec(&json!({"tools": full})).unwrap().len();
+        assert!(full_size <= FULL_TOOLS_LIST_BUDGET, "workspace-full tools/list is {full_size} bytes");
+        println!("workspace-full tools/list: {full_size} bytes (without create_full's network fields)");
+        let tools: Vec<Tool> = full.into_iter().filter(|t| WORKSPACE_CORE.contains(&t.name.as_ref())).collect();
         let size = serde_json::to_vec(&json!({"tools": tools})).unwrap().len();
         assert!(size <= TOOLS_LIST_BUDGET, "workspace-core tools/list is {size} bytes");
         for t in &tools {
@@ -696,6 +794,14 @@ pub(super) mod tests {
         let with_output: Vec<&str> =
             tools.iter().filter(|t| t.output_schema.is_some()).map(|t| t.name.as_ref()).collect();
         println!("workspace-core tools/list: {size} bytes; output schemas: {with_output:?}");
+    }
+
+    #[test]
+    fn log_tails_keep_the_newest_bytes() {
+        assert_eq!(log_tail("abc", 10), "abc");
+        let t = log_tail("0123456789", 4);
+        assert_eq!(t, "[pyro: 6 older bytes not shown]\n6789");
+        assert!(log_tail("ééé", 3).ends_with('é'));
     }
 
     #[test]

@@ -202,7 +202,13 @@ struct UdpFlow {
 pub struct Prepared {
     net_sock: std::os::unix::net::UnixListener,
     listeners: Vec<(TcpListener, u16)>,
+    /// Ports published while the VM runs (services' `--publish`): bound by the supervisor,
+    /// handed to the running stack.
+    adds: (Sender<Published>, Receiver<Published>),
 }
+
+/// A listener for a published port, and the guest port it leads to.
+pub type Published = (TcpListener, u16);
 
 /// Bind what the network needs; an error is one line for the launcher (a host port taken).
 pub fn prepare(dir: &std::path::Path, spec: &NetSpec) -> Result<Prepared, String> {
@@ -216,10 +222,16 @@ pub fn prepare(dir: &std::path::Path, spec: &NetSpec) -> Result<Prepared, String
             .map_err(|e| format!("host port 127.0.0.1:{} is not available: {e}", p.host_port))?;
         listeners.push((l, p.guest_port));
     }
-    Ok(Prepared { net_sock, listeners })
+    Ok(Prepared { net_sock, listeners, adds: channel() })
 }
 
 impl Prepared {
+    /// Where to send a listener to publish one more port while the stack runs (it is picked
+    /// up within one turn of the stack's loop, at most 100 ms).
+    pub fn publisher(&self) -> Sender<Published> {
+        self.adds.0.clone()
+    }
+
     pub fn published(&self) -> Vec<super::PublishedPort> {
         self.listeners
             .iter()
@@ -245,7 +257,9 @@ impl Prepared {
                 Err(e) => return Err(e),
             }
         };
-        Stack::new(qemu, spec, self.listeners)?.run()
+        let mut stack = Stack::new(qemu, spec, self.listeners)?;
+        stack.adds = Some(self.adds.1);
+        stack.run()
     }
 }
 
@@ -260,6 +274,8 @@ pub struct Stack {
     flows: HashMap<(u16, Ipv4Addr, u16), SocketHandle>,
     udp: HashMap<(u16, SocketAddrV4), UdpFlow>,
     listeners: Vec<(TcpListener, u16)>,
+    /// Listeners published after boot.
+    adds: Option<Receiver<Published>>,
     next_id: u64,
     next_port: u16,
     host_addrs: Vec<IpAddr>,
@@ -307,6 +323,7 @@ impl Stack {
             flows: HashMap::new(),
             udp: HashMap::new(),
             listeners,
+            adds: None,
             next_id: 1,
             next_port: 40000,
             host_addrs: super::filter::host_addresses(),
@@ -349,6 +366,7 @@ impl Stack {
                 return Ok(());
             }
             self.drain_events();
+            self.take_published();
             self.accept_published();
             self.udp_receive();
             self.iface.poll(self.now(), &mut self.dev, &mut self.sockets);
@@ -572,6 +590,16 @@ impl Stack {
                     }
                     self.deny(&name, port, &why);
                 }
+            }
+        }
+    }
+
+    /// Ports published since the last turn join the listeners.
+    fn take_published(&mut self) {
+        let Some(rx) = &self.adds else { return };
+        while let Ok((l, guest_port)) = rx.try_recv() {
+            if l.set_nonblocking(true).is_ok() {
+                self.listeners.push((l, guest_port));
             }
         }
     }

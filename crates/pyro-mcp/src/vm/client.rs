@@ -262,8 +262,15 @@ impl Client {
         }
     }
 
-    /// A call whose reply carries its bytes in the same frame (shell reads), answered within
-    /// `extra` beyond the control timeout (the guest may wait that long on purpose).
+    /// A control call whose reply carries bytes in its own frame (at most 4 MiB): the reply
+    /// and its payload.
+    pub fn call_data(&mut self, msg: &Message) -> Result<(Message, Vec<u8>)> {
+        self.call_payload(msg, &[], Duration::ZERO)
+    }
+
+    /// A call whose reply carries its bytes in the same frame (shell reads, service logs),
+    /// answered within `extra` beyond the control timeout (the guest may wait that long on
+    /// purpose).
     pub fn call_payload(&mut self, msg: &Message, payload: &[u8], extra: Duration) -> Result<(Message, Vec<u8>)> {
         let idle = self.timeout.saturating_add(extra);
         let id = self.id()?;

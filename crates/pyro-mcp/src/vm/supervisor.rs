@@ -72,6 +72,9 @@ struct Shared {
     ready_tx: Mutex<Option<std::sync::mpsc::Sender<std::result::Result<u64, String>>>>,
     /// Why the guest's network stack stopped, if it did.
     net_error: Mutex<Option<String>>,
+    /// Ports published now, and where to hand the stack a new one (`PublishPort`).
+    published: Mutex<Vec<crate::net::PublishedPort>>,
+    publisher: Mutex<Option<std::sync::mpsc::Sender<crate::net::stack::Published>>>,
 }
 
 /// Entry point of `pyro __supervise DIR`. Never returns.
@@ -105,6 +108,7 @@ pub fn main(dir: &Path) -> ! {
         None => None,
     };
     let published = net.as_ref().map(|p| p.published()).unwrap_or_default();
+    let publisher = net.as_ref().map(|p| p.publisher());
     let log = std::fs::File::create(dir.join("qemu.log")).ok();
     let mut cmd = std::process::Command::new(&spec.qemu);
     cmd.args(&spec.args).stdin(std::process::Stdio::null());
@@ -142,6 +146,8 @@ pub fn main(dir: &Path) -> ! {
         clients: AtomicUsize::new(0),
         ready_tx: Mutex::new(Some(ready_tx)),
         net_error: Mutex::new(None),
+        published: Mutex::new(published.clone()),
+        publisher: Mutex::new(publisher),
     });
     if let (Some(prepared), Some(spec)) = (net, sh.spec.net.clone()) {
         let sh = sh.clone();
@@ -589,6 +595,13 @@ fn serve_client(sh: &Arc<Shared>, client: u64, reader: &mut UnixStream, writer: 
                     .unwrap_or(serde_json::Value::Null);
                 to_client(writer, id, &Message::StatusReply { state: "running".into(), detail }, &[]);
             }
+            Message::PublishPort { guest_port, host_port } => {
+                let reply = match publish_port(sh, guest_port, host_port) {
+                    Ok(p) => Message::PortPublished { host: p.host, host_port: p.host_port, guest_port: p.guest_port },
+                    Err((code, message)) => Message::Error { code: code.into(), message },
+                };
+                to_client(writer, id, &reply, &[]);
+            }
             Message::Shutdown => {
                 let sh2 = sh.clone();
                 let w = writer.clone();
@@ -636,4 +649,43 @@ fn serve_client(sh: &Arc<Shared>, client: u64, reader: &mut UnixStream, writer: 
             }
         }
     }
+}
+
+/// Publish one more guest port on 127.0.0.1 while the VM runs (a service's `--publish`). A
+/// guest port published already is answered with its mapping when the host port agrees.
+fn publish_port(
+    sh: &Arc<Shared>,
+    guest_port: u16,
+    host_port: u16,
+) -> std::result::Result<crate::net::PublishedPort, (&'static str, String)> {
+    let policy = sh.spec.net.as_ref().map(|n| n.options.policy).unwrap_or_default();
+    if policy != crate::net::NetworkPolicy::EgressPublishedPorts {
+        return Err((
+            "invalid_argument",
+            "publishing a port needs a workspace with the network policy egress+published-ports".into(),
+        ));
+    }
+    if guest_port == 0 {
+        return Err(("invalid_argument", "the guest port must be 1-65535".into()));
+    }
+    let mut published = lock(&sh.published);
+    if let Some(p) = published.iter().find(|p| p.guest_port == guest_port) {
+        if host_port == 0 || host_port == p.host_port {
+            return Ok(p.clone());
+        }
+        return Err(("conflict", format!("guest port {guest_port} is already published on 127.0.0.1:{}", p.host_port)));
+    }
+    if published.len() >= crate::net::MAX_PUBLISHED {
+        return Err(("limit_exceeded", format!("at most {} published ports", crate::net::MAX_PUBLISHED)));
+    }
+    let Some(tx) = lock(&sh.publisher).clone() else {
+        return Err(("state", "the guest network is not running".into()));
+    };
+    let l = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, host_port))
+        .map_err(|e| ("conflict", format!("host port 127.0.0.1:{host_port} is not available: {e}")))?;
+    let port = l.local_addr().map(|a| a.port()).map_err(|e| ("internal", format!("published port: {e}")))?;
+    tx.send((l, guest_port)).map_err(|_| ("state", "the guest network is not running".to_string()))?;
+    let p = crate::net::PublishedPort { host: "127.0.0.1".into(), host_port: port, guest_port, protocol: "tcp".into() };
+    published.push(p.clone());
+    Ok(p)
 }

@@ -86,7 +86,7 @@ pub struct Logs {
 /// Workspaces of one user: the state database, and the runtime (QEMU, kernel, ...) resolved
 /// only when an operation needs a VM, so `list`, `status` and `logs` stay cheap.
 pub struct Workspaces<'a> {
-    pyro: &'a crate::Pyro,
+    pub(super) pyro: &'a crate::Pyro,
     pub store: Store,
 }
 

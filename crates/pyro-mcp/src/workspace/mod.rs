@@ -13,6 +13,7 @@ pub mod lifecycle;
 pub mod patch;
 pub mod seed;
 pub mod shells;
+pub mod services;
 pub mod store;
 pub mod summary;
 

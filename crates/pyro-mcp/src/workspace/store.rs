@@ -9,7 +9,8 @@ use serde::Serialize;
 use std::path::Path;
 
 pub struct Store {
-    conn: Connection,
+    /// Open to sibling modules that keep their own tables here (`services`).
+    pub(super) conn: Connection,
 }
 
 #[derive(Debug, Clone)]
@@ -97,6 +98,11 @@ CREATE TABLE IF NOT EXISTS events (
   workspace_id TEXT NOT NULL, sequence INTEGER NOT NULL, generation INTEGER NOT NULL,
   kind TEXT NOT NULL, recorded_at INTEGER NOT NULL, payload TEXT NOT NULL,
   PRIMARY KEY (workspace_id, sequence)
+);
+CREATE TABLE IF NOT EXISTS services (
+  workspace_id TEXT NOT NULL, name TEXT NOT NULL, boot_id TEXT NOT NULL, started_at INTEGER NOT NULL,
+  info TEXT NOT NULL,
+  PRIMARY KEY (workspace_id, name)
 );
 ";
 
@@ -346,7 +352,7 @@ impl Store {
 
     pub fn delete(&mut self, id: &str) -> Result<()> {
         let tx = self.conn.transaction().map_err(db_err)?;
-        for t in ["commands", "events", "event_rollup"] {
+        for t in ["commands", "events", "event_rollup", "services"] {
             tx.execute(&format!("DELETE FROM {t} WHERE workspace_id = ?1"), [id]).map_err(db_err)?;
         }
         tx.execute("DELETE FROM workspaces WHERE id = ?1", [id]).map_err(db_err)?;

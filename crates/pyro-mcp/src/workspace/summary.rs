@@ -93,6 +93,11 @@ pub struct Summary {
     /// Shells opened and closed since the last reset, and those open now.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shells: Option<ShellsSection>,
+    /// The workspace's services, oldest start first (at most 20).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<ServiceItem>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub services_more: Option<usize>,
     /// Things a reviewer should not miss (VM restarts, truncated output, folded events).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notable: Vec<String>,
@@ -120,6 +125,31 @@ impl ShellsSection {
         };
         let (opened, closed) = (count("shell_open"), count("shell_close"));
         (opened > 0 || !open.is_empty()).then_some(ShellsSection { opened, closed, open })
+    }
+}
+
+/// One service in the summary: its state and readiness.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct ServiceItem {
+    pub name: String,
+    pub state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub readiness: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl ServiceItem {
+    pub fn of(s: &super::services::ServiceInfo) -> ServiceItem {
+        ServiceItem {
+            name: s.name.clone(),
+            state: s.state.clone(),
+            readiness: s.readiness.clone(),
+            exit_code: s.exit_code,
+            reason: s.stop_reason.as_ref().map(|r| clip(r, 200)),
+        }
     }
 }
 
@@ -393,7 +423,19 @@ pub fn synthesize(
             notable.push(format!("the VM is {}: {}", info.state, clip(r, 200)));
         }
     }
-    Summary { workspace, commands, edits, exports, exports_more, diff, network: None, shells: None, notable }
+    Summary {
+        workspace,
+        commands,
+        edits,
+        exports,
+        exports_more,
+        diff,
+        network: None,
+        shells: None,
+        services: Vec::new(),
+        services_more: None,
+        notable,
+    }
 }
 
 /// A short readable block for people (and the MCP text content).
@@ -471,6 +513,17 @@ impl Render for Summary {
                 o.push_str(&format!("  error: {e}\n"));
             }
         }
+        for s in &self.services {
+            o.push_str(&format!("service {}: {}", s.name, s.state));
+            if let Some(r) = &s.readiness {
+                o.push_str(&format!(" ({r})"));
+            }
+            if let Some(r) = &s.reason {
+                o.push_str(&format!(": {r}"));
+            }
+            o.push('\n');
+        }
+        o.push_str(&more(self.services_more, "  +", " more services\n"));
         for n in &self.notable {
             o.push_str(&format!("note: {n}\n"));
         }
@@ -526,6 +579,8 @@ impl Workspaces<'_> {
         s.network = NetworkSection::of(&info, denials);
         let open = if info.state == "running" { self.shells_if_running(&r.id) } else { Vec::new() };
         s.shells = ShellsSection::of(&events, &rollup, open);
+        let services: Vec<ServiceItem> = self.service_summary(&r.id)?.iter().map(ServiceItem::of).collect();
+        (s.services, s.services_more) = capped(services, 20);
         Ok(s)
     }
 }
