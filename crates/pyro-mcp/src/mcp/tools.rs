@@ -362,6 +362,19 @@ pub struct CreateFull {
     /// only HTTP(S) to these names (*.x.org for subdomains)
     #[serde(default)]
     pub allow_domains: Vec<String>,
+    /// [{name, value | file_path}]
+    #[serde(default)]
+    pub secrets: Vec<SecretArg>,
+}
+
+/// One secret of `workspace_create` (`workspace-full`): a literal value or a host file,
+/// confined to the server's roots like `seed_path`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretArg {
+    pub name: String,
+    pub value: Option<String>,
+    pub file_path: Option<String>,
 }
 
 /// The `workspace-full` variant of `workspace_create`.
@@ -417,6 +430,29 @@ pub struct Exec {
     pub timeout_seconds: Option<u64>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+}
+
+/// `workspace_exec` in the `workspace-full` profile: `Exec` plus secrets in the command's
+/// environment (a map, the leaner schema: `{"TOKEN": "GH_TOKEN"}`; `""` keeps the name).
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecFull {
+    #[serde(flatten)]
+    pub base: Exec,
+    /// {SECRET: ENV_NAME}
+    #[serde(default)]
+    pub secret_env: BTreeMap<String, String>,
+}
+
+/// The `workspace-full` variant of `workspace_exec`.
+pub fn exec_full() -> Tool {
+    def::<ExecFull, crate::workspace::lifecycle::ExecRecord>(
+        "workspace_exec",
+        "Run a shell command in the workspace.",
+        Kind::Write(true, false),
+        Some(&["exit_code", "timed_out", "stdout", "stderr"]),
+    )
+    .tool
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -575,6 +611,31 @@ pub(super) mod tests {
         let with_output: Vec<&str> =
             tools.iter().filter(|t| t.output_schema.is_some()).map(|t| t.name.as_ref()).collect();
         println!("workspace-core tools/list: {size} bytes; output schemas: {with_output:?}");
+    }
+
+    #[test]
+    fn full_profile_takes_secrets_and_core_refuses_them() {
+        let c = create_full();
+        assert_eq!(c.input_schema["properties"]["secrets"]["type"], "array");
+        let e = exec_full();
+        let p = e.input_schema["properties"].as_object().unwrap();
+        assert_eq!(p["secret_env"]["type"], "object");
+        assert!(p.contains_key("command") && p.contains_key("workspace_id"), "{p:?}");
+        let a: ExecFull = args(
+            "workspace_exec",
+            json!({"workspace_id": "w", "command": "true", "secret_env": {"TOKEN": "GH_TOKEN"}}),
+        )
+        .unwrap();
+        assert_eq!(a.secret_env["TOKEN"], "GH_TOKEN");
+        assert!(args::<ExecFull>("workspace_exec", json!({"workspace_id": "w", "command": "x", "bogus": 1})).is_err());
+        let core = json!({"workspace_id": "w", "command": "true", "secret_env": {"TOKEN": "T"}});
+        assert!(args::<Exec>("workspace_exec", core).is_err());
+        let f: CreateFull = args(
+            "workspace_create",
+            json!({"secrets": [{"name": "A", "file_path": "a"}, {"name": "B", "value": "v"}]}),
+        )
+        .unwrap();
+        assert_eq!(f.secrets.len(), 2);
     }
 
     #[test]

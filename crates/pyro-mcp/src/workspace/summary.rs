@@ -67,6 +67,8 @@ struct Payload {
     paths: Vec<String>,
     output: String,
     reason: Option<String>,
+    /// exec: the secrets in the command's environment (names).
+    secrets: Vec<String>,
 }
 
 fn payload(e: &Event) -> Payload {
@@ -90,6 +92,10 @@ pub struct Summary {
     /// The guest's network: left out when it has none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub network: Option<NetworkSection>,
+    /// The workspace's secrets (names and sources) and which commands used: left out when it
+    /// has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secrets: Option<SecretsSection>,
     /// Things a reviewer should not miss (VM restarts, truncated output, folded events).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notable: Vec<String>,
@@ -130,6 +136,15 @@ impl NetworkSection {
             error: info.network_error.clone(),
         })
     }
+}
+
+/// Names only: a summary never holds a secret's value.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct SecretsSection {
+    pub available: Vec<super::SecretInfo>,
+    /// Secrets put into a command's environment since the last reset, first use first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub used: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, JsonSchema)]
@@ -365,7 +380,16 @@ pub fn synthesize(
             notable.push(format!("the VM is {}: {}", info.state, clip(r, 200)));
         }
     }
-    Summary { workspace, commands, edits, exports, exports_more, diff, network: None, notable }
+    let secrets = (!info.secrets.is_empty()).then(|| {
+        let mut used: Vec<String> = Vec::new();
+        for n in execs.iter().flat_map(|p| &p.secrets) {
+            if !used.contains(n) {
+                used.push(n.clone());
+            }
+        }
+        SecretsSection { available: info.secrets.clone(), used }
+    });
+    Summary { workspace, commands, edits, exports, exports_more, diff, network: None, secrets, notable }
 }
 
 /// A short readable block for people (and the MCP text content).
@@ -437,6 +461,13 @@ impl Render for Summary {
                 o.push_str(&format!("  error: {e}\n"));
             }
         }
+        if let Some(s) = &self.secrets {
+            let names: Vec<String> = s.available.iter().map(|i| format!("{} ({})", i.name, i.source)).collect();
+            o.push_str(&format!("secrets: {}\n", names.join(", ")));
+            if !s.used.is_empty() {
+                o.push_str(&format!("  used by commands: {}\n", s.used.join(", ")));
+            }
+        }
         for n in &self.notable {
             o.push_str(&format!("note: {n}\n"));
         }
@@ -490,6 +521,17 @@ impl Workspaces<'_> {
         let commands = self.store.commands(&r.id)?;
         let mut s = synthesize(&info, &events, &rollup, &commands, diff.as_ref(), now_s());
         s.network = NetworkSection::of(&info, denials);
+        // What the summary quotes was stored redacted; redacting it again costs little.
+        let redactor = self.redactor(&r.id)?;
+        if let Some(c) = &mut s.commands {
+            for l in &mut c.last {
+                l.command = redactor.redact_str(&l.command);
+            }
+            if let Some(f) = &mut c.last_failure {
+                f.command = redactor.redact_str(&f.command);
+                f.output_tail = f.output_tail.as_ref().map(|t| redactor.redact_str(t));
+            }
+        }
         Ok(s)
     }
 }
@@ -520,6 +562,7 @@ mod tests {
             published_ports: vec![],
             allow_domains: vec![],
             network_error: None,
+            secrets: vec![],
         }
     }
 
@@ -639,6 +682,19 @@ mod tests {
         assert_eq!(d.paths_more, Some(580));
         assert_eq!(s.edits.as_ref().unwrap().paths_more, Some(180));
         assert!(s.text().contains("  +580 more\n"));
+    }
+
+    #[test]
+    fn secrets_section_names_only() {
+        let mut i = info();
+        i.secrets = vec![crate::workspace::SecretInfo { name: "TOKEN".into(), source: "file".into() }];
+        let mut e = exec(1, 0, false);
+        e.3["secrets"] = json!(["TOKEN"]);
+        let s = synthesize(&i, &[e, exec(2, 0, false)], &[], &[], Some(&diff(0)), 1000);
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["secrets"], json!({"available": [{"name": "TOKEN", "source": "file"}], "used": ["TOKEN"]}));
+        assert!(s.text().contains("secrets: TOKEN (file)\n  used by commands: TOKEN\n"), "{}", s.text());
+        assert!(synthesize(&info(), &[], &[], &[], Some(&diff(0)), 1000).secrets.is_none());
     }
 
     #[test]
