@@ -272,7 +272,7 @@ impl Redactor {
             .filter(|(_, v)| v.len() >= MIN_SECRET_BYTES)
             .map(|(n, v)| (v.into_bytes(), format!("[secret:{n}]").into_bytes()))
             .collect();
-        secrets.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.0.len()));
         Redactor { secrets }
     }
 
