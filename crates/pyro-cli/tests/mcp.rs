@@ -227,6 +227,11 @@ async fn initialize_and_tools_list_per_profile() {
             let create = tools.iter().find(|t| t.name == "workspace_create").unwrap();
             let offers_network = create.input_schema["properties"].get("network_policy").is_some();
             assert_eq!(offers_network, profile == "workspace-full", "{profile}: only workspace-full offers networking");
+            let offers_secrets = create.input_schema["properties"].get("secrets").is_some();
+            assert_eq!(offers_secrets, profile == "workspace-full", "{profile}: only workspace-full offers secrets");
+            let exec = tools.iter().find(|t| t.name == "workspace_exec").unwrap();
+            let secret_env = exec.input_schema["properties"].get("secret_env").is_some();
+            assert_eq!(secret_env, profile == "workspace-full", "{profile}: only workspace-full offers secret_env");
             for step in ["workspace_create", "workspace_patch_apply", "workspace_exec", "workspace_summary"] {
                 assert!(instructions.contains(step), "{instructions}");
             }
@@ -319,6 +324,71 @@ async fn repro_fix_loop_through_tool_calls() {
     assert_eq!(del["deleted"], true);
     let nf = s.err("workspace_status", json!({"workspace_id": id})).await;
     assert_eq!(nf["code"], "not_found");
+    s.stop().await;
+    e.t.assert_clean();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workspace_full_secrets_and_secret_env() {
+    let e = TestEnv::new();
+    let project = tempfile::tempdir().unwrap();
+    std::fs::write(project.path().join("README"), "x\n").unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let literal = format!("mcp-lit-secret-{}", std::process::id());
+    let from_file = format!("mcp-file-secret-{}", std::process::id());
+    std::fs::write(keys.path().join("key"), format!("{from_file}\n")).unwrap();
+    std::fs::write(outside.path().join("key"), "outside-secret\n").unwrap();
+    let nowhere = tempfile::tempdir().unwrap();
+    let (p, k) = (project.path().to_str().unwrap(), keys.path().to_str().unwrap());
+    let s = e.serve(&["--profile", "workspace-full", "--project-path", p, "--allow-root", k], nowhere.path()).await;
+    let no_leak = |v: &Value| {
+        let t = v.to_string();
+        assert!(!t.contains(&literal) && !t.contains(&from_file), "a secret's value in {t}");
+    };
+
+    // A file outside the roots, or a secret with both sources: refused, nothing created.
+    let out = outside.path().join("key");
+    let x = s.err("workspace_create", json!({"secrets": [{"name": "K", "file_path": out}]})).await;
+    assert_eq!(x["code"], "invalid_argument", "{x}");
+    let both = json!({"secrets": [{"name": "K", "value": literal, "file_path": "x"}]});
+    let x = s.err("workspace_create", both).await;
+    no_leak(&x);
+    let x = s.err("workspace_create", json!({"secrets": literal})).await;
+    no_leak(&x);
+    assert_eq!(s.ok("workspace_list", json!({})).await["count"], 0);
+
+    let w = s
+        .ok(
+            "workspace_create",
+            json!({"secrets": [{"name": "TOKEN", "value": literal}, {"name": "KEY", "file_path": keys.path().join("key")}]}),
+        )
+        .await;
+    no_leak(&w);
+    assert_eq!(w["secrets"], json!([{"name": "TOKEN", "source": "literal"}, {"name": "KEY", "source": "file"}]));
+    let id = w["id"].as_str().unwrap().to_string();
+    let cmd = "echo $TOKEN; echo $GH; [ \"${#GH}\" -gt 10 ]";
+    let x = s
+        .ok("workspace_exec", json!({"workspace_id": id, "command": cmd, "secret_env": {"TOKEN": "", "KEY": "GH"}}))
+        .await;
+    assert_eq!(x["exit_code"], 0, "{x}");
+    assert_eq!(x["stdout"], "[secret:TOKEN]\n[secret:KEY]\n");
+    let x = s.err("workspace_exec", json!({"workspace_id": id, "command": "true", "secret_env": {"NOPE": "X"}})).await;
+    assert_eq!(x["code"], "not_found");
+    for tool in ["workspace_logs", "workspace_summary", "workspace_status"] {
+        no_leak(&s.ok(tool, json!({"workspace_id": id})).await);
+    }
+    let sum = s.ok("workspace_summary", json!({"workspace_id": id})).await;
+    assert_eq!(sum["secrets"]["used"], json!(["KEY", "TOKEN"])); // secret_env is a map: by name
+    let progress = s.progress.lock().unwrap().clone();
+    assert!(!progress.iter().any(|l| l.contains(&literal) || l.contains(&from_file)), "{progress:?}");
+    s.ok("workspace_delete", json!({"workspace_id": id})).await;
+    s.stop().await;
+
+    // workspace-core has no secrets at all.
+    let s = e.serve(&["--project-path", p], nowhere.path()).await;
+    let x = s.err("workspace_create", json!({"secrets": [{"name": "T", "value": "abcdef"}]})).await;
+    assert!(x["message"].as_str().unwrap().contains("unknown field `secrets`"), "{x}");
     s.stop().await;
     e.t.assert_clean();
 }

@@ -8,8 +8,7 @@
 //! written, never while a reply is being built; inbound streams whose consumer stalls are cut
 //! after a bound instead of blocking the read loop forever.
 
-use crate::{exec, fs, init, net, shell, sys, unpack};
-use crate::{exec, fs, init, net, service, sys, unpack};
+use crate::{exec, fs, init, net, service, shell, sys, unpack};
 use pyro_proto::{encode, read_frame, ChunkWriter, FsEntry, Message, PROTOCOL_VERSION};
 use std::collections::HashMap;
 use std::fs::File;

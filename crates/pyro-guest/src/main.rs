@@ -15,8 +15,8 @@ mod fs;
 mod init;
 mod net;
 mod reaper;
-mod shell;
 mod service;
+mod shell;
 mod sys;
 mod unpack;
 

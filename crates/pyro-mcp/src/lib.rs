@@ -46,4 +46,7 @@ pub use run::{RunOptions, RunResult};
 pub use sdk::{EnvironmentInfo, EnvironmentList, Pyro};
 pub use session::{ExecOutput, VmSession};
 pub use workspace::lifecycle::{ExecRecord, Workspaces};
-pub use workspace::{CreateOptions, UpdateOptions, WorkspaceInfo, WorkspaceList};
+pub use workspace::{
+    CreateOptions, ExecOptions, SecretEnv, SecretInfo, SecretSource, SecretSpec, UpdateOptions, WorkspaceInfo,
+    WorkspaceList,
+};

@@ -156,6 +156,10 @@ impl Render for WorkspaceInfo {
         if let Some(e) = &self.network_error {
             s.push_str(&format!("network error: {e}\n"));
         }
+        if !self.secrets.is_empty() {
+            let names: Vec<String> = self.secrets.iter().map(|i| format!("{} ({})", i.name, i.source)).collect();
+            s.push_str(&format!("secrets:      {}\n", names.join(", ")));
+        }
         s
     }
 }
@@ -633,8 +637,10 @@ mod tests {
             published_ports: vec![],
             allow_domains: vec![],
             network_error: None,
+            secrets: vec![crate::workspace::SecretInfo { name: "TOKEN".into(), source: "file".into() }],
         };
         let t = w.text();
+        assert!(t.contains("secrets:      TOKEN (file)\n"), "{t}");
         for want in [
             "name:         fix",
             "labels:       team=infra",

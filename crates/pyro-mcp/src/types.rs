@@ -19,15 +19,18 @@ pub use crate::workspace::files::{
     ExportReport, FileEntry, FileList, FileRead, FileWrite, PatchEntry, PatchReport, PatchSummary, SyncDetails,
     SyncPush,
 };
-pub use crate::workspace::lifecycle::{CreateOptions, DeleteReport, ExecRecord, Logs, UpdateOptions, Workspaces};
-pub use crate::workspace::shells::{ShellInfo, ShellList, ShellOptions, ShellRead, ShellReadOptions};
+pub use crate::workspace::lifecycle::{
+    CreateOptions, DeleteReport, ExecOptions, ExecRecord, Logs, UpdateOptions, Workspaces,
+};
+pub use crate::workspace::secrets::{SecretEnv, SecretInfo, SecretSource, SecretSpec};
 pub use crate::workspace::services::{
     ReadinessArgs, RestartPolicy, ServiceInfo, ServiceList, ServiceLogs, ServiceOptions,
 };
+pub use crate::workspace::shells::{ShellInfo, ShellList, ShellOptions, ShellRead, ShellReadOptions};
 pub use crate::workspace::summary::ServiceItem;
 pub use crate::workspace::summary::{
-    CommandItem, CommandsSection, DiffCounts, DiffSection, EditsSection, ExportItem, FailureItem, Summary,
-    SummaryWorkspace,
+    CommandItem, CommandsSection, DiffCounts, DiffSection, EditsSection, ExportItem, FailureItem, SecretsSection,
+    Summary, SummaryWorkspace,
 };
 pub use crate::workspace::{WorkspaceInfo, WorkspaceList, WorkspaceSeed};
 pub use pyro_proto::Readiness;

@@ -6,8 +6,8 @@ pub mod env;
 pub mod host;
 pub mod mcp;
 pub mod run;
-pub mod shell;
 pub mod service;
+pub mod shell;
 pub mod workspace;
 
 /// `--network-policy` and `--allow-domain`, shared by `run` and `workspace create`.

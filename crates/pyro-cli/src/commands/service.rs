@@ -37,6 +37,9 @@ pub enum ServiceCmd {
         restart: String,
         #[arg(long = "env", value_name = "NAME=VALUE")]
         env: Vec<String>,
+        /// Put a workspace secret in the service's environment (repeatable)
+        #[arg(long = "secret-env", value_name = "SECRET[=ENV]")]
+        secret_env: Vec<String>,
         /// Publish a guest port on the host's 127.0.0.1 (needs egress+published-ports)
         #[arg(long = "publish", value_name = "[HOST_PORT:]GUEST_PORT")]
         publish: Vec<String>,
@@ -80,6 +83,7 @@ pub fn run(ws: &mut Workspaces<'_>, c: ServiceCmd, json: bool) -> Result<i32, Er
             ready_interval_ms,
             restart,
             env,
+            secret_env,
             publish,
             command,
         } => {
@@ -93,6 +97,7 @@ pub fn run(ws: &mut Workspaces<'_>, c: ServiceCmd, json: bool) -> Result<i32, Er
             o.ready_interval_ms = ready_interval_ms;
             o.restart = RestartPolicy::parse(&restart)?;
             o.env = super::workspace::kv(&env, "--env")?;
+            o.secret_env = secret_env.iter().map(|s| pyro_mcp::SecretEnv::parse(s)).collect::<Result<_, _>>()?;
             o.publish = publish.iter().map(|p| PortSpec::parse(p)).collect::<Result<_, _>>()?;
             // An interrupted start leaves the service to the guest, which stops it if it is
             // not ready by its deadline.

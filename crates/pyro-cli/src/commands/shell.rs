@@ -19,6 +19,9 @@ pub enum ShellCmd {
         cols: u16,
         #[arg(long, default_value_t = 30)]
         rows: u16,
+        /// Put a workspace secret in the shell's environment (repeatable)
+        #[arg(long = "secret-env", value_name = "SECRET[=ENV]")]
+        secret_env: Vec<String>,
         /// Print only the new shell's id
         #[arg(long, conflicts_with = "json")]
         id_only: bool,
@@ -72,8 +75,9 @@ pub enum ShellCmd {
 
 pub fn run(ws: &mut Workspaces<'_>, c: ShellCmd, json: bool) -> Result<i32, Error> {
     match c {
-        ShellCmd::Open { id, cwd, cols, rows, id_only } => {
-            let s = ws.shell_open(&id, &ShellOptions { cwd, cols, rows, env: Vec::new() })?;
+        ShellCmd::Open { id, cwd, cols, rows, secret_env, id_only } => {
+            let secret_env = secret_env.iter().map(|s| pyro_mcp::SecretEnv::parse(s)).collect::<Result<_, _>>()?;
+            let s = ws.shell_open(&id, &ShellOptions { cwd, cols, rows, env: Vec::new(), secret_env })?;
             if id_only {
                 println!("{}", s.shell_id);
             } else {

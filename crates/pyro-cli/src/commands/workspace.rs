@@ -1,7 +1,7 @@
 //! `pyro workspace ...`: persistent workspaces. Each subcommand is one SDK call, rendered.
 
 use crate::render;
-use pyro_mcp::{Command, CreateOptions, Error, UpdateOptions};
+use pyro_mcp::{Command, CreateOptions, Error, ExecOptions, SecretEnv, SecretSpec, UpdateOptions};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -25,6 +25,12 @@ pub enum WsCmd {
         /// Publish a guest port on the host's 127.0.0.1 (needs egress+published-ports)
         #[arg(long = "publish", value_name = "[HOST_PORT:]GUEST_PORT")]
         publish: Vec<String>,
+        /// A secret for `exec --secret-env` (the value shows in `ps`: prefer --secret-file)
+        #[arg(long = "secret", value_name = "NAME=VALUE")]
+        secrets: Vec<String>,
+        /// A secret read from a host file (one trailing newline dropped)
+        #[arg(long = "secret-file", value_name = "NAME=PATH")]
+        secret_files: Vec<String>,
         /// Print only the new workspace's id
         #[arg(long, conflicts_with = "json")]
         id_only: bool,
@@ -54,6 +60,10 @@ pub enum WsCmd {
         timeout_seconds: u64,
         #[arg(long = "env", value_name = "NAME=VALUE")]
         env: Vec<String>,
+        /// Put a secret of the workspace into this command's environment (as ENV_NAME, or
+        /// under its own name)
+        #[arg(long = "secret-env", value_name = "SECRET[=ENV_NAME]")]
+        secret_env: Vec<String>,
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
@@ -180,11 +190,28 @@ fn run(c: WsCmd, json: bool) -> Result<i32, Error> {
     let pyro = pyro_mcp::Pyro::new()?.on_progress(render::progress("workspace"));
     let mut ws = pyro.workspaces()?;
     match c {
-        WsCmd::Create { environment, seed_path, name, labels, vcpu_count, mem_mib, network, publish, id_only } => {
+        WsCmd::Create {
+            environment,
+            seed_path,
+            name,
+            labels,
+            vcpu_count,
+            mem_mib,
+            network,
+            publish,
+            secrets,
+            secret_files,
+            id_only,
+        } => {
             let labels = labels.iter().map(|l| pyro_mcp::internal::parse_label(l)).collect::<Result<_, _>>()?;
             let mut network = network.options()?;
             network.publish = publish.iter().map(|p| pyro_mcp::PortSpec::parse(p)).collect::<Result<_, _>>()?;
-            let o = CreateOptions { environment, seed_path, name, labels, vcpu_count, mem_mib, network };
+            let secrets = secrets
+                .iter()
+                .map(|s| SecretSpec::parse_literal(s))
+                .chain(secret_files.iter().map(|s| SecretSpec::parse_file(s)))
+                .collect::<Result<_, _>>()?;
+            let o = CreateOptions { environment, seed_path, name, labels, vcpu_count, mem_mib, network, secrets };
             let w = ws.create(&o, pyro.progress())?;
             if id_only {
                 println!("{}", w.id);
@@ -199,10 +226,17 @@ fn run(c: WsCmd, json: bool) -> Result<i32, Error> {
             render::show(&ws.update(&id, &UpdateOptions { name, clear_name, labels, clear_labels })?, json);
         }
         WsCmd::Status { id } => render::show(&ws.status(&id)?, json),
-        WsCmd::Exec { id, cwd, timeout_seconds, env, command } => {
+        WsCmd::Exec { id, cwd, timeout_seconds, env, secret_env, command } => {
             let command = Command::from_words(&command).ok_or_else(|| Error::invalid("no command given"))?;
+            let o = ExecOptions {
+                cwd,
+                timeout_s: timeout_seconds,
+                env: kv(&env, "--env")?,
+                secret_env: secret_env.iter().map(|s| SecretEnv::parse(s)).collect::<Result<_, _>>()?,
+                ..ExecOptions::new(command)
+            };
             render::stop_vms_on_signal();
-            let r = ws.exec(&id, command, cwd.as_deref(), timeout_seconds, kv(&env, "--env")?, None)?;
+            let r = ws.exec_with(&id, &o)?;
             if json {
                 render::json(&r);
             } else {

@@ -190,12 +190,10 @@ impl PyroServer {
         let tools = tools::all()
             .into_iter()
             .filter(|t| names.contains(&t.name.as_ref()))
-            .map(|t| {
-                if o.profile == Profile::WorkspaceFull && t.name == "workspace_create" {
-                    tools::create_full()
-                } else {
-                    t
-                }
+            .map(|t| match (o.profile, t.name.as_ref()) {
+                (Profile::WorkspaceFull, "workspace_create") => tools::create_full(),
+                (Profile::WorkspaceFull, "workspace_exec") => tools::exec_full(),
+                _ => t,
             })
             .collect();
         let instructions = instructions(o.profile, &source, &roots, &o);
@@ -359,16 +357,36 @@ impl Inner {
             return reply(pyro.run(o)?);
         }
         if tool == "workspace_create" {
-            let (a, network) = if self.profile == Profile::WorkspaceFull {
-                let f: tools::CreateFull = args(tool, a)?;
+            let (a, network, secret_args) = if self.profile == Profile::WorkspaceFull {
+                // A malformed call may quote what it was given: never a secret's value.
+                let hide = secret_strings(&a);
+                let f: tools::CreateFull = args(tool, a).map_err(|e| hide.redact_error(e))?;
                 let policy = match &f.network_policy {
                     Some(p) => crate::net::NetworkPolicy::parse(p)?,
                     None => Default::default(),
                 };
-                (f.base, crate::net::NetworkOptions { policy, publish: vec![], allow_domains: f.allow_domains })
+                (
+                    f.base,
+                    crate::net::NetworkOptions { policy, publish: vec![], allow_domains: f.allow_domains },
+                    f.secrets,
+                )
             } else {
-                (args::<tools::Create>(tool, a)?, Default::default())
+                (args::<tools::Create>(tool, a)?, Default::default(), vec![])
             };
+            let mut secrets = Vec::new();
+            for s in secret_args {
+                let source = match (s.value, s.file_path) {
+                    (Some(v), None) => crate::SecretSource::Literal(v),
+                    (None, Some(p)) => crate::SecretSource::File(self.confine(pyro, &p, "file_path")?),
+                    _ => {
+                        return Err(Error::invalid(format!(
+                            "secret {} needs exactly one of value and file_path",
+                            crate::text::clip(&s.name, 80)
+                        )))
+                    }
+                };
+                secrets.push(crate::SecretSpec { name: s.name, source });
+            }
             refuse_scope_label(a.labels.keys())?;
             let environment = a.environment.unwrap_or_else(|| tools::DEFAULT_ENVIRONMENT.into());
             self.check_environment(&environment)?;
@@ -392,6 +410,7 @@ impl Inner {
                 vcpu_count: a.vcpu_count,
                 mem_mib: a.mem_mib,
                 network,
+                secrets,
             };
             let mut ws = pyro.workspaces()?;
             return reply(CreateResult { workspace: ws.create(&o, pyro.progress())?, seed_source });
@@ -402,7 +421,7 @@ impl Inner {
             Update(tools::Update),
             Status(String),
             Sync(tools::SyncPush, std::path::PathBuf),
-            Exec(tools::Exec),
+            Exec(tools::Exec, Vec<crate::SecretEnv>),
             Logs(String),
             Summary(String),
             FileList(tools::FileList),
@@ -441,9 +460,15 @@ impl Inner {
                 Call::Sync(a, src)
             }
             "workspace_exec" => {
-                let a: tools::Exec = args(tool, a)?;
+                let (a, secret_env) = if self.profile == Profile::WorkspaceFull {
+                    let f: tools::ExecFull = args(tool, a)?;
+                    let specs = tools::secret_env(&f.secret_env)?;
+                    (f.base, specs)
+                } else {
+                    (args::<tools::Exec>(tool, a)?, vec![])
+                };
                 tools::exec_timeout(a.timeout_seconds)?;
-                Call::Exec(a)
+                Call::Exec(a, secret_env)
             }
             "workspace_logs" => Call::Logs(id(a)?),
             "workspace_summary" => Call::Summary(id(a)?),
@@ -508,16 +533,17 @@ impl Inner {
                 let id = self.resolve(&ws, &a.workspace_id)?;
                 reply(ws.sync_push(&id, &src, a.dest.as_deref())?)
             }
-            Call::Exec(a) => {
+            Call::Exec(a, secret_env) => {
                 let id = self.resolve(&ws, &a.workspace_id)?;
-                reply(ws.exec(
-                    &id,
-                    command(a.command)?,
-                    a.cwd.as_deref(),
-                    tools::exec_timeout(a.timeout_seconds)?,
-                    a.env.into_iter().collect(),
-                    Some(EXEC_OUTPUT_BYTES),
-                )?)
+                let o = crate::ExecOptions {
+                    cwd: a.cwd,
+                    timeout_s: tools::exec_timeout(a.timeout_seconds)?,
+                    env: a.env.into_iter().collect(),
+                    secret_env,
+                    max_output_bytes: Some(EXEC_OUTPUT_BYTES),
+                    ..crate::ExecOptions::new(command(a.command)?)
+                };
+                reply(ws.exec_with(&id, &o)?)
             }
             Call::Logs(key) => {
                 let id = self.resolve(&ws, &key)?;
@@ -567,6 +593,7 @@ impl Inner {
                     cols: a.cols.unwrap_or(crate::workspace::shells::DEFAULT_COLS),
                     rows: a.rows.unwrap_or(crate::workspace::shells::DEFAULT_ROWS),
                     env: Vec::new(),
+                    secret_env: tools::secret_env(&a.secret_env)?,
                 };
                 reply(ws.shell_open(&id, &o)?)
             }
@@ -616,6 +643,7 @@ impl Inner {
                     super::MAX_EXEC_TIMEOUT_S,
                 )?;
                 o.restart = RestartPolicy::parse(a.restart.as_deref().unwrap_or("no"))?;
+                o.secret_env = tools::secret_env(&a.secret_env)?;
                 reply(ws.service_start(&id, &o)?)
             }
             Call::ServiceList(key) => {
@@ -641,6 +669,24 @@ impl Inner {
             }
         }
     }
+}
+
+/// A redactor for every string under a call's `secrets` argument, so that an error about a
+/// malformed call cannot quote a secret's value.
+fn secret_strings(a: &Value) -> crate::workspace::secrets::Redactor {
+    fn walk(v: &Value, out: &mut Vec<(String, String)>) {
+        match v {
+            Value::String(s) => out.push(("value".into(), s.clone())),
+            Value::Array(a) => a.iter().for_each(|v| walk(v, out)),
+            Value::Object(o) => o.values().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    if let Some(s) = a.get("secrets") {
+        walk(s, &mut out);
+    }
+    crate::workspace::secrets::Redactor::new(out)
 }
 
 fn success(r: Reply) -> CallToolResult {

@@ -270,8 +270,8 @@ fn catalogue() -> Vec<Def> {
     use crate::workspace::diff::DiffResult;
     use crate::workspace::files as f;
     use crate::workspace::lifecycle as l;
-    use crate::workspace::shells as sh;
     use crate::workspace::services as s;
+    use crate::workspace::shells as sh;
     use Kind::*;
     vec![
         def::<VmRun, crate::RunResult>(
@@ -452,6 +452,19 @@ pub struct CreateFull {
     /// only HTTP(S) to these names (*.x.org for subdomains)
     #[serde(default)]
     pub allow_domains: Vec<String>,
+    /// [{name, value | file_path}]
+    #[serde(default)]
+    pub secrets: Vec<SecretArg>,
+}
+
+/// One secret of `workspace_create` (`workspace-full`): a literal value or a host file,
+/// confined to the server's roots like `seed_path`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretArg {
+    pub name: String,
+    pub value: Option<String>,
+    pub file_path: Option<String>,
 }
 
 /// The `workspace-full` variant of `workspace_create`.
@@ -509,6 +522,29 @@ pub struct Exec {
     pub env: BTreeMap<String, String>,
 }
 
+/// `workspace_exec` in the `workspace-full` profile: `Exec` plus secrets in the command's
+/// environment (a map, the leaner schema: `{"TOKEN": "GH_TOKEN"}`; `""` keeps the name).
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecFull {
+    #[serde(flatten)]
+    pub base: Exec,
+    /// {SECRET: ENV_NAME}
+    #[serde(default)]
+    pub secret_env: BTreeMap<String, String>,
+}
+
+/// The `workspace-full` variant of `workspace_exec`.
+pub fn exec_full() -> Tool {
+    def::<ExecFull, crate::workspace::lifecycle::ExecRecord>(
+        "workspace_exec",
+        "Run a shell command in the workspace.",
+        Kind::Write(true, false),
+        Some(&["exit_code", "timed_out", "stdout", "stderr"]),
+    )
+    .tool
+}
+
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileList {
@@ -554,6 +590,9 @@ pub struct ShellOpen {
     pub cols: Option<u16>,
     #[schemars(range(min = 2, max = 500), extend("default" = 30))]
     pub rows: Option<u16>,
+    /// {SECRET: ENV_NAME}
+    #[serde(default)]
+    pub secret_env: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -647,6 +686,14 @@ pub struct ServiceStart {
     pub ready_timeout_seconds: Option<u64>,
     /// no or on-failure
     pub restart: Option<String>,
+    /// {SECRET: ENV_NAME}
+    #[serde(default)]
+    pub secret_env: BTreeMap<String, String>,
+}
+
+/// A `secret_env` map (`{"SECRET": "ENV_NAME"}`, `""` for the secret's own name) as specs.
+pub fn secret_env(m: &BTreeMap<String, String>) -> Result<Vec<crate::SecretEnv>> {
+    m.iter().map(|(s, e)| crate::SecretEnv::parse(&if e.is_empty() { s.clone() } else { format!("{s}={e}") })).collect()
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -802,6 +849,31 @@ pub(super) mod tests {
         let t = log_tail("0123456789", 4);
         assert_eq!(t, "[pyro: 6 older bytes not shown]\n6789");
         assert!(log_tail("ééé", 3).ends_with('é'));
+    }
+
+    #[test]
+    fn full_profile_takes_secrets_and_core_refuses_them() {
+        let c = create_full();
+        assert_eq!(c.input_schema["properties"]["secrets"]["type"], "array");
+        let e = exec_full();
+        let p = e.input_schema["properties"].as_object().unwrap();
+        assert_eq!(p["secret_env"]["type"], "object");
+        assert!(p.contains_key("command") && p.contains_key("workspace_id"), "{p:?}");
+        let a: ExecFull = args(
+            "workspace_exec",
+            json!({"workspace_id": "w", "command": "true", "secret_env": {"TOKEN": "GH_TOKEN"}}),
+        )
+        .unwrap();
+        assert_eq!(a.secret_env["TOKEN"], "GH_TOKEN");
+        assert!(args::<ExecFull>("workspace_exec", json!({"workspace_id": "w", "command": "x", "bogus": 1})).is_err());
+        let core = json!({"workspace_id": "w", "command": "true", "secret_env": {"TOKEN": "T"}});
+        assert!(args::<Exec>("workspace_exec", core).is_err());
+        let f: CreateFull = args(
+            "workspace_create",
+            json!({"secrets": [{"name": "A", "file_path": "a"}, {"name": "B", "value": "v"}]}),
+        )
+        .unwrap();
+        assert_eq!(f.secrets.len(), 2);
     }
 
     #[test]

@@ -217,6 +217,14 @@ impl Workspaces<'_> {
                 });
             }
         }
+        // New contents come from the guest: a secret a command wrote to a file is redacted.
+        let redactor = self.redactor(&r.id)?;
+        if !redactor.is_empty() {
+            patch_text = redactor.redact_str(&patch_text);
+            for e in &mut entries {
+                e.path = redactor.redact_str(&e.path);
+            }
+        }
         let omitted = changes.len().saturating_sub(MAX_ENTRIES);
         let hint = (omitted > 0 || patch_truncated).then(|| {
             "the diff is capped: diff one file or directory at a time (path), read files, or export".to_string()

@@ -152,11 +152,21 @@ impl Workspaces<'_> {
         let (mut c, _) = self.connect(&r)?;
         let list = Message::FsList { path: gp.clone(), recursive, max_entries: DEFAULT_LIST_ENTRIES };
         let (entries, truncated) = c.entries(&list, DEFAULT_LIST_ENTRIES as u64)?;
+        let redactor = self.redactor(&r.id)?;
+        let entries: Vec<FileEntry> = entries
+            .into_iter()
+            .map(FileEntry::from)
+            .map(|mut e| {
+                e.path = redactor.redact_str(&e.path);
+                e.target = e.target.map(|t| redactor.redact_str(&t));
+                e
+            })
+            .collect();
         Ok(FileList {
             workspace_id: r.id,
             path: gp,
             count: entries.len(),
-            entries: entries.into_iter().map(FileEntry::from).collect(),
+            entries,
             truncated,
             hint: truncated.then(|| {
                 format!("listing capped at {DEFAULT_LIST_ENTRIES} entries; list a sub-directory to see the rest")
@@ -175,8 +185,12 @@ impl Workspaces<'_> {
         let max = crate::error::in_range("max_bytes", max_bytes.unwrap_or(DEFAULT_READ_BYTES), 1, MAX_READ_BYTES)?;
         let r = self.resolve(key)?;
         let (mut c, _) = self.connect(&r)?;
-        let f = c.read_file_at(&gp, offset, max, false)?;
+        let redactor = self.redactor(&r.id)?;
+        let mut f = c.read_file_at(&gp, offset, max, false).map_err(|e| redactor.redact_error(e))?;
+        // Offsets count the file's bytes, so they are taken before redaction changes lengths.
+        // A value cut by the page boundary is not recognised (see `secrets`).
         let next_offset = f.truncated.then(|| offset + f.content.len() as u64);
+        redactor.redact_vec(&mut f.content);
         Ok(FileRead {
             workspace_id: r.id,
             path: gp,

@@ -2,6 +2,7 @@
 //! them. A workspace's VM is started on demand: if it died (killed, host reboot), the next
 //! operation that needs the guest boots it again from its disk and says so.
 
+use super::secrets::{self, SecretEnv, SecretSpec};
 use super::store::{CommandRow, Row, Store, WorkspaceNetwork};
 use super::{guest_path, seed, validate_label, validate_name, WorkspaceInfo, WorkspaceList, WorkspaceSeed};
 use crate::clock::now_s;
@@ -30,6 +31,35 @@ pub struct CreateOptions {
     pub mem_mib: Option<u32>,
     /// Network policy, published ports and allow list (default: no network).
     pub network: crate::net::NetworkOptions,
+    /// Secrets, kept on the host and given to a process only when its exec asks for them.
+    pub secrets: Vec<SecretSpec>,
+}
+
+/// `exec` with everything it takes; `ExecOptions::new(command)` has the defaults.
+#[derive(Debug, Clone)]
+pub struct ExecOptions {
+    pub command: Command,
+    /// Inside /workspace (default `/workspace`).
+    pub cwd: Option<String>,
+    pub timeout_s: u64,
+    pub env: Vec<(String, String)>,
+    /// Secrets put into this command's environment (`SECRET[=ENV_NAME]`).
+    pub secret_env: Vec<SecretEnv>,
+    /// Per stream, head and tail kept around a marker (default 256 KiB, 1 KiB..=16 MiB).
+    pub max_output_bytes: Option<u64>,
+}
+
+impl ExecOptions {
+    pub fn new(command: Command) -> ExecOptions {
+        ExecOptions {
+            command,
+            cwd: None,
+            timeout_s: crate::run::DEFAULT_TIMEOUT_S,
+            env: Vec::new(),
+            secret_env: Vec::new(),
+            max_output_bytes: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -156,6 +186,7 @@ impl<'a> Workspaces<'a> {
             published_ports: r.network.published.clone(),
             allow_domains: r.network.options.allow_domains.clone(),
             network_error: vm_net_error(self.paths(), &r.id),
+            secrets: secrets::list(self.paths(), &r.id),
         }
     }
 
@@ -176,6 +207,8 @@ impl<'a> Workspaces<'a> {
         if let Some(p) = &o.seed_path {
             seed::detect_kind(p)?;
         }
+        // Read and check every secret before anything is made (a missing file creates nothing).
+        let secret_values = secrets::resolve_specs(&o.secrets)?;
         let mut network = o.network.clone();
         network.validate()?;
         network.check_ports_free()?;
@@ -187,11 +220,13 @@ impl<'a> Workspaces<'a> {
         let id = vm::new_id();
         let dir = ws_dir(self.paths(), &id);
         crate::paths::private_dir(&dir)?;
-        let result = self.create_in(&id, &dir, &env, o, &probe, progress);
+        let result = secrets::store(self.paths(), &id, &secret_values)
+            .and_then(|_| self.create_in(&id, &dir, &env, o, &probe, progress));
         if result.is_err() {
             self.stop_vm(&id);
             let _ = std::fs::remove_dir_all(&dir);
             let _ = std::fs::remove_dir_all(vm_dir(self.paths(), &id));
+            secrets::remove(self.paths(), &id);
         }
         result
     }
@@ -269,7 +304,9 @@ impl<'a> Workspaces<'a> {
         };
         // The last point a cancel undoes everything (the caller removes the VM and files).
         cancel.check("workspace create")?;
-        self.store.insert(&row, ("create", serde_json::json!({"environment": env.name, "seed": seed})))?;
+        let secrets = secrets::list(self.paths(), id);
+        self.store
+            .insert(&row, ("create", serde_json::json!({"environment": env.name, "seed": seed, "secrets": secrets})))?;
         Ok(self.info(&row))
     }
 
@@ -404,13 +441,31 @@ impl<'a> Workspaces<'a> {
         env: Vec<(String, String)>,
         max_output_bytes: Option<u64>,
     ) -> Result<ExecRecord> {
+        let o =
+            ExecOptions { cwd: cwd.map(str::to_string), timeout_s, env, max_output_bytes, ..ExecOptions::new(command) };
+        self.exec_with(key, &o)
+    }
+
+    /// Run a command with all options, secrets in its environment included. Everything the
+    /// guest sends back (output, progress lines, errors) and the history it leaves has the
+    /// workspace's secret values replaced by `[secret:NAME]`.
+    pub fn exec_with(&mut self, key: &str, o: &ExecOptions) -> Result<ExecRecord> {
+        let command = o.command.clone();
         crate::run::validate_command(&command)?;
-        crate::limits::validate_env(&env)?;
-        crate::limits::validate_timeout(timeout_s)?;
-        let max_output_bytes = max_output_bytes.unwrap_or(DEFAULT_EXEC_OUTPUT);
+        crate::limits::validate_env(&o.env)?;
+        crate::limits::validate_timeout(o.timeout_s)?;
+        let max_output_bytes = o.max_output_bytes.unwrap_or(DEFAULT_EXEC_OUTPUT);
         crate::limits::validate_output_cap(max_output_bytes)?;
-        let cwd = guest_path(cwd.unwrap_or("/workspace"))?;
+        let cwd = guest_path(o.cwd.as_deref().unwrap_or("/workspace"))?;
         let r = self.resolve(key)?;
+        let secret_env = self.secret_env(&r.id, &o.secret_env)?;
+        if let Some((k, _)) = secret_env.iter().find(|(k, _)| o.env.iter().any(|(e, _)| e == k)) {
+            return Err(Error::invalid(format!("environment variable {k} is set by both env and secret_env")));
+        }
+        let redactor = self.redactor(&r.id)?;
+        let mut env = o.env.clone();
+        env.extend(secret_env);
+        crate::limits::validate_env(&env)?;
         self.pyro.cancel_token().check("the command")?;
         let (mut client, restarted) = self.connect(&r)?;
         client.set_cancel(Some(self.pyro.cancel_token().clone()));
@@ -418,12 +473,18 @@ impl<'a> Workspaces<'a> {
             command: command.clone(),
             cwd: Some(cwd.clone()),
             env,
-            timeout_ms: timeout_s * 1000,
+            timeout_ms: o.timeout_s * 1000,
             max_output_bytes,
             progress_ms: self.pyro.exec_progress_ms(),
         };
         let progress = self.pyro.progress();
-        let (res, stdout, stderr) = client.exec_with(req, &mut |t| progress(&crate::run::exec_progress_line(t)))?;
+        let (res, mut stdout, mut stderr) = client
+            .exec_with(req, &mut |t| progress(&redactor.redact_str(&crate::run::exec_progress_line(t))))
+            .map_err(|e| redactor.redact_error(e))?;
+        // Redact before anything is stored or returned: the history never holds a value.
+        redactor.redact_vec(&mut stdout);
+        redactor.redact_vec(&mut stderr);
+        let used: Vec<&str> = o.secret_env.iter().map(|s| s.secret.as_str()).collect();
         let hist = |b: &[u8]| {
             let s = String::from_utf8_lossy(b);
             if s.len() > HISTORY_OUTPUT {
@@ -441,7 +502,7 @@ impl<'a> Workspaces<'a> {
         };
         let row = CommandRow {
             sequence: 0,
-            command: command.display(),
+            command: redactor.redact_str(&command.display()),
             cwd: cwd.clone(),
             exit_code: res.exit_code,
             timed_out: res.timed_out,
@@ -453,7 +514,7 @@ impl<'a> Workspaces<'a> {
             stdout_truncated: res.stdout.truncated || stdout.len() > HISTORY_OUTPUT,
             stderr_truncated: res.stderr.truncated || stderr.len() > HISTORY_OUTPUT,
         };
-        let sequence = self.store.record_command(&r.id, &row)?;
+        let sequence = self.store.record_command(&r.id, &row, &used)?;
         Ok(ExecRecord {
             workspace_id: r.id,
             sequence,
@@ -499,6 +560,7 @@ impl<'a> Workspaces<'a> {
         self.stop_vm(&r.id);
         let _ = std::fs::remove_dir_all(vm_dir(self.paths(), &r.id));
         self.store.delete(&r.id)?;
+        secrets::remove(self.paths(), &r.id);
         drop(lock);
         std::fs::remove_dir_all(&dir).ctx("removing the workspace directory")?;
         Ok(DeleteReport {
@@ -510,7 +572,16 @@ impl<'a> Workspaces<'a> {
 
     pub fn logs(&self, key: &str) -> Result<Logs> {
         let r = self.resolve(key)?;
-        let entries = self.store.commands(&r.id)?;
+        let mut entries = self.store.commands(&r.id)?;
+        // Stored redacted already; redacting again on the way out costs little.
+        let redactor = self.redactor(&r.id)?;
+        if !redactor.is_empty() {
+            for e in &mut entries {
+                for s in [&mut e.command, &mut e.stdout, &mut e.stderr] {
+                    *s = redactor.redact_str(s);
+                }
+            }
+        }
         Ok(Logs { workspace_id: r.id, count: entries.len(), entries })
     }
 }

@@ -5,15 +5,17 @@
 //! of it, and `baseline.tar` + `baseline.json`, the seed archive and its manifest (the diff
 //! baseline). Reset throws the live layer away and makes a fresh one: O(1) in workspace size.
 //! State and history live in SQLite (`store`); the VM runs under its own supervisor whose
-//! runtime dir is `<runtime>/vms/<id>`.
+//! runtime dir is `<runtime>/vms/<id>`. Secrets are kept apart, in `<data>/secrets/<id>/`
+//! (see `secrets`).
 
 pub mod diff;
 pub mod files;
 pub mod lifecycle;
 pub mod patch;
+pub mod secrets;
 pub mod seed;
-pub mod shells;
 pub mod services;
+pub mod shells;
 pub mod store;
 pub mod summary;
 
@@ -23,7 +25,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-pub use lifecycle::{CreateOptions, UpdateOptions};
+pub use lifecycle::{CreateOptions, ExecOptions, UpdateOptions};
+pub use secrets::{SecretEnv, SecretInfo, SecretSource, SecretSpec};
 
 /// What callers see of a workspace (the result of create, status, update and reset).
 #[derive(Debug, Clone, Serialize, JsonSchema)]
@@ -52,6 +55,9 @@ pub struct WorkspaceInfo {
     /// Set when the guest's network stack failed (the guest then has no network at all).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub network_error: Option<String>,
+    /// The workspace's secrets: names and sources only, never values.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<SecretInfo>,
 }
 
 /// What a workspace was seeded from, as recorded at creation (stored in the state database,

@@ -140,6 +140,8 @@ pub struct ServiceOptions {
     pub restart: RestartPolicy,
     /// Extra environment for the process.
     pub env: Vec<(String, String)>,
+    /// Workspace secrets to put in the process's environment (`SECRET[=ENV]`).
+    pub secret_env: Vec<crate::SecretEnv>,
     /// Guest ports to publish on the host's 127.0.0.1 (the workspace needs the policy
     /// egress+published-ports).
     pub publish: Vec<PortSpec>,
@@ -156,6 +158,7 @@ impl ServiceOptions {
             ready_interval_ms: DEFAULT_READY_INTERVAL_MS,
             restart: RestartPolicy::No,
             env: Vec::new(),
+            secret_env: Vec::new(),
             publish: Vec::new(),
         }
     }
@@ -404,7 +407,7 @@ impl Workspaces<'_> {
         crate::limits::validate_env(&o.env)?;
         crate::error::in_range("ready_timeout_seconds", o.ready_timeout_s, 1, MAX_READY_TIMEOUT_S)?;
         crate::error::in_range("ready_interval_ms", o.ready_interval_ms, MIN_READY_INTERVAL_MS, MAX_READY_INTERVAL_MS)?;
-        let cwd = guest_path(o.cwd.as_deref().unwrap_or("/workspace"))?;
+        guest_path(o.cwd.as_deref().unwrap_or("/workspace"))?;
         // Re-check a readiness check built by hand (the CLI and MCP build it through
         // `ReadinessArgs`, which checks too).
         let args = match &o.readiness {
@@ -426,14 +429,28 @@ impl Workspaces<'_> {
             return Err(Error::new(Code::Conflict, format!("service '{}' is already {}", o.name, live.state))
                 .hint("stop it first, or choose another name"));
         }
-        let cancel = self.pyro.cancel_token().clone();
-        cancel.check("service start")?;
-        let (mut client, restarted) = self.connect(&r)?;
+        let mut env = o.env.clone();
+        env.extend(self.secret_env(&r.id, &o.secret_env)?);
+        let redactor = self.redactor(&r.id)?;
+        self.pyro.cancel_token().check("service start")?;
+        self.service_start_in(&r, o, env).map_err(|e| redactor.redact_error(e))
+    }
+
+    /// `service_start` once its arguments are checked; errors may quote the service's output
+    /// (the caller redacts secrets from them).
+    fn service_start_in(
+        &mut self,
+        r: &super::store::Row,
+        o: &ServiceOptions,
+        env: Vec<(String, String)>,
+    ) -> Result<ServiceInfo> {
+        let cwd = guest_path(o.cwd.as_deref().unwrap_or("/workspace"))?;
+        let (mut client, restarted) = self.connect(r)?;
         let spec = ServiceSpec {
             name: o.name.clone(),
             command: o.command.clone(),
             cwd: Some(cwd),
-            env: o.env.clone(),
+            env,
             readiness: o.readiness.clone(),
             ready_timeout_ms: o.ready_timeout_s * 1000,
             ready_interval_ms: o.ready_interval_ms,
@@ -468,7 +485,7 @@ impl Workspaces<'_> {
             info.published_ports = published;
             self.save(&boot_id, &info)?;
         }
-        let info = self.wait_ready(&r, &o.name, o, &boot_id, &mut client)?;
+        let info = self.wait_ready(r, &o.name, o, &boot_id, &mut client)?;
         Ok(ServiceInfo { vm_restarted: restarted, ..info })
     }
 
@@ -627,12 +644,13 @@ impl Workspaces<'_> {
             return Err(Error::guest("the guest sent a malformed reply to a service logs call (lengths)"));
         }
         let (out, err) = bytes.split_at(stdout_len as usize);
+        let redactor = self.redactor(&r.id)?;
         Ok(ServiceLogs {
             workspace_id: r.id,
             name: name.into(),
             state: service.state,
-            stdout: String::from_utf8_lossy(out).into_owned(),
-            stderr: String::from_utf8_lossy(err).into_owned(),
+            stdout: String::from_utf8_lossy(&redactor.redact(out)).into_owned(),
+            stderr: String::from_utf8_lossy(&redactor.redact(err)).into_owned(),
             stdout_bytes: service.stdout_bytes,
             stderr_bytes: service.stderr_bytes,
             log_dropped_bytes: service.stdout_dropped.saturating_add(service.stderr_dropped),

@@ -31,13 +31,15 @@ pub struct ShellOptions {
     pub cwd: Option<String>,
     pub cols: u16,
     pub rows: u16,
-    /// Extra environment variables for the shell (secrets land here).
+    /// Extra environment variables for the shell.
     pub env: Vec<(String, String)>,
+    /// Workspace secrets to put in the shell's environment (`SECRET[=ENV]`).
+    pub secret_env: Vec<crate::SecretEnv>,
 }
 
 impl Default for ShellOptions {
     fn default() -> Self {
-        ShellOptions { cwd: None, cols: DEFAULT_COLS, rows: DEFAULT_ROWS, env: Vec::new() }
+        ShellOptions { cwd: None, cols: DEFAULT_COLS, rows: DEFAULT_ROWS, env: Vec::new(), secret_env: Vec::new() }
     }
 }
 
@@ -184,12 +186,16 @@ impl Workspaces<'_> {
         size(o.cols, o.rows)?;
         crate::limits::validate_env(&o.env)?;
         let cwd = super::guest_path(o.cwd.as_deref().unwrap_or("/workspace"))?;
-        let msg = Message::ShellOpen { cwd: Some(cwd.clone()), cols: o.cols, rows: o.rows, env: o.env.clone() };
-        let info = self.shell_call(key, msg, &[])?;
+        let r = self.resolve(key)?;
+        let mut env = o.env.clone();
+        env.extend(self.secret_env(&r.id, &o.secret_env)?);
+        let msg = Message::ShellOpen { cwd: Some(cwd.clone()), cols: o.cols, rows: o.rows, env };
+        let info = self.shell_call(&r.id, msg, &[])?;
+        let secrets: Vec<&str> = o.secret_env.iter().map(|s| s.secret.as_str()).collect();
         self.store.event(
             &info.workspace_id,
             "shell_open",
-            serde_json::json!({"shell_id": info.shell_id, "path": cwd}),
+            serde_json::json!({"shell_id": info.shell_id, "path": cwd, "secrets": secrets}),
         )?;
         Ok(info)
     }
@@ -214,7 +220,12 @@ impl Workspaces<'_> {
         let keep = complete_utf8(&data);
         data.truncate(keep);
         let next_cursor = cursor + keep as u64;
+        // Secrets the shell printed are replaced before the text leaves the SDK (a value cut
+        // by the page boundary is not caught: read with larger pages around it).
+        let redactor = self.redactor(&r.id)?;
+        let data = redactor.redact(&data);
         let output = if o.plain { plain_text(&data) } else { String::from_utf8_lossy(&data).into_owned() };
+        let output = redactor.redact_str(&output);
         Ok(ShellRead {
             workspace_id: r.id,
             shell_id: shell.into(),

@@ -245,7 +245,8 @@ impl Store {
     }
 
     /// Record a finished command and its event in one transaction; returns its sequence.
-    pub fn record_command(&mut self, id: &str, c: &CommandRow) -> Result<u64> {
+    /// `secrets` names the secrets the command had in its environment (names only).
+    pub fn record_command(&mut self, id: &str, c: &CommandRow, secrets: &[&str]) -> Result<u64> {
         let tx = self.conn.transaction().map_err(db_err)?;
         let generation: u32 =
             tx.query_row("SELECT reset_count FROM workspaces WHERE id = ?1", [id], |r| r.get(0)).map_err(db_err)?;
@@ -279,12 +280,11 @@ impl Store {
             params![id, now_s()],
         )
         .map_err(db_err)?;
-        add_event(
-            &tx,
-            id,
-            "exec",
-            serde_json::json!({"sequence": seq, "command": crate::text::clip(&c.command, 200), "exit_code": c.exit_code, "duration_ms": c.duration_ms, "timed_out": c.timed_out, "cancelled": c.cancelled, "truncated": c.stdout_truncated || c.stderr_truncated}),
-        )?;
+        let mut payload = serde_json::json!({"sequence": seq, "command": crate::text::clip(&c.command, 200), "exit_code": c.exit_code, "duration_ms": c.duration_ms, "timed_out": c.timed_out, "cancelled": c.cancelled, "truncated": c.stdout_truncated || c.stderr_truncated});
+        if !secrets.is_empty() {
+            payload["secrets"] = serde_json::json!(secrets);
+        }
+        add_event(&tx, id, "exec", payload)?;
         // The history keeps the newest MAX_COMMANDS commands; the counts live on in the
         // workspace row and in the event roll-up.
         tx.execute(

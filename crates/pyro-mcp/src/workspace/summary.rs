@@ -67,6 +67,8 @@ struct Payload {
     paths: Vec<String>,
     output: String,
     reason: Option<String>,
+    /// exec: the secrets in the command's environment (names).
+    secrets: Vec<String>,
 }
 
 fn payload(e: &Event) -> Payload {
@@ -98,6 +100,10 @@ pub struct Summary {
     pub services: Vec<ServiceItem>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub services_more: Option<usize>,
+    /// The workspace's secrets (names and sources) and which commands used: left out when it
+    /// has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secrets: Option<SecretsSection>,
     /// Things a reviewer should not miss (VM restarts, truncated output, folded events).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notable: Vec<String>,
@@ -188,6 +194,15 @@ impl NetworkSection {
             error: info.network_error.clone(),
         })
     }
+}
+
+/// Names only: a summary never holds a secret's value.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct SecretsSection {
+    pub available: Vec<super::SecretInfo>,
+    /// Secrets put into a command's environment since the last reset, first use first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub used: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, JsonSchema)]
@@ -423,6 +438,15 @@ pub fn synthesize(
             notable.push(format!("the VM is {}: {}", info.state, clip(r, 200)));
         }
     }
+    let secrets = (!info.secrets.is_empty()).then(|| {
+        let mut used: Vec<String> = Vec::new();
+        for n in execs.iter().flat_map(|p| &p.secrets) {
+            if !used.contains(n) {
+                used.push(n.clone());
+            }
+        }
+        SecretsSection { available: info.secrets.clone(), used }
+    });
     Summary {
         workspace,
         commands,
@@ -434,6 +458,7 @@ pub fn synthesize(
         shells: None,
         services: Vec::new(),
         services_more: None,
+        secrets,
         notable,
     }
 }
@@ -524,6 +549,13 @@ impl Render for Summary {
             o.push('\n');
         }
         o.push_str(&more(self.services_more, "  +", " more services\n"));
+        if let Some(s) = &self.secrets {
+            let names: Vec<String> = s.available.iter().map(|i| format!("{} ({})", i.name, i.source)).collect();
+            o.push_str(&format!("secrets: {}\n", names.join(", ")));
+            if !s.used.is_empty() {
+                o.push_str(&format!("  used by commands: {}\n", s.used.join(", ")));
+            }
+        }
         for n in &self.notable {
             o.push_str(&format!("note: {n}\n"));
         }
@@ -581,6 +613,17 @@ impl Workspaces<'_> {
         s.shells = ShellsSection::of(&events, &rollup, open);
         let services: Vec<ServiceItem> = self.service_summary(&r.id)?.iter().map(ServiceItem::of).collect();
         (s.services, s.services_more) = capped(services, 20);
+        // What the summary quotes was stored redacted; redacting it again costs little.
+        let redactor = self.redactor(&r.id)?;
+        if let Some(c) = &mut s.commands {
+            for l in &mut c.last {
+                l.command = redactor.redact_str(&l.command);
+            }
+            if let Some(f) = &mut c.last_failure {
+                f.command = redactor.redact_str(&f.command);
+                f.output_tail = f.output_tail.as_ref().map(|t| redactor.redact_str(t));
+            }
+        }
         Ok(s)
     }
 }
@@ -611,6 +654,7 @@ mod tests {
             published_ports: vec![],
             allow_domains: vec![],
             network_error: None,
+            secrets: vec![],
         }
     }
 
@@ -730,6 +774,19 @@ mod tests {
         assert_eq!(d.paths_more, Some(580));
         assert_eq!(s.edits.as_ref().unwrap().paths_more, Some(180));
         assert!(s.text().contains("  +580 more\n"));
+    }
+
+    #[test]
+    fn secrets_section_names_only() {
+        let mut i = info();
+        i.secrets = vec![crate::workspace::SecretInfo { name: "TOKEN".into(), source: "file".into() }];
+        let mut e = exec(1, 0, false);
+        e.3["secrets"] = json!(["TOKEN"]);
+        let s = synthesize(&i, &[e, exec(2, 0, false)], &[], &[], Some(&diff(0)), 1000);
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["secrets"], json!({"available": [{"name": "TOKEN", "source": "file"}], "used": ["TOKEN"]}));
+        assert!(s.text().contains("secrets: TOKEN (file)\n  used by commands: TOKEN\n"), "{}", s.text());
+        assert!(synthesize(&info(), &[], &[], &[], Some(&diff(0)), 1000).secrets.is_none());
     }
 
     #[test]
