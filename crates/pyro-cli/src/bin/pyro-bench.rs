@@ -29,6 +29,9 @@ mod net_bench;
 #[path = "bench/service.rs"]
 mod service_bench;
 
+#[path = "bench/shell.rs"]
+mod shell_bench;
+
 use pyro_mcp::internal as vm;
 use pyro_mcp::{Command, Pyro};
 use std::time::Instant;
@@ -66,6 +69,10 @@ fn main() {
     // `PYRO_BENCH_ONLY=big` runs just the big-tree, network and MCP sections (minutes less).
     if std::env::var("PYRO_BENCH_ONLY").is_ok_and(|v| v == "big") {
         big_sections(&pyro, runs);
+        return;
+    }
+    if std::env::var("PYRO_BENCH_ONLY").is_ok_and(|v| v == "session") {
+        session_sections(&pyro, runs);
         return;
     }
     let boot = |mode: vm::VmMode| -> Vec<f64> {
@@ -143,8 +150,14 @@ fn big_sections(pyro: &Pyro, runs: usize) {
     scale_bench::run(pyro, runs, &report);
     println!("-- guest networking");
     net_bench::run(pyro, runs, &report);
+    session_sections(pyro, runs);
+}
+
+/// The MCP server, services and shells (`PYRO_BENCH_ONLY=session` runs just these).
+fn session_sections(pyro: &Pyro, runs: usize) {
     println!("-- mcp server");
     mcp_bench::run(pyro, &report);
-    println!("-- services");
+    println!("-- services and shells");
     service_bench::run(pyro, runs, &report);
+    shell_bench::run(pyro, runs, &report);
 }
