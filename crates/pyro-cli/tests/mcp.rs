@@ -172,9 +172,10 @@ const CORE: &[&str] = &[
     "workspace_delete",
 ];
 
-/// `workspace-full`: the core tools plus services.
+/// `workspace-full`: the core tools plus shells and services.
 fn full() -> Vec<&'static str> {
     let mut v = CORE.to_vec();
+    v.extend(["shell_open", "shell_read", "shell_write", "shell_signal", "shell_resize", "shell_close"]);
     v.extend(["service_start", "service_list", "service_status", "service_logs", "service_stop"]);
     v
 }
@@ -678,6 +679,30 @@ async fn services_through_the_full_profile() {
     assert_eq!(stopped["state"], "stopped", "{stopped}");
     let st = s.ok("service_status", json!({"workspace_id": id, "name": "srv"})).await;
     assert_eq!(st["state"], "stopped");
+
+    // A shell: open, write, read (plain, after quiet) until the output is there, close.
+    let sh = s.ok("shell_open", json!({"workspace_id": id, "cols": 90, "rows": 20})).await;
+    let shell = sh["shell_id"].as_str().unwrap().to_string();
+    s.ok("shell_write", json!({"workspace_id": id, "shell_id": shell, "input": "stty size; echo done-$((2+3))"})).await;
+    let (mut cursor, mut seen) = (0u64, String::new());
+    for _ in 0..20 {
+        let r = s
+            .ok(
+                "shell_read",
+                json!({"workspace_id": id, "shell_id": shell, "cursor": cursor, "plain": true, "wait_for_idle_ms": 500}),
+            )
+            .await;
+        cursor = r["next_cursor"].as_u64().unwrap();
+        seen.push_str(r["output"].as_str().unwrap());
+        if seen.contains("done-5") {
+            break;
+        }
+    }
+    assert!(seen.contains("20 90") && seen.contains("done-5"), "{seen:?}");
+    let bad = s.err("shell_read", json!({"workspace_id": id, "shell_id": "shell-999"})).await;
+    assert_eq!(bad["code"], "not_found");
+    let closed = s.ok("shell_close", json!({"workspace_id": id, "shell_id": shell})).await;
+    assert_eq!(closed["alive"], false, "{closed}");
     s.ok("workspace_delete", json!({"workspace_id": id})).await;
     s.stop().await;
     e.t.assert_clean();
