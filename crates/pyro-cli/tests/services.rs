@@ -154,9 +154,12 @@ fn service_lifecycle_end_to_end() {
         "start",
         "svc",
         "stubborn",
+        // Ready once the trap is set: a TERM that came before it would end the shell at once.
+        "--ready-file",
+        "stubborn.ready",
         "--json",
         "--",
-        "trap '' TERM; while true; do sleep 1; done",
+        "trap '' TERM; touch stubborn.ready; while true; do sleep 1; done",
     ]);
     let t0 = Instant::now();
     let s = w.ok(&["workspace", "service", "stop", "svc", "stubborn", "--grace-seconds", "1", "--json"]);
