@@ -917,6 +917,20 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn full_reset_takes_a_snapshot_and_core_reset_does_not() {
+        let r = reset_full();
+        check::<ResetFull, WorkspaceInfo>(&r);
+        assert_eq!(r.input_schema["properties"]["snapshot"]["type"], "string");
+        let a: ResetFull = args("workspace_reset", json!({"workspace_id": "w", "snapshot": "before"})).unwrap();
+        assert_eq!(a.snapshot.as_deref(), Some("before"));
+        assert!(args::<Id>("workspace_reset", json!({"workspace_id": "w", "snapshot": "before"})).is_err());
+        let names: Vec<String> = all().iter().map(|t| t.name.to_string()).collect();
+        for t in ["snapshot_create", "snapshot_list", "snapshot_delete"] {
+            assert!(names.iter().any(|n| n == t) && !WORKSPACE_CORE.contains(&t), "{t}");
+        }
+    }
+
+    #[test]
     fn bad_arguments_are_invalid_argument() {
         let e = args::<Id>("workspace_status", json!({"id": "x"})).err().unwrap();
         assert_eq!(e.code, crate::Code::InvalidArgument);

@@ -379,6 +379,8 @@ impl<'a> Workspaces<'a> {
             "the VM was {state}{}; booted it again from its disk",
             reason.map(|r| format!(" ({r})")).unwrap_or_default()
         );
+        // A snapshot create cut short leaves its new live layer to be put in place first.
+        self.recover_pending(&r.id)?;
         let disk = ws_dir(self.paths(), &r.id).join("disk.qcow2");
         if !disk.exists() {
             return Err(Error::state(format!("workspace {} has no disk (it is being created or deleted)", r.id)));
@@ -559,6 +561,9 @@ impl<'a> Workspaces<'a> {
         };
         self.pyro.cancel_token().check("workspace reset")?;
         self.stop_vm(&r.id);
+        // The live layer is replaced below; a snapshot create cut short is settled first so
+        // the sweep afterwards sees a clean state.
+        self.recover_pending(&r.id)?;
         let disk = dir.join("disk.qcow2");
         let fresh = dir.join("disk.qcow2.new");
         let _ = std::fs::remove_file(&fresh);

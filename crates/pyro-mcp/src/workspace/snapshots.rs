@@ -1,25 +1,33 @@
 //! Named snapshots of a workspace's whole guest disk: create, list, delete, and the layers
 //! `reset --snapshot NAME` goes back to.
 //!
-//! Layout (`<data>/workspaces/<id>/`): every frozen layer has a unique, immutable file name,
-//! `layer-<random>.qcow2`; the live layer is always `disk.qcow2`, the seeded one
-//! `baseline.qcow2` (the implicit, reserved snapshot `baseline`). SQLite maps names to layer
-//! files (`snapshots` table). A snapshot NAME is the layer that was live until it was taken;
-//! the new live layer is an empty overlay on top of it, so taking one is O(1) in the
-//! workspace's size and the guest keeps running.
+//! Layout (`<data>/workspaces/<id>/`): every snapshot layer has a unique, immutable file name,
+//! `layer-<random>.qcow2`; the live layer is always reachable as `disk.qcow2` (after a snapshot,
+//! a second hard link to the live `layer-*` file), the seeded one is `baseline.qcow2` (the
+//! implicit, reserved snapshot `baseline`). SQLite maps names to layer files (`snapshots`
+//! table). A snapshot NAME is the layer that was live until it was taken; the new live layer
+//! is an empty overlay on top of it, so taking one is O(1) in the workspace's size and the
+//! guest keeps running.
 //!
-//! Creating, in this order, so that a crash (`kill -9`) at any point leaves a disk that boots
-//! with every byte written so far and never a record naming a missing layer:
-//! 1. hard-link `disk.qcow2` to `layer-X.qcow2` (the same file under a second name);
-//! 2. make `disk.qcow2.next`, an empty overlay whose header names `layer-X.qcow2`, and rename
-//!    it over `disk.qcow2`: on disk the chain is now empty overlay -> the data, so a boot from
-//!    here sees everything, whether or not QEMU ever switches;
-//! 3. freeze the guest's file system, QMP `blockdev-snapshot-sync` (mode `existing`) makes
-//!    QEMU write to the new `disk.qcow2`, thaw (the guest agent thaws by itself after 20 s);
-//! 4. insert the name -> layer row and its `snapshot_create` event in one transaction.
+//! QEMU reopens a layer by the path it opened it with when the layer turns read-only (it needs
+//! a new file descriptor), so a name QEMU uses must point to the same file until then: the new
+//! live layer is given to QEMU under its own `layer-*` name, and `disk.qcow2` is moved to it
+//! only after QEMU has switched. Creating, in this order:
+//! 1. hard-link `disk.qcow2` to `layer-A.qcow2` (the same file under its permanent name);
+//! 2. make `layer-B.qcow2`, an empty overlay whose header names `layer-A.qcow2`;
+//! 3. write `snapshot.pending` (naming B);
+//! 4. freeze the guest's file system, QMP `blockdev-snapshot-sync` (mode `existing`) makes QEMU
+//!    write to B, thaw (the guest agent thaws by itself after 20 s);
+//! 5. link B as `disk.qcow2` (a rename of a fresh link), remove `snapshot.pending`;
+//! 6. insert the name -> A row and its `snapshot_create` event in one transaction.
 //!
-//! A layer without a row after a crash is an unnamed link in the chain: harmless, and kept for
-//! as long as the live disk needs it. When the VM is not running, steps 1, 2 and 4 are enough.
+//! After a crash between 3 and 5, the next operation under the workspace lock (a snapshot
+//! call, a reset, a boot) finishes or undoes step 5: with the VM running it asks QEMU which
+//! layer it writes (`query-block`); with the VM stopped it always moves `disk.qcow2` to B,
+//! which is right either way (B holds what was written since, or is an empty overlay on the
+//! same data). So a crash never loses the live layer, and a record never names a missing
+//! layer (a layer without a row is an unnamed link in the chain, kept while it is needed).
+//! When the VM is not running, step 4 is skipped.
 //!
 //! Deleting a snapshot removes its name at once; its layer file is kept while any layer above
 //! it (a later snapshot, the live disk) still has it in its backing chain, and removed by the
@@ -116,6 +124,46 @@ fn sync_dir(dir: &Path) {
     }
 }
 
+/// Marks a snapshot create between its steps 3 and 5 (see the module docs): the new layer's
+/// file name.
+const PENDING: &str = "snapshot.pending";
+
+/// Make `disk.qcow2` a link to `layer` (a fresh link renamed over it: atomic) and clear the
+/// pending mark.
+fn adopt(dir: &Path, layer: &str) -> Result<()> {
+    let tmp = dir.join("disk.qcow2.next");
+    let _ = std::fs::remove_file(&tmp);
+    std::fs::hard_link(dir.join(layer), &tmp).ctx("linking the new live layer")?;
+    std::fs::rename(&tmp, dir.join("disk.qcow2")).ctx("installing the new live layer")?;
+    sync_dir(dir);
+    let _ = std::fs::remove_file(dir.join(PENDING));
+    sync_dir(dir);
+    Ok(())
+}
+
+/// The layer file that is the same file as `disk.qcow2` (the live layer), if it has one.
+fn live_layer(dir: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let d = std::fs::metadata(dir.join("disk.qcow2")).ok()?;
+    layer_files(dir)
+        .into_iter()
+        .find(|f| std::fs::metadata(dir.join(f)).is_ok_and(|m| m.ino() == d.ino() && m.dev() == d.dev()))
+}
+
+/// Whether the VM's QEMU writes to `layer` now (`query-block`: the top image's file name).
+fn qemu_writes(qmp: &Path, layer: &str) -> Result<bool> {
+    let r = vm::qmp::Qmp::connect(qmp)?.execute("query-block", serde_json::json!({}))?;
+    let top = r
+        .as_array()
+        .and_then(|a| a.iter().find(|d| d["device"] == "root"))
+        .and_then(|d| d["inserted"]["image"]["filename"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    // A top whose backing differs from its header gets a `json:{...}` name with the top's
+    // own file name first; `layer` can only be the top or not in the chain at all.
+    Ok(top.ends_with(&format!("/{layer}")) || top.contains(&format!("/{layer}\"")))
+}
+
 impl Workspaces<'_> {
     fn snapshot_rows(&self, id: &str) -> Result<Vec<SnapRow>> {
         let mut st = self
@@ -146,6 +194,28 @@ impl Workspaces<'_> {
         Ok(self.snapshot_rows(id)?.into_iter().map(|r| r.0).collect())
     }
 
+    /// Finish or undo a snapshot create a crash interrupted between its steps 3 and 5 (see
+    /// the module docs). Call under the workspace lock.
+    pub(super) fn recover_pending(&self, id: &str) -> Result<()> {
+        let dir = ws_dir(self.paths(), id);
+        let Ok(next) = std::fs::read_to_string(dir.join(PENDING)) else { return Ok(()) };
+        let next = next.trim().to_string();
+        if !is_layer_name(&next) || !dir.join(&next).exists() {
+            let _ = std::fs::remove_file(dir.join(PENDING));
+            return Ok(());
+        }
+        let vdir = vm_dir(self.paths(), id);
+        let running = Client::connect(&vdir.join("supervisor.sock")).is_ok();
+        if !running || qemu_writes(&vdir.join("qmp.sock"), &next)? {
+            adopt(&dir, &next)
+        } else {
+            // QEMU never switched: the new layer was never written.
+            let _ = std::fs::remove_file(dir.join(&next));
+            let _ = std::fs::remove_file(dir.join(PENDING));
+            Ok(())
+        }
+    }
+
     /// Remove layer files nothing needs (no name, in no backing chain of the live disk or of a
     /// named layer) and leftovers of an interrupted create. Call under the workspace lock.
     /// Returns how many layer files remain.
@@ -167,6 +237,10 @@ impl Workspaces<'_> {
                 }
             }
         }
+        if dir.join(PENDING).exists() {
+            return Ok(layer_files(&dir).len()); // a create is under way or must be recovered first
+        }
+        keep.extend(live_layer(&dir));
         let _ = std::fs::remove_file(dir.join("disk.qcow2.next"));
         let mut left = 0;
         for f in layer_files(&dir) {
@@ -188,6 +262,7 @@ impl Workspaces<'_> {
         let r = self.resolve(key)?;
         let dir = ws_dir(self.paths(), &r.id);
         let _lock = crate::env::lock(&dir.join("lock"))?;
+        self.recover_pending(&r.id)?;
         let rows = self.snapshot_rows(&r.id)?;
         if rows.iter().any(|s| s.0 == name) {
             return Err(Error::new(Code::Conflict, format!("workspace {} has a snapshot '{name}' already", r.id))
@@ -211,34 +286,47 @@ impl Workspaces<'_> {
         self.pyro.cancel_token().check("snapshot create")?;
         let qemu_img = self.rt()?.qemu_img.clone();
         let size = vm::qcow2_size(&disk)?;
-        let layer = format!("layer-{}.qcow2", vm::new_id());
-        // 1. The live layer gets its permanent second name.
-        std::fs::hard_link(&disk, dir.join(&layer)).ctx("linking the live layer")?;
-        // 2. A new empty live layer on top of it, in place before QEMU is told.
-        let next = dir.join("disk.qcow2.next");
-        let _ = std::fs::remove_file(&next);
-        vm::create_overlay_on(&qemu_img, &layer, &next, size)?;
-        std::fs::rename(&next, &disk).ctx("installing the new live layer")?;
-        sync_dir(&dir);
-        // 3. A running VM switches to it with its file system frozen, so the layer is
+        let next = format!("layer-{}.qcow2", vm::new_id());
+        // 1. The live layer gets its permanent second name (it has one when an earlier
+        // snapshot made it).
+        let layer = match live_layer(&dir) {
+            Some(l) => l,
+            None => {
+                let l = format!("layer-{}.qcow2", vm::new_id());
+                std::fs::hard_link(&disk, dir.join(&l)).ctx("linking the live layer")?;
+                l
+            }
+        };
+        // 2. The new live layer, empty, on top of it.
+        vm::create_overlay_on(&qemu_img, &layer, &dir.join(&next), size)?;
+        // 3. Say what is under way, so that a crash from here on is finished or undone.
+        crate::paths::write_atomic(&dir.join(PENDING), next.as_bytes())?;
+        // 4. A running VM switches to it with its file system frozen, so the layer is
         // consistent; a VM that is not running opens the new chain when it boots.
         let live = match Client::connect(&vm_dir(self.paths(), &r.id).join("supervisor.sock")) {
             Ok(mut client) => {
-                client.call(&Message::Freeze)?;
-                let snap = vm::qmp::Qmp::connect(&vm_dir(self.paths(), &r.id).join("qmp.sock")).and_then(|mut q| {
-                    q.execute(
-                        "blockdev-snapshot-sync",
-                        serde_json::json!({"device": "root", "snapshot-file": disk, "format": "qcow2", "mode": "existing"}),
-                    )
+                let switched = client.call(&Message::Freeze).and_then(|_| {
+                    let snap = vm::qmp::Qmp::connect(&vm_dir(self.paths(), &r.id).join("qmp.sock")).and_then(|mut q| {
+                        q.execute(
+                            "blockdev-snapshot-sync",
+                            serde_json::json!({"device": "root", "snapshot-file": dir.join(&next), "format": "qcow2", "mode": "existing"}),
+                        )
+                    });
+                    let thaw = client.call(&Message::Thaw);
+                    snap.and(thaw)
                 });
-                let thaw = client.call(&Message::Thaw);
-                snap?;
-                thaw?;
+                if let Err(e) = switched {
+                    // Decide from what QEMU writes now, as after a crash.
+                    self.recover_pending(&r.id)?;
+                    return Err(e);
+                }
                 true
             }
             Err(_) => false,
         };
-        // 4. The name, with its event.
+        // 5. `disk.qcow2` names the new live layer.
+        adopt(&dir, &next)?;
+        // 6. The name, with its event.
         let created_at = now_s();
         let tx = self.store.conn.transaction().map_err(db_err)?;
         tx.execute("INSERT INTO snapshots VALUES (?1, ?2, ?3, ?4)", params![r.id, name, layer, created_at])
@@ -287,6 +375,7 @@ impl Workspaces<'_> {
         let r = self.resolve(key)?;
         let dir = ws_dir(self.paths(), &r.id);
         let _lock = crate::env::lock(&dir.join("lock"))?;
+        self.recover_pending(&r.id)?;
         let layer = self.snapshot_layer(&r.id, name)?;
         let tx = self.store.conn.transaction().map_err(db_err)?;
         tx.execute("DELETE FROM snapshots WHERE workspace_id = ?1 AND name = ?2", params![r.id, name])

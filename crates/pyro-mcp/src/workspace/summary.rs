@@ -844,6 +844,27 @@ mod tests {
     }
 
     #[test]
+    fn reset_to_a_snapshot_and_the_snapshots_section() {
+        let events = vec![
+            (1, "reset".into(), 1000, json!({"snapshot": "before"})),
+            (2, "snapshot_restore".into(), 1000, json!({"name": "before"})),
+            (3, "snapshot_create".into(), 1001, json!({"name": "after"})),
+            (4, "snapshot_delete".into(), 1002, json!({"name": "old"})),
+        ];
+        let mut s = synthesize(&info(), &events, &[], &[], Some(&diff(0)), 1010);
+        assert_eq!(s.workspace.reset_to_snapshot.as_deref(), Some("before"));
+        s.snapshots = SnapshotsSection::of(&events, &[], vec!["after".into(), "before".into()]);
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["snapshots"], json!({"current": ["after", "before"], "created": 1, "deleted": 1}));
+        let text = s.text();
+        assert!(text.contains("reset to snapshot before\n") && text.contains("snapshots: after, before"), "{text}");
+        // A reset to the baseline says nothing; no snapshots and no events: no section.
+        let plain = synthesize(&info(), &[(1, "reset".into(), 1000, json!({}))], &[], &[], Some(&diff(0)), 1010);
+        assert!(plain.workspace.reset_to_snapshot.is_none());
+        assert!(SnapshotsSection::of(&[], &[], vec![]).is_none());
+    }
+
+    #[test]
     fn unknown_diff_is_marked() {
         let s = synthesize(&info(), &[], &[], &[], None, 1000);
         assert_eq!(serde_json::to_value(&s).unwrap()["diff"], json!({"unavailable": true}));
