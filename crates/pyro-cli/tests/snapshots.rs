@@ -144,6 +144,7 @@ fn snapshots_end_to_end() {
     let vm = t.runtime.path().join("vms").join(&id);
     let st: serde_json::Value = serde_json::from_slice(&std::fs::read(vm.join("state.json")).unwrap()).unwrap();
     let pid = st["supervisor_pid"].as_i64().unwrap() as i32;
+    // SAFETY: kill takes no pointers; the pid is this test's VM supervisor.
     unsafe { libc::kill(pid, libc::SIGKILL) };
     std::thread::sleep(Duration::from_millis(500));
     w.ok(&["workspace", "snapshot", "create", "snap", "cold", "--json"]);
@@ -186,6 +187,14 @@ fn kill_9_during_snapshot_create_leaves_the_workspace_intact() {
             assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
         }
     }
+    // The disk as it is on the host holds every line: kill the VM and boot it again.
+    let vm = t.runtime.path().join("vms").join(&id);
+    let st: serde_json::Value = serde_json::from_slice(&std::fs::read(vm.join("state.json")).unwrap()).unwrap();
+    // SAFETY: kill takes no pointers; the pid is this test's VM supervisor.
+    unsafe { libc::kill(st["supervisor_pid"].as_i64().unwrap() as i32, libc::SIGKILL) };
+    std::thread::sleep(Duration::from_millis(500));
+    let keep = w.sh(&id, "cat /workspace/keep");
+    assert_eq!(keep.lines().count(), 7, "{keep}");
     // Every snapshot left restores to a tree that has the seed line, and the workspace runs.
     let list = w.ok(&["workspace", "snapshot", "list", "crash", "--json"]);
     for n in names(&list) {

@@ -368,7 +368,7 @@ pub fn synthesize(
         age_seconds: now.saturating_sub(info.created_at),
         reset_count: info.reset_count,
         last_reset_at: info.last_reset_at,
-        reset_to_snapshot: events.iter().filter(|e| e.1 == "reset").last().and_then(|e| payload(e).snapshot),
+        reset_to_snapshot: events.iter().rfind(|e| e.1 == "reset").and_then(|e| payload(e).snapshot),
     };
     let rolled: BTreeMap<&str, u64> = rollup.iter().map(|(k, c)| (k.as_str(), *c)).collect();
     let rolled = |k: &str| rolled.get(k).copied().unwrap_or(0);
