@@ -164,6 +164,50 @@ fn kill_9_during_snapshot_create_leaves_the_workspace_intact() {
     let c = w.ok(&["workspace", "create", "debian:12", "--name", "crash", "--json"]);
     let id = c["id"].as_str().unwrap().to_string();
     w.sh(&id, "echo base > /workspace/keep; sync");
+    let vm = t.runtime.path().join("vms").join(&id);
+    let kill_vm = || {
+        let st: serde_json::Value = serde_json::from_slice(&std::fs::read(vm.join("state.json")).unwrap()).unwrap();
+        // SAFETY: kill takes no pointers; the pid is this test's VM supervisor.
+        unsafe { libc::kill(st["supervisor_pid"].as_i64().unwrap() as i32, libc::SIGKILL) };
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let pending = w.data.path().join("workspaces").join(&id).join("snapshot.pending");
+
+    // The worst moment, exactly: QEMU writes the new layer, `disk.qcow2` names the old one.
+    // (a) The VM stops before anything else runs: its next boot puts the new layer in place.
+    let o = w
+        .cmd()
+        .args(["workspace", "snapshot", "create", "crash", "cut"])
+        .env("PYRO_FAULT", "snapshot-after-switch")
+        .output()
+        .unwrap();
+    assert_ne!(o.status.code(), Some(0));
+    assert!(pending.exists());
+    w.sh(&id, "echo written-after-cut >> /workspace/keep; sync");
+    kill_vm();
+    assert_eq!(w.sh(&id, "cat /workspace/keep"), "base\nwritten-after-cut\n");
+    assert!(!pending.exists());
+    // (b) The VM keeps running: the next snapshot call asks QEMU and finishes the move.
+    let o = w
+        .cmd()
+        .args(["workspace", "snapshot", "create", "crash", "cut"])
+        .env("PYRO_FAULT", "snapshot-after-switch")
+        .output()
+        .unwrap();
+    assert_ne!(o.status.code(), Some(0));
+    w.sh(&id, "echo second-cut > /workspace/keep; sync");
+    let list = w.ok(&["workspace", "snapshot", "list", "crash", "--json"]);
+    assert_eq!(names(&list), ["baseline"], "a cut-short create records no name: {list}");
+    w.ok(&["workspace", "snapshot", "create", "crash", "after-cut", "--json"]);
+    assert!(!pending.exists());
+    kill_vm();
+    assert_eq!(w.sh(&id, "cat /workspace/keep"), "second-cut\n");
+    w.ok(&["workspace", "reset", "crash", "--snapshot", "after-cut", "--json"]);
+    assert_eq!(w.sh(&id, "cat /workspace/keep"), "second-cut\n");
+    w.ok(&["workspace", "snapshot", "delete", "crash", "after-cut", "--json"]);
+    w.sh(&id, "echo base > /workspace/keep; sync");
+
+    // Kills at random moments.
     for (i, delay_ms) in [5u64, 40, 120, 250, 400, 700].into_iter().enumerate() {
         let name = format!("k{i}");
         let mut child = w.cmd().args(["workspace", "snapshot", "create", "crash", &name]).spawn().unwrap();
@@ -188,11 +232,7 @@ fn kill_9_during_snapshot_create_leaves_the_workspace_intact() {
         }
     }
     // The disk as it is on the host holds every line: kill the VM and boot it again.
-    let vm = t.runtime.path().join("vms").join(&id);
-    let st: serde_json::Value = serde_json::from_slice(&std::fs::read(vm.join("state.json")).unwrap()).unwrap();
-    // SAFETY: kill takes no pointers; the pid is this test's VM supervisor.
-    unsafe { libc::kill(st["supervisor_pid"].as_i64().unwrap() as i32, libc::SIGKILL) };
-    std::thread::sleep(Duration::from_millis(500));
+    kill_vm();
     let keep = w.sh(&id, "cat /workspace/keep");
     assert_eq!(keep.lines().count(), 7, "{keep}");
     // Every snapshot left restores to a tree that has the seed line, and the workspace runs.

@@ -324,6 +324,11 @@ impl Workspaces<'_> {
             }
             Err(_) => false,
         };
+        // Test hook: what a `kill -9` at the worst moment leaves (QEMU writes the new layer,
+        // `disk.qcow2` still names the old one).
+        if std::env::var("PYRO_FAULT").is_ok_and(|v| v == "snapshot-after-switch") {
+            std::process::abort();
+        }
         // 5. `disk.qcow2` names the new live layer.
         adopt(&dir, &next)?;
         // 6. The name, with its event.
