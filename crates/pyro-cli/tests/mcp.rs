@@ -172,11 +172,12 @@ const CORE: &[&str] = &[
     "workspace_delete",
 ];
 
-/// `workspace-full`: the core tools plus shells and services.
+/// `workspace-full`: the core tools plus shells, services and snapshots.
 fn full() -> Vec<&'static str> {
     let mut v = CORE.to_vec();
     v.extend(["shell_open", "shell_read", "shell_write", "shell_signal", "shell_resize", "shell_close"]);
     v.extend(["service_start", "service_list", "service_status", "service_logs", "service_stop"]);
+    v.extend(["snapshot_create", "snapshot_list", "snapshot_delete"]);
     v
 }
 
@@ -703,6 +704,24 @@ async fn services_through_the_full_profile() {
     assert_eq!(bad["code"], "not_found");
     let closed = s.ok("shell_close", json!({"workspace_id": id, "shell_id": shell})).await;
     assert_eq!(closed["alive"], false, "{closed}");
+
+    // Snapshots: create, change, reset to it, list, delete; bad names are tool errors.
+    s.ok("workspace_file_write", json!({"workspace_id": id, "path": "snap.txt", "content": "one\n"})).await;
+    let snap = s.ok("snapshot_create", json!({"workspace_id": id, "name": "one"})).await;
+    assert_eq!(snap["name"], "one", "{snap}");
+    s.ok("workspace_file_write", json!({"workspace_id": id, "path": "snap.txt", "content": "two\n"})).await;
+    let r = s.ok("workspace_reset", json!({"workspace_id": id, "snapshot": "one"})).await;
+    assert_eq!(r["state"], "running", "{r}");
+    let f = s.ok("workspace_file_read", json!({"workspace_id": id, "path": "snap.txt"})).await;
+    assert_eq!(f["content"], "one\n", "{f}");
+    let l = s.ok("snapshot_list", json!({"workspace_id": id})).await;
+    assert_eq!(l["snapshots"][0]["name"], "baseline", "{l}");
+    assert_eq!(l["snapshots"][1]["name"], "one", "{l}");
+    let reserved = s.err("snapshot_create", json!({"workspace_id": id, "name": "baseline"})).await;
+    assert_eq!(reserved["code"], "invalid_argument");
+    let missing = s.err("workspace_reset", json!({"workspace_id": id, "snapshot": "nope"})).await;
+    assert_eq!(missing["code"], "not_found");
+    s.ok("snapshot_delete", json!({"workspace_id": id, "name": "one"})).await;
     s.ok("workspace_delete", json!({"workspace_id": id})).await;
     s.stop().await;
     e.t.assert_clean();

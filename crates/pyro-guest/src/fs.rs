@@ -466,8 +466,31 @@ pub fn tar_out(path: &str, out: &mut dyn Write) -> FsResult<(u64, u64)> {
 const FIFREEZE: libc::c_ulong = 0xC004_5877;
 const FITHAW: libc::c_ulong = 0xC004_5878;
 
-/// Freeze (or thaw) the root file system so a disk snapshot taken now is consistent.
+/// Counts freezes and thaws, so a watchdog thaws only the freeze that armed it.
+static FREEZE_GEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// A freeze the host does not end within this long is ended here: a host process killed
+/// between its freeze and its thaw must not leave the guest's file system frozen (every write
+/// would hang). A snapshot holds the freeze for milliseconds.
+const FREEZE_WATCHDOG: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Freeze (or thaw) the root file system so a disk snapshot taken now is consistent. A freeze
+/// ends by itself after `FREEZE_WATCHDOG`.
 pub fn freeze(on: bool) -> FsResult<()> {
+    use std::sync::atomic::Ordering;
+    let generation = FREEZE_GEN.fetch_add(1, Ordering::SeqCst) + 1;
+    freeze_ioctl(on)?;
+    if on {
+        std::thread::spawn(move || {
+            std::thread::sleep(FREEZE_WATCHDOG);
+            if FREEZE_GEN.load(Ordering::SeqCst) == generation {
+                let _ = freeze_ioctl(false);
+            }
+        });
+    }
+    Ok(())
+}
+
+fn freeze_ioctl(on: bool) -> FsResult<()> {
     use std::os::fd::AsRawFd;
     // SAFETY: sync takes no arguments and cannot fail.
     unsafe { libc::sync() };

@@ -7,7 +7,8 @@
 //! - workspaces: create, reset, sync, exec through the CLI and the SDK;
 //! - big trees: diff and summary of a 20,000-file workspace, a 10 MB patch apply;
 //! - mcp server: spawn to the `tools/list` answer per profile, and that answer's size;
-//! - services: `service start` -> ready for a service that is ready at once, and its stop.
+//! - services: `service start` -> ready for a service that is ready at once, and its stop;
+//! - snapshots: `snapshot create` on 1,000 and 20,000 files, `reset --snapshot` -> first exec.
 //!
 //! Numbers are printed, never asserted: timings belong here, not in tests.
 
@@ -31,6 +32,9 @@ mod service_bench;
 
 #[path = "bench/shell.rs"]
 mod shell_bench;
+
+#[path = "bench/snapshot.rs"]
+mod snapshot_bench;
 
 use pyro_mcp::internal as vm;
 use pyro_mcp::{Command, Pyro};
@@ -153,11 +157,13 @@ fn big_sections(pyro: &Pyro, runs: usize) {
     session_sections(pyro, runs);
 }
 
-/// The MCP server, services and shells (`PYRO_BENCH_ONLY=session` runs just these).
+/// The MCP server, services, shells and snapshots (`PYRO_BENCH_ONLY=session` runs just these).
 fn session_sections(pyro: &Pyro, runs: usize) {
     println!("-- mcp server");
     mcp_bench::run(pyro, &report);
     println!("-- services and shells");
     service_bench::run(pyro, runs, &report);
     shell_bench::run(pyro, runs, &report);
+    println!("-- snapshots");
+    snapshot_bench::run(pyro, runs, &report);
 }

@@ -8,6 +8,7 @@ pub mod mcp;
 pub mod run;
 pub mod service;
 pub mod shell;
+pub mod snapshot;
 pub mod workspace;
 
 /// `--network-policy` and `--allow-domain`, shared by `run` and `workspace create`.

@@ -97,13 +97,21 @@ pub enum WsCmd {
         #[arg(long)]
         output: PathBuf,
     },
-    /// Return to the baseline (fresh disk layer, VM rebooted, history cleared)
-    Reset { id: String },
+    /// Return to the baseline or a snapshot (fresh disk layer, VM rebooted, history cleared)
+    Reset {
+        id: String,
+        /// A snapshot to go back to (default: baseline)
+        #[arg(long, value_name = "NAME")]
+        snapshot: Option<String>,
+    },
     /// Stop the VM and remove the workspace's disks and files
     Delete { id: String },
     /// Long-running services (servers, watchers) with readiness checks
     #[command(subcommand)]
     Service(super::service::ServiceCmd),
+    /// Named snapshots of the whole guest disk
+    #[command(subcommand)]
+    Snapshot(super::snapshot::SnapshotCmd),
 }
 
 #[derive(clap::Subcommand)]
@@ -288,9 +296,10 @@ fn run(c: WsCmd, json: bool) -> Result<i32, Error> {
         WsCmd::Summary { id } => render::show(&ws.summary(&id)?, json),
         WsCmd::Diff { id, path } => render::show(&ws.diff_path(&id, path.as_deref(), usize::MAX)?, json),
         WsCmd::Export { id, path, output } => render::show(&ws.export(&id, &path, &output)?, json),
-        WsCmd::Reset { id } => render::show(&ws.reset(&id)?, json),
+        WsCmd::Reset { id, snapshot } => render::show(&ws.reset_to(&id, snapshot.as_deref())?, json),
         WsCmd::Delete { id } => render::show(&ws.delete(&id)?, json),
         WsCmd::Service(c) => return super::service::run(&mut ws, c, json),
+        WsCmd::Snapshot(c) => return super::snapshot::run(&mut ws, c, json),
     }
     Ok(0)
 }

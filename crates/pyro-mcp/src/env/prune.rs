@@ -82,11 +82,15 @@ pub fn qcow2_backing(path: &Path) -> Option<PathBuf> {
     Some(if p.is_absolute() { p } else { path.parent().unwrap_or(Path::new("/")).join(p) })
 }
 
+/// Deepest backing chain followed: a workspace's snapshot layers (at most
+/// `workspace::snapshots::MAX_LAYERS`) plus its baseline and the environment's image fit.
+pub const MAX_CHAIN: usize = 256;
+
 /// Every file in a disk's backing chain (the disk itself excluded).
 pub fn backing_chain(disk: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut cur = disk.to_path_buf();
-    for _ in 0..16 {
+    for _ in 0..MAX_CHAIN {
         match qcow2_backing(&cur) {
             Some(b) => {
                 out.push(b.clone());

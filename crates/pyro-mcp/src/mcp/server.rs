@@ -193,6 +193,7 @@ impl PyroServer {
             .map(|t| match (o.profile, t.name.as_ref()) {
                 (Profile::WorkspaceFull, "workspace_create") => tools::create_full(),
                 (Profile::WorkspaceFull, "workspace_exec") => tools::exec_full(),
+                (Profile::WorkspaceFull, "workspace_reset") => tools::reset_full(),
                 _ => t,
             })
             .collect();
@@ -430,7 +431,7 @@ impl Inner {
             Patch(tools::PatchApply),
             Diff(tools::Diff),
             Export(tools::Export, std::path::PathBuf),
-            Reset(String),
+            Reset(String, Option<String>),
             Delete(String),
             ShellOpen(tools::ShellOpen),
             ShellRead(tools::ShellRead),
@@ -444,6 +445,10 @@ impl Inner {
             ServiceStatus(tools::ServiceName),
             ServiceLogs(tools::ServiceLogs),
             ServiceStop(tools::ServiceStop),
+            // --- snapshots ---
+            SnapshotCreate(tools::SnapshotName),
+            SnapshotList(String),
+            SnapshotDelete(tools::SnapshotName),
         }
         let id = |a: Value| args::<tools::Id>(tool, a).map(|a| a.workspace_id);
         let call = match tool {
@@ -486,7 +491,11 @@ impl Inner {
                 let out = self.confine(pyro, &a.output_path, "output_path")?;
                 Call::Export(a, out)
             }
-            "workspace_reset" => Call::Reset(id(a)?),
+            "workspace_reset" if self.profile == Profile::WorkspaceFull => {
+                let a: tools::ResetFull = args(tool, a)?;
+                Call::Reset(a.workspace_id, a.snapshot)
+            }
+            "workspace_reset" => Call::Reset(id(a)?, None),
             "workspace_delete" => Call::Delete(id(a)?),
             "shell_open" => Call::ShellOpen(args(tool, a)?),
             "shell_read" => {
@@ -503,6 +512,9 @@ impl Inner {
             "service_status" => Call::ServiceStatus(args(tool, a)?),
             "service_logs" => Call::ServiceLogs(args(tool, a)?),
             "service_stop" => Call::ServiceStop(args(tool, a)?),
+            "snapshot_create" => Call::SnapshotCreate(args(tool, a)?),
+            "snapshot_list" => Call::SnapshotList(id(a)?),
+            "snapshot_delete" => Call::SnapshotDelete(args(tool, a)?),
             other => return Err(Error::invalid(format!("unknown tool '{other}'"))),
         };
         let mut ws = pyro.workspaces()?;
@@ -578,9 +590,9 @@ impl Inner {
                 let id = self.resolve(&ws, &a.workspace_id)?;
                 reply(ws.export(&id, &a.path, &out)?)
             }
-            Call::Reset(key) => {
+            Call::Reset(key, snapshot) => {
                 let id = self.resolve(&ws, &key)?;
-                reply(ws.reset(&id)?)
+                reply(ws.reset_to(&id, snapshot.as_deref())?)
             }
             Call::Delete(key) => {
                 let id = self.resolve(&ws, &key)?;
@@ -666,6 +678,18 @@ impl Inner {
             Call::ServiceStop(a) => {
                 let id = self.resolve(&ws, &a.workspace_id)?;
                 reply(ws.service_stop(&id, &a.name, a.grace_seconds)?)
+            }
+            Call::SnapshotCreate(a) => {
+                let id = self.resolve(&ws, &a.workspace_id)?;
+                reply(ws.snapshot_create(&id, &a.name)?)
+            }
+            Call::SnapshotList(key) => {
+                let id = self.resolve(&ws, &key)?;
+                reply(ws.snapshot_list(&id)?)
+            }
+            Call::SnapshotDelete(a) => {
+                let id = self.resolve(&ws, &a.workspace_id)?;
+                reply(ws.snapshot_delete(&id, &a.name)?)
             }
         }
     }

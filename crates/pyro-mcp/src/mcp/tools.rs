@@ -62,7 +62,8 @@ pub const WORKSPACE_CORE: &[&str] = &[
     "workspace_reset",
     "workspace_delete",
 ];
-/// `workspace-full` is `workspace-core` plus the tools that have no core slot (shells, services).
+/// `workspace-full` is `workspace-core` plus the tools that have no core slot (shells, services,
+/// snapshots).
 pub const WORKSPACE_FULL: &[&str] = &[
     "vm_run",
     "workspace_create",
@@ -92,6 +93,9 @@ pub const WORKSPACE_FULL: &[&str] = &[
     "service_status",
     "service_logs",
     "service_stop",
+    "snapshot_create",
+    "snapshot_list",
+    "snapshot_delete",
 ];
 /// Compact JSON bytes the `workspace-full` `tools/list` may take.
 pub const FULL_TOOLS_LIST_BUDGET: usize = 14 * 1024;
@@ -272,6 +276,7 @@ fn catalogue() -> Vec<Def> {
     use crate::workspace::lifecycle as l;
     use crate::workspace::services as s;
     use crate::workspace::shells as sh;
+    use crate::workspace::snapshots as sn;
     use Kind::*;
     vec![
         def::<VmRun, crate::RunResult>(
@@ -372,6 +377,14 @@ fn catalogue() -> Vec<Def> {
             Write(true, true),
             None,
         ),
+        def::<SnapshotName, sn::SnapshotInfo>(
+            "snapshot_create",
+            "Snapshot the whole guest disk, by name.",
+            Write(false, false),
+            None,
+        ),
+        def::<Id, sn::SnapshotList>("snapshot_list", "Snapshots, baseline first.", Read, None),
+        def::<SnapshotName, sn::SnapshotDeleted>("snapshot_delete", "Delete a snapshot.", Write(true, true), None),
     ]
 }
 
@@ -543,6 +556,33 @@ pub fn exec_full() -> Tool {
         Some(&["exit_code", "timed_out", "stdout", "stderr"]),
     )
     .tool
+}
+
+/// `workspace_reset` in the `workspace-full` profile: back to a named snapshot.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetFull {
+    pub workspace_id: String,
+    /// default: baseline
+    pub snapshot: Option<String>,
+}
+
+/// The `workspace-full` variant of `workspace_reset`.
+pub fn reset_full() -> Tool {
+    def::<ResetFull, WorkspaceInfo>(
+        "workspace_reset",
+        "Discard changes since the baseline or a snapshot.",
+        Kind::Write(true, true),
+        None,
+    )
+    .tool
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotName {
+    pub workspace_id: String,
+    pub name: String,
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -874,6 +914,20 @@ pub(super) mod tests {
         )
         .unwrap();
         assert_eq!(f.secrets.len(), 2);
+    }
+
+    #[test]
+    fn full_reset_takes_a_snapshot_and_core_reset_does_not() {
+        let r = reset_full();
+        check::<ResetFull, WorkspaceInfo>(&r);
+        assert_eq!(r.input_schema["properties"]["snapshot"]["type"], "string");
+        let a: ResetFull = args("workspace_reset", json!({"workspace_id": "w", "snapshot": "before"})).unwrap();
+        assert_eq!(a.snapshot.as_deref(), Some("before"));
+        assert!(args::<Id>("workspace_reset", json!({"workspace_id": "w", "snapshot": "before"})).is_err());
+        let names: Vec<String> = all().iter().map(|t| t.name.to_string()).collect();
+        for t in ["snapshot_create", "snapshot_list", "snapshot_delete"] {
+            assert!(names.iter().any(|n| n == t) && !WORKSPACE_CORE.contains(&t), "{t}");
+        }
     }
 
     #[test]

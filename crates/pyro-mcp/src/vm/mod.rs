@@ -203,6 +203,39 @@ pub fn create_overlay(qemu_img: &Path, base: &Path, overlay: &Path) -> Result<()
     Ok(())
 }
 
+/// `qemu-img create -u`: a qcow2 overlay of `size` bytes whose header names `backing` (a
+/// qcow2 image, by a name relative to the overlay's directory) without opening it. Used for
+/// snapshot layers: the backing file may be the running VM's live layer, which QEMU holds
+/// locked, and a relative name keeps the chain valid wherever the directory is.
+pub fn create_overlay_on(qemu_img: &Path, backing: &str, overlay: &Path, size: u64) -> Result<()> {
+    let out = std::process::Command::new(qemu_img)
+        .args(["create", "-q", "-u", "-f", "qcow2", "-F", "qcow2", "-b", backing])
+        .arg(overlay)
+        .arg(size.to_string())
+        .output()
+        .map_err(|e| Error::guest(format!("cannot run qemu-img: {e}")))?;
+    if !out.status.success() {
+        return Err(Error::internal(format!(
+            "qemu-img create failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+/// The virtual size a qcow2 image's header records (bytes 24..32), read without qemu-img.
+pub fn qcow2_size(path: &Path) -> Result<u64> {
+    use std::io::Read;
+    let mut h = [0u8; 32];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut h))
+        .map_err(|e| Error::internal(format!("reading {}: {e}", path.display())))?;
+    if &h[..4] != b"QFI\xfb" {
+        return Err(Error::internal(format!("{} is not a qcow2 image", path.display())));
+    }
+    Ok(u64::from_be_bytes(h[24..32].try_into().unwrap()))
+}
+
 /// Boot our kernel and initramfs with the chosen accelerator to the guest init (no disk) and
 /// return how long it took: the floor every VM start pays.
 pub fn probe_boot(rt: &Runtime) -> Result<u64> {

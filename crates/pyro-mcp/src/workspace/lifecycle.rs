@@ -157,7 +157,7 @@ impl<'a> Workspaces<'a> {
         Ok(Workspaces { pyro, store: Store::open(&pyro.paths().data)? })
     }
 
-    fn rt(&self) -> Result<&'a Runtime> {
+    pub(super) fn rt(&self) -> Result<&'a Runtime> {
         self.pyro.runtime()
     }
 
@@ -379,6 +379,8 @@ impl<'a> Workspaces<'a> {
             "the VM was {state}{}; booted it again from its disk",
             reason.map(|r| format!(" ({r})")).unwrap_or_default()
         );
+        // A snapshot create cut short leaves its new live layer to be put in place first.
+        self.recover_pending(&r.id)?;
         let disk = ws_dir(self.paths(), &r.id).join("disk.qcow2");
         if !disk.exists() {
             return Err(Error::state(format!("workspace {} has no disk (it is being created or deleted)", r.id)));
@@ -538,17 +540,41 @@ impl<'a> Workspaces<'a> {
     /// A cancel before the reset starts changes nothing; once the old VM is stopped the reset
     /// runs to the end (a few seconds), so a workspace is never left half reset.
     pub fn reset(&mut self, key: &str) -> Result<WorkspaceInfo> {
+        self.reset_to(key, None)
+    }
+
+    /// `reset`, to a named snapshot (`None` or `baseline`: the baseline). The fresh live
+    /// layer's backing file is the snapshot's layer, so this is O(1) as well; the diff keeps
+    /// comparing against the seed, and the summary says which snapshot the reset went to.
+    pub fn reset_to(&mut self, key: &str, snapshot: Option<&str>) -> Result<WorkspaceInfo> {
+        let snapshot = snapshot.filter(|n| *n != super::snapshots::BASELINE);
+        if let Some(n) = snapshot {
+            super::snapshots::validate_snapshot_name(n)?;
+        }
         let r = self.resolve(key)?;
         let dir = ws_dir(self.paths(), &r.id);
         let _lock = crate::env::lock(&dir.join("lock"))?;
+        // A missing snapshot is refused before anything is stopped.
+        let layer = match snapshot {
+            Some(n) => Some(self.snapshot_layer(&r.id, n)?),
+            None => None,
+        };
         self.pyro.cancel_token().check("workspace reset")?;
         self.stop_vm(&r.id);
+        // The live layer is replaced below; a snapshot create cut short is settled first so
+        // the sweep afterwards sees a clean state.
+        self.recover_pending(&r.id)?;
         let disk = dir.join("disk.qcow2");
         let fresh = dir.join("disk.qcow2.new");
         let _ = std::fs::remove_file(&fresh);
-        vm::create_overlay(&self.rt()?.qemu_img, &dir.join("baseline.qcow2"), &fresh)?;
+        match &layer {
+            None => vm::create_overlay(&self.rt()?.qemu_img, &dir.join("baseline.qcow2"), &fresh)?,
+            Some(l) => vm::create_overlay_on(&self.rt()?.qemu_img, l, &fresh, vm::qcow2_size(&dir.join(l))?)?,
+        }
         std::fs::rename(&fresh, &disk).ctx("replacing the live disk")?;
-        self.store.record_reset(&r.id)?;
+        self.store.record_reset(&r.id, snapshot)?;
+        // The old live layer is gone: layers only it needed (deleted snapshots) go too.
+        self.sweep_layers(&r.id)?;
         self.reboot(&r, &disk)?;
         Ok(self.info(&self.resolve(&r.id)?))
     }

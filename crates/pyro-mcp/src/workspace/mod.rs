@@ -4,6 +4,7 @@
 //! seeding (backed by the environment's read-only base), `disk.qcow2`, the live layer on top
 //! of it, and `baseline.tar` + `baseline.json`, the seed archive and its manifest (the diff
 //! baseline). Reset throws the live layer away and makes a fresh one: O(1) in workspace size.
+//! Named snapshots are frozen layers `layer-*.qcow2` in the same chain (see `snapshots`).
 //! State and history live in SQLite (`store`); the VM runs under its own supervisor whose
 //! runtime dir is `<runtime>/vms/<id>`. Secrets are kept apart, in `<data>/secrets/<id>/`
 //! (see `secrets`).
@@ -16,6 +17,7 @@ pub mod secrets;
 pub mod seed;
 pub mod services;
 pub mod shells;
+pub mod snapshots;
 pub mod store;
 pub mod summary;
 

@@ -72,7 +72,7 @@ fn add_column(conn: &Connection, table: &str, column: &str, decl: &str) -> Resul
     Ok(())
 }
 
-fn db_err(e: rusqlite::Error) -> Error {
+pub(super) fn db_err(e: rusqlite::Error) -> Error {
     Error::internal(format!("workspace database: {e}"))
 }
 
@@ -102,6 +102,10 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE TABLE IF NOT EXISTS services (
   workspace_id TEXT NOT NULL, name TEXT NOT NULL, boot_id TEXT NOT NULL, started_at INTEGER NOT NULL,
   info TEXT NOT NULL,
+  PRIMARY KEY (workspace_id, name)
+);
+CREATE TABLE IF NOT EXISTS snapshots (
+  workspace_id TEXT NOT NULL, name TEXT NOT NULL, layer TEXT NOT NULL, created_at INTEGER NOT NULL,
   PRIMARY KEY (workspace_id, name)
 );
 ";
@@ -337,8 +341,10 @@ impl Store {
         tx.commit().map_err(db_err)
     }
 
-    /// A reset: new generation, history since then starts empty.
-    pub fn record_reset(&mut self, id: &str) -> Result<()> {
+    /// A reset: new generation, history since then starts empty. `snapshot` names the snapshot
+    /// the disk went back to (None: the baseline); it is recorded in the `reset` event and as a
+    /// `snapshot_restore` event of the new generation.
+    pub fn record_reset(&mut self, id: &str, snapshot: Option<&str>) -> Result<()> {
         let tx = self.conn.transaction().map_err(db_err)?;
         let t = now_s();
         tx.execute(
@@ -346,13 +352,19 @@ impl Store {
             params![id, t],
         )
         .map_err(db_err)?;
-        add_event(&tx, id, "reset", serde_json::json!({}))?;
+        match snapshot {
+            None => add_event(&tx, id, "reset", serde_json::json!({}))?,
+            Some(n) => {
+                add_event(&tx, id, "reset", serde_json::json!({"snapshot": n}))?;
+                add_event(&tx, id, "snapshot_restore", serde_json::json!({"name": n}))?;
+            }
+        }
         tx.commit().map_err(db_err)
     }
 
     pub fn delete(&mut self, id: &str) -> Result<()> {
         let tx = self.conn.transaction().map_err(db_err)?;
-        for t in ["commands", "events", "event_rollup", "services"] {
+        for t in ["commands", "events", "event_rollup", "services", "snapshots"] {
             tx.execute(&format!("DELETE FROM {t} WHERE workspace_id = ?1"), [id]).map_err(db_err)?;
         }
         tx.execute("DELETE FROM workspaces WHERE id = ?1", [id]).map_err(db_err)?;
@@ -396,7 +408,7 @@ pub const MAX_COMMANDS: u64 = 500;
 /// Events kept per workspace; past this the oldest are folded into per-kind counts.
 pub const MAX_EVENTS: u64 = 2000;
 
-fn add_event(tx: &rusqlite::Transaction, id: &str, kind: &str, payload: serde_json::Value) -> Result<()> {
+pub(super) fn add_event(tx: &rusqlite::Transaction, id: &str, kind: &str, payload: serde_json::Value) -> Result<()> {
     let generation: u32 = tx
         .query_row("SELECT reset_count FROM workspaces WHERE id = ?1", [id], |r| r.get(0))
         .optional()

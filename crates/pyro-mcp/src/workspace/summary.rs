@@ -69,6 +69,8 @@ struct Payload {
     reason: Option<String>,
     /// exec: the secrets in the command's environment (names).
     secrets: Vec<String>,
+    /// reset: the snapshot the disk went back to (none: the baseline).
+    snapshot: Option<String>,
 }
 
 fn payload(e: &Event) -> Payload {
@@ -100,6 +102,10 @@ pub struct Summary {
     pub services: Vec<ServiceItem>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub services_more: Option<usize>,
+    /// The workspace's snapshots now (newest first), and how many were taken, deleted and
+    /// restored since the last reset: left out when there is nothing to say.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshots: Option<SnapshotsSection>,
     /// The workspace's secrets (names and sources) and which commands used: left out when it
     /// has none.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -107,6 +113,36 @@ pub struct Summary {
     /// Things a reviewer should not miss (VM restarts, truncated output, folded events).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notable: Vec<String>,
+}
+
+/// Snapshots: the names there are now (newest first, at most 20) and the snapshot events
+/// since the last reset.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct SnapshotsSection {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub current: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current_more: Option<usize>,
+    pub created: u64,
+    pub deleted: u64,
+}
+
+impl SnapshotsSection {
+    /// The section, or None when there are no snapshots and none were taken or deleted.
+    pub fn of(events: &[Event], rollup: &[(String, u64)], names: Vec<String>) -> Option<SnapshotsSection> {
+        let count = |kind: &str| {
+            events.iter().filter(|e| e.1 == kind).count() as u64
+                + rollup.iter().filter(|(k, _)| k == kind).map(|(_, n)| n).sum::<u64>()
+        };
+        let (created, deleted) = (count("snapshot_create"), count("snapshot_delete"));
+        let (current, current_more) = capped(names, 20);
+        (created > 0 || deleted > 0 || !current.is_empty()).then_some(SnapshotsSection {
+            current,
+            current_more,
+            created,
+            deleted,
+        })
+    }
 }
 
 /// Shells: how many were opened and closed since the last reset, and the ones open now.
@@ -220,6 +256,9 @@ pub struct SummaryWorkspace {
     pub reset_count: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_reset_at: Option<u64>,
+    /// The snapshot the last reset went back to (left out for the baseline).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reset_to_snapshot: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, JsonSchema)]
@@ -329,6 +368,7 @@ pub fn synthesize(
         age_seconds: now.saturating_sub(info.created_at),
         reset_count: info.reset_count,
         last_reset_at: info.last_reset_at,
+        reset_to_snapshot: events.iter().rfind(|e| e.1 == "reset").and_then(|e| payload(e).snapshot),
     };
     let rolled: BTreeMap<&str, u64> = rollup.iter().map(|(k, c)| (k.as_str(), *c)).collect();
     let rolled = |k: &str| rolled.get(k).copied().unwrap_or(0);
@@ -458,6 +498,7 @@ pub fn synthesize(
         shells: None,
         services: Vec::new(),
         services_more: None,
+        snapshots: None,
         secrets,
         notable,
     }
@@ -477,6 +518,9 @@ impl Render for Summary {
             w.age_seconds,
             w.reset_count
         ));
+        if let Some(n) = &w.reset_to_snapshot {
+            o.push_str(&format!("reset to snapshot {n}\n"));
+        }
         if let Some(c) = &self.commands {
             o.push_str(&format!("commands: {} run, {} failed\n", c.count, c.failures));
             for l in &c.last {
@@ -549,6 +593,15 @@ impl Render for Summary {
             o.push('\n');
         }
         o.push_str(&more(self.services_more, "  +", " more services\n"));
+        if let Some(s) = &self.snapshots {
+            o.push_str(&format!(
+                "snapshots: {}{} ({} taken, {} deleted since the last reset)\n",
+                if s.current.is_empty() { "none".to_string() } else { s.current.join(", ") },
+                more(s.current_more, " (+", " more)"),
+                s.created,
+                s.deleted
+            ));
+        }
         if let Some(s) = &self.secrets {
             let names: Vec<String> = s.available.iter().map(|i| format!("{} ({})", i.name, i.source)).collect();
             o.push_str(&format!("secrets: {}\n", names.join(", ")));
@@ -613,6 +666,7 @@ impl Workspaces<'_> {
         s.shells = ShellsSection::of(&events, &rollup, open);
         let services: Vec<ServiceItem> = self.service_summary(&r.id)?.iter().map(ServiceItem::of).collect();
         (s.services, s.services_more) = capped(services, 20);
+        s.snapshots = SnapshotsSection::of(&events, &rollup, self.snapshot_names(&r.id)?);
         // What the summary quotes was stored redacted; redacting it again costs little.
         let redactor = self.redactor(&r.id)?;
         if let Some(c) = &mut s.commands {
@@ -787,6 +841,27 @@ mod tests {
         assert_eq!(v["secrets"], json!({"available": [{"name": "TOKEN", "source": "file"}], "used": ["TOKEN"]}));
         assert!(s.text().contains("secrets: TOKEN (file)\n  used by commands: TOKEN\n"), "{}", s.text());
         assert!(synthesize(&info(), &[], &[], &[], Some(&diff(0)), 1000).secrets.is_none());
+    }
+
+    #[test]
+    fn reset_to_a_snapshot_and_the_snapshots_section() {
+        let events = vec![
+            (1, "reset".into(), 1000, json!({"snapshot": "before"})),
+            (2, "snapshot_restore".into(), 1000, json!({"name": "before"})),
+            (3, "snapshot_create".into(), 1001, json!({"name": "after"})),
+            (4, "snapshot_delete".into(), 1002, json!({"name": "old"})),
+        ];
+        let mut s = synthesize(&info(), &events, &[], &[], Some(&diff(0)), 1010);
+        assert_eq!(s.workspace.reset_to_snapshot.as_deref(), Some("before"));
+        s.snapshots = SnapshotsSection::of(&events, &[], vec!["after".into(), "before".into()]);
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["snapshots"], json!({"current": ["after", "before"], "created": 1, "deleted": 1}));
+        let text = s.text();
+        assert!(text.contains("reset to snapshot before\n") && text.contains("snapshots: after, before"), "{text}");
+        // A reset to the baseline says nothing; no snapshots and no events: no section.
+        let plain = synthesize(&info(), &[(1, "reset".into(), 1000, json!({}))], &[], &[], Some(&diff(0)), 1010);
+        assert!(plain.workspace.reset_to_snapshot.is_none());
+        assert!(SnapshotsSection::of(&[], &[], vec![]).is_none());
     }
 
     #[test]

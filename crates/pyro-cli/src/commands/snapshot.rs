@@ -1,0 +1,24 @@
+//! `pyro workspace snapshot ...`: named snapshots of a workspace's whole guest disk, each
+//! subcommand one SDK call, rendered.
+
+use crate::render;
+use pyro_mcp::{Error, Workspaces};
+
+#[derive(clap::Subcommand)]
+pub enum SnapshotCmd {
+    /// Snapshot the whole guest disk under NAME (O(1), consistent, no reboot)
+    Create { id: String, name: String },
+    /// The baseline, then the snapshots newest first, with created time and size on disk
+    List { id: String },
+    /// Delete a snapshot (its data stays while later snapshots or the live disk need it)
+    Delete { id: String, name: String },
+}
+
+pub fn run(ws: &mut Workspaces<'_>, c: SnapshotCmd, json: bool) -> Result<i32, Error> {
+    match c {
+        SnapshotCmd::Create { id, name } => render::show(&ws.snapshot_create(&id, &name)?, json),
+        SnapshotCmd::List { id } => render::show(&ws.snapshot_list(&id)?, json),
+        SnapshotCmd::Delete { id, name } => render::show(&ws.snapshot_delete(&id, &name)?, json),
+    }
+    Ok(0)
+}
