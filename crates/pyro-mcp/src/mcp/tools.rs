@@ -43,45 +43,37 @@ pub const TOOLS_LIST_BUDGET: usize = 8192;
 const MAX_DESCRIPTION: usize = 40;
 
 pub const VM_RUN: &[&str] = &["vm_run"];
-pub const WORKSPACE_CORE: &[&str] = &[
-    "vm_run",
-    "workspace_create",
-    "workspace_list",
-    "workspace_update",
-    "workspace_status",
-    "workspace_sync_push",
-    "workspace_exec",
-    "workspace_logs",
-    "workspace_summary",
-    "workspace_file_list",
-    "workspace_file_read",
-    "workspace_file_write",
-    "workspace_patch_apply",
-    "workspace_diff",
-    "workspace_export",
-    "workspace_reset",
-    "workspace_delete",
-];
+/// The `workspace-core` tool names followed by `$extra`: the two profiles' lists share one
+/// source, so `workspace-full` cannot drift from the core it extends.
+macro_rules! core_tools {
+    ($($extra:literal),* $(,)?) => {
+        &[
+            "vm_run",
+            "workspace_create",
+            "workspace_list",
+            "workspace_update",
+            "workspace_status",
+            "workspace_sync_push",
+            "workspace_exec",
+            "workspace_logs",
+            "workspace_summary",
+            "workspace_file_list",
+            "workspace_file_read",
+            "workspace_file_write",
+            "workspace_patch_apply",
+            "workspace_diff",
+            "workspace_export",
+            "workspace_reset",
+            "workspace_delete",
+            $($extra),*
+        ]
+    };
+}
+
+pub const WORKSPACE_CORE: &[&str] = core_tools!();
 /// `workspace-full` is `workspace-core` plus the tools that have no core slot (shells, services,
 /// snapshots).
-pub const WORKSPACE_FULL: &[&str] = &[
-    "vm_run",
-    "workspace_create",
-    "workspace_list",
-    "workspace_update",
-    "workspace_status",
-    "workspace_sync_push",
-    "workspace_exec",
-    "workspace_logs",
-    "workspace_summary",
-    "workspace_file_list",
-    "workspace_file_read",
-    "workspace_file_write",
-    "workspace_patch_apply",
-    "workspace_diff",
-    "workspace_export",
-    "workspace_reset",
-    "workspace_delete",
+pub const WORKSPACE_FULL: &[&str] = core_tools!(
     "shell_open",
     "shell_read",
     "shell_write",
@@ -96,7 +88,7 @@ pub const WORKSPACE_FULL: &[&str] = &[
     "snapshot_create",
     "snapshot_list",
     "snapshot_delete",
-];
+);
 /// Compact JSON bytes the `workspace-full` `tools/list` may take.
 pub const FULL_TOOLS_LIST_BUDGET: usize = 14 * 1024;
 /// `shell_read`'s default and largest `max_chars` in MCP.

@@ -250,16 +250,7 @@ impl Client {
 
     /// A control call whose request carries a payload in its one frame (at most 4 MiB).
     pub fn call_with(&mut self, msg: &Message, payload: &[u8]) -> Result<Message> {
-        let idle = self.timeout;
-        let id = self.id()?;
-        self.send(id, msg, payload)?;
-        match self.recv(id, idle, &mut false)? {
-            pyro_proto::Frame { msg: Message::Error { code, message }, .. } => {
-                Err(Error::new(code_from_str(&code), crate::text::clip(&message, MAX_GUEST_MESSAGE)))
-            }
-            pyro_proto::Frame { msg: Message::Chunk, .. } => Err(self.malformed("a control call")),
-            f => Ok(f.msg),
-        }
+        self.call_payload(msg, payload, Duration::ZERO).map(|(reply, _)| reply)
     }
 
     /// A control call whose reply carries bytes in its own frame (at most 4 MiB): the reply

@@ -188,12 +188,14 @@ pub fn abort_ephemeral() {
 /// The base's format is taken from its name (`.qcow2` or raw).
 pub fn create_overlay(qemu_img: &Path, base: &Path, overlay: &Path) -> Result<()> {
     let fmt = if base.extension().is_some_and(|e| e == "qcow2") { "qcow2" } else { "raw" };
-    let out = std::process::Command::new(qemu_img)
-        .args(["create", "-q", "-f", "qcow2", "-F", fmt, "-b"])
-        .arg(base)
-        .arg(overlay)
-        .output()
-        .map_err(|e| Error::guest(format!("cannot run qemu-img: {e}")))?;
+    let mut cmd = std::process::Command::new(qemu_img);
+    cmd.args(["create", "-q", "-f", "qcow2", "-F", fmt, "-b"]).arg(base).arg(overlay);
+    run_qemu_img(cmd)
+}
+
+/// Run a `qemu-img create` command; its stderr becomes the error.
+fn run_qemu_img(mut cmd: std::process::Command) -> Result<()> {
+    let out = cmd.output().map_err(|e| Error::guest(format!("cannot run qemu-img: {e}")))?;
     if !out.status.success() {
         return Err(Error::internal(format!(
             "qemu-img create failed: {}",
@@ -208,19 +210,9 @@ pub fn create_overlay(qemu_img: &Path, base: &Path, overlay: &Path) -> Result<()
 /// snapshot layers: the backing file may be the running VM's live layer, which QEMU holds
 /// locked, and a relative name keeps the chain valid wherever the directory is.
 pub fn create_overlay_on(qemu_img: &Path, backing: &str, overlay: &Path, size: u64) -> Result<()> {
-    let out = std::process::Command::new(qemu_img)
-        .args(["create", "-q", "-u", "-f", "qcow2", "-F", "qcow2", "-b", backing])
-        .arg(overlay)
-        .arg(size.to_string())
-        .output()
-        .map_err(|e| Error::guest(format!("cannot run qemu-img: {e}")))?;
-    if !out.status.success() {
-        return Err(Error::internal(format!(
-            "qemu-img create failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(())
+    let mut cmd = std::process::Command::new(qemu_img);
+    cmd.args(["create", "-q", "-u", "-f", "qcow2", "-F", "qcow2", "-b", backing]).arg(overlay).arg(size.to_string());
+    run_qemu_img(cmd)
 }
 
 /// The virtual size a qcow2 image's header records (bytes 24..32), read without qemu-img.
