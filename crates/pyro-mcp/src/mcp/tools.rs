@@ -39,7 +39,7 @@ pub const DIFF_PATCH_BYTES: usize = 64 * 1024;
 pub const MAX_RESULT_CHARS: u64 = 200_000;
 pub const DEFAULT_ENVIRONMENT: &str = "debian:12";
 /// Compact JSON bytes the `workspace-core` `tools/list` may take.
-pub const TOOLS_LIST_BUDGET: usize = 8192;
+pub const TOOLS_LIST_BUDGET: usize = 6144;
 const MAX_DESCRIPTION: usize = 40;
 
 pub const VM_RUN: &[&str] = &["vm_run"];
@@ -196,13 +196,14 @@ fn def<A: JsonSchema + DeserializeOwned, R: JsonSchema>(
     out: Option<&[&str]>,
 ) -> Def {
     // Hints left at their spec defaults (readOnlyHint false, idempotentHint false) are left
-    // out to keep tools/list small; destructiveHint and openWorldHint are always explicit.
+    // out to keep tools/list small, and so is openWorldHint: the three hints hosts act on
+    // (read-only, destructive, idempotent) fit the budget, a fourth on every tool did not.
     let a = match kind {
         Kind::Read => ToolAnnotations::new().read_only(true),
         Kind::Write(d, false) => ToolAnnotations::new().destructive(d),
         Kind::Write(d, true) => ToolAnnotations::new().destructive(d).idempotent(true),
     };
-    let mut tool = Tool::new(name, desc, input_schema::<A>()).with_annotations(a.open_world(false));
+    let mut tool = Tool::new(name, desc, input_schema::<A>()).with_annotations(a);
     tool.title = Some(title_of(name));
     if let Some(keep) = out {
         tool = tool.with_raw_output_schema(Arc::new(output_schema::<R>(keep)));
@@ -219,31 +220,28 @@ fn def<A: JsonSchema + DeserializeOwned, R: JsonSchema>(
     }
 }
 
-/// Tools whose results can carry large text (output streams, file content, patches, history).
+/// Tools whose results can pass Claude Code's 50,000-character default (output streams, file
+/// content, patches, history). The summary is not one: it stays under 8 KiB.
 const LARGE_RESULTS: &[&str] = &[
     "vm_run",
     "workspace_exec",
     "workspace_logs",
-    "workspace_summary",
     "workspace_file_read",
     "workspace_diff",
     "shell_read",
     "service_logs",
 ];
 
-/// A tool's display title: its name without the prefix, in words (`workspace_file_read` ->
-/// `Workspace: file read`), as hosts show it in their tool rows.
+/// A tool's display title, as hosts show it in their tool rows next to the server's name:
+/// the name in words, without the `workspace_` prefix that every core tool shares
+/// (`workspace_file_read` -> `File read`, `shell_open` -> `Shell open`).
 fn title_of(name: &str) -> String {
-    if let Some(rest) = name.strip_prefix("workspace_") {
-        return format!("Workspace: {}", rest.replace('_', " "));
+    if name == "vm_run" {
+        return "Run in a throwaway VM".into();
     }
-    if let Some(rest) = name.strip_prefix("shell_") {
-        return format!("Shell: {rest}");
-    }
-    if let Some(rest) = name.strip_prefix("service_") {
-        return format!("Service: {}", rest.replace('_', " "));
-    }
-    name.replace("vm_run", "Run in a throwaway VM")
+    let words = name.strip_prefix("workspace_").unwrap_or(name).replace('_', " ");
+    let mut c = words.chars();
+    c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default()
 }
 
 /// `shell_read`'s `max_chars` (default and cap smaller than the SDK's).
@@ -273,13 +271,13 @@ fn catalogue() -> Vec<Def> {
     vec![
         def::<VmRun, crate::RunResult>(
             "vm_run",
-            "Run a shell command in a throwaway microVM.",
+            "Run a shell command in a throwaway VM.",
             Write(false, false),
-            Some(&["exit_code", "timed_out", "stdout", "stderr"]),
+            Some(&["exit_code", "stdout", "stderr"]),
         ),
         def::<Create, CreateResult>(
             "workspace_create",
-            "Create a workspace VM seeded from seed_path or the project.",
+            "Create a workspace from seed_path or the project.",
             Write(false, false),
             None,
         ),
@@ -288,20 +286,20 @@ fn catalogue() -> Vec<Def> {
         def::<Id, WorkspaceInfo>("workspace_status", "A workspace's state.", Read, None),
         def::<SyncPush, f::SyncPush>(
             "workspace_sync_push",
-            "Copy a host dir or archive into the workspace.",
+            "Copy host files into the workspace.",
             Write(true, true),
             None,
         ),
         def::<Exec, l::ExecRecord>(
             "workspace_exec",
-            "Run a shell command in the workspace.",
+            "Run a shell command in it.",
             Write(true, false),
-            Some(&["exit_code", "timed_out", "stdout", "stderr"]),
+            Some(&["exit_code", "stdout", "stderr"]),
         ),
-        def::<Id, l::Logs>("workspace_logs", "Command history since the last reset.", Read, None),
+        def::<Id, l::Logs>("workspace_logs", "Command history.", Read, None),
         def::<Id, crate::workspace::summary::Summary>(
             "workspace_summary",
-            "Commands, failures and changes since the last reset.",
+            "Review since the last reset.",
             Read,
             None,
         ),
@@ -310,11 +308,11 @@ fn catalogue() -> Vec<Def> {
             "workspace_file_read",
             "Read a workspace file.",
             Read,
-            Some(&["content", "truncated", "next_offset", "binary"]),
+            Some(&["content", "truncated", "next_offset"]),
         ),
         def::<FileWrite, f::FileWrite>(
             "workspace_file_write",
-            "Create or replace a workspace file.",
+            "Write a workspace file.",
             Write(true, true),
             None,
         ),
@@ -326,17 +324,17 @@ fn catalogue() -> Vec<Def> {
         ),
         def::<Diff, DiffResult>(
             "workspace_diff",
-            "Changes since the baseline, as a unified patch.",
+            "Changes since the baseline, as a patch.",
             Read,
-            Some(&["changed", "patch", "patch_truncated"]),
+            Some(&["patch", "patch_truncated"]),
         ),
         def::<Export, f::ExportReport>(
             "workspace_export",
-            "Copy a workspace file or dir to a new host path.",
+            "Copy workspace files to a new host path.",
             Write(false, false),
             None,
         ),
-        def::<Id, WorkspaceInfo>("workspace_reset", "Discard all changes since the baseline.", Write(true, true), None),
+        def::<Id, WorkspaceInfo>("workspace_reset", "Discard changes since the baseline.", Write(true, true), None),
         def::<Id, l::DeleteReport>("workspace_delete", "Stop and delete the workspace.", Write(true, true), None),
         def::<ShellOpen, sh::ShellInfo>("shell_open", "Open a PTY shell in the workspace.", Write(false, false), None),
         def::<ShellRead, sh::ShellRead>(
@@ -419,7 +417,7 @@ impl Render for CreateResult {
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VmRun {
-    /// run with /bin/sh -c
+    // Run with /bin/sh -c: the tool's description says "shell command" (bytes for the budget).
     pub command: String,
     pub environment: Option<String>,
     #[schemars(range(min = 1, max = super::MAX_EXEC_TIMEOUT_S), extend("default" = crate::run::DEFAULT_TIMEOUT_S))]
@@ -476,7 +474,7 @@ pub struct SecretArg {
 pub fn create_full() -> Tool {
     def::<CreateFull, CreateResult>(
         "workspace_create",
-        "Create a workspace VM seeded from seed_path or the project.",
+        "Create a workspace from seed_path or the project.",
         Kind::Write(false, false),
         None,
     )
@@ -518,7 +516,7 @@ pub struct SyncPush {
 #[serde(deny_unknown_fields)]
 pub struct Exec {
     pub workspace_id: String,
-    /// run with /bin/sh -c
+    // Run with /bin/sh -c, as vm_run's.
     pub command: String,
     pub cwd: Option<String>,
     #[schemars(range(min = 1, max = super::MAX_EXEC_TIMEOUT_S), extend("default" = crate::run::DEFAULT_TIMEOUT_S))]
@@ -543,9 +541,9 @@ pub struct ExecFull {
 pub fn exec_full() -> Tool {
     def::<ExecFull, crate::workspace::lifecycle::ExecRecord>(
         "workspace_exec",
-        "Run a shell command in the workspace.",
+        "Run a shell command in it.",
         Kind::Write(true, false),
-        Some(&["exit_code", "timed_out", "stdout", "stderr"]),
+        Some(&["exit_code", "stdout", "stderr"]),
     )
     .tool
 }
@@ -593,7 +591,7 @@ pub struct FileRead {
     pub path: String,
     #[schemars(range(min = 1, max = READ_BYTES_MAX), extend("default" = READ_BYTES_DEFAULT))]
     pub max_bytes: Option<u64>,
-    /// bytes to skip (next_offset)
+    // Bytes to skip: the previous read's next_offset.
     #[schemars(range(min = 0))]
     pub offset: Option<u64>,
 }
@@ -686,7 +684,7 @@ pub struct ShellResize {
 #[serde(deny_unknown_fields)]
 pub struct Diff {
     pub workspace_id: String,
-    /// only changes at or under this path
+    /// only at or under this path
     pub path: Option<String>,
 }
 
@@ -826,7 +824,7 @@ pub(super) mod tests {
         let p = &run.input_schema["properties"];
         assert_eq!(p["timeout_seconds"], json!({"type": "integer", "minimum": 1, "maximum": 3600, "default": 30}));
         assert_eq!(p["mem_mib"], json!({"type": "integer", "minimum": 256, "maximum": 65536}));
-        assert_eq!(p["command"], json!({"type": "string", "description": "run with /bin/sh -c"}));
+        assert_eq!(p["command"], json!({"type": "string"}));
         assert_eq!(run.input_schema["required"], json!(["command"]));
         let out = run.output_schema.as_ref().unwrap();
         assert_eq!(out["properties"]["stdout"], json!({"type": "string"}));
@@ -866,7 +864,7 @@ pub(super) mod tests {
         assert!(size <= TOOLS_LIST_BUDGET, "workspace-core tools/list is {size} bytes");
         for t in &tools {
             let a = t.annotations.as_ref().unwrap();
-            assert_eq!(a.open_world_hint, Some(false), "{}", t.name);
+            assert_eq!(a.open_world_hint, None, "{}", t.name);
             assert!(t.description.as_ref().unwrap().len() <= 80, "{}", t.name);
             assert!(!serde_json::to_string(&t.input_schema).unwrap().contains("$"), "{}", t.name);
         }
