@@ -280,6 +280,13 @@ pub fn serve(mode: &str) -> ! {
                 reply(&writer, id, &Message::Ok, &[]);
                 sys::power_off();
             }
+            Message::SetClock { unix_ns } => {
+                let reply_msg = match sys::set_clock(unix_ns) {
+                    Ok(()) => Message::Ok,
+                    Err(e) => error("internal", format!("setting the clock: {e}")),
+                };
+                reply(&writer, id, &reply_msg, &[]);
+            }
             other => {
                 let name = format!("{other:?}").chars().take(40).collect::<String>();
                 reply(&writer, id, &error("invalid_argument", format!("unexpected request {name}")), &[])

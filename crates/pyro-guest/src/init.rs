@@ -36,6 +36,17 @@ pub fn boot() -> String {
             sys::console("PYRO-PROBE-OK");
             sys::power_off();
         }
+        "inspect" => {
+            // A stopped workspace's disk, seen through a throwaway overlay: mounted read-only
+            // where the file requests look (`/workspace`), with no switch into it, so nothing
+            // on that disk runs. The ext4 driver parses it here, inside a VM, not on the host.
+            wait_for(ROOT_DEV);
+            let _ = std::fs::create_dir_all("/workspace");
+            let flags = libc::MS_RDONLY | libc::MS_NOATIME | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+            if let Err(e) = sys::mount(ROOT_DEV, "/workspace", "ext4", flags, "") {
+                fatal(&format!("mounting the disk to inspect: {e}"));
+            }
+        }
         "builder" => {
             wait_for(ROOT_DEV);
             if let Err(e) = sys::mount(ROOT_DEV, "/target", "ext4", 0, "") {

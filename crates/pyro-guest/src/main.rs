@@ -6,6 +6,8 @@
 //! - `run` (default): switch into `/dev/vda` and serve commands;
 //! - `builder`: mount a blank `/dev/vda` at `/target` and serve unpack requests (environment
 //!   builds: we are root in here, so ownership in the image comes out right without host root);
+//! - `inspect`: mount `/dev/vda` read-only at `/workspace` without switching into it and serve
+//!   file requests (the stopped-disk tools: a throwaway overlay of a stopped workspace's disk);
 //! - `probe`: load the modules, print a marker on the console and power off (the
 //!   accelerator boot probe); `floor` prints it before loading anything (benchmarks).
 

@@ -68,6 +68,20 @@ pub fn power_off() -> ! {
     }
 }
 
+/// Set the wall clock (CLOCK_REALTIME) to `unix_ns`.
+pub fn set_clock(unix_ns: u64) -> std::io::Result<()> {
+    let ts = libc::timespec {
+        tv_sec: (unix_ns / 1_000_000_000) as libc::time_t,
+        tv_nsec: (unix_ns % 1_000_000_000) as libc::c_long,
+    };
+    // SAFETY: ts is a valid timespec that lives across the call.
+    if unsafe { libc::clock_settime(libc::CLOCK_REALTIME, &ts) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 pub fn uptime_ms() -> u64 {
     std::fs::read_to_string("/proc/uptime")
         .ok()

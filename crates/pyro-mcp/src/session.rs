@@ -81,6 +81,7 @@ impl VmSession {
                     nameservers: crate::net::host_nameservers(),
                 }),
                 dir: Some(dir),
+                restore: None,
             },
         )?;
         Ok(VmSession {

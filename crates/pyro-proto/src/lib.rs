@@ -24,7 +24,7 @@ use std::io::{self, Read, Write};
 
 /// Bumped whenever a message changes shape incompatibly. The host refuses an agent whose
 /// `Hello` names another version (an older agent in a cached initramfs, say).
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 /// Largest JSON header either side accepts.
 pub const MAX_HEADER: usize = 1 << 20;
 /// Largest payload in one frame; streams are cut into chunks of at most this size.
@@ -359,6 +359,21 @@ pub enum Message {
         host: String,
         host_port: u16,
         guest_port: u16,
+    },
+    /// Set the guest's wall clock (after a restore from saved memory the guest's clock is as
+    /// old as the save). Reply `Ok`.
+    SetClock {
+        unix_ns: u64,
+    },
+    /// Supervisor-level: save the running guest's memory and device state to `path` (written
+    /// as `path.part`, renamed when complete), then end QEMU and the supervisor: the
+    /// workspace is stopped. Refused while other requests are in flight. Reply `Suspended`.
+    Suspend {
+        path: String,
+    },
+    Suspended {
+        bytes: u64,
+        ms: u64,
     },
 }
 

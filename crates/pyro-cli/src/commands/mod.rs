@@ -1,6 +1,7 @@
 //! One module per top-level command.
 
 pub mod demo;
+pub mod disk;
 pub mod doctor;
 pub mod env;
 pub mod host;

@@ -106,6 +106,18 @@ pub enum WsCmd {
     },
     /// Stop the VM and remove the workspace's disks and files
     Delete { id: String },
+    /// Stop the workspace: save its memory (start resumes its processes) and end its VM
+    Stop {
+        id: String,
+        /// Shut the guest down instead of saving its memory (start boots from the disk)
+        #[arg(long)]
+        discard_memory: bool,
+    },
+    /// Start a stopped workspace (resuming its saved memory when there is some)
+    Start { id: String },
+    /// Read a stopped workspace's whole disk without booting it
+    #[command(subcommand)]
+    Disk(super::disk::DiskCmd),
     /// Long-running services (servers, watchers) with readiness checks
     #[command(subcommand)]
     Service(super::service::ServiceCmd),
@@ -298,6 +310,9 @@ fn run(c: WsCmd, json: bool) -> Result<i32, Error> {
         WsCmd::Export { id, path, output } => render::show(&ws.export(&id, &path, &output)?, json),
         WsCmd::Reset { id, snapshot } => render::show(&ws.reset_to(&id, snapshot.as_deref())?, json),
         WsCmd::Delete { id } => render::show(&ws.delete(&id)?, json),
+        WsCmd::Stop { id, discard_memory } => render::show(&ws.stop(&id, discard_memory)?, json),
+        WsCmd::Start { id } => render::show(&ws.start(&id)?, json),
+        WsCmd::Disk(c) => return super::disk::run(&mut ws, c, json),
         WsCmd::Service(c) => return super::service::run(&mut ws, c, json),
         WsCmd::Snapshot(c) => return super::snapshot::run(&mut ws, c, json),
     }

@@ -205,6 +205,7 @@ pub fn builder_vm(rt: &Runtime, image: &Path) -> Result<vm::Vm> {
             ephemeral: true,
             cleanup: vec![],
             net: None,
+            restore: None,
             dir: None,
         },
     )

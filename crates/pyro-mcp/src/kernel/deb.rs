@@ -132,9 +132,7 @@ fn write_synced(dest: &Path, data: &[u8]) -> Result<()> {
     f.write_all(data).and_then(|_| f.sync_all()).map_err(|e| Error::io(format!("writing {}", dest.display()), e))
 }
 
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    std::fs::File::open(dir).and_then(|f| f.sync_all()).map_err(|e| Error::io(format!("syncing {}", dir.display()), e))
-}
+pub(crate) use crate::paths::sync_dir;
 
 /// Open `deb`, check it is a Debian binary package, and run `f` on its decompressed data.tar.
 fn with_data_tar<T>(deb: &Path, f: impl FnOnce(&mut dyn Read) -> Result<T>) -> Result<T> {

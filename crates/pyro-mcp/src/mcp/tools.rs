@@ -297,12 +297,7 @@ fn catalogue() -> Vec<Def> {
             Some(&["exit_code", "stdout", "stderr"]),
         ),
         def::<Id, l::Logs>("workspace_logs", "Command history.", Read, None),
-        def::<Id, crate::workspace::summary::Summary>(
-            "workspace_summary",
-            "Review since the last reset.",
-            Read,
-            None,
-        ),
+        def::<Id, crate::workspace::summary::Summary>("workspace_summary", "Review since the last reset.", Read, None),
         def::<FileList, f::FileList>("workspace_file_list", "List workspace files.", Read, None),
         def::<FileRead, f::FileRead>(
             "workspace_file_read",
@@ -310,12 +305,7 @@ fn catalogue() -> Vec<Def> {
             Read,
             Some(&["content", "truncated", "next_offset"]),
         ),
-        def::<FileWrite, f::FileWrite>(
-            "workspace_file_write",
-            "Write a workspace file.",
-            Write(true, true),
-            None,
-        ),
+        def::<FileWrite, f::FileWrite>("workspace_file_write", "Write a workspace file.", Write(true, true), None),
         def::<PatchApply, f::PatchReport>(
             "workspace_patch_apply",
             "Apply a unified diff, all or nothing.",

@@ -35,6 +35,8 @@ pub struct LaunchOptions {
     pub dir: Option<PathBuf>,
     /// A NIC and its network (None: no NIC at all).
     pub net: Option<crate::net::NetSpec>,
+    /// Saved memory to resume from instead of booting (a stopped workspace's).
+    pub restore: Option<PathBuf>,
 }
 
 pub struct Vm {
@@ -83,15 +85,20 @@ pub fn launch(rt: &Runtime, opts: LaunchOptions) -> Result<Vm> {
         nic: opts.net.is_some(),
         dir: dir.clone(),
     };
+    let mut args = qemu::args(&cfg);
+    if opts.restore.is_some() {
+        args.extend(["-incoming".into(), "defer".into()]);
+    }
     let spec = VmSpec {
         id: id.clone(),
         qemu: rt.qemu.clone(),
-        args: qemu::args(&cfg),
+        args,
         accel: rt.accel.accel.as_str().into(),
         ephemeral: opts.ephemeral,
         boot_timeout_ms: boot_timeout_ms(),
         cleanup: opts.cleanup.clone(),
         net: opts.net.clone(),
+        restore: opts.restore.clone(),
     };
     let _ = std::fs::remove_file(dir.join("serial.log"));
     crate::paths::write_atomic(&dir.join("spec.json"), &serde_json::to_vec_pretty(&spec).unwrap())?;

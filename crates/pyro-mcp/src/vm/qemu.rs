@@ -67,6 +67,8 @@ pub enum VmMode {
     Run,
     /// Unpack an environment image onto a blank disk (errors must fail the build, not pause it).
     Builder,
+    /// Mount a disk read-only without running anything from it (stopped-disk tools).
+    Inspect,
     /// Load the virtio modules, print the marker and power off: the accelerator probe.
     Probe,
     /// Print the marker at once: the benchmark's floor (kernel only).
@@ -79,6 +81,7 @@ impl VmMode {
         match self {
             VmMode::Run => "run",
             VmMode::Builder => "builder",
+            VmMode::Inspect => "inspect",
             VmMode::Probe => "probe",
             VmMode::Floor => "floor",
         }
@@ -127,6 +130,14 @@ pub fn kernel_cmdline(cfg: &MachineConfig) -> String {
 /// CPU model under TCG (`PYRO_TCG_CPU` overrides; see docs/benchmarks.md for why the default).
 fn tcg_cpu() -> String {
     std::env::var("PYRO_TCG_CPU").ok().filter(|v| !v.is_empty() && v.len() < 200).unwrap_or_else(|| "max".into())
+}
+
+/// The CPU model QEMU emulates (part of what saved memory must match to be restored).
+pub fn cpu_model(accel: Accel) -> String {
+    match accel {
+        Accel::Kvm => "host".into(),
+        Accel::Tcg => tcg_cpu(),
+    }
 }
 
 /// The full argument list (without the binary).

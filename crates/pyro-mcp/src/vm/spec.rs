@@ -18,6 +18,11 @@ pub struct VmSpec {
     /// The guest's network, when it has a NIC.
     #[serde(default)]
     pub net: Option<crate::net::NetSpec>,
+    /// Saved memory to restore (a stopped workspace's): QEMU starts with `-incoming defer`
+    /// and the supervisor feeds it this file; the guest agent is running already, so it is
+    /// asked for its `Hello` at once instead of awaited.
+    #[serde(default)]
+    pub restore: Option<PathBuf>,
 }
 
 /// The line the supervisor prints to the launcher once the guest is up (or failed to boot).

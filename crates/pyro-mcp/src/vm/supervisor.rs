@@ -66,6 +66,8 @@ struct Shared {
     next_client: std::sync::atomic::AtomicU64,
     next_id: AtomicU32,
     shutting_down: AtomicBool,
+    /// A `Suspend` is saving the guest: new requests are refused (set under `pending`'s lock).
+    suspending: AtomicBool,
     exited: (Mutex<Option<String>>, Condvar),
     clients: AtomicUsize,
     /// Where the first `Hello` goes: the guest's uptime, or why the agent is refused.
@@ -142,6 +144,7 @@ pub fn main(dir: &Path) -> ! {
         next_client: std::sync::atomic::AtomicU64::new(1),
         next_id: AtomicU32::new(1),
         shutting_down: AtomicBool::new(false),
+        suspending: AtomicBool::new(false),
         exited: (Mutex::new(None), Condvar::new()),
         clients: AtomicUsize::new(0),
         ready_tx: Mutex::new(Some(ready_tx)),
@@ -173,6 +176,11 @@ pub fn main(dir: &Path) -> ! {
         });
     }
     install_signal_handlers(sh.clone());
+    if let Some(memory) = sh.spec.restore.clone() {
+        if let Err(e) = load_memory(&sh, &memory) {
+            boot_failed(&sh, &format!("restoring the saved memory failed: {e}"));
+        }
+    }
 
     // Connect to the guest channel (QEMU creates the socket at startup) and wait for Hello.
     let deadline = started + Duration::from_millis(sh.spec.boot_timeout_ms);
@@ -199,8 +207,22 @@ pub fn main(dir: &Path) -> ! {
         let sh = sh.clone();
         std::thread::spawn(move || guest_reader(sh, stream));
     }
+    let hello = Message::Hello {
+        protocol: pyro_proto::PROTOCOL_VERSION,
+        agent_version: String::new(),
+        uptime_ms: 0,
+        mode: String::new(),
+    };
+    // A restored guest's agent is up already: ask at once, and again soon if the bytes went
+    // in before QEMU finished loading the saved state.
+    let poll = if sh.spec.restore.is_some() {
+        send_guest(&sh, 0, &hello, &[]);
+        Duration::from_millis(100)
+    } else {
+        Duration::from_millis(500)
+    };
     let uptime = loop {
-        match ready_rx.recv_timeout(Duration::from_millis(500)) {
+        match ready_rx.recv_timeout(poll) {
             Ok(Ok(up)) => break up,
             Ok(Err(why)) => boot_failed(&sh, &why),
             Err(_) => {
@@ -212,17 +234,7 @@ pub fn main(dir: &Path) -> ! {
                 }
                 // If our first bytes were discarded when the agent opened its port, a fresh
                 // Hello request gets the agent to announce itself again.
-                send_guest(
-                    &sh,
-                    0,
-                    &Message::Hello {
-                        protocol: pyro_proto::PROTOCOL_VERSION,
-                        agent_version: String::new(),
-                        uptime_ms: 0,
-                        mode: String::new(),
-                    },
-                    &[],
-                );
+                send_guest(&sh, 0, &hello, &[]);
             }
         }
     };
@@ -602,6 +614,11 @@ fn serve_client(sh: &Arc<Shared>, client: u64, reader: &mut UnixStream, writer: 
                 };
                 to_client(writer, id, &reply, &[]);
             }
+            Message::Suspend { path } => {
+                let (sh2, w) = (sh.clone(), writer.clone());
+                // On its own thread: saving takes a while and ends this process on success.
+                std::thread::spawn(move || suspend(&sh2, &w, id, &path));
+            }
             Message::Shutdown => {
                 let sh2 = sh.clone();
                 let w = writer.clone();
@@ -637,10 +654,24 @@ fn serve_client(sh: &Arc<Shared>, client: u64, reader: &mut UnixStream, writer: 
                     continue;
                 }
                 let gid = sh.next_id.fetch_add(1, Ordering::SeqCst);
+                {
+                    // Checked under the lock `suspend` sets the flag under: a request is
+                    // either refused here or waited for by the suspend.
+                    let mut pending = lock(&sh.pending);
+                    if sh.suspending.load(Ordering::SeqCst) {
+                        drop(pending);
+                        let m = Message::Error {
+                            code: "state".into(),
+                            message: "the workspace is stopping (its memory is being saved)".into(),
+                        };
+                        to_client(writer, id, &m, &[]);
+                        continue;
+                    }
+                    pending.insert(gid, Pending { client, conn: writer.clone(), id });
+                }
                 if matches!(other, Message::Unpack { .. } | Message::FsBatch { .. }) {
                     streams.insert(id, gid);
                 }
-                lock(&sh.pending).insert(gid, Pending { client, conn: writer.clone(), id });
                 if !send_guest(sh, gid, &other, &payload) {
                     lock(&sh.pending).remove(&gid);
                     streams.remove(&id);
@@ -649,6 +680,133 @@ fn serve_client(sh: &Arc<Shared>, client: u64, reader: &mut UnixStream, writer: 
             }
         }
     }
+}
+
+/// How long a `Suspend` waits for requests in flight before it gives up.
+const SUSPEND_DRAIN: Duration = Duration::from_secs(5);
+/// How long saving the memory may take (a 1 GiB guest takes well under a second here).
+const SUSPEND_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// `Suspend`: save the running guest's memory and devices to `path` and end the VM as
+/// stopped. Requests in flight are waited for (briefly), new ones refused; a failed save
+/// leaves the VM running as it was. On success the reply goes out once QEMU is gone and the
+/// file is complete on disk, then the supervisor exits.
+fn suspend(sh: &Arc<Shared>, w: &Conn, id: u32, path: &str) {
+    let fail = |code: &str, message: String| {
+        to_client(w, id, &Message::Error { code: code.into(), message }, &[]);
+    };
+    if sh.spec.ephemeral {
+        return fail("invalid_argument", "a throwaway VM cannot be stopped and started".into());
+    }
+    {
+        let _pending = lock(&sh.pending);
+        if sh.suspending.swap(true, Ordering::SeqCst) {
+            return fail("conflict", "the workspace is already being stopped".into());
+        }
+    }
+    let deadline = Instant::now() + SUSPEND_DRAIN;
+    loop {
+        let n = lock(&sh.pending).len();
+        if n == 0 {
+            break;
+        }
+        if Instant::now() > deadline {
+            sh.suspending.store(false, Ordering::SeqCst);
+            return fail(
+                "conflict",
+                format!("{n} request(s) still running in the workspace; wait for them or cancel them, then stop"),
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let started = Instant::now();
+    match save_memory(sh, Path::new(path)) {
+        Ok(bytes) => {
+            let ms = started.elapsed().as_millis() as u64;
+            sh.shutting_down.store(true, Ordering::SeqCst);
+            kill_qemu(sh);
+            wait_exited(sh, Duration::from_secs(5));
+            write_state(sh, "stopped", Some("stopped by request; memory saved".into()));
+            remove_sockets(&sh.dir);
+            to_client(w, id, &Message::Suspended { bytes, ms }, &[]);
+            std::process::exit(0);
+        }
+        Err(e) => {
+            sh.suspending.store(false, Ordering::SeqCst);
+            fail("internal", format!("saving the guest's memory failed: {e}; the workspace keeps running"));
+        }
+    }
+}
+
+/// Feed a QEMU started with `-incoming defer` the saved state in `memory` (through a
+/// descriptor, as the save). The guest runs once it is loaded; the Hello loop waits for that.
+fn load_memory(sh: &Arc<Shared>, memory: &Path) -> std::result::Result<(), String> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::open(memory).map_err(|e| format!("opening {}: {e}", memory.display()))?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut q = loop {
+        match super::qmp::Qmp::connect(&sh.dir.join("qmp.sock")) {
+            Ok(q) => break q,
+            Err(e) if Instant::now() > deadline => return Err(e.message),
+            Err(_) => {
+                if let Some(why) = lock(&sh.exited.0).clone() {
+                    return Err(format!("QEMU exited: {why}"));
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+    };
+    q.pass_fd("pyro-memory", file.as_raw_fd()).map_err(|e| e.message)?;
+    q.execute("migrate-incoming", serde_json::json!({"uri": "fd:pyro-memory"})).map_err(|e| e.message)?;
+    Ok(())
+}
+
+/// Migrate the running VM into `path.part` through a descriptor handed to QEMU, make it
+/// durable, and rename it to `path`. QEMU flushes the disk when the migration completes and
+/// leaves the guest paused. Returns the file's size.
+fn save_memory(sh: &Arc<Shared>, path: &Path) -> std::result::Result<u64, String> {
+    use std::os::fd::AsRawFd;
+    let part = PathBuf::from(format!("{}.part", path.display()));
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&part)
+        .map_err(|e| format!("creating {}: {e}", part.display()))?;
+    let result = (|| {
+        let mut q = super::qmp::Qmp::connect(&sh.dir.join("qmp.sock")).map_err(|e| e.message)?;
+        // The default bandwidth cap (128 MiB/s) is for networks; a file takes what it can.
+        q.execute("migrate-set-parameters", serde_json::json!({"max-bandwidth": 1u64 << 40})).map_err(|e| e.message)?;
+        q.pass_fd("pyro-memory", file.as_raw_fd()).map_err(|e| e.message)?;
+        q.execute("migrate", serde_json::json!({"uri": "fd:pyro-memory"})).map_err(|e| e.message)?;
+        let start = Instant::now();
+        loop {
+            let st = q.execute("query-migrate", serde_json::json!({})).map_err(|e| e.message)?;
+            match st["status"].as_str().unwrap_or("") {
+                "completed" => return Ok(()),
+                "failed" | "cancelled" => {
+                    return Err(st["error-desc"].as_str().unwrap_or("the migration failed").to_string())
+                }
+                _ if start.elapsed() > SUSPEND_TIMEOUT => {
+                    let _ = q.execute("migrate_cancel", serde_json::json!({}));
+                    return Err(format!("not done within {} s", SUSPEND_TIMEOUT.as_secs()));
+                }
+                _ => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    })()
+    .and_then(|()| file.sync_all().map_err(|e| format!("writing {}: {e}", part.display())))
+    .and_then(|()| std::fs::rename(&part, path).map_err(|e| format!("renaming {}: {e}", part.display())))
+    .and_then(|()| {
+        if let Some(d) = path.parent() {
+            crate::paths::sync_dir(d).map_err(|e| e.message)?;
+        }
+        std::fs::metadata(path).map(|m| m.len()).map_err(|e| e.to_string())
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&part);
+    }
+    result
 }
 
 /// Publish one more guest port on 127.0.0.1 while the VM runs (a service's `--publish`). A

@@ -139,7 +139,7 @@ pub fn vm_state(paths: &Paths, id: &str) -> (String, Option<String>) {
     let dir = vm_dir(paths, id);
     let st: Option<VmState> = std::fs::read(dir.join("state.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
     match st {
-        None => ("stopped".into(), Some("no VM has run since the host started (or it was stopped)".into())),
+        None => ("stopped".into(), Some("no VM has run since the host started; the next operation boots it".into())),
         Some(s) if s.state == "running" => {
             let alive = crate::proc::alive_and_ours(s.supervisor_pid as i32);
             if alive && dir.join("supervisor.sock").exists() {
@@ -166,7 +166,15 @@ impl<'a> Workspaces<'a> {
     }
 
     pub fn info(&self, r: &Row) -> WorkspaceInfo {
-        let (state, reason) = vm_state(self.paths(), &r.id);
+        let (state, reason) = match vm_state(self.paths(), &r.id) {
+            (s, reason) if s == "running" => (s, reason),
+            (s, reason) => match super::stop::stopped_reason(&ws_dir(self.paths(), &r.id)) {
+                Some(why) => ("stopped".to_string(), Some(why)),
+                // Not stopped on request: the next operation boots it, so it is not "stopped".
+                None if s == "stopped" => ("dead".to_string(), reason),
+                None => (s, reason),
+            },
+        };
         WorkspaceInfo {
             id: r.id.clone(),
             name: r.name.clone(),
@@ -254,7 +262,7 @@ impl<'a> Workspaces<'a> {
         vm::create_overlay(&self.rt()?.qemu_img, &env.image(), &dir.join("baseline.qcow2"))?;
         progress("workspace: booting");
         let mut network = WorkspaceNetwork { options: o.network.clone(), published: Vec::new() };
-        let mut vm = self.boot(id, &dir.join("baseline.qcow2"), probe.vcpus, probe.mem_mib, &network)?;
+        let mut vm = self.boot(id, &dir.join("baseline.qcow2"), probe.vcpus, probe.mem_mib, &network, None)?;
         network.published = vm.boot.published.clone();
         let cancel = self.pyro.cancel_token().clone();
         cancel.check("workspace create")?;
@@ -310,7 +318,15 @@ impl<'a> Workspaces<'a> {
         Ok(self.info(&row))
     }
 
-    fn boot(&self, id: &str, disk: &Path, vcpus: u32, mem_mib: u32, network: &WorkspaceNetwork) -> Result<vm::Vm> {
+    fn boot(
+        &self,
+        id: &str,
+        disk: &Path,
+        vcpus: u32,
+        mem_mib: u32,
+        network: &WorkspaceNetwork,
+        restore: Option<&Path>,
+    ) -> Result<vm::Vm> {
         let vdir = vm_dir(self.paths(), id);
         let net = network.options.policy.has_nic().then(|| {
             let mut options = network.options.clone();
@@ -339,13 +355,19 @@ impl<'a> Workspaces<'a> {
                 cleanup: vec![],
                 dir: Some(vdir),
                 net,
+                restore: restore.map(Path::to_path_buf),
             },
         )
     }
 
     /// Boot a workspace's VM from its live disk and record the ports it published.
-    fn reboot(&mut self, r: &Row, disk: &Path) -> Result<vm::Vm> {
-        let vm = self.boot(&r.id, disk, r.vcpu_count, r.mem_mib, &r.network)?;
+    pub(super) fn reboot(&mut self, r: &Row, disk: &Path) -> Result<vm::Vm> {
+        self.reboot_with(r, disk, None)
+    }
+
+    /// `reboot`, or with `restore`, resume the guest saved in that file (see `stop`).
+    pub(super) fn reboot_with(&mut self, r: &Row, disk: &Path, restore: Option<&Path>) -> Result<vm::Vm> {
+        let vm = self.boot(&r.id, disk, r.vcpu_count, r.mem_mib, &r.network, restore)?;
         if vm.boot.published != r.network.published {
             let network = WorkspaceNetwork { options: r.network.options.clone(), published: vm.boot.published.clone() };
             self.store.set_network(&r.id, &network)?;
@@ -373,6 +395,10 @@ impl<'a> Workspaces<'a> {
         let _lock = crate::env::lock(&ws_dir(self.paths(), &r.id).join("lock"))?;
         if let Ok(c) = Client::connect(&sock) {
             return Ok((c, None)); // someone else booted it meanwhile
+        }
+        if super::stop::stopped_reason(&ws_dir(self.paths(), &r.id)).is_some() {
+            return Err(Error::state(format!("workspace {} is stopped", r.id))
+                .hint(format!("start it with `pyro workspace start {}`", r.id)));
         }
         let (state, reason) = vm_state(self.paths(), &r.id);
         let why = format!(
@@ -564,6 +590,9 @@ impl<'a> Workspaces<'a> {
         // The live layer is replaced below; a snapshot create cut short is settled first so
         // the sweep afterwards sees a clean state.
         self.recover_pending(&r.id)?;
+        // Saved memory belongs to the disk being replaced: it goes first (a reset also
+        // starts a stopped workspace).
+        super::stop::clear(&dir)?;
         let disk = dir.join("disk.qcow2");
         let fresh = dir.join("disk.qcow2.new");
         let _ = std::fs::remove_file(&fresh);

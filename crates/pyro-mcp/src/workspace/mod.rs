@@ -10,6 +10,7 @@
 //! (see `secrets`).
 
 pub mod diff;
+pub mod disk;
 pub mod files;
 pub mod lifecycle;
 pub mod patch;
@@ -18,6 +19,7 @@ pub mod seed;
 pub mod services;
 pub mod shells;
 pub mod snapshots;
+pub mod stop;
 pub mod store;
 pub mod summary;
 

@@ -372,6 +372,7 @@ impl Workspaces<'_> {
             return Ok(Vec::new());
         }
         let guest = guest_services(self, id, name);
+        let saved = super::stop::memory_saved(&super::lifecycle::ws_dir(self.paths(), id));
         let mut out = Vec::new();
         for rec in recs {
             let old = &rec.info;
@@ -382,6 +383,15 @@ impl Workspaces<'_> {
                 },
                 Some(_) => {
                     lost(old, "its VM restarted since it started (a reset, or a VM that stopped and booted again)")
+                }
+                // Stopped with its memory saved: the service goes on at `start`.
+                None if old.live() && saved => {
+                    out.push(ServiceInfo {
+                        state: "paused".into(),
+                        stop_reason: Some("the workspace is stopped with its memory saved; `start` resumes it".into()),
+                        ..old.clone()
+                    });
+                    continue;
                 }
                 None => lost(old, "its VM is not running"),
             };
@@ -679,6 +689,24 @@ impl Workspaces<'_> {
         let info = ServiceInfo::from_guest(&r.id, &state, rec.info.restart, rec.info.published_ports.clone());
         self.observed(&rec.boot_id, Some(&rec.info), &info)?;
         Ok(info)
+    }
+
+    /// After a resume from saved memory: the services run on in the guest, but the host ports
+    /// they published went with the old supervisor. Publish them again on the same host
+    /// ports; one that cannot be is recorded on the service (the service itself goes on).
+    pub(super) fn republish_services(&mut self, id: &str, client: &mut Client) {
+        let Ok(recs) = self.records(id) else { return };
+        for rec in recs.into_iter().filter(|r| r.info.live() && !r.info.published_ports.is_empty()) {
+            for p in &rec.info.published_ports {
+                let spec = PortSpec { host_port: p.host_port, guest_port: p.guest_port };
+                if let Err(e) = publish(client, &spec) {
+                    let mut info = rec.info.clone();
+                    info.last_probe =
+                        Some(format!("port {} not published again after start: {}", p.guest_port, e.message));
+                    let _ = self.save(&rec.boot_id, &info);
+                }
+            }
+        }
     }
 
     /// Services for the summary (no VM is booted for it).

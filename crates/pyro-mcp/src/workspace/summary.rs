@@ -35,6 +35,9 @@ pub const EVENT_KINDS: &[&str] = &[
     "snapshot_create",
     "snapshot_delete",
     "snapshot_restore",
+    "workspace_stop",
+    "workspace_start",
+    "disk_export",
     "service_start",
     "service_ready",
     "service_stop",
@@ -106,6 +109,9 @@ pub struct Summary {
     /// restored since the last reset: left out when there is nothing to say.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshots: Option<SnapshotsSection>,
+    /// Stops and starts since the last reset: left out when there were none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stops: Option<StopsSection>,
     /// The workspace's secrets (names and sources) and which commands used: left out when it
     /// has none.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -141,6 +147,40 @@ impl SnapshotsSection {
             current_more,
             created,
             deleted,
+        })
+    }
+}
+
+/// Stops and starts since the last reset: how many kept the guest's memory, how many starts
+/// resumed it, and why the last start that could not resume did not.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct StopsSection {
+    pub stops: u64,
+    pub memory_saved: u64,
+    pub starts: u64,
+    pub resumed: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_note: Option<String>,
+}
+
+impl StopsSection {
+    pub fn of(events: &[Event]) -> Option<StopsSection> {
+        let flag = |e: &&Event, k: &str| e.3.get(k).and_then(serde_json::Value::as_bool).unwrap_or(false);
+        let stops: Vec<&Event> = events.iter().filter(|e| e.1 == "workspace_stop").collect();
+        let starts: Vec<&Event> = events.iter().filter(|e| e.1 == "workspace_start").collect();
+        if stops.is_empty() && starts.is_empty() {
+            return None;
+        }
+        Some(StopsSection {
+            stops: stops.len() as u64,
+            memory_saved: stops.iter().filter(|e| flag(e, "memory_saved")).count() as u64,
+            starts: starts.len() as u64,
+            resumed: starts.iter().filter(|e| flag(e, "resumed")).count() as u64,
+            last_note: starts
+                .iter()
+                .rev()
+                .find_map(|e| e.3.get("note").and_then(serde_json::Value::as_str))
+                .map(|n| clip(n, 200)),
         })
     }
 }
@@ -499,6 +539,7 @@ pub fn synthesize(
         services: Vec::new(),
         services_more: None,
         snapshots: None,
+        stops: None,
         secrets,
         notable,
     }
@@ -602,6 +643,15 @@ impl Render for Summary {
                 s.deleted
             ));
         }
+        if let Some(s) = &self.stops {
+            o.push_str(&format!(
+                "stops: {} ({} with memory saved), starts: {} ({} resumed)\n",
+                s.stops, s.memory_saved, s.starts, s.resumed
+            ));
+            if let Some(n) = &s.last_note {
+                o.push_str(&format!("  last start: {n}\n"));
+            }
+        }
         if let Some(s) = &self.secrets {
             let names: Vec<String> = s.available.iter().map(|i| format!("{} ({})", i.name, i.source)).collect();
             o.push_str(&format!("secrets: {}\n", names.join(", ")));
@@ -667,6 +717,7 @@ impl Workspaces<'_> {
         let services: Vec<ServiceItem> = self.service_summary(&r.id)?.iter().map(ServiceItem::of).collect();
         (s.services, s.services_more) = capped(services, 20);
         s.snapshots = SnapshotsSection::of(&events, &rollup, self.snapshot_names(&r.id)?);
+        s.stops = StopsSection::of(&events);
         // What the summary quotes was stored redacted; redacting it again costs little.
         let redactor = self.redactor(&r.id)?;
         if let Some(c) = &mut s.commands {
