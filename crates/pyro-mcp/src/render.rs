@@ -576,6 +576,42 @@ impl Render for PruneReport {
     }
 }
 
+impl Render for crate::workspace::stop::StopReport {
+    fn text(&self) -> String {
+        let what = match (self.memory_saved, self.memory_bytes) {
+            (true, Some(b)) => format!("stopped; memory saved ({} MiB) in {} ms", b >> 20, self.duration_ms),
+            _ => format!("stopped; memory not kept ({} ms)", self.duration_ms),
+        };
+        let note = self.note.as_ref().map(|n| format!("note:         {n}\n")).unwrap_or_default();
+        format!("{}{what}\n{note}", self.workspace.text())
+    }
+}
+
+impl Render for crate::workspace::stop::StartReport {
+    fn text(&self) -> String {
+        let what = if self.resumed {
+            format!("started; resumed from saved memory in {} ms", self.duration_ms)
+        } else {
+            format!("started; booted from its disk in {} ms", self.duration_ms)
+        };
+        let note = self.note.as_ref().map(|n| format!("note:         {n}\n")).unwrap_or_default();
+        format!("{}{what}\n{note}", self.workspace.text())
+    }
+}
+
+impl Render for crate::workspace::disk::DiskExport {
+    fn text(&self) -> String {
+        format!(
+            "exported the disk of {} to {} ({} {}, {} bytes, sparse)\n",
+            self.workspace_id,
+            self.output_path.display(),
+            self.format,
+            self.file_system,
+            self.size_bytes
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -697,41 +733,5 @@ mod tests {
         assert_eq!(super::utc(0), "1970-01-01 00:00:00 UTC");
         assert_eq!(super::utc(1_700_000_000), "2023-11-14 22:13:20 UTC");
         assert_eq!(super::utc(951_782_400), "2000-02-29 00:00:00 UTC");
-    }
-}
-
-impl Render for crate::workspace::stop::StopReport {
-    fn text(&self) -> String {
-        let what = match (self.memory_saved, self.memory_bytes) {
-            (true, Some(b)) => format!("stopped; memory saved ({} MiB) in {} ms", b >> 20, self.duration_ms),
-            _ => format!("stopped; memory not kept ({} ms)", self.duration_ms),
-        };
-        let note = self.note.as_ref().map(|n| format!("note:         {n}\n")).unwrap_or_default();
-        format!("{}{what}\n{note}", self.workspace.text())
-    }
-}
-
-impl Render for crate::workspace::stop::StartReport {
-    fn text(&self) -> String {
-        let what = if self.resumed {
-            format!("started; resumed from saved memory in {} ms", self.duration_ms)
-        } else {
-            format!("started; booted from its disk in {} ms", self.duration_ms)
-        };
-        let note = self.note.as_ref().map(|n| format!("note:         {n}\n")).unwrap_or_default();
-        format!("{}{what}\n{note}", self.workspace.text())
-    }
-}
-
-impl Render for crate::workspace::disk::DiskExport {
-    fn text(&self) -> String {
-        format!(
-            "exported the disk of {} to {} ({} {}, {} bytes, sparse)\n",
-            self.workspace_id,
-            self.output_path.display(),
-            self.format,
-            self.file_system,
-            self.size_bytes
-        )
     }
 }
