@@ -10,7 +10,8 @@
 use crate::env::{EnvironmentDetails, PruneReport, PullReport};
 use crate::run::RunResult;
 use crate::text::{bytes, clip};
-use crate::workspace::files::{ExportReport, FileList, FileRead, FileWrite, PatchReport, SyncPush};
+use crate::workspace::export::ExportReport;
+use crate::workspace::files::{FileList, FileRead, FileWrite, PatchReport, SyncPush};
 use crate::workspace::lifecycle::{DeleteReport, ExecRecord, Logs};
 use crate::workspace::patch::Action;
 use crate::workspace::shells::{ShellInfo, ShellList, ShellRead};

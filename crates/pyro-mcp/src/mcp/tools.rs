@@ -330,7 +330,7 @@ fn catalogue() -> Vec<Def> {
             Read,
             Some(&["changed", "patch", "patch_truncated"]),
         ),
-        def::<Export, f::ExportReport>(
+        def::<Export, crate::workspace::export::ExportReport>(
             "workspace_export",
             "Copy a workspace file or dir to a new host path.",
             Write(false, false),

@@ -10,6 +10,7 @@
 //! (see `secrets`).
 
 pub mod diff;
+pub mod export;
 pub mod files;
 pub mod lifecycle;
 pub mod patch;
