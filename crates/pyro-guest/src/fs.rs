@@ -64,8 +64,9 @@ pub fn root_dir() -> PathBuf {
     TEST_ROOT.with(|r| r.borrow().clone())
 }
 
-/// Check that `path` resolves inside /workspace (following links that stay inside); returns
+/// (Tests) Check that `path` resolves inside /workspace (following links that stay inside); returns
 /// its path relative to the root. The path may not exist yet: then its parent must.
+#[cfg(test)]
 pub fn resolve(path: &str) -> FsResult<PathBuf> {
     let rel = beneath::relative(path)?;
     let root = beneath::root()?;
@@ -340,6 +341,18 @@ pub fn batch(ops: &[FsOp], data: &mut dyn Read) -> FsResult<(u64, u64)> {
         }
         rels.push(rel);
     }
+    // A path the batch writes or links may not also be a parent of another of its paths:
+    // staging would create it as a directory and then rename the link or file over it (or
+    // write through a link the same batch plants).
+    let placed: std::collections::HashSet<&Path> = ops
+        .iter()
+        .zip(&rels)
+        .filter(|(o, _)| matches!(o, FsOp::Write { .. } | FsOp::Symlink { .. }))
+        .map(|(_, r)| r.as_path())
+        .collect();
+    if let Some(r) = rels.iter().find(|r| r.ancestors().skip(1).any(|a| placed.contains(a))) {
+        return Err(invalid(format!("{} is below another path this batch writes or links", shown(r))));
+    }
     let mut staged: Vec<Staged> = Vec::new();
     let mut created_dirs: Vec<PathBuf> = Vec::new();
     if let Err(e) = stage(&root, ops, &rels, data, &mut staged, &mut created_dirs) {
@@ -355,9 +368,14 @@ pub fn batch(ops: &[FsOp], data: &mut dyn Read) -> FsResult<(u64, u64)> {
     }
     // Commit.
     let mut written = 0u64;
-    for s in &staged {
-        rustix::fs::renameat(&s.dir, s.tmp.as_os_str(), &s.dir, s.name.as_os_str())
-            .map_err(|e| internal(format!("renaming into {}: {e}", shown(&s.rel))))?;
+    for (i, s) in staged.iter().enumerate() {
+        if let Err(e) = rustix::fs::renameat(&s.dir, s.tmp.as_os_str(), &s.dir, s.name.as_os_str()) {
+            // Guest root changed the tree under us: leave no temps behind.
+            for rest in &staged[i..] {
+                let _ = rustix::fs::unlinkat(&rest.dir, rest.tmp.as_os_str(), rustix::fs::AtFlags::empty());
+            }
+            return Err(internal(format!("renaming into {}: {e}", shown(&s.rel))));
+        }
         written += 1;
     }
     let mut deleted = 0u64;
@@ -699,6 +717,16 @@ mod tests {
         assert_eq!(std::fs::read(ws.root.join("d/n/e/w")).unwrap(), b"ok");
         assert_eq!(unpack_dest("/workspace/d/n/e2").unwrap(), ws.root.join("d/n/e2").display().to_string());
         assert!(ws.root.join("d/n/e2").is_dir());
+    }
+
+    #[test]
+    fn a_batch_may_not_write_below_its_own_link() {
+        let ws = ws();
+        let ops = vec![FsOp::Symlink { path: w("lnk"), target: "/etc".into() }, write_op("lnk/pwned", 1)];
+        assert_eq!(code(run_batch(ops, b"x")), "invalid_argument");
+        let ops = vec![write_op("f", 1), write_op("f/g", 1)];
+        assert_eq!(code(run_batch(ops, b"xy")), "invalid_argument");
+        assert!(names_below(&ws.root).is_empty());
     }
 
     #[test]

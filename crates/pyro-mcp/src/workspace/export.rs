@@ -247,6 +247,8 @@ struct Feed<'a> {
     sent: u64,
     cap: u64,
     exceeded: &'a mut bool,
+    /// The extraction stopped reading (it failed, and its error says why).
+    broken: &'a mut bool,
 }
 
 impl Write for Feed<'_> {
@@ -255,7 +257,7 @@ impl Write for Feed<'_> {
             *self.exceeded = true;
             return Err(std::io::Error::other("the export stream passed its cap"));
         }
-        self.pipe.write_all(buf)?;
+        self.pipe.write_all(buf).inspect_err(|_| *self.broken = true)?;
         self.sent += buf.len() as u64;
         Ok(buf.len())
     }
@@ -277,20 +279,23 @@ fn stream_and_extract(
     let (reader, writer) = std::io::pipe().ctx("creating export pipe")?;
     // Archive overhead (headers, long names, padding) may add as much again as the contents.
     let cap = rules.max_bytes.saturating_mul(2).saturating_add(16 << 20);
-    let mut exceeded = false;
+    let (mut exceeded, mut broken) = (false, false);
     std::thread::scope(|s| {
         let worker = s.spawn(move || extract(reader, out_dir, rules));
         let streamed = {
-            let mut feed = Feed { pipe: writer, sent: 0, cap, exceeded: &mut exceeded };
+            let mut feed = Feed { pipe: writer, sent: 0, cap, exceeded: &mut exceeded, broken: &mut broken };
             c.tar_out(gp, &mut feed)
             // The writer closes here, so the extraction sees the end of the archive.
         };
         let extracted = worker.join().unwrap_or_else(|_| Err(Error::internal("the export extraction panicked")));
         match (streamed, extracted) {
             _ if exceeded => Err(too_big(rules.max_bytes, None)),
-            // The extraction's error says why it stopped reading (which broke the stream).
-            (_, Err(e)) => Err(e),
-            (Err(e), Ok(_)) => Err(e),
+            // The extraction stopped reading first: its error says why.
+            (Err(_), Err(e)) if broken => Err(e),
+            // Otherwise the guest's refusal is the cause (the extraction only saw a short
+            // archive).
+            (Err(e), _) => Err(e),
+            (Ok(_), Err(e)) => Err(e),
             (Ok(_), Ok(x)) => Ok(x),
         }
     })
