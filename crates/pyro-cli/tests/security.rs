@@ -513,10 +513,17 @@ fn hostile_inputs_are_refused_and_change_nothing() {
         }
     };
     s.case("seed tar with ../ member", push_tar("dotdot", raw_tar(&[("../../evil", b'0', "", b"x")]), "/evil"));
-    s.case("seed tar with absolute member", push_tar("abs", raw_tar(&[("/etc/pwned-seed", b'0', "", b"x")]), "/etc/pwned-seed"));
+    s.case(
+        "seed tar with absolute member",
+        push_tar("abs", raw_tar(&[("/etc/pwned-seed", b'0', "", b"x")]), "/etc/pwned-seed"),
+    );
     s.case(
         "seed tar writing through its own link",
-        push_tar("via-link", raw_tar(&[("l", b'2', "/etc", b""), ("l/pwned-seed2", b'0', "", b"x")]), "/etc/pwned-seed2"),
+        push_tar(
+            "via-link",
+            raw_tar(&[("l", b'2', "/etc", b""), ("l/pwned-seed2", b'0', "", b"x")]),
+            "/etc/pwned-seed2",
+        ),
     );
     s.case(
         "seed tar with a hard link to /etc/shadow",
@@ -535,11 +542,19 @@ fn hostile_inputs_are_refused_and_change_nothing() {
         let d = h.join("seed2");
         std::fs::create_dir(&d).unwrap();
         std::fs::write(d.join("pwned-sync"), "x").unwrap();
-        refused(&w, &["workspace", "sync", "push", ws, d.to_str().unwrap(), "--dest", "/workspace/rootlink"], "invalid_argument")?;
+        refused(
+            &w,
+            &["workspace", "sync", "push", ws, d.to_str().unwrap(), "--dest", "/workspace/rootlink"],
+            "invalid_argument",
+        )?;
         guest_absent(&w, id, "/pwned-sync")
     });
     s.case("sync to /etc", || {
-        refused(&w, &["workspace", "sync", "push", ws, h.join("seed2").to_str().unwrap(), "--dest", "/etc"], "invalid_argument")?;
+        refused(
+            &w,
+            &["workspace", "sync", "push", ws, h.join("seed2").to_str().unwrap(), "--dest", "/etc"],
+            "invalid_argument",
+        )?;
         guest_absent(&w, id, "/etc/pwned-sync")
     });
 
@@ -604,7 +619,8 @@ fn hostile_inputs_are_refused_and_change_nothing() {
             absent(&proj.join("big"))
         });
         s.case("mcp export leaves git hooks out", || {
-            let r = m.ok("workspace_export", json!({"workspace_id": id, "path": ".git", "output_path": "guest-git"}))?;
+            let r =
+                m.ok("workspace_export", json!({"workspace_id": id, "path": ".git", "output_path": "guest-git"}))?;
             absent(&proj.join("guest-git/hooks"))?;
             absent(&proj.join("guest-git/config"))?;
             check(r["skipped_count"].as_u64().unwrap_or(0) >= 2, format!("{r}"))
@@ -631,7 +647,10 @@ fn hostile_inputs_are_refused_and_change_nothing() {
         s.case(name, || {
             let o = w.run(&args);
             check(o.status.success(), format!("failed: {}", stderr(&o)))?;
-            check(!o.stdout.contains(&0x1b) && !o.stdout.contains(&0x07), "a raw control character reached the terminal")?;
+            check(
+                !o.stdout.contains(&0x1b) && !o.stdout.contains(&0x07),
+                "a raw control character reached the terminal",
+            )?;
             check(stdout(&o).contains("\\x1b"), format!("no visible escape in {}", stdout(&o)))
         });
     }
@@ -665,8 +684,16 @@ fn hostile_inputs_are_refused_and_change_nothing() {
     forge("frame with a zero header length", frame(0, 0, 1, b"", b""), true);
     forge("frame with a non-JSON header", frame(4, 0, 1, b"\xff\xfe\x00{", b""), true);
     forge("frame with an unknown message", honest(1, r#"{"type":"pwn","path":"/etc/shadow"}"#), true);
-    forge("stray error reply with escapes", honest(0x7fff_fff0, "{\"type\":\"error\",\"code\":\"internal\",\"message\":\"\\u001b[2Jgotcha\"}"), false);
-    forge("late hello of another protocol", honest(0, r#"{"type":"hello","protocol":999,"agent_version":"evil","uptime_ms":0,"mode":"agent"}"#), false);
+    forge(
+        "stray error reply with escapes",
+        honest(0x7fff_fff0, "{\"type\":\"error\",\"code\":\"internal\",\"message\":\"\\u001b[2Jgotcha\"}"),
+        false,
+    );
+    forge(
+        "late hello of another protocol",
+        honest(0, r#"{"type":"hello","protocol":999,"agent_version":"evil","uptime_ms":0,"mode":"agent"}"#),
+        false,
+    );
 
     let ok = w.run(&["workspace", "exec", id, "--", "true"]);
     s.case("workspace still works at the end", || check(ok.status.success(), stderr(&ok)));

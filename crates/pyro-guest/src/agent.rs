@@ -204,7 +204,9 @@ pub fn serve(mode: &str) -> ! {
                         unpack::unpack_layer(reader, &dest, preserve_owners)
                     } else {
                         // A /workspace destination must be a real directory beneath it.
-                        fs::unpack_dest(&dest).map_err(|(_, m)| m).and_then(|d| unpack::unpack(reader, &d, preserve_owners))
+                        fs::unpack_dest(&dest)
+                            .map_err(|(_, m)| m)
+                            .and_then(|d| unpack::unpack(reader, &d, preserve_owners))
                     };
                     match result {
                         Ok((entries, bytes)) => (Message::Unpacked { entries, bytes }, vec![]),

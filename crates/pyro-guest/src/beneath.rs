@@ -112,7 +112,8 @@ pub fn parent_create(
     let name = rel.file_name().ok_or_else(|| invalid("refusing to operate on /workspace itself"))?.to_owned();
     let dir = rel.parent().unwrap_or(Path::new(""));
     let mut cur = PathBuf::new();
-    let mut fd = open(root, &cur, OFlags::RDONLY | OFlags::DIRECTORY, Links::Follow).map_err(|e| lookup_error(path, e))?;
+    let mut fd =
+        open(root, &cur, OFlags::RDONLY | OFlags::DIRECTORY, Links::Follow).map_err(|e| lookup_error(path, e))?;
     for c in dir.components() {
         cur.push(c);
         let next = match open(&fd, Path::new(c.as_os_str()), OFlags::RDONLY | OFlags::DIRECTORY, Links::Follow) {

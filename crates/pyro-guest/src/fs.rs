@@ -98,7 +98,12 @@ fn kind(st: &rustix::fs::Stat) -> &'static str {
 
 /// One listing entry for the object `fd` (an `O_PATH | O_NOFOLLOW` fd) named `name`; `hash`
 /// opens `open_file` to hash regular files.
-fn entry(name: String, fd: &OwnedFd, st: &rustix::fs::Stat, hash: Option<&dyn Fn() -> std::io::Result<OwnedFd>>) -> FsEntry {
+fn entry(
+    name: String,
+    fd: &OwnedFd,
+    st: &rustix::fs::Stat,
+    hash: Option<&dyn Fn() -> std::io::Result<OwnedFd>>,
+) -> FsEntry {
     let target = beneath::is_link(st)
         .then(|| beneath::link_target(fd).map(|t| String::from_utf8_lossy(&t).to_string()).unwrap_or_default());
     let sha256 = match hash {
@@ -247,7 +252,13 @@ pub fn read(path: &str, offset: u64, max_bytes: u64, nofollow: bool) -> FsResult
     .map_err(|e| internal(format!("reading {path}: {e}")))?;
     let truncated = size > offset.saturating_add(data.len() as u64);
     let type_bits = if nofollow { S_IFREG } else { 0 };
-    Ok(ReadResult { binary: looks_binary(&data, truncated), data, size, truncated, mode: type_bits | (st.st_mode & 0o7777) })
+    Ok(ReadResult {
+        binary: looks_binary(&data, truncated),
+        data,
+        size,
+        truncated,
+        mode: type_bits | (st.st_mode & 0o7777),
+    })
 }
 
 /// NUL bytes, or invalid UTF-8 (other than a sequence cut at the truncation point).
@@ -296,9 +307,7 @@ pub fn batch(ops: &[FsOp], data: &mut dyn Read) -> FsResult<(u64, u64)> {
         }
         // The parent, if it exists yet (a write may create it); escapes fail here.
         let existing = match beneath::parent(&root, path, &rel) {
-            Ok((dir, name)) => Some(
-                beneath::lstat_at(&dir, &name).map_err(|e| internal(format!("{path}: {e}")))?,
-            ),
+            Ok((dir, name)) => Some(beneath::lstat_at(&dir, &name).map_err(|e| internal(format!("{path}: {e}")))?),
             Err((code, _)) if code == "not_found" && creates(op, ops) => None,
             Err(e) => return Err(e),
         };
@@ -437,11 +446,8 @@ fn stage(
         let tmp = staging_name(&name);
         match op {
             FsOp::Write { len, mode, .. } => {
-                let keep = beneath::lstat_at(&dir, &name)
-                    .ok()
-                    .flatten()
-                    .filter(beneath::is_file)
-                    .map(|m| m.st_mode & 0o7777);
+                let keep =
+                    beneath::lstat_at(&dir, &name).ok().flatten().filter(beneath::is_file).map(|m| m.st_mode & 0o7777);
                 let mode = mode.or(keep).unwrap_or(0o644);
                 // O_EXCL | O_NOFOLLOW in the parent's fd: nothing planted at the temp name is
                 // followed, and the parent cannot be swapped under us.

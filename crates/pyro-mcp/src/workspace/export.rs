@@ -133,8 +133,7 @@ impl Workspaces<'_> {
         let result = (|| {
             let x = stream_and_extract(&mut c, &gp, &out_dir, &rules)?;
             let final_path = parent.join(&name);
-            std::fs::rename(out_dir.join(&x.top), &final_path)
-                .ctx(format!("moving export to {}", output.display()))?;
+            std::fs::rename(out_dir.join(&x.top), &final_path).ctx(format!("moving export to {}", output.display()))?;
             if let Some(mode) = x.top_dir_mode {
                 // Last, so a read-only top directory could still be renamed into place.
                 set_mode(&final_path, mode)?;
@@ -269,12 +268,7 @@ impl Write for Feed<'_> {
 
 /// Stream the guest's archive through a pipe into an extraction thread: one pass, nothing
 /// buffered whole, and either side failing stops the other.
-fn stream_and_extract(
-    c: &mut crate::vm::client::Client,
-    gp: &str,
-    out_dir: &Path,
-    rules: &Rules,
-) -> Result<Extracted> {
+fn stream_and_extract(c: &mut crate::vm::client::Client, gp: &str, out_dir: &Path, rules: &Rules) -> Result<Extracted> {
     std::fs::create_dir(out_dir).ctx("creating export staging dir")?;
     let (reader, writer) = std::io::pipe().ctx("creating export pipe")?;
     // Archive overhead (headers, long names, padding) may add as much again as the contents.
@@ -364,10 +358,7 @@ fn extract(reader: impl Read, dest: &Path, rules: &Rules) -> Result<Extracted> {
         }
         let target = dest.join(&p);
         if et.is_dir() {
-            std::fs::DirBuilder::new()
-                .mode(0o700)
-                .create(&target)
-                .ctx(format!("creating {}", clip(&ps, 200)))?;
+            std::fs::DirBuilder::new().mode(0o700).create(&target).ctx(format!("creating {}", clip(&ps, 200)))?;
             dirs.push((p.clone(), sanitize(mode)));
             members.insert(p.clone(), Kind::Dir);
             entries += 1;
@@ -413,7 +404,10 @@ fn extract(reader: impl Read, dest: &Path, rules: &Rules) -> Result<Extracted> {
             }
             Err(why) => {
                 if link == &top_path {
-                    return Err(Error::invalid(format!("{} is a symlink that {why}; export refuses it", link.display())));
+                    return Err(Error::invalid(format!(
+                        "{} is a symlink that {why}; export refuses it",
+                        link.display()
+                    )));
                 }
                 skipped.add(link, &format!("symlink that {why}"));
             }
@@ -466,13 +460,15 @@ fn sanitize(mode: u32) -> u32 {
 }
 
 fn set_mode(p: &Path, mode: u32) -> Result<()> {
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).ctx(format!("setting the mode of {}", p.display()))
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+        .ctx(format!("setting the mode of {}", p.display()))
 }
 
 /// Resolve the link member `link` lexically inside the exported tree (whose top entry is
 /// `top`), following links to other links in the tree. Err says how it leaves the tree.
 fn resolve_link(members: &HashMap<PathBuf, Kind>, top: &Path, link: &Path) -> std::result::Result<(), &'static str> {
-    let mut resolved: Vec<OsString> = link.parent().into_iter().flat_map(|p| p.components()).map(|c| c.as_os_str().to_owned()).collect();
+    let mut resolved: Vec<OsString> =
+        link.parent().into_iter().flat_map(|p| p.components()).map(|c| c.as_os_str().to_owned()).collect();
     let Some(Kind::Link(first)) = members.get(link) else { return Ok(()) };
     let mut pending: Vec<OsString> = Vec::new();
     let push_target = |pending: &mut Vec<OsString>, t: &[u8]| -> std::result::Result<(), &'static str> {

@@ -141,7 +141,10 @@ fn git_config_hooks_and_info_are_left_out() {
     }
     let mut listed = skipped_paths(&x);
     listed.sort();
-    assert_eq!(listed, ["workspace/.git/config", "workspace/.git/hooks", "workspace/.git/info", "workspace/sub/.GIT/config"]);
+    assert_eq!(
+        listed,
+        ["workspace/.git/config", "workspace/.git/hooks", "workspace/.git/info", "workspace/sub/.GIT/config"]
+    );
     // With the CLI's explicit opt-in they are kept.
     let (tmp, x) = run(&members, &Rules { include_git_config: true, ..r });
     assert!(x.unwrap().skipped.is_empty());
@@ -151,10 +154,10 @@ fn git_config_hooks_and_info_are_left_out() {
     let (_tmp, x) = run(&[M::File("config", 0o644, b"x")], &r);
     assert_eq!(x.err().unwrap().code, Code::InvalidArgument);
     // A link planted at a hook's path is left out too.
-    let (_tmp, x) = run(&[M::Dir(".git", 0o755), M::Dir(".git/x", 0o755), M::Link(".git/x/hooks", "..")], &Rules {
-        guest_parent: PathBuf::from("/workspace"),
-        ..rules()
-    });
+    let (_tmp, x) = run(
+        &[M::Dir(".git", 0o755), M::Dir(".git/x", 0o755), M::Link(".git/x/hooks", "..")],
+        &Rules { guest_parent: PathBuf::from("/workspace"), ..rules() },
+    );
     assert_eq!(x.unwrap().skipped_count, 1);
 }
 
@@ -230,7 +233,8 @@ fn output_paths_in_git_dirs_are_refused() {
     let root = tmp.path();
     std::fs::create_dir_all(root.join("proj/.git/hooks")).unwrap();
     std::os::unix::fs::symlink(root.join("proj/.git/hooks"), root.join("proj/hooks")).unwrap();
-    for bad in ["proj/.git/hooks/pre-commit", "proj/.git/new", "proj/.git", "proj/sub/../.Git/x", "proj/hooks/pre-commit"]
+    for bad in
+        ["proj/.git/hooks/pre-commit", "proj/.git/new", "proj/.git", "proj/sub/../.Git/x", "proj/hooks/pre-commit"]
     {
         let e = check_output(&root.join(bad)).unwrap_err();
         assert_eq!(e.code, Code::InvalidArgument, "{bad}");
