@@ -506,12 +506,13 @@ fn resolve_link(members: &HashMap<PathBuf, Kind>, top: &Path, link: &Path) -> st
                 }
             }
         }
-        // The top entry is the whole export: nothing may resolve beside or above it.
-        if resolved.first().map(|f| Path::new(f)) != Some(top) {
+        // The top entry is the whole export: nothing may resolve beside or above it, even
+        // on the way (on the host, the top is renamed, so `../top/x` names something else).
+        if resolved.first().is_none_or(|f| Path::new(f) != top) {
             return Err("points outside the export");
         }
     }
-    if resolved.first().map(|f| Path::new(f)) != Some(top) {
+    if resolved.first().is_none_or(|f| Path::new(f) != top) {
         return Err("points outside the export");
     }
     Ok(())
