@@ -42,6 +42,7 @@ pub fn root() -> FsResult<OwnedFd> {
             rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR => {
                 invalid("/workspace is not a real directory (a symlink?); file operations refuse it")
             }
+            rustix::io::Errno::NOENT => not_found("/workspace does not exist (removed in the guest?)"),
             e => internal(format!("/workspace: {e}")),
         })
 }
