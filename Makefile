@@ -7,7 +7,7 @@ GUEST := target/$(TARGET)/release/pyro-guest
 PYRO := target/release/pyro
 PREFIX ?= $(HOME)/.local
 
-.PHONY: mcp-client setup packages build guest environment test check fmt lint demo bench install clean smoke-user host-clis
+.PHONY: mcp-client setup packages build guest environment test test-security check fmt lint demo bench install clean smoke-user host-clis
 
 ## Host packages (root or sudo), the build, the guest kernel and the default environment.
 setup: packages build environment
@@ -39,6 +39,11 @@ lint:
 test: setup lint host-clis mcp-client
 	PYRO_BIN=$(CURDIR)/$(PYRO) PYRO_GUEST_BIN=$(CURDIR)/$(GUEST) $(CARGO) test --release --locked --workspace
 	$(MAKE) --no-print-directory smoke-user
+
+## The attack suite (docs/security.md): hostile inputs against a real VM; prints
+## `security: N tried, N held`. Not part of `cargo test --workspace` (CI runs it after `make test`).
+test-security: build
+	PYRO_BIN=$(CURDIR)/$(PYRO) PYRO_GUEST_BIN=$(CURDIR)/$(GUEST) $(CARGO) test --release --locked -p pyro-cli --test security -- --test-threads=1 --nocapture
 
 # Claude Code's and Codex's real CLIs (from npm) for the host-helper tests; optional.
 host-clis:

@@ -18,9 +18,10 @@ pub fn error(e: &Error, json: bool) -> i32 {
             serde_json::json!({"ok": false, "error": {"code": e.code.as_str(), "message": e.message, "hint": e.hint}});
         println!("{}", serde_json::to_string_pretty(&v).unwrap());
     } else {
-        eprintln!("error: {}", e.message);
+        // Messages may quote the guest (its errors, file names): no raw escapes to the terminal.
+        eprintln!("error: {}", pyro_mcp::text::escape_controls(&e.message));
         if let Some(h) = &e.hint {
-            eprintln!("hint: {h}");
+            eprintln!("hint: {}", pyro_mcp::text::escape_controls(h));
         }
     }
     e.code.exit_code()
@@ -30,13 +31,14 @@ pub fn json<T: Serialize>(v: &T) {
     println!("{}", serde_json::to_string_pretty(v).unwrap());
 }
 
-/// Print a result: its JSON with `--json`, else its text rendering (the same text the MCP
-/// server sends).
+/// Print a result: its JSON with `--json` (exact), else its text rendering (the same text the
+/// MCP server sends) with control characters made visible: file names, diffs, logs and
+/// summaries come from the guest, and a raw escape sequence could hide lines of a review.
 pub fn show<T: Serialize + Render>(v: &T, json: bool) {
     if json {
         self::json(v);
     } else {
-        print!("{}", v.text());
+        print!("{}", pyro_mcp::text::escape_controls(&v.text()));
     }
 }
 

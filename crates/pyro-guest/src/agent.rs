@@ -203,7 +203,10 @@ pub fn serve(mode: &str) -> ! {
                     let result = if oci_layer {
                         unpack::unpack_layer(reader, &dest, preserve_owners)
                     } else {
-                        unpack::unpack(reader, &dest, preserve_owners)
+                        // A /workspace destination must be a real directory beneath it.
+                        fs::unpack_dest(&dest)
+                            .map_err(|(_, m)| m)
+                            .and_then(|d| unpack::unpack(reader, &d, preserve_owners))
                     };
                     match result {
                         Ok((entries, bytes)) => (Message::Unpacked { entries, bytes }, vec![]),

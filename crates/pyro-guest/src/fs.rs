@@ -1,15 +1,20 @@
 //! Workspace file operations in the guest: list, read, batch write/symlink/delete/chmod,
-//! manifests (for diffs) and tar export. Every path must resolve inside /workspace: the host
-//! sends normalized absolute paths, and here symlinks are resolved and checked too, so a link
-//! pointing outside the workspace cannot be read through or written through.
+//! manifests (for diffs) and tar export. Every path must stay inside /workspace: the host
+//! sends normalized absolute paths, and here each lookup is an `openat2(RESOLVE_BENEATH)`
+//! from a directory fd of /workspace (see `beneath`), so a link pointing outside the workspace,
+//! or a /workspace replaced by a link, cannot be read through or written through, even when
+//! guest root swaps things while an operation runs.
 //!
 //! Listings walk iteratively (a deep tree cannot overflow the stack) and hand each entry to a
 //! callback that streams it out, so a workspace of any size never sits in one message.
 
+use crate::beneath::{self, Links};
 use pyro_proto::{FsEntry, FsOp};
+use rustix::fs::{Mode, OFlags};
 use sha2::{Digest, Sha256};
+use std::ffi::OsString;
 use std::io::{Read, Write};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 pub const ROOT: &str = "/workspace";
@@ -38,7 +43,7 @@ pub fn internal(m: impl Into<String>) -> (String, String) {
 
 /// Where `/workspace` is for this process: itself in the guest; a temp dir in unit tests.
 #[cfg(not(test))]
-fn root_dir() -> PathBuf {
+pub fn root_dir() -> PathBuf {
     PathBuf::from(ROOT)
 }
 
@@ -55,84 +60,61 @@ thread_local! {
 }
 
 #[cfg(test)]
-fn root_dir() -> PathBuf {
+pub fn root_dir() -> PathBuf {
     TEST_ROOT.with(|r| r.borrow().clone())
 }
 
-/// The host's `/workspace/...` path mapped onto the root, checked lexically.
-fn lexical(path: &str) -> FsResult<PathBuf> {
-    let Some(rest) = path.strip_prefix(ROOT) else {
-        return Err(invalid(format!("{path} is outside /workspace")));
-    };
-    if !(rest.is_empty() || rest.starts_with('/')) || path.contains('\0') {
-        return Err(invalid(format!("{path} is outside /workspace")));
-    }
-    let rel = Path::new(rest.trim_start_matches('/'));
-    if rel.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
-        return Err(invalid(format!("{path} contains . or .. components")));
-    }
-    Ok(root_dir().join(rel))
-}
-
-/// Resolve `path`, following symlinks, and check the result stays inside /workspace. The path
-/// may not exist yet: the existing prefix is resolved and the rest appended.
+/// (Tests) Check that `path` resolves inside /workspace (following links that stay inside); returns
+/// its path relative to the root. The path may not exist yet: then its parent must.
+#[cfg(test)]
 pub fn resolve(path: &str) -> FsResult<PathBuf> {
-    let p = lexical(path)?;
-    let root = std::fs::canonicalize(root_dir()).map_err(|e| internal(format!("/workspace: {e}")))?;
-    let mut existing = p.clone();
-    let mut rest = Vec::new();
-    while std::fs::symlink_metadata(&existing).is_err() {
-        rest.push(existing.file_name().map(|n| n.to_owned()).unwrap_or_default());
-        if !existing.pop() {
-            break;
+    let rel = beneath::relative(path)?;
+    let root = beneath::root()?;
+    match beneath::open(&root, &rel, OFlags::PATH, Links::Follow) {
+        Ok(_) => Ok(rel),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) && !rel.as_os_str().is_empty() => {
+            beneath::parent(&root, path, &rel)?;
+            Ok(rel)
         }
+        Err(e) => Err(beneath::lookup_error(path, e)),
     }
-    let mut real = std::fs::canonicalize(&existing)
-        .map_err(|e| invalid(format!("{path} cannot be resolved (a dangling or looping symlink?): {e}")))?;
-    if !real.starts_with(&root) {
-        return Err(invalid(format!("{path} resolves outside /workspace (through a symlink)")));
-    }
-    for c in rest.iter().rev() {
-        real.push(c);
-    }
-    Ok(real)
 }
 
-/// Resolve the parent of `path` (following links) but not the final component itself.
-pub fn resolve_parent(path: &str) -> FsResult<PathBuf> {
-    let p = lexical(path)?;
-    if p == root_dir() {
-        return Err(invalid("refusing to operate on /workspace itself"));
-    }
-    let name = p.file_name().ok_or_else(|| invalid(format!("{path} has no file name")))?.to_owned();
-    let parent = path.rsplit_once('/').map(|(a, _)| a).unwrap_or(ROOT);
-    let parent = resolve(parent)?;
-    Ok(parent.join(name))
+fn metadata(fd: &OwnedFd) -> std::io::Result<rustix::fs::Stat> {
+    Ok(rustix::fs::fstat(fd)?)
 }
 
-fn rel(p: &Path) -> String {
-    let root = root_dir();
-    p.strip_prefix(&root).map(|r| r.display().to_string()).unwrap_or_else(|_| p.display().to_string())
-}
-
-fn entry(path: &Path, meta: &std::fs::Metadata, hash: bool) -> FsEntry {
-    let ft = meta.file_type();
-    let kind = if ft.is_file() {
+fn kind(st: &rustix::fs::Stat) -> &'static str {
+    if beneath::is_file(st) {
         "file"
-    } else if ft.is_dir() {
+    } else if beneath::is_dir(st) {
         "dir"
-    } else if ft.is_symlink() {
+    } else if beneath::is_link(st) {
         "symlink"
     } else {
         "other"
-    };
-    let target = ft.is_symlink().then(|| std::fs::read_link(path).map(|t| t.display().to_string()).unwrap_or_default());
-    let sha256 = (hash && ft.is_file()).then(|| sha256_file(path).unwrap_or_default());
-    FsEntry { path: rel(path), kind: kind.into(), mode: meta.mode() & 0o7777, size: meta.size(), target, sha256 }
+    }
 }
 
-fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut f = std::fs::File::open(path)?;
+/// One listing entry for the object `fd` (an `O_PATH | O_NOFOLLOW` fd) named `name`; `hash`
+/// opens `open_file` to hash regular files.
+fn entry(
+    name: String,
+    fd: &OwnedFd,
+    st: &rustix::fs::Stat,
+    hash: Option<&dyn Fn() -> std::io::Result<OwnedFd>>,
+) -> FsEntry {
+    let target = beneath::is_link(st)
+        .then(|| beneath::link_target(fd).map(|t| String::from_utf8_lossy(&t).to_string()).unwrap_or_default());
+    let sha256 = match hash {
+        Some(open) if beneath::is_file(st) => Some(open().and_then(sha256_fd).unwrap_or_default()),
+        _ => None,
+    };
+    FsEntry { path: name, kind: kind(st).into(), mode: st.st_mode & 0o7777, size: st.st_size as u64, target, sha256 }
+}
+
+fn sha256_fd(fd: OwnedFd) -> std::io::Result<String> {
+    let mut f = std::fs::File::from(fd);
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -145,43 +127,52 @@ fn sha256_file(path: &Path) -> std::io::Result<String> {
     Ok(hex::encode(h.finalize()))
 }
 
-fn sorted_children(dir: &Path) -> Vec<PathBuf> {
-    let Ok(rd) = std::fs::read_dir(dir) else { return Vec::new() };
-    let mut names: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
-    names.sort();
-    names
+/// Open a regular file below `top` for reading without following any link (non-blocking, so
+/// a FIFO swapped in cannot hang the agent).
+fn open_plain(top: &OwnedFd, rel: &Path) -> std::io::Result<OwnedFd> {
+    beneath::open(top, rel, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY, Links::Never)
 }
 
-/// Walk below `dir` (not following symlinks) in sorted depth-first order, calling `f` for at
-/// most `max` entries. Returns whether the walk stopped at `max`.
+/// Walk below directory `top` (never following a symlink) in sorted depth-first order,
+/// calling `f` with each entry's path relative to `top`, an `O_PATH | O_NOFOLLOW` fd of it and
+/// its stat, for at most `max` entries. Each lookup is beneath `top` with no links, so a
+/// directory swapped for a link mid-walk is skipped, never entered. Entries that vanish, or
+/// whose path grows past PATH_MAX, are skipped. Returns whether the walk stopped at `max`.
 fn walk(
-    dir: &Path,
+    top: &OwnedFd,
     recursive: bool,
     max: u64,
-    f: &mut dyn FnMut(&Path, &std::fs::Metadata) -> FsResult<()>,
+    f: &mut dyn FnMut(&Path, &OwnedFd, &rustix::fs::Stat) -> FsResult<()>,
 ) -> FsResult<bool> {
-    let mut stack = vec![sorted_children(dir).into_iter()];
+    let first = beneath::names(top).map_err(|e| internal(format!("reading directory: {e}")))?;
+    let mut stack: Vec<(PathBuf, std::vec::IntoIter<OsString>)> = vec![(PathBuf::new(), first.into_iter())];
     let mut count = 0u64;
-    while let Some(top) = stack.last_mut() {
-        let Some(p) = top.next() else {
+    while let Some((dir, it)) = stack.last_mut() {
+        let Some(name) = it.next() else {
             stack.pop();
             continue;
         };
-        let Ok(meta) = std::fs::symlink_metadata(&p) else { continue };
+        let rel = dir.join(&name);
+        let Ok(fd) = beneath::open(top, &rel, OFlags::PATH | OFlags::NOFOLLOW, Links::Never) else { continue };
+        let Ok(st) = metadata(&fd) else { continue };
         if count >= max {
             return Ok(true);
         }
-        f(&p, &meta)?;
+        f(&rel, &fd, &st)?;
         count += 1;
-        if recursive && meta.is_dir() {
-            stack.push(sorted_children(&p).into_iter());
+        if recursive && beneath::is_dir(&st) {
+            let children = beneath::open(top, &rel, OFlags::RDONLY | OFlags::DIRECTORY, Links::Never)
+                .and_then(|d| beneath::names(&d))
+                .unwrap_or_default();
+            stack.push((rel, children.into_iter()));
         }
     }
     Ok(false)
 }
 
 /// List `path` (its entries, or the entry itself if it is not a directory), handing each to
-/// `emit`. Returns (entries emitted, truncated at `max_entries`).
+/// `emit`. Links inside the workspace on the way to `path` are followed; entry paths are
+/// relative to /workspace as the host named them. Returns (entries emitted, truncated).
 pub fn list(
     path: &str,
     recursive: bool,
@@ -189,17 +180,25 @@ pub fn list(
     hash: bool,
     emit: &mut dyn FnMut(FsEntry) -> FsResult<()>,
 ) -> FsResult<(u64, bool)> {
-    let p = resolve(path)?;
-    let meta = std::fs::symlink_metadata(&p).map_err(|_| not_found(format!("{path} does not exist")))?;
+    let rel = beneath::relative(path)?;
+    let root = beneath::root()?;
+    let fd = beneath::open(&root, &rel, OFlags::PATH, Links::Follow).map_err(|e| beneath::lookup_error(path, e))?;
+    let st = metadata(&fd).map_err(|e| internal(format!("{path}: {e}")))?;
     let max = max_entries.clamp(1, MAX_LIST) as u64;
-    if !meta.is_dir() {
-        emit(entry(&p, &meta, hash))?;
+    let prefix = rel.display().to_string();
+    if !beneath::is_dir(&st) {
+        let open = || beneath::open(&root, &rel, OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY, Links::Follow);
+        emit(entry(prefix, &fd, &st, hash.then_some(&open as &dyn Fn() -> std::io::Result<OwnedFd>)))?;
         return Ok((1, false));
     }
+    let top = beneath::open(&root, &rel, OFlags::RDONLY | OFlags::DIRECTORY, Links::Follow)
+        .map_err(|e| beneath::lookup_error(path, e))?;
     let mut count = 0u64;
-    let truncated = walk(&p, recursive, max, &mut |p, m| {
+    let truncated = walk(&top, recursive, max, &mut |r, fd, st| {
         count += 1;
-        emit(entry(p, m, hash))
+        let name = if prefix.is_empty() { r.display().to_string() } else { format!("{prefix}/{}", r.display()) };
+        let open = || open_plain(&top, r);
+        emit(entry(name, fd, st, hash.then_some(&open as &dyn Fn() -> std::io::Result<OwnedFd>)))
     })?;
     Ok((count, truncated))
 }
@@ -215,43 +214,50 @@ pub struct ReadResult {
 /// Read a regular file (following links inside /workspace), or with `nofollow` a symlink's
 /// target (as content, mode `0o120000 | perms`).
 pub fn read(path: &str, offset: u64, max_bytes: u64, nofollow: bool) -> FsResult<ReadResult> {
-    if nofollow {
-        let p = resolve_parent(path)?;
-        let meta = std::fs::symlink_metadata(&p).map_err(|_| not_found(format!("{path} does not exist")))?;
-        if meta.file_type().is_symlink() {
-            let target = std::fs::read_link(&p).map_err(|e| internal(format!("reading link {path}: {e}")))?;
-            let data = target.into_os_string().into_encoded_bytes();
+    let rel = beneath::relative(path)?;
+    let root = beneath::root()?;
+    if nofollow && !rel.as_os_str().is_empty() {
+        let (dir, name) = beneath::parent(&root, path, &rel)?;
+        let st = beneath::lstat_at(&dir, &name)
+            .map_err(|e| internal(format!("{path}: {e}")))?
+            .ok_or_else(|| not_found(format!("{path} does not exist")))?;
+        if beneath::is_link(&st) {
+            let target = rustix::fs::readlinkat(&dir, name.as_os_str(), Vec::new())
+                .map_err(|e| internal(format!("reading link {path}: {e}")))?;
+            let data = target.into_bytes();
             return Ok(ReadResult {
                 size: data.len() as u64,
                 data,
                 truncated: false,
                 binary: false,
-                mode: S_IFLNK | (meta.mode() & 0o7777),
+                mode: S_IFLNK | (st.st_mode & 0o7777),
             });
         }
     }
-    let p = resolve(path)?;
-    let meta = std::fs::metadata(&p).map_err(|_| not_found(format!("{path} does not exist")))?;
-    if !meta.is_file() {
+    // Non-blocking: a FIFO is refused below instead of hanging the agent in open().
+    let fd = beneath::open(&root, &rel, OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY, Links::Follow)
+        .map_err(|e| beneath::lookup_error(path, e))?;
+    let st = metadata(&fd).map_err(|e| internal(format!("{path}: {e}")))?;
+    if !beneath::is_file(&st) {
         return Err(invalid(format!("{path} is not a regular file")));
     }
+    let size = st.st_size as u64;
     let cap = max_bytes.clamp(1, MAX_READ);
     let mut data = Vec::new();
-    std::fs::File::open(&p)
-        .and_then(|mut f| {
-            use std::io::{Seek, SeekFrom};
-            f.seek(SeekFrom::Start(offset))?;
-            f.take(cap).read_to_end(&mut data)
-        })
-        .map_err(|e| internal(format!("reading {path}: {e}")))?;
-    let truncated = meta.size() > offset.saturating_add(data.len() as u64);
+    let mut f = std::fs::File::from(fd);
+    {
+        use std::io::{Seek, SeekFrom};
+        f.seek(SeekFrom::Start(offset)).and_then(|_| f.take(cap).read_to_end(&mut data))
+    }
+    .map_err(|e| internal(format!("reading {path}: {e}")))?;
+    let truncated = size > offset.saturating_add(data.len() as u64);
     let type_bits = if nofollow { S_IFREG } else { 0 };
     Ok(ReadResult {
         binary: looks_binary(&data, truncated),
         data,
-        size: meta.size(),
+        size,
         truncated,
-        mode: type_bits | (meta.mode() & 0o7777),
+        mode: type_bits | (st.st_mode & 0o7777),
     })
 }
 
@@ -266,93 +272,134 @@ fn looks_binary(data: &[u8], truncated: bool) -> bool {
     }
 }
 
-/// A unique staging name next to `target`, so a planted file or link cannot be written through.
-fn staging_name(target: &Path) -> PathBuf {
+/// A unique staging name next to `name`, so a planted file or link cannot be written through.
+fn staging_name(name: &std::ffi::OsStr) -> OsString {
     use std::sync::atomic::{AtomicU64, Ordering};
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    let name =
-        target.file_name().map(|n| n.to_string_lossy().chars().take(100).collect::<String>()).unwrap_or_default();
+    let name = name.to_string_lossy().chars().take(100).collect::<String>();
     let tag = format!("{:x}{:x}", nanos as u64 ^ std::process::id() as u64, SEQ.fetch_add(1, Ordering::Relaxed));
     // Tests pin the tag so they can plant something at the exact staging name.
     #[cfg(test)]
     let tag = TEST_STAGING_TAG.with(|t| t.borrow().clone()).unwrap_or(tag);
-    target.with_file_name(format!(".{name}.{tag}.pyro-tmp"))
+    OsString::from(format!(".{name}.{tag}.pyro-tmp"))
+}
+
+/// The path relative to the root, for messages.
+fn shown(rel: &Path) -> String {
+    rel.display().to_string()
 }
 
 /// All-or-nothing: every op is validated first, then writes and links are staged as temp
-/// entries (contents read from `data`, the batch's stream, in op order); only then are the
-/// temps renamed into place and deletes/chmods done.
+/// entries (contents read from `data`, the batch's stream, in op order) created with
+/// `O_EXCL | O_NOFOLLOW` in their parent's directory fd; only then are the temps renamed into
+/// place (`renameat`) and deletes/chmods done. Every lookup is beneath /workspace.
 pub fn batch(ops: &[FsOp], data: &mut dyn Read) -> FsResult<(u64, u64)> {
-    let mut resolved = Vec::with_capacity(ops.len());
+    let root = beneath::root()?;
+    let mut rels = Vec::with_capacity(ops.len());
     let mut total = 0u64;
     for op in ops {
+        let (FsOp::Write { path, .. } | FsOp::Symlink { path, .. } | FsOp::Delete { path } | FsOp::Chmod { path, .. }) =
+            op;
+        let rel = beneath::relative(path)?;
+        if rel.as_os_str().is_empty() {
+            return Err(invalid("refusing to operate on /workspace itself"));
+        }
+        // The parent, if it exists yet (a write may create it); escapes fail here.
+        let existing = match beneath::parent(&root, path, &rel) {
+            Ok((dir, name)) => Some(beneath::lstat_at(&dir, &name).map_err(|e| internal(format!("{path}: {e}")))?),
+            Err((code, _)) if code == "not_found" && creates(op, ops) => None,
+            Err(e) => return Err(e),
+        };
+        let existing = existing.flatten();
+        let is_dir = existing.as_ref().is_some_and(beneath::is_dir);
         match op {
-            FsOp::Write { path, len, .. } => {
-                let target = resolve_parent(path)?;
-                if std::fs::symlink_metadata(&target).is_ok_and(|m| m.is_dir()) {
+            FsOp::Write { len, .. } => {
+                if is_dir {
                     return Err(invalid(format!("{path} is a directory")));
                 }
                 total = total.checked_add(*len).filter(|t| *t <= MAX_BATCH_BYTES).ok_or_else(|| {
                     ("limit_exceeded".to_string(), format!("a batch carries at most {MAX_BATCH_BYTES} bytes"))
                 })?;
-                resolved.push(target);
             }
-            FsOp::Symlink { path, target: link } => {
-                let target = resolve_parent(path)?;
-                if std::fs::symlink_metadata(&target).is_ok_and(|m| m.is_dir()) {
+            FsOp::Symlink { target: link, .. } => {
+                if is_dir {
                     return Err(invalid(format!("{path} is a directory")));
                 }
                 if link.is_empty() || link.len() > MAX_LINK_TARGET || link.contains('\0') {
                     return Err(invalid(format!("symlink target for {path} is empty, too long or contains NUL")));
                 }
-                resolved.push(target);
             }
-            FsOp::Delete { path } => {
-                let target = resolve_parent(path)?;
-                let meta =
-                    std::fs::symlink_metadata(&target).map_err(|_| not_found(format!("{path} does not exist")))?;
-                if meta.is_dir() {
-                    return Err(invalid(format!("{path} is a directory; only files are deleted")));
-                }
-                resolved.push(target);
-            }
-            FsOp::Chmod { path, .. } => {
-                let target = resolve(path)?;
-                let written = ops.iter().any(|o| matches!(o, FsOp::Write { path: p, .. } if p == path));
-                if !target.exists() && !written {
+            FsOp::Delete { .. } => {
+                if existing.is_none() {
                     return Err(not_found(format!("{path} does not exist")));
                 }
-                resolved.push(target);
+                if is_dir {
+                    return Err(invalid(format!("{path} is a directory; only files are deleted")));
+                }
+            }
+            FsOp::Chmod { .. } => {
+                let written = ops.iter().any(|o| matches!(o, FsOp::Write { path: p, .. } if p == path));
+                // Chmod follows a final link, so that link must resolve inside too.
+                match beneath::open(&root, &rel, OFlags::PATH, Links::Follow) {
+                    Ok(_) => {}
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) && written => {}
+                    Err(e) => return Err(beneath::lookup_error(path, e)),
+                }
             }
         }
+        rels.push(rel);
     }
-    let mut staged: Vec<(PathBuf, PathBuf)> = Vec::new();
+    // A path the batch writes or links may not also be a parent of another of its paths:
+    // staging would create it as a directory and then rename the link or file over it (or
+    // write through a link the same batch plants).
+    let placed: std::collections::HashSet<&Path> = ops
+        .iter()
+        .zip(&rels)
+        .filter(|(o, _)| matches!(o, FsOp::Write { .. } | FsOp::Symlink { .. }))
+        .map(|(_, r)| r.as_path())
+        .collect();
+    if let Some(r) = rels.iter().find(|r| r.ancestors().skip(1).any(|a| placed.contains(a))) {
+        return Err(invalid(format!("{} is below another path this batch writes or links", shown(r))));
+    }
+    let mut staged: Vec<Staged> = Vec::new();
     let mut created_dirs: Vec<PathBuf> = Vec::new();
-    if let Err(e) = stage(ops, &resolved, data, &mut staged, &mut created_dirs) {
-        for (tmp, _) in &staged {
-            let _ = std::fs::remove_file(tmp);
+    if let Err(e) = stage(&root, ops, &rels, data, &mut staged, &mut created_dirs) {
+        for s in &staged {
+            let _ = rustix::fs::unlinkat(&s.dir, s.tmp.as_os_str(), rustix::fs::AtFlags::empty());
         }
         for d in created_dirs.iter().rev() {
-            let _ = std::fs::remove_dir(d);
+            if let Ok((dir, name)) = beneath::parent(&root, "", d) {
+                let _ = rustix::fs::unlinkat(&dir, name.as_os_str(), rustix::fs::AtFlags::REMOVEDIR);
+            }
         }
         return Err(e);
     }
     // Commit.
     let mut written = 0u64;
-    for (tmp, target) in &staged {
-        std::fs::rename(tmp, target).map_err(|e| internal(format!("renaming into {}: {e}", rel(target))))?;
+    for (i, s) in staged.iter().enumerate() {
+        if let Err(e) = rustix::fs::renameat(&s.dir, s.tmp.as_os_str(), &s.dir, s.name.as_os_str()) {
+            // Guest root changed the tree under us: leave no temps behind.
+            for rest in &staged[i..] {
+                let _ = rustix::fs::unlinkat(&rest.dir, rest.tmp.as_os_str(), rustix::fs::AtFlags::empty());
+            }
+            return Err(internal(format!("renaming into {}: {e}", shown(&s.rel))));
+        }
         written += 1;
     }
     let mut deleted = 0u64;
-    for (op, target) in ops.iter().zip(&resolved) {
+    for (op, rel) in ops.iter().zip(&rels) {
         match op {
             FsOp::Delete { path } => {
-                std::fs::remove_file(target).map_err(|e| internal(format!("deleting {path}: {e}")))?;
+                let (dir, name) = beneath::parent(&root, path, rel)?;
+                rustix::fs::unlinkat(&dir, name.as_os_str(), rustix::fs::AtFlags::empty())
+                    .map_err(|e| internal(format!("deleting {path}: {e}")))?;
                 deleted += 1;
             }
             FsOp::Chmod { path, mode } => {
-                std::fs::set_permissions(target, std::fs::Permissions::from_mode(*mode & 0o7777))
+                let fd = beneath::open(&root, rel, OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY, Links::Follow)
+                    .map_err(|e| beneath::lookup_error(path, e))?;
+                rustix::fs::fchmod(&fd, Mode::from_raw_mode(*mode & 0o7777))
                     .map_err(|e| internal(format!("chmod {path}: {e}")))?;
             }
             FsOp::Write { .. } | FsOp::Symlink { .. } => {}
@@ -363,58 +410,69 @@ pub fn batch(ops: &[FsOp], data: &mut dyn Read) -> FsResult<(u64, u64)> {
     Ok((written, deleted))
 }
 
+/// Whether `op` may name a path whose parent does not exist yet: a write or link (which
+/// creates it), or a chmod of a path the same batch writes.
+fn creates(op: &FsOp, ops: &[FsOp]) -> bool {
+    match op {
+        FsOp::Write { .. } | FsOp::Symlink { .. } => true,
+        FsOp::Chmod { path, .. } => ops.iter().any(|o| matches!(o, FsOp::Write { path: p, .. } if p == path)),
+        FsOp::Delete { .. } => false,
+    }
+}
+
+/// A staged temp entry: its directory, temp name and final name.
+struct Staged {
+    dir: OwnedFd,
+    tmp: OsString,
+    name: OsString,
+    rel: PathBuf,
+}
+
 /// Stage every write and symlink of a batch as a temp entry next to its target.
 fn stage(
+    root: &OwnedFd,
     ops: &[FsOp],
-    resolved: &[PathBuf],
+    rels: &[PathBuf],
     data: &mut dyn Read,
-    staged: &mut Vec<(PathBuf, PathBuf)>,
+    staged: &mut Vec<Staged>,
     created: &mut Vec<PathBuf>,
 ) -> FsResult<()> {
-    for (op, target) in ops.iter().zip(resolved) {
+    for (op, rel) in ops.iter().zip(rels) {
         let path = match op {
             FsOp::Write { path, .. } | FsOp::Symlink { path, .. } => path,
             _ => continue,
         };
-        let parent = target.parent().ok_or_else(|| invalid(format!("{path} has no parent")))?;
-        if !parent.exists() {
-            let mut missing = Vec::new();
-            let mut p = parent.to_path_buf();
-            while !p.exists() {
-                missing.push(p.clone());
-                if !p.pop() {
-                    break;
-                }
-            }
-            std::fs::create_dir_all(parent).map_err(|e| internal(format!("creating parents of {path}: {e}")))?;
-            created.extend(missing.into_iter().rev());
-        } else if !parent.is_dir() {
-            return Err(invalid(format!("a parent of {path} is not a directory")));
-        }
-        let tmp = staging_name(target);
+        let (dir, name) = beneath::parent_create(root, path, rel, created)?;
+        let tmp = staging_name(&name);
         match op {
             FsOp::Write { len, mode, .. } => {
-                let keep = std::fs::symlink_metadata(target).ok().filter(|m| m.is_file()).map(|m| m.mode() & 0o7777);
+                let keep =
+                    beneath::lstat_at(&dir, &name).ok().flatten().filter(beneath::is_file).map(|m| m.st_mode & 0o7777);
                 let mode = mode.or(keep).unwrap_or(0o644);
-                // create_new: O_EXCL, so nothing planted at the temp name is followed.
-                let mut f = std::fs::File::options()
-                    .write(true)
-                    .create_new(true)
-                    .open(&tmp)
-                    .map_err(|e| internal(format!("writing {path}: {e}")))?;
-                staged.push((tmp.clone(), target.clone()));
+                // O_EXCL | O_NOFOLLOW in the parent's fd: nothing planted at the temp name is
+                // followed, and the parent cannot be swapped under us.
+                let fd = rustix::fs::openat(
+                    &dir,
+                    tmp.as_os_str(),
+                    OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o600),
+                )
+                .map_err(|e| internal(format!("writing {path}: {e}")))?;
+                let mut f = std::fs::File::from(fd);
+                staged.push(Staged { dir: dup(&dir)?, tmp: tmp.clone(), name: name.clone(), rel: rel.clone() });
                 let copied = std::io::copy(&mut data.take(*len), &mut f)
                     .map_err(|e| internal(format!("writing {path}: {e}")))?;
                 if copied != *len {
                     return Err(invalid(format!("the batch stream ended before the contents of {path}")));
                 }
                 f.sync_data().map_err(|e| internal(format!("writing {path}: {e}")))?;
-                std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode & 0o7777))
+                rustix::fs::fchmod(&f, Mode::from_raw_mode(mode & 0o7777))
                     .map_err(|e| internal(format!("chmod {path}: {e}")))?;
             }
             FsOp::Symlink { target: link, .. } => {
-                std::os::unix::fs::symlink(link, &tmp).map_err(|e| internal(format!("linking {path}: {e}")))?;
-                staged.push((tmp, target.clone()));
+                rustix::fs::symlinkat(link.as_str(), &dir, tmp.as_os_str())
+                    .map_err(|e| internal(format!("linking {path}: {e}")))?;
+                staged.push(Staged { dir: dup(&dir)?, tmp, name, rel: rel.clone() });
             }
             _ => {}
         }
@@ -422,45 +480,97 @@ fn stage(
     Ok(())
 }
 
+fn dup(fd: &OwnedFd) -> FsResult<OwnedFd> {
+    fd.try_clone().map_err(|e| internal(format!("dup: {e}")))
+}
+
 /// Stream `path` (file or directory) as a tar archive whose members are named relative to
-/// the parent of `path` (so exporting `/workspace/src` yields `src/...`).
+/// the parent of `path` (so exporting `/workspace/src` yields `src/...`). Every member is
+/// opened beneath the exported directory without following links.
 pub fn tar_out(path: &str, out: &mut dyn Write) -> FsResult<(u64, u64)> {
-    let p = resolve(path)?;
-    let meta = std::fs::symlink_metadata(&p).map_err(|_| not_found(format!("{path} does not exist")))?;
-    let name = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "workspace".into());
+    let rel = beneath::relative(path)?;
+    let root = beneath::root()?;
+    let fd = beneath::open(&root, &rel, OFlags::PATH, Links::Follow).map_err(|e| beneath::lookup_error(path, e))?;
+    let st = metadata(&fd).map_err(|e| internal(format!("{path}: {e}")))?;
+    let name = rel.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "workspace".into());
     let mut b = tar::Builder::new(out);
     b.follow_symlinks(false);
     let (mut entries, mut bytes) = (0u64, 0u64);
-    let mut add = |b: &mut tar::Builder<&mut dyn Write>, full: &Path, name: &str| -> FsResult<()> {
-        let m = std::fs::symlink_metadata(full).map_err(|e| internal(format!("{}: {e}", rel(full))))?;
-        if !(m.is_file() || m.is_dir() || m.file_type().is_symlink()) {
-            return Err(invalid(format!("{} is a special file; export refuses it", rel(full))));
-        }
-        let archived = if m.file_type().is_symlink() {
+    let top = if beneath::is_dir(&st) {
+        Some(
+            beneath::open(&root, &rel, OFlags::RDONLY | OFlags::DIRECTORY, Links::Follow)
+                .map_err(|e| beneath::lookup_error(path, e))?,
+        )
+    } else {
+        None
+    };
+    let mut add = |b: &mut tar::Builder<&mut dyn Write>,
+                   fd: &OwnedFd,
+                   st: &rustix::fs::Stat,
+                   open: &dyn Fn() -> std::io::Result<OwnedFd>,
+                   name: &str|
+     -> FsResult<()> {
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(st.st_mode & 0o7777);
+        h.set_mtime(st.st_mtime.max(0) as u64);
+        h.set_uid(st.st_uid as u64);
+        h.set_gid(st.st_gid as u64);
+        let archived = if beneath::is_link(st) {
             // Link targets byte for byte (the tar crate would normalize them).
-            let target = std::fs::read_link(full).map_err(|e| internal(format!("{}: {e}", rel(full))))?;
-            let mut h = tar::Header::new_gnu();
-            h.set_metadata(&m);
-            pyro_proto::tarlink::append_symlink(b, &mut h, name, target.as_os_str().as_encoded_bytes())
+            let target = beneath::link_target(fd).map_err(|e| internal(format!("{name}: {e}")))?;
+            pyro_proto::tarlink::append_symlink(b, &mut h, name, &target)
+        } else if beneath::is_dir(st) {
+            h.set_entry_type(tar::EntryType::Directory);
+            h.set_size(0);
+            b.append_data(&mut h, name, std::io::empty())
+        } else if beneath::is_file(st) {
+            let f = std::fs::File::from(open().map_err(|e| internal(format!("{name}: {e}")))?);
+            // The size the header declares is what is sent: a file growing meanwhile is cut,
+            // one shrinking is padded with zeros, so the archive stays well formed.
+            let size = st.st_size as u64;
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_size(size);
+            bytes += size;
+            b.append_data(&mut h, name, f.take(size).chain(std::io::repeat(0)).take(size))
         } else {
-            b.append_path_with_name(full, name)
+            return Err(invalid(format!("{name} is a special file; export refuses it")));
         };
-        archived.map_err(|e| internal(format!("archiving {}: {e}", rel(full))))?;
+        archived.map_err(|e| internal(format!("archiving {name}: {e}")))?;
         entries += 1;
-        if m.is_file() {
-            bytes += m.size();
-        }
         Ok(())
     };
-    add(&mut b, &p, &name)?;
-    if meta.is_dir() {
-        walk(&p, true, u64::MAX, &mut |full, _| {
-            let inner = full.strip_prefix(&p).unwrap_or(full).display().to_string();
-            add(&mut b, full, &format!("{name}/{inner}"))
+    let open_self = || beneath::open(&root, &rel, OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY, Links::Follow);
+    add(&mut b, &fd, &st, &open_self, &name)?;
+    if let Some(top) = &top {
+        walk(top, true, u64::MAX, &mut |r, fd, st| {
+            let open = || open_plain(top, r);
+            add(&mut b, fd, st, &open, &format!("{name}/{}", r.display()))
         })?;
     }
     b.finish().map_err(|e| internal(format!("finishing archive: {e}")))?;
     Ok((entries, bytes))
+}
+
+/// Make sure `dest` (a /workspace path an `Unpack` writes into) is a directory beneath the
+/// workspace, creating it if needed, and return its path. Other destinations (the builder's
+/// target root) are not workspace paths and are left alone.
+pub fn unpack_dest(dest: &str) -> FsResult<String> {
+    if dest != ROOT && !dest.starts_with("/workspace/") {
+        return Ok(dest.to_string());
+    }
+    let rel = beneath::relative(dest)?;
+    let root = beneath::root()?;
+    if !rel.as_os_str().is_empty() {
+        let (dir, name) = beneath::parent_create(&root, dest, &rel, &mut Vec::new())?;
+        match rustix::fs::mkdirat(&dir, name.as_os_str(), Mode::from_raw_mode(0o755)) {
+            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+            Err(e) => return Err(internal(format!("creating {dest}: {e}"))),
+        }
+    }
+    // No link anywhere on the way: the tar crate then unpacks below a real directory.
+    beneath::open(&root, &rel, OFlags::RDONLY | OFlags::DIRECTORY, Links::Never)
+        .map_err(|e| beneath::lookup_error(dest, e))?;
+    Ok(root_dir().join(&rel).display().to_string())
 }
 
 const FIFREEZE: libc::c_ulong = 0xC004_5877;
@@ -516,7 +626,7 @@ mod tests {
     //! exec tests own child reaping in this crate (see `exec::tests`).
 
     use super::*;
-    use std::os::unix::fs::symlink;
+    use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 
     struct Ws {
         _dir: tempfile::TempDir,
@@ -567,12 +677,71 @@ mod tests {
     /// Every name below `dir` (recursive), for "nothing was left behind" checks.
     fn names_below(dir: &Path) -> Vec<String> {
         let mut out = Vec::new();
-        walk(dir, true, u64::MAX, &mut |p, _| {
-            out.push(p.strip_prefix(dir).unwrap().display().to_string());
+        let top = OwnedFd::from(std::fs::File::open(dir).unwrap());
+        walk(&top, true, u64::MAX, &mut |p, _, _| {
+            out.push(p.display().to_string());
             Ok(())
         })
         .unwrap();
         out
+    }
+
+    #[test]
+    fn workspace_replaced_by_a_link_is_refused() {
+        let ws = ws();
+        // Guest root swaps /workspace for a link to the directory above it (`/` in the guest).
+        std::fs::rename(&ws.root, ws.outer.join("was-ws")).unwrap();
+        symlink(&ws.outer, &ws.root).unwrap();
+        assert_eq!(code(read(&w("secret"), 0, 100, false)), "invalid_argument");
+        assert_eq!(code(read(&w("secret"), 0, 100, true)), "invalid_argument");
+        assert_eq!(code(list("/workspace", true, 100, true, &mut |_| Ok(()))), "invalid_argument");
+        assert_eq!(code(run_batch(vec![write_op("pwned", 1)], b"x")), "invalid_argument");
+        assert_eq!(code(run_batch(vec![FsOp::Delete { path: w("secret") }], b"")), "invalid_argument");
+        assert_eq!(code(tar_out("/workspace", &mut Vec::new())), "invalid_argument");
+        assert_eq!(code(unpack_dest("/workspace/x")), "invalid_argument");
+        assert!(!ws.outer.join("pwned").exists());
+        assert_eq!(std::fs::read_to_string(ws.outer.join("secret")).unwrap(), "outside");
+    }
+
+    #[test]
+    fn parent_link_planted_mid_path_is_not_followed() {
+        let ws = ws();
+        // A directory link to outside, as the parent of a write that creates directories,
+        // and a relative chain that climbs out once followed.
+        symlink(&ws.outer, ws.root.join("out")).unwrap();
+        std::fs::create_dir(ws.root.join("d")).unwrap();
+        symlink("../..", ws.root.join("d/up")).unwrap();
+        for p in ["out/new/f", "d/up/new/f", "d/up/pwned"] {
+            assert_eq!(code(run_batch(vec![write_op(p, 1)], b"x")), "invalid_argument", "{p}");
+            let link = FsOp::Symlink { path: w(p), target: "x".into() };
+            assert_eq!(code(run_batch(vec![link], b"")), "invalid_argument", "{p}");
+        }
+        assert_eq!(code(unpack_dest("/workspace/d/up/x")), "invalid_argument");
+        assert!(!ws.outer.join("new").exists() && !ws.outer.join("pwned").exists());
+        // A write below a real directory still creates its parents.
+        run_batch(vec![write_op("d/n/e/w", 2)], b"ok").unwrap();
+        assert_eq!(std::fs::read(ws.root.join("d/n/e/w")).unwrap(), b"ok");
+        assert_eq!(unpack_dest("/workspace/d/n/e2").unwrap(), ws.root.join("d/n/e2").display().to_string());
+        assert!(ws.root.join("d/n/e2").is_dir());
+    }
+
+    #[test]
+    fn a_batch_may_not_write_below_its_own_link() {
+        let ws = ws();
+        let ops = vec![FsOp::Symlink { path: w("lnk"), target: "/etc".into() }, write_op("lnk/pwned", 1)];
+        assert_eq!(code(run_batch(ops, b"x")), "invalid_argument");
+        let ops = vec![write_op("f", 1), write_op("f/g", 1)];
+        assert_eq!(code(run_batch(ops, b"xy")), "invalid_argument");
+        assert!(names_below(&ws.root).is_empty());
+    }
+
+    #[test]
+    fn fifo_is_refused_without_hanging() {
+        let ws = ws();
+        let fifo = std::ffi::CString::new(ws.root.join("p").into_os_string().into_encoded_bytes()).unwrap();
+        // SAFETY: mkfifo with a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+        assert_eq!(code(read(&w("p"), 0, 100, false)), "invalid_argument");
     }
 
     #[test]
@@ -597,11 +766,11 @@ mod tests {
         // The root itself resolves, but is never the target of a write or delete.
         assert!(resolve("/workspace").is_ok());
         assert!(resolve("/workspace/").is_ok());
-        assert_eq!(code(resolve_parent("/workspace")), "invalid_argument");
+
         assert_eq!(code(run_batch(vec![FsOp::Delete { path: "/workspace".into() }], b"")), "invalid_argument");
         // A "." in the middle is dropped by Path::components: it names the same file, so it
         // cannot escape (only a leading "." or any ".." is visible to the check).
-        assert_eq!(resolve("/workspace/a/./b").unwrap(), resolve("/workspace/a/b").unwrap());
+        assert_eq!(beneath::relative("/workspace/a/./b").unwrap(), Path::new("a/b"));
     }
 
     #[test]
@@ -669,10 +838,13 @@ mod tests {
 
         assert_eq!(read(&w("in/f"), 0, 100, false).unwrap().data, b"inside");
         assert_eq!(read(&w("f2"), 0, 100, false).unwrap().data, b"inside");
-        assert_eq!(read(&w("abs/f"), 0, 100, false).unwrap().data, b"inside");
+        // An absolute target is refused even when it names a place inside: the kernel's
+        // RESOLVE_BENEATH cannot tell, and the guest's idea of `/` is not the workspace.
+        assert_eq!(code(read(&w("abs/f"), 0, 100, false)), "invalid_argument");
+        // Entries are named by the path the host asked for.
         let (entries, count, _) = list_all(&w("in"), true, 100, false);
         assert_eq!(count, 1);
-        assert_eq!(entries[0].path, "sub/f");
+        assert_eq!(entries[0].path, "in/f");
         run_batch(vec![write_op("in/new", 2), FsOp::Chmod { path: w("f2"), mode: 0o600 }], b"hi").unwrap();
         assert_eq!(std::fs::read(ws.root.join("sub/new")).unwrap(), b"hi");
         assert_eq!(std::fs::metadata(ws.root.join("sub/f")).unwrap().mode() & 0o777, 0o600);

@@ -12,6 +12,7 @@
 //!   accelerator boot probe); `floor` prints it before loading anything (benchmarks).
 
 mod agent;
+mod beneath;
 mod exec;
 mod fs;
 mod init;

@@ -31,7 +31,7 @@ mod run;
 mod runtime;
 mod sdk;
 mod session;
-mod text;
+pub mod text;
 mod vm;
 mod workspace;
 
@@ -45,6 +45,7 @@ pub use render::Render;
 pub use run::{RunOptions, RunResult};
 pub use sdk::{EnvironmentInfo, EnvironmentList, Pyro};
 pub use session::{ExecOutput, VmSession};
+pub use workspace::export::ExportOptions;
 pub use workspace::lifecycle::{ExecRecord, Workspaces};
 pub use workspace::{
     CreateOptions, ExecOptions, SecretEnv, SecretInfo, SecretSource, SecretSpec, UpdateOptions, WorkspaceInfo,

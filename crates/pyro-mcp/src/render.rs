@@ -10,7 +10,8 @@
 use crate::env::{EnvironmentDetails, PruneReport, PullReport};
 use crate::run::RunResult;
 use crate::text::{bytes, clip};
-use crate::workspace::files::{ExportReport, FileList, FileRead, FileWrite, PatchReport, SyncPush};
+use crate::workspace::export::ExportReport;
+use crate::workspace::files::{FileList, FileRead, FileWrite, PatchReport, SyncPush};
 use crate::workspace::lifecycle::{DeleteReport, ExecRecord, Logs};
 use crate::workspace::patch::Action;
 use crate::workspace::shells::{ShellInfo, ShellList, ShellRead};
@@ -398,14 +399,29 @@ impl Render for DiffResult {
 
 impl Render for ExportReport {
     fn text(&self) -> String {
-        format!(
+        let mut s = format!(
             "exported {} ({}, {} entries, {} bytes) to {}\n",
             self.path,
             self.artifact_type,
             self.entry_count,
             self.bytes_written,
             self.output_path.display()
-        )
+        );
+        if self.skipped_count > 0 {
+            s.push_str(&format!("left out {} entries:\n", self.skipped_count));
+            let shown = self.skipped.len().min(20);
+            for e in &self.skipped[..shown] {
+                s.push_str(&format!("  {} ({})\n", e.path, e.reason));
+            }
+            // Entries inside a left-out directory are counted, not listed.
+            if self.skipped_count > shown as u64 {
+                s.push_str(&format!(
+                    "  and {} more inside those or beyond the list\n",
+                    self.skipped_count - shown as u64
+                ));
+            }
+        }
+        s
     }
 }
 

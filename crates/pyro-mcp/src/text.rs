@@ -1,5 +1,6 @@
 //! Short text for messages: clipping strings that come from users, chat models or the guest,
-//! byte counts written for people, and captured bytes serialized as text.
+//! byte counts written for people, captured bytes serialized as text, and control characters
+//! made visible before text reaches a person's terminal.
 
 /// `s` cut to at most `max` chars (never inside a char), with `…` marking a cut, so that a huge
 /// or hostile input cannot swell an error message, an event or a summary.
@@ -34,9 +35,41 @@ pub(crate) fn lossy<S: serde::Serializer>(b: &[u8], s: S) -> std::result::Result
     s.serialize_str(&String::from_utf8_lossy(b))
 }
 
+/// `s` with every control character except `\n` and `\t` written out visibly: C0 controls
+/// and DEL as `\x1b`-style escapes, C1 controls (U+0080..U+009F, which some terminals obey
+/// as CSI and friends) as `\u{9b}`. Text from the guest (file names, diffs, logs, summaries)
+/// passes through this before a terminal sees it, so an escape sequence cannot move the
+/// cursor, hide lines of a review, or retitle the window. JSON output never goes through it.
+pub fn escape_controls(s: &str) -> std::borrow::Cow<'_, str> {
+    let bad = |c: char| (c.is_control() && c != '\n' && c != '\t') || c == '\u{2028}' || c == '\u{2029}';
+    if !s.chars().any(bad) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        if !bad(c) {
+            out.push(c);
+        } else if (c as u32) < 0x80 {
+            out.push_str(&format!("\\x{:02x}", c as u32));
+        } else {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn controls_are_escaped_but_newlines_and_tabs_kept() {
+        assert_eq!(escape_controls("a\tb\nc"), "a\tb\nc");
+        assert_eq!(escape_controls("\x1b[2K\x1b[1Ahidden\r"), "\\x1b[2K\\x1b[1Ahidden\\x0d");
+        assert_eq!(escape_controls("bell\x07 del\x7f nul\0"), "bell\\x07 del\\x7f nul\\x00");
+        assert_eq!(escape_controls("csi\u{9b}31m"), "csi\\u{9b}31m");
+        assert_eq!(escape_controls("été ✓"), "été ✓");
+    }
 
     #[test]
     fn clip_marks_only_a_real_cut() {

@@ -15,9 +15,9 @@ pub use crate::runtime::Runtime;
 pub use crate::sdk::{EnvironmentInfo, EnvironmentList};
 pub use crate::session::{Cleanup, ExecOutput, VmSession};
 pub use crate::workspace::diff::{DiffEntry, DiffResult, DiffSummary};
+pub use crate::workspace::export::{ExportOptions, ExportReport, SkippedEntry};
 pub use crate::workspace::files::{
-    ExportReport, FileEntry, FileList, FileRead, FileWrite, PatchEntry, PatchReport, PatchSummary, SyncDetails,
-    SyncPush,
+    FileEntry, FileList, FileRead, FileWrite, PatchEntry, PatchReport, PatchSummary, SyncDetails, SyncPush,
 };
 pub use crate::workspace::lifecycle::{
     CreateOptions, DeleteReport, ExecOptions, ExecRecord, Logs, UpdateOptions, Workspaces,

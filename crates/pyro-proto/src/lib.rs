@@ -649,7 +649,10 @@ pub fn read_frame(r: &mut impl Read) -> Result<Option<Frame>, FrameError> {
     }
     let mut header = vec![0u8; hlen];
     r.read_exact(&mut header)?;
-    let msg: Message = serde_json::from_slice(&header).map_err(|e| FrameError::Protocol(format!("bad header: {e}")))?;
+    // serde quotes what it could not parse: the peer's bytes, so clip them.
+    let msg: Message = serde_json::from_slice(&header).map_err(|e| {
+        FrameError::Protocol(format!("bad header: {}", e.to_string().chars().take(200).collect::<String>()))
+    })?;
     let mut payload = vec![0u8; plen];
     r.read_exact(&mut payload)?;
     Ok(Some(Frame { id, msg, payload }))

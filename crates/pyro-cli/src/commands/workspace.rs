@@ -96,6 +96,13 @@ pub enum WsCmd {
         path: String,
         #[arg(long)]
         output: PathBuf,
+        /// Cap on the exported file contents, in bytes (default 2 GiB)
+        #[arg(long, value_name = "BYTES")]
+        max_bytes: Option<u64>,
+        /// Also export the guest's .git/config, .git/hooks and .git/info (left out by
+        /// default: the host's git would run or obey them)
+        #[arg(long)]
+        include_git_config: bool,
     },
     /// Return to the baseline or a snapshot (fresh disk layer, VM rebooted, history cleared)
     Reset {
@@ -307,7 +314,10 @@ fn run(c: WsCmd, json: bool) -> Result<i32, Error> {
         }
         WsCmd::Summary { id } => render::show(&ws.summary(&id)?, json),
         WsCmd::Diff { id, path } => render::show(&ws.diff_path(&id, path.as_deref(), usize::MAX)?, json),
-        WsCmd::Export { id, path, output } => render::show(&ws.export(&id, &path, &output)?, json),
+        WsCmd::Export { id, path, output, max_bytes, include_git_config } => {
+            let o = pyro_mcp::ExportOptions { max_bytes, include_git_config };
+            render::show(&ws.export_with(&id, &path, &output, &o)?, json)
+        }
         WsCmd::Reset { id, snapshot } => render::show(&ws.reset_to(&id, snapshot.as_deref())?, json),
         WsCmd::Delete { id } => render::show(&ws.delete(&id)?, json),
         WsCmd::Stop { id, discard_memory } => render::show(&ws.stop(&id, discard_memory)?, json),

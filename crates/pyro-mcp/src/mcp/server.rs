@@ -279,7 +279,8 @@ struct Reply {
 
 fn reply<T: Serialize + Render>(v: T) -> Result<Reply> {
     let structured = serde_json::to_value(&v).map_err(|e| Error::internal(format!("serializing the result: {e}")))?;
-    Ok(Reply { structured, text: v.brief() })
+    // The text content may be shown in a terminal UI: no raw escape sequences from the guest.
+    Ok(Reply { structured, text: crate::text::escape_controls(&v.brief()).into_owned() })
 }
 
 fn command(c: String) -> Result<Command> {

@@ -318,7 +318,7 @@ fn catalogue() -> Vec<Def> {
             Read,
             Some(&["patch", "patch_truncated"]),
         ),
-        def::<Export, f::ExportReport>(
+        def::<Export, crate::workspace::export::ExportReport>(
             "workspace_export",
             "Copy workspace files to a new host path.",
             Write(false, false),

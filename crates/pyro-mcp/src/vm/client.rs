@@ -320,8 +320,16 @@ impl Client {
     /// Entries of a listing (`FsList`) or manifest (`FsManifest`): at most `max` of them, and
     /// whether the guest stopped at its limit.
     pub fn entries(&mut self, msg: &Message, max: u64) -> Result<(Vec<FsEntry>, bool)> {
-        let idle = self.timeout;
         let mut out: Vec<FsEntry> = Vec::new();
+        let truncated = self.entries_each(msg, max, &mut |e| out.push(e))?;
+        Ok((out, truncated))
+    }
+
+    /// `entries`, handing each entry to `each` as it arrives instead of collecting them (an
+    /// export sums a tree's sizes this way without holding its listing).
+    pub fn entries_each(&mut self, msg: &Message, max: u64, each: &mut dyn FnMut(FsEntry)) -> Result<bool> {
+        let idle = self.timeout;
+        let mut got = 0u64;
         let mut lines = LineSplitter::new(pyro_proto::MAX_ENTRY_LINE);
         let reply = self.request(
             msg,
@@ -329,11 +337,12 @@ impl Client {
             &mut |piece| {
                 lines
                     .push(piece, &mut |line| {
-                        if out.len() as u64 >= max {
+                        if got >= max {
                             return Err(format!("the guest listed more than the {max} entries asked for"));
                         }
                         let e: FsEntry = serde_json::from_slice(line).map_err(|e| format!("bad entry: {e}"))?;
-                        out.push(e);
+                        got += 1;
+                        each(e);
                         Ok(())
                     })
                     .map_err(|m| Error::guest(format!("the guest sent a malformed listing: {m}")))
@@ -342,7 +351,7 @@ impl Client {
             idle,
         )?;
         match reply {
-            Message::FsEntries { count, truncated } if count == out.len() as u64 => Ok((out, truncated)),
+            Message::FsEntries { count, truncated } if count == got => Ok(truncated),
             _ => Err(self.malformed("a listing")),
         }
     }

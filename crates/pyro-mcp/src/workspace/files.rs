@@ -1,6 +1,7 @@
 //! File operations on a live workspace: list, read, write, sync push, patch apply and
 //! export. Paths are normalized on the host (`guest_path`) and checked again in the guest,
-//! where symlinks are resolved; writes are atomic and batches are all-or-nothing.
+//! where symlinks are resolved; writes are atomic and batches are all-or-nothing. Export
+//! lives in `export`.
 
 use super::lifecycle::Workspaces;
 use super::{guest_path, patch, seed};
@@ -131,18 +132,6 @@ pub struct PatchEntry {
     pub hunks: usize,
     pub additions: usize,
     pub deletions: usize,
-}
-
-/// `export`: what was copied out, and where.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
-pub struct ExportReport {
-    pub workspace_id: String,
-    pub path: String,
-    pub output_path: PathBuf,
-    /// `file` or `directory`.
-    pub artifact_type: String,
-    pub entry_count: u64,
-    pub bytes_written: u64,
 }
 
 impl Workspaces<'_> {
@@ -345,110 +334,9 @@ impl Workspaces<'_> {
             .collect::<Vec<_>>();
         Ok(PatchReport { workspace_id: r.id, changed: !entries.is_empty(), summary, entries })
     }
-
-    /// Copy a file or directory out to a host path that must not exist yet.
-    pub fn export(&mut self, key: &str, path: &str, output: &Path) -> Result<ExportReport> {
-        let gp = guest_path(path)?;
-        if output.as_os_str().is_empty() {
-            return Err(Error::invalid("output path is empty"));
-        }
-        if std::fs::symlink_metadata(output).is_ok() {
-            return Err(Error::new(Code::Conflict, format!("{} already exists", output.display()))
-                .hint("export never overwrites: choose a new output path"));
-        }
-        let parent = output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        if !parent.is_dir() {
-            return Err(Error::not_found(format!("{} does not exist", parent.display())));
-        }
-        let r = self.resolve(key)?;
-        let (mut c, _) = self.connect(&r)?;
-        // Stage next to the output (same file system), then rename: never a half export.
-        let stage = parent.join(format!(".pyro-export-{}", crate::vm::new_id()));
-        crate::paths::private_dir(&stage)?;
-        let result = (|| {
-            let tar_path = stage.join("export.tar");
-            let mut f = std::fs::File::create(&tar_path).ctx("creating export archive")?;
-            let (entries, bytes) = c.tar_out(&gp, &mut f)?;
-            drop(f);
-            let top = extract_checked(&tar_path, &stage.join("out"))?;
-            std::fs::rename(stage.join("out").join(&top), output)
-                .ctx(format!("moving export to {}", output.display()))?;
-            Ok((entries, bytes))
-        })();
-        let _ = std::fs::remove_dir_all(&stage);
-        let (entries, bytes) = result?;
-        let kind =
-            if std::fs::symlink_metadata(output).map(|m| m.is_dir()).unwrap_or(false) { "directory" } else { "file" };
-        self.store.event(&r.id, "export", serde_json::json!({"path": rel(&gp), "output": clip(&output.display().to_string(), 300), "entries": entries, "bytes": bytes}))?;
-        Ok(ExportReport {
-            workspace_id: r.id,
-            path: gp,
-            output_path: output.to_path_buf(),
-            artifact_type: kind.into(),
-            entry_count: entries,
-            bytes_written: bytes,
-        })
-    }
 }
 
 /// Path relative to /workspace, for events and summaries.
 pub fn rel(gp: &str) -> String {
     gp.strip_prefix("/workspace/").unwrap_or(if gp == "/workspace" { "." } else { gp }).to_string()
-}
-
-/// Extract a guest archive on the host, refusing anything that could land outside `dest` or
-/// that is not a plain file, directory or in-tree symlink. Returns the archive's top entry.
-fn extract_checked(tar_path: &Path, dest: &Path) -> Result<String> {
-    std::fs::create_dir_all(dest).ctx("creating export staging dir")?;
-    let mut top: Option<String> = None;
-    let mut ar = tar::Archive::new(std::fs::File::open(tar_path).ctx("opening export archive")?);
-    ar.set_preserve_permissions(true);
-    ar.set_preserve_ownerships(false);
-    for e in ar.entries().ctx("reading export archive")? {
-        let mut e = e.ctx("reading export archive")?;
-        let p = e.path().ctx("reading export archive")?.to_path_buf();
-        let ps = p.display().to_string();
-        if p.is_absolute() || p.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-            return Err(Error::invalid(format!("export member {ps} escapes the export")));
-        }
-        let first = p.components().next().map(|c| c.as_os_str().to_string_lossy().to_string()).unwrap_or_default();
-        match &top {
-            None => top = Some(first),
-            Some(t) if *t != first => return Err(Error::invalid("export archive has more than one top entry")),
-            _ => {}
-        }
-        let et = e.header().entry_type();
-        if et.is_symlink() {
-            let target = e.link_name().ctx("reading link")?.map(|t| t.to_path_buf()).unwrap_or_default();
-            let base = p.parent().unwrap_or(Path::new(""));
-            if target.is_absolute() || !lexically_inside(&base.join(&target)) {
-                return Err(Error::invalid(format!(
-                    "{ps} is a symlink pointing outside the export ({}); export refuses it",
-                    target.display()
-                )));
-            }
-        } else if !(et.is_file() || et.is_dir()) {
-            return Err(Error::invalid(format!("{ps} is a special file; export refuses it")));
-        }
-        if !e.unpack_in(dest).ctx(format!("extracting {ps}"))? {
-            return Err(Error::invalid(format!("export member {ps} escapes the export")));
-        }
-    }
-    top.ok_or_else(|| Error::not_found("nothing to export"))
-}
-
-fn lexically_inside(p: &Path) -> bool {
-    let mut depth = 0i32;
-    for c in p.components() {
-        match c {
-            std::path::Component::ParentDir => depth -= 1,
-            std::path::Component::Normal(_) => depth += 1,
-            _ => {}
-        }
-        if depth < 0 {
-            return false;
-        }
-    }
-    // The first component is the export's top entry: a link may not climb above it.
-    depth >= 1
 }

@@ -11,6 +11,7 @@
 
 pub mod diff;
 pub mod disk;
+pub mod export;
 pub mod files;
 pub mod lifecycle;
 pub mod patch;

@@ -1,0 +1,706 @@
+//! The attack suite: hostile inputs against one real workspace VM, from the two untrusted
+//! sides of pyro (see docs/security.md): a model sending CLI/MCP calls, and root in the guest
+//! (files, links, modes, sizes it plants for an export, and frames it forges on the control
+//! port by stealing PID 1's fd with `pidfd_getfd`, through the guest's own perl).
+//!
+//! Every case asserts that the attack was refused and that nothing changed (no host file
+//! created, the guest file untouched, the workspace still answering). The cases run in one
+//! VM (a forged frame costs a reboot, so those come last) and the test prints
+//! `security: N tried, N held`. Run it with `make test-security`.
+
+mod common;
+use common::*;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command as Proc, Stdio};
+
+/// Cases tried and held, and why the others did not.
+#[derive(Default)]
+struct Tally {
+    tried: u32,
+    held: u32,
+    failures: Vec<String>,
+}
+
+impl Tally {
+    fn case(&mut self, name: &str, f: impl FnOnce() -> Result<(), String>) {
+        self.tried += 1;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+            Ok(Ok(())) => self.held += 1,
+            Ok(Err(e)) => self.failures.push(format!("{name}: {e}")),
+            Err(p) => {
+                let m = p.downcast_ref::<String>().cloned().or(p.downcast_ref::<&str>().map(|s| s.to_string()));
+                self.failures.push(format!("{name}: panicked: {}", m.unwrap_or_default()))
+            }
+        }
+    }
+}
+
+/// `pyro ... --json` must fail with `code`; its message.
+fn refused(w: &Ws, args: &[&str], code: &str) -> Result<String, String> {
+    // `--json` before any `--` (after it, it would be part of a guest command).
+    let mut a = args.to_vec();
+    let at = a.iter().position(|x| *x == "--").unwrap_or(a.len());
+    a.insert(at, "--json");
+    let o = w.run(&a);
+    let err = stderr(&o);
+    if err.contains("panicked") {
+        return Err(format!("panicked: {err}"));
+    }
+    if o.status.success() {
+        return Err(format!("accepted: {}", stdout(&o)));
+    }
+    let v: Value = serde_json::from_slice(&o.stdout).map_err(|e| format!("not JSON ({e}): {}{err}", stdout(&o)))?;
+    let got = v["error"]["code"].as_str().unwrap_or("");
+    if got != code {
+        return Err(format!("refused as {got}, expected {code}: {v}"));
+    }
+    Ok(v["error"]["message"].as_str().unwrap_or("").to_string())
+}
+
+/// A guest shell script's stdout (through `exec`, which must succeed).
+fn sh(w: &Ws, id: &str, script: &str) -> Result<String, String> {
+    let o = w.run(&["workspace", "exec", id, "--timeout-seconds", "120", "--", script]);
+    if !o.status.success() {
+        return Err(format!("exec {script:?} failed: {}{}", stdout(&o), stderr(&o)));
+    }
+    Ok(stdout(&o))
+}
+
+fn absent(p: &Path) -> Result<(), String> {
+    match std::fs::symlink_metadata(p) {
+        Ok(_) => Err(format!("{} was created", p.display())),
+        Err(_) => Ok(()),
+    }
+}
+
+/// The guest path does not exist (checked from inside the guest).
+fn guest_absent(w: &Ws, id: &str, p: &str) -> Result<(), String> {
+    match sh(w, id, &format!("test -e '{p}' || test -L '{p}' && echo present || echo absent"))?.trim() {
+        "absent" => Ok(()),
+        other => Err(format!("guest {p}: {other}")),
+    }
+}
+
+/// No export staging dir is left in `dir`.
+fn no_staging(dir: &Path) -> Result<(), String> {
+    let left: Vec<String> = std::fs::read_dir(dir)
+        .map_err(|e| e.to_string())?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with(".pyro-export-"))
+        .collect();
+    if left.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("staging left behind: {left:?}"))
+    }
+}
+
+fn check(ok: bool, what: impl Into<String>) -> Result<(), String> {
+    if ok {
+        Ok(())
+    } else {
+        Err(what.into())
+    }
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let o = Proc::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.email=t@t", "-c", "user.name=t", "-c", "init.defaultBranch=main"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// `pyro mcp serve` over raw newline-delimited JSON-RPC (the tool calls are what matters).
+struct Mcp {
+    child: std::process::Child,
+    out: BufReader<std::process::ChildStdout>,
+    next: u64,
+}
+
+impl Mcp {
+    fn start(w: &Ws, cwd: &Path) -> Mcp {
+        let mut child = w
+            .cmd()
+            .args(["mcp", "serve", "--all-workspaces"])
+            .current_dir(cwd)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let out = BufReader::new(child.stdout.take().unwrap());
+        let mut m = Mcp { child, out, next: 1 };
+        let init = json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "security", "version": "0"}});
+        m.request("initialize", init);
+        m.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+        m
+    }
+
+    fn send(&mut self, v: &Value) {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{v}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    fn request(&mut self, method: &str, params: Value) -> Value {
+        let id = self.next;
+        self.next += 1;
+        self.send(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
+        loop {
+            let mut line = String::new();
+            if self.out.read_line(&mut line).unwrap() == 0 {
+                panic!("the MCP server exited");
+            }
+            let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+            if v["id"] == json!(id) {
+                return v;
+            }
+        }
+    }
+
+    /// A tool call that must be refused (a tool error, or a JSON-RPC error for bad arguments).
+    fn refused(&mut self, tool: &str, args: Value) -> Result<String, String> {
+        let v = self.request("tools/call", json!({"name": tool, "arguments": args}));
+        if let Some(e) = v.get("error") {
+            return Ok(e["message"].as_str().unwrap_or("").to_string());
+        }
+        if v["result"]["isError"] == json!(true) {
+            return Ok(v["result"]["structuredContent"]["error"]["message"].as_str().unwrap_or("").to_string());
+        }
+        Err(format!("{tool} accepted: {v}"))
+    }
+
+    fn ok(&mut self, tool: &str, args: Value) -> Result<Value, String> {
+        let v = self.request("tools/call", json!({"name": tool, "arguments": args}));
+        if v.get("error").is_some() || v["result"]["isError"] == json!(true) {
+            return Err(format!("{tool} failed: {v}"));
+        }
+        Ok(v["result"]["structuredContent"].clone())
+    }
+}
+
+impl Drop for Mcp {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+/// Perl (Debian's perl-base, in every debian:12 guest) run as root in the guest: steal PID 1's
+/// control-port fd with pidfd_open + pidfd_getfd and write the frame given in hex. This is
+/// what guest root can always do; the host must survive whatever it writes.
+const FORGE: &str = r#"
+opendir(my $d, "/proc/1/fd") or die "no /proc/1/fd: $!";
+my $fd;
+for (readdir $d) { my $l = readlink("/proc/1/fd/$_"); if (defined $l && $l =~ m{^/dev/vport}) { $fd = $_ + 0; last } }
+die "no control port fd" unless defined $fd;
+my $pidfd = syscall(434, 1, 0); die "pidfd_open: $!" if $pidfd < 0;
+my $n = syscall(438, $pidfd, $fd, 0); die "pidfd_getfd: $!" if $n < 0;
+open(my $fh, ">&=", $n) or die "fdopen: $!"; binmode $fh;
+syswrite($fh, pack("H*", $ARGV[0])) or die "write: $!";
+print "forged\n";
+"#;
+
+/// A frame as the wire has it: u32 header length, u32 payload length, u32 request id (all
+/// big-endian), the JSON header, the payload; with lengths that may lie.
+fn frame(hlen: u32, plen: u32, id: u32, header: &[u8], payload: &[u8]) -> String {
+    let mut b = Vec::new();
+    b.extend_from_slice(&hlen.to_be_bytes());
+    b.extend_from_slice(&plen.to_be_bytes());
+    b.extend_from_slice(&id.to_be_bytes());
+    b.extend_from_slice(header);
+    b.extend_from_slice(payload);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn honest(id: u32, header: &str) -> String {
+    frame(header.len() as u32, 0, id, header.as_bytes(), b"")
+}
+
+/// A host tar with raw member names (the tar crate's builder refuses `..` and absolute ones).
+fn raw_tar(members: &[(&str, u8, &str, &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, kind, link, data) in members {
+        let mut h = [0u8; 512];
+        h[..name.len()].copy_from_slice(name.as_bytes());
+        h[100..108].copy_from_slice(b"0000644\0");
+        h[108..116].copy_from_slice(b"0000000\0");
+        h[116..124].copy_from_slice(b"0000000\0");
+        h[124..136].copy_from_slice(format!("{:011o}\0", data.len()).as_bytes());
+        h[136..148].copy_from_slice(b"00000000000\0");
+        h[156] = *kind;
+        h[157..157 + link.len()].copy_from_slice(link.as_bytes());
+        h[257..263].copy_from_slice(b"ustar\0");
+        h[263..265].copy_from_slice(b"00");
+        h[148..156].copy_from_slice(b"        ");
+        let sum: u32 = h.iter().map(|&b| b as u32).sum();
+        h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        out.extend_from_slice(&h);
+        out.extend_from_slice(data);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+    }
+    out.extend_from_slice(&[0u8; 1024]);
+    out
+}
+
+#[test]
+fn hostile_inputs_are_refused_and_change_nothing() {
+    let t = Env::new();
+    let w = Ws::new(&t);
+    let host = tempfile::tempdir().unwrap();
+    let h = host.path().canonicalize().unwrap();
+    // The user's project (a git checkout), a real sibling `etc` an escaping link could name,
+    // an output dir, and a host secret a seed link could leak.
+    let proj = h.join("proj");
+    std::fs::create_dir_all(proj.join("sub")).unwrap();
+    std::fs::write(proj.join("README"), "project\n").unwrap();
+    git(&proj, &["init", "-q"]);
+    git(&proj, &["add", "."]);
+    git(&proj, &["commit", "-qm", "init"]);
+    std::os::unix::fs::symlink(proj.join(".git/hooks"), proj.join("hooks")).unwrap();
+    std::fs::create_dir(h.join("etc")).unwrap();
+    std::fs::write(h.join("etc/passwd"), "host\n").unwrap();
+    let out = h.join("out");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::write(h.join("secret"), "HOSTSECRET-4711\n").unwrap();
+
+    let created = w.ok(&["workspace", "create", "debian:12", "--name", "sec", "--json"]);
+    let id = created["id"].as_str().unwrap().to_string();
+    let id = id.as_str();
+    let ws = "sec";
+    // What guest root plants for the export cases.
+    sh(
+        &w,
+        id,
+        "set -e; cd /workspace; mkdir -p tree/d .git/hooks; echo x > tree/d/f; \
+         ln -s ../x tree/up; ln -s . tree/c; ln -s c/../../etc tree/a; ln -s ../a tree/d/b; \
+         ln -s /etc/passwd tree/abs; ln -s d/f tree/ok; \
+         printf '[core]\\n\\tfsmonitor = touch /tmp/pwned-fsmonitor\\n' > .git/config; \
+         printf '#!/bin/sh\\ntouch /tmp/pwned-hook\\n' > .git/hooks/pre-commit; chmod 755 .git/hooks/pre-commit; \
+         echo 'ref: refs/heads/main' > .git/HEAD; \
+         mkdir modes; for f in suid sgid ww; do echo $f > modes/$f; done; \
+         chmod 4755 modes/suid; chmod 2775 modes/sgid; chmod 666 modes/ww; chmod 1777 modes; \
+         head -c 5000 /dev/zero > five_k; ln -s /etc etc; ln -s / rootlink; ln -s /etc evil_top",
+    )
+    .unwrap();
+    let shadow = sh(&w, id, "sha256sum /etc/shadow /etc/passwd /etc/hostname").unwrap();
+    let mut s = Tally::default();
+
+    // ---- export: host side ----
+    let exp = |args: &[&str]| {
+        let mut a = vec!["workspace", "export", ws];
+        a.extend_from_slice(args);
+        a.iter().map(|s| s.to_string()).collect::<Vec<String>>()
+    };
+    let run_exp = |args: &[&str], code: &str| {
+        let a = exp(args);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        refused(&w, &a, code)
+    };
+    let p = |p: &Path| p.display().to_string();
+    s.case("export into .git/hooks", || {
+        let o = proj.join(".git/hooks/pre-commit");
+        run_exp(&["tree/d/f", "--output", &p(&o)], "invalid_argument")?;
+        absent(&o)
+    });
+    s.case("export creating a nested .git", || {
+        let o = proj.join("sub/.git");
+        run_exp(&["tree", "--output", &p(&o)], "invalid_argument")?;
+        absent(&o)
+    });
+    s.case("export through a link into .git", || {
+        let o = proj.join("hooks/post-checkout");
+        run_exp(&["tree/d/f", "--output", &p(&o)], "invalid_argument")?;
+        absent(&proj.join(".git/hooks/post-checkout"))
+    });
+    s.case("export into .GIT (case)", || {
+        let o = proj.join(".GIT/x");
+        run_exp(&["tree/d/f", "--output", &p(&o)], "invalid_argument")?;
+        absent(&proj.join(".GIT"))
+    });
+    s.case("export over an existing file", || {
+        let o = proj.join("README");
+        run_exp(&["tree/d/f", "--output", &p(&o)], "conflict")?;
+        check(std::fs::read_to_string(&o).unwrap() == "project\n", "README changed")
+    });
+    s.case("export of a path outside /workspace", || {
+        let o = out.join("passwd");
+        run_exp(&["../etc/passwd", "--output", &p(&o)], "invalid_argument")?;
+        absent(&o)
+    });
+    s.case("export of an empty output path", || {
+        let o = w.run(&["workspace", "export", ws, "tree", "--output="]);
+        check(!o.status.success() && !stderr(&o).contains("panicked"), "accepted")?;
+        no_staging(&out)
+    });
+
+    // ---- export: what guest root planted ----
+    s.case("export drops git config and hooks", || {
+        let o = out.join("ws");
+        let r = w.ok(&["workspace", "export", ws, "/workspace", "--output", &p(&o), "--json"]);
+        absent(&o.join(".git/config"))?;
+        absent(&o.join(".git/hooks"))?;
+        check(o.join(".git/HEAD").is_file(), "HEAD missing")?;
+        let skipped = r["skipped"].to_string();
+        check(skipped.contains(".git/config") && skipped.contains(".git/hooks"), format!("skipped: {skipped}"))
+    });
+    s.case("export drops links that leave the tree", || {
+        let o = out.join("tree");
+        let r = w.ok(&["workspace", "export", ws, "tree", "--output", &p(&o), "--json"]);
+        for gone in ["up", "a", "d/b", "abs"] {
+            absent(&o.join(gone))?;
+        }
+        check(std::fs::read(o.join("ok")).map_err(|e| e.to_string())? == b"x\n", "in-tree link broken")?;
+        check(r["skipped_count"] == json!(4), format!("skipped: {}", r["skipped"]))?;
+        // The sibling `etc` a chain would have named is untouched.
+        check(std::fs::read_to_string(h.join("etc/passwd")).unwrap() == "host\n", "host etc changed")
+    });
+    s.case("export drops setuid, setgid, sticky, shared write", || {
+        use std::os::unix::fs::MetadataExt;
+        let o = out.join("modes");
+        w.ok(&["workspace", "export", ws, "modes", "--output", &p(&o), "--json"]);
+        let m = |n: &str| std::fs::metadata(o.join(n)).map(|m| m.mode() & 0o7777).unwrap_or(0);
+        let got = (m(""), m("suid"), m("sgid"), m("ww"));
+        check(got == (0o755, 0o755, 0o755, 0o644), format!("modes {:o} {:o} {:o} {:o}", got.0, got.1, got.2, got.3))
+    });
+    s.case("export of git config only when the CLI user asks", || {
+        let o = out.join("git-opt-in");
+        w.ok(&["workspace", "export", ws, ".git", "--output", &p(&o), "--include-git-config", "--json"]);
+        check(o.join("hooks/pre-commit").is_file() && o.join("config").is_file(), "opt-in lost files")
+    });
+    s.case("export of .git/config itself", || {
+        let o = out.join("config");
+        run_exp(&[".git/config", "--output", &p(&o)], "invalid_argument")?;
+        absent(&o)
+    });
+    s.case("export of a link to /etc as the top", || {
+        let o = out.join("evil");
+        run_exp(&["evil_top", "--output", &p(&o)], "invalid_argument")?;
+        absent(&o)?;
+        no_staging(&out)
+    });
+    s.case("export through a link to /", || {
+        let o = out.join("shadow");
+        run_exp(&["rootlink/etc/shadow", "--output", &p(&o)], "invalid_argument")?;
+        absent(&o)
+    });
+    s.case("export over --max-bytes", || {
+        let o = out.join("five_k");
+        run_exp(&["five_k", "--output", &p(&o), "--max-bytes", "1000"], "limit_exceeded")?;
+        absent(&o)?;
+        no_staging(&out)
+    });
+    s.case("export of a 64 GiB sparse file", || {
+        sh(&w, id, "mkdir -p /workspace/big && truncate -s 64G /workspace/big/sparse")?;
+        let o = out.join("big");
+        let started = std::time::Instant::now();
+        run_exp(&["big", "--output", &p(&o)], "limit_exceeded")?;
+        sh(&w, id, "rm -rf /workspace/big")?;
+        absent(&o)?;
+        no_staging(&out)?;
+        check(started.elapsed().as_secs() < 60, "the cap was not enforced up front")
+    });
+    s.case("export of a FIFO", || {
+        sh(&w, id, "mkfifo /workspace/fifo")?;
+        let o = out.join("fifo");
+        let r = run_exp(&["fifo", "--output", &p(&o)], "invalid_argument");
+        sh(&w, id, "rm /workspace/fifo")?;
+        r?;
+        absent(&o)
+    });
+
+    // ---- file operations ----
+    for (name, path) in [
+        ("read /etc/shadow", "/etc/shadow"),
+        ("read ../etc/shadow", "../etc/shadow"),
+        ("read through a link to /", "rootlink/etc/shadow"),
+        ("read through a link to /etc", "etc/shadow"),
+        ("read an absolute link", "tree/abs"),
+    ] {
+        s.case(name, || {
+            refused(&w, &["workspace", "file", "read", ws, path], "invalid_argument")?;
+            Ok(())
+        });
+    }
+    let long_path = "a/".repeat(2500);
+    s.case("read a 5000-byte path", || {
+        refused(&w, &["workspace", "file", "read", ws, &long_path], "invalid_argument").map(|_| ())
+    });
+    for (name, path, guest) in [
+        ("write through a link to /", "rootlink/tmp/pwned", "/tmp/pwned"),
+        ("write through a link to /etc", "etc/pwned", "/etc/pwned"),
+        ("write below a chain that climbs out", "tree/a/pwned", "/etc/pwned"),
+    ] {
+        s.case(name, || {
+            refused(&w, &["workspace", "file", "write", ws, path, "--text", "pwned"], "invalid_argument")?;
+            guest_absent(&w, id, guest)
+        });
+    }
+    s.case("write /workspace itself", || {
+        refused(&w, &["workspace", "file", "write", ws, "/workspace", "--text", "x"], "invalid_argument")?;
+        check(sh(&w, id, "test -d /workspace && echo dir")?.trim() == "dir", "workspace gone")
+    });
+    s.case("list through a link to /", || {
+        refused(&w, &["workspace", "file", "list", ws, "rootlink"], "invalid_argument").map(|_| ())
+    });
+    s.case("list /", || refused(&w, &["workspace", "file", "list", ws, "/"], "invalid_argument").map(|_| ()));
+    s.case("/workspace replaced by a link to /", || {
+        sh(&w, id, "cd / && mv /workspace /ws-real && ln -s / /workspace")?;
+        let read = refused(&w, &["workspace", "file", "read", ws, "/workspace/etc/shadow"], "invalid_argument");
+        let write = refused(&w, &["workspace", "file", "write", ws, "pwned-root", "--text", "x"], "invalid_argument");
+        let list = refused(&w, &["workspace", "file", "list", ws, "/workspace"], "invalid_argument");
+        let restore = w.run(&["workspace", "exec", id, "--", "cd / && rm /workspace && mv /ws-real /workspace"]);
+        check(restore.status.success(), format!("restore failed: {}", stderr(&restore)))?;
+        read?;
+        write?;
+        list?;
+        guest_absent(&w, id, "/pwned-root")
+    });
+
+    // ---- patches ----
+    let patches: [(&str, &str, Option<&str>); 6] = [
+        (
+            "patch ../../etc/passwd",
+            "--- a/../../etc/passwd\n+++ b/../../etc/passwd\n@@ -1 +1 @@\n-root:x:0:0:root:/root:/bin/bash\n+root::0:0:root:/root:/bin/bash\n",
+            None,
+        ),
+        ("patch an absolute path", "--- /dev/null\n+++ /etc/cron.d/pwn\n@@ -0,0 +1 @@\n+* * * * * root id\n", Some("/etc/cron.d/pwn")),
+        (
+            "patch a link then write through it",
+            "diff --git a/lnk b/lnk\nnew file mode 120000\n--- /dev/null\n+++ b/lnk\n@@ -0,0 +1 @@\n+/etc\n\\ No newline at end of file\ndiff --git a/lnk/pwned b/lnk/pwned\nnew file mode 100644\n--- /dev/null\n+++ b/lnk/pwned\n@@ -0,0 +1 @@\n+x\n",
+            Some("/etc/pwned"),
+        ),
+        ("patch through a link to /etc", "--- a/etc/hostname\n+++ b/etc/hostname\n@@ -1 +1 @@\n-x\n+pwned\n", None),
+        (
+            "patch renaming a file out of /",
+            "diff --git a/rootlink/etc/hostname b/stolen\nsimilarity index 100%\nrename from rootlink/etc/hostname\nrename to stolen\n",
+            Some("/workspace/stolen"),
+        ),
+        (
+            "patch deleting through a link",
+            "diff --git a/rootlink/etc/hostname b/rootlink/etc/hostname\ndeleted file mode 100644\n--- a/rootlink/etc/hostname\n+++ /dev/null\n@@ -1 +0,0 @@\n-x\n",
+            None,
+        ),
+    ];
+    for (name, text, guest) in patches {
+        s.case(name, || {
+            refused(&w, &["workspace", "patch", "apply", ws, &format!("--patch={text}")], "invalid_argument")?;
+            if let Some(g) = guest {
+                guest_absent(&w, id, g)?;
+            }
+            check(sh(&w, id, "sha256sum /etc/shadow /etc/passwd /etc/hostname")? == shadow, "guest /etc changed")
+        });
+    }
+    s.case("patch leaves no partial state", || guest_absent(&w, id, "/workspace/lnk"));
+
+    // ---- seeds and sync ----
+    let push_tar = |name: &str, tar: Vec<u8>, guest: &'static str| {
+        let f = h.join(format!("{}.tar", name.replace(' ', "_")));
+        std::fs::write(&f, tar).unwrap();
+        let w = &w;
+        move || -> Result<(), String> {
+            let o = w.run(&["workspace", "sync", "push", ws, f.to_str().unwrap(), "--json"]);
+            let refused_it = !o.status.success();
+            guest_absent(w, id, guest)?;
+            check(refused_it, format!("accepted: {}", stdout(&o)))
+        }
+    };
+    s.case("seed tar with ../ member", push_tar("dotdot", raw_tar(&[("../../evil", b'0', "", b"x")]), "/evil"));
+    s.case(
+        "seed tar with absolute member",
+        push_tar("abs", raw_tar(&[("/etc/pwned-seed", b'0', "", b"x")]), "/etc/pwned-seed"),
+    );
+    s.case(
+        "seed tar writing through its own link",
+        push_tar(
+            "via-link",
+            raw_tar(&[("l", b'2', "/etc", b""), ("l/pwned-seed2", b'0', "", b"x")]),
+            "/etc/pwned-seed2",
+        ),
+    );
+    s.case(
+        "seed tar with a hard link to /etc/shadow",
+        push_tar("hard", raw_tar(&[("h", b'1', "/etc/shadow", b"")]), "/workspace/h"),
+    );
+    s.case("seed dir with a link to a host secret", || {
+        let d = h.join("seed");
+        std::fs::create_dir(&d).unwrap();
+        std::fs::write(d.join("ok"), "fine\n").unwrap();
+        std::os::unix::fs::symlink(h.join("secret"), d.join("leak")).unwrap();
+        let _ = w.run(&["workspace", "sync", "push", ws, d.to_str().unwrap(), "--dest", "/workspace/seeded"]);
+        let got = sh(&w, id, "grep -r HOSTSECRET /workspace/seeded 2>/dev/null; grep -rl HOSTSECRET /workspace 2>/dev/null | head -1; true")?;
+        check(got.trim().is_empty(), format!("host secret reached the guest: {got}"))
+    });
+    s.case("sync into a link to /", || {
+        let d = h.join("seed2");
+        std::fs::create_dir(&d).unwrap();
+        std::fs::write(d.join("pwned-sync"), "x").unwrap();
+        refused(
+            &w,
+            &["workspace", "sync", "push", ws, d.to_str().unwrap(), "--dest", "/workspace/rootlink"],
+            "invalid_argument",
+        )?;
+        guest_absent(&w, id, "/pwned-sync")
+    });
+    s.case("sync to /etc", || {
+        refused(
+            &w,
+            &["workspace", "sync", "push", ws, h.join("seed2").to_str().unwrap(), "--dest", "/etc"],
+            "invalid_argument",
+        )?;
+        guest_absent(&w, id, "/etc/pwned-sync")
+    });
+
+    // ---- names ----
+    let long_name = "n".repeat(10_000);
+    for (name, args) in [
+        ("name with an escape sequence", vec!["workspace", "update", ws, "--name", "\x1b[2Kx"]),
+        ("name with a slash", vec!["workspace", "update", ws, "--name", "../../x"]),
+        ("name of 10k chars", vec!["workspace", "update", ws, "--name", &long_name]),
+        ("label key with a newline", vec!["workspace", "update", ws, "--label", "a\nb=c"]),
+        ("snapshot name ../x", vec!["workspace", "snapshot", "create", ws, "../x"]),
+        ("service name ../../etc", vec!["workspace", "service", "start", ws, "../../etc", "--", "true"]),
+    ] {
+        s.case(name, || {
+            refused(&w, &args, "invalid_argument")?;
+            let st = w.ok(&["workspace", "status", id, "--json"]);
+            check(st["name"] == json!("sec"), format!("name changed: {}", st["name"]))
+        });
+    }
+    s.case("workspace id ../../x", || {
+        let o = w.run(&["workspace", "status", "../../x", "--json"]);
+        check(!o.status.success() && !stderr(&o).contains("panicked"), "accepted")
+    });
+
+    // ---- MCP paths (a model's arguments) ----
+    {
+        let mut m = Mcp::start(&w, &proj);
+        let base = json!({"workspace_id": id, "path": "tree/d/f"});
+        let with = |k: &str, v: &str| {
+            let mut a = base.clone();
+            a[k] = json!(v);
+            a
+        };
+        s.case("mcp export outside the project", || {
+            m.refused("workspace_export", with("output_path", "/tmp/pyro-mcp-pwned"))?;
+            absent(Path::new("/tmp/pyro-mcp-pwned"))
+        });
+        s.case("mcp export with ../", || {
+            m.refused("workspace_export", with("output_path", "../escaped"))?;
+            absent(&h.join("escaped"))
+        });
+        s.case("mcp export into .git/hooks", || {
+            m.refused("workspace_export", with("output_path", ".git/hooks/pre-push"))?;
+            absent(&proj.join(".git/hooks/pre-push"))
+        });
+        s.case("mcp export through a project link to outside", || {
+            std::os::unix::fs::symlink(&out, proj.join("outlink")).unwrap();
+            m.refused("workspace_export", with("output_path", "outlink/x"))?;
+            absent(&out.join("x"))
+        });
+        s.case("mcp export asking for git config", || {
+            let mut a = with("output_path", "exported-git");
+            a["path"] = json!(".git");
+            a["include_git_config"] = json!(true);
+            m.refused("workspace_export", a)?;
+            absent(&proj.join("exported-git"))
+        });
+        s.case("mcp export asking for a bigger cap", || {
+            let mut a = with("output_path", "big");
+            a["max_bytes"] = json!(1u64 << 40);
+            m.refused("workspace_export", a)?;
+            absent(&proj.join("big"))
+        });
+        s.case("mcp export leaves git hooks out", || {
+            let r =
+                m.ok("workspace_export", json!({"workspace_id": id, "path": ".git", "output_path": "guest-git"}))?;
+            absent(&proj.join("guest-git/hooks"))?;
+            absent(&proj.join("guest-git/config"))?;
+            check(r["skipped_count"].as_u64().unwrap_or(0) >= 2, format!("{r}"))
+        });
+        s.case("mcp sync from /etc", || {
+            m.refused("workspace_sync_push", json!({"workspace_id": id, "source_path": "/etc"}))?;
+            guest_absent(&w, id, "/workspace/shadow")
+        });
+        s.case("mcp read /etc/shadow", || {
+            m.refused("workspace_file_read", json!({"workspace_id": id, "path": "/etc/shadow"})).map(|_| ())
+        });
+    }
+
+    // ---- control characters in human output ----
+    // A file name, output and a command line (logs, summary) with raw escape sequences.
+    sh(&w, id, "touch \"/workspace/$(printf 'x\\033[2K\\033[1Ahidden')\"; printf 'out\\033]0;title\\007\\n'").unwrap();
+    sh(&w, id, "true '\x1b[2K\x1b[1Araw command'").unwrap();
+    for (name, args) in [
+        ("escape sequences in file list", vec!["workspace", "file", "list", ws]),
+        ("escape sequences in diff", vec!["workspace", "diff", ws]),
+        ("escape sequences in logs", vec!["workspace", "logs", ws]),
+        ("escape sequences in summary", vec!["workspace", "summary", ws]),
+    ] {
+        s.case(name, || {
+            let o = w.run(&args);
+            check(o.status.success(), format!("failed: {}", stderr(&o)))?;
+            check(
+                !o.stdout.contains(&0x1b) && !o.stdout.contains(&0x07),
+                "a raw control character reached the terminal",
+            )?;
+            check(stdout(&o).contains("\\x1b"), format!("no visible escape in {}", stdout(&o)))
+        });
+    }
+    s.case("JSON output stays exact", || {
+        let v = w.ok(&["workspace", "file", "list", ws, "--json"]);
+        check(v.to_string().contains("\\u001b[2K"), "the JSON name lost its escape")
+    });
+
+    // ---- forged control frames (guest root on the control port) ----
+    w.ok(&["workspace", "file", "write", ws, "forge.pl", "--text", FORGE, "--json"]);
+    w.ok(&["workspace", "file", "write", ws, "keep.txt", "--text", "kept", "--json"]);
+    let mut forge = |name: &str, hex: String, kills: bool| {
+        s.case(name, || {
+            let o = w.run(&["workspace", "exec", id, "--", "perl", "/workspace/forge.pl", &hex]);
+            let st = w.ok(&["workspace", "status", id, "--json"]);
+            let state = st["state"].as_str().unwrap_or("").to_string();
+            let seen = format!("state {state} ({}); exec: {}{}", st["state_reason"], stdout(&o), stderr(&o));
+            if kills {
+                // The channel is no longer trusted: the VM is stopped and recorded dead.
+                check(state == "dead" && stderr(&o).contains("malformed frame"), seen)?;
+            } else {
+                check(state == "running" && o.status.success(), seen)?;
+            }
+            // The workspace answers again (booted from its disk if needed), files intact.
+            let r = w.ok(&["workspace", "file", "read", ws, "keep.txt", "--json"]);
+            check(r["content"] == json!("kept"), format!("keep.txt: {}", r["content"]))
+        });
+    };
+    forge("frame with a 4 GiB header length", frame(u32::MAX, 0, 1, b"", b""), true);
+    forge("frame with a 4 GiB payload length", frame(2, u32::MAX, 1, b"{}", b""), true);
+    forge("frame with a zero header length", frame(0, 0, 1, b"", b""), true);
+    forge("frame with a non-JSON header", frame(4, 0, 1, b"\xff\xfe\x00{", b""), true);
+    forge("frame with an unknown message", honest(1, r#"{"type":"pwn","path":"/etc/shadow"}"#), true);
+    forge(
+        "stray error reply with escapes",
+        honest(0x7fff_fff0, "{\"type\":\"error\",\"code\":\"internal\",\"message\":\"\\u001b[2Jgotcha\"}"),
+        false,
+    );
+    forge(
+        "late hello of another protocol",
+        honest(0, r#"{"type":"hello","protocol":999,"agent_version":"evil","uptime_ms":0,"mode":"agent"}"#),
+        false,
+    );
+
+    let ok = w.run(&["workspace", "exec", id, "--", "true"]);
+    s.case("workspace still works at the end", || check(ok.status.success(), stderr(&ok)));
+    w.ok(&["workspace", "delete", id, "--json"]);
+
+    println!("security: {} tried, {} held", s.tried, s.held);
+    assert!(s.failures.is_empty(), "{} cases did not hold:\n{}", s.failures.len(), s.failures.join("\n"));
+    t.assert_clean();
+    let _: PathBuf = out;
+}
