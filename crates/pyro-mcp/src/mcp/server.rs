@@ -450,6 +450,12 @@ impl Inner {
             SnapshotCreate(tools::SnapshotName),
             SnapshotList(String),
             SnapshotDelete(tools::SnapshotName),
+            // --- stop, start and the stopped disk ---
+            Stop(tools::Stop),
+            Start(String),
+            DiskList(tools::DiskList),
+            DiskRead(tools::DiskRead),
+            DiskExport(String, std::path::PathBuf),
         }
         let id = |a: Value| args::<tools::Id>(tool, a).map(|a| a.workspace_id);
         let call = match tool {
@@ -516,6 +522,19 @@ impl Inner {
             "snapshot_create" => Call::SnapshotCreate(args(tool, a)?),
             "snapshot_list" => Call::SnapshotList(id(a)?),
             "snapshot_delete" => Call::SnapshotDelete(args(tool, a)?),
+            "workspace_stop" => Call::Stop(args(tool, a)?),
+            "workspace_start" => Call::Start(id(a)?),
+            "workspace_disk_list" => Call::DiskList(args(tool, a)?),
+            "workspace_disk_read" => {
+                let a: tools::DiskRead = args(tool, a)?;
+                tools::file_read_bytes(a.max_bytes)?;
+                Call::DiskRead(a)
+            }
+            "workspace_disk_export" => {
+                let a: tools::DiskExport = args(tool, a)?;
+                let out = self.confine(pyro, &a.output_path, "output_path")?;
+                Call::DiskExport(a.workspace_id, out)
+            }
             other => return Err(Error::invalid(format!("unknown tool '{other}'"))),
         };
         let mut ws = pyro.workspaces()?;
@@ -691,6 +710,27 @@ impl Inner {
             Call::SnapshotDelete(a) => {
                 let id = self.resolve(&ws, &a.workspace_id)?;
                 reply(ws.snapshot_delete(&id, &a.name)?)
+            }
+            Call::Stop(a) => {
+                let id = self.resolve(&ws, &a.workspace_id)?;
+                reply(ws.stop(&id, a.discard_memory)?)
+            }
+            Call::Start(key) => {
+                let id = self.resolve(&ws, &key)?;
+                reply(ws.start(&id)?)
+            }
+            Call::DiskList(a) => {
+                let id = self.resolve(&ws, &a.workspace_id)?;
+                reply(ws.disk_list(&id, a.path.as_deref(), a.recursive)?)
+            }
+            Call::DiskRead(a) => {
+                let id = self.resolve(&ws, &a.workspace_id)?;
+                let max = tools::file_read_bytes(a.max_bytes)?;
+                reply(ws.disk_read(&id, &a.path, a.offset.unwrap_or(0), Some(max))?)
+            }
+            Call::DiskExport(key, out) => {
+                let id = self.resolve(&ws, &key)?;
+                reply(ws.disk_export(&id, &out)?)
             }
         }
     }

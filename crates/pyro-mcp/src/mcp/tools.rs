@@ -88,6 +88,11 @@ pub const WORKSPACE_FULL: &[&str] = core_tools!(
     "snapshot_create",
     "snapshot_list",
     "snapshot_delete",
+    "workspace_stop",
+    "workspace_start",
+    "workspace_disk_list",
+    "workspace_disk_read",
+    "workspace_disk_export",
 );
 /// Compact JSON bytes the `workspace-full` `tools/list` may take.
 pub const FULL_TOOLS_LIST_BUDGET: usize = 14 * 1024;
@@ -230,6 +235,7 @@ const LARGE_RESULTS: &[&str] = &[
     "workspace_diff",
     "shell_read",
     "service_logs",
+    "workspace_disk_read",
 ];
 
 /// A tool's display title, as hosts show it in their tool rows next to the server's name:
@@ -262,11 +268,13 @@ pub fn file_read_bytes(m: Option<u64>) -> Result<u64> {
 
 fn catalogue() -> Vec<Def> {
     use crate::workspace::diff::DiffResult;
+    use crate::workspace::disk as dk;
     use crate::workspace::files as f;
     use crate::workspace::lifecycle as l;
     use crate::workspace::services as s;
     use crate::workspace::shells as sh;
     use crate::workspace::snapshots as sn;
+    use crate::workspace::stop as st;
     use Kind::*;
     vec![
         def::<VmRun, crate::RunResult>(
@@ -365,6 +373,26 @@ fn catalogue() -> Vec<Def> {
         ),
         def::<Id, sn::SnapshotList>("snapshot_list", "Snapshots, baseline first.", Read, None),
         def::<SnapshotName, sn::SnapshotDeleted>("snapshot_delete", "Delete a snapshot.", Write(true, true), None),
+        def::<Stop, st::StopReport>(
+            "workspace_stop",
+            "Stop the VM, saving its memory for start.",
+            Write(false, false),
+            None,
+        ),
+        def::<Id, st::StartReport>("workspace_start", "Start a stopped workspace.", Write(false, false), None),
+        def::<DiskList, f::FileList>("workspace_disk_list", "List a stopped workspace's disk.", Read, None),
+        def::<DiskRead, f::FileRead>(
+            "workspace_disk_read",
+            "Read a file on a stopped workspace's disk.",
+            Read,
+            Some(&["content", "truncated", "next_offset"]),
+        ),
+        def::<DiskExport, dk::DiskExport>(
+            "workspace_disk_export",
+            "Write a stopped workspace's disk as a raw ext4 image.",
+            Write(false, false),
+            None,
+        ),
     ]
 }
 
@@ -556,6 +584,43 @@ pub fn reset_full() -> Tool {
         None,
     )
     .tool
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Stop {
+    pub workspace_id: String,
+    /// shut down instead; start boots
+    #[serde(default)]
+    pub discard_memory: bool,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DiskList {
+    pub workspace_id: String,
+    /// absolute, or under /workspace
+    pub path: Option<String>,
+    #[serde(default)]
+    pub recursive: bool,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DiskRead {
+    pub workspace_id: String,
+    pub path: String,
+    #[schemars(range(min = 1, max = READ_BYTES_MAX))]
+    pub max_bytes: Option<u64>,
+    #[schemars(range(min = 0))]
+    pub offset: Option<u64>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DiskExport {
+    pub workspace_id: String,
+    pub output_path: String,
 }
 
 #[derive(Deserialize, JsonSchema)]

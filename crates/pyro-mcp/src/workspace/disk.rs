@@ -15,7 +15,7 @@
 
 use super::files::{FileEntry, FileList, FileRead};
 use super::lifecycle::{vm_dir, ws_dir, Workspaces};
-use crate::error::{Code, Context, Error, Result};
+use crate::error::{Context, Error, Result};
 use crate::text::clip;
 use crate::vm::{self, qemu::Disk, Client, LaunchOptions};
 use pyro_proto::Message;
@@ -128,13 +128,9 @@ impl Workspaces<'_> {
     /// Write the stopped workspace's disk (all layers merged) to `output` as a raw ext4
     /// image. The output must not exist; it appears only once complete.
     pub fn disk_export(&mut self, key: &str, output: &Path) -> Result<DiskExport> {
-        if output.as_os_str().is_empty() {
-            return Err(Error::invalid("output path is empty"));
-        }
-        if std::fs::symlink_metadata(output).is_ok() {
-            return Err(Error::new(Code::Conflict, format!("{} already exists", output.display()))
-                .hint("export never overwrites: choose a new output path"));
-        }
+        // The same rules as file exports: a new path, never inside a .git directory.
+        let (parent, name) = super::export::check_output(output)?;
+        let output = &parent.join(name);
         let (r, dir, _lock) = self.stopped_disk(key)?;
         let disk = dir.join("disk.qcow2");
         let size = vm::qcow2_size(&disk)?;
