@@ -479,6 +479,10 @@ impl<'a> Workspaces<'a> {
             max_output_bytes,
             progress_ms: self.pyro.exec_progress_ms(),
         };
+        // In the history before it runs: a command that never reports back (it crashed the
+        // guest, this process was killed) stays listed, unfinished.
+        let shown = redactor.redact_str(&command.display());
+        let sequence = self.store.start_command(&r.id, &shown, &cwd)?;
         let progress = self.pyro.progress();
         let (res, mut stdout, mut stderr) = client
             .exec_with(req, &mut |t| progress(&redactor.redact_str(&crate::run::exec_progress_line(t))))
@@ -504,11 +508,12 @@ impl<'a> Workspaces<'a> {
         };
         let row = CommandRow {
             sequence: 0,
-            command: redactor.redact_str(&command.display()),
+            command: shown,
             cwd: cwd.clone(),
             exit_code: res.exit_code,
             timed_out: res.timed_out,
             cancelled: res.cancelled,
+            finished: true,
             duration_ms: res.duration_ms,
             recorded_at: now_s(),
             stdout: hist(&stdout),
@@ -516,7 +521,7 @@ impl<'a> Workspaces<'a> {
             stdout_truncated: res.stdout.truncated || stdout.len() > HISTORY_OUTPUT,
             stderr_truncated: res.stderr.truncated || stderr.len() > HISTORY_OUTPUT,
         };
-        let sequence = self.store.record_command(&r.id, &row, &used)?;
+        self.store.finish_command(&r.id, sequence, &row, &used)?;
         Ok(ExecRecord {
             workspace_id: r.id,
             sequence,

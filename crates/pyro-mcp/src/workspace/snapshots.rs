@@ -333,7 +333,7 @@ impl Workspaces<'_> {
         adopt(&dir, &next)?;
         // 6. The name, with its event.
         let created_at = now_s();
-        let tx = self.store.conn.transaction().map_err(db_err)?;
+        let tx = self.store.tx()?;
         tx.execute("INSERT INTO snapshots VALUES (?1, ?2, ?3, ?4)", params![r.id, name, layer, created_at])
             .map_err(db_err)?;
         tx.execute("UPDATE workspaces SET last_activity_at = ?2 WHERE id = ?1", params![r.id, created_at])
@@ -382,7 +382,7 @@ impl Workspaces<'_> {
         let _lock = crate::env::lock(&dir.join("lock"))?;
         self.recover_pending(&r.id)?;
         let layer = self.snapshot_layer(&r.id, name)?;
-        let tx = self.store.conn.transaction().map_err(db_err)?;
+        let tx = self.store.tx()?;
         tx.execute("DELETE FROM snapshots WHERE workspace_id = ?1 AND name = ?2", params![r.id, name])
             .map_err(db_err)?;
         tx.execute("UPDATE workspaces SET last_activity_at = ?2 WHERE id = ?1", params![r.id, now_s()])
