@@ -9,6 +9,7 @@ pub mod client;
 pub mod initramfs;
 pub mod qemu;
 pub mod qmp;
+pub mod serial;
 pub mod spec;
 pub mod supervisor;
 
@@ -93,7 +94,9 @@ pub fn launch(rt: &Runtime, opts: LaunchOptions) -> Result<Vm> {
         cleanup: opts.cleanup.clone(),
         net: opts.net.clone(),
     };
-    let _ = std::fs::remove_file(dir.join("serial.log"));
+    for old in ["serial.log", "serial.log.1"] {
+        let _ = std::fs::remove_file(dir.join(old));
+    }
     crate::paths::write_atomic(&dir.join("spec.json"), &serde_json::to_vec_pretty(&spec).unwrap())?;
     let log = std::fs::File::create(dir.join("supervisor.log")).ctx("creating supervisor log")?;
     let mut cmd = std::process::Command::new(&rt.supervisor_bin);

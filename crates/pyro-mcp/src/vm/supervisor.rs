@@ -75,6 +75,8 @@ struct Shared {
     /// Ports published now, and where to hand the stack a new one (`PublishPort`).
     published: Mutex<Vec<crate::net::PublishedPort>>,
     publisher: Mutex<Option<std::sync::mpsc::Sender<crate::net::stack::Published>>>,
+    /// Hears from the serial thread when the console is closed and its last bytes written.
+    serial_done: Mutex<std::sync::mpsc::Receiver<()>>,
 }
 
 /// Entry point of `pyro __supervise DIR`. Never returns.
@@ -109,6 +111,15 @@ pub fn main(dir: &Path) -> ! {
     };
     let published = net.as_ref().map(|p| p.published()).unwrap_or_default();
     let publisher = net.as_ref().map(|p| p.publisher());
+    // The serial console: QEMU connects here as it starts; a thread keeps the output bounded.
+    let serial_done = match super::serial::listen(dir) {
+        Ok(done) => done,
+        Err(e) => {
+            report(&BootReport { ok: false, error: Some(e), ..empty_report() });
+            cleanup(dir, &spec);
+            std::process::exit(1);
+        }
+    };
     let log = std::fs::File::create(dir.join("qemu.log")).ok();
     let mut cmd = std::process::Command::new(&spec.qemu);
     cmd.args(&spec.args).stdin(std::process::Stdio::null());
@@ -148,6 +159,7 @@ pub fn main(dir: &Path) -> ! {
         net_error: Mutex::new(None),
         published: Mutex::new(published.clone()),
         publisher: Mutex::new(publisher),
+        serial_done: Mutex::new(serial_done),
     });
     if let (Some(prepared), Some(spec)) = (net, sh.spec.net.clone()) {
         let sh = sh.clone();
@@ -311,6 +323,8 @@ fn boot_failed(sh: &Arc<Shared>, why: &str) -> ! {
     sh.shutting_down.store(true, Ordering::SeqCst);
     kill_qemu(sh);
     wait_exited(sh, Duration::from_secs(5));
+    // The console's last lines may still be on their way to the file.
+    let _ = lock(&sh.serial_done).recv_timeout(Duration::from_secs(1));
     let tail = super::qemu::serial_tail(&sh.dir.join("serial.log"), 15);
     let qemu_log = super::qemu::serial_tail(&sh.dir.join("qemu.log"), 5);
     let tail = if qemu_log.is_empty() { tail } else { format!("{tail}\n{qemu_log}") };
@@ -428,7 +442,7 @@ fn install_signal_handlers(sh: Arc<Shared>) {
 }
 
 fn remove_sockets(dir: &Path) {
-    for s in ["supervisor.sock", "ctl.sock", "qmp.sock"] {
+    for s in ["supervisor.sock", "ctl.sock", "qmp.sock", "serial.sock"] {
         let _ = std::fs::remove_file(dir.join(s));
     }
 }
