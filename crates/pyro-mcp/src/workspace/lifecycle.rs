@@ -3,7 +3,8 @@
 //! operation that needs the guest boots it again from its disk and says so.
 
 use super::secrets::{self, SecretEnv, SecretSpec};
-use super::store::{CommandRow, Row, Store, WorkspaceNetwork};
+use super::recover::{reset_journal, ResetJournal};
+use super::store::{gone, CommandRow, Row, Store, WorkspaceNetwork};
 use super::{guest_path, seed, validate_label, validate_name, WorkspaceInfo, WorkspaceList, WorkspaceSeed};
 use crate::clock::now_s;
 use crate::error::{Code, Context, Error, Result};
@@ -153,7 +154,16 @@ pub fn vm_state(paths: &Paths, id: &str) -> (String, Option<String>) {
 }
 
 impl<'a> Workspaces<'a> {
+    /// Open the store and settle what killed calls left behind (`recover`): every call starts
+    /// from a consistent state. A sweep that fails is not this call's failure.
     pub fn open(pyro: &'a crate::Pyro) -> Result<Workspaces<'a>> {
+        let mut w = Self::open_unswept(pyro)?;
+        let _ = w.sweep();
+        Ok(w)
+    }
+
+    /// The store alone, nothing settled (`Pyro::repair` sweeps and reports).
+    pub(crate) fn open_unswept(pyro: &'a crate::Pyro) -> Result<Workspaces<'a>> {
         Ok(Workspaces { pyro, store: Store::open(&pyro.paths().data)? })
     }
 
@@ -195,6 +205,8 @@ impl<'a> Workspaces<'a> {
         probe.vcpus = o.vcpu_count.unwrap_or(crate::run::DEFAULT_VCPUS);
         probe.mem_mib = o.mem_mib.unwrap_or(crate::run::DEFAULT_MEM_MIB);
         crate::run::validate(&probe)?;
+        // Early, before a seed is packed; `launch` checks again under its lock.
+        vm::quota::check(&self.paths().vms(), probe.mem_mib as u64, vm::quota::Limits::from_env())?;
         if let Some(n) = &o.name {
             validate_name(n)?;
             if self.store.list()?.iter().any(|r| r.name.as_deref() == Some(n)) {
@@ -220,13 +232,14 @@ impl<'a> Workspaces<'a> {
         let id = vm::new_id();
         let dir = ws_dir(self.paths(), &id);
         crate::paths::private_dir(&dir)?;
+        // Held until the row is written: a sweep leaves a locked dir alone, and takes over one
+        // whose creator was killed (everything made so far is removed; see `recover`).
+        let _lock = crate::env::lock(&dir.join("lock"))?;
         let result = secrets::store(self.paths(), &id, &secret_values)
             .and_then(|_| self.create_in(&id, &dir, &env, o, &probe, progress));
         if result.is_err() {
             self.stop_vm(&id);
-            let _ = std::fs::remove_dir_all(&dir);
-            let _ = std::fs::remove_dir_all(vm_dir(self.paths(), &id));
-            secrets::remove(self.paths(), &id);
+            self.discard(&id);
         }
         result
     }
@@ -353,11 +366,24 @@ impl<'a> Workspaces<'a> {
         Ok(vm)
     }
 
-    /// Stop the VM if one runs (its disk stays). Waits until the supervisor is gone.
-    fn stop_vm(&self, id: &str) {
-        if let Ok(mut c) = Client::connect(&vm_dir(self.paths(), id).join("supervisor.sock")) {
+    /// Stop the VM if one runs (its disk stays). Waits until the supervisor is gone. A VM
+    /// still booting for a killed caller has no socket yet: its supervisor is killed.
+    pub(super) fn stop_vm(&self, id: &str) {
+        let vdir = vm_dir(self.paths(), id);
+        if let Ok(mut c) = Client::connect(&vdir.join("supervisor.sock")) {
             let _ = c.shutdown();
         }
+        super::recover::kill_vm(&vdir);
+    }
+
+    /// Take a workspace's lock (mutations of its disk and VM hold it), and make sure it still
+    /// exists once held: a delete that came first is `not_found`, never an I/O error.
+    pub(super) fn lock_ws(&self, id: &str) -> Result<std::fs::File> {
+        let lock = crate::env::lock(&ws_dir(self.paths(), id).join("lock"));
+        if self.store.get(id)?.is_none() {
+            return Err(gone(id));
+        }
+        lock
     }
 
     pub fn resolve(&self, key: &str) -> Result<Row> {
@@ -370,10 +396,15 @@ impl<'a> Workspaces<'a> {
         if let Ok(c) = Client::connect(&sock) {
             return Ok((c, None));
         }
-        let _lock = crate::env::lock(&ws_dir(self.paths(), &r.id).join("lock"))?;
+        let _lock = self.lock_ws(&r.id)?;
         if let Ok(c) = Client::connect(&sock) {
             return Ok((c, None)); // someone else booted it meanwhile
         }
+        // A delete may have won the lock first: never boot the VM of a deleted workspace.
+        if self.store.get(&r.id)?.is_none() {
+            return Err(gone(&r.id));
+        }
+        self.recover_reset(&r.id)?;
         let (state, reason) = vm_state(self.paths(), &r.id);
         let why = format!(
             "the VM was {state}{}; booted it again from its disk",
@@ -558,7 +589,10 @@ impl<'a> Workspaces<'a> {
         }
         let r = self.resolve(key)?;
         let dir = ws_dir(self.paths(), &r.id);
-        let _lock = crate::env::lock(&dir.join("lock"))?;
+        let _lock = self.lock_ws(&r.id)?;
+        // Read again under the lock: a delete or another reset may have come first.
+        let r = self.store.get(&r.id)?.ok_or_else(|| gone(&r.id))?;
+        self.recover_reset(&r.id)?;
         // A missing snapshot is refused before anything is stopped.
         let layer = match snapshot {
             Some(n) => Some(self.snapshot_layer(&r.id, n)?),
@@ -569,31 +603,68 @@ impl<'a> Workspaces<'a> {
         // The live layer is replaced below; a snapshot create cut short is settled first so
         // the sweep afterwards sees a clean state.
         self.recover_pending(&r.id)?;
+        // Journaled: from here a kill -9 leaves `reset.json`, and the next call under the lock
+        // finishes the reset (`recover_reset`) before it uses the disk.
+        let journal = ResetJournal { snapshot: snapshot.map(str::to_string), from_generation: r.reset_count };
+        crate::paths::write_atomic(&reset_journal(&dir), &serde_json::to_vec(&journal).unwrap())?;
+        self.finish_reset(&r.id, &journal, layer.as_deref())?;
         let disk = dir.join("disk.qcow2");
-        let fresh = dir.join("disk.qcow2.new");
-        let _ = std::fs::remove_file(&fresh);
-        match &layer {
-            None => vm::create_overlay(&self.rt()?.qemu_img, &dir.join("baseline.qcow2"), &fresh)?,
-            Some(l) => vm::create_overlay_on(&self.rt()?.qemu_img, l, &fresh, vm::qcow2_size(&dir.join(l))?)?,
-        }
-        std::fs::rename(&fresh, &disk).ctx("replacing the live disk")?;
-        self.store.record_reset(&r.id, snapshot)?;
-        // The old live layer is gone: layers only it needed (deleted snapshots) go too.
-        self.sweep_layers(&r.id)?;
         self.reboot(&r, &disk)?;
         Ok(self.info(&self.resolve(&r.id)?))
     }
 
+    /// The reset's steps after its journal is written, each safe to run again: a fresh live
+    /// layer put in place, the new generation recorded (once: the journal knows the count it
+    /// started from), the journal removed, unneeded layers swept. Call under the lock.
+    fn finish_reset(&mut self, id: &str, journal: &ResetJournal, layer: Option<&str>) -> Result<()> {
+        let dir = ws_dir(self.paths(), id);
+        let generation = self.store.get(id)?.ok_or_else(|| gone(id))?.reset_count;
+        if generation == journal.from_generation {
+            let disk = dir.join("disk.qcow2");
+            let fresh = dir.join("disk.qcow2.new");
+            let _ = std::fs::remove_file(&fresh);
+            match layer {
+                None => vm::create_overlay(&self.rt()?.qemu_img, &dir.join("baseline.qcow2"), &fresh)?,
+                Some(l) => vm::create_overlay_on(&self.rt()?.qemu_img, l, &fresh, vm::qcow2_size(&dir.join(l))?)?,
+            }
+            std::fs::rename(&fresh, &disk).ctx("replacing the live disk")?;
+            self.store.record_reset(id, journal.snapshot.as_deref())?;
+        }
+        let _ = std::fs::remove_file(reset_journal(&dir));
+        // The old live layer is gone: layers only it needed (deleted snapshots) go too.
+        self.sweep_layers(id)?;
+        Ok(())
+    }
+
+    /// Finish a reset a killed call left journaled (see `reset_to`). Call under the lock.
+    pub(super) fn recover_reset(&mut self, id: &str) -> Result<()> {
+        let dir = ws_dir(self.paths(), id);
+        let Ok(bytes) = std::fs::read(reset_journal(&dir)) else { return Ok(()) };
+        let Ok(journal) = serde_json::from_slice::<ResetJournal>(&bytes) else {
+            // Written atomically, so unreadable means not ours: nothing was replaced yet.
+            let _ = std::fs::remove_file(reset_journal(&dir));
+            return Ok(());
+        };
+        self.stop_vm(id);
+        let layer = match &journal.snapshot {
+            Some(n) => Some(self.snapshot_layer(id, n)?),
+            None => None,
+        };
+        self.finish_reset(id, &journal, layer.as_deref())
+    }
+
+    /// The row goes first (under the lock), so from that instant the workspace is not listed,
+    /// no call can boot its VM again (`connect` checks the row under the lock), and commands
+    /// racing it get `not_found` or `guest_unavailable`. The rest is cleanup that a sweep
+    /// finishes if this call is killed (`recover`).
     pub fn delete(&mut self, key: &str) -> Result<DeleteReport> {
         let r = self.resolve(key)?;
-        let dir = ws_dir(self.paths(), &r.id);
-        let lock = crate::env::lock(&dir.join("lock"))?;
-        self.stop_vm(&r.id);
-        let _ = std::fs::remove_dir_all(vm_dir(self.paths(), &r.id));
+        // Another delete may have won: then this one is `not_found`.
+        let lock = self.lock_ws(&r.id)?;
         self.store.delete(&r.id)?;
-        secrets::remove(self.paths(), &r.id);
+        self.stop_vm(&r.id);
+        self.discard(&r.id);
         drop(lock);
-        std::fs::remove_dir_all(&dir).ctx("removing the workspace directory")?;
         Ok(DeleteReport {
             workspace_id: r.id,
             deleted: true,

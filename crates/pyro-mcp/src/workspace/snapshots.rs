@@ -261,7 +261,7 @@ impl Workspaces<'_> {
         }
         let r = self.resolve(key)?;
         let dir = ws_dir(self.paths(), &r.id);
-        let _lock = crate::env::lock(&dir.join("lock"))?;
+        let _lock = self.lock_ws(&r.id)?;
         self.recover_pending(&r.id)?;
         let rows = self.snapshot_rows(&r.id)?;
         if rows.iter().any(|s| s.0 == name) {
@@ -379,7 +379,7 @@ impl Workspaces<'_> {
         validate_snapshot_name(name)?;
         let r = self.resolve(key)?;
         let dir = ws_dir(self.paths(), &r.id);
-        let _lock = crate::env::lock(&dir.join("lock"))?;
+        let _lock = self.lock_ws(&r.id)?;
         self.recover_pending(&r.id)?;
         let layer = self.snapshot_layer(&r.id, name)?;
         let tx = self.store.tx()?;
