@@ -7,7 +7,7 @@ GUEST := target/$(TARGET)/release/pyro-guest
 PYRO := target/release/pyro
 PREFIX ?= $(HOME)/.local
 
-.PHONY: mcp-client setup packages build guest environment test check fmt lint demo bench install clean smoke-user host-clis
+.PHONY: mcp-client setup packages build guest environment test test-crash check fmt lint demo bench install clean smoke-user host-clis
 
 ## Host packages (root or sudo), the build, the guest kernel and the default environment.
 setup: packages build environment
@@ -39,6 +39,12 @@ lint:
 test: setup lint host-clis mcp-client
 	PYRO_BIN=$(CURDIR)/$(PYRO) PYRO_GUEST_BIN=$(CURDIR)/$(GUEST) $(CARGO) test --release --locked --workspace
 	$(MAKE) --no-print-directory smoke-user
+
+## The kill -9 campaign (tests/crash.rs): at least 100 kills of `pyro` at random instants of
+## create, exec, sync push, patch apply, export, reset and delete, each followed by status,
+## list and an orphan check. Prints `crash: K kills, I inconsistent states, O orphans`.
+test-crash: build
+	PYRO_CRASH=1 PYRO_BIN=$(CURDIR)/$(PYRO) PYRO_GUEST_BIN=$(CURDIR)/$(GUEST) $(CARGO) test --release --locked -p pyro-cli --test crash -- --nocapture
 
 # Claude Code's and Codex's real CLIs (from npm) for the host-helper tests; optional.
 host-clis:

@@ -179,12 +179,11 @@ pub(crate) fn kv(items: &[String], what: &str) -> Result<Vec<(String, String)>, 
 }
 
 /// Read a host file given by the user for --text-file / --patch-file, bounded.
+/// Opened once, a regular file only (`/dev/zero` or a FIFO is refused, not read forever),
+/// never more than `limit + 1` bytes read.
 fn read_input(p: &PathBuf, limit: u64) -> Result<String, Error> {
-    let meta = std::fs::metadata(p).map_err(|e| Error::not_found(format!("{}: {e}", p.display())))?;
-    if meta.len() > limit {
-        return Err(Error::limit(format!("{} is {} bytes; the limit is {limit}", p.display(), meta.len())));
-    }
-    std::fs::read_to_string(p).map_err(|e| Error::invalid(format!("{}: {e}", p.display())))
+    let bytes = pyro_mcp::hostfile::read_bounded(p, "input file", limit)?;
+    String::from_utf8(bytes).map_err(|_| Error::invalid(format!("{} is not UTF-8 text", p.display())))
 }
 
 pub fn main(c: WsCmd, json: bool) -> i32 {

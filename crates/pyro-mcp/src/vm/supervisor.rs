@@ -190,7 +190,10 @@ pub fn main(dir: &Path) -> ! {
     let deadline = started + Duration::from_millis(sh.spec.boot_timeout_ms);
     let ctl = sh.dir.join("ctl.sock");
     let stream = loop {
-        if let Some(why) = lock(&sh.exited.0).clone() {
+        // Bound first: in an `if let` the guard would live through the block, and
+        // `boot_failed` takes the same lock (a QEMU that failed at once hung us here).
+        let exited = lock(&sh.exited.0).clone();
+        if let Some(why) = exited {
             boot_failed(&sh, &format!("QEMU exited during boot: {why}"));
         }
         if let Ok(s) = UnixStream::connect(&ctl) {
@@ -216,7 +219,8 @@ pub fn main(dir: &Path) -> ! {
             Ok(Ok(up)) => break up,
             Ok(Err(why)) => boot_failed(&sh, &why),
             Err(_) => {
-                if let Some(why) = lock(&sh.exited.0).clone() {
+                let exited = lock(&sh.exited.0).clone();
+                if let Some(why) = exited {
                     boot_failed(&sh, &format!("the VM stopped during boot: {why}"));
                 }
                 if Instant::now() > deadline {

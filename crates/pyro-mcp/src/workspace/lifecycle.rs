@@ -34,6 +34,9 @@ pub struct CreateOptions {
     pub network: crate::net::NetworkOptions,
     /// Secrets, kept on the host and given to a process only when its exec asks for them.
     pub secrets: Vec<SecretSpec>,
+    /// `seed_path` was resolved and confined by the caller (the MCP server): refuse it if it
+    /// resolves elsewhere when opened (a symlink swapped in after the check).
+    pub seed_path_resolved: bool,
 }
 
 /// `exec` with everything it takes; `ExecOptions::new(command)` has the defaults.
@@ -217,7 +220,7 @@ impl<'a> Workspaces<'a> {
             validate_label(k, v)?;
         }
         if let Some(p) = &o.seed_path {
-            seed::detect_kind(p)?;
+            seed::detect_kind_in(p, o.seed_path_resolved)?;
         }
         // Read and check every secret before anything is made (a missing file creates nothing).
         let secret_values = secrets::resolve_specs(&o.secrets)?;
@@ -257,7 +260,7 @@ impl<'a> Workspaces<'a> {
             Some(p) => {
                 progress(&format!("workspace: packing seed {}", p.display()));
                 let mut f = std::fs::File::create(dir.join("baseline.tar")).ctx("creating baseline archive")?;
-                let info = seed::build_seed_tar(p, &mut f)?;
+                let info = seed::build_seed_tar_in(p, o.seed_path_resolved, &mut f)?;
                 f.sync_all().ctx("writing baseline archive")?;
                 crate::paths::write_atomic(&dir.join("baseline.json"), &serde_json::to_vec(&info.manifest).unwrap())?;
                 Some(info)
@@ -339,6 +342,8 @@ impl<'a> Workspaces<'a> {
                 nameservers: crate::net::host_nameservers(),
             }
         });
+        // Never two VMs on one disk: whatever still runs from this dir goes first.
+        super::recover::kill_vm(&vdir);
         let _ = std::fs::remove_dir_all(&vdir);
         crate::paths::private_dir(&vdir)?;
         vm::launch(
@@ -403,6 +408,16 @@ impl<'a> Workspaces<'a> {
         // A delete may have won the lock first: never boot the VM of a deleted workspace.
         if self.store.get(&r.id)?.is_none() {
             return Err(gone(&r.id));
+        }
+        // A VM still booting for a caller that was killed (its supervisor is detached and goes
+        // on): wait for it rather than start a second QEMU on the same disk.
+        let vdir = vm_dir(self.paths(), &r.id);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(vm::boot_timeout_ms());
+        while !super::recover::supervisors_of(&vdir).is_empty() && std::time::Instant::now() < deadline {
+            if let Ok(c) = Client::connect(&sock) {
+                return Ok((c, None));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
         self.recover_reset(&r.id)?;
         let (state, reason) = vm_state(self.paths(), &r.id);

@@ -104,13 +104,24 @@ pub struct SeedInfo {
 /// then write a normalized uncompressed tar (paths relative, no leading "/", uid/gid 0, mtimes kept, modes kept,
 /// only regular files, dirs and in-tree symlinks) to `out`. Returns what was written.
 pub fn build_seed_tar(source: &Path, out: &mut dyn Write) -> Result<SeedInfo> {
-    build_limited(source, out, Limits { bytes: MAX_SEED_BYTES, entries: MAX_SEED_ENTRIES })
+    build_seed_tar_in(source, false, out)
+}
+
+/// `build_seed_tar`; `exact`: the caller resolved and confined `source` already (the MCP
+/// server), so a source that resolves elsewhere now (a symlink swapped in) is refused.
+pub fn build_seed_tar_in(source: &Path, exact: bool, out: &mut dyn Write) -> Result<SeedInfo> {
+    build_det(detect::detect_in(source, exact)?, out, Limits { bytes: MAX_SEED_BYTES, entries: MAX_SEED_ENTRIES })
 }
 
 /// What kind of seed source `source` is; errors as `build_seed_tar` would for a missing or
 /// unsupported source.
 pub fn detect_kind(source: &Path) -> Result<SourceKind> {
     Ok(detect(source)?.kind)
+}
+
+/// `detect_kind`, with `exact` as in `build_seed_tar_in`.
+pub fn detect_kind_in(source: &Path, exact: bool) -> Result<SourceKind> {
+    Ok(detect::detect_in(source, exact)?.kind)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -120,7 +131,10 @@ struct Limits {
 }
 
 fn build_limited(source: &Path, out: &mut dyn Write, limits: Limits) -> Result<SeedInfo> {
-    let det = detect(source)?;
+    build_det(detect(source)?, out, limits)
+}
+
+fn build_det(det: detect::Detected, out: &mut dyn Write, limits: Limits) -> Result<SeedInfo> {
     let plan = match det.kind {
         SourceKind::Directory | SourceKind::GitCheckout => {
             let plan = plan_host(&det, limits)?;
