@@ -218,7 +218,17 @@ fn run(c: WsCmd, json: bool) -> Result<i32, Error> {
                 .map(|s| SecretSpec::parse_literal(s))
                 .chain(secret_files.iter().map(|s| SecretSpec::parse_file(s)))
                 .collect::<Result<_, _>>()?;
-            let o = CreateOptions { environment, seed_path, name, labels, vcpu_count, mem_mib, network, secrets };
+            let o = CreateOptions {
+                environment,
+                seed_path,
+                name,
+                labels,
+                vcpu_count,
+                mem_mib,
+                network,
+                secrets,
+                seed_path_resolved: false,
+            };
             let w = ws.create(&o, pyro.progress())?;
             if id_only {
                 println!("{}", w.id);

@@ -22,7 +22,7 @@
 //! a file read's page boundary) is not recognised; neither are encodings of it (base64, hex).
 
 use super::lifecycle::Workspaces;
-use crate::error::{Code, Context, Error, Result};
+use crate::error::{Context, Error, Result};
 use crate::paths::Paths;
 use crate::text::clip;
 use schemars::JsonSchema;

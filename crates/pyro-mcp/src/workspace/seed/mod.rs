@@ -130,6 +130,7 @@ struct Limits {
     entries: u64,
 }
 
+#[cfg(test)]
 fn build_limited(source: &Path, out: &mut dyn Write, limits: Limits) -> Result<SeedInfo> {
     build_det(detect(source)?, out, limits)
 }
