@@ -109,6 +109,8 @@ impl Workspaces<'_> {
         let rows: BTreeSet<String> = self.store.list()?.into_iter().map(|r| r.id).collect();
         let paths = self.paths().clone();
         let wroot = paths.data.join("workspaces");
+        empty_trash(&wroot);
+        empty_trash(&paths.vms());
         for id in names(&wroot) {
             if rows.contains(&id) || !super::is_workspace_id(&id) {
                 continue;
@@ -124,6 +126,13 @@ impl Workspaces<'_> {
             }
             report.supervisors_stopped += self.discard(&id);
             report.workspaces.push(id);
+        }
+        // Secrets of a workspace that has neither a row nor a dir (its discard was cut short
+        // between the two) are removed: nothing can use them again.
+        for id in names(&super::secrets::secrets_dir(&paths, "")) {
+            if super::is_workspace_id(&id) && !rows.contains(&id) && !wroot.join(&id).exists() {
+                super::secrets::remove(&paths, &id);
+            }
         }
         let vroot = paths.vms();
         for id in names(&vroot) {
@@ -147,11 +156,11 @@ impl Workspaces<'_> {
                     continue; // its workspace dir is a create in progress (handled above)
                 }
                 report.supervisors_stopped += kill_vm(&vdir);
-                let _ = std::fs::remove_dir_all(&vdir);
+                remove_tree(&vdir);
                 report.vm_dirs.push(id);
             } else if supervisors_of(&vdir).is_empty() && older_than(&vdir, GRACE) {
                 // A throwaway VM whose supervisor is gone: its overlay and sockets stay behind.
-                let _ = std::fs::remove_dir_all(&vdir);
+                remove_tree(&vdir);
                 report.vm_dirs.push(id);
             }
         }
@@ -163,10 +172,38 @@ impl Workspaces<'_> {
     pub(super) fn discard(&self, id: &str) -> u32 {
         let vdir = vm_dir(self.paths(), id);
         let n = kill_vm(&vdir);
-        let _ = std::fs::remove_dir_all(&vdir);
+        remove_tree(&vdir);
         super::secrets::remove(self.paths(), id);
-        let _ = std::fs::remove_dir_all(ws_dir(self.paths(), id));
+        remove_tree(&ws_dir(self.paths(), id));
         n
+    }
+}
+
+/// Names of directories being removed: a sweep finishes any it finds.
+const TRASH: &str = ".trash-";
+
+/// Remove a directory tree so that a kill at any instant leaves either the whole tree or a
+/// `.trash-*` name the next sweep removes: never a half-removed tree under its real name (which
+/// could look like a create that has not taken its lock yet).
+pub(crate) fn remove_tree(dir: &Path) {
+    let Some(name) = dir.file_name().and_then(|n| n.to_str()) else { return };
+    let trash = dir.with_file_name(format!("{TRASH}{name}-{}", crate::clock::now_ns()));
+    match std::fs::rename(dir, &trash) {
+        Ok(()) => {
+            let _ = std::fs::remove_dir_all(&trash);
+        }
+        Err(_) => {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// Finish removals a killed call started (`remove_tree`).
+fn empty_trash(root: &Path) {
+    for n in names(root) {
+        if n.starts_with(TRASH) {
+            let _ = std::fs::remove_dir_all(root.join(n));
+        }
     }
 }
 
