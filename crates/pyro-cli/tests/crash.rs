@@ -64,9 +64,7 @@ impl Campaign<'_> {
     fn args(&self, op: &str, target: &str, i: usize) -> Vec<String> {
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         match op {
-            "create" => {
-                s(&["workspace", "create", "debian:12", "--seed-path", &self.seed_dir.display().to_string()])
-            }
+            "create" => s(&["workspace", "create", "debian:12", "--seed-path", &self.seed_dir.display().to_string()]),
             "exec" => s(&["workspace", "exec", target, "--", &format!("echo {i} > /workspace/exec-{i}; sleep 0.3")]),
             "sync_push" => s(&["workspace", "sync", "push", target, &self.seed_dir.display().to_string()]),
             "patch_apply" => s(&[
@@ -138,7 +136,8 @@ impl Campaign<'_> {
                 self.orphans.push(format!("{ctx}: process of an unlisted VM: {p}"));
             }
         }
-        for (root, what) in [(vms.clone(), "VM runtime dir"), (self.ws.data.path().join("workspaces"), "workspace dir")] {
+        for (root, what) in [(vms.clone(), "VM runtime dir"), (self.ws.data.path().join("workspaces"), "workspace dir")]
+        {
             for e in std::fs::read_dir(&root).into_iter().flatten().flatten() {
                 let name = e.file_name().to_string_lossy().to_string();
                 if !name.starts_with('.') && !listed.contains(&name) {
@@ -160,7 +159,14 @@ impl Campaign<'_> {
     }
 
     fn create(&mut self) -> Option<String> {
-        let o = self.ws.run(&["--json", "workspace", "create", "debian:12", "--seed-path", &self.seed_dir.display().to_string()]);
+        let o = self.ws.run(&[
+            "--json",
+            "workspace",
+            "create",
+            "debian:12",
+            "--seed-path",
+            &self.seed_dir.display().to_string(),
+        ]);
         if o.status.code() != Some(0) {
             self.inconsistent.push(format!("create (not killed) failed: {}", stderr(&o)));
             return None;
@@ -193,10 +199,9 @@ fn kill_minus_nine_campaign() {
         return;
     }
     let target_kills: usize = std::env::var("PYRO_CRASH_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(105);
-    let seed: u64 = std::env::var("PYRO_CRASH_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1);
+    let seed: u64 = std::env::var("PYRO_CRASH_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
+    });
     eprintln!("crash: seed {seed} (PYRO_CRASH_SEED replays), {target_kills} kills");
     let mut rng = Rng(seed);
     let t = Env::new();

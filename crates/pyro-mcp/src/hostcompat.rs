@@ -35,16 +35,8 @@ pub fn run(o: &RunOptions, why_no_guest: &str) -> Result<RunResult> {
 }
 
 /// Host files under /etc that the sandboxed command may see (read-only, if they exist).
-const HOST_ETC: [&str; 8] = [
-    "alternatives",
-    "ld.so.cache",
-    "ld.so.conf",
-    "ld.so.conf.d",
-    "ssl",
-    "ca-certificates",
-    "localtime",
-    "mime.types",
-];
+const HOST_ETC: [&str; 8] =
+    ["alternatives", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "ssl", "ca-certificates", "localtime", "mime.types"];
 
 /// A passwd and group naming only root and the running user, so `id` and `whoami` work
 /// without the host's account list.

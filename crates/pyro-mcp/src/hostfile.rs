@@ -21,7 +21,8 @@ pub fn open_regular(path: &Path, what: &str, nofollow: bool) -> Result<File> {
     if nofollow {
         flags |= libc::O_NOFOLLOW;
     }
-    let f = std::fs::OpenOptions::new().read(true).custom_flags(flags).open(path).map_err(|e| open_error(path, what, e))?;
+    let f =
+        std::fs::OpenOptions::new().read(true).custom_flags(flags).open(path).map_err(|e| open_error(path, what, e))?;
     let meta = f.metadata().map_err(|e| open_error(path, what, e))?;
     if !meta.is_file() {
         return Err(Error::invalid(format!("{what} {} is not a regular file", path.display()))
@@ -33,7 +34,9 @@ pub fn open_regular(path: &Path, what: &str, nofollow: bool) -> Result<File> {
 fn open_error(path: &Path, what: &str, e: std::io::Error) -> Error {
     match e.raw_os_error() {
         Some(libc::ENOENT) => Error::not_found(format!("{what} {} does not exist", path.display())),
-        Some(libc::ELOOP) => Error::invalid(format!("{what} {} is a symlink (refused: it could point anywhere)", path.display())),
+        Some(libc::ELOOP) => {
+            Error::invalid(format!("{what} {} is a symlink (refused: it could point anywhere)", path.display()))
+        }
         _ => Error::invalid(format!("{what} {}: {e}", path.display())),
     }
 }

@@ -72,13 +72,17 @@ pub fn is_supervisor_of(pid: i32, dir: &Path) -> bool {
 
 /// The memory a VM was given, from its spec (`-m N`).
 fn spec_mem_mib(dir: &Path) -> u64 {
-    let Some(spec) = std::fs::read(dir.join("spec.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<super::spec::VmSpec>(&b).ok())
+    let Some(spec) =
+        std::fs::read(dir.join("spec.json")).ok().and_then(|b| serde_json::from_slice::<super::spec::VmSpec>(&b).ok())
     else {
         return 0;
     };
-    spec.args.iter().position(|a| a == "-m").and_then(|i| spec.args.get(i + 1)).and_then(|m| m.parse().ok()).unwrap_or(0)
+    spec.args
+        .iter()
+        .position(|a| a == "-m")
+        .and_then(|i| spec.args.get(i + 1))
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Every VM under `vms` whose supervisor is alive.

@@ -2,8 +2,8 @@
 //! them. A workspace's VM is started on demand: if it died (killed, host reboot), the next
 //! operation that needs the guest boots it again from its disk and says so.
 
-use super::secrets::{self, SecretEnv, SecretSpec};
 use super::recover::{reset_journal, ResetJournal};
+use super::secrets::{self, SecretEnv, SecretSpec};
 use super::store::{gone, CommandRow, Row, Store, WorkspaceNetwork};
 use super::{guest_path, seed, validate_label, validate_name, WorkspaceInfo, WorkspaceList, WorkspaceSeed};
 use crate::clock::now_s;

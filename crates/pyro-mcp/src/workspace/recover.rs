@@ -45,7 +45,10 @@ pub struct SweepReport {
 
 impl SweepReport {
     pub fn is_empty(&self) -> bool {
-        self.workspaces.is_empty() && self.vm_dirs.is_empty() && self.supervisors_stopped == 0 && self.stale_sockets == 0
+        self.workspaces.is_empty()
+            && self.vm_dirs.is_empty()
+            && self.supervisors_stopped == 0
+            && self.stale_sockets == 0
     }
 }
 

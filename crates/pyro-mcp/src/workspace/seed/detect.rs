@@ -10,9 +10,9 @@ use std::fs::File;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::sync::Arc;
 use std::path::Path;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 #[derive(Debug)]
 pub(super) struct Detected {
@@ -38,8 +38,11 @@ pub(super) fn detect_in(source: &Path, exact: bool) -> Result<Detected> {
     let root = fs::canonicalize(source).map_err(|e| open_error(source, e))?;
     let label = root.display().to_string();
     let changed = || {
-        Error::invalid(format!("seed source {} changed while it was being opened (a symlink was swapped in)", source.display()))
-            .hint("seed from a path nothing else is changing")
+        Error::invalid(format!(
+            "seed source {} changed while it was being opened (a symlink was swapped in)",
+            source.display()
+        ))
+        .hint("seed from a path nothing else is changing")
     };
     if exact && root != source {
         return Err(changed());
