@@ -72,8 +72,8 @@ impl Campaign<'_> {
                 "patch",
                 "apply",
                 target,
-                "--patch",
-                &format!("--- /dev/null\n+++ b/patched-{i}.txt\n@@ -0,0 +1 @@\n+{i}\n"),
+                // `=`: a value starting with `--` would read as a flag.
+                &format!("--patch=--- /dev/null\n+++ b/patched-{i}.txt\n@@ -0,0 +1 @@\n+{i}\n"),
             ]),
             "export" => s(&[
                 "workspace",

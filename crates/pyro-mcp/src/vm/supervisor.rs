@@ -419,6 +419,9 @@ fn stop(sh: &Arc<Shared>, why: &str, polite: bool, state: &str, code: i32) -> ! 
             std::thread::sleep(Duration::from_secs(1));
         }
     }
+    // No new clients from here: a call arriving now finds no socket and waits for this
+    // supervisor to be gone (then boots the VM again) instead of being refused mid-teardown.
+    let _ = std::fs::remove_file(sh.dir.join("supervisor.sock"));
     if polite && !sh.spec.ephemeral && lock(&sh.exited.0).is_none() {
         send_guest(sh, u32::MAX, &Message::Shutdown, &[]);
         wait_exited(sh, Duration::from_secs(10));
