@@ -97,7 +97,7 @@ pub fn launch(rt: &Runtime, opts: LaunchOptions) -> Result<Vm> {
     };
     // Counted and started under the launch lock, so two launches cannot share the last slot.
     let vms = rt.paths.vms();
-    let quota_lock = quota::lock(&vms)?;
+    let quota_lock = quota::lock(&rt.paths.runtime)?;
     if let Err(e) = quota::check(&vms, opts.mem_mib as u64, quota::Limits::from_env()) {
         if opts.dir.is_none() {
             let _ = std::fs::remove_dir_all(&dir);

@@ -2,7 +2,7 @@
 //!
 //! Every VM is a supervisor process with a runtime dir `<runtime>/vms/<id>` holding its
 //! `spec.json` (the memory it was given) and `supervisor.pid`. `launch` takes
-//! `<runtime>/vms/.launch.lock`, counts the live ones, refuses a VM over either limit with
+//! `<runtime>/launch.lock`, counts the live ones, refuses a VM over either limit with
 //! `limit_exceeded` before anything boots, and records the new supervisor's pid before it lets
 //! go of the lock, so two launches at once cannot both take the last slot.
 //!
@@ -121,10 +121,11 @@ pub fn check(vms: &Path, mem_mib: u64, limits: Limits) -> Result<()> {
     Ok(())
 }
 
-/// The launch lock: held from the count until the new supervisor's pid is on disk.
-pub fn lock(vms: &Path) -> Result<std::fs::File> {
-    crate::paths::private_dir(vms)?;
-    crate::env::lock(&vms.join(".launch.lock"))
+/// The launch lock (`<runtime>/launch.lock`, beside `vms/` so that dir holds only VMs): held
+/// from the count until the new supervisor's pid is on disk.
+pub fn lock(runtime: &Path) -> Result<std::fs::File> {
+    crate::paths::private_dir(runtime)?;
+    crate::env::lock(&runtime.join("launch.lock"))
 }
 
 #[cfg(test)]
