@@ -361,6 +361,7 @@ impl Workspaces<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Code;
 
     #[test]
     fn names() {
