@@ -292,7 +292,7 @@ fn kill_minus_nine_campaign() {
                 let _ = std::fs::remove_dir_all(e.path()).or_else(|_| std::fs::remove_file(e.path()));
             }
         }
-        if i % 10 == 0 {
+        if i.is_multiple_of(10) {
             eprintln!(
                 "crash: {kills} kills ({missed} finished first) after {} s, {} inconsistent, {} orphans",
                 started.elapsed().as_secs(),

@@ -181,7 +181,7 @@ pub(crate) fn kv(items: &[String], what: &str) -> Result<Vec<(String, String)>, 
 /// Read a host file given by the user for --text-file / --patch-file, bounded.
 /// Opened once, a regular file only (`/dev/zero` or a FIFO is refused, not read forever),
 /// never more than `limit + 1` bytes read.
-fn read_input(p: &PathBuf, limit: u64) -> Result<String, Error> {
+fn read_input(p: &std::path::Path, limit: u64) -> Result<String, Error> {
     let bytes = pyro_mcp::hostfile::read_bounded(p, "input file", limit)?;
     String::from_utf8(bytes).map_err(|_| Error::invalid(format!("{} is not UTF-8 text", p.display())))
 }

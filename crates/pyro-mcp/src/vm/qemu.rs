@@ -259,7 +259,7 @@ pub fn serial_tail(path: &Path, lines: usize) -> String {
         text.extend(read_tail(p, 2 * SERIAL_PART));
     }
     let text = &text[text.len().saturating_sub(2 * SERIAL_PART as usize)..];
-    let text = String::from_utf8_lossy(&text);
+    let text = String::from_utf8_lossy(text);
     let all: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
