@@ -146,6 +146,13 @@ impl Campaign<'_> {
             }
         }
         for id in listed {
+            let wdir = self.ws.data.path().join("workspaces").join(id);
+            for e in std::fs::read_dir(&wdir).into_iter().flatten().flatten() {
+                let n = e.file_name().to_string_lossy().to_string();
+                if n.starts_with("sync-") && n.ends_with(".tar") {
+                    self.orphans.push(format!("{ctx}: sync archive {id}/{n} of a killed call"));
+                }
+            }
             let dir = vms.join(id);
             let socks: Vec<String> = ["supervisor.sock", "ctl.sock", "qmp.sock", "serial.sock"]
                 .iter()

@@ -13,13 +13,14 @@ pub fn main(json: bool, fix: bool) -> i32 {
             Ok(r) if json => render::json(&r),
             Ok(r) if r.is_empty() => println!("fix:          nothing left behind by killed calls"),
             Ok(r) => println!(
-                "fix:          removed {} half-made workspace(s) {:?}, {} VM dir(s) {:?}; stopped {} supervisor(s); removed {} stale socket(s)",
+                "fix:          removed {} half-made workspace(s) {:?}, {} VM dir(s) {:?}; stopped {} supervisor(s); removed {} stale socket(s), {} stale file(s)",
                 r.workspaces.len(),
                 r.workspaces,
                 r.vm_dirs.len(),
                 r.vm_dirs,
                 r.supervisors_stopped,
-                r.stale_sockets
+                r.stale_sockets,
+                r.stale_files
             ),
             Err(e) => return render::error(&e, json),
         }

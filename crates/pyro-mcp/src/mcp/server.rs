@@ -547,7 +547,7 @@ impl Inner {
             }
             Call::Sync(a, src) => {
                 let id = self.resolve(&ws, &a.workspace_id)?;
-                reply(ws.sync_push(&id, &src, a.dest.as_deref())?)
+                reply(ws.sync_push_in(&id, &src, true, a.dest.as_deref())?)
             }
             Call::Exec(a, secret_env) => {
                 let id = self.resolve(&ws, &a.workspace_id)?;

@@ -41,6 +41,8 @@ pub struct SweepReport {
     pub supervisors_stopped: u32,
     /// Dead VMs' socket files removed.
     pub stale_sockets: u32,
+    /// Temporary files of killed calls removed (sync archives).
+    pub stale_files: u32,
 }
 
 impl SweepReport {
@@ -145,6 +147,16 @@ impl Workspaces<'_> {
             }
             let persistent = spec_persistent(&vdir);
             if rows.contains(&id) {
+                // Sync archives of killed calls (a live call holds its archive's lock).
+                let wdir = wroot.join(&id);
+                for n in names(&wdir) {
+                    if n.starts_with("sync-") && n.ends_with(".tar") {
+                        if let Ok(Some(_held)) = crate::env::try_lock(&wdir.join(&n)) {
+                            let _ = std::fs::remove_file(wdir.join(&n));
+                            report.stale_files += 1;
+                        }
+                    }
+                }
                 if quota::supervisor_of(&vdir).is_none() && older_than(&vdir, Duration::from_secs(1)) {
                     for s in SOCKETS {
                         if std::fs::remove_file(vdir.join(s)).is_ok() {
