@@ -30,6 +30,7 @@ pub(super) struct Detected {
 /// the resolved one, and its `fstat` decides directory or regular file (a FIFO or device is
 /// refused without blocking). `exact`: `source` was resolved and confined by the caller (the
 /// MCP server), so it must resolve to itself now.
+#[cfg(test)]
 pub(super) fn detect(source: &Path) -> Result<Detected> {
     detect_in(source, false)
 }

@@ -24,6 +24,7 @@ mod tests;
 
 use crate::error::Result;
 use archive::{emit_archive, plan_archive};
+#[cfg(test)]
 use detect::detect;
 use host::{emit_host, plan_host};
 use serde::Deserialize;
@@ -103,6 +104,7 @@ pub struct SeedInfo {
 /// Inspect and validate the source fully (nothing is sent before everything was checked),
 /// then write a normalized uncompressed tar (paths relative, no leading "/", uid/gid 0, mtimes kept, modes kept,
 /// only regular files, dirs and in-tree symlinks) to `out`. Returns what was written.
+#[cfg(test)]
 pub fn build_seed_tar(source: &Path, out: &mut dyn Write) -> Result<SeedInfo> {
     build_seed_tar_in(source, false, out)
 }
@@ -115,6 +117,7 @@ pub fn build_seed_tar_in(source: &Path, exact: bool, out: &mut dyn Write) -> Res
 
 /// What kind of seed source `source` is; errors as `build_seed_tar` would for a missing or
 /// unsupported source.
+#[cfg(test)]
 pub fn detect_kind(source: &Path) -> Result<SourceKind> {
     Ok(detect(source)?.kind)
 }
