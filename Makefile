@@ -7,7 +7,7 @@ GUEST := target/$(TARGET)/release/pyro-guest
 PYRO := target/release/pyro
 PREFIX ?= $(HOME)/.local
 
-.PHONY: mcp-client setup packages build guest environment test test-security check fmt lint demo bench install clean smoke-user host-clis
+.PHONY: mcp-client setup packages build guest environment test test-security test-crash check fmt lint demo bench install clean smoke-user host-clis
 
 ## Host packages (root or sudo), the build, the guest kernel and the default environment.
 setup: packages build environment
@@ -44,6 +44,12 @@ test: setup lint host-clis mcp-client
 ## `security: N tried, N held`. Not part of `cargo test --workspace` (CI runs it after `make test`).
 test-security: build
 	PYRO_BIN=$(CURDIR)/$(PYRO) PYRO_GUEST_BIN=$(CURDIR)/$(GUEST) $(CARGO) test --release --locked -p pyro-cli --test security -- --test-threads=1 --nocapture
+
+## The kill -9 campaign (tests/crash.rs): at least 100 kills of `pyro` at random instants of
+## create, exec, sync push, patch apply, export, reset and delete, each followed by status,
+## list and an orphan check. Prints `crash: K kills, I inconsistent states, O orphans`.
+test-crash: build
+	PYRO_CRASH=1 PYRO_BIN=$(CURDIR)/$(PYRO) PYRO_GUEST_BIN=$(CURDIR)/$(GUEST) $(CARGO) test --release --locked -p pyro-cli --test crash -- --nocapture
 
 # Claude Code's and Codex's real CLIs (from npm) for the host-helper tests; optional.
 host-clis:

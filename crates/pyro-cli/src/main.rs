@@ -25,7 +25,11 @@ enum Cmd {
     /// Run one command in a fresh microVM that is destroyed afterwards
     Run(commands::run::Args),
     /// Check that this host and user can run pyro's guests, and say how to fix what is missing
-    Doctor,
+    Doctor {
+        /// Also remove what killed pyro calls left behind (orphaned VMs, half-made workspaces)
+        #[arg(long)]
+        fix: bool,
+    },
     /// Show the create, start, exec, delete lifecycle end to end
     Demo(commands::demo::Args),
     /// List and install environments
@@ -57,7 +61,7 @@ fn main() {
     let code = match cli.command {
         Cmd::Supervise { dir } => pyro_mcp::internal::supervise(&dir),
         Cmd::Run(a) => commands::run::main(a, json),
-        Cmd::Doctor => commands::doctor::main(json),
+        Cmd::Doctor { fix } => commands::doctor::main(json, fix),
         Cmd::Demo(a) => commands::demo::main(a),
         Cmd::Env(c) => commands::env::main(c, json),
         Cmd::Workspace(c) => commands::workspace::main(c, json),

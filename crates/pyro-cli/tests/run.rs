@@ -137,7 +137,8 @@ fn missing_qemu_fails_clearly_unless_host_compat() {
             "--",
             "sh",
             "-c",
-            "touch /workspace/ok && ls /workspace && (touch /etc/x 2>/dev/null && echo writable || echo readonly)",
+            "touch /workspace/ok && ls /workspace && (touch /etc/x 2>/dev/null && echo writable || echo readonly) && \
+             (test -e /etc/shadow -o -e /etc/hostname && echo host-etc || echo minimal-etc) && id -un",
         ])
         .output()
         .unwrap();
@@ -145,7 +146,8 @@ fn missing_qemu_fails_clearly_unless_host_compat() {
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
         let v = json(&o);
         assert_eq!(v["execution_mode"], "host_compat");
-        assert_eq!(v["stdout"], "ok\nreadonly\n");
+        // The host's /etc stays hidden: a minimal one with a synthetic passwd instead.
+        assert_eq!(v["stdout"], "ok\nreadonly\nminimal-etc\nroot\n");
     }
     t.assert_clean();
 }

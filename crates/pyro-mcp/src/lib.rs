@@ -7,6 +7,7 @@
 //! rest of the runtime is private; what the `pyro` binaries need beyond the SDK is in
 //! [`internal`], which is not a stable interface.
 
+pub mod hostfile;
 pub mod limits;
 pub mod mcp;
 // Public because `Paths` is an SDK type (`Pyro::with_paths`) and callers name it by this path.

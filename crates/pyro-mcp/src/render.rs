@@ -191,6 +191,14 @@ impl Logs {
     fn render(&self, with_output: bool) -> String {
         let mut s = format!("{} commands since the last reset\n", self.count);
         for e in &self.entries {
+            if !e.finished {
+                s.push_str(&format!(
+                    "#{} [unfinished: running, or lost with the VM or its caller] {}\n",
+                    e.sequence,
+                    clip(&e.command, 200)
+                ));
+                continue;
+            }
             let how = if e.cancelled {
                 ", cancelled"
             } else if e.timed_out {

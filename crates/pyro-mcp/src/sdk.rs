@@ -184,6 +184,13 @@ impl Pyro {
     }
 
     /// The user's workspaces (opens the state database; cheap).
+    /// `pyro doctor --fix`: settle what killed calls left behind (workspaces half created or
+    /// half deleted, VMs nobody owns, dead VMs' sockets and overlays) and say what was removed.
+    /// Every workspace call does the same on its way in; this one reports it.
+    pub fn repair(&self) -> Result<crate::workspace::recover::SweepReport> {
+        crate::workspace::lifecycle::Workspaces::open_unswept(self)?.sweep()
+    }
+
     pub fn workspaces(&self) -> Result<crate::workspace::lifecycle::Workspaces<'_>> {
         crate::workspace::lifecycle::Workspaces::open(self)
     }

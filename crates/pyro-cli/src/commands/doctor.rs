@@ -1,12 +1,33 @@
-//! `pyro doctor`
+//! `pyro doctor [--fix]`: the host check, and with `--fix` the sweep of what killed calls left
+//! behind (`Pyro::repair`).
 
 use crate::render;
 
-pub fn main(json: bool) -> i32 {
+pub fn main(json: bool, fix: bool) -> i32 {
     let pyro = match render::pyro("doctor", json) {
         Ok(p) => p,
         Err(code) => return code,
     };
+    if fix {
+        match pyro.repair() {
+            Ok(r) if json => render::json(&r),
+            Ok(r) if r.is_empty() => println!("fix:          nothing left behind by killed calls"),
+            Ok(r) => println!(
+                "fix:          removed {} half-made workspace(s) {:?}, {} VM dir(s) {:?}; stopped {} supervisor(s); removed {} stale socket(s), {} stale file(s)",
+                r.workspaces.len(),
+                r.workspaces,
+                r.vm_dirs.len(),
+                r.vm_dirs,
+                r.supervisors_stopped,
+                r.stale_sockets,
+                r.stale_files
+            ),
+            Err(e) => return render::error(&e, json),
+        }
+        if json {
+            return 0;
+        }
+    }
     let r = pyro.doctor();
     if json {
         render::json(&r);

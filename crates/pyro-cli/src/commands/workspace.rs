@@ -198,12 +198,11 @@ pub(crate) fn kv(items: &[String], what: &str) -> Result<Vec<(String, String)>, 
 }
 
 /// Read a host file given by the user for --text-file / --patch-file, bounded.
-fn read_input(p: &PathBuf, limit: u64) -> Result<String, Error> {
-    let meta = std::fs::metadata(p).map_err(|e| Error::not_found(format!("{}: {e}", p.display())))?;
-    if meta.len() > limit {
-        return Err(Error::limit(format!("{} is {} bytes; the limit is {limit}", p.display(), meta.len())));
-    }
-    std::fs::read_to_string(p).map_err(|e| Error::invalid(format!("{}: {e}", p.display())))
+/// Opened once, a regular file only (`/dev/zero` or a FIFO is refused, not read forever),
+/// never more than `limit + 1` bytes read.
+fn read_input(p: &std::path::Path, limit: u64) -> Result<String, Error> {
+    let bytes = pyro_mcp::hostfile::read_bounded(p, "input file", limit)?;
+    String::from_utf8(bytes).map_err(|_| Error::invalid(format!("{} is not UTF-8 text", p.display())))
 }
 
 pub fn main(c: WsCmd, json: bool) -> i32 {
@@ -238,7 +237,17 @@ fn run(c: WsCmd, json: bool) -> Result<i32, Error> {
                 .map(|s| SecretSpec::parse_literal(s))
                 .chain(secret_files.iter().map(|s| SecretSpec::parse_file(s)))
                 .collect::<Result<_, _>>()?;
-            let o = CreateOptions { environment, seed_path, name, labels, vcpu_count, mem_mib, network, secrets };
+            let o = CreateOptions {
+                environment,
+                seed_path,
+                name,
+                labels,
+                vcpu_count,
+                mem_mib,
+                network,
+                secrets,
+                seed_path_resolved: false,
+            };
             let w = ws.create(&o, pyro.progress())?;
             if id_only {
                 println!("{}", w.id);

@@ -279,6 +279,10 @@ pub(crate) struct Release {
     pub codename: String,
     pub version: String,
     pub acquire_by_hash: bool,
+    /// `Date:` (seconds since the epoch): when the archive signed this index.
+    pub date: u64,
+    /// `Valid-Until:`, when the archive sets one (the main suites do not, security does).
+    pub valid_until: Option<u64>,
     /// path -> (sha256, size), from the SHA256 field.
     pub sha256: HashMap<String, (String, u64)>,
 }
@@ -301,12 +305,61 @@ pub(crate) fn parse_release(text: &str) -> std::result::Result<Release, String> 
         let size: u64 = size.parse().map_err(|_| format!("bad size in SHA256 line {line:?}"))?;
         sha256.insert(path.to_string(), (hash.to_ascii_lowercase(), size));
     }
+    let date = s.get("Date").ok_or("Release has no Date field")?;
+    let date = parse_rfc2822(date).ok_or_else(|| format!("bad Date {date:?}"))?;
+    let valid_until = match s.get("Valid-Until") {
+        Some(v) => Some(parse_rfc2822(v).ok_or_else(|| format!("bad Valid-Until {v:?}"))?),
+        None => None,
+    };
     Ok(Release {
+        date,
+        valid_until,
         codename: s.get("Codename").unwrap_or("").to_string(),
         version: s.get("Version").unwrap_or("").to_string(),
         acquire_by_hash: s.get("Acquire-By-Hash").is_some_and(|v| v.eq_ignore_ascii_case("yes")),
         sha256,
     })
+}
+
+/// A Release file date, as Debian writes them: `Sat, 09 Nov 2024 10:09:37 UTC` (the weekday
+/// is optional, the zone is `UTC`, `GMT`, `Z` or a `+hhmm` offset). Seconds since the epoch.
+pub(crate) fn parse_rfc2822(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let s = s.split_once(", ").map(|(_, r)| r).unwrap_or(s);
+    let f: Vec<&str> = s.split_whitespace().collect();
+    let [day, mon, year, time, zone] = f[..] else { return None };
+    let day: i64 = day.parse().ok()?;
+    let mon = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+        .iter()
+        .position(|m| m.eq_ignore_ascii_case(mon))? as i64
+        + 1;
+    let year: i64 = year.parse().ok()?;
+    let hms: Vec<i64> = time.split(':').map(|x| x.parse().ok()).collect::<Option<Vec<_>>>()?;
+    let [h, mi, se] = hms[..] else { return None };
+    let offset = match zone {
+        "UTC" | "GMT" | "Z" | "+0000" | "-0000" => 0,
+        z if z.len() == 5 && (z.starts_with('+') || z.starts_with('-')) => {
+            let v: i64 = z[1..].parse().ok()?;
+            let secs = (v / 100) * 3600 + (v % 100) * 60;
+            if z.starts_with('-') {
+                -secs
+            } else {
+                secs
+            }
+        }
+        _ => return None,
+    };
+    if !(1..=31).contains(&day) || !(0..24).contains(&h) || !(0..60).contains(&mi) || !(0..=60).contains(&se) {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let (y, m) = if mon <= 2 { (year - 1, mon + 9) } else { (year, mon - 3) };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146097 + doe - 719468;
+    u64::try_from(days * 86400 + h * 3600 + mi * 60 + se - offset).ok()
 }
 
 pub(crate) fn is_sha256_hex(s: &str) -> bool {
@@ -537,7 +590,7 @@ mod tests {
     use super::*;
 
     const RELEASE: &str = "Origin: Debian\nLabel: Debian\nSuite: oldstable\nVersion: 12.15\nCodename: bookworm\n\
-Acquire-By-Hash: yes\nArchitectures: all amd64 arm64\nComponents: main contrib\n\
+Date: Sat, 09 Nov 2024 10:09:37 UTC\nAcquire-By-Hash: yes\nArchitectures: all amd64 arm64\nComponents: main contrib\n\
 MD5Sum:\n 0ed6d4c8891eb86358b94bb35d9e4da4  1484322 contrib/Contents-all\n \
 b838d31986207780a596ce3e8010f90f  8790396 main/binary-amd64/Packages.xz\n\
 SHA256:\n 515e692f2c4121c6fcec444ef100cc18f79a991910615f3a88c8b7becfc94d2f 50060337 main/binary-amd64/Packages\n \
@@ -560,10 +613,19 @@ e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855        0 main/b
     }
 
     #[test]
+    fn release_dates() {
+        assert_eq!(parse_rfc2822("Sat, 09 Nov 2024 10:09:37 UTC"), Some(1731146977));
+        assert_eq!(parse_rfc2822("Thu, 01 Jan 1970 00:00:00 UTC"), Some(0));
+        assert_eq!(parse_rfc2822("09 Nov 2024 11:09:37 +0100"), Some(1731146977));
+        assert_eq!(parse_rfc2822("Sat, 09 Nov 2024 10:09:37"), None);
+        assert_eq!(parse_rfc2822("Sat, 32 Nov 2024 10:09:37 UTC"), None);
+    }
+
+    #[test]
     fn release_rejects_malformed_lines() {
         assert!(parse_release("Codename: x\nSHA256:\n abc 12 main/x\n").is_err());
         assert!(parse_release("Codename: x\n").is_err());
-        let bad_size = format!("SHA256:\n {} 12x main/x\n", "a".repeat(64));
+        let bad_size = format!("Date: Sat, 09 Nov 2024 10:09:37 UTC\nSHA256:\n {} 12x main/x\n", "a".repeat(64));
         assert!(parse_release(&bad_size).is_err());
     }
 

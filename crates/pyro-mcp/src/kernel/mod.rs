@@ -101,6 +101,10 @@ struct Manifest {
     files: Vec<FileSum>,
     /// URL the .deb came from (informational).
     source: String,
+    /// The `Date:` of the signed Release file it was chosen from: a later fetch refuses an
+    /// index older than this (a replayed old index would bring back an old kernel).
+    #[serde(default)]
+    release_date: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -159,6 +163,35 @@ fn newest_cached(cache_dir: &Path) -> Option<Manifest> {
                 .then_with(|| debian::compare_versions(&a.kernel.release, &b.kernel.release))
                 .then_with(|| a.kernel.dir.cmp(&b.kernel.dir))
         })
+}
+
+/// A signed index is only as good as it is recent: refuse one past its `Valid-Until`, or older
+/// than the index a cached kernel came from (a mirror or a man in the middle replaying an old,
+/// validly signed index to bring back an old kernel). A cache with no recorded date (older pyro
+/// versions, a fresh machine) accepts any date.
+fn check_freshness(release: &debian::Release, cache_dir: &Path, now: u64) -> Result<()> {
+    if let Some(until) = release.valid_until {
+        if now > until {
+            return Err(Error::guest(format!(
+                "the signed {SUITE} Release file expired {} s ago (Valid-Until); the mirror serves a stale index",
+                now - until
+            )));
+        }
+    }
+    let cached = std::fs::read_dir(cache_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .filter_map(|e| load_manifest(&e.path()).and_then(|m| m.release_date))
+        .max();
+    if let Some(seen) = cached.filter(|seen| release.date < *seen) {
+        return Err(Error::guest(format!(
+            "the signed {SUITE} Release file is dated {} s before the one the cached kernel came from; refusing an older index (replayed?)",
+            seen - release.date
+        )));
+    }
+    Ok(())
 }
 
 /// Directory-name-safe form of `s`.
@@ -245,6 +278,7 @@ fn fetch_and_install(cache_dir: &Path, mirror: &str, progress: &dyn Fn(&str)) ->
         ))
         .hint(hint()));
     }
+    check_freshness(&release, cache_dir, crate::clock::now_s()).map_err(|e| e.hint(hint()))?;
     progress(&format!("kernel: InRelease signature verified (Debian {})", release.version));
 
     // 2. The package index, checked against the signed Release file.
@@ -314,6 +348,7 @@ fn fetch_and_install(cache_dir: &Path, mirror: &str, progress: &dyn Fn(&str)) ->
         },
         files,
         source: mirror.url(&pkg.filename),
+        release_date: Some(release.date),
     };
     let json =
         serde_json::to_vec_pretty(&manifest).map_err(|e| Error::internal(format!("encoding {MANIFEST}: {e}")))?;
@@ -404,8 +439,30 @@ mod tests {
             },
             files: vec![sum("vmlinuz"), sum("modules/virtio.ko")],
             source: "test".into(),
+            release_date: Some(1_000_000),
         };
         std::fs::write(at.join(MANIFEST), serde_json::to_vec(&m).unwrap()).unwrap();
+    }
+
+    #[test]
+    fn old_or_expired_indexes_are_refused() {
+        let cache = test_dir("fresh");
+        let release = |date, valid_until| debian::Release {
+            codename: SUITE.into(),
+            version: "12".into(),
+            acquire_by_hash: true,
+            date,
+            valid_until,
+            sha256: Default::default(),
+        };
+        // Nothing cached: any date (the CI's fresh fetch).
+        assert!(check_freshness(&release(5, None), &cache, 10).is_ok());
+        fake_install(&cache.join("a_6.1.9-1"), "6.1.9-1");
+        assert!(check_freshness(&release(999_999, None), &cache, 2_000_000).is_err(), "older than the cached one");
+        assert!(check_freshness(&release(1_000_000, None), &cache, 2_000_000).is_ok());
+        assert!(check_freshness(&release(1_500_000, Some(1_600_000)), &cache, 2_000_000).is_err(), "expired");
+        assert!(check_freshness(&release(1_500_000, Some(2_100_000)), &cache, 2_000_000).is_ok());
+        std::fs::remove_dir_all(&cache).unwrap();
     }
 
     #[test]

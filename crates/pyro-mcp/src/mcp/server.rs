@@ -392,6 +392,7 @@ impl Inner {
             refuse_scope_label(a.labels.keys())?;
             let environment = a.environment.unwrap_or_else(|| tools::DEFAULT_ENVIRONMENT.into());
             self.check_environment(&environment)?;
+            let explicit = a.seed_path.is_some();
             let (seed_path, seed_source) = match a.seed_path {
                 Some(p) => {
                     let p = self.confine(pyro, &p, "seed_path")?;
@@ -413,6 +414,9 @@ impl Inner {
                 mem_mib: a.mem_mib,
                 network,
                 secrets,
+                // Confined as resolved above: the seed code refuses it if it resolves
+                // elsewhere by the time it is opened (checked on the descriptor).
+                seed_path_resolved: explicit,
             };
             let mut ws = pyro.workspaces()?;
             return reply(CreateResult { workspace: ws.create(&o, pyro.progress())?, seed_source });
@@ -563,7 +567,7 @@ impl Inner {
             }
             Call::Sync(a, src) => {
                 let id = self.resolve(&ws, &a.workspace_id)?;
-                reply(ws.sync_push(&id, &src, a.dest.as_deref())?)
+                reply(ws.sync_push_in(&id, &src, true, a.dest.as_deref())?)
             }
             Call::Exec(a, secret_env) => {
                 let id = self.resolve(&ws, &a.workspace_id)?;

@@ -9,6 +9,8 @@ pub mod client;
 pub mod initramfs;
 pub mod qemu;
 pub mod qmp;
+pub mod quota;
+pub mod serial;
 pub mod spec;
 pub mod supervisor;
 
@@ -100,7 +102,18 @@ pub fn launch(rt: &Runtime, opts: LaunchOptions) -> Result<Vm> {
         net: opts.net.clone(),
         restore: opts.restore.clone(),
     };
-    let _ = std::fs::remove_file(dir.join("serial.log"));
+    // Counted and started under the launch lock, so two launches cannot share the last slot.
+    let vms = rt.paths.vms();
+    let quota_lock = quota::lock(&rt.paths.runtime)?;
+    if let Err(e) = quota::check(&vms, opts.mem_mib as u64, quota::Limits::from_env()) {
+        if opts.dir.is_none() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        return Err(e);
+    }
+    for old in ["serial.log", "serial.log.1"] {
+        let _ = std::fs::remove_file(dir.join(old));
+    }
     crate::paths::write_atomic(&dir.join("spec.json"), &serde_json::to_vec_pretty(&spec).unwrap())?;
     let log = std::fs::File::create(dir.join("supervisor.log")).ctx("creating supervisor log")?;
     let mut cmd = std::process::Command::new(&rt.supervisor_bin);
@@ -122,6 +135,15 @@ pub fn launch(rt: &Runtime, opts: LaunchOptions) -> Result<Vm> {
         Error::internal(format!("cannot start the supervisor {}: {e}", rt.supervisor_bin.display()))
     })?;
     let pid = child.id();
+    // Recorded before the lock goes: the next count sees this VM, and a later call can find
+    // and stop a supervisor whose launcher was killed before it heard back.
+    let recorded = crate::paths::write_atomic(&dir.join("supervisor.pid"), pid.to_string().as_bytes());
+    drop(quota_lock);
+    if let Err(e) = recorded {
+        // SAFETY: kill takes no pointers; `pid` is our unreaped child.
+        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        return Err(e);
+    }
     if opts.ephemeral {
         EPHEMERAL.lock().unwrap().push(pid);
     }

@@ -140,9 +140,28 @@ pub fn cpu_model(accel: Accel) -> String {
     }
 }
 
+/// A path as a value inside a QEMU option list (`-drive file=...,format=...`): QEMU splits
+/// those at commas, and `,,` is its escape for a literal one, so a host path with a comma
+/// (a user's data dir, say) must be doubled or it would inject options of its own.
+pub fn opt_path(p: &Path) -> String {
+    p.display().to_string().replace(',', ",,")
+}
+
+/// The serial console's size on disk: the supervisor keeps the newest output in `serial.log`
+/// and the half before it in `serial.log.1`, each at most this, whatever the guest writes.
+pub const SERIAL_PART: u64 = 512 * 1024;
+
+/// Whether the serial console goes to the supervisor (through `serial.sock`, into a bounded
+/// ring) rather than straight into `serial.log`. Only the boot probe and the benchmark's floor,
+/// which run QEMU without a supervisor and kill it as soon as our init prints its marker,
+/// write the file directly.
+fn supervised(mode: VmMode) -> bool {
+    matches!(mode, VmMode::Run | VmMode::Builder | VmMode::Inspect)
+}
+
 /// The full argument list (without the binary).
 pub fn args(cfg: &MachineConfig) -> Vec<String> {
-    let d = |name: &str| cfg.dir.join(name).display().to_string();
+    let d = |name: &str| opt_path(&cfg.dir.join(name));
     let mut a: Vec<String> = vec![
         "-nodefaults".into(),
         "-no-user-config".into(),
@@ -162,8 +181,6 @@ pub fn args(cfg: &MachineConfig) -> Vec<String> {
         cfg.mem_mib.to_string(),
         "-smp".into(),
         cfg.vcpus.to_string(),
-        "-serial".into(),
-        format!("file:{}", d("serial.log")),
         "-kernel".into(),
         cfg.kernel.display().to_string(),
         "-initrd".into(),
@@ -171,12 +188,25 @@ pub fn args(cfg: &MachineConfig) -> Vec<String> {
         "-append".into(),
         kernel_cmdline(cfg),
     ]);
+    if supervised(cfg.mode) {
+        // QEMU connects to the supervisor's listener as it starts (server=off), so nothing the
+        // guest prints is lost, and a guest that floods its console is only slowed down.
+        a.extend([
+            "-chardev".into(),
+            format!("socket,id=serial0,path={},server=off", d("serial.sock")),
+            "-serial".into(),
+            "chardev:serial0".into(),
+        ]);
+    } else {
+        // `-serial file:` takes the rest of the word as the path, unsplit: no escaping.
+        a.extend(["-serial".into(), format!("file:{}", cfg.dir.join("serial.log").display())]);
+    }
     if let Some(disk) = &cfg.disk {
         a.extend([
             "-drive".into(),
             format!(
                 "id=root,file={},format={},if=none,cache={},discard=unmap{}",
-                disk.path.display(),
+                opt_path(&disk.path),
                 disk.format,
                 disk.cache,
                 // A builder must fail, not pause (QEMU's default on ENOSPC), when the host disk fills.
@@ -231,10 +261,27 @@ pub fn host_tsc_khz() -> Option<u64> {
     None
 }
 
-/// The last lines of a serial log, for error messages.
+/// The last lines of a log, for error messages: `serial.log` is read together with the part
+/// before it (`serial.log.1`, see [`SERIAL_PART`]). At most the last 2 MiB are read.
 pub fn serial_tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read(path).unwrap_or_default();
-    let text = String::from_utf8_lossy(&text);
+    let mut text = Vec::new();
+    let older = path.with_extension("log.1");
+    for p in [older.as_path(), path] {
+        text.extend(read_tail(p, 2 * SERIAL_PART));
+    }
+    let text = &text[text.len().saturating_sub(2 * SERIAL_PART as usize)..];
+    let text = String::from_utf8_lossy(text);
     let all: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// The last `max` bytes of a file (empty if it cannot be read).
+fn read_tail(path: &Path, max: u64) -> Vec<u8> {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else { return Vec::new() };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(max)));
+    let mut out = Vec::new();
+    let _ = f.take(max).read_to_end(&mut out);
+    out
 }

@@ -77,6 +77,8 @@ struct Shared {
     /// Ports published now, and where to hand the stack a new one (`PublishPort`).
     published: Mutex<Vec<crate::net::PublishedPort>>,
     publisher: Mutex<Option<std::sync::mpsc::Sender<crate::net::stack::Published>>>,
+    /// Hears from the serial thread when the console is closed and its last bytes written.
+    serial_done: Mutex<std::sync::mpsc::Receiver<()>>,
 }
 
 /// Entry point of `pyro __supervise DIR`. Never returns.
@@ -111,6 +113,15 @@ pub fn main(dir: &Path) -> ! {
     };
     let published = net.as_ref().map(|p| p.published()).unwrap_or_default();
     let publisher = net.as_ref().map(|p| p.publisher());
+    // The serial console: QEMU connects here as it starts; a thread keeps the output bounded.
+    let serial_done = match super::serial::listen(dir) {
+        Ok(done) => done,
+        Err(e) => {
+            report(&BootReport { ok: false, error: Some(e), ..empty_report() });
+            cleanup(dir, &spec);
+            std::process::exit(1);
+        }
+    };
     let log = std::fs::File::create(dir.join("qemu.log")).ok();
     let mut cmd = std::process::Command::new(&spec.qemu);
     cmd.args(&spec.args).stdin(std::process::Stdio::null());
@@ -151,6 +162,7 @@ pub fn main(dir: &Path) -> ! {
         net_error: Mutex::new(None),
         published: Mutex::new(published.clone()),
         publisher: Mutex::new(publisher),
+        serial_done: Mutex::new(serial_done),
     });
     if let (Some(prepared), Some(spec)) = (net, sh.spec.net.clone()) {
         let sh = sh.clone();
@@ -186,7 +198,10 @@ pub fn main(dir: &Path) -> ! {
     let deadline = started + Duration::from_millis(sh.spec.boot_timeout_ms);
     let ctl = sh.dir.join("ctl.sock");
     let stream = loop {
-        if let Some(why) = lock(&sh.exited.0).clone() {
+        // Bound first: in an `if let` the guard would live through the block, and
+        // `boot_failed` takes the same lock (a QEMU that failed at once hung us here).
+        let exited = lock(&sh.exited.0).clone();
+        if let Some(why) = exited {
             boot_failed(&sh, &format!("QEMU exited during boot: {why}"));
         }
         if let Ok(s) = UnixStream::connect(&ctl) {
@@ -226,7 +241,8 @@ pub fn main(dir: &Path) -> ! {
             Ok(Ok(up)) => break up,
             Ok(Err(why)) => boot_failed(&sh, &why),
             Err(_) => {
-                if let Some(why) = lock(&sh.exited.0).clone() {
+                let exited = lock(&sh.exited.0).clone();
+                if let Some(why) = exited {
                     boot_failed(&sh, &format!("the VM stopped during boot: {why}"));
                 }
                 if Instant::now() > deadline {
@@ -323,6 +339,8 @@ fn boot_failed(sh: &Arc<Shared>, why: &str) -> ! {
     sh.shutting_down.store(true, Ordering::SeqCst);
     kill_qemu(sh);
     wait_exited(sh, Duration::from_secs(5));
+    // The console's last lines may still be on their way to the file.
+    let _ = lock(&sh.serial_done).recv_timeout(Duration::from_secs(1));
     let tail = super::qemu::serial_tail(&sh.dir.join("serial.log"), 15);
     let qemu_log = super::qemu::serial_tail(&sh.dir.join("qemu.log"), 5);
     let tail = if qemu_log.is_empty() { tail } else { format!("{tail}\n{qemu_log}") };
@@ -413,6 +431,9 @@ fn stop(sh: &Arc<Shared>, why: &str, polite: bool, state: &str, code: i32) -> ! 
             std::thread::sleep(Duration::from_secs(1));
         }
     }
+    // No new clients from here: a call arriving now finds no socket and waits for this
+    // supervisor to be gone (then boots the VM again) instead of being refused mid-teardown.
+    let _ = std::fs::remove_file(sh.dir.join("supervisor.sock"));
     if polite && !sh.spec.ephemeral && lock(&sh.exited.0).is_none() {
         send_guest(sh, u32::MAX, &Message::Shutdown, &[]);
         wait_exited(sh, Duration::from_secs(10));
@@ -440,7 +461,7 @@ fn install_signal_handlers(sh: Arc<Shared>) {
 }
 
 fn remove_sockets(dir: &Path) {
-    for s in ["supervisor.sock", "ctl.sock", "qmp.sock"] {
+    for s in ["supervisor.sock", "ctl.sock", "qmp.sock", "serial.sock"] {
         let _ = std::fs::remove_file(dir.join(s));
     }
 }

@@ -176,7 +176,7 @@ impl Workspaces<'_> {
     fn stopped_disk(&mut self, key: &str) -> Result<(super::store::Row, PathBuf, std::fs::File)> {
         let r = self.resolve(key)?;
         let dir = ws_dir(self.paths(), &r.id);
-        let lock = crate::env::lock(&dir.join("lock"))?;
+        let lock = self.lock_ws(&r.id)?;
         if Client::connect(&vm_dir(self.paths(), &r.id).join("supervisor.sock")).is_ok() {
             return Err(Error::state(format!(
                 "workspace {} is running; the disk tools read a stopped workspace",
@@ -198,6 +198,7 @@ impl Workspaces<'_> {
     fn inspect(&mut self, key: &str) -> Result<(String, Client, std::fs::File)> {
         let (r, dir, lock) = self.stopped_disk(key)?;
         // A snapshot create cut short is settled first, so the chain read is the live one.
+        self.recover_reset(&r.id)?;
         self.recover_pending(&r.id)?;
         let rt = self.rt()?;
         let (_vid, vdir) = vm::new_vm_dir(rt)?;

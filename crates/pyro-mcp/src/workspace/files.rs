@@ -214,13 +214,22 @@ impl Workspaces<'_> {
     /// Copy a host directory or archive into the live workspace (default `/workspace`),
     /// overwriting what it carries and leaving the rest. The baseline does not move.
     pub fn sync_push(&mut self, key: &str, source: &Path, dest: Option<&str>) -> Result<SyncPush> {
+        self.sync_push_in(key, source, false, dest)
+    }
+
+    /// `sync_push`; `exact`: the caller resolved and confined `source` (the MCP server), so a
+    /// source that resolves elsewhere when it is opened is refused (see `seed::build_seed_tar_in`).
+    pub fn sync_push_in(&mut self, key: &str, source: &Path, exact: bool, dest: Option<&str>) -> Result<SyncPush> {
         let gp = guest_path(dest.unwrap_or("/workspace"))?;
-        seed::detect_kind(source)?;
+        seed::detect_kind_in(source, exact)?;
         let r = self.resolve(key)?;
         let tmp = super::lifecycle::ws_dir(self.paths(), &r.id).join(format!("sync-{}.tar", crate::vm::new_id()));
         let result = (|| {
             let mut f = std::fs::File::create(&tmp).ctx("creating sync archive")?;
-            let info = seed::build_seed_tar(source, &mut f)?;
+            // Held while the archive is in use: a sweep removes only unlocked ones (left by a
+            // killed call).
+            let _held = crate::env::lock(&tmp)?;
+            let info = seed::build_seed_tar_in(source, exact, &mut f)?;
             drop(f);
             let (mut c, _) = self.connect(&r)?;
             let mut rd = std::io::BufReader::new(std::fs::File::open(&tmp).ctx("opening sync archive")?);

@@ -2,8 +2,9 @@
 //! them. A workspace's VM is started on demand: if it died (killed, host reboot), the next
 //! operation that needs the guest boots it again from its disk and says so.
 
+use super::recover::{reset_journal, ResetJournal};
 use super::secrets::{self, SecretEnv, SecretSpec};
-use super::store::{CommandRow, Row, Store, WorkspaceNetwork};
+use super::store::{gone, CommandRow, Row, Store, WorkspaceNetwork};
 use super::{guest_path, seed, validate_label, validate_name, WorkspaceInfo, WorkspaceList, WorkspaceSeed};
 use crate::clock::now_s;
 use crate::error::{Code, Context, Error, Result};
@@ -33,6 +34,9 @@ pub struct CreateOptions {
     pub network: crate::net::NetworkOptions,
     /// Secrets, kept on the host and given to a process only when its exec asks for them.
     pub secrets: Vec<SecretSpec>,
+    /// `seed_path` was resolved and confined by the caller (the MCP server): refuse it if it
+    /// resolves elsewhere when opened (a symlink swapped in after the check).
+    pub seed_path_resolved: bool,
 }
 
 /// `exec` with everything it takes; `ExecOptions::new(command)` has the defaults.
@@ -153,7 +157,16 @@ pub fn vm_state(paths: &Paths, id: &str) -> (String, Option<String>) {
 }
 
 impl<'a> Workspaces<'a> {
+    /// Open the store and settle what killed calls left behind (`recover`): every call starts
+    /// from a consistent state. A sweep that fails is not this call's failure.
     pub fn open(pyro: &'a crate::Pyro) -> Result<Workspaces<'a>> {
+        let mut w = Self::open_unswept(pyro)?;
+        let _ = w.sweep();
+        Ok(w)
+    }
+
+    /// The store alone, nothing settled (`Pyro::repair` sweeps and reports).
+    pub(crate) fn open_unswept(pyro: &'a crate::Pyro) -> Result<Workspaces<'a>> {
         Ok(Workspaces { pyro, store: Store::open(&pyro.paths().data)? })
     }
 
@@ -203,6 +216,8 @@ impl<'a> Workspaces<'a> {
         probe.vcpus = o.vcpu_count.unwrap_or(crate::run::DEFAULT_VCPUS);
         probe.mem_mib = o.mem_mib.unwrap_or(crate::run::DEFAULT_MEM_MIB);
         crate::run::validate(&probe)?;
+        // Early, before a seed is packed; `launch` checks again under its lock.
+        vm::quota::check(&self.paths().vms(), probe.mem_mib as u64, vm::quota::Limits::from_env())?;
         if let Some(n) = &o.name {
             validate_name(n)?;
             if self.store.list()?.iter().any(|r| r.name.as_deref() == Some(n)) {
@@ -213,7 +228,7 @@ impl<'a> Workspaces<'a> {
             validate_label(k, v)?;
         }
         if let Some(p) = &o.seed_path {
-            seed::detect_kind(p)?;
+            seed::detect_kind_in(p, o.seed_path_resolved)?;
         }
         // Read and check every secret before anything is made (a missing file creates nothing).
         let secret_values = secrets::resolve_specs(&o.secrets)?;
@@ -228,13 +243,14 @@ impl<'a> Workspaces<'a> {
         let id = vm::new_id();
         let dir = ws_dir(self.paths(), &id);
         crate::paths::private_dir(&dir)?;
+        // Held until the row is written: a sweep leaves a locked dir alone, and takes over one
+        // whose creator was killed (everything made so far is removed; see `recover`).
+        let _lock = crate::env::lock(&dir.join("lock"))?;
         let result = secrets::store(self.paths(), &id, &secret_values)
             .and_then(|_| self.create_in(&id, &dir, &env, o, &probe, progress));
         if result.is_err() {
             self.stop_vm(&id);
-            let _ = std::fs::remove_dir_all(&dir);
-            let _ = std::fs::remove_dir_all(vm_dir(self.paths(), &id));
-            secrets::remove(self.paths(), &id);
+            self.discard(&id);
         }
         result
     }
@@ -252,7 +268,7 @@ impl<'a> Workspaces<'a> {
             Some(p) => {
                 progress(&format!("workspace: packing seed {}", p.display()));
                 let mut f = std::fs::File::create(dir.join("baseline.tar")).ctx("creating baseline archive")?;
-                let info = seed::build_seed_tar(p, &mut f)?;
+                let info = seed::build_seed_tar_in(p, o.seed_path_resolved, &mut f)?;
                 f.sync_all().ctx("writing baseline archive")?;
                 crate::paths::write_atomic(&dir.join("baseline.json"), &serde_json::to_vec(&info.manifest).unwrap())?;
                 Some(info)
@@ -342,6 +358,8 @@ impl<'a> Workspaces<'a> {
                 nameservers: crate::net::host_nameservers(),
             }
         });
+        // Never two VMs on one disk: whatever still runs from this dir goes first.
+        super::recover::kill_vm(&vdir);
         let _ = std::fs::remove_dir_all(&vdir);
         crate::paths::private_dir(&vdir)?;
         vm::launch(
@@ -375,11 +393,24 @@ impl<'a> Workspaces<'a> {
         Ok(vm)
     }
 
-    /// Stop the VM if one runs (its disk stays). Waits until the supervisor is gone.
-    fn stop_vm(&self, id: &str) {
-        if let Ok(mut c) = Client::connect(&vm_dir(self.paths(), id).join("supervisor.sock")) {
+    /// Stop the VM if one runs (its disk stays). Waits until the supervisor is gone. A VM
+    /// still booting for a killed caller has no socket yet: its supervisor is killed.
+    pub(super) fn stop_vm(&self, id: &str) {
+        let vdir = vm_dir(self.paths(), id);
+        if let Ok(mut c) = Client::connect(&vdir.join("supervisor.sock")) {
             let _ = c.shutdown();
         }
+        super::recover::kill_vm(&vdir);
+    }
+
+    /// Take a workspace's lock (mutations of its disk and VM hold it), and make sure it still
+    /// exists once held: a delete that came first is `not_found`, never an I/O error.
+    pub(super) fn lock_ws(&self, id: &str) -> Result<std::fs::File> {
+        let lock = crate::env::lock(&ws_dir(self.paths(), id).join("lock"));
+        if self.store.get(id)?.is_none() {
+            return Err(gone(id));
+        }
+        lock
     }
 
     pub fn resolve(&self, key: &str) -> Result<Row> {
@@ -392,10 +423,25 @@ impl<'a> Workspaces<'a> {
         if let Ok(c) = Client::connect(&sock) {
             return Ok((c, None));
         }
-        let _lock = crate::env::lock(&ws_dir(self.paths(), &r.id).join("lock"))?;
+        let _lock = self.lock_ws(&r.id)?;
         if let Ok(c) = Client::connect(&sock) {
             return Ok((c, None)); // someone else booted it meanwhile
         }
+        // A delete may have won the lock first: never boot the VM of a deleted workspace.
+        if self.store.get(&r.id)?.is_none() {
+            return Err(gone(&r.id));
+        }
+        // A VM still booting for a caller that was killed (its supervisor is detached and goes
+        // on): wait for it rather than start a second QEMU on the same disk.
+        let vdir = vm_dir(self.paths(), &r.id);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(vm::boot_timeout_ms());
+        while !super::recover::supervisors_of(&vdir).is_empty() && std::time::Instant::now() < deadline {
+            if let Ok(c) = Client::connect(&sock) {
+                return Ok((c, None));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        self.recover_reset(&r.id)?;
         if super::stop::stopped_reason(&ws_dir(self.paths(), &r.id)).is_some() {
             return Err(Error::state(format!("workspace {} is stopped", r.id))
                 .hint(format!("start it with `pyro workspace start {}`", r.id)));
@@ -505,6 +551,10 @@ impl<'a> Workspaces<'a> {
             max_output_bytes,
             progress_ms: self.pyro.exec_progress_ms(),
         };
+        // In the history before it runs: a command that never reports back (it crashed the
+        // guest, this process was killed) stays listed, unfinished.
+        let shown = redactor.redact_str(&command.display());
+        let sequence = self.store.start_command(&r.id, &shown, &cwd)?;
         let progress = self.pyro.progress();
         let (res, mut stdout, mut stderr) = client
             .exec_with(req, &mut |t| progress(&redactor.redact_str(&crate::run::exec_progress_line(t))))
@@ -530,11 +580,12 @@ impl<'a> Workspaces<'a> {
         };
         let row = CommandRow {
             sequence: 0,
-            command: redactor.redact_str(&command.display()),
+            command: shown,
             cwd: cwd.clone(),
             exit_code: res.exit_code,
             timed_out: res.timed_out,
             cancelled: res.cancelled,
+            finished: true,
             duration_ms: res.duration_ms,
             recorded_at: now_s(),
             stdout: hist(&stdout),
@@ -542,7 +593,7 @@ impl<'a> Workspaces<'a> {
             stdout_truncated: res.stdout.truncated || stdout.len() > HISTORY_OUTPUT,
             stderr_truncated: res.stderr.truncated || stderr.len() > HISTORY_OUTPUT,
         };
-        let sequence = self.store.record_command(&r.id, &row, &used)?;
+        self.store.finish_command(&r.id, sequence, &row, &used)?;
         Ok(ExecRecord {
             workspace_id: r.id,
             sequence,
@@ -579,7 +630,10 @@ impl<'a> Workspaces<'a> {
         }
         let r = self.resolve(key)?;
         let dir = ws_dir(self.paths(), &r.id);
-        let _lock = crate::env::lock(&dir.join("lock"))?;
+        let _lock = self.lock_ws(&r.id)?;
+        // Read again under the lock: a delete or another reset may have come first.
+        let r = self.store.get(&r.id)?.ok_or_else(|| gone(&r.id))?;
+        self.recover_reset(&r.id)?;
         // A missing snapshot is refused before anything is stopped.
         let layer = match snapshot {
             Some(n) => Some(self.snapshot_layer(&r.id, n)?),
@@ -593,31 +647,68 @@ impl<'a> Workspaces<'a> {
         // Saved memory belongs to the disk being replaced: it goes first (a reset also
         // starts a stopped workspace).
         super::stop::clear(&dir)?;
+        // Journaled: from here a kill -9 leaves `reset.json`, and the next call under the lock
+        // finishes the reset (`recover_reset`) before it uses the disk.
+        let journal = ResetJournal { snapshot: snapshot.map(str::to_string), from_generation: r.reset_count };
+        crate::paths::write_atomic(&reset_journal(&dir), &serde_json::to_vec(&journal).unwrap())?;
+        self.finish_reset(&r.id, &journal, layer.as_deref())?;
         let disk = dir.join("disk.qcow2");
-        let fresh = dir.join("disk.qcow2.new");
-        let _ = std::fs::remove_file(&fresh);
-        match &layer {
-            None => vm::create_overlay(&self.rt()?.qemu_img, &dir.join("baseline.qcow2"), &fresh)?,
-            Some(l) => vm::create_overlay_on(&self.rt()?.qemu_img, l, &fresh, vm::qcow2_size(&dir.join(l))?)?,
-        }
-        std::fs::rename(&fresh, &disk).ctx("replacing the live disk")?;
-        self.store.record_reset(&r.id, snapshot)?;
-        // The old live layer is gone: layers only it needed (deleted snapshots) go too.
-        self.sweep_layers(&r.id)?;
         self.reboot(&r, &disk)?;
         Ok(self.info(&self.resolve(&r.id)?))
     }
 
+    /// The reset's steps after its journal is written, each safe to run again: a fresh live
+    /// layer put in place, the new generation recorded (once: the journal knows the count it
+    /// started from), the journal removed, unneeded layers swept. Call under the lock.
+    fn finish_reset(&mut self, id: &str, journal: &ResetJournal, layer: Option<&str>) -> Result<()> {
+        let dir = ws_dir(self.paths(), id);
+        let generation = self.store.get(id)?.ok_or_else(|| gone(id))?.reset_count;
+        if generation == journal.from_generation {
+            let disk = dir.join("disk.qcow2");
+            let fresh = dir.join("disk.qcow2.new");
+            let _ = std::fs::remove_file(&fresh);
+            match layer {
+                None => vm::create_overlay(&self.rt()?.qemu_img, &dir.join("baseline.qcow2"), &fresh)?,
+                Some(l) => vm::create_overlay_on(&self.rt()?.qemu_img, l, &fresh, vm::qcow2_size(&dir.join(l))?)?,
+            }
+            std::fs::rename(&fresh, &disk).ctx("replacing the live disk")?;
+            self.store.record_reset(id, journal.snapshot.as_deref())?;
+        }
+        let _ = std::fs::remove_file(reset_journal(&dir));
+        // The old live layer is gone: layers only it needed (deleted snapshots) go too.
+        self.sweep_layers(id)?;
+        Ok(())
+    }
+
+    /// Finish a reset a killed call left journaled (see `reset_to`). Call under the lock.
+    pub(super) fn recover_reset(&mut self, id: &str) -> Result<()> {
+        let dir = ws_dir(self.paths(), id);
+        let Ok(bytes) = std::fs::read(reset_journal(&dir)) else { return Ok(()) };
+        let Ok(journal) = serde_json::from_slice::<ResetJournal>(&bytes) else {
+            // Written atomically, so unreadable means not ours: nothing was replaced yet.
+            let _ = std::fs::remove_file(reset_journal(&dir));
+            return Ok(());
+        };
+        self.stop_vm(id);
+        let layer = match &journal.snapshot {
+            Some(n) => Some(self.snapshot_layer(id, n)?),
+            None => None,
+        };
+        self.finish_reset(id, &journal, layer.as_deref())
+    }
+
+    /// The row goes first (under the lock), so from that instant the workspace is not listed,
+    /// no call can boot its VM again (`connect` checks the row under the lock), and commands
+    /// racing it get `not_found` or `guest_unavailable`. The rest is cleanup that a sweep
+    /// finishes if this call is killed (`recover`).
     pub fn delete(&mut self, key: &str) -> Result<DeleteReport> {
         let r = self.resolve(key)?;
-        let dir = ws_dir(self.paths(), &r.id);
-        let lock = crate::env::lock(&dir.join("lock"))?;
-        self.stop_vm(&r.id);
-        let _ = std::fs::remove_dir_all(vm_dir(self.paths(), &r.id));
+        // Another delete may have won: then this one is `not_found`.
+        let lock = self.lock_ws(&r.id)?;
         self.store.delete(&r.id)?;
-        secrets::remove(self.paths(), &r.id);
+        self.stop_vm(&r.id);
+        self.discard(&r.id);
         drop(lock);
-        std::fs::remove_dir_all(&dir).ctx("removing the workspace directory")?;
         Ok(DeleteReport {
             workspace_id: r.id,
             deleted: true,

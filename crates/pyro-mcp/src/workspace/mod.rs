@@ -15,6 +15,7 @@ pub mod export;
 pub mod files;
 pub mod lifecycle;
 pub mod patch;
+pub mod recover;
 pub mod secrets;
 pub mod seed;
 pub mod services;
@@ -93,6 +94,11 @@ fn name_ok(s: &str) -> bool {
 }
 
 /// Names: 1-64 chars of `[A-Za-z0-9._-]`, starting alphanumeric, not all hex of 12 (ids).
+/// Whether a directory name is a workspace id as `vm::new_id` makes them (12 hex digits).
+pub(crate) fn is_workspace_id(s: &str) -> bool {
+    s.len() == 12 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 pub fn validate_name(n: &str) -> Result<()> {
     if !name_ok(n) {
         return Err(Error::invalid(format!("invalid workspace name '{}'", clip(n, 80)))

@@ -22,7 +22,7 @@
 //! a file read's page boundary) is not recognised; neither are encodings of it (base64, hex).
 
 use super::lifecycle::Workspaces;
-use crate::error::{Code, Context, Error, Result};
+use crate::error::{Context, Error, Result};
 use crate::paths::Paths;
 use crate::text::clip;
 use schemars::JsonSchema;
@@ -181,19 +181,11 @@ pub(crate) fn resolve_specs(specs: &[SecretSpec]) -> Result<Vec<(SecretInfo, Str
 /// A secret file: a regular file of at most [`MAX_SECRET_BYTES`] (plus a newline, which is
 /// dropped, since `echo token > file` is how most such files are made).
 fn read_secret_file(name: &str, p: &Path) -> Result<Vec<u8>> {
-    let meta = std::fs::metadata(p).map_err(|e| {
-        let code = if e.kind() == std::io::ErrorKind::NotFound { Code::NotFound } else { Code::InvalidArgument };
-        Error::new(code, format!("secret file for {name}: {}: {e}", clip(&p.display().to_string(), 300)))
-    })?;
-    if !meta.is_file() {
-        return Err(Error::invalid(format!(
-            "secret file for {name}: {} is not a regular file",
-            clip(&p.display().to_string(), 300)
-        )));
-    }
+    // Checked on the opened descriptor, read through it: the name cannot change in between.
+    let f = crate::hostfile::open_regular(p, &format!("secret file for {name}:"), false)?;
     let mut v = Vec::new();
-    std::fs::File::open(p)
-        .and_then(|f| f.take(MAX_SECRET_BYTES as u64 + 3).read_to_end(&mut v))
+    f.take(MAX_SECRET_BYTES as u64 + 3)
+        .read_to_end(&mut v)
         .map_err(|e| Error::invalid(format!("secret file for {name}: {e}")))?;
     if v.ends_with(b"\n") {
         v.pop();
@@ -369,6 +361,7 @@ impl Workspaces<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Code;
 
     #[test]
     fn names() {

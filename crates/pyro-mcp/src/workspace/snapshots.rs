@@ -261,7 +261,7 @@ impl Workspaces<'_> {
         }
         let r = self.resolve(key)?;
         let dir = ws_dir(self.paths(), &r.id);
-        let _lock = crate::env::lock(&dir.join("lock"))?;
+        let _lock = self.lock_ws(&r.id)?;
         self.recover_pending(&r.id)?;
         let rows = self.snapshot_rows(&r.id)?;
         if rows.iter().any(|s| s.0 == name) {
@@ -333,7 +333,7 @@ impl Workspaces<'_> {
         adopt(&dir, &next)?;
         // 6. The name, with its event.
         let created_at = now_s();
-        let tx = self.store.conn.transaction().map_err(db_err)?;
+        let tx = self.store.tx()?;
         tx.execute("INSERT INTO snapshots VALUES (?1, ?2, ?3, ?4)", params![r.id, name, layer, created_at])
             .map_err(db_err)?;
         tx.execute("UPDATE workspaces SET last_activity_at = ?2 WHERE id = ?1", params![r.id, created_at])
@@ -379,10 +379,10 @@ impl Workspaces<'_> {
         validate_snapshot_name(name)?;
         let r = self.resolve(key)?;
         let dir = ws_dir(self.paths(), &r.id);
-        let _lock = crate::env::lock(&dir.join("lock"))?;
+        let _lock = self.lock_ws(&r.id)?;
         self.recover_pending(&r.id)?;
         let layer = self.snapshot_layer(&r.id, name)?;
-        let tx = self.store.conn.transaction().map_err(db_err)?;
+        let tx = self.store.tx()?;
         tx.execute("DELETE FROM snapshots WHERE workspace_id = ?1 AND name = ?2", params![r.id, name])
             .map_err(db_err)?;
         tx.execute("UPDATE workspaces SET last_activity_at = ?2 WHERE id = ?1", params![r.id, now_s()])

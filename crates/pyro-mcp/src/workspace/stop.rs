@@ -128,7 +128,7 @@ impl Workspaces<'_> {
         let started = std::time::Instant::now();
         let r = self.resolve(key)?;
         let dir = ws_dir(self.paths(), &r.id);
-        let _lock = crate::env::lock(&dir.join("lock"))?;
+        let _lock = self.lock_ws(&r.id)?;
         let sock = vm_dir(self.paths(), &r.id).join("supervisor.sock");
         let client = Client::connect(&sock).ok();
         if client.is_none() && stopped_reason(&dir).is_some() {
@@ -194,11 +194,12 @@ impl Workspaces<'_> {
         let started = std::time::Instant::now();
         let r = self.resolve(key)?;
         let dir = ws_dir(self.paths(), &r.id);
-        let _lock = crate::env::lock(&dir.join("lock"))?;
+        let _lock = self.lock_ws(&r.id)?;
         if Client::connect(&vm_dir(self.paths(), &r.id).join("supervisor.sock")).is_ok() {
             return Err(Error::state(format!("workspace {} is running already", r.id)));
         }
         self.pyro.cancel_token().check("workspace start")?;
+        self.recover_reset(&r.id)?;
         self.recover_pending(&r.id)?;
         let disk = dir.join("disk.qcow2");
         let mut note = None;

@@ -52,6 +52,9 @@ pub struct CommandRow {
     /// Cancelled by its caller (an MCP client's cancellation): the guest killed it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cancelled: bool,
+    /// False while the command runs, and for good when it never reported back (the guest
+    /// crashed, the caller was killed): then `exit_code` is -1 and the output is empty.
+    pub finished: bool,
     pub duration_ms: u64,
     pub recorded_at: u64,
     pub stdout: String,
@@ -70,6 +73,11 @@ fn add_column(conn: &Connection, table: &str, column: &str, decl: &str) -> Resul
         conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}")).map_err(db_err)?;
     }
     Ok(())
+}
+
+/// A workspace deleted while an operation on it was under way.
+pub(super) fn gone(id: &str) -> Error {
+    Error::not_found(format!("workspace {id} was deleted")).hint("`pyro workspace list` shows yours")
 }
 
 pub(super) fn db_err(e: rusqlite::Error) -> Error {
@@ -114,7 +122,9 @@ impl Store {
     pub fn open(data_dir: &Path) -> Result<Store> {
         crate::paths::private_dir(data_dir)?;
         let conn = Connection::open(data_dir.join("pyro.db")).map_err(db_err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(db_err)?;
+        // Writers queue for up to BUSY_TIMEOUT; with immediate transactions (`tx`) that wait
+        // covers every write, so parallel calls serialise instead of failing.
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(db_err)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(db_err)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(db_err)?;
         conn.execute_batch(SCHEMA).map_err(db_err)?;
@@ -122,7 +132,17 @@ impl Store {
         // and to new ones alike, so positional inserts see one layout.
         add_column(&conn, "workspaces", "network", "TEXT")?;
         add_column(&conn, "commands", "cancelled", "INTEGER NOT NULL DEFAULT 0")?;
+        // 0 while a command runs, and for good if it never reported back.
+        add_column(&conn, "commands", "finished", "INTEGER NOT NULL DEFAULT 1")?;
         Ok(Store { conn })
+    }
+
+    /// A write transaction, taken at BEGIN (`BEGIN IMMEDIATE`). A deferred transaction that
+    /// reads first and writes later cannot wait for another writer in WAL mode (SQLite
+    /// answers SQLITE_BUSY at once, the busy timeout does not apply), so 8 of 24 parallel
+    /// execs lost their history row; an immediate one queues under the busy timeout.
+    pub(super) fn tx(&mut self) -> Result<rusqlite::Transaction<'_>> {
+        self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(db_err)
     }
 
     fn row(r: &rusqlite::Row) -> rusqlite::Result<Row> {
@@ -150,7 +170,7 @@ impl Store {
     const COLS: &'static str = "id, name, labels, environment, environment_dir, vcpu_count, mem_mib, created_at, last_activity_at, reset_count, last_reset_at, command_count, seed, network";
 
     pub fn insert(&mut self, w: &Row, event: (&str, serde_json::Value)) -> Result<()> {
-        let tx = self.conn.transaction().map_err(db_err)?;
+        let tx = self.tx()?;
         tx.execute(
             &format!("INSERT INTO workspaces ({}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)", Self::COLS),
             params![
@@ -232,7 +252,7 @@ impl Store {
     }
 
     pub fn update_meta(&mut self, w: &Row, event: serde_json::Value) -> Result<()> {
-        let tx = self.conn.transaction().map_err(db_err)?;
+        let tx = self.tx()?;
         tx.execute(
             "UPDATE workspaces SET name = ?2, labels = ?3, last_activity_at = ?4 WHERE id = ?1",
             params![w.id, w.name, serde_json::to_string(&w.labels).unwrap(), now_s()],
@@ -248,35 +268,24 @@ impl Store {
         tx.commit().map_err(db_err)
     }
 
-    /// Record a finished command and its event in one transaction; returns its sequence.
-    /// `secrets` names the secrets the command had in its environment (names only).
-    pub fn record_command(&mut self, id: &str, c: &CommandRow, secrets: &[&str]) -> Result<u64> {
-        let tx = self.conn.transaction().map_err(db_err)?;
-        let generation: u32 =
-            tx.query_row("SELECT reset_count FROM workspaces WHERE id = ?1", [id], |r| r.get(0)).map_err(db_err)?;
+    /// Record a command as started, before it runs, so that a command which never reports
+    /// back (it crashed the guest kernel, the caller was killed) still appears in the history,
+    /// unfinished. Returns its sequence. A workspace deleted meanwhile is `not_found`.
+    pub fn start_command(&mut self, id: &str, command: &str, cwd: &str) -> Result<u64> {
+        let tx = self.tx()?;
+        let generation: u32 = tx
+            .query_row("SELECT reset_count FROM workspaces WHERE id = ?1", [id], |r| r.get(0))
+            .optional()
+            .map_err(db_err)?
+            .ok_or_else(|| gone(id))?;
         let seq: u64 = tx
             .query_row("SELECT COALESCE(MAX(sequence), 0) + 1 FROM commands WHERE workspace_id = ?1", [id], |r| {
                 r.get(0)
             })
             .map_err(db_err)?;
         tx.execute(
-            "INSERT INTO commands VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)",
-            params![
-                id,
-                seq,
-                generation,
-                c.command,
-                c.cwd,
-                c.exit_code,
-                c.timed_out,
-                c.duration_ms,
-                c.recorded_at,
-                c.stdout,
-                c.stderr,
-                c.stdout_truncated,
-                c.stderr_truncated,
-                c.cancelled
-            ],
+            "INSERT INTO commands VALUES (?1,?2,?3,?4,?5,-1,0,0,?6,'','',0,0,0,0)",
+            params![id, seq, generation, command, cwd, now_s()],
         )
         .map_err(db_err)?;
         tx.execute(
@@ -284,11 +293,6 @@ impl Store {
             params![id, now_s()],
         )
         .map_err(db_err)?;
-        let mut payload = serde_json::json!({"sequence": seq, "command": crate::text::clip(&c.command, 200), "exit_code": c.exit_code, "duration_ms": c.duration_ms, "timed_out": c.timed_out, "cancelled": c.cancelled, "truncated": c.stdout_truncated || c.stderr_truncated});
-        if !secrets.is_empty() {
-            payload["secrets"] = serde_json::json!(secrets);
-        }
-        add_event(&tx, id, "exec", payload)?;
         // The history keeps the newest MAX_COMMANDS commands; the counts live on in the
         // workspace row and in the event roll-up.
         tx.execute(
@@ -300,12 +304,63 @@ impl Store {
         Ok(seq)
     }
 
+    /// Complete a started command (`start_command`) with its result, and append its event, in
+    /// one transaction. `secrets` names the secrets the command had in its environment.
+    pub fn finish_command(&mut self, id: &str, seq: u64, c: &CommandRow, secrets: &[&str]) -> Result<()> {
+        let tx = self.tx()?;
+        let n = tx
+            .execute(
+                "UPDATE commands SET exit_code = ?3, timed_out = ?4, duration_ms = ?5, recorded_at = ?6, stdout = ?7,
+                 stderr = ?8, stdout_truncated = ?9, stderr_truncated = ?10, cancelled = ?11, finished = 1
+                 WHERE workspace_id = ?1 AND sequence = ?2",
+                params![
+                    id,
+                    seq,
+                    c.exit_code,
+                    c.timed_out,
+                    c.duration_ms,
+                    c.recorded_at,
+                    c.stdout,
+                    c.stderr,
+                    c.stdout_truncated,
+                    c.stderr_truncated,
+                    c.cancelled
+                ],
+            )
+            .map_err(db_err)?;
+        let exists: bool = tx
+            .query_row("SELECT 1 FROM workspaces WHERE id = ?1", [id], |_| Ok(()))
+            .optional()
+            .map_err(db_err)?
+            .is_some();
+        if !exists {
+            return Err(gone(id));
+        }
+        // n == 0: the row was trimmed by MAX_COMMANDS newer ones (or a reset); the event stays.
+        let _ = n;
+        tx.execute("UPDATE workspaces SET last_activity_at = ?2 WHERE id = ?1", params![id, now_s()])
+            .map_err(db_err)?;
+        let mut payload = serde_json::json!({"sequence": seq, "command": crate::text::clip(&c.command, 200), "exit_code": c.exit_code, "duration_ms": c.duration_ms, "timed_out": c.timed_out, "cancelled": c.cancelled, "truncated": c.stdout_truncated || c.stderr_truncated});
+        if !secrets.is_empty() {
+            payload["secrets"] = serde_json::json!(secrets);
+        }
+        add_event(&tx, id, "exec", payload)?;
+        tx.commit().map_err(db_err)
+    }
+
+    /// Record a finished command (started and completed at once); returns its sequence.
+    pub fn record_command(&mut self, id: &str, c: &CommandRow, secrets: &[&str]) -> Result<u64> {
+        let seq = self.start_command(id, &c.command, &c.cwd)?;
+        self.finish_command(id, seq, c, secrets)?;
+        Ok(seq)
+    }
+
     /// Commands since the last reset, oldest first.
     pub fn commands(&self, id: &str) -> Result<Vec<CommandRow>> {
         let mut st = self
             .conn
             .prepare(
-                "SELECT sequence, command, cwd, exit_code, timed_out, duration_ms, recorded_at, stdout, stderr, stdout_truncated, stderr_truncated, cancelled
+                "SELECT sequence, command, cwd, exit_code, timed_out, duration_ms, recorded_at, stdout, stderr, stdout_truncated, stderr_truncated, cancelled, finished
                  FROM commands WHERE workspace_id = ?1 AND generation = (SELECT reset_count FROM workspaces WHERE id = ?1) ORDER BY sequence",
             )
             .map_err(db_err)?;
@@ -324,6 +379,7 @@ impl Store {
                     stdout_truncated: r.get(9)?,
                     stderr_truncated: r.get(10)?,
                     cancelled: r.get(11)?,
+                    finished: r.get(12)?,
                 })
             })
             .map_err(db_err)?
@@ -334,7 +390,7 @@ impl Store {
 
     /// Append a review event (and touch last activity) in one transaction.
     pub fn event(&mut self, id: &str, kind: &str, payload: serde_json::Value) -> Result<()> {
-        let tx = self.conn.transaction().map_err(db_err)?;
+        let tx = self.tx()?;
         tx.execute("UPDATE workspaces SET last_activity_at = ?2 WHERE id = ?1", params![id, now_s()])
             .map_err(db_err)?;
         add_event(&tx, id, kind, payload)?;
@@ -345,7 +401,7 @@ impl Store {
     /// the disk went back to (None: the baseline); it is recorded in the `reset` event and as a
     /// `snapshot_restore` event of the new generation.
     pub fn record_reset(&mut self, id: &str, snapshot: Option<&str>) -> Result<()> {
-        let tx = self.conn.transaction().map_err(db_err)?;
+        let tx = self.tx()?;
         let t = now_s();
         tx.execute(
             "UPDATE workspaces SET reset_count = reset_count + 1, last_reset_at = ?2, last_activity_at = ?2, command_count = 0 WHERE id = ?1",
@@ -363,7 +419,7 @@ impl Store {
     }
 
     pub fn delete(&mut self, id: &str) -> Result<()> {
-        let tx = self.conn.transaction().map_err(db_err)?;
+        let tx = self.tx()?;
         for t in ["commands", "events", "event_rollup", "services", "snapshots"] {
             tx.execute(&format!("DELETE FROM {t} WHERE workspace_id = ?1"), [id]).map_err(db_err)?;
         }
@@ -402,6 +458,9 @@ impl Store {
         Ok(rows)
     }
 }
+
+/// How long a write waits for another process's write transaction before failing.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Command rows kept per workspace (older ones are dropped; counts stay exact).
 pub const MAX_COMMANDS: u64 = 500;

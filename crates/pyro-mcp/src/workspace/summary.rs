@@ -308,6 +308,10 @@ pub struct CommandsSection {
     pub failures: u64,
     /// The last few, oldest first.
     pub last: Vec<CommandItem>,
+    /// Commands started that have not reported back: still running, or lost with the guest
+    /// or the caller (a kernel crash, a killed CLI). The newest few, oldest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unfinished: Vec<UnfinishedItem>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_failure: Option<FailureItem>,
 }
@@ -318,6 +322,14 @@ pub struct CommandItem {
     pub command: String,
     pub exit_code: i64,
     pub duration_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct UnfinishedItem {
+    pub sequence: u64,
+    pub command: String,
+    /// When it was started (seconds since the epoch).
+    pub started_at: u64,
 }
 
 #[derive(Debug, Clone, Serialize, JsonSchema)]
@@ -416,7 +428,12 @@ pub fn synthesize(
 
     // Commands: exact counts from events plus the rolled-up ones.
     let execs: Vec<Payload> = of("exec").map(payload).collect();
-    let count = execs.len() as u64 + rolled("exec") + rolled("exec_failed");
+    let open: Vec<&CommandRow> = commands.iter().filter(|c| !c.finished).collect();
+    let unfinished: Vec<UnfinishedItem> = open[open.len().saturating_sub(LAST_COMMANDS)..]
+        .iter()
+        .map(|c| UnfinishedItem { sequence: c.sequence, command: clip(&c.command, 120), started_at: c.recorded_at })
+        .collect();
+    let count = execs.len() as u64 + rolled("exec") + rolled("exec_failed") + open.len() as u64;
     let commands = (count > 0).then(|| {
         let failed: Vec<&Payload> = execs.iter().filter(|p| p.exit_code != 0).collect();
         let last = execs
@@ -440,7 +457,7 @@ pub fn synthesize(
                 (!text.trim().is_empty()).then(|| tail(text.trim_end(), TAIL_BYTES))
             }),
         });
-        CommandsSection { count, failures: failed.len() as u64 + rolled("exec_failed"), last, last_failure }
+        CommandsSection { count, failures: failed.len() as u64 + rolled("exec_failed"), last, unfinished, last_failure }
     });
 
     // Edits: syncs, file writes and patches, with the paths they touched.
@@ -566,6 +583,9 @@ impl Render for Summary {
             o.push_str(&format!("commands: {} run, {} failed\n", c.count, c.failures));
             for l in &c.last {
                 o.push_str(&format!("  #{} [exit {}] {} ({} ms)\n", l.sequence, l.exit_code, l.command, l.duration_ms));
+            }
+            for u in &c.unfinished {
+                o.push_str(&format!("  #{} [unfinished: no result recorded] {}\n", u.sequence, u.command));
             }
             if let Some(f) = &c.last_failure {
                 if let Some(t) = &f.output_tail {
@@ -779,6 +799,7 @@ mod tests {
             cwd: "/workspace".into(),
             exit_code: 1,
             timed_out: false,
+            finished: true,
             cancelled: false,
             duration_ms: 1,
             recorded_at: 0,

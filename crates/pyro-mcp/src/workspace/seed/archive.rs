@@ -81,8 +81,9 @@ pub(super) fn corrupt(label: &str, e: impl Display) -> Error {
 }
 
 pub(super) fn open_archive(det: &Detected) -> Result<Box<dyn Read>> {
-    let file = File::open(&det.root).map_err(|e| open_error(&det.root, e))?;
-    let reader = BufReader::with_capacity(1 << 16, file);
+    // The descriptor `detect` opened and checked, read from the start at its own offset.
+    let file = det.file.clone().ok_or_else(|| open_error(&det.root, std::io::Error::from_raw_os_error(libc::EBADF)))?;
+    let reader = BufReader::with_capacity(1 << 16, crate::hostfile::AtReader::new(file));
     Ok(match det.kind {
         SourceKind::TarGz => Box::new(flate2::read::MultiGzDecoder::new(reader)),
         _ => Box::new(reader),

@@ -8,10 +8,11 @@ use std::ffi::OsStr;
 use std::fs;
 use std::fs::File;
 use std::io;
-use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 #[derive(Debug)]
 pub(super) struct Detected {
@@ -20,27 +21,57 @@ pub(super) struct Detected {
     pub(super) label: String,
     /// Why a directory with `.git` is seeded as a plain directory.
     pub(super) note: Option<String>,
+    /// An archive, opened once: every pass reads this descriptor (never the name again).
+    pub(super) file: Option<Arc<File>>,
 }
 
+/// Resolve `source` once and open what it resolved to, checking on the opened descriptor:
+/// `O_NOFOLLOW` refuses a symlink swapped in since, the descriptor's own path must still be
+/// the resolved one, and its `fstat` decides directory or regular file (a FIFO or device is
+/// refused without blocking). `exact`: `source` was resolved and confined by the caller (the
+/// MCP server), so it must resolve to itself now.
+#[cfg(test)]
 pub(super) fn detect(source: &Path) -> Result<Detected> {
+    detect_in(source, false)
+}
+
+pub(super) fn detect_in(source: &Path, exact: bool) -> Result<Detected> {
     let root = fs::canonicalize(source).map_err(|e| open_error(source, e))?;
     let label = root.display().to_string();
-    let md = fs::metadata(&root).map_err(|e| open_error(source, e))?;
+    let changed = || {
+        Error::invalid(format!(
+            "seed source {} changed while it was being opened (a symlink was swapped in)",
+            source.display()
+        ))
+        .hint("seed from a path nothing else is changing")
+    };
+    if exact && root != source {
+        return Err(changed());
+    }
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(&root)
+        .map_err(|e| if e.raw_os_error() == Some(libc::ELOOP) { changed() } else { open_error(source, e) })?;
+    if crate::hostfile::real_path(&f).is_some_and(|p| p != root) {
+        return Err(changed());
+    }
+    let md = f.metadata().map_err(|e| open_error(source, e))?;
     if md.is_dir() {
         let (kind, note) = match probe_git(&root) {
             GitProbe::Toplevel => (SourceKind::GitCheckout, None),
             GitProbe::NotToplevel => (SourceKind::Directory, None),
             GitProbe::Unusable(why) => (SourceKind::Directory, Some(why)),
         };
-        return Ok(Detected { kind, root, label, note });
+        return Ok(Detected { kind, root, label, note, file: None });
     }
     if !md.is_file() {
         return Err(
             Error::invalid(format!("seed source {label} is neither a directory nor a regular file")).hint(SUPPORTED)
         );
     }
-    let kind = archive_kind(&root, &label)?;
-    Ok(Detected { kind, root, label, note: None })
+    let kind = archive_kind(&f, &root, &label)?;
+    Ok(Detected { kind, root, label, note: None, file: Some(Arc::new(f)) })
 }
 
 pub(super) fn open_error(path: &Path, e: io::Error) -> Error {
@@ -54,9 +85,18 @@ pub(super) fn open_error(path: &Path, e: io::Error) -> Error {
     }
 }
 
-pub(super) fn archive_kind(root: &Path, label: &str) -> Result<SourceKind> {
-    let mut head = Vec::with_capacity(512);
-    File::open(root).and_then(|f| f.take(512).read_to_end(&mut head)).map_err(|e| open_error(root, e))?;
+pub(super) fn archive_kind(f: &File, root: &Path, label: &str) -> Result<SourceKind> {
+    let mut head = vec![0u8; 512];
+    let mut got = 0;
+    while got < head.len() {
+        match f.read_at(&mut head[got..], got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(open_error(root, e)),
+        }
+    }
+    head.truncate(got);
     let name = root.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
     let gz_name = name.ends_with(".tar.gz") || name.ends_with(".tgz");
     let is_gzip = head.starts_with(&[0x1f, 0x8b]);

@@ -24,6 +24,7 @@ mod tests;
 
 use crate::error::Result;
 use archive::{emit_archive, plan_archive};
+#[cfg(test)]
 use detect::detect;
 use host::{emit_host, plan_host};
 use serde::Deserialize;
@@ -103,14 +104,27 @@ pub struct SeedInfo {
 /// Inspect and validate the source fully (nothing is sent before everything was checked),
 /// then write a normalized uncompressed tar (paths relative, no leading "/", uid/gid 0, mtimes kept, modes kept,
 /// only regular files, dirs and in-tree symlinks) to `out`. Returns what was written.
+#[cfg(test)]
 pub fn build_seed_tar(source: &Path, out: &mut dyn Write) -> Result<SeedInfo> {
-    build_limited(source, out, Limits { bytes: MAX_SEED_BYTES, entries: MAX_SEED_ENTRIES })
+    build_seed_tar_in(source, false, out)
+}
+
+/// `build_seed_tar`; `exact`: the caller resolved and confined `source` already (the MCP
+/// server), so a source that resolves elsewhere now (a symlink swapped in) is refused.
+pub fn build_seed_tar_in(source: &Path, exact: bool, out: &mut dyn Write) -> Result<SeedInfo> {
+    build_det(detect::detect_in(source, exact)?, out, Limits { bytes: MAX_SEED_BYTES, entries: MAX_SEED_ENTRIES })
 }
 
 /// What kind of seed source `source` is; errors as `build_seed_tar` would for a missing or
 /// unsupported source.
+#[cfg(test)]
 pub fn detect_kind(source: &Path) -> Result<SourceKind> {
     Ok(detect(source)?.kind)
+}
+
+/// `detect_kind`, with `exact` as in `build_seed_tar_in`.
+pub fn detect_kind_in(source: &Path, exact: bool) -> Result<SourceKind> {
+    Ok(detect::detect_in(source, exact)?.kind)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -119,8 +133,12 @@ struct Limits {
     entries: u64,
 }
 
+#[cfg(test)]
 fn build_limited(source: &Path, out: &mut dyn Write, limits: Limits) -> Result<SeedInfo> {
-    let det = detect(source)?;
+    build_det(detect(source)?, out, limits)
+}
+
+fn build_det(det: detect::Detected, out: &mut dyn Write, limits: Limits) -> Result<SeedInfo> {
     let plan = match det.kind {
         SourceKind::Directory | SourceKind::GitCheckout => {
             let plan = plan_host(&det, limits)?;

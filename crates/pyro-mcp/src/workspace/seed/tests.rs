@@ -482,3 +482,27 @@ fn resolver_cases() {
     assert_eq!(resolve_in_tree("l", "c/../../..", Some(&links)), Err(Some("c".into())));
     assert!(resolve_in_tree("l", "loop/x", Some(&links)).is_ok());
 }
+
+#[test]
+fn a_resolved_seed_path_must_still_resolve_to_itself() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().canonicalize().unwrap();
+    let real = dir.join("real.tar");
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(1);
+    h.set_mode(0o644);
+    h.set_cksum();
+    b.append_data(&mut h, "a.txt", &b"x"[..]).unwrap();
+    fs::write(&real, b.into_inner().unwrap()).unwrap();
+    let link = dir.join("link.tar");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    // A CLI user's symlink is followed once, then the file is opened with O_NOFOLLOW.
+    assert_eq!(detect_kind_in(&link, false).unwrap(), SourceKind::Tar);
+    // A path the MCP server confined must not have become a symlink since.
+    let err = detect_kind_in(&link, true).unwrap_err();
+    assert!(err.message.contains("changed while it was being opened"), "{err:?}");
+    assert_eq!(detect_kind_in(&real, true).unwrap(), SourceKind::Tar);
+    // Devices and FIFOs are refused without blocking.
+    assert_eq!(detect_kind_in(std::path::Path::new("/dev/zero"), false).unwrap_err().code, Code::InvalidArgument);
+}
