@@ -27,11 +27,13 @@ pub use crate::workspace::services::{
     ReadinessArgs, RestartPolicy, ServiceInfo, ServiceList, ServiceLogs, ServiceOptions,
 };
 pub use crate::workspace::shells::{ShellInfo, ShellList, ShellOptions, ShellRead, ShellReadOptions};
+pub use crate::workspace::disk::DiskExport;
 pub use crate::workspace::snapshots::{SnapshotDeleted, SnapshotInfo, SnapshotList};
+pub use crate::workspace::stop::{StartReport, StopReport};
 pub use crate::workspace::summary::ServiceItem;
 pub use crate::workspace::summary::{
     CommandItem, CommandsSection, DiffCounts, DiffSection, EditsSection, ExportItem, FailureItem, SecretsSection,
-    SnapshotsSection, Summary, SummaryWorkspace,
+    SnapshotsSection, StopsSection, Summary, SummaryWorkspace,
 };
 pub use crate::workspace::{WorkspaceInfo, WorkspaceList, WorkspaceSeed};
 pub use pyro_proto::Readiness;

@@ -8,7 +8,8 @@
 //! - big trees: diff and summary of a 20,000-file workspace, a 10 MB patch apply;
 //! - mcp server: spawn to the `tools/list` answer per profile, and that answer's size;
 //! - services: `service start` -> ready for a service that is ready at once, and its stop;
-//! - snapshots: `snapshot create` on 1,000 and 20,000 files, `reset --snapshot` -> first exec.
+//! - snapshots: `snapshot create` on 1,000 and 20,000 files, `reset --snapshot` -> first exec;
+//!   stop, start -> first exec, the memory file's size (`PYRO_BENCH_ONLY=snapshots`).
 //!
 //! Numbers are printed, never asserted: timings belong here, not in tests.
 
@@ -73,6 +74,12 @@ fn main() {
     // `PYRO_BENCH_ONLY=big` runs just the big-tree, network and MCP sections (minutes less).
     if std::env::var("PYRO_BENCH_ONLY").is_ok_and(|v| v == "big") {
         big_sections(&pyro, runs);
+        return;
+    }
+    // `PYRO_BENCH_ONLY=snapshots`: snapshots, stop and start.
+    if std::env::var("PYRO_BENCH_ONLY").is_ok_and(|v| v == "snapshots") {
+        println!("-- snapshots, stop and start");
+        snapshot_bench::run(&pyro, runs, &report);
         return;
     }
     if std::env::var("PYRO_BENCH_ONLY").is_ok_and(|v| v == "session") {

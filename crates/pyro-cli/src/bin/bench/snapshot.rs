@@ -1,6 +1,8 @@
 //! Snapshot medians for `make bench`: `snapshot create` on a running workspace of 1,000 and of
 //! 20,000 seeded files (O(1) in the workspace's size: both should take about the same), and
-//! `reset --snapshot` -> first exec, through the SDK.
+//! `reset --snapshot` -> first exec; then stop (memory saved), start -> first exec, the memory
+//! file's size for a 1024 MiB guest, and stop/start with the memory discarded; all through
+//! the SDK.
 
 use pyro_mcp::{Command, CreateOptions, Pyro};
 use std::path::Path;
@@ -49,7 +51,38 @@ pub fn run(pyro: &Pyro, runs: usize, report: &dyn Fn(&str, &[f64], &str) -> f64)
                 })
                 .collect();
             report("reset --snapshot -> first exec", &v, "ms");
+            stop_start(&mut ws, &w.id, runs.max(3), report);
         }
         let _ = ws.delete(&w.id);
     }
+}
+
+fn stop_start(ws: &mut pyro_mcp::Workspaces<'_>, id: &str, runs: usize, report: &dyn Fn(&str, &[f64], &str) -> f64) {
+    let (mut stop, mut start, mut size) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let t = Instant::now();
+        let s = ws.stop(id, false).expect("stop");
+        stop.push(ms(t));
+        size.push(s.memory_bytes.unwrap_or(0) as f64 / (1 << 20) as f64);
+        let t = Instant::now();
+        let r = ws.start(id).expect("start");
+        assert!(r.resumed, "start did not resume: {:?}", r.note);
+        ws.exec(id, Command::Argv(vec!["true".into()]), None, 30, vec![], None).expect("exec");
+        start.push(ms(t));
+    }
+    report("stop (memory saved, 1024 MiB guest)", &stop, "ms");
+    report("start (resume) -> first exec", &start, "ms");
+    report("memory file, 1024 MiB guest", &size, "MiB");
+    let (mut stop, mut start) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let t = Instant::now();
+        ws.stop(id, true).expect("stop --discard-memory");
+        stop.push(ms(t));
+        let t = Instant::now();
+        ws.start(id).expect("start");
+        ws.exec(id, Command::Argv(vec!["true".into()]), None, 30, vec![], None).expect("exec");
+        start.push(ms(t));
+    }
+    report("stop --discard-memory", &stop, "ms");
+    report("start (boot from disk) -> first exec", &start, "ms");
 }
