@@ -148,7 +148,7 @@ fn kill_nine_during_stop_start_and_snapshot() {
         seed ^= seed << 17;
         seed
     };
-    let (mut kills, mut states) = (0, std::collections::BTreeMap::<String, u32>::new());
+    let (mut kills, mut written, mut states) = (0, 0, std::collections::BTreeMap::<String, u32>::new());
     for i in 0..20 {
         let st = state(&w, "crash");
         let op: Vec<String> = match (st.as_str(), next() % 3) {
@@ -176,7 +176,15 @@ fn kill_nine_during_stop_start_and_snapshot() {
         kills += 1;
         // Let a supervisor that was handed the work finish it (it outlives the CLI).
         std::thread::sleep(Duration::from_millis(1500));
-        let after = state(&w, "crash");
+        // A start or boot the killed call left running finishes on its own ("starting").
+        let mut after = state(&w, "crash");
+        for _ in 0..240 {
+            if after != "starting" {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+            after = state(&w, "crash");
+        }
         *states.entry(format!("{} -> {after}", op[0])).or_default() += 1;
         assert!(
             ["running", "stopped", "dead"].contains(&after.as_str()),
@@ -185,19 +193,27 @@ fn kill_nine_during_stop_start_and_snapshot() {
         assert!(qemus(&w, &id) <= 1, "run {i}: more than one QEMU for the workspace");
         if after == "stopped" {
             assert_eq!(qemus(&w, &id), 0, "run {i}: stopped but a QEMU runs");
+            // Half the time it stays stopped, so the next run kills a `start`.
+            if next() % 2 == 0 {
+                continue;
+            }
             let o = w.run(&["workspace", "start", "crash", "--json"]);
             assert_eq!(o.status.code(), Some(0), "run {i}: start after {args:?}: {}", stderr(&o));
         }
+        written += 1;
         let line = format!("after {i}");
         let out = w.sh(&id, &format!("echo '{line}' >> /workspace/keep; sync; cat /workspace/keep"));
         assert!(out.starts_with("base\n") && out.ends_with(&format!("{line}\n")), "run {i} ({args:?}): {out}");
-        assert_eq!(out.lines().count(), i + 2, "run {i} ({args:?}): {out}");
+        assert_eq!(out.lines().count(), written + 1, "run {i} ({args:?}): {out}");
     }
     println!("stop/start/snapshot kill -9 campaign: {kills} kills, outcomes {states:?}");
     // A clean stop and start still work after all that.
+    if state(&w, "crash") == "stopped" {
+        w.ok(&["workspace", "start", "crash", "--json"]);
+    }
     w.ok(&["workspace", "stop", "crash", "--json"]);
     assert_eq!(w.ok(&["workspace", "start", "crash", "--json"])["resumed"], true);
-    assert_eq!(w.sh(&id, "wc -l < /workspace/keep"), "21\n");
+    assert_eq!(w.sh(&id, "wc -l < /workspace/keep"), format!("{}\n", written + 1));
     w.ok(&["workspace", "delete", "crash", "--json"]);
     t.assert_clean();
 }

@@ -15,6 +15,7 @@ pub use crate::runtime::Runtime;
 pub use crate::sdk::{EnvironmentInfo, EnvironmentList};
 pub use crate::session::{Cleanup, ExecOutput, VmSession};
 pub use crate::workspace::diff::{DiffEntry, DiffResult, DiffSummary};
+pub use crate::workspace::disk::DiskExport;
 pub use crate::workspace::export::{ExportOptions, ExportReport, SkippedEntry};
 pub use crate::workspace::files::{
     FileEntry, FileList, FileRead, FileWrite, PatchEntry, PatchReport, PatchSummary, SyncDetails, SyncPush,
@@ -27,7 +28,6 @@ pub use crate::workspace::services::{
     ReadinessArgs, RestartPolicy, ServiceInfo, ServiceList, ServiceLogs, ServiceOptions,
 };
 pub use crate::workspace::shells::{ShellInfo, ShellList, ShellOptions, ShellRead, ShellReadOptions};
-pub use crate::workspace::disk::DiskExport;
 pub use crate::workspace::snapshots::{SnapshotDeleted, SnapshotInfo, SnapshotList};
 pub use crate::workspace::stop::{StartReport, StopReport};
 pub use crate::workspace::summary::ServiceItem;

@@ -14,7 +14,7 @@
 //! mount points whose contents are not on the disk: the tools refuse paths under them.
 
 use super::files::{FileEntry, FileList, FileRead};
-use super::lifecycle::{vm_dir, ws_dir, Workspaces};
+use super::lifecycle::{ws_dir, Workspaces};
 use crate::error::{Context, Error, Result};
 use crate::text::clip;
 use crate::vm::{self, qemu::Disk, Client, LaunchOptions};
@@ -177,7 +177,7 @@ impl Workspaces<'_> {
         let r = self.resolve(key)?;
         let dir = ws_dir(self.paths(), &r.id);
         let lock = self.lock_ws(&r.id)?;
-        if Client::connect(&vm_dir(self.paths(), &r.id).join("supervisor.sock")).is_ok() {
+        if self.wait_booting(&r.id).is_some() {
             return Err(Error::state(format!(
                 "workspace {} is running; the disk tools read a stopped workspace",
                 r.id

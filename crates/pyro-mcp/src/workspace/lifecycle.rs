@@ -181,6 +181,11 @@ impl<'a> Workspaces<'a> {
     pub fn info(&self, r: &Row) -> WorkspaceInfo {
         let (state, reason) = match vm_state(self.paths(), &r.id) {
             (s, reason) if s == "running" => (s, reason),
+            // A supervisor is up but not serving yet: a boot or a start in progress (perhaps
+            // for a caller that was killed; the next call waits for it).
+            _ if crate::vm::quota::supervisor_of(&vm_dir(self.paths(), &r.id)).is_some() => {
+                ("starting".to_string(), Some("its VM is booting or resuming".to_string()))
+            }
             (s, reason) => match super::stop::stopped_reason(&ws_dir(self.paths(), &r.id)) {
                 Some(why) => ("stopped".to_string(), Some(why)),
                 // Not stopped on request: the next operation boots it, so it is not "stopped".
@@ -413,6 +418,23 @@ impl<'a> Workspaces<'a> {
         lock
     }
 
+    /// A VM still booting for a caller that was killed (its supervisor is detached and goes
+    /// on, a start or a boot cut short): wait for it rather than start a second QEMU on the
+    /// same disk. The client once it is up; None when no supervisor is (any longer) there.
+    /// Call under the workspace lock.
+    pub(super) fn wait_booting(&self, id: &str) -> Option<Client> {
+        let vdir = vm_dir(self.paths(), id);
+        let sock = vdir.join("supervisor.sock");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(vm::boot_timeout_ms());
+        while !super::recover::supervisors_of(&vdir).is_empty() && std::time::Instant::now() < deadline {
+            if let Ok(c) = Client::connect(&sock) {
+                return Some(c);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Client::connect(&sock).ok()
+    }
+
     pub fn resolve(&self, key: &str) -> Result<Row> {
         self.store.resolve(key)
     }
@@ -431,15 +453,8 @@ impl<'a> Workspaces<'a> {
         if self.store.get(&r.id)?.is_none() {
             return Err(gone(&r.id));
         }
-        // A VM still booting for a caller that was killed (its supervisor is detached and goes
-        // on): wait for it rather than start a second QEMU on the same disk.
-        let vdir = vm_dir(self.paths(), &r.id);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(vm::boot_timeout_ms());
-        while !super::recover::supervisors_of(&vdir).is_empty() && std::time::Instant::now() < deadline {
-            if let Ok(c) = Client::connect(&sock) {
-                return Ok((c, None));
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
+        if let Some(c) = self.wait_booting(&r.id) {
+            return Ok((c, None));
         }
         self.recover_reset(&r.id)?;
         if super::stop::stopped_reason(&ws_dir(self.paths(), &r.id)).is_some() {

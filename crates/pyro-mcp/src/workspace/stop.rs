@@ -130,7 +130,7 @@ impl Workspaces<'_> {
         let dir = ws_dir(self.paths(), &r.id);
         let _lock = self.lock_ws(&r.id)?;
         let sock = vm_dir(self.paths(), &r.id).join("supervisor.sock");
-        let client = Client::connect(&sock).ok();
+        let client = self.wait_booting(&r.id);
         if client.is_none() && stopped_reason(&dir).is_some() {
             return Err(Error::state(format!("workspace {} is stopped already", r.id))
                 .hint(format!("start it with `pyro workspace start {}`", r.id)));
@@ -195,7 +195,7 @@ impl Workspaces<'_> {
         let r = self.resolve(key)?;
         let dir = ws_dir(self.paths(), &r.id);
         let _lock = self.lock_ws(&r.id)?;
-        if Client::connect(&vm_dir(self.paths(), &r.id).join("supervisor.sock")).is_ok() {
+        if self.wait_booting(&r.id).is_some() {
             return Err(Error::state(format!("workspace {} is running already", r.id)));
         }
         self.pyro.cancel_token().check("workspace start")?;
