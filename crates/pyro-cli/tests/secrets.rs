@@ -4,27 +4,7 @@
 
 mod common;
 use common::*;
-use std::path::Path;
 use std::process::Output;
-
-/// Every file under `dir` (recursively) whose bytes contain `needle`.
-fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
-    let mut hits = Vec::new();
-    let Ok(rd) = std::fs::read_dir(dir) else { return hits };
-    for e in rd.flatten() {
-        let p = e.path();
-        let Ok(m) = std::fs::symlink_metadata(&p) else { continue };
-        if m.is_dir() {
-            hits.extend(files_containing(&p, needle));
-        } else if m.is_file() {
-            let b = std::fs::read(&p).unwrap_or_default();
-            if b.windows(needle.len()).any(|w| w == needle) {
-                hits.push(p.display().to_string());
-            }
-        }
-    }
-    hits
-}
 
 /// A value unique to this run, so the scans cannot be fooled by another test's files.
 fn unique(prefix: &str) -> String {
@@ -35,12 +15,15 @@ fn unique(prefix: &str) -> String {
 struct Case<'a> {
     w: Ws<'a>,
     values: Vec<String>,
+    /// Every stdout and stderr of the session, for the final secrets scan.
+    results: std::cell::RefCell<Vec<String>>,
 }
 
 impl Case<'_> {
     /// Run pyro; neither stream may hold a secret's value.
     fn run(&self, args: &[&str]) -> Output {
         let o = self.w.run(args);
+        self.results.borrow_mut().extend([stdout(&o), stderr(&o)]);
         for v in &self.values {
             for (name, s) in [("stdout", stdout(&o)), ("stderr", stderr(&o))] {
                 assert!(!s.contains(v.as_str()), "{args:?}: the {name} holds a secret's value: {s}");
@@ -66,7 +49,7 @@ fn secrets_reach_only_their_process_and_never_leak() {
     let t = Env::new();
     let literal = unique("lit-s3cr3t");
     let from_file = unique("file-s3cr3t");
-    let c = Case { w: Ws::new(&t), values: vec![literal.clone(), from_file.clone()] };
+    let c = Case { w: Ws::new(&t), values: vec![literal.clone(), from_file.clone()], results: Default::default() };
     let host = tempfile::tempdir().unwrap();
     let secret_file = host.path().join("key.txt");
     std::fs::write(&secret_file, format!("{from_file}\n")).unwrap();
@@ -208,14 +191,7 @@ fn secrets_reach_only_their_process_and_never_leak() {
     // Nowhere on the host but the secret store: the database (and its WAL), the workspace dir,
     // the runtime dir (serial log, supervisor and QEMU logs, state).
     for v in &c.values {
-        let mut hits = files_containing(&data.join("workspaces"), v.as_bytes());
-        hits.extend(files_containing(t.runtime.path(), v.as_bytes()));
-        for db in ["pyro.db", "pyro.db-wal", "pyro.db-shm"] {
-            let b = std::fs::read(data.join(db)).unwrap_or_default();
-            if b.windows(v.len()).any(|w| w == v.as_bytes()) {
-                hits.push(db.into());
-            }
-        }
+        let hits = secret_scan(v, &data, t.runtime.path(), &c.results.borrow());
         assert!(hits.is_empty(), "a secret's value is in {hits:?}");
         let everywhere = files_containing(&data, v.as_bytes());
         assert!(!everywhere.is_empty(), "the scan finds nothing, not even the secret store");

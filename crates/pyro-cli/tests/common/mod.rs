@@ -104,3 +104,39 @@ impl<'a> Ws<'a> {
         stdout(&self.run(&["workspace", "exec", id, "--timeout-seconds", "120", "--", script]))
     }
 }
+
+/// Every file under `dir` (recursively) whose bytes contain `needle`.
+pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
+    let mut hits = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else { return hits };
+    for e in rd.flatten() {
+        let p = e.path();
+        let Ok(m) = std::fs::symlink_metadata(&p) else { continue };
+        if m.is_dir() {
+            hits.extend(files_containing(&p, needle));
+        } else if m.is_file() {
+            let b = std::fs::read(&p).unwrap_or_default();
+            if !needle.is_empty() && b.windows(needle.len()).any(|w| w == needle) {
+                hits.push(p.display().to_string());
+            }
+        }
+    }
+    hits
+}
+
+/// The secrets scan: where `value` shows up among everything pyro wrote (every file under the
+/// data dir: the database, its WAL, workspace dirs; and under the runtime dir: VM dirs, serial,
+/// supervisor and QEMU logs, state) other than the secret store `<data>/secrets/`, and in the
+/// session's results (`results`: every stdout and stderr a test collected). Empty is a pass.
+pub fn secret_scan(value: &str, data: &Path, runtime: &Path, results: &[String]) -> Vec<String> {
+    let store = data.join("secrets").display().to_string();
+    let mut hits: Vec<String> =
+        files_containing(data, value.as_bytes()).into_iter().filter(|p| !p.starts_with(&store)).collect();
+    hits.extend(files_containing(runtime, value.as_bytes()));
+    for (i, r) in results.iter().enumerate() {
+        if r.contains(value) {
+            hits.push(format!("result #{i}"));
+        }
+    }
+    hits
+}

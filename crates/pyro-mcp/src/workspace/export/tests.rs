@@ -245,3 +245,69 @@ fn output_paths_in_git_dirs_are_refused() {
     let (parent, name) = check_output(&root.join("proj/out")).unwrap();
     assert_eq!((parent, name), (std::fs::canonicalize(root.join("proj")).unwrap(), OsString::from("out")));
 }
+
+mod props {
+    //! Property tests for the tar checks: archives of random members (names with `..`,
+    //! absolute paths, links anywhere, modes with every bit) and raw garbage never panic the
+    //! extraction, and nothing ever lands outside the output directory.
+    use super::*;
+    use proptest::prelude::*;
+
+    fn name() -> impl Strategy<Value = String> {
+        prop::collection::vec(prop_oneof!["a", "b", "..", ".", ".git", "hooks", "config", "etc", "/"], 1..5)
+            .prop_map(|p| p.join("/"))
+    }
+
+    fn member() -> impl Strategy<Value = (u8, String, String, u32)> {
+        (0u8..5, name(), name(), any::<u32>())
+    }
+
+    /// Every path under `tmp` but the output's own tree and the planted sibling.
+    fn outside(tmp: &Path) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        for e in std::fs::read_dir(tmp).unwrap().flatten() {
+            let n = e.file_name();
+            if n != "out" && n != "etc" {
+                found.push(e.path());
+            }
+        }
+        let etc: Vec<_> = std::fs::read_dir(tmp.join("etc")).unwrap().flatten().map(|e| e.path()).collect();
+        if etc.len() != 1 || std::fs::read(tmp.join("etc/passwd")).unwrap() != b"host" {
+            found.extend(etc);
+        }
+        found
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+        #[test]
+        fn random_archives_stay_inside(ms in prop::collection::vec(member(), 0..12)) {
+            let members: Vec<M> = ms
+                .iter()
+                .map(|(k, p, t, mode)| match k {
+                    0 => M::Dir(p, *mode & 0o7777),
+                    1 => M::File(p, *mode & 0o7777, b"data"),
+                    2 => M::Link(p, t),
+                    3 => M::Hard(p, t),
+                    _ => M::Fifo(p),
+                })
+                .collect();
+            // The builder itself refuses some names (`..`): such archives cannot be sent.
+            let Ok(bytes) = std::panic::catch_unwind(|| archive(&members)) else { return Ok(()) };
+            let tmp = tempfile::tempdir().unwrap();
+            std::fs::create_dir(tmp.path().join("etc")).unwrap();
+            std::fs::write(tmp.path().join("etc/passwd"), "host").unwrap();
+            let out = tmp.path().join("out");
+            std::fs::create_dir(&out).unwrap();
+            let _ = extract(&bytes[..], &out, &rules());
+            prop_assert!(outside(tmp.path()).is_empty(), "wrote outside: {:?}", outside(tmp.path()));
+        }
+
+        #[test]
+        fn garbage_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..4096)) {
+            let tmp = tempfile::tempdir().unwrap();
+            let _ = extract(&bytes[..], tmp.path(), &rules());
+        }
+    }
+}
