@@ -91,7 +91,7 @@ pub fn run(pyro: &pyro_mcp::Pyro, report: &dyn Fn(&str, &[f64], &str) -> f64) {
             .collect();
         let m = report(&format!("mcp {profile}: spawn -> tools/list"), &v, "ms");
         println!("{:<42} {:>15}  (target < 50 ms)", "", if m < 50.0 { "met" } else { "missed" });
-        let target = if profile == "workspace-core" { "  (budget 8 KB)" } else { "" };
+        let target = if profile == "workspace-core" { "  (budget 6,144 B)" } else { "" };
         println!("{:<42} {:>8} B{target}", format!("mcp {profile}: tools/list size"), size);
     }
 }
