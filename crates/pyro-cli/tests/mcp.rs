@@ -178,6 +178,13 @@ fn full() -> Vec<&'static str> {
     v.extend(["shell_open", "shell_read", "shell_write", "shell_signal", "shell_resize", "shell_close"]);
     v.extend(["service_start", "service_list", "service_status", "service_logs", "service_stop"]);
     v.extend(["snapshot_create", "snapshot_list", "snapshot_delete"]);
+    v.extend([
+        "workspace_stop",
+        "workspace_start",
+        "workspace_disk_list",
+        "workspace_disk_read",
+        "workspace_disk_export",
+    ]);
     v
 }
 
