@@ -50,15 +50,7 @@ pub fn disk_path(p: &str) -> Result<String> {
         return Err(Error::invalid("path contains NUL or is longer than 4096 bytes"));
     }
     let abs = if p.starts_with('/') { p.to_string() } else { format!("/workspace/{p}") };
-    let mut parts = Vec::new();
-    for c in abs.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => return Err(Error::invalid(format!("{} contains '..'", clip(p, 200)))),
-            c => parts.push(c),
-        }
-    }
-    let norm = format!("/{}", parts.join("/"));
+    let norm = format!("/{}", super::components(&abs, p)?.join("/"));
     if let Some(d) = RUNTIME_DIRS.iter().find(|d| norm == **d || norm.starts_with(&format!("{d}/"))) {
         return Err(Error::invalid(format!("{norm} is under {d}, a runtime directory: nothing there is on the disk")));
     }

@@ -144,15 +144,21 @@ pub fn guest_path(p: &str) -> Result<String> {
     } else {
         p
     };
+    let parts = components(rel, p)?;
+    Ok(if parts.is_empty() { "/workspace".to_string() } else { format!("/workspace/{}", parts.join("/")) })
+}
+
+/// The components of `path` without `.` and empty ones; `..` is refused (quoting `shown`).
+pub(crate) fn components<'p>(path: &'p str, shown: &str) -> Result<Vec<&'p str>> {
     let mut parts = Vec::new();
-    for c in rel.split('/') {
+    for c in path.split('/') {
         match c {
             "" | "." => {}
-            ".." => return Err(Error::invalid(format!("{} contains '..'", clip(p, 200)))),
+            ".." => return Err(Error::invalid(format!("{} contains '..'", clip(shown, 200)))),
             c => parts.push(c),
         }
     }
-    Ok(if parts.is_empty() { "/workspace".to_string() } else { format!("/workspace/{}", parts.join("/")) })
+    Ok(parts)
 }
 
 #[cfg(test)]
