@@ -91,7 +91,34 @@ fn last_line(b: &[u8]) -> String {
 }
 
 /// The top of the git work tree containing `dir`, if it is in one.
+///
+/// Runs at every server start, before `initialize` is answered (the instructions name the
+/// project), so the common case does not spawn git: the nearest ancestor (of the canonical
+/// path) holding a `.git` directory with a `HEAD`, or a `.git` file (`gitdir: ...`, worktrees and
+/// submodules), is the top. When git is steered by the environment (`GIT_DIR`,
+/// `GIT_WORK_TREE`, `GIT_CEILING_DIRECTORIES`, ...), `git rev-parse --show-toplevel` decides.
 pub fn git_toplevel(dir: &Path) -> Option<PathBuf> {
+    const STEERING: [&str; 4] = ["GIT_DIR", "GIT_WORK_TREE", "GIT_CEILING_DIRECTORIES", "GIT_DISCOVERY_ACROSS_FILESYSTEM"];
+    if STEERING.iter().any(|v| std::env::var_os(v).is_some()) {
+        return git_toplevel_by_git(dir);
+    }
+    let dir = dir.canonicalize().ok()?;
+    dir.ancestors().find(|a| is_git_marker(&a.join(".git"))).map(Path::to_path_buf)
+}
+
+/// A `.git` that makes its parent a work tree's top: a directory with `HEAD`, or a file that
+/// starts with `gitdir:`.
+fn is_git_marker(dot_git: &Path) -> bool {
+    match std::fs::symlink_metadata(dot_git) {
+        Ok(m) if m.is_dir() => dot_git.join("HEAD").is_file(),
+        Ok(m) if m.is_file() && m.len() < 4096 => {
+            std::fs::read(dot_git).is_ok_and(|b| b.starts_with(b"gitdir:"))
+        }
+        _ => false,
+    }
+}
+
+fn git_toplevel_by_git(dir: &Path) -> Option<PathBuf> {
     let out = git(&["-C".as_ref(), dir.as_os_str(), "rev-parse".as_ref(), "--show-toplevel".as_ref()]).output().ok()?;
     if !out.status.success() {
         return None;
@@ -365,6 +392,33 @@ mod tests {
         assert!(none.confine(root.to_str().unwrap(), "p").is_err());
         let extra = HostRoots::new(None, std::slice::from_ref(&other)).unwrap();
         assert!(extra.confine(other.join("f").to_str().unwrap(), "p").is_ok());
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    /// The walk-up agrees with `git rev-parse --show-toplevel` on a repository, a subdirectory,
+    /// a linked worktree, a submodule-style `.git` file and a directory outside any repository.
+    #[test]
+    fn toplevel_walk_matches_git() {
+        let base = std::env::temp_dir().join(format!("pyro-toplevel-{}", std::process::id()));
+        let repo = base.join("repo");
+        std::fs::create_dir_all(repo.join("a/b")).unwrap();
+        let run = |dir: &Path, args: &[&str]| {
+            let ok = crate::git::command_in(dir).args(args).output().unwrap().status.success();
+            assert!(ok, "git {args:?}");
+        };
+        run(&repo, &["init", "-q"]);
+        run(&repo, &["-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "--allow-empty", "-m", "x"]);
+        run(&repo, &["worktree", "add", "-q", base.join("wt").to_str().unwrap()]);
+        let plain = base.join("plain");
+        std::fs::create_dir_all(plain.join(".git")).unwrap(); // no HEAD: not a repository
+        for dir in [repo.clone(), repo.join("a/b"), base.join("wt"), plain.clone()] {
+            let by_git = git_toplevel_by_git(&dir);
+            let canon = dir.canonicalize().unwrap();
+            let walked = canon.ancestors().find(|a| is_git_marker(&a.join(".git"))).map(Path::to_path_buf);
+            // `plain` may sit inside another repository (a temp dir under a checkout): both
+            // answers must then name the same outer top.
+            assert_eq!(walked, by_git, "{}", dir.display());
+        }
         std::fs::remove_dir_all(&base).unwrap();
     }
 }
