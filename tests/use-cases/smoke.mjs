@@ -157,21 +157,31 @@ class Session {
   }
 }
 
-/** Read a shell until `re` matches what it printed since `cursor` (idle waits in between). */
+/**
+ * Read a shell until `re` matches what it printed since `cursor`: reads with an idle wait
+ * (they return once the shell was quiet for 1 s, at once when it already is, e.g. while a
+ * command computes before printing), so poll until the match, within 3 minutes.
+ */
 async function shellUntil(s, id, shell, cursor, re, what) {
   let text = "";
-  for (let i = 0; i < 30; i++) {
+  const deadline = Date.now() + 180_000;
+  while (Date.now() < deadline) {
     const r = await s.ok("shell_read", { workspace_id: id, shell_id: shell, cursor, plain: true, wait_for_idle_ms: 1000 });
     text += r.output;
     cursor = r.next_cursor;
     const m = text.match(re);
     if (m) return { text, cursor, m };
     check(r.alive, `the shell ended while waiting for ${what}: ${text}`);
+    if (!r.output) await sleep(500);
   }
-  throw new Error(`no ${what} in the shell after 30 reads: ${text}`);
+  throw new Error(`no ${what} in the shell within 3 minutes: ${text}`);
 }
 
 const TESTS = "python3 -B -m unittest -v";
+// A venv without its own pip (ensurepip alone takes over 30 s under TCG), filled by the
+// system pip without byte-compiling (which costs more than the download there).
+const INSTALL =
+  "python3 -m venv --without-pip /root/venv && python3 -m pip --python /root/venv/bin/python install -q --no-compile -r requirements-dev.txt";
 
 // ---------------------------------------------------------------------------------------------
 // The recipes. Each gets a fresh server and deletes what it made.
@@ -193,7 +203,7 @@ const recipes = {
     check(readme.content.includes("requirements-dev.txt"), "README does not say how to install");
     const install = await s.ok(
       "workspace_exec",
-      { workspace_id: id, command: "python3 -m venv /root/venv && /root/venv/bin/pip install -q -r requirements-dev.txt", timeout_seconds: 900 },
+      { workspace_id: id, command: INSTALL, timeout_seconds: 900 },
       300_000,
     );
     check(install.exit_code === 0, `pip install exited ${install.exit_code}: ${install.stderr.slice(-800)}`);
@@ -241,8 +251,8 @@ const recipes = {
     check(diff.patch.includes(`+${FIXES.a}`) && diff.patch.includes(`-${BUGGY}`), `diff: ${diff.patch}`);
     const sum = await s.ok("workspace_summary", { workspace_id: id });
     check(JSON.stringify(sum).includes("pricing/discount.py"), "the summary does not name the patched file");
-    await s.ok("workspace_export", { workspace_id: id, path: "pricing/discount.py", output_path: path.join(out, "repro-fix/discount.py") });
-    const exported = fs.readFileSync(path.join(out, "repro-fix/discount.py"), "utf8");
+    await s.ok("workspace_export", { workspace_id: id, path: "pricing/discount.py", output_path: path.join(out, "discount.py") });
+    const exported = fs.readFileSync(path.join(out, "discount.py"), "utf8");
     check(exported.includes(FIXES.a), "the exported file is not the fixed one");
     await s.ok("workspace_delete", { workspace_id: id });
   },
@@ -287,13 +297,13 @@ const recipes = {
     check(members.stdout.includes("-> /etc/passwd") && members.stdout.includes("../escape.txt"), `members: ${members.stdout}`);
     const unpack = await s.ok("workspace_exec", {
       workspace_id: id,
-      command: "mkdir drop && tar -xzf plugin-drop.tar.gz -C drop; ls -l drop; echo ---; ls -A /workspace",
+      command: "tar -xzf plugin-drop.tar.gz; ls -l plugin-drop; echo ---; ls -A /workspace",
     });
     const top = unpack.stdout.split("---\n")[1] ?? "";
-    check(unpack.stderr.includes("contains '..'") && top === "drop\nplugin-drop.tar.gz\n", `unpack: ${unpack.stdout}${unpack.stderr}`);
-    const script = await s.ok("workspace_file_read", { workspace_id: id, path: "drop/install.sh" });
+    check(unpack.stderr.includes("contains '..'") && top === "plugin-drop\nplugin-drop.tar.gz\n", `unpack: ${unpack.stdout}${unpack.stderr}`);
+    const script = await s.ok("workspace_file_read", { workspace_id: id, path: "plugin-drop/install.sh" });
     check(script.content.includes("203.0.113.7"), "install.sh not read");
-    const run = await s.ok("workspace_exec", { workspace_id: id, command: "cd drop && sh install.sh", timeout_seconds: 60 });
+    const run = await s.ok("workspace_exec", { workspace_id: id, command: "cd plugin-drop && sh install.sh", timeout_seconds: 60 });
     check(run.stdout.includes("network: lo") && run.stdout.includes("phone home failed"), `install.sh: ${run.stdout}${run.stderr}`);
     const probe = await s.ok("workspace_exec", {
       workspace_id: id,
@@ -302,11 +312,11 @@ const recipes = {
     check(probe.stdout.startsWith("lo\n") && probe.stdout.includes("was here"), `probe: ${probe.stdout}`);
     check(!fs.existsSync("/tmp/plugin-was-here"), "the guest's write reached the host's /tmp");
     const diff = await s.ok("workspace_diff", { workspace_id: id });
-    check(diff.patch.includes("drop/install.sh"), `diff: ${diff.patch.slice(0, 400)}`);
+    check(diff.patch.includes("plugin-drop/install.sh"), `diff: ${diff.patch.slice(0, 400)}`);
     const sum = await s.ok("workspace_summary", { workspace_id: id });
     check(sum.commands?.count === 4 || JSON.stringify(sum).includes("install.sh"), "summary");
     // Exports stay inside the allowed roots and out of .git.
-    await s.fails("workspace_export", { workspace_id: id, path: "drop", output_path: "/root/drop" }, "invalid_argument");
+    await s.fails("workspace_export", { workspace_id: id, path: "plugin-drop", output_path: "/root/plugin-drop" }, "invalid_argument");
     await s.ok("workspace_delete", { workspace_id: id });
   },
 
@@ -322,9 +332,9 @@ const recipes = {
     const sh = await s.ok("shell_open", { workspace_id: id, cwd: "/workspace", cols: 120, rows: 40 });
     const shell = sh.shell_id ?? sh.id;
     let cursor = 0;
-    await s.ok("shell_write", { workspace_id: id, shell_id: shell, input: `${TESTS} 2>&1 | tail -n 3; echo "exit=$?"` });
+    await s.ok("shell_write", { workspace_id: id, shell_id: shell, input: `${TESTS} 2>&1; echo "exit=$?"` });
     let r = await shellUntil(s, id, shell, cursor, /exit=(\d+)/, "the first evaluation");
-    check(/\nOK\b/.test(r.text), `evaluation: ${r.text}`);
+    check(r.m[1] === "0" && /\nOK\b/.test(r.text), `evaluation: ${r.text}`);
     cursor = r.cursor;
     // Break a file, as an experiment gone wrong.
     await s.ok("workspace_file_write", {
@@ -332,9 +342,9 @@ const recipes = {
       path: "pricing/discount.py",
       content: discountPy.replace(BUGGY, "    return cents  # discounts off for the benchmark"),
     });
-    await s.ok("shell_write", { workspace_id: id, shell_id: shell, input: `${TESTS} 2>&1 | tail -n 3; echo "exit=$?"` });
+    await s.ok("shell_write", { workspace_id: id, shell_id: shell, input: `${TESTS} 2>&1; echo "exit=$?"` });
     r = await shellUntil(s, id, shell, cursor, /exit=(\d+)/, "the second evaluation");
-    check(/FAILED \(failures=1\)/.test(r.text), `broken evaluation: ${r.text}`);
+    check(r.m[1] === "1" && /FAILED \(failures=1\)/.test(r.text), `broken evaluation: ${r.text}`);
     const broken = await s.ok("workspace_diff", { workspace_id: id });
     check(broken.patch.includes("discounts off"), "the diff does not show the break");
     const reset = await s.ok("workspace_reset", { workspace_id: id, snapshot: "candidate" });
@@ -345,8 +355,8 @@ const recipes = {
     check(JSON.stringify(snaps).includes("candidate"), `snapshots: ${JSON.stringify(snaps)}`);
     const sum = await s.ok("workspace_summary", { workspace_id: id });
     check(JSON.stringify(sum).includes("candidate"), "the summary does not say reset to candidate");
-    await s.ok("workspace_export", { workspace_id: id, path: "pricing", output_path: path.join(out, "review/pricing") });
-    check(fs.readFileSync(path.join(out, "review/pricing/discount.py"), "utf8").includes(FIXES.a), "export is not the candidate");
+    await s.ok("workspace_export", { workspace_id: id, path: "pricing", output_path: path.join(out, "reviewed-pricing") });
+    check(fs.readFileSync(path.join(out, "reviewed-pricing/discount.py"), "utf8").includes(FIXES.a), "export is not the candidate");
     await s.ok("workspace_delete", { workspace_id: id });
   },
 };
