@@ -315,8 +315,12 @@ const recipes = {
     check(diff.patch.includes("plugin-drop/install.sh"), `diff: ${diff.patch.slice(0, 400)}`);
     const sum = await s.ok("workspace_summary", { workspace_id: id });
     check(sum.commands?.count === 4 || JSON.stringify(sum).includes("install.sh"), "summary");
-    // Exports stay inside the allowed roots and out of .git.
+    // What comes back to the host is checked there: inside the allowed roots only, and the
+    // link to /etc/passwd is left out.
     await s.fails("workspace_export", { workspace_id: id, path: "plugin-drop", output_path: "/root/plugin-drop" }, "invalid_argument");
+    const back = await s.ok("workspace_export", { workspace_id: id, path: "plugin-drop", output_path: path.join(work, "inbox/inspected") });
+    check((back.skipped ?? []).some((e) => e.path.endsWith("passwd")), `export skipped: ${JSON.stringify(back)}`);
+    check(!fs.existsSync(path.join(work, "inbox/inspected/passwd")), "the escaping link was exported");
     await s.ok("workspace_delete", { workspace_id: id });
   },
 
