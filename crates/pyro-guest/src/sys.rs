@@ -129,6 +129,12 @@ pub fn set_identity(hostname: &str, machine_id: &str) -> std::io::Result<()> {
     if unsafe { libc::sethostname(hostname.as_ptr() as *const libc::c_char, hostname.len()) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
+    // A scratch image may have no /etc at all (a single static binary): make it, as systemd
+    // would, so the machine id has somewhere to live.
+    if std::fs::symlink_metadata("/etc").is_err() {
+        std::fs::create_dir("/etc")?;
+        std::fs::set_permissions("/etc", std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    }
     let _ = std::fs::write("/etc/hostname", format!("{hostname}\n"));
     let tmp = "/etc/.machine-id.pyro-tmp";
     let _ = std::fs::remove_file(tmp);

@@ -57,6 +57,9 @@ pub struct TemplateInfo {
     pub built_at: u64,
     /// Bytes of saved memory and device state.
     pub memory_bytes: u64,
+    /// sha256 of the saved device state (checked before every restore: it is small).
+    #[serde(default)]
+    pub memory_sha256: String,
     /// Bytes of the template's disk overlay (copied for every VM started from it).
     pub disk_bytes: u64,
     /// Cold boot of the template guest, and the save.
@@ -141,8 +144,9 @@ fn read_meta(dir: &Path) -> Option<TemplateInfo> {
     serde_json::from_slice(&std::fs::read(dir.join(META)).ok()?).ok()
 }
 
-/// A usable template: files there, key equal, memory file of the recorded size (a truncated
-/// one is refused here; a corrupt one fails its restore and is removed then).
+/// A usable template: files there, key equal, device state of the recorded digest, RAM file
+/// of the guest's size (a damaged one is refused here; one that still fails to restore is
+/// removed then).
 pub struct Template {
     pub dir: PathBuf,
     pub info: TemplateInfo,
@@ -169,16 +173,57 @@ impl Template {
     }
 }
 
-pub fn lookup(rt: &Runtime, env: &Installed, shape: Shape) -> Result<Option<Template>> {
+/// What `lookup` found.
+pub enum Found {
+    Usable(Template),
+    /// None for this shape (or only one of another runtime, in another dir).
+    Missing,
+    /// There, but not intact: why (it is removed; the next use builds it again).
+    Damaged(String),
+}
+
+pub fn lookup(rt: &Runtime, env: &Installed, shape: Shape) -> Result<Found> {
     let key = key(rt, env, shape)?;
     let dir = dir_for(env, &key);
-    let Some(info) = read_meta(&dir) else { return Ok(None) };
-    let memory_ok = std::fs::metadata(dir.join(MEMORY)).is_ok_and(|m| m.len() == info.memory_bytes);
-    let ram_ok = std::fs::metadata(dir.join(RAM)).is_ok_and(|m| m.len() == (shape.mem_mib as u64) << 20);
-    if info.key != key || !memory_ok || !ram_ok || !dir.join(DISK).is_file() {
-        return Ok(None);
+    if !dir.exists() {
+        return Ok(Found::Missing);
     }
-    Ok(Some(Template { dir, info }))
+    let Some(info) = read_meta(&dir) else { return Ok(damaged(&dir, "its description is unreadable")) };
+    if info.key != key {
+        return Ok(damaged(&dir, "its description names another runtime"));
+    }
+    let memory = std::fs::read(dir.join(MEMORY)).unwrap_or_default();
+    if memory.len() as u64 != info.memory_bytes || hex::encode(Sha256::digest(&memory)) != info.memory_sha256 {
+        return Ok(damaged(&dir, "its saved device state does not match its digest"));
+    }
+    if !std::fs::metadata(dir.join(RAM)).is_ok_and(|m| m.len() == (shape.mem_mib as u64) << 20) {
+        return Ok(damaged(&dir, "its RAM file is missing or not the guest's size"));
+    }
+    if !dir.join(DISK).is_file() {
+        return Ok(damaged(&dir, "its disk is missing"));
+    }
+    Ok(Found::Usable(Template { dir, info }))
+}
+
+fn damaged(dir: &Path, why: &str) -> Found {
+    Template { dir: dir.to_path_buf(), info: empty_info() }.discard();
+    Found::Damaged(why.to_string())
+}
+
+fn empty_info() -> TemplateInfo {
+    TemplateInfo {
+        key: String::new(),
+        vcpus: 0,
+        mem_mib: 0,
+        nic: false,
+        built_at: 0,
+        memory_bytes: 0,
+        memory_sha256: String::new(),
+        disk_bytes: 0,
+        boot_ms: 0,
+        save_ms: 0,
+        current: false,
+    }
 }
 
 /// The templates of an installed environment (`env inspect`), each marked current or not.
@@ -206,7 +251,7 @@ pub fn build(rt: &Runtime, env: &Installed, shape: Shape, progress: &dyn Fn(&str
     let dir = dir_for(env, &key);
     crate::paths::private_dir(&root(env))?;
     let _lock = crate::env::lock(&dir.with_extension("lock"))?;
-    if let Some(t) = lookup(rt, env, shape)? {
+    if let Found::Usable(t) = lookup(rt, env, shape)? {
         return Ok(t.info);
     }
     progress(&format!(
@@ -243,6 +288,17 @@ pub fn build(rt: &Runtime, env: &Installed, shape: Shape, progress: &dyn Fn(&str
 }
 
 fn build_in(rt: &Runtime, env: &Installed, shape: Shape, key: &str, tmp: &Path) -> Result<TemplateInfo> {
+    // Builders killed mid-way left their VM dirs (their QEMU died with their supervisor).
+    for e in std::fs::read_dir(rt.paths.vms()).into_iter().flatten().flatten() {
+        let old = e.path();
+        let name = e.file_name().to_string_lossy().to_string();
+        let stale = std::fs::metadata(&old)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().is_ok_and(|a| a.as_secs() > 60));
+        if name.starts_with("tpl-") && stale && crate::workspace::recover::supervisors_of(&old).is_empty() {
+            let _ = std::fs::remove_dir_all(&old);
+        }
+    }
     vm::create_overlay(&rt.qemu_img, &env.image(), &tmp.join(DISK))?;
     // A runtime dir named `tpl-...`: counted by the VM quota, swept like a throwaway VM's.
     let vdir = rt.paths.vms().join(format!("tpl-{}", vm::new_id()));
@@ -293,6 +349,7 @@ fn build_in(rt: &Runtime, env: &Installed, shape: Shape, key: &str, tmp: &Path) 
     // The RAM file is the template's memory: on disk before the template is said to exist.
     std::fs::File::open(tmp.join(RAM)).and_then(|f| f.sync_all()).ctx("writing the template's RAM file")?;
     let disk_bytes = std::fs::metadata(tmp.join(DISK)).map(|m| m.len()).unwrap_or(0);
+    let memory_sha256 = hex::encode(Sha256::digest(std::fs::read(tmp.join(MEMORY)).ctx("reading the saved state")?));
     Ok(TemplateInfo {
         key: key.to_string(),
         vcpus: shape.vcpus,
@@ -300,6 +357,7 @@ fn build_in(rt: &Runtime, env: &Installed, shape: Shape, key: &str, tmp: &Path) 
         nic: shape.nic,
         built_at: crate::clock::now_s(),
         memory_bytes,
+        memory_sha256,
         disk_bytes,
         boot_ms,
         save_ms,
@@ -329,6 +387,9 @@ pub fn build_in_background(rt: &Runtime, env: &Installed, shape: Shape) {
     }
     let Ok(log) = std::fs::File::create(dir.with_extension("log")) else { return };
     let mut cmd = std::process::Command::new(&rt.supervisor_bin);
+    // Its VM runs under the cache, not in the caller's runtime dir: the caller (a CLI call,
+    // a test) is done long before the build, and owes nothing for it.
+    cmd.env("PYRO_CACHE_DIR", &rt.paths.cache).env("PYRO_RUNTIME_DIR", rt.paths.cache.join("template-builds"));
     cmd.arg("__template")
         .arg(&env.name)
         .arg(shape.vcpus.to_string())
@@ -391,7 +452,7 @@ pub fn start(
     let mut note = None;
     if rt.templates {
         match lookup(rt, env, shape)? {
-            Some(t) => {
+            Found::Usable(t) => {
                 t.copy_disk(overlay)?;
                 match launch(Some(t.restore())) {
                     Ok(v) => return Ok((v, StartedFrom { from: "template".into(), note: None })),
@@ -404,7 +465,11 @@ pub fn start(
                 }
                 std::fs::remove_file(overlay).ctx("removing the template's disk copy")?;
             }
-            None => build_in_background(rt, env, shape),
+            Found::Missing => build_in_background(rt, env, shape),
+            Found::Damaged(why) => {
+                note = Some(format!("the warm template was damaged ({why}) and is rebuilt; booted cold"));
+                build_in_background(rt, env, shape);
+            }
         }
     }
     vm::create_overlay(&rt.qemu_img, &env.image(), overlay)?;
