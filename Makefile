@@ -7,7 +7,7 @@ GUEST := target/$(TARGET)/release/pyro-guest
 PYRO := target/release/pyro
 PREFIX ?= $(HOME)/.local
 
-.PHONY: mcp-client setup packages build guest environment test test-security test-crash check fmt lint demo bench install clean smoke-user host-clis
+.PHONY: mcp-client setup packages build guest environment test test-security test-crash check fmt lint demo bench install clean smoke-user smoke-use-cases host-clis
 
 ## Host packages (root or sudo), the build, the guest kernel and the default environment.
 setup: packages build environment
@@ -50,6 +50,13 @@ test-security: build
 ## list and an orphan check. Prints `crash: K kills, I inconsistent states, O orphans`.
 test-crash: build
 	PYRO_CRASH=1 PYRO_BIN=$(CURDIR)/$(PYRO) PYRO_GUEST_BIN=$(CURDIR)/$(GUEST) $(CARGO) test --release --locked -p pyro-cli --test crash -- --nocapture
+
+## The five recipes of docs/use-cases/, end to end on real guests, through `pyro mcp serve` and
+## the official TypeScript MCP SDK client (tests/use-cases/smoke.mjs), on the project in
+## tests/use-cases/recipe-project. Builds debian:12-build once. Prints
+## `use-case NAME: pass|FAIL SECONDS s` per recipe and `N passed, M failed: smoke-use-cases`.
+smoke-use-cases: build mcp-client
+	PYRO_BIN=$(CURDIR)/$(PYRO) bash scripts/smoke-use-cases.sh
 
 # Claude Code's and Codex's real CLIs (from npm) for the host-helper tests; optional.
 host-clis:

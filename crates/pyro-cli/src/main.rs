@@ -47,6 +47,9 @@ enum Cmd {
     /// Internal: supervise one VM (started by pyro itself)
     #[command(name = "__supervise", hide = true)]
     Supervise { dir: std::path::PathBuf },
+    /// Internal: build one warm template (started by pyro itself, in the background)
+    #[command(name = "__template", hide = true)]
+    Template { args: Vec<String> },
 }
 
 fn main() {
@@ -60,6 +63,7 @@ fn main() {
     let json = cli.json;
     let code = match cli.command {
         Cmd::Supervise { dir } => pyro_mcp::internal::supervise(&dir),
+        Cmd::Template { args } => pyro_mcp::internal::build_template(&args),
         Cmd::Run(a) => commands::run::main(a, json),
         Cmd::Doctor { fix } => commands::doctor::main(json, fix),
         Cmd::Demo(a) => commands::demo::main(a),

@@ -77,12 +77,12 @@ fn egress_never_reaches_the_host_and_off_has_no_network() {
     let denied = s["network"]["denials"].as_array().cloned().unwrap_or_default();
     assert!(denied.iter().any(|d| d["target"] == "10.0.2.2"), "{s}");
 
-    // No policy: no NIC, no route, no resolver.
+    // No policy: no NIC, no route, no resolver; loopback up (flags IFF_UP | IFF_LOOPBACK).
     let c = w.ok(&["workspace", "create", "debian:12", "--json"]);
     assert_eq!(c["network_policy"], "off");
     let off = c["id"].as_str().unwrap().to_string();
-    let out = w.sh(&off, "ls /sys/class/net; getent hosts deb.debian.org || echo no-dns");
-    assert_eq!(out, "lo\nno-dns\n");
+    let out = w.sh(&off, "ls /sys/class/net; cat /sys/class/net/lo/flags; getent hosts deb.debian.org || echo no-dns");
+    assert_eq!(out, "lo\n0x9\nno-dns\n");
     w.ok(&["workspace", "delete", &id, "--json"]);
     w.ok(&["workspace", "delete", &off, "--json"]);
 }

@@ -283,6 +283,20 @@ pub fn serve(mode: &str) -> ! {
                 reply(&writer, id, &Message::Ok, &[]);
                 sys::power_off();
             }
+            Message::Identity { unix_ns, hostname, machine_id } => {
+                // Clock first: the reseed and the machine-id file are then stamped right.
+                let r = sys::set_clock(unix_ns)
+                    .map_err(|e| format!("setting the clock: {e}"))
+                    .and_then(|_| sys::reseed_rng(&frame.payload).map_err(|e| format!("reseeding the RNG: {e}")))
+                    .and_then(|_| {
+                        sys::set_identity(&hostname, &machine_id).map_err(|e| format!("setting the identity: {e}"))
+                    });
+                let reply_msg = match r {
+                    Ok(()) => Message::Ok,
+                    Err(m) => error("invalid_argument", m),
+                };
+                reply(&writer, id, &reply_msg, &[]);
+            }
             Message::SetClock { unix_ns } => {
                 let reply_msg = match sys::set_clock(unix_ns) {
                     Ok(()) => Message::Ok,

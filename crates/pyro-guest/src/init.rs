@@ -53,7 +53,14 @@ pub fn boot() -> String {
                 fatal(&format!("mounting the build target: {e}"));
             }
         }
-        _ => switch_root(),
+        _ => {
+            switch_root();
+            // Loopback is up in every guest, NIC or not (a test suite that starts a local
+            // server on 127.0.0.1 must work with the network off); it reaches nothing outside.
+            if let Err(e) = crate::net::loopback_up() {
+                sys::console(&format!("bringing up lo: {e}"));
+            }
+        }
     }
     mode
 }

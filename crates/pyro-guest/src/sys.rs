@@ -82,6 +82,60 @@ pub fn set_clock(unix_ns: u64) -> std::io::Result<()> {
     }
 }
 
+/// `RNDADDENTROPY` (`_IOW('R', 0x03, int[2])`) and `RNDRESEEDCRNG` (`_IO('R', 0x07)`), from
+/// linux/random.h (the libc crate does not carry them).
+const RNDADDENTROPY: libc::c_ulong = 0x4008_5203;
+const RNDRESEEDCRNG: libc::c_ulong = 0x5207;
+
+/// Mix `entropy` into the kernel's input pool, credited, and reseed the generator at once, so
+/// that from here every reader (`/dev/urandom`, `getrandom`, the kernel's own uuids) draws
+/// from a state no other guest restored from the same memory has.
+pub fn reseed_rng(entropy: &[u8]) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    if entropy.len() < 32 || entropy.len() > 4096 {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "entropy must be 32..4096 bytes"));
+    }
+    let f = std::fs::OpenOptions::new().write(true).open("/dev/urandom")?;
+    // struct rand_pool_info { int entropy_count; int buf_size; __u32 buf[]; }
+    let mut info = Vec::with_capacity(8 + entropy.len());
+    info.extend_from_slice(&((entropy.len() * 8) as i32).to_ne_bytes());
+    info.extend_from_slice(&(entropy.len() as i32).to_ne_bytes());
+    info.extend_from_slice(entropy);
+    // SAFETY: `info` is a rand_pool_info header followed by buf_size bytes, alive for the call.
+    if unsafe { libc::ioctl(f.as_raw_fd(), RNDADDENTROPY, info.as_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: RNDRESEEDCRNG takes no argument.
+    if unsafe { libc::ioctl(f.as_raw_fd(), RNDRESEEDCRNG) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Set the hostname (1-63 of `[a-z0-9-]`, checked) and `/etc/machine-id` (32 lowercase hex
+/// digits, checked; written to a temporary file and renamed over the old one).
+pub fn set_identity(hostname: &str, machine_id: &str) -> std::io::Result<()> {
+    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, m.to_string());
+    if hostname.is_empty()
+        || hostname.len() > 63
+        || !hostname.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Err(bad("the hostname must be 1-63 of a-z, 0-9 and -"));
+    }
+    if machine_id.len() != 32 || !machine_id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        return Err(bad("the machine id must be 32 lowercase hex digits"));
+    }
+    // SAFETY: the pointer and length describe `hostname`'s bytes, alive for the call.
+    if unsafe { libc::sethostname(hostname.as_ptr() as *const libc::c_char, hostname.len()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let _ = std::fs::write("/etc/hostname", format!("{hostname}\n"));
+    let tmp = "/etc/.machine-id.pyro-tmp";
+    let _ = std::fs::remove_file(tmp);
+    std::fs::write(tmp, format!("{machine_id}\n"))?;
+    std::fs::rename(tmp, "/etc/machine-id")
+}
+
 pub fn uptime_ms() -> u64 {
     std::fs::read_to_string("/proc/uptime")
         .ok()

@@ -149,7 +149,7 @@ pub fn doctor(paths: &Paths, progress: &dyn Fn(&str)) -> DoctorReport {
     if let Err(e) = crate::kernel::ensure_kernel(&paths.kernels(), &crate::kernel::mirror_from_env(), progress) {
         check("kernel", false, e.message.clone(), e.hint.clone());
     }
-    let rt = Runtime::prepare(paths, progress);
+    let rt = Runtime::prepare(paths, crate::template::enabled_by_env(), progress);
     let (mut accelerator, mut reason, mut kvm) = (None, None, serde_json::json!({"exists": kvm_exists}));
     let kernel;
     let mut vm_boot = false;
@@ -178,9 +178,28 @@ pub fn doctor(paths: &Paths, progress: &dyn Fn(&str)) -> DoctorReport {
                 Some("see the serial log quoted above; run `pyro doctor --json` for details".into()),
             );
             vm_boot = boot.is_ok();
+            check(
+                "warm templates",
+                true,
+                if rt.templates {
+                    "on: VMs start from a saved booted guest when one fits (built by `pyro env pull` and on first use)"
+                        .into()
+                } else {
+                    "off (PYRO_TEMPLATES=off): every VM boots its kernel".into()
+                },
+                None,
+            );
             for e in crate::env::CATALOG {
                 let inst = crate::env::installed(paths, e.name);
-                envs.push(serde_json::json!({"name": e.name, "installed": inst.is_some(), "version": inst.as_ref().map(|i| i.version.clone()), "digest": inst.as_ref().map(|i| i.digest.clone())}));
+                let templates: Vec<_> = inst
+                    .as_ref()
+                    .map(|i| crate::template::list(Some(rt), i))
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|t| t.current)
+                    .map(|t| serde_json::json!({"vcpus": t.vcpus, "mem_mib": t.mem_mib, "nic": t.nic, "memory_bytes": t.memory_bytes}))
+                    .collect();
+                envs.push(serde_json::json!({"name": e.name, "installed": inst.is_some(), "version": inst.as_ref().map(|i| i.version.clone()), "digest": inst.as_ref().map(|i| i.digest.clone()), "warm_templates": templates}));
             }
             if vm_boot {
                 if let Some(env) = crate::env::CATALOG.iter().find(|e| crate::env::installed(paths, e.name).is_some()) {

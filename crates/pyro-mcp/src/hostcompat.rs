@@ -148,6 +148,7 @@ fn run_in(
         cancelled: false,
         duration_ms: started.elapsed().as_millis() as u64,
         boot_ms: 0,
+        started_from: None,
         total_ms: started.elapsed().as_millis() as u64,
         execution_mode: "host_compat".into(),
         accelerator: "none".into(),

@@ -5,6 +5,7 @@
 pub use crate::env::{installed, CatalogEntry, CATALOG};
 pub use crate::kernel::{cached_kernel, ensure_kernel, mirror_from_env, Kernel};
 pub use crate::runtime::{mark_self_is_pyro, pyro_binary};
+pub use crate::template::builder_main as build_template;
 pub use crate::vm::accel::Verdict;
 pub use crate::vm::qemu::{which, Accel, Disk, MachineConfig, VmMode};
 pub use crate::vm::supervisor::main as supervise;

@@ -32,6 +32,7 @@ mod run;
 mod runtime;
 mod sdk;
 mod session;
+mod template;
 pub mod text;
 mod vm;
 mod workspace;

@@ -653,6 +653,7 @@ mod tests {
             cancelled: false,
             duration_ms: 5,
             boot_ms: 10,
+            started_from: None,
             total_ms: 20,
             execution_mode: "guest_vm".into(),
             accelerator: "tcg".into(),
@@ -698,6 +699,8 @@ mod tests {
             allow_domains: vec![],
             network_error: None,
             secrets: vec![crate::workspace::SecretInfo { name: "TOKEN".into(), source: "file".into() }],
+            forked_from: None,
+            started_from: None,
         };
         let t = w.text();
         assert!(t.contains("secrets:      TOKEN (file)\n"), "{t}");

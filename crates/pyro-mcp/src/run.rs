@@ -59,6 +59,10 @@ pub struct RunResult {
     pub duration_ms: u64,
     /// QEMU start to guest agent ready.
     pub boot_ms: u64,
+    /// `cold` (a kernel boot) or `template` (a warm template restored), with why a template
+    /// was not used when one should have been.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_from: Option<crate::template::StartedFrom>,
     /// The whole call, environment lookup to teardown.
     pub total_ms: u64,
     pub execution_mode: String,
@@ -131,6 +135,7 @@ pub fn run(
     let out = session.exec_watched(req, Some(cancel), &mut |t| progress(&exec_progress_line(t)));
     // Tear down before looking at the result: whatever happened, nothing stays behind.
     let (vm_id, boot_ms, environment) = (session.id.clone(), session.boot_ms, session.environment.clone());
+    let started_from = Some(session.started_from.clone());
     let mut cleanup = session.delete();
     cleanup.reason = "run finished; VM, overlay and sockets removed".into();
     let out = out?;
@@ -145,6 +150,7 @@ pub fn run(
         cancelled: r.cancelled,
         duration_ms: r.duration_ms,
         boot_ms,
+        started_from,
         total_ms: started.elapsed().as_millis() as u64,
         execution_mode: "guest_vm".into(),
         accelerator: rt.accel.accel.as_str().into(),

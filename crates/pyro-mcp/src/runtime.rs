@@ -19,10 +19,13 @@ pub struct Runtime {
     pub initramfs: PathBuf,
     pub accel: accel::Verdict,
     pub supervisor_bin: PathBuf,
+    /// Start VMs from warm templates (see `template`); `PYRO_TEMPLATES=off` or the SDK's
+    /// `Pyro::with_templates(false)` turns it off.
+    pub templates: bool,
 }
 
 impl Runtime {
-    pub fn prepare(paths: &Paths, progress: &dyn Fn(&str)) -> Result<Runtime> {
+    pub fn prepare(paths: &Paths, templates: bool, progress: &dyn Fn(&str)) -> Result<Runtime> {
         let qemu = qemu::find_qemu()?;
         let qemu_img = qemu::find_qemu_img()?;
         let supervisor_bin = pyro_binary()?;
@@ -36,7 +39,7 @@ impl Runtime {
         };
         let initramfs = initramfs::ensure(&paths.initramfs(), &guest_bin, &kernel)?;
         let accel = accel::choose(&paths.cache, &qemu, &kernel.vmlinuz, &initramfs, &kernel.release)?;
-        Ok(Runtime { paths: paths.clone(), qemu, qemu_img, kernel, initramfs, accel, supervisor_bin })
+        Ok(Runtime { paths: paths.clone(), qemu, qemu_img, kernel, initramfs, accel, supervisor_bin, templates })
     }
 }
 

@@ -29,6 +29,8 @@ pub struct Pyro {
     cancel: crate::Cancel,
     /// Progress lines during guest commands, this often (0: none).
     exec_progress_ms: u64,
+    /// Warm templates on (default, unless `PYRO_TEMPLATES=off`).
+    templates: bool,
 }
 
 /// `env list`: each catalog entry, then each installed OCI image.
@@ -64,7 +66,16 @@ impl Pyro {
             progress: Box::new(|_| {}),
             cancel: crate::Cancel::new(),
             exec_progress_ms: 0,
+            templates: crate::template::enabled_by_env(),
         }
+    }
+
+    /// Start VMs from warm templates (on by default; `PYRO_TEMPLATES=off` sets the default
+    /// off): a saved booted guest is restored instead of booting a kernel. Off, every VM
+    /// boots cold (for comparisons, and hosts where restores fail).
+    pub fn with_templates(mut self, on: bool) -> Self {
+        self.templates = on;
+        self
     }
 
     /// Operations of this handle stop when `cancel` is set: a running guest command is killed
@@ -104,7 +115,7 @@ impl Pyro {
         if let Some(rt) = self.runtime.get() {
             return Ok(rt);
         }
-        let rt = Runtime::prepare(&self.paths, &*self.progress)?;
+        let rt = Runtime::prepare(&self.paths, self.templates, &*self.progress)?;
         Ok(self.runtime.get_or_init(|| rt))
     }
 
@@ -174,7 +185,7 @@ impl Pyro {
     /// Everything known about one environment (catalog recipe or image, installs on disk and
     /// who uses them, packages, kernel), without building or pulling anything.
     pub fn inspect_environment(&self, name: &str) -> Result<crate::env::EnvironmentDetails> {
-        crate::env::inspect::inspect(&self.paths, name)
+        crate::env::inspect::inspect(&self.paths, self.runtime().ok(), name)
     }
 
     /// Remove partial, stale and unknown entries from the environment cache. Installs that a
@@ -213,6 +224,20 @@ impl Pyro {
             return crate::env::oci::pull(&self.paths, &|| self.runtime(), &r, &*self.progress);
         }
         crate::env::lookup(name)?;
-        crate::env::ensure(self.runtime()?, name, &*self.progress)
+        let rt = self.runtime()?;
+        let installed = crate::env::ensure(rt, name, &*self.progress)?;
+        if rt.templates {
+            // The default shape's warm template, built now so the first create is fast too.
+            // Not the pull's failure if it cannot be built: VMs then boot cold.
+            let shape = crate::template::Shape {
+                vcpus: crate::run::DEFAULT_VCPUS,
+                mem_mib: crate::run::DEFAULT_MEM_MIB,
+                nic: false,
+            };
+            if let Err(e) = crate::template::build(rt, &installed, shape, &*self.progress) {
+                (self.progress)(&format!("template: not built ({}); VMs boot cold", e.message));
+            }
+        }
+        Ok(installed)
     }
 }

@@ -14,6 +14,8 @@ pub struct VmSession {
     pub id: String,
     pub environment: String,
     pub boot_ms: u64,
+    /// Booted cold or restored from a warm template (and why not, if it should have been).
+    pub started_from: crate::template::StartedFrom,
     pub accelerator: String,
 }
 
@@ -62,32 +64,42 @@ impl VmSession {
         let env = crate::env::ensure(rt, environment, progress)?;
         let (id, dir) = vm::new_vm_dir(rt)?;
         let overlay = dir.join("disk.qcow2");
-        if let Err(e) = vm::create_overlay(&rt.qemu_img, &env.image(), &overlay) {
-            let _ = std::fs::remove_dir_all(&dir);
-            return Err(e);
-        }
-        let vm = vm::launch(
-            rt,
-            LaunchOptions {
-                vcpus,
-                mem_mib,
-                mode: crate::vm::qemu::VmMode::Run,
-                disk: Some(Disk { path: overlay, format: "qcow2", cache: "unsafe" }),
-                ephemeral: true,
-                cleanup: vec![],
-                net: network.policy.has_nic().then(|| crate::net::NetSpec {
-                    options: network.clone(),
-                    denials_path: dir.join("denials.json"),
-                    nameservers: crate::net::host_nameservers(),
-                }),
-                dir: Some(dir),
-                restore: None,
-            },
-        )?;
+        let shape = crate::template::Shape { vcpus, mem_mib, nic: network.policy.has_nic() };
+        let identity = vm::Identity::fresh(&id);
+        let mut launch = |restore: Option<vm::Restore>| {
+            vm::launch(
+                rt,
+                LaunchOptions {
+                    vcpus,
+                    mem_mib,
+                    mode: crate::vm::qemu::VmMode::Run,
+                    disk: Some(Disk { path: overlay.clone(), format: "qcow2", cache: "unsafe" }),
+                    ephemeral: true,
+                    cleanup: vec![],
+                    net: network.policy.has_nic().then(|| crate::net::NetSpec {
+                        options: network.clone(),
+                        denials_path: dir.join("denials.json"),
+                        nameservers: crate::net::host_nameservers(),
+                    }),
+                    dir: Some(dir.clone()),
+                    restore,
+                    ram_file: None,
+                    identity: Some(identity.clone()),
+                },
+            )
+        };
+        let (vm, started_from) = match crate::template::start(rt, &env, shape, &overlay, &mut launch) {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+        };
         Ok(VmSession {
             id,
             environment: env.name,
             boot_ms: vm.boot.boot_ms,
+            started_from,
             accelerator: rt.accel.accel.as_str().into(),
             vm: Some(vm),
         })

@@ -24,7 +24,7 @@ use std::io::{self, Read, Write};
 
 /// Bumped whenever a message changes shape incompatibly. The host refuses an agent whose
 /// `Hello` names another version (an older agent in a cached initramfs, say).
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 /// Largest JSON header either side accepts.
 pub const MAX_HEADER: usize = 1 << 20;
 /// Largest payload in one frame; streams are cut into chunks of at most this size.
@@ -375,7 +375,20 @@ pub enum Message {
         bytes: u64,
         ms: u64,
     },
+    /// Make this guest its own before its first command (after a cold boot, and after a
+    /// restore from a warm template or a fork, whose memory other guests share): mix the
+    /// payload (fresh host entropy, [`IDENTITY_ENTROPY`] bytes) into the kernel's pool and
+    /// reseed its generator, set the clock, the hostname and `/etc/machine-id` (32 lowercase
+    /// hex digits). Reply `Ok`.
+    Identity {
+        unix_ns: u64,
+        hostname: String,
+        machine_id: String,
+    },
 }
+
+/// Bytes of host entropy an `Identity` request carries.
+pub const IDENTITY_ENTROPY: usize = 64;
 
 /// One shell as the guest reports it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -206,6 +206,8 @@ pub fn builder_vm(rt: &Runtime, image: &Path) -> Result<vm::Vm> {
             cleanup: vec![],
             net: None,
             restore: None,
+            ram_file: None,
+            identity: None,
             dir: None,
         },
     )

@@ -44,9 +44,12 @@ pub struct EnvironmentDetails {
     /// The guest kernel VMs boot (shared by all environments), if cached.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kernel: Option<String>,
+    /// Warm templates of the current install (newest first), `current` when this host's
+    /// runtime can restore them.
+    pub templates: Vec<crate::template::TemplateInfo>,
 }
 
-pub fn inspect(paths: &Paths, name: &str) -> Result<EnvironmentDetails> {
+pub fn inspect(paths: &Paths, rt: Option<&crate::runtime::Runtime>, name: &str) -> Result<EnvironmentDetails> {
     let name = canonical_name(name)?;
     let entry = catalog::CATALOG.iter().find(|e| e.name == name);
     let root = env_root(paths, &name);
@@ -82,9 +85,10 @@ pub fn inspect(paths: &Paths, name: &str) -> Result<EnvironmentDetails> {
         recipe_packages: entry.map(|e| e.packages.iter().map(|p| p.to_string()).collect()).unwrap_or_default(),
         installed: current.is_some(),
         path: current.as_ref().map(|c| c.dir.display().to_string()),
-        current,
         installs,
         kernel,
+        templates: current.as_ref().map(|c| crate::template::list(rt, c)).unwrap_or_default(),
+        current,
         name,
     })
 }

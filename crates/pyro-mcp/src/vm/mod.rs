@@ -37,8 +37,91 @@ pub struct LaunchOptions {
     pub dir: Option<PathBuf>,
     /// A NIC and its network (None: no NIC at all).
     pub net: Option<crate::net::NetSpec>,
-    /// Saved memory to resume from instead of booting (a stopped workspace's).
-    pub restore: Option<PathBuf>,
+    /// Saved state to resume from instead of booting (a stopped workspace's, a warm
+    /// template's, a fork's).
+    pub restore: Option<Restore>,
+    /// Guest RAM in this file (warm templates, see `qemu::use_ram_file`): (path, shared).
+    pub ram_file: Option<(PathBuf, bool)>,
+    /// Who the guest is: sent (with fresh entropy and the clock) before anything else runs in
+    /// it. None only for a stopped workspace's own memory, which is already itself.
+    pub identity: Option<Identity>,
+}
+
+/// What a VM is restored from: the saved memory and device state, and for a warm template
+/// the RAM file it is mapped from (privately; see `qemu::use_ram_file`).
+#[derive(Debug, Clone)]
+pub struct Restore {
+    pub memory: PathBuf,
+    pub ram: Option<PathBuf>,
+}
+
+impl Restore {
+    pub fn memory(memory: &Path) -> Restore {
+        Restore { memory: memory.to_path_buf(), ram: None }
+    }
+}
+
+/// A guest's own hostname and machine id (see `Message::Identity`).
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub hostname: String,
+    pub machine_id: String,
+}
+
+impl Identity {
+    /// `pyro-<id>` and a fresh random machine id.
+    pub fn fresh(id: &str) -> Identity {
+        Identity { hostname: Self::hostname(id), machine_id: random_hex(16) }
+    }
+
+    /// The hostname of VM or workspace `id`: `pyro-` and at most 12 of its characters.
+    pub fn hostname(id: &str) -> String {
+        let id: String = id.chars().filter(|c| c.is_ascii_alphanumeric()).take(12).collect();
+        format!("pyro-{}", id.to_ascii_lowercase())
+    }
+
+    /// Send it with fresh host entropy and the host's clock.
+    pub fn apply(&self, client: &mut Client) -> Result<()> {
+        let mut entropy = [0u8; pyro_proto::IDENTITY_ENTROPY];
+        fill_random(&mut entropy)?;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let msg = pyro_proto::Message::Identity {
+            unix_ns: now.as_nanos() as u64,
+            hostname: self.hostname.clone(),
+            machine_id: self.machine_id.clone(),
+        };
+        client.call_with(&msg, &entropy).map(|_| ()).map_err(|e| {
+            Error::guest(format!("the guest could not take its identity: {}", e.message))
+                .hint("the guest agent in the initramfs may be older than this pyro: rebuild with `make build`")
+        })
+    }
+}
+
+/// Fill `buf` from the kernel's generator (`getrandom`, blocking only before it is seeded).
+pub fn fill_random(buf: &mut [u8]) -> Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        // SAFETY: the pointer and length describe the unfilled rest of `buf`.
+        let n = unsafe { libc::getrandom(buf[done..].as_mut_ptr() as *mut libc::c_void, buf.len() - done, 0) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(Error::internal(format!("getrandom: {e}")));
+        }
+        done += n as usize;
+    }
+    Ok(())
+}
+
+/// `n` random bytes as lowercase hex.
+pub fn random_hex(n: usize) -> String {
+    let mut b = vec![0u8; n];
+    if fill_random(&mut b).is_err() {
+        b.iter_mut().enumerate().for_each(|(i, x)| *x = (crate::clock::now_ns() >> (i % 8)) as u8);
+    }
+    hex::encode(b)
 }
 
 pub struct Vm {
@@ -88,6 +171,13 @@ pub fn launch(rt: &Runtime, opts: LaunchOptions) -> Result<Vm> {
         dir: dir.clone(),
     };
     let mut args = qemu::args(&cfg);
+    let ram_file = match opts.restore.as_ref().and_then(|r| r.ram.clone()) {
+        Some(ram) => Some((ram, false)),
+        None => opts.ram_file.clone(),
+    };
+    if let Some((path, shared)) = &ram_file {
+        qemu::use_ram_file(&mut args, opts.mem_mib, path, *shared);
+    }
     if opts.restore.is_some() {
         args.extend(["-incoming".into(), "defer".into()]);
     }
@@ -100,7 +190,9 @@ pub fn launch(rt: &Runtime, opts: LaunchOptions) -> Result<Vm> {
         boot_timeout_ms: boot_timeout_ms(),
         cleanup: opts.cleanup.clone(),
         net: opts.net.clone(),
-        restore: opts.restore.clone(),
+        restore: opts.restore.as_ref().map(|r| r.memory.clone()),
+        save_ignore_shared: ram_file.as_ref().is_some_and(|(_, shared)| *shared),
+        restore_ignore_shared: opts.restore.as_ref().is_some_and(|r| r.ram.is_some()),
     };
     // Counted and started under the launch lock, so two launches cannot share the last slot.
     let vms = rt.paths.vms();
@@ -170,6 +262,9 @@ pub fn launch(rt: &Runtime, opts: LaunchOptions) -> Result<Vm> {
         return Err(Error::guest(msg).hint("run `pyro doctor` to check QEMU, the kernel and the accelerator"));
     }
     let mut client = Client::connect(&dir.join("supervisor.sock"))?;
+    if let Some(identity) = &opts.identity {
+        identity.apply(&mut client)?;
+    }
     if opts.net.is_some() {
         configure_guest_network(&mut client)?;
     }

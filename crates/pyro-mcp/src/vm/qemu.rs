@@ -241,6 +241,26 @@ pub fn args(cfg: &MachineConfig) -> Vec<String> {
     a
 }
 
+/// Back the guest's RAM with a file instead of anonymous memory (warm templates): `shared`,
+/// the guest writes the file itself (a template being built; with migration's
+/// `x-ignore-shared` its RAM then stays out of the saved stream); not shared, the file is
+/// mapped privately (copy-on-write), so every VM restored from one template starts from its
+/// pages without reading them, and shares with the others the pages none of them wrote.
+/// The backend keeps microvm's own RAM id, so the rest of the machine is the same.
+pub fn use_ram_file(args: &mut Vec<String>, mem_mib: u32, path: &Path, shared: bool) {
+    if let Some(i) = args.iter().position(|a| a == "microvm") {
+        args[i] = "microvm,memory-backend=microvm.ram".into();
+    }
+    args.extend([
+        "-object".into(),
+        format!(
+            "memory-backend-file,id=microvm.ram,size={mem_mib}M,mem-path={},share={}",
+            opt_path(path),
+            if shared { "on" } else { "off" }
+        ),
+    ]);
+}
+
 /// Host TSC frequency in kHz, measured: under TCG the guest's TSC runs at the host's rate.
 pub fn host_tsc_khz() -> Option<u64> {
     #[cfg(target_arch = "x86_64")]

@@ -23,6 +23,13 @@ pub struct VmSpec {
     /// asked for its `Hello` at once instead of awaited.
     #[serde(default)]
     pub restore: Option<PathBuf>,
+    /// Migration's `x-ignore-shared` on save: the guest's RAM is a shared file (a warm template
+    /// being built), which holds it, so it stays out of the stream.
+    #[serde(default)]
+    pub save_ignore_shared: bool,
+    /// The same on restore: a warm template's stream, whose RAM comes from its file.
+    #[serde(default)]
+    pub restore_ignore_shared: bool,
 }
 
 /// The line the supervisor prints to the launcher once the guest is up (or failed to boot).

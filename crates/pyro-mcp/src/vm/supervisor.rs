@@ -194,6 +194,7 @@ pub fn main(dir: &Path) -> ! {
     }
     install_signal_handlers(sh.clone());
     if let Some(memory) = sh.spec.restore.clone() {
+        eprintln!("restore: QEMU started after {} ms", sh.started.elapsed().as_millis());
         if let Err(e) = load_memory(&sh, &memory) {
             boot_failed(&sh, &format!("restoring the saved memory failed: {e}"));
         }
@@ -243,7 +244,10 @@ pub fn main(dir: &Path) -> ! {
     };
     let uptime = loop {
         match ready_rx.recv_timeout(poll) {
-            Ok(Ok(up)) => break up,
+            Ok(Ok(up)) => {
+                eprintln!("boot: guest agent ready after {} ms", sh.started.elapsed().as_millis());
+                break up;
+            }
             Ok(Err(why)) => boot_failed(&sh, &why),
             Err(_) => {
                 let exited = lock(&sh.exited.0).clone();
@@ -764,6 +768,17 @@ fn suspend(sh: &Arc<Shared>, w: &Conn, id: u32, path: &str) {
     }
 }
 
+/// Leave RAM in a shared file out of the migration stream (warm templates: the file is the
+/// RAM); both ends must say so.
+fn set_ignore_shared(q: &mut super::qmp::Qmp) -> std::result::Result<(), String> {
+    q.execute(
+        "migrate-set-capabilities",
+        serde_json::json!({"capabilities": [{"capability": "x-ignore-shared", "state": true}]}),
+    )
+    .map(|_| ())
+    .map_err(|e| e.message)
+}
+
 /// Feed a QEMU started with `-incoming defer` the saved state in `memory` (through a
 /// descriptor, as the save). The guest runs once it is loaded; the Hello loop waits for that.
 fn load_memory(sh: &Arc<Shared>, memory: &Path) -> std::result::Result<(), String> {
@@ -782,8 +797,13 @@ fn load_memory(sh: &Arc<Shared>, memory: &Path) -> std::result::Result<(), Strin
             }
         }
     };
+    if sh.spec.restore_ignore_shared {
+        set_ignore_shared(&mut q)?;
+    }
     q.pass_fd("pyro-memory", file.as_raw_fd()).map_err(|e| e.message)?;
+    eprintln!("restore: QMP ready after {} ms", sh.started.elapsed().as_millis());
     q.execute("migrate-incoming", serde_json::json!({"uri": "fd:pyro-memory"})).map_err(|e| e.message)?;
+    eprintln!("restore: migrate-incoming issued after {} ms", sh.started.elapsed().as_millis());
     Ok(())
 }
 
@@ -803,6 +823,9 @@ fn save_memory(sh: &Arc<Shared>, path: &Path) -> std::result::Result<u64, String
         let mut q = super::qmp::Qmp::connect(&sh.dir.join("qmp.sock")).map_err(|e| e.message)?;
         // The default bandwidth cap (128 MiB/s) is for networks; a file takes what it can.
         q.execute("migrate-set-parameters", serde_json::json!({"max-bandwidth": 1u64 << 40})).map_err(|e| e.message)?;
+        if sh.spec.save_ignore_shared {
+            set_ignore_shared(&mut q)?;
+        }
         q.pass_fd("pyro-memory", file.as_raw_fd()).map_err(|e| e.message)?;
         q.execute("migrate", serde_json::json!({"uri": "fd:pyro-memory"})).map_err(|e| e.message)?;
         let start = Instant::now();

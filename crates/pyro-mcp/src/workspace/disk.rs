@@ -211,6 +211,8 @@ impl Workspaces<'_> {
                 dir: Some(vdir),
                 net: None,
                 restore: None,
+                ram_file: None,
+                identity: None,
             },
         )?;
         Ok((r.id, vm.client, lock))

@@ -213,7 +213,25 @@ impl<'a> Workspaces<'a> {
             allow_domains: r.network.options.allow_domains.clone(),
             network_error: vm_net_error(self.paths(), &r.id),
             secrets: secrets::list(self.paths(), &r.id),
+            forked_from: super::fork::origin(&ws_dir(self.paths(), &r.id)),
+            started_from: None,
         }
+    }
+
+    /// The workspace guest's identity: `pyro-<id>` and the machine id it keeps across boots
+    /// (`machine-id` in its dir, made at create).
+    pub(super) fn identity(&self, id: &str) -> Result<vm::Identity> {
+        let f = ws_dir(self.paths(), id).join("machine-id");
+        let existing = std::fs::read_to_string(&f).ok().map(|s| s.trim().to_string());
+        let machine_id = match existing.filter(|s| s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit())) {
+            Some(m) => m,
+            None => {
+                let m = vm::random_hex(16);
+                crate::paths::write_atomic(&f, m.as_bytes())?;
+                m
+            }
+        };
+        Ok(vm::Identity { hostname: vm::Identity::hostname(id), machine_id })
     }
 
     pub fn create(&mut self, o: &CreateOptions, progress: &dyn Fn(&str)) -> Result<WorkspaceInfo> {
@@ -280,10 +298,18 @@ impl<'a> Workspaces<'a> {
             }
             None => None,
         };
-        vm::create_overlay(&self.rt()?.qemu_img, &env.image(), &dir.join("baseline.qcow2"))?;
         progress("workspace: booting");
         let mut network = WorkspaceNetwork { options: o.network.clone(), published: Vec::new() };
-        let mut vm = self.boot(id, &dir.join("baseline.qcow2"), probe.vcpus, probe.mem_mib, &network, None)?;
+        let shape = crate::template::Shape {
+            vcpus: probe.vcpus,
+            mem_mib: probe.mem_mib,
+            nic: network.options.policy.has_nic(),
+        };
+        let identity = self.identity(id)?;
+        let base = dir.join("baseline.qcow2");
+        let (mut vm, started_from) = crate::template::start(self.rt()?, env, shape, &base, &mut |restore| {
+            self.boot(id, &base, (probe.vcpus, probe.mem_mib), &network, restore, Some(identity.clone()))
+        })?;
         network.published = vm.boot.published.clone();
         let cancel = self.pyro.cancel_token().clone();
         cancel.check("workspace create")?;
@@ -334,19 +360,21 @@ impl<'a> Workspaces<'a> {
         // The last point a cancel undoes everything (the caller removes the VM and files).
         cancel.check("workspace create")?;
         let secrets = secrets::list(self.paths(), id);
-        self.store
-            .insert(&row, ("create", serde_json::json!({"environment": env.name, "seed": seed, "secrets": secrets})))?;
-        Ok(self.info(&row))
+        self.store.insert(
+            &row,
+            ("create", serde_json::json!({"environment": env.name, "seed": seed, "secrets": secrets, "started_from": started_from})),
+        )?;
+        Ok(WorkspaceInfo { started_from: Some(started_from), ..self.info(&row) })
     }
 
     fn boot(
         &self,
         id: &str,
         disk: &Path,
-        vcpus: u32,
-        mem_mib: u32,
+        (vcpus, mem_mib): (u32, u32),
         network: &WorkspaceNetwork,
-        restore: Option<&Path>,
+        restore: Option<vm::Restore>,
+        identity: Option<vm::Identity>,
     ) -> Result<vm::Vm> {
         let vdir = vm_dir(self.paths(), id);
         let net = network.options.policy.has_nic().then(|| {
@@ -378,7 +406,9 @@ impl<'a> Workspaces<'a> {
                 cleanup: vec![],
                 dir: Some(vdir),
                 net,
-                restore: restore.map(Path::to_path_buf),
+                restore,
+                ram_file: None,
+                identity,
             },
         )
     }
@@ -388,9 +418,12 @@ impl<'a> Workspaces<'a> {
         self.reboot_with(r, disk, None)
     }
 
-    /// `reboot`, or with `restore`, resume the guest saved in that file (see `stop`).
+    /// `reboot`, or with `restore`, resume the guest saved in that file (see `stop`): it is
+    /// this workspace's own, so it keeps its identity; a boot from the disk gets it again.
     pub(super) fn reboot_with(&mut self, r: &Row, disk: &Path, restore: Option<&Path>) -> Result<vm::Vm> {
-        let vm = self.boot(&r.id, disk, r.vcpu_count, r.mem_mib, &r.network, restore)?;
+        let identity = if restore.is_some() { None } else { Some(self.identity(&r.id)?) };
+        let vm =
+            self.boot(&r.id, disk, (r.vcpu_count, r.mem_mib), &r.network, restore.map(vm::Restore::memory), identity)?;
         if vm.boot.published != r.network.published {
             let network = WorkspaceNetwork { options: r.network.options.clone(), published: vm.boot.published.clone() };
             self.store.set_network(&r.id, &network)?;

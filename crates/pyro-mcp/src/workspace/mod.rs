@@ -13,6 +13,7 @@ pub mod diff;
 pub mod disk;
 pub mod export;
 pub mod files;
+pub mod fork;
 pub mod lifecycle;
 pub mod patch;
 pub mod recover;
@@ -64,6 +65,24 @@ pub struct WorkspaceInfo {
     /// The workspace's secrets: names and sources only, never values.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<SecretInfo>,
+    /// The workspace this one was forked from, and when.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forked_from: Option<ForkOrigin>,
+    /// How its VM came up (create and fork results only): `cold`, `template` or `fork`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_from: Option<crate::template::StartedFrom>,
+}
+
+/// Where a fork came from (`fork.json` in the fork's dir).
+#[derive(Debug, Clone, Serialize, serde::Deserialize, JsonSchema)]
+pub struct ForkOrigin {
+    pub workspace_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub at: u64,
+    /// Whether its processes went on in the fork (the source was running) or it booted from
+    /// the source's disk (the source was stopped).
+    pub memory: bool,
 }
 
 /// What a workspace was seeded from, as recorded at creation (stored in the state database,

@@ -163,7 +163,8 @@ impl Workspaces<'_> {
             if id.starts_with('.') || !vdir.is_dir() {
                 continue;
             }
-            let persistent = spec_persistent(&vdir);
+            // A warm template's builder: swept like a throwaway VM (it has no workspace).
+            let persistent = spec_persistent(&vdir).filter(|_| !id.starts_with("tpl-"));
             if rows.contains(&id) {
                 // Sync archives of killed calls (a live call holds its archive's lock).
                 let wdir = wroot.join(&id);

@@ -26,7 +26,7 @@ use super::lifecycle::{vm_dir, ws_dir, Workspaces};
 use super::WorkspaceInfo;
 use crate::clock::now_s;
 use crate::error::{Context, Error, Result};
-use crate::vm::{self, Client};
+use crate::vm::Client;
 use pyro_proto::Message;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -108,16 +108,9 @@ pub(super) fn clear(ws: &Path) -> Result<()> {
     crate::paths::sync_dir(ws)
 }
 
-/// What saved memory must match to be restored.
+/// What saved memory must match to be restored (the same key warm templates use).
 fn machine_key(w: &Workspaces<'_>, vcpus: u32, mem_mib: u32, nic: bool) -> Result<String> {
-    let rt = w.rt()?;
-    Ok(format!(
-        "{} | {} | cpu {} | smp {vcpus} | mem {mem_mib} | nic {nic} | kernel {}",
-        vm::qemu::version(&rt.qemu)?,
-        rt.accel.accel.as_str(),
-        vm::qemu::cpu_model(rt.accel.accel),
-        rt.kernel.release
-    ))
+    crate::template::machine_key(w.rt()?, vcpus, mem_mib, nic)
 }
 
 impl Workspaces<'_> {

@@ -780,6 +780,8 @@ mod tests {
             allow_domains: vec![],
             network_error: None,
             secrets: vec![],
+            forked_from: None,
+            started_from: None,
         }
     }
 

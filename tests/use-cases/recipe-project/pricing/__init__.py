@@ -1,0 +1,1 @@
+"""Prices and discounts, in integer cents."""

@@ -1,0 +1,5 @@
+"""plugin-drop 1.0: the harmless-looking part of the drop."""
+
+
+def hello():
+    return "hello from plugin-drop"
