@@ -153,15 +153,39 @@ impl Campaign<'_> {
                     self.orphans.push(format!("{ctx}: sync archive {id}/{n} of a killed call"));
                 }
             }
-            let dir = vms.join(id);
-            let socks: Vec<String> = ["supervisor.sock", "ctl.sock", "qmp.sock", "serial.sock"]
-                .iter()
+            self.check_vm_dir(ctx, id, &vms.join(id));
+        }
+    }
+
+    /// A listed workspace's VM dir: sockets only while a supervisor lives (else an orphan),
+    /// at most one supervisor, and `supervisor.pid` names it (else an inconsistent state).
+    /// Looked at for up to 2 s: one exiting removes its sockets as it goes.
+    fn check_vm_dir(&mut self, ctx: &str, id: &str, dir: &Path) {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let socks: Vec<&str> = ["supervisor.sock", "ctl.sock", "qmp.sock", "serial.sock"]
+                .into_iter()
                 .filter(|s| dir.join(s).exists())
-                .map(|s| s.to_string())
                 .collect();
-            if !socks.is_empty() && !supervisor_alive(&dir) {
-                self.orphans.push(format!("{ctx}: sockets {socks:?} of {id} with no live supervisor"));
+            let live = supervisors_of(dir);
+            let recorded = std::fs::read_to_string(dir.join("supervisor.pid")).unwrap_or_default().trim().to_string();
+            let orphan = !socks.is_empty() && live.is_empty();
+            let unrecorded = live.len() > 1 || live.first().is_some_and(|p| p.to_string() != recorded);
+            if !orphan && !unrecorded {
+                return;
             }
+            if Instant::now() > deadline {
+                if orphan {
+                    self.orphans.push(format!("{ctx}: sockets {socks:?} of {id} with no live supervisor"));
+                }
+                if unrecorded {
+                    self.inconsistent.push(format!(
+                        "{ctx}: supervisor(s) {live:?} of {id} running, supervisor.pid says {recorded:?}"
+                    ));
+                }
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
@@ -182,21 +206,21 @@ impl Campaign<'_> {
     }
 }
 
-/// True if the dir's recorded supervisor is alive (looked at for up to 2 s: one exiting
-/// removes its sockets as it goes).
-fn supervisor_alive(dir: &Path) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(2);
-    loop {
-        let pid = std::fs::read_to_string(dir.join("supervisor.pid")).unwrap_or_default();
-        let cmd = std::fs::read(format!("/proc/{}/cmdline", pid.trim())).unwrap_or_default();
-        if !pid.trim().is_empty() && String::from_utf8_lossy(&cmd).contains("__supervise") {
-            return true;
+/// The live processes running `pyro __supervise DIR` (what `supervisor.pid` should name),
+/// found in /proc rather than taken from the record the campaign checks.
+fn supervisors_of(dir: &Path) -> Vec<i32> {
+    let want = dir.as_os_str().as_encoded_bytes();
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+        // A zombie's command line is empty: it holds nothing and does not count.
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+        if args.windows(2).any(|w| w[0] == b"__supervise" && w[1] == want) {
+            out.push(pid);
         }
-        if !dir.join("supervisor.sock").exists() || Instant::now() > deadline {
-            return !dir.join("supervisor.sock").exists();
-        }
-        std::thread::sleep(Duration::from_millis(50));
     }
+    out
 }
 
 #[test]

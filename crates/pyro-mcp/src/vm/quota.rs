@@ -4,7 +4,9 @@
 //! `spec.json` (the memory it was given) and `supervisor.pid`. `launch` takes
 //! `<runtime>/launch.lock`, counts the live ones, refuses a VM over either limit with
 //! `limit_exceeded` before anything boots, and records the new supervisor's pid before it lets
-//! go of the lock, so two launches at once cannot both take the last slot.
+//! go of the lock, so two launches at once cannot both take the last slot. The supervisor
+//! also records itself as it starts, so one whose launcher was killed before that write is on
+//! record all the same.
 //!
 //! Limits: `PYRO_MAX_VMS` (default 16) and `PYRO_MAX_VM_MEMORY_MIB` (default half the host's
 //! RAM). `0` turns a limit off.

@@ -90,6 +90,11 @@ pub fn main(dir: &Path) -> ! {
         libc::umask(0o077);
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
+    // On record before any socket exists. The launcher records us too (under the launch
+    // lock), but a launcher killed between spawning us and that write would leave a VM that
+    // boots and serves with nothing naming its supervisor: its sockets would then look like a
+    // dead VM's, and the VM count would miss it.
+    let _ = crate::paths::write_atomic(&dir.join("supervisor.pid"), std::process::id().to_string().as_bytes());
     let spec: VmSpec = match std::fs::read(dir.join("spec.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()) {
         Some(s) => s,
         None => {

@@ -106,6 +106,24 @@ fn uses(needle: &str) -> bool {
 
 const SOCKETS: [&str; 5] = ["supervisor.sock", "ctl.sock", "qmp.sock", "serial.sock", "net.sock"];
 
+/// Remove the sockets a workspace VM's supervisor left when it was killed (it had no chance
+/// to). Only when no process is its supervisor: the recorded pid is not enough, since a
+/// supervisor whose launcher was killed before recording it boots and serves all the same
+/// (it records itself as it starts, but one started by an older pyro does not), and taking
+/// a live VM's sockets would cut it off. Returns how many were removed.
+pub(super) fn remove_stale_sockets(vdir: &Path) -> u32 {
+    // The usual cases, cheap: a recorded supervisor is alive, or no socket is there.
+    if quota::supervisor_of(vdir).is_some() || !SOCKETS.iter().any(|s| vdir.join(s).exists()) {
+        return 0;
+    }
+    // A dir changed within the last second may be a launch whose supervisor is not yet exec'd;
+    // then one not on record is looked for in /proc.
+    if !older_than(vdir, Duration::from_secs(1)) || !supervisors_of(vdir).is_empty() {
+        return 0;
+    }
+    SOCKETS.iter().filter(|s| std::fs::remove_file(vdir.join(s)).is_ok()).count() as u32
+}
+
 impl Workspaces<'_> {
     /// Settle what killed calls left (see the module doc). Cheap when there is nothing: one
     /// query and two directory listings.
@@ -158,13 +176,7 @@ impl Workspaces<'_> {
                         }
                     }
                 }
-                if quota::supervisor_of(&vdir).is_none() && older_than(&vdir, Duration::from_secs(1)) {
-                    for s in SOCKETS {
-                        if std::fs::remove_file(vdir.join(s)).is_ok() {
-                            report.stale_sockets += 1;
-                        }
-                    }
-                }
+                report.stale_sockets += remove_stale_sockets(&vdir);
                 continue;
             }
             if persistent == Some(true) {
@@ -244,4 +256,53 @@ pub(super) struct ResetJournal {
 /// The path of a workspace's reset journal.
 pub(super) fn reset_journal(dir: &Path) -> PathBuf {
     dir.join(RESET_JOURNAL)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn age(dir: &Path) {
+        let old = std::time::SystemTime::now() - Duration::from_secs(10);
+        std::fs::File::open(dir).unwrap().set_modified(old).unwrap();
+    }
+
+    /// A supervisor whose launcher was killed before it wrote `supervisor.pid` is alive and
+    /// serving: its sockets stay. Once it is gone they go.
+    #[test]
+    fn stale_sockets_only_of_a_vm_with_no_live_supervisor() {
+        let tmp = tempfile::tempdir().unwrap();
+        let vdir = tmp.path().join("vm");
+        std::fs::create_dir(&vdir).unwrap();
+        for s in ["supervisor.sock", "ctl.sock", "qmp.sock"] {
+            std::fs::write(vdir.join(s), b"").unwrap();
+        }
+        // Its command line is `... __supervise VDIR`, as a real supervisor's; not on record.
+        let mut fake =
+            std::process::Command::new("sh").args(["-c", "sleep 60; :", "__supervise"]).arg(&vdir).spawn().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !quota::is_supervisor_of(fake.id() as i32, &vdir) {
+            assert!(std::time::Instant::now() < deadline, "the fake supervisor did not start");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        age(&vdir);
+        assert!(quota::supervisor_of(&vdir).is_none());
+        assert_eq!(remove_stale_sockets(&vdir), 0);
+        assert!(vdir.join("supervisor.sock").exists());
+        // On record: the cheap path says the same.
+        std::fs::write(vdir.join("supervisor.pid"), fake.id().to_string()).unwrap();
+        age(&vdir);
+        assert_eq!(remove_stale_sockets(&vdir), 0);
+        // Killed (as `kill -9` of a supervisor): its sockets are a dead VM's.
+        fake.kill().unwrap();
+        fake.wait().unwrap();
+        age(&vdir);
+        assert_eq!(remove_stale_sockets(&vdir), 3);
+        assert!(!vdir.join("supervisor.sock").exists() && !vdir.join("qmp.sock").exists());
+        // A dir changed just now may be a launch in progress: left alone for a second.
+        std::fs::write(vdir.join("ctl.sock"), b"").unwrap();
+        assert_eq!(remove_stale_sockets(&vdir), 0);
+        age(&vdir);
+        assert_eq!(remove_stale_sockets(&vdir), 1);
+    }
 }
