@@ -206,6 +206,7 @@ async fn initialize_and_tools_list_per_profile() {
         let client = Recorder::default().serve(transport).await.expect("initialize");
         let info = client.peer_info().expect("server info");
         assert_eq!(info.server_info.as_ref().unwrap().name, "pyro-mcp");
+        assert_eq!(info.server_info.as_ref().unwrap().version, env!("CARGO_PKG_VERSION"));
         let instructions = info.instructions.clone().unwrap_or_default();
         let tools = client.list_all_tools().await.unwrap();
         assert_eq!(names(&tools), want, "{profile}");
