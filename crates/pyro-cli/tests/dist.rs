@@ -166,7 +166,8 @@ fn check(t: &Target, pin: &Pin, results: &mut Vec<(String, Result<String, String
     record(
         "doctor --json",
         output(t.cmd(&dirs, &["doctor", "--json"])).and_then(|o| {
-            let v: Value = serde_json::from_slice(&o.stdout).map_err(|e| format!("not JSON ({e}): {}", text(&o.stdout)))?;
+            let v: Value =
+                serde_json::from_slice(&o.stdout).map_err(|e| format!("not JSON ({e}): {}", text(&o.stdout)))?;
             match v["ok"].as_bool() {
                 Some(true) => Ok(format!("ok, accelerator {}", v["accelerator"].as_str().unwrap_or("?"))),
                 _ => Err(format!("parses, but not ok ({}): {}", o.status, last_line(&o.stderr))),
@@ -220,7 +221,10 @@ fn main() {
         .filter(|a| !a.starts_with("--"))
         .map(|a| {
             let (label, cmd) = a.split_once('=').unwrap_or_else(|| panic!("expected LABEL=COMMAND, got {a}"));
-            Target { label: label.to_string(), argv: cmd.split(' ').filter(|w| !w.is_empty()).map(String::from).collect() }
+            Target {
+                label: label.to_string(),
+                argv: cmd.split(' ').filter(|w| !w.is_empty()).map(String::from).collect(),
+            }
         })
         .collect();
     assert!(!targets.is_empty(), "usage: dist LABEL=/path/to/installed/pyro ...");

@@ -39,9 +39,10 @@ impl Pin {
                 pin.version = v.trim().to_string();
                 continue;
             }
-            let (head, items) = line.split_once(" : ").or_else(|| line.strip_suffix(" :").map(|h| (h, ""))).unwrap_or_else(
-                || panic!("contract.pin line {}: expected `KIND NAME : ITEMS`: {line}", n + 1),
-            );
+            let (head, items) = line
+                .split_once(" : ")
+                .or_else(|| line.strip_suffix(" :").map(|h| (h, "")))
+                .unwrap_or_else(|| panic!("contract.pin line {}: expected `KIND NAME : ITEMS`: {line}", n + 1));
             let items: Vec<String> = items.split_whitespace().map(str::to_string).collect();
             let (kind, name) = head.split_once(' ').unwrap_or_else(|| panic!("contract.pin line {}: {line}", n + 1));
             match kind {
@@ -103,7 +104,11 @@ pub fn parse_help(text: &str) -> Help {
             }
             // `  -h, --help` or `      --name <NAME>`; descriptions are indented further.
             "Options:" if line.len() - t.len() <= 6 => {
-                let t = if t.starts_with('-') && !t.starts_with("--") { t.get(2..).unwrap_or("").trim_start_matches(", ") } else { t };
+                let t = if t.starts_with('-') && !t.starts_with("--") {
+                    t.get(2..).unwrap_or("").trim_start_matches(", ")
+                } else {
+                    t
+                };
                 if let Some(rest) = t.strip_prefix("--") {
                     let name: String =
                         rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect();

@@ -98,7 +98,8 @@ fn last_line(b: &[u8]) -> String {
 /// submodules), is the top. When git is steered by the environment (`GIT_DIR`,
 /// `GIT_WORK_TREE`, `GIT_CEILING_DIRECTORIES`, ...), `git rev-parse --show-toplevel` decides.
 pub fn git_toplevel(dir: &Path) -> Option<PathBuf> {
-    const STEERING: [&str; 4] = ["GIT_DIR", "GIT_WORK_TREE", "GIT_CEILING_DIRECTORIES", "GIT_DISCOVERY_ACROSS_FILESYSTEM"];
+    const STEERING: [&str; 4] =
+        ["GIT_DIR", "GIT_WORK_TREE", "GIT_CEILING_DIRECTORIES", "GIT_DISCOVERY_ACROSS_FILESYSTEM"];
     if STEERING.iter().any(|v| std::env::var_os(v).is_some()) {
         return git_toplevel_by_git(dir);
     }
@@ -111,9 +112,7 @@ pub fn git_toplevel(dir: &Path) -> Option<PathBuf> {
 fn is_git_marker(dot_git: &Path) -> bool {
     match std::fs::symlink_metadata(dot_git) {
         Ok(m) if m.is_dir() => dot_git.join("HEAD").is_file(),
-        Ok(m) if m.is_file() && m.len() < 4096 => {
-            std::fs::read(dot_git).is_ok_and(|b| b.starts_with(b"gitdir:"))
-        }
+        Ok(m) if m.is_file() && m.len() < 4096 => std::fs::read(dot_git).is_ok_and(|b| b.starts_with(b"gitdir:")),
         _ => false,
     }
 }
