@@ -7,7 +7,7 @@ GUEST := target/$(TARGET)/release/pyro-guest
 PYRO := target/release/pyro
 PREFIX ?= $(HOME)/.local
 
-.PHONY: mcp-client setup packages build guest environment test test-security test-crash check fmt lint demo bench install clean smoke-user smoke-use-cases host-clis
+.PHONY: mcp-client setup packages build guest environment test test-security test-crash check fmt lint demo bench install clean smoke-user smoke-use-cases host-clis dist dist-check
 
 ## Host packages (root or sudo), the build, the guest kernel and the default environment.
 setup: packages build environment
@@ -82,6 +82,18 @@ demo: setup
 ## Medians for boot, run and exec round trip (see docs/benchmarks.md).
 bench: setup
 	PYRO_BIN=$(CURDIR)/$(PYRO) PYRO_GUEST_BIN=$(CURDIR)/$(GUEST) $(CARGO) run --release --locked -p pyro-cli --bin pyro-bench
+
+## Release artifacts in target/dist/ (scripts/dist.sh): a tarball (bin/pyro, bin/pyro-guest,
+## docs, SHA256SUMS; unpack anywhere) and the `pyro-mcp` Python wheel (maturin, from PyPI into
+## target/dist-tools), plus SHA256SUMS of both.
+dist: packages build
+	bash scripts/dist.sh
+
+## Installs each artifact into a fresh prefix / venv (and through uvx) and runs the installed
+## pyro by its path: version, doctor, tools/list per profile, a run, env list. Prints
+## `N passed, M failed: dist-check`.
+dist-check: setup dist
+	bash scripts/dist-check.sh
 
 install: build
 	install -D -m 0755 $(PYRO) $(PREFIX)/bin/pyro

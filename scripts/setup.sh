@@ -2,7 +2,8 @@
 # Installs the host packages pyro needs (the only step that needs root), and the ones its
 # tests use: docker-registry and skopeo (a real OCI registry on loopback), busybox-static
 # (a static binary to put in test images) and Node.js with npm (the chat hosts' CLIs and the
-# official TypeScript MCP client; a Node.js already installed is kept).
+# official TypeScript MCP client; a Node.js already installed is kept), and python3 with venv
+# (`make dist` installs maturin from PyPI into a private virtual environment).
 #
 # On Debian/Ubuntu it uses apt; elsewhere it says what to install. It also resolves the
 # qemu-utils/qemu-system-x86 version clash some Debian 12 images have (qemu-utils from
@@ -15,7 +16,7 @@ have_all() {
     command -v mmdebstrap >/dev/null && command -v bwrap >/dev/null && command -v gpgv >/dev/null &&
     command -v newuidmap >/dev/null && command -v mke2fs >/dev/null && command -v git >/dev/null &&
     command -v docker-registry >/dev/null && command -v skopeo >/dev/null && [ -x /bin/busybox ] &&
-    command -v npm >/dev/null
+    command -v npm >/dev/null && python3 -c 'import ensurepip, venv' 2>/dev/null
 }
 
 qemu_versions_match() {
@@ -32,7 +33,7 @@ if have_all && qemu_versions_match; then
 fi
 
 if ! command -v apt-get >/dev/null; then
-  echo "setup: please install with your package manager: qemu-system-x86 qemu-img mmdebstrap bubblewrap gnupg (gpgv) shadow-utils (newuidmap) e2fsprogs git, and for the tests: docker-registry (distribution) skopeo busybox (static) nodejs npm" >&2
+  echo "setup: please install with your package manager: qemu-system-x86 qemu-img mmdebstrap bubblewrap gnupg (gpgv) shadow-utils (newuidmap) e2fsprogs git, and for the tests: docker-registry (distribution) skopeo busybox (static) nodejs npm, and for make dist: python3 with venv" >&2
   exit 1
 fi
 SUDO=""
@@ -55,6 +56,8 @@ $SUDO apt-get install -y -qq --no-install-recommends --allow-downgrades \
   qemu-system-x86 "$utils" mmdebstrap bubblewrap gpgv uidmap e2fsprogs ca-certificates git \
   docker-registry skopeo busybox-static >/dev/null
 command -v npm >/dev/null || $SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+python3 -c 'import ensurepip, venv' 2>/dev/null ||
+  $SUDO apt-get install -y -qq --no-install-recommends python3 python3-venv >/dev/null
 command -v qemu-img >/dev/null || { echo "setup: qemu-img missing after install" >&2; exit 1; }
 command -v qemu-system-x86_64 >/dev/null || { echo "setup: qemu-system-x86_64 missing after install" >&2; exit 1; }
 echo "setup: installed $(qemu-system-x86_64 --version | head -1)"

@@ -11,7 +11,7 @@ const AFTER_HELP: &str =
     "First run:\n  pyro doctor\n  pyro env pull debian:12\n  pyro run debian:12 -- git --version\n  pyro demo";
 
 #[derive(Parser)]
-#[command(name = "pyro", version, about = "Disposable microVM sandboxes for coding agents", after_help = AFTER_HELP)]
+#[command(name = "pyro", version = pyro_mcp::VERSION, about = "Disposable microVM sandboxes for coding agents", after_help = AFTER_HELP)]
 struct Cli {
     /// Print results (and errors) as JSON on stdout; accepted before or after the subcommand
     #[arg(long, global = true)]

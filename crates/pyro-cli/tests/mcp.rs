@@ -152,50 +152,18 @@ fn names(tools: &[Tool]) -> Vec<String> {
     tools.iter().map(|t| t.name.to_string()).collect()
 }
 
-const CORE: &[&str] = &[
-    "vm_run",
-    "workspace_create",
-    "workspace_list",
-    "workspace_update",
-    "workspace_status",
-    "workspace_sync_push",
-    "workspace_exec",
-    "workspace_logs",
-    "workspace_summary",
-    "workspace_file_list",
-    "workspace_file_read",
-    "workspace_file_write",
-    "workspace_patch_apply",
-    "workspace_diff",
-    "workspace_export",
-    "workspace_reset",
-    "workspace_delete",
-];
-
-/// `workspace-full`: the core tools plus shells, services and snapshots.
-fn full() -> Vec<&'static str> {
-    let mut v = CORE.to_vec();
-    v.extend(["shell_open", "shell_read", "shell_write", "shell_signal", "shell_resize", "shell_close"]);
-    v.extend(["service_start", "service_list", "service_status", "service_logs", "service_stop"]);
-    v.extend(["snapshot_create", "snapshot_list", "snapshot_delete"]);
-    v.extend([
-        "workspace_stop",
-        "workspace_start",
-        "workspace_disk_list",
-        "workspace_disk_read",
-        "workspace_disk_export",
-    ]);
-    v
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn initialize_and_tools_list_per_profile() {
     let e = TestEnv::new();
     let nowhere = tempfile::tempdir().unwrap();
     // Starting touches no runtime: an empty cache stays without kernel or environments.
     let cache = tempfile::tempdir().unwrap();
-    let full = full();
-    for (profile, want) in [("vm-run", &["vm_run"][..]), ("workspace-core", CORE), ("workspace-full", &full[..])] {
+    // The tool names per profile are pinned once, in docs/contract.pin.
+    let pin = common::contract::Pin::load();
+    let profiles: Vec<&str> = pin.mcp.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(profiles, ["vm-run", "workspace-core", "workspace-full"]);
+    for profile in profiles {
+        let want = pin.tools(profile);
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_pyro"));
         cmd.args(["mcp", "serve", "--profile", profile])
             .current_dir(nowhere.path())
@@ -206,6 +174,7 @@ async fn initialize_and_tools_list_per_profile() {
         let client = Recorder::default().serve(transport).await.expect("initialize");
         let info = client.peer_info().expect("server info");
         assert_eq!(info.server_info.as_ref().unwrap().name, "pyro-mcp");
+        assert_eq!(info.server_info.as_ref().unwrap().version, env!("CARGO_PKG_VERSION"));
         let instructions = info.instructions.clone().unwrap_or_default();
         let tools = client.list_all_tools().await.unwrap();
         assert_eq!(names(&tools), want, "{profile}");

@@ -53,3 +53,7 @@ pub use workspace::{
     CreateOptions, ExecOptions, SecretEnv, SecretInfo, SecretSource, SecretSpec, UpdateOptions, WorkspaceInfo,
     WorkspaceList,
 };
+
+/// This release's version (the cargo workspace's): what `pyro --version` prints and what the MCP
+/// server reports in `serverInfo`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

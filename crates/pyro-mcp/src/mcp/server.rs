@@ -818,7 +818,7 @@ async fn forward_progress(
 impl ServerHandler for PyroServer {
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-            .with_server_info(Implementation::new("pyro-mcp", env!("CARGO_PKG_VERSION")))
+            .with_server_info(Implementation::new("pyro-mcp", crate::VERSION))
             .with_instructions(self.inner.instructions.clone())
     }
 
