@@ -556,6 +556,22 @@ impl Render for EnvironmentDetails {
         if let Some(k) = &d.kernel {
             row(&mut out, "kernel", &format!("{k} (shared by every environment)"));
         }
+        if !d.templates.is_empty() {
+            row(&mut out, "templates", &d.templates.len().to_string());
+            for t in &d.templates {
+                let _ = writeln!(
+                    out,
+                    "{:<14}   {} vCPU, {} MiB, {}: {} MiB of RAM in use, built {}{}",
+                    "",
+                    t.vcpus,
+                    t.mem_mib,
+                    if t.nic { "NIC" } else { "no NIC" },
+                    t.ram_bytes >> 20,
+                    utc(t.built_at),
+                    if t.current { "" } else { " (stale: another QEMU, kernel or agent)" }
+                );
+            }
+        }
         if !d.installs.is_empty() {
             row(&mut out, "installs", &d.installs.len().to_string());
             for i in &d.installs {

@@ -62,6 +62,10 @@ pub struct TemplateInfo {
     pub memory_sha256: String,
     /// Bytes of the template's disk overlay (copied for every VM started from it).
     pub disk_bytes: u64,
+    /// Bytes of guest RAM the template's RAM file holds (the rest of it is a hole): what
+    /// restored VMs map privately and share until they write.
+    #[serde(default)]
+    pub ram_bytes: u64,
     /// Cold boot of the template guest, and the save.
     pub boot_ms: u64,
     pub save_ms: u64,
@@ -220,6 +224,7 @@ fn empty_info() -> TemplateInfo {
         memory_bytes: 0,
         memory_sha256: String::new(),
         disk_bytes: 0,
+        ram_bytes: 0,
         boot_ms: 0,
         save_ms: 0,
         current: false,
@@ -273,8 +278,10 @@ pub fn build(rt: &Runtime, env: &Installed, shape: Shape, progress: &dyn Fn(&str
             crate::paths::sync_dir(&root(env))?;
             remove_stale(rt, env);
             progress(&format!(
-                "template: saved ({} MiB of memory, boot {} ms, save {} ms)",
-                info.memory_bytes >> 20,
+                "template: saved ({} MiB of {} MiB RAM in use, {} KiB of device state; boot {} ms, save {} ms)",
+                info.ram_bytes >> 20,
+                info.mem_mib,
+                info.memory_bytes >> 10,
                 info.boot_ms,
                 info.save_ms
             ));
@@ -359,6 +366,7 @@ fn build_in(rt: &Runtime, env: &Installed, shape: Shape, key: &str, tmp: &Path) 
         memory_bytes,
         memory_sha256,
         disk_bytes,
+        ram_bytes: crate::env::prune::disk_usage(&tmp.join(RAM)),
         boot_ms,
         save_ms,
         current: true,
