@@ -50,8 +50,8 @@ pub use session::{ExecOutput, VmSession};
 pub use workspace::export::ExportOptions;
 pub use workspace::lifecycle::{ExecRecord, Workspaces};
 pub use workspace::{
-    CreateOptions, ExecOptions, SecretEnv, SecretInfo, SecretSource, SecretSpec, UpdateOptions, WorkspaceInfo,
-    WorkspaceList,
+    CreateOptions, ExecOptions, ForkOptions, SecretEnv, SecretInfo, SecretSource, SecretSpec, UpdateOptions,
+    WorkspaceInfo, WorkspaceList,
 };
 
 /// This release's version (the cargo workspace's): what `pyro --version` prints and what the MCP

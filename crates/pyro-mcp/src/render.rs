@@ -161,6 +161,18 @@ impl Render for WorkspaceInfo {
             let names: Vec<String> = self.secrets.iter().map(|i| format!("{} ({})", i.name, i.source)).collect();
             s.push_str(&format!("secrets:      {}\n", names.join(", ")));
         }
+        if let Some(f) = &self.forked_from {
+            s.push_str(&format!(
+                "forked from:  {} at {} ({})\n",
+                f.workspace_id,
+                utc(f.at),
+                if f.memory { "disk and memory" } else { "disk" }
+            ));
+        }
+        if let Some(st) = &self.started_from {
+            let note = st.note.as_ref().map(|n| format!(" ({n})")).unwrap_or_default();
+            s.push_str(&format!("started from: {}{note}\n", st.from));
+        }
         s
     }
 }
@@ -440,7 +452,7 @@ impl Render for DeleteReport {
 }
 
 /// `YYYY-MM-DD HH:MM:SS UTC` from seconds since the epoch.
-fn utc(secs: u64) -> String {
+pub(crate) fn utc(secs: u64) -> String {
     let days = (secs / 86400) as i64;
     let rem = secs % 86400;
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).

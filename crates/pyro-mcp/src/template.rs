@@ -99,7 +99,11 @@ pub fn enabled_by_env() -> bool {
 /// `<cache>/qemu-version.json` for the binary's path, size, modification time and inode.
 fn qemu_version(rt: &Runtime) -> Result<String> {
     use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(&rt.qemu).ctx("looking at the QEMU binary")?;
+    // Unusable QEMU: the VM cannot start at all (guest_unavailable, as launching says).
+    let m = std::fs::metadata(&rt.qemu).map_err(|e| {
+        Error::guest(format!("QEMU {} cannot be used: {e}", rt.qemu.display()))
+            .hint("install qemu-system-x86 (`pyro doctor --fix`), or unset PYRO_QEMU")
+    })?;
     let id = format!("{} {} {} {}", rt.qemu.display(), m.len(), m.mtime_nsec() + m.mtime() * 1_000_000_000, m.ino());
     let file = rt.paths.cache.join("qemu-version.json");
     let cached: Option<(String, String)> = std::fs::read(&file).ok().and_then(|b| serde_json::from_slice(&b).ok());

@@ -375,6 +375,15 @@ pub enum Message {
         bytes: u64,
         ms: u64,
     },
+    /// Supervisor-level, for `workspace fork`: pause the guest, switch its disk writes to the
+    /// existing empty overlay `layer` (whose backing is the layer written until now, which
+    /// becomes frozen), save memory and device state to `path` (as `Suspend` does), and let
+    /// the guest run on. The frozen layer and the saved state are one consistent moment.
+    /// Refused while other requests are in flight. Reply `Suspended`.
+    Fork {
+        path: String,
+        layer: String,
+    },
     /// Make this guest its own before its first command (after a cold boot, and after a
     /// restore from a warm template or a fork, whose memory other guests share): mix the
     /// payload (fresh host entropy, [`IDENTITY_ENTROPY`] bytes) into the kernel's pool and

@@ -9,7 +9,9 @@
 //! - mcp server: spawn to the `tools/list` answer per profile, and that answer's size;
 //! - services: `service start` -> ready for a service that is ready at once, and its stop;
 //! - snapshots: `snapshot create` on 1,000 and 20,000 files, `reset --snapshot` -> first exec;
-//!   stop, start -> first exec, the memory file's size (`PYRO_BENCH_ONLY=snapshots`).
+//!   stop, start -> first exec, the memory file's size (`PYRO_BENCH_ONLY=snapshots`);
+//! - templates: with warm templates on and off, create -> first exec, `pyro run`, fork ->
+//!   first exec, idle workspace PSS (`PYRO_BENCH_ONLY=templates`).
 //!
 //! Numbers are printed, never asserted: timings belong here, not in tests.
 
@@ -36,6 +38,9 @@ mod shell_bench;
 
 #[path = "bench/snapshot.rs"]
 mod snapshot_bench;
+
+#[path = "bench/template.rs"]
+mod template_bench;
 
 use pyro_mcp::internal as vm;
 use pyro_mcp::{Command, Pyro};
@@ -80,6 +85,11 @@ fn main() {
     if std::env::var("PYRO_BENCH_ONLY").is_ok_and(|v| v == "snapshots") {
         println!("-- snapshots, stop and start");
         snapshot_bench::run(&pyro, runs, &report);
+        return;
+    }
+    if std::env::var("PYRO_BENCH_ONLY").is_ok_and(|v| v == "templates") {
+        println!("-- warm templates and fork");
+        template_bench::run(runs, &report);
         return;
     }
     if std::env::var("PYRO_BENCH_ONLY").is_ok_and(|v| v == "session") {
@@ -149,6 +159,8 @@ fn main() {
 
     println!("-- workspaces");
     workspace_bench::run(&pyro, runs, &report);
+    println!("-- warm templates and fork");
+    template_bench::run(runs, &report);
 
     big_sections(&pyro, runs);
     env_bench::run(&pyro);

@@ -122,6 +122,15 @@ pub enum WsCmd {
     },
     /// Start a stopped workspace (resuming its saved memory when there is some)
     Start { id: String },
+    /// A new workspace from this one's current disk, and its memory when it is running
+    /// (processes and services go on in both); baseline, history and secrets carried over
+    Fork {
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long = "label", value_name = "KEY=VALUE")]
+        labels: Vec<String>,
+    },
     /// Read a stopped workspace's whole disk without booting it
     #[command(subcommand)]
     Disk(super::disk::DiskCmd),
@@ -331,6 +340,10 @@ fn run(c: WsCmd, json: bool) -> Result<i32, Error> {
         WsCmd::Delete { id } => render::show(&ws.delete(&id)?, json),
         WsCmd::Stop { id, discard_memory } => render::show(&ws.stop(&id, discard_memory)?, json),
         WsCmd::Start { id } => render::show(&ws.start(&id)?, json),
+        WsCmd::Fork { id, name, labels } => {
+            let labels = labels.iter().map(|l| pyro_mcp::internal::parse_label(l)).collect::<Result<_, _>>()?;
+            render::show(&ws.fork(&id, &pyro_mcp::ForkOptions { name, labels })?, json);
+        }
         WsCmd::Disk(c) => return super::disk::run(&mut ws, c, json),
         WsCmd::Service(c) => return super::service::run(&mut ws, c, json),
         WsCmd::Snapshot(c) => return super::snapshot::run(&mut ws, c, json),

@@ -457,6 +457,7 @@ impl Inner {
             // --- stop, start and the stopped disk ---
             Stop(tools::Stop),
             Start(String),
+            Fork(tools::Fork),
             DiskList(tools::DiskList),
             DiskRead(tools::DiskRead),
             DiskExport(String, std::path::PathBuf),
@@ -528,6 +529,11 @@ impl Inner {
             "snapshot_delete" => Call::SnapshotDelete(args(tool, a)?),
             "workspace_stop" => Call::Stop(args(tool, a)?),
             "workspace_start" => Call::Start(id(a)?),
+            "workspace_fork" => {
+                let a: tools::Fork = args(tool, a)?;
+                refuse_scope_label(a.labels.keys())?;
+                Call::Fork(a)
+            }
             "workspace_disk_list" => Call::DiskList(args(tool, a)?),
             "workspace_disk_read" => {
                 let a: tools::DiskRead = args(tool, a)?;
@@ -722,6 +728,12 @@ impl Inner {
             Call::Start(key) => {
                 let id = self.resolve(&ws, &key)?;
                 reply(ws.start(&id)?)
+            }
+            Call::Fork(a) => {
+                let id = self.resolve(&ws, &a.workspace_id)?;
+                let mut labels = a.labels;
+                labels.insert(SCOPE_LABEL.into(), self.scope.clone());
+                reply(ws.fork(&id, &crate::ForkOptions { name: a.name, labels })?)
             }
             Call::DiskList(a) => {
                 let id = self.resolve(&ws, &a.workspace_id)?;

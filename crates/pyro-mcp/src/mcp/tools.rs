@@ -90,6 +90,7 @@ pub const WORKSPACE_FULL: &[&str] = core_tools!(
     "snapshot_delete",
     "workspace_stop",
     "workspace_start",
+    "workspace_fork",
     "workspace_disk_list",
     "workspace_disk_read",
     "workspace_disk_export",
@@ -380,6 +381,12 @@ fn catalogue() -> Vec<Def> {
             None,
         ),
         def::<Id, st::StartReport>("workspace_start", "Start a stopped workspace.", Write(false, false), None),
+        def::<Fork, WorkspaceInfo>(
+            "workspace_fork",
+            "A new workspace from this one's disk and (if running) memory.",
+            Write(false, false),
+            None,
+        ),
         def::<DiskList, f::FileList>("workspace_disk_list", "List a stopped workspace's disk.", Read, None),
         def::<DiskRead, f::FileRead>(
             "workspace_disk_read",
@@ -593,6 +600,15 @@ pub struct Stop {
     /// shut down instead; start boots
     #[serde(default)]
     pub discard_memory: bool,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Fork {
+    pub workspace_id: String,
+    pub name: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize, JsonSchema)]

@@ -352,6 +352,31 @@ pub fn qcow2_size(path: &Path) -> Result<u64> {
     Ok(u64::from_be_bytes(h[24..32].try_into().unwrap()))
 }
 
+/// The backing file name a qcow2 image's header records, as written (None: no backing file).
+/// Read without qemu-img, so it works on images a running QEMU holds locked.
+pub fn qcow2_backing_name(path: &Path) -> Result<Option<String>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let err = |e: std::io::Error| Error::internal(format!("reading {}: {e}", path.display()));
+    let mut f = std::fs::File::open(path).map_err(err)?;
+    let mut h = [0u8; 24];
+    f.read_exact(&mut h).map_err(err)?;
+    if &h[..4] != b"QFI\xfb" {
+        return Err(Error::internal(format!("{} is not a qcow2 image", path.display())));
+    }
+    let offset = u64::from_be_bytes(h[8..16].try_into().unwrap());
+    let len = u32::from_be_bytes(h[16..20].try_into().unwrap());
+    if offset == 0 || len == 0 {
+        return Ok(None);
+    }
+    // QEMU caps the name at 1023 bytes.
+    if len > 1023 {
+        return Err(Error::internal(format!("{} names a backing file longer than 1023 bytes", path.display())));
+    }
+    let mut name = vec![0u8; len as usize];
+    f.seek(SeekFrom::Start(offset)).and_then(|_| f.read_exact(&mut name)).map_err(err)?;
+    Ok(Some(String::from_utf8_lossy(&name).into_owned()))
+}
+
 /// Boot our kernel and initramfs with the chosen accelerator to the guest init (no disk) and
 /// return how long it took: the floor every VM start pays.
 pub fn probe_boot(rt: &Runtime) -> Result<u64> {

@@ -649,6 +649,10 @@ fn serve_client(sh: &Arc<Shared>, client: u64, reader: &mut UnixStream, writer: 
                 // On its own thread: saving takes a while and ends this process on success.
                 std::thread::spawn(move || suspend(&sh2, &w, id, &path));
             }
+            Message::Fork { path, layer } => {
+                let (sh2, w) = (sh.clone(), writer.clone());
+                std::thread::spawn(move || fork(&sh2, &w, id, &path, &layer));
+            }
             Message::Shutdown => {
                 let sh2 = sh.clone();
                 let w = writer.clone();
@@ -725,29 +729,8 @@ fn suspend(sh: &Arc<Shared>, w: &Conn, id: u32, path: &str) {
     let fail = |code: &str, message: String| {
         to_client(w, id, &Message::Error { code: code.into(), message }, &[]);
     };
-    if sh.spec.ephemeral {
-        return fail("invalid_argument", "a throwaway VM cannot be stopped and started".into());
-    }
-    {
-        let _pending = lock(&sh.pending);
-        if sh.suspending.swap(true, Ordering::SeqCst) {
-            return fail("conflict", "the workspace is already being stopped".into());
-        }
-    }
-    let deadline = Instant::now() + SUSPEND_DRAIN;
-    loop {
-        let n = lock(&sh.pending).len();
-        if n == 0 {
-            break;
-        }
-        if Instant::now() > deadline {
-            sh.suspending.store(false, Ordering::SeqCst);
-            return fail(
-                "conflict",
-                format!("{n} request(s) still running in the workspace; wait for them or cancel them, then stop"),
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    if let Err((code, message)) = quiesce(sh, "stopped and started", "stop") {
+        return fail(code, message);
     }
     let started = Instant::now();
     match save_memory(sh, Path::new(path)) {
@@ -768,12 +751,77 @@ fn suspend(sh: &Arc<Shared>, w: &Conn, id: u32, path: &str) {
     }
 }
 
+/// Refuse new requests and wait (briefly) for those in flight: the guest is then idle as far
+/// as clients go. On error nothing changed. `what` and `verb` word the errors.
+fn quiesce(sh: &Arc<Shared>, what: &str, verb: &str) -> std::result::Result<(), (&'static str, String)> {
+    if sh.spec.ephemeral {
+        return Err(("invalid_argument", format!("a throwaway VM cannot be {what}")));
+    }
+    {
+        let _pending = lock(&sh.pending);
+        if sh.suspending.swap(true, Ordering::SeqCst) {
+            return Err(("conflict", "the workspace is already being stopped or forked".into()));
+        }
+    }
+    let deadline = Instant::now() + SUSPEND_DRAIN;
+    loop {
+        let n = lock(&sh.pending).len();
+        if n == 0 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            sh.suspending.store(false, Ordering::SeqCst);
+            return Err((
+                "conflict",
+                format!("{n} request(s) still running in the workspace; wait for them or cancel them, then {verb}"),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `Fork`: with the guest paused, switch its disk to the empty overlay `layer` and save its
+/// memory to `path`; then let it run on, whatever happened. The pause makes the frozen layer
+/// and the saved memory one moment (QEMU drains the disk when it stops the guest), so the
+/// copy needs no file-system freeze. After the migration QEMU has let go of its images;
+/// `cont` takes them back.
+fn fork(sh: &Arc<Shared>, w: &Conn, id: u32, path: &str, layer: &str) {
+    if let Err((code, message)) = quiesce(sh, "forked", "fork") {
+        to_client(w, id, &Message::Error { code: code.into(), message }, &[]);
+        return;
+    }
+    let started = Instant::now();
+    // One QMP connection at a time (QEMU's monitor serves one client; `save_memory` opens
+    // its own): each step connects.
+    let qmp = |cmd: &str, args: serde_json::Value| {
+        super::qmp::Qmp::connect(&sh.dir.join("qmp.sock")).and_then(|mut q| q.execute(cmd, args)).map_err(|e| e.message)
+    };
+    let result = qmp("stop", serde_json::json!({})).and_then(|_| {
+        let saved = qmp(
+            "blockdev-snapshot-sync",
+            serde_json::json!({"device": "root", "snapshot-file": layer, "format": "qcow2", "mode": "existing"}),
+        )
+        .map_err(|e| format!("switching the disk: {e}"))
+        .and_then(|_| save_memory(sh, Path::new(path)));
+        let resumed = qmp("cont", serde_json::json!({})).map_err(|e| format!("resuming the guest: {e}"));
+        let bytes = saved?;
+        resumed?;
+        Ok(bytes)
+    });
+    sh.suspending.store(false, Ordering::SeqCst);
+    let reply = match result {
+        Ok(bytes) => Message::Suspended { bytes, ms: started.elapsed().as_millis() as u64 },
+        Err(e) => Message::Error { code: "internal".into(), message: format!("forking the guest failed: {e}") },
+    };
+    let _ = to_client(w, id, &reply, &[]);
+}
+
 /// Leave RAM in a shared file out of the migration stream (warm templates: the file is the
-/// RAM); both ends must say so.
-fn set_ignore_shared(q: &mut super::qmp::Qmp) -> std::result::Result<(), String> {
+/// RAM), or not; both ends must agree, and the stream records it.
+fn set_ignore_shared(q: &mut super::qmp::Qmp, on: bool) -> std::result::Result<(), String> {
     q.execute(
         "migrate-set-capabilities",
-        serde_json::json!({"capabilities": [{"capability": "x-ignore-shared", "state": true}]}),
+        serde_json::json!({"capabilities": [{"capability": "x-ignore-shared", "state": on}]}),
     )
     .map(|_| ())
     .map_err(|e| e.message)
@@ -798,12 +846,29 @@ fn load_memory(sh: &Arc<Shared>, memory: &Path) -> std::result::Result<(), Strin
         }
     };
     if sh.spec.restore_ignore_shared {
-        set_ignore_shared(&mut q)?;
+        set_ignore_shared(&mut q, true)?;
     }
     q.pass_fd("pyro-memory", file.as_raw_fd()).map_err(|e| e.message)?;
     eprintln!("restore: QMP ready after {} ms", sh.started.elapsed().as_millis());
     q.execute("migrate-incoming", serde_json::json!({"uri": "fd:pyro-memory"})).map_err(|e| e.message)?;
     eprintln!("restore: migrate-incoming issued after {} ms", sh.started.elapsed().as_millis());
+    // QEMU carries the source's run state over: state saved from a paused guest (a fork's)
+    // loads paused. Let it run once loaded; the Hello loop waits for its agent meanwhile.
+    let sh2 = sh.clone();
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < deadline && lock(&sh2.exited.0).is_none() {
+            match q.execute("query-status", serde_json::json!({})) {
+                Ok(st) if st["status"] == "inmigrate" => std::thread::sleep(Duration::from_millis(3)),
+                Ok(st) if st["status"] == "paused" => {
+                    let _ = q.execute("cont", serde_json::json!({}));
+                    eprintln!("restore: resumed a guest saved paused after {} ms", sh2.started.elapsed().as_millis());
+                    return;
+                }
+                _ => return,
+            }
+        }
+    });
     Ok(())
 }
 
@@ -823,9 +888,10 @@ fn save_memory(sh: &Arc<Shared>, path: &Path) -> std::result::Result<u64, String
         let mut q = super::qmp::Qmp::connect(&sh.dir.join("qmp.sock")).map_err(|e| e.message)?;
         // The default bandwidth cap (128 MiB/s) is for networks; a file takes what it can.
         q.execute("migrate-set-parameters", serde_json::json!({"max-bandwidth": 1u64 << 40})).map_err(|e| e.message)?;
-        if sh.spec.save_ignore_shared {
-            set_ignore_shared(&mut q)?;
-        }
+        // Always said: a VM restored from a template has the capability on from its
+        // restore, and a stream saved with it on cannot be loaded without it (stop/start
+        // and fork save the whole RAM, which is private there).
+        set_ignore_shared(&mut q, sh.spec.save_ignore_shared)?;
         q.pass_fd("pyro-memory", file.as_raw_fd()).map_err(|e| e.message)?;
         q.execute("migrate", serde_json::json!({"uri": "fd:pyro-memory"})).map_err(|e| e.message)?;
         let start = Instant::now();

@@ -319,12 +319,15 @@ impl<'a> Workspaces<'a> {
             vm.client.unpack("/workspace", false, &mut r, &mut |_| {})?;
         }
         // Freeze the seeded layer as the baseline: the guest file system is frozen while QEMU
-        // switches writes to a new overlay, so the baseline is consistent.
+        // switches writes to a new overlay, so the baseline is consistent. The overlay is made
+        // first, naming the baseline by a relative name, so the chain stays valid wherever its
+        // files are linked (a fork links them into its own dir).
+        vm::create_overlay_on(&self.rt()?.qemu_img, "baseline.qcow2", &dir.join("disk.qcow2"), vm::qcow2_size(&base)?)?;
         vm.client.call(&Message::Freeze)?;
         let snap = vm::qmp::Qmp::connect(&vm.dir.join("qmp.sock")).and_then(|mut q| {
             q.execute(
                 "blockdev-snapshot-sync",
-                serde_json::json!({"device": "root", "snapshot-file": dir.join("disk.qcow2"), "format": "qcow2"}),
+                serde_json::json!({"device": "root", "snapshot-file": dir.join("disk.qcow2"), "format": "qcow2", "mode": "existing"}),
             )
         });
         vm.client.call(&Message::Thaw)?;
@@ -415,13 +418,14 @@ impl<'a> Workspaces<'a> {
 
     /// Boot a workspace's VM from its live disk and record the ports it published.
     pub(super) fn reboot(&mut self, r: &Row, disk: &Path) -> Result<vm::Vm> {
-        self.reboot_with(r, disk, None)
+        self.reboot_with(r, disk, None, false)
     }
 
-    /// `reboot`, or with `restore`, resume the guest saved in that file (see `stop`): it is
-    /// this workspace's own, so it keeps its identity; a boot from the disk gets it again.
-    pub(super) fn reboot_with(&mut self, r: &Row, disk: &Path, restore: Option<&Path>) -> Result<vm::Vm> {
-        let identity = if restore.is_some() { None } else { Some(self.identity(&r.id)?) };
+    /// `reboot`, or with `restore`, resume the guest saved in that file (see `stop`): when it
+    /// is this workspace's own it keeps its identity; a fork's copy (`fresh`) and a boot from
+    /// the disk get the workspace's identity (and fresh entropy) before the first command.
+    pub(super) fn reboot_with(&mut self, r: &Row, disk: &Path, restore: Option<&Path>, fresh: bool) -> Result<vm::Vm> {
+        let identity = if restore.is_some() && !fresh { None } else { Some(self.identity(&r.id)?) };
         let vm =
             self.boot(&r.id, disk, (r.vcpu_count, r.mem_mib), &r.network, restore.map(vm::Restore::memory), identity)?;
         if vm.boot.published != r.network.published {
@@ -716,7 +720,12 @@ impl<'a> Workspaces<'a> {
             let fresh = dir.join("disk.qcow2.new");
             let _ = std::fs::remove_file(&fresh);
             match layer {
-                None => vm::create_overlay(&self.rt()?.qemu_img, &dir.join("baseline.qcow2"), &fresh)?,
+                None => vm::create_overlay_on(
+                    &self.rt()?.qemu_img,
+                    "baseline.qcow2",
+                    &fresh,
+                    vm::qcow2_size(&dir.join("baseline.qcow2"))?,
+                )?,
                 Some(l) => vm::create_overlay_on(&self.rt()?.qemu_img, l, &fresh, vm::qcow2_size(&dir.join(l))?)?,
             }
             std::fs::rename(&fresh, &disk).ctx("replacing the live disk")?;

@@ -32,6 +32,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+pub use fork::ForkOptions;
 pub use lifecycle::{CreateOptions, ExecOptions, UpdateOptions};
 pub use secrets::{SecretEnv, SecretInfo, SecretSource, SecretSpec};
 

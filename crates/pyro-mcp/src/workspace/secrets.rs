@@ -245,6 +245,16 @@ fn value(paths: &Paths, id: &str, name: &str) -> Result<String> {
     String::from_utf8(b).map_err(|_| Error::state(format!("secret {name} of workspace {id} is damaged")))
 }
 
+/// Give workspace `to` (a fork) the secrets of `from`: the same names, sources and values.
+pub(crate) fn copy(paths: &Paths, from: &str, to: &str) -> Result<()> {
+    let mut pairs = Vec::new();
+    for info in list(paths, from) {
+        let v = value(paths, from, &info.name)?;
+        pairs.push((info, v));
+    }
+    store(paths, to, &pairs)
+}
+
 /// Remove a workspace's secrets (delete, failed create).
 pub(crate) fn remove(paths: &Paths, id: &str) {
     let _ = std::fs::remove_dir_all(secrets_dir(paths, id));

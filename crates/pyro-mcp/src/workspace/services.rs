@@ -693,20 +693,36 @@ impl Workspaces<'_> {
 
     /// After a resume from saved memory: the services run on in the guest, but the host ports
     /// they published went with the old supervisor. Publish them again on the same host
-    /// ports; one that cannot be is recorded on the service (the service itself goes on).
-    pub(super) fn republish_services(&mut self, id: &str, client: &mut Client) {
+    /// ports, or for a fork (`fresh_ports`: its source still holds those) on free ones, which
+    /// are recorded; one that cannot be is recorded on the service (which goes on).
+    pub(super) fn republish_services(&mut self, id: &str, client: &mut Client, fresh_ports: bool) {
         let Ok(recs) = self.records(id) else { return };
         for rec in recs.into_iter().filter(|r| r.info.live() && !r.info.published_ports.is_empty()) {
-            for p in &rec.info.published_ports {
-                let spec = PortSpec { host_port: p.host_port, guest_port: p.guest_port };
-                if let Err(e) = publish(client, &spec) {
-                    let mut info = rec.info.clone();
-                    info.last_probe =
-                        Some(format!("port {} not published again after start: {}", p.guest_port, e.message));
-                    let _ = self.save(&rec.boot_id, &info);
+            let mut info = rec.info.clone();
+            for p in info.published_ports.iter_mut() {
+                let host_port = if fresh_ports { 0 } else { p.host_port };
+                match publish(client, &PortSpec { host_port, guest_port: p.guest_port }) {
+                    Ok(now) => *p = now,
+                    Err(e) => {
+                        info.last_probe =
+                            Some(format!("port {} not published again after start: {}", p.guest_port, e.message))
+                    }
                 }
             }
+            if info.published_ports != rec.info.published_ports || info.last_probe != rec.info.last_probe {
+                let _ = self.save(&rec.boot_id, &info);
+            }
         }
+    }
+
+    /// A fork's service records: those of `from`, as the fork's (its guest runs them too when
+    /// it resumes from the source's memory; a fork that boots finds them lost, as any boot).
+    pub(super) fn copy_services(&mut self, from: &str, to: &str) -> Result<()> {
+        for rec in self.records(from)? {
+            let info = ServiceInfo { workspace_id: to.to_string(), ..rec.info };
+            self.save(&rec.boot_id, &info)?;
+        }
+        Ok(())
     }
 
     /// Services for the summary (no VM is booted for it).

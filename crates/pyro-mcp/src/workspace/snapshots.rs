@@ -101,14 +101,14 @@ pub fn validate_snapshot_name(n: &str) -> Result<()> {
     Ok(())
 }
 
-fn is_layer_name(n: &str) -> bool {
+pub(super) fn is_layer_name(n: &str) -> bool {
     n.strip_prefix("layer-")
         .and_then(|r| r.strip_suffix(".qcow2"))
         .is_some_and(|m| !m.is_empty() && m.len() <= 32 && m.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
 /// Layer files of a workspace directory.
-fn layer_files(dir: &Path) -> Vec<String> {
+pub(super) fn layer_files(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
         .into_iter()
         .flatten()
@@ -126,11 +126,11 @@ fn sync_dir(dir: &Path) {
 
 /// Marks a snapshot create between its steps 3 and 5 (see the module docs): the new layer's
 /// file name.
-const PENDING: &str = "snapshot.pending";
+pub(super) const PENDING: &str = "snapshot.pending";
 
 /// Make `disk.qcow2` a link to `layer` (a fresh link renamed over it: atomic) and clear the
 /// pending mark.
-fn adopt(dir: &Path, layer: &str) -> Result<()> {
+pub(super) fn adopt(dir: &Path, layer: &str) -> Result<()> {
     let tmp = dir.join("disk.qcow2.next");
     let _ = std::fs::remove_file(&tmp);
     std::fs::hard_link(dir.join(layer), &tmp).ctx("linking the new live layer")?;
@@ -142,7 +142,7 @@ fn adopt(dir: &Path, layer: &str) -> Result<()> {
 }
 
 /// The layer file that is the same file as `disk.qcow2` (the live layer), if it has one.
-fn live_layer(dir: &Path) -> Option<String> {
+pub(super) fn live_layer(dir: &Path) -> Option<String> {
     use std::os::unix::fs::MetadataExt;
     let d = std::fs::metadata(dir.join("disk.qcow2")).ok()?;
     layer_files(dir)

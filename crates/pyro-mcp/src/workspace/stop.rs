@@ -108,6 +108,35 @@ pub(super) fn clear(ws: &Path) -> Result<()> {
     crate::paths::sync_dir(ws)
 }
 
+/// Give a fork's dir the saved memory `path` holds now (a running source's, just saved into
+/// the fork's dir, or a stopped source's, linked): `memory.json` for this host and shape, and
+/// the file under its name. `start` then resumes it like any stopped workspace.
+/// A stopped source's memory keeps the description it was saved with (it may predate this
+/// host's QEMU, which `start` then notices).
+pub(super) fn adopt_memory(w: &Workspaces<'_>, r: &super::store::Row, fork_dir: &Path, path: &Path) -> Result<()> {
+    let source_meta = path.parent().filter(|d| *d != fork_dir).map(|d| d.join(MEMORY_META));
+    match source_meta {
+        Some(m) => {
+            let bytes = std::fs::read(&m).ctx("reading the saved memory's description")?;
+            crate::paths::write_atomic(&fork_dir.join(MEMORY_META), &bytes)?;
+            std::fs::hard_link(path, fork_dir.join(MEMORY)).ctx("linking the saved memory")?;
+        }
+        None => {
+            let meta = MemoryMeta {
+                saved_at: now_s(),
+                machine: machine_key(w, r.vcpu_count, r.mem_mib, r.network.options.policy.has_nic())?,
+            };
+            crate::paths::write_atomic(&fork_dir.join(MEMORY_META), &serde_json::to_vec(&meta).unwrap())?;
+        }
+    }
+    crate::paths::sync_dir(fork_dir)
+}
+
+/// The saved memory file of a stopped workspace, if it has one.
+pub(super) fn memory_file(ws: &Path) -> Option<std::path::PathBuf> {
+    Some(ws.join(MEMORY)).filter(|p| p.exists())
+}
+
 /// What saved memory must match to be restored (the same key warm templates use).
 fn machine_key(w: &Workspaces<'_>, vcpus: u32, mem_mib: u32, nic: bool) -> Result<String> {
     crate::template::machine_key(w.rt()?, vcpus, mem_mib, nic)
@@ -184,6 +213,12 @@ impl Workspaces<'_> {
     /// host's QEMU and kernel, else boot from its disk. Starting a running one is an error; a
     /// workspace whose VM died is booted from its disk.
     pub fn start(&mut self, key: &str) -> Result<StartReport> {
+        self.start_as(key, false)
+    }
+
+    /// `start`; `fork` for a fork's first start: its saved memory is a copy of another
+    /// workspace's guest, so it gets its own identity and free host ports.
+    pub(super) fn start_as(&mut self, key: &str, fork: bool) -> Result<StartReport> {
         let started = std::time::Instant::now();
         let r = self.resolve(key)?;
         let dir = ws_dir(self.paths(), &r.id);
@@ -211,7 +246,7 @@ impl Workspaces<'_> {
                     // From here the saved memory is used at most once (see the module docs).
                     std::fs::rename(dir.join(MEMORY), dir.join(RESTORING)).ctx("taking the saved memory")?;
                     crate::paths::sync_dir(&dir)?;
-                    match self.resume(&r, &disk, &dir.join(RESTORING)) {
+                    match self.resume(&r, &disk, &dir.join(RESTORING), fork) {
                         Ok(vm) => resumed = Some(vm),
                         Err(e) => {
                             note =
@@ -275,13 +310,13 @@ impl Workspaces<'_> {
 
     /// Restore the saved guest, set its clock, thaw its file system, and publish again the
     /// ports its services had.
-    fn resume(&mut self, r: &super::store::Row, disk: &Path, memory: &Path) -> Result<()> {
-        let mut vm = self.reboot_with(r, disk, Some(memory))?;
+    fn resume(&mut self, r: &super::store::Row, disk: &Path, memory: &Path, fork: bool) -> Result<()> {
+        let mut vm = self.reboot_with(r, disk, Some(memory), fork)?;
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         vm.client.call(&Message::SetClock { unix_ns: now.as_nanos() as u64 })?;
         // A guest the agent thawed itself already answers with an error: nothing to do.
         let _ = vm.client.call(&Message::Thaw);
-        self.republish_services(&r.id, &mut vm.client);
+        self.republish_services(&r.id, &mut vm.client, fork);
         Ok(())
     }
 }

@@ -169,8 +169,7 @@ impl Store {
 
     const COLS: &'static str = "id, name, labels, environment, environment_dir, vcpu_count, mem_mib, created_at, last_activity_at, reset_count, last_reset_at, command_count, seed, network";
 
-    pub fn insert(&mut self, w: &Row, event: (&str, serde_json::Value)) -> Result<()> {
-        let tx = self.tx()?;
+    fn insert_row(tx: &rusqlite::Transaction, w: &Row) -> Result<()> {
         tx.execute(
             &format!("INSERT INTO workspaces ({}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)", Self::COLS),
             params![
@@ -197,6 +196,38 @@ impl Store {
             ),
             e => db_err(e),
         })?;
+        Ok(())
+    }
+
+    pub fn insert(&mut self, w: &Row, event: (&str, serde_json::Value)) -> Result<()> {
+        let tx = self.tx()?;
+        Self::insert_row(&tx, w)?;
+        add_event(&tx, &w.id, event.0, event.1)?;
+        tx.commit().map_err(db_err)
+    }
+
+    /// A fork's row, with the history of `from` (commands, events and their rollup, named
+    /// snapshots) copied under the new id and `event` after it, in one transaction.
+    pub fn insert_fork(&mut self, w: &Row, from: &str, event: (&str, serde_json::Value)) -> Result<()> {
+        let tx = self.tx()?;
+        Self::insert_row(&tx, w)?;
+        for (table, cols) in [
+            (
+                "commands",
+                "sequence, generation, command, cwd, exit_code, timed_out, duration_ms, recorded_at, stdout, stderr, stdout_truncated, stderr_truncated",
+            ),
+            ("events", "sequence, generation, kind, recorded_at, payload"),
+            ("event_rollup", "generation, kind, count"),
+            ("snapshots", "name, layer, created_at"),
+        ] {
+            tx.execute(
+                &format!(
+                    "INSERT INTO {table} (workspace_id, {cols}) SELECT ?1, {cols} FROM {table} WHERE workspace_id = ?2"
+                ),
+                params![w.id, from],
+            )
+            .map_err(db_err)?;
+        }
         add_event(&tx, &w.id, event.0, event.1)?;
         tx.commit().map_err(db_err)
     }

@@ -299,6 +299,10 @@ pub struct SummaryWorkspace {
     /// The snapshot the last reset went back to (left out for the baseline).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reset_to_snapshot: Option<String>,
+    /// The workspace this one was forked from, and when (its history up to then is this
+    /// one's too).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forked_from: Option<super::ForkOrigin>,
 }
 
 #[derive(Debug, Clone, Serialize, JsonSchema)]
@@ -421,6 +425,7 @@ pub fn synthesize(
         reset_count: info.reset_count,
         last_reset_at: info.last_reset_at,
         reset_to_snapshot: events.iter().rfind(|e| e.1 == "reset").and_then(|e| payload(e).snapshot),
+        forked_from: info.forked_from.clone(),
     };
     let rolled: BTreeMap<&str, u64> = rollup.iter().map(|(k, c)| (k.as_str(), *c)).collect();
     let rolled = |k: &str| rolled.get(k).copied().unwrap_or(0);
@@ -578,6 +583,15 @@ impl Render for Summary {
         ));
         if let Some(n) = &w.reset_to_snapshot {
             o.push_str(&format!("reset to snapshot {n}\n"));
+        }
+        if let Some(f) = &w.forked_from {
+            o.push_str(&format!(
+                "forked from {}{} at {} ({})\n",
+                f.workspace_id,
+                f.name.as_ref().map(|n| format!(" \"{n}\"")).unwrap_or_default(),
+                crate::render::utc(f.at),
+                if f.memory { "disk and memory: its processes went on here" } else { "disk; booted here" }
+            ));
         }
         if let Some(c) = &self.commands {
             o.push_str(&format!("commands: {} run, {} failed\n", c.count, c.failures));

@@ -1,0 +1,112 @@
+//! Warm templates and fork for `make bench`, in one run with templates on and off:
+//! `workspace create` -> first exec, `pyro run debian:12 -- true` to exit, fork of a running
+//! workspace -> first exec in the fork, and the host memory (PSS of QEMU and the supervisor)
+//! of an idle workspace. `PYRO_BENCH_ONLY=templates` runs just this section.
+
+use pyro_mcp::{Command, CreateOptions, ForkOptions, Pyro};
+use std::time::{Duration, Instant};
+
+fn ms(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1000.0
+}
+
+/// Proportional set size of a process, from `/proc/PID/smaps_rollup`, in MiB.
+fn pss_mib(pid: u32) -> f64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("Pss:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+/// QEMU's and the supervisor's PSS for a workspace's VM (from its `state.json`).
+fn workspace_pss(pyro: &Pyro, id: &str) -> f64 {
+    let st: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(pyro.paths().vms().join(id).join("state.json")).unwrap_or_default())
+            .unwrap_or_default();
+    let pid = |k: &str| st[k].as_u64().unwrap_or(0) as u32;
+    pss_mib(pid("qemu_pid")) + pss_mib(pid("supervisor_pid"))
+}
+
+/// Wait (up to 3 min) until debian:12 has a usable template of the default shape.
+fn wait_template(pyro: &Pyro) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while Instant::now() < deadline {
+        if let Ok(d) = pyro.inspect_environment("debian:12") {
+            if d.templates.iter().any(|t| t.current && t.vcpus == 1 && t.mem_mib == 1024 && !t.nic) {
+                return true;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    false
+}
+
+pub fn run(runs: usize, report: &dyn Fn(&str, &[f64], &str) -> f64) {
+    let pyro_bin = pyro_mcp::internal::pyro_binary().expect("pyro binary");
+    let mut medians = Vec::new();
+    for on in [true, false] {
+        let label = if on { "templates on" } else { "templates off" };
+        let pyro = Pyro::new().expect("paths").with_templates(on);
+        let mut ws = pyro.workspaces().expect("workspaces");
+        let create = |ws: &mut pyro_mcp::Workspaces<'_>| {
+            ws.create(&CreateOptions { environment: "debian:12".into(), ..Default::default() }, &|_| {})
+                .expect("create")
+        };
+        if on {
+            // The first VM of a shape may boot cold while the template is built.
+            let w = create(&mut ws);
+            let _ = ws.delete(&w.id);
+            if !wait_template(&pyro) {
+                println!("{label}: no template was built within 3 min; skipped");
+                continue;
+            }
+        }
+        let (mut first, mut ids, mut how) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..runs {
+            let t = Instant::now();
+            let w = create(&mut ws);
+            ws.exec(&w.id, Command::Argv(vec!["true".into()]), None, 30, vec![], None).expect("exec");
+            first.push(ms(t));
+            how.push(w.started_from.map(|s| s.from).unwrap_or_default());
+            ids.push(w.id);
+        }
+        let m = report(&format!("create -> first exec, {label}"), &first, "ms");
+        println!("{:<42} {}", "", how.join(" "));
+        // Idle: the guests sit 3 s after their last command.
+        std::thread::sleep(Duration::from_secs(3));
+        let pss: Vec<f64> = ids.iter().map(|id| workspace_pss(&pyro, id)).collect();
+        report(&format!("idle workspace PSS, {label}, {} running", ids.len()), &pss, "MiB");
+        let mut fork = Vec::new();
+        for _ in 0..runs.min(5) {
+            let t = Instant::now();
+            let f = ws.fork(&ids[0], &ForkOptions::default()).expect("fork");
+            ws.exec(&f.id, Command::Argv(vec!["true".into()]), None, 30, vec![], None).expect("exec in the fork");
+            fork.push(ms(t));
+            let _ = ws.delete(&f.id);
+        }
+        report(&format!("fork (running) -> first exec, {label}"), &fork, "ms");
+        for id in &ids {
+            let _ = ws.delete(id);
+        }
+        let run: Vec<f64> = (0..runs)
+            .map(|_| {
+                let t = Instant::now();
+                let o = std::process::Command::new(&pyro_bin)
+                    .args(["run", "debian:12", "--", "true"])
+                    .env("PYRO_TEMPLATES", if on { "on" } else { "off" })
+                    .output()
+                    .expect("run");
+                assert!(o.status.success(), "pyro run failed: {}", String::from_utf8_lossy(&o.stderr));
+                ms(t)
+            })
+            .collect();
+        report(&format!("`pyro run debian:12 -- true`, {label}"), &run, "ms");
+        medians.push(m);
+    }
+    if let [on, off] = medians[..] {
+        println!("{:<42} {:>15.2}  (target <= 0.2: a fifth)", "create -> first exec, on / off", on / off);
+    }
+}
