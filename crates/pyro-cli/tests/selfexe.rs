@@ -18,6 +18,21 @@ struct Copy {
     exe: PathBuf,
 }
 
+/// Run a command of the copied binary. A test running beside this one may fork while the copy
+/// was still open for writing here (the descriptor is close-on-exec, but open in the child
+/// until it execs): exec then fails with ETXTBSY for that moment, so it is retried.
+fn output(c: &mut std::process::Command) -> std::process::Output {
+    for _ in 0..200 {
+        match c.output() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            r => return r.unwrap(),
+        }
+    }
+    panic!("the copied pyro stayed busy (ETXTBSY) for 2 s")
+}
+
 fn copy_pyro() -> Copy {
     let dir = tempfile::Builder::new().prefix("pyro-selfexe").tempdir().unwrap();
     let exe = dir.path().join("my-sandbox");
@@ -59,7 +74,7 @@ fn renamed_cli_supervises_its_own_vms() {
     let t = Env::new();
     let guest = guest_bin();
     let path = path_without_pyro(None);
-    let o = cmd(&copy, &t, &path, &guest).args(["run", "debian:12", "--", "true"]).output().unwrap();
+    let o = output(cmd(&copy, &t, &path, &guest).args(["run", "debian:12", "--", "true"]));
     assert_eq!(o.status.code(), Some(0), "my-sandbox run failed: {}", stderr(&o));
     t.assert_clean();
 
@@ -72,7 +87,7 @@ fn renamed_cli_supervises_its_own_vms() {
     std::fs::write(&decoy, format!("#!/bin/sh\ntouch '{}'\nexit 99\n", marker.display())).unwrap();
     std::fs::set_permissions(&decoy, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let path = path_without_pyro(Some(&decoy_dir));
-    let o = cmd(&copy, &t, &path, &guest).args(["run", "--json", "debian:12", "--", "echo", "hi"]).output().unwrap();
+    let o = output(cmd(&copy, &t, &path, &guest).args(["run", "--json", "debian:12", "--", "echo", "hi"]));
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(json(&o)["stdout"], "hi\n");
     assert!(!marker.exists(), "the decoy pyro on PATH was run as the supervisor");
@@ -104,7 +119,7 @@ fn dynamic_guest_is_refused_before_boot_with_the_fix() {
     // /bin/true is a dynamically linked ELF: a plausible "forgot the static build" agent.
     let path = path_without_pyro(None);
     let start = Instant::now();
-    let o = cmd(&copy, &t, &path, Path::new("/bin/true")).args(["run", "debian:12", "--", "true"]).output().unwrap();
+    let o = output(cmd(&copy, &t, &path, Path::new("/bin/true")).args(["run", "debian:12", "--", "true"]));
     assert!(start.elapsed() < Duration::from_secs(30), "took {:?}: did it boot?", start.elapsed());
     assert_ne!(o.status.code(), Some(0));
     let err = stderr(&o);
@@ -118,10 +133,7 @@ fn dynamic_guest_is_refused_before_boot_with_the_fix() {
     assert!(!err.contains("cannot find the pyro binary"), "{err}");
     t.assert_clean();
 
-    let o = cmd(&copy, &t, &path, Path::new("/bin/true"))
-        .args(["run", "--json", "debian:12", "--", "true"])
-        .output()
-        .unwrap();
+    let o = output(cmd(&copy, &t, &path, Path::new("/bin/true")).args(["run", "--json", "debian:12", "--", "true"]));
     let v = json(&o);
     assert_eq!(v["error"]["code"], "guest_unavailable", "{v}");
     assert!(v["error"]["hint"].as_str().unwrap_or_default().contains("make build"), "{v}");

@@ -150,7 +150,7 @@ impl Workspaces<'_> {
                     layer: sdir.join(&next).display().to_string(),
                 };
                 match c.call(&msg) {
-                    Ok(Message::Suspended { .. }) => true,
+                    Ok(Message::Suspended { ms, .. }) => Some(ms),
                     other => {
                         // Decide from what QEMU writes now, as after a crash.
                         self.recover_pending(&src.id)?;
@@ -161,11 +161,11 @@ impl Workspaces<'_> {
                     }
                 }
             }
-            None => false,
+            None => None,
         };
         // The source writes to its next layer from here (or will, when it boots).
         adopt(&sdir, &next)?;
-        let memory = if saved {
+        let memory = if saved.is_some() {
             super::stop::adopt_memory(self, src, dir, &memory_path)?;
             true
         } else if let Some(m) = super::stop::memory_file(&sdir) {
@@ -193,9 +193,15 @@ impl Workspaces<'_> {
             network,
             ..src.clone()
         };
-        self.store.insert_fork(&row, &src.id, ("fork", serde_json::json!({"from": src.id, "memory": memory})))?;
+        // How long the source was paused for the copy of its memory, when it was.
+        let paused_ms = saved;
+        self.store.insert_fork(
+            &row,
+            &src.id,
+            ("fork", serde_json::json!({"from": src.id, "memory": memory, "source_paused_ms": paused_ms})),
+        )?;
         self.copy_services(&src.id, id)?;
-        self.store.event(&src.id, "forked", serde_json::json!({"to": id, "memory": memory}))?;
+        self.store.event(&src.id, "forked", serde_json::json!({"to": id, "memory": memory, "paused_ms": paused_ms}))?;
         Ok(())
     }
 }
