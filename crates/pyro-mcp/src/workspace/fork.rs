@@ -178,6 +178,7 @@ impl Workspaces<'_> {
         let at = now_s();
         let from = ForkOrigin { workspace_id: src.id.clone(), name: src.name.clone(), at, memory };
         crate::paths::write_atomic(&dir.join(ORIGIN), &serde_json::to_vec(&from).unwrap())?;
+        crate::paths::write_atomic(&dir.join(super::stop::FORK_FRESH), b"")?;
         // Host ports are the source's: the fork's are picked afresh.
         let mut network = src.network.clone();
         network.published.clear();

@@ -36,6 +36,10 @@ pub const MEMORY: &str = "memory.vmstate";
 const MEMORY_META: &str = "memory.json";
 const RESTORING: &str = "memory.vmstate.restoring";
 const STOPPED: &str = "stopped.json";
+/// A fork that has not run yet: its saved memory is a copy of another workspace's guest, so
+/// whichever start comes first (the fork's own, or a later one if that was cut short) gives
+/// it its own identity and host ports.
+pub(super) const FORK_FRESH: &str = "fork.fresh";
 
 /// `stopped.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -98,7 +102,7 @@ pub fn memory_saved(ws: &Path) -> bool {
 /// Forget a stop: the saved memory first (it must never outlive a disk change), then the
 /// marker. Used by `start` once the VM runs and by `reset` before it replaces the disk.
 pub(super) fn clear(ws: &Path) -> Result<()> {
-    for f in [MEMORY, RESTORING, MEMORY_META, STOPPED] {
+    for f in [MEMORY, RESTORING, MEMORY_META, STOPPED, FORK_FRESH] {
         match std::fs::remove_file(ws.join(f)) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -229,6 +233,7 @@ impl Workspaces<'_> {
         self.pyro.cancel_token().check("workspace start")?;
         self.recover_reset(&r.id)?;
         self.recover_pending(&r.id)?;
+        let fork = fork || dir.join(FORK_FRESH).exists();
         let disk = dir.join("disk.qcow2");
         let mut note = None;
         if dir.join(RESTORING).exists() {
