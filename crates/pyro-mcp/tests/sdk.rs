@@ -44,7 +44,10 @@ fn run_passes_env_and_reports() {
     o.env = vec![("GREETING".into(), "hi there".into())];
     let r = p.run(o).unwrap();
     assert_eq!(r.exit_code, 0);
-    assert_eq!(String::from_utf8_lossy(&r.stdout), "hi there\npyro\n");
+    // Every guest has its own hostname, pyro-<its VM id>.
+    let out = String::from_utf8_lossy(&r.stdout).to_string();
+    let host = out.strip_prefix("hi there\npyro-").and_then(|h| h.strip_suffix('\n')).unwrap_or_default();
+    assert!(host.len() == 12 && host.bytes().all(|b| b.is_ascii_hexdigit()), "{out}");
     assert_eq!(r.execution_mode, "guest_vm");
     assert!(r.cleanup.deleted);
 }
