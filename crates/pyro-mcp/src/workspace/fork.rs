@@ -25,9 +25,9 @@
 use super::lifecycle::{ws_dir, Workspaces};
 use super::snapshots::{adopt, is_layer_name, layer_files, live_layer, PENDING};
 use super::store::Row;
-use super::{validate_label, validate_name, ForkOrigin, WorkspaceInfo};
+use super::{ForkOrigin, WorkspaceInfo};
 use crate::clock::now_s;
-use crate::error::{Code, Context, Error, Result};
+use crate::error::{Context, Error, Result};
 use crate::template::StartedFrom;
 use crate::vm;
 use pyro_proto::Message;
@@ -70,15 +70,7 @@ impl Workspaces<'_> {
     /// Make a new workspace from `key`'s current disk, and its memory when it is running (or
     /// stopped with its memory saved), and start it. See the module docs.
     pub fn fork(&mut self, key: &str, o: &ForkOptions) -> Result<WorkspaceInfo> {
-        if let Some(n) = &o.name {
-            validate_name(n)?;
-            if self.store.list()?.iter().any(|r| r.name.as_deref() == Some(n)) {
-                return Err(Error::new(Code::Conflict, format!("a workspace named '{n}' already exists")));
-            }
-        }
-        for (k, v) in &o.labels {
-            validate_label(k, v)?;
-        }
+        self.check_new_name_and_labels(o.name.as_deref(), &o.labels)?;
         let src = self.resolve(key)?;
         vm::quota::check(&self.paths().vms(), src.mem_mib as u64, vm::quota::Limits::from_env())?;
         self.pyro.cancel_token().check("workspace fork")?;

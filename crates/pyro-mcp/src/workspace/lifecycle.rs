@@ -234,6 +234,25 @@ impl<'a> Workspaces<'a> {
         Ok(vm::Identity { hostname: vm::Identity::hostname(id), machine_id })
     }
 
+    /// A new workspace's name (valid, not in use) and labels (valid), checked before anything
+    /// is made: create and fork.
+    pub(super) fn check_new_name_and_labels(
+        &self,
+        name: Option<&str>,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<()> {
+        if let Some(n) = name {
+            validate_name(n)?;
+            if self.store.list()?.iter().any(|r| r.name.as_deref() == Some(n)) {
+                return Err(Error::new(Code::Conflict, format!("a workspace named '{n}' already exists")));
+            }
+        }
+        for (k, v) in labels {
+            validate_label(k, v)?;
+        }
+        Ok(())
+    }
+
     pub fn create(&mut self, o: &CreateOptions, progress: &dyn Fn(&str)) -> Result<WorkspaceInfo> {
         let mut probe = crate::run::RunOptions::new(o.environment.clone(), Command::Shell("true".into()));
         probe.vcpus = o.vcpu_count.unwrap_or(crate::run::DEFAULT_VCPUS);
@@ -241,15 +260,7 @@ impl<'a> Workspaces<'a> {
         crate::run::validate(&probe)?;
         // Early, before a seed is packed; `launch` checks again under its lock.
         vm::quota::check(&self.paths().vms(), probe.mem_mib as u64, vm::quota::Limits::from_env())?;
-        if let Some(n) = &o.name {
-            validate_name(n)?;
-            if self.store.list()?.iter().any(|r| r.name.as_deref() == Some(n)) {
-                return Err(Error::new(Code::Conflict, format!("a workspace named '{n}' already exists")));
-            }
-        }
-        for (k, v) in &o.labels {
-            validate_label(k, v)?;
-        }
+        self.check_new_name_and_labels(o.name.as_deref(), &o.labels)?;
         if let Some(p) = &o.seed_path {
             seed::detect_kind_in(p, o.seed_path_resolved)?;
         }
