@@ -6,6 +6,9 @@ TARGET := x86_64-unknown-linux-gnu
 GUEST := target/$(TARGET)/release/pyro-guest
 PYRO := target/release/pyro
 PREFIX ?= $(HOME)/.local
+# Test runs keep no warm spare VMs (each test's VMs end with it); tests/spares.rs turns
+# them on for itself. `make demo` and `make bench` keep the product's default.
+TEST_ENV := PYRO_SPARES=off
 
 .PHONY: mcp-client setup packages build guest environment test test-security test-crash check fmt lint demo bench install clean smoke-user smoke-use-cases host-clis dist dist-check
 
@@ -37,26 +40,26 @@ lint:
 ## Lint, then the whole test suite against real VMs (TCG where KVM is unusable), then (as
 ## root) the smoke as a fresh unprivileged user.
 test: setup lint host-clis mcp-client
-	PYRO_BIN=$(CURDIR)/$(PYRO) PYRO_GUEST_BIN=$(CURDIR)/$(GUEST) $(CARGO) test --release --locked --workspace
+	$(TEST_ENV) PYRO_BIN=$(CURDIR)/$(PYRO) PYRO_GUEST_BIN=$(CURDIR)/$(GUEST) $(CARGO) test --release --locked --workspace
 	$(MAKE) --no-print-directory smoke-user
 
 ## The attack suite (docs/security.md): hostile inputs against a real VM; prints
 ## `security: N tried, N held`. Not part of `cargo test --workspace` (CI runs it after `make test`).
 test-security: build
-	PYRO_BIN=$(CURDIR)/$(PYRO) PYRO_GUEST_BIN=$(CURDIR)/$(GUEST) $(CARGO) test --release --locked -p pyro-cli --test security -- --test-threads=1 --nocapture
+	$(TEST_ENV) PYRO_BIN=$(CURDIR)/$(PYRO) PYRO_GUEST_BIN=$(CURDIR)/$(GUEST) $(CARGO) test --release --locked -p pyro-cli --test security -- --test-threads=1 --nocapture
 
 ## The kill -9 campaign (tests/crash.rs): at least 100 kills of `pyro` at random instants of
 ## create, exec, sync push, patch apply, export, reset and delete, each followed by status,
 ## list and an orphan check. Prints `crash: K kills, I inconsistent states, O orphans`.
 test-crash: build
-	PYRO_CRASH=1 PYRO_BIN=$(CURDIR)/$(PYRO) PYRO_GUEST_BIN=$(CURDIR)/$(GUEST) $(CARGO) test --release --locked -p pyro-cli --test crash -- --nocapture
+	$(TEST_ENV) PYRO_CRASH=1 PYRO_BIN=$(CURDIR)/$(PYRO) PYRO_GUEST_BIN=$(CURDIR)/$(GUEST) $(CARGO) test --release --locked -p pyro-cli --test crash -- --nocapture
 
 ## The five recipes of docs/use-cases/, end to end on real guests, through `pyro mcp serve` and
 ## the official TypeScript MCP SDK client (tests/use-cases/smoke.mjs), on the project in
 ## tests/use-cases/recipe-project. Builds debian:12-build once. Prints
 ## `use-case NAME: pass|FAIL SECONDS s` per recipe and `N passed, M failed: smoke-use-cases`.
 smoke-use-cases: build mcp-client
-	PYRO_BIN=$(CURDIR)/$(PYRO) bash scripts/smoke-use-cases.sh
+	$(TEST_ENV) PYRO_BIN=$(CURDIR)/$(PYRO) bash scripts/smoke-use-cases.sh
 
 # Claude Code's and Codex's real CLIs (from npm) for the host-helper tests; optional.
 host-clis:
@@ -93,7 +96,7 @@ dist: packages build
 ## pyro by its path: version, doctor, tools/list per profile, a run, env list. Prints
 ## `N passed, M failed: dist-check`.
 dist-check: setup dist
-	bash scripts/dist-check.sh
+	$(TEST_ENV) bash scripts/dist-check.sh
 
 install: build
 	install -D -m 0755 $(PYRO) $(PREFIX)/bin/pyro

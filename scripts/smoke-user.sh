@@ -28,7 +28,8 @@ B=pyro-smoke-b
 fresh_user "$A"
 fresh_user "$B"
 
-as() { local u=$1; shift; runuser -u "$u" -- env -i HOME="/home/$u" USER="$u" PATH="$PREFIX/bin:/usr/bin:/bin:/usr/sbin:/sbin" "$@"; }
+# PYRO_SPARES=off: no warm spare VM outlives a step (B's checks read A's data dir).
+as() { local u=$1; shift; runuser -u "$u" -- env -i HOME="/home/$u" USER="$u" PYRO_SPARES=off PATH="$PREFIX/bin:/usr/bin:/bin:/usr/sbin:/sbin" "$@"; }
 step() { echo "== smoke-user: $*"; }
 fail() { echo "smoke-user: FAILED: $*" >&2; exit 1; }
 

@@ -50,6 +50,9 @@ enum Cmd {
     /// Internal: build one warm template (started by pyro itself, in the background)
     #[command(name = "__template", hide = true)]
     Template { args: Vec<String> },
+    /// Internal: prepare one warm spare VM (started by pyro itself, in the background)
+    #[command(name = "__spare", hide = true)]
+    Spare { args: Vec<String> },
 }
 
 fn main() {
@@ -64,6 +67,7 @@ fn main() {
     let code = match cli.command {
         Cmd::Supervise { dir } => pyro_mcp::internal::supervise(&dir),
         Cmd::Template { args } => pyro_mcp::internal::build_template(&args),
+        Cmd::Spare { args } => pyro_mcp::internal::prepare_spare(&args),
         Cmd::Run(a) => commands::run::main(a, json),
         Cmd::Doctor { fix } => commands::doctor::main(json, fix),
         Cmd::Demo(a) => commands::demo::main(a),

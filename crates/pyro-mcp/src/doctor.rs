@@ -149,7 +149,11 @@ pub fn doctor(paths: &Paths, progress: &dyn Fn(&str)) -> DoctorReport {
     if let Err(e) = crate::kernel::ensure_kernel(&paths.kernels(), &crate::kernel::mirror_from_env(), progress) {
         check("kernel", false, e.message.clone(), e.hint.clone());
     }
-    let rt = Runtime::prepare(paths, crate::template::enabled_by_env(), progress);
+    let rt = Runtime::prepare(
+        paths,
+        (crate::template::enabled_by_env(), crate::workspace::spare::enabled_by_env()),
+        progress,
+    );
     let (mut accelerator, mut reason, mut kvm) = (None, None, serde_json::json!({"exists": kvm_exists}));
     let kernel;
     let mut vm_boot = false;
@@ -186,6 +190,19 @@ pub fn doctor(paths: &Paths, progress: &dyn Fn(&str)) -> DoctorReport {
                         .into()
                 } else {
                     "off (PYRO_TEMPLATES=off): every VM boots its kernel".into()
+                },
+                None,
+            );
+            check(
+                "warm spares",
+                true,
+                if rt.spares {
+                    format!(
+                        "on: a create leaves one paused VM for the next create of its kind ({} waiting; PYRO_SPARES=off turns them off)",
+                        crate::workspace::spare::count(paths)
+                    )
+                } else {
+                    "off: every create restores or boots its own VM".into()
                 },
                 None,
             );

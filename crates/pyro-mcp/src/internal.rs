@@ -13,3 +13,4 @@ pub use crate::vm::{abort_ephemeral, boot_to_init, create_overlay, new_vm_dir};
 pub use crate::workspace::files::MAX_WRITE_BYTES;
 pub use crate::workspace::parse_label;
 pub use crate::workspace::patch::MAX_PATCH_BYTES;
+pub use crate::workspace::spare::{evict_all as evict_spares, preparer_main as prepare_spare};

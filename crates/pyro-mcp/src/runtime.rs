@@ -22,10 +22,13 @@ pub struct Runtime {
     /// Start VMs from warm templates (see `template`); `PYRO_TEMPLATES=off` or the SDK's
     /// `Pyro::with_templates(false)` turns it off.
     pub templates: bool,
+    /// Keep a warm spare VM ready for the next create (see `workspace::spare`); only with
+    /// templates. `PYRO_SPARES=off` or `Pyro::with_spares(false)` turns it off.
+    pub spares: bool,
 }
 
 impl Runtime {
-    pub fn prepare(paths: &Paths, templates: bool, progress: &dyn Fn(&str)) -> Result<Runtime> {
+    pub fn prepare(paths: &Paths, (templates, spares): (bool, bool), progress: &dyn Fn(&str)) -> Result<Runtime> {
         let qemu = qemu::find_qemu()?;
         let qemu_img = qemu::find_qemu_img()?;
         let supervisor_bin = pyro_binary()?;
@@ -39,7 +42,17 @@ impl Runtime {
         };
         let initramfs = initramfs::ensure(&paths.initramfs(), &guest_bin, &kernel)?;
         let accel = accel::choose(&paths.cache, &qemu, &kernel.vmlinuz, &initramfs, &kernel.release)?;
-        Ok(Runtime { paths: paths.clone(), qemu, qemu_img, kernel, initramfs, accel, supervisor_bin, templates })
+        Ok(Runtime {
+            paths: paths.clone(),
+            qemu,
+            qemu_img,
+            kernel,
+            initramfs,
+            accel,
+            supervisor_bin,
+            templates,
+            spares: spares && templates,
+        })
     }
 }
 

@@ -31,6 +31,8 @@ pub struct Pyro {
     exec_progress_ms: u64,
     /// Warm templates on (default, unless `PYRO_TEMPLATES=off`).
     templates: bool,
+    /// Warm spares on (default, unless `PYRO_SPARES=off`; only with templates).
+    spares: bool,
 }
 
 /// `env list`: each catalog entry, then each installed OCI image.
@@ -67,6 +69,7 @@ impl Pyro {
             cancel: crate::Cancel::new(),
             exec_progress_ms: 0,
             templates: crate::template::enabled_by_env(),
+            spares: crate::workspace::spare::enabled_by_env(),
         }
     }
 
@@ -75,6 +78,17 @@ impl Pyro {
     /// boots cold (for comparisons, and hosts where restores fail).
     pub fn with_templates(mut self, on: bool) -> Self {
         self.templates = on;
+        self
+    }
+
+    /// Keep a warm spare (on by default with templates; `PYRO_SPARES=off` sets the default
+    /// off): after a create, one VM of its environment and shape is restored, run once and
+    /// paused in the background, and the next such create takes it over (about 0.1 s to
+    /// its first command instead of 0.4 s under emulation). It holds host memory while it
+    /// waits (its QEMU's share of the template, about 60-100 MiB) and goes after 10 minutes
+    /// unclaimed (`PYRO_SPARE_TTL_S`). See docs/environments.md.
+    pub fn with_spares(mut self, on: bool) -> Self {
+        self.spares = on;
         self
     }
 
@@ -115,7 +129,7 @@ impl Pyro {
         if let Some(rt) = self.runtime.get() {
             return Ok(rt);
         }
-        let rt = Runtime::prepare(&self.paths, self.templates, &*self.progress)?;
+        let rt = Runtime::prepare(&self.paths, (self.templates, self.spares), &*self.progress)?;
         Ok(self.runtime.get_or_init(|| rt))
     }
 

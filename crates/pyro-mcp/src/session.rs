@@ -88,13 +88,14 @@ impl VmSession {
                 },
             )
         };
-        let (vm, started_from) = match crate::template::start(rt, &env, shape, &overlay, &mut launch) {
-            Ok(v) => v,
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&dir);
-                return Err(e);
-            }
-        };
+        let (vm, started_from) =
+            match crate::template::start(rt, &env, shape, &overlay, crate::template::DiskUse::Copy, &mut launch) {
+                Ok(v) => v,
+                Err(e) => {
+                    let _ = std::fs::remove_dir_all(&dir);
+                    return Err(e);
+                }
+            };
         Ok(VmSession {
             id,
             environment: env.name,

@@ -60,7 +60,8 @@ pub struct TemplateInfo {
     /// sha256 of the saved device state (checked before every restore: it is small).
     #[serde(default)]
     pub memory_sha256: String,
-    /// Bytes of the template's disk overlay (copied for every VM started from it).
+    /// Bytes of the template's disk overlay (copied for every VM started from it; linked as
+    /// the baseline of an unseeded workspace).
     pub disk_bytes: u64,
     /// Bytes of guest RAM the template's RAM file holds (the rest of it is a hole): what
     /// restored VMs map privately and share until they write.
@@ -134,7 +135,7 @@ pub fn machine_key(rt: &Runtime, vcpus: u32, mem_mib: u32, nic: bool) -> Result<
 
 /// A template's key: the machine key, the initramfs (its name carries the guest agent's
 /// digest) and the environment's digest.
-fn key(rt: &Runtime, env: &Installed, shape: Shape) -> Result<String> {
+pub(crate) fn key(rt: &Runtime, env: &Installed, shape: Shape) -> Result<String> {
     let initramfs = rt.initramfs.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
     Ok(format!("{} | {initramfs} | env {}", machine_key(rt, shape.vcpus, shape.mem_mib, shape.nic)?, env.digest))
 }
@@ -166,9 +167,16 @@ impl Template {
         vm::Restore { memory: self.dir.join(MEMORY), ram: Some(self.dir.join(RAM)) }
     }
 
-    /// Copy the template's disk to `overlay`: a fresh overlay of the base, as booting left it.
-    pub fn copy_disk(&self, overlay: &Path) -> Result<()> {
-        std::fs::copy(self.dir.join(DISK), overlay).ctx("copying the template's disk")?;
+    /// Put the template's disk at `overlay`: a fresh overlay of the base, as booting left it.
+    /// `Disk::Copy` when the VM will write to it; `Disk::Link` (a hard link, a copy across file
+    /// systems) when nothing ever writes it, only overlays on it: the template's file is never
+    /// written after its build (a rebuild makes a new directory), so sharing its inode is safe.
+    pub fn place_disk(&self, overlay: &Path, how: DiskUse) -> Result<()> {
+        let src = self.dir.join(DISK);
+        if how == DiskUse::Link && std::fs::hard_link(&src, overlay).is_ok() {
+            return Ok(());
+        }
+        std::fs::copy(&src, overlay).ctx("copying the template's disk")?;
         Ok(())
     }
 
@@ -179,6 +187,15 @@ impl Template {
             let _ = std::fs::remove_dir_all(&trash);
         }
     }
+}
+
+/// How a VM started by `start` uses the disk it is given (see `Template::place_disk`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskUse {
+    /// The VM runs on it and writes to it.
+    Copy,
+    /// It is only ever a backing file: the VM runs on an overlay of it.
+    Link,
 }
 
 /// What `lookup` found.
@@ -348,6 +365,11 @@ fn build_in(rt: &Runtime, env: &Installed, shape: Shape, key: &str, tmp: &Path) 
             progress_ms: 0,
         };
         v.client.exec(req)?;
+        // The disk becomes the baseline of unseeded workspaces (a reset boots from it cold):
+        // make it a clean file system (sync and a freeze checkpoint the journal) before the
+        // save, rather than one that needs its journal replayed.
+        v.client.call(&pyro_proto::Message::Freeze)?;
+        v.client.call(&pyro_proto::Message::Thaw)?;
         let msg = pyro_proto::Message::Suspend { path: tmp.join(MEMORY).display().to_string() };
         match v.client.call(&msg)? {
             pyro_proto::Message::Suspended { bytes, ms } => Ok((boot_ms, bytes, ms)),
@@ -459,13 +481,16 @@ pub fn start(
     env: &Installed,
     shape: Shape,
     overlay: &Path,
+    how: DiskUse,
     launch: &mut dyn FnMut(Option<vm::Restore>) -> Result<vm::Vm>,
 ) -> Result<(vm::Vm, StartedFrom)> {
     let mut note = None;
     if rt.templates {
         match lookup(rt, env, shape)? {
             Found::Usable(t) => {
-                t.copy_disk(overlay)?;
+                crate::clock::trace("template: found");
+                t.place_disk(overlay, how)?;
+                crate::clock::trace("template: disk copied");
                 match launch(Some(t.restore())) {
                     Ok(v) => return Ok((v, StartedFrom { from: "template".into(), note: None })),
                     // Only the guest failing is the template's fault (not a quota, a cancel).

@@ -6,7 +6,9 @@ use pyro_mcp::{Code, Command, Pyro, RunOptions};
 fn pyro(runtime: &std::path::Path) -> Pyro {
     let mut paths = Paths::from_env().unwrap();
     paths.runtime = runtime.to_path_buf();
-    Pyro::with_paths(paths)
+    // No warm spares: each test's VMs are its own and gone when it ends (tests/spares.rs
+    // covers spares).
+    Pyro::with_paths(paths).with_spares(false)
 }
 
 #[test]

@@ -19,7 +19,8 @@ impl Env {
 
     pub fn cmd(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_pyro"));
-        c.env("PYRO_RUNTIME_DIR", self.runtime.path()).env_remove("PYRO_ACCEL");
+        // No warm spares unless a test asks (tests/spares.rs): a test's VMs end with it.
+        c.env("PYRO_RUNTIME_DIR", self.runtime.path()).env_remove("PYRO_ACCEL").env("PYRO_SPARES", "off");
         c
     }
 

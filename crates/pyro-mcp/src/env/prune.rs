@@ -117,6 +117,9 @@ pub fn users(paths: &Paths) -> BTreeMap<PathBuf, Vec<String>> {
     let mut scan = |root: PathBuf, label: &str| {
         for ws in std::fs::read_dir(&root).into_iter().flatten().flatten() {
             let id = ws.file_name().to_string_lossy().to_string();
+            if crate::workspace::spare::is_spare_dir(&ws.path()) {
+                continue; // a warm spare holds nothing back: prune removes it (below)
+            }
             for f in std::fs::read_dir(ws.path()).into_iter().flatten().flatten() {
                 if f.path().extension().is_some_and(|e| e == "qcow2") {
                     for b in backing_chain(&f.path()) {
@@ -186,6 +189,10 @@ pub fn prune(paths: &Paths, dry_run: bool, progress: &dyn Fn(&str)) -> Result<Pr
         skipped_busy: vec![],
         freed_bytes: 0,
     };
+    if !dry_run {
+        // Warm spares run on environments and templates being pruned: they go first.
+        crate::workspace::spare::evict_all(paths);
+    }
     let envs = paths.environments();
     let Ok(rd) = std::fs::read_dir(&envs) else { return Ok(rep) };
     let used = users(paths);

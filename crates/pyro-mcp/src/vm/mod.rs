@@ -197,7 +197,12 @@ pub fn launch(rt: &Runtime, opts: LaunchOptions) -> Result<Vm> {
     // Counted and started under the launch lock, so two launches cannot share the last slot.
     let vms = rt.paths.vms();
     let quota_lock = quota::lock(&rt.paths.runtime)?;
-    if let Err(e) = quota::check(&vms, opts.mem_mib as u64, quota::Limits::from_env()) {
+    let quota = || quota::check(&vms, opts.mem_mib as u64, quota::Limits::from_env());
+    // Warm spares give way to any VM someone asked for (see `workspace::spare`).
+    if quota().is_err() {
+        crate::workspace::spare::evict_all(&rt.paths);
+    }
+    if let Err(e) = quota() {
         if opts.dir.is_none() {
             let _ = std::fs::remove_dir_all(&dir);
         }
@@ -222,6 +227,7 @@ pub fn launch(rt: &Runtime, opts: LaunchOptions) -> Result<Vm> {
             Ok(())
         });
     }
+    crate::clock::trace("launch: spawning supervisor");
     let mut child = cmd.spawn().map_err(|e| {
         let _ = std::fs::remove_dir_all(&dir);
         Error::internal(format!("cannot start the supervisor {}: {e}", rt.supervisor_bin.display()))
@@ -261,9 +267,11 @@ pub fn launch(rt: &Runtime, opts: LaunchOptions) -> Result<Vm> {
         }
         return Err(Error::guest(msg).hint("run `pyro doctor` to check QEMU, the kernel and the accelerator"));
     }
+    crate::clock::trace("launch: supervisor reported");
     let mut client = Client::connect(&dir.join("supervisor.sock"))?;
     if let Some(identity) = &opts.identity {
         identity.apply(&mut client)?;
+        crate::clock::trace("launch: identity applied");
     }
     if opts.net.is_some() {
         configure_guest_network(&mut client)?;

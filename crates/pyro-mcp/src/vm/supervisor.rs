@@ -103,6 +103,7 @@ pub fn main(dir: &Path) -> ! {
         }
     };
     let started = Instant::now();
+    crate::clock::trace("supervisor: spec read");
     // The network first: QEMU connects to net.sock as it starts, and a published port that
     // cannot be bound fails the boot before the guest runs.
     let net = match &spec.net {
@@ -195,6 +196,7 @@ pub fn main(dir: &Path) -> ! {
     install_signal_handlers(sh.clone());
     if let Some(memory) = sh.spec.restore.clone() {
         eprintln!("restore: QEMU started after {} ms", sh.started.elapsed().as_millis());
+        crate::clock::trace("supervisor: qemu spawned");
         if let Err(e) = load_memory(&sh, &memory) {
             boot_failed(&sh, &format!("restoring the saved memory failed: {e}"));
         }
@@ -246,6 +248,7 @@ pub fn main(dir: &Path) -> ! {
         match ready_rx.recv_timeout(poll) {
             Ok(Ok(up)) => {
                 eprintln!("boot: guest agent ready after {} ms", sh.started.elapsed().as_millis());
+                crate::clock::trace("supervisor: agent ready");
                 break up;
             }
             Ok(Err(why)) => boot_failed(&sh, &why),
@@ -850,8 +853,10 @@ fn load_memory(sh: &Arc<Shared>, memory: &Path) -> std::result::Result<(), Strin
     }
     q.pass_fd("pyro-memory", file.as_raw_fd()).map_err(|e| e.message)?;
     eprintln!("restore: QMP ready after {} ms", sh.started.elapsed().as_millis());
+    crate::clock::trace("supervisor: qmp ready, fd passed");
     q.execute("migrate-incoming", serde_json::json!({"uri": "fd:pyro-memory"})).map_err(|e| e.message)?;
     eprintln!("restore: migrate-incoming issued after {} ms", sh.started.elapsed().as_millis());
+    crate::clock::trace("supervisor: migrate-incoming issued");
     // QEMU carries the source's run state over: state saved from a paused guest (a fork's)
     // loads paused. Let it run once loaded; the Hello loop waits for its agent meanwhile.
     let sh2 = sh.clone();

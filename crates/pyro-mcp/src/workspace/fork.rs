@@ -36,7 +36,8 @@ use std::path::Path;
 
 const ORIGIN: &str = "fork.json";
 /// Files of the source's dir a fork links as they are (never written after create).
-const SHARED: [&str; 3] = ["baseline.qcow2", "baseline.tar", "baseline.json"];
+/// (`template.qcow2`: under the baseline of a workspace made from a warm spare.)
+const SHARED: [&str; 4] = ["baseline.qcow2", super::spare::TEMPLATE_DISK, "baseline.tar", "baseline.json"];
 
 /// `fork`'s options: the new workspace's name and labels (none are copied from the source).
 #[derive(Debug, Clone, Default)]

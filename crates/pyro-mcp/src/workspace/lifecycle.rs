@@ -254,12 +254,18 @@ impl<'a> Workspaces<'a> {
     }
 
     pub fn create(&mut self, o: &CreateOptions, progress: &dyn Fn(&str)) -> Result<WorkspaceInfo> {
+        crate::clock::trace("create: begin");
         let mut probe = crate::run::RunOptions::new(o.environment.clone(), Command::Shell("true".into()));
         probe.vcpus = o.vcpu_count.unwrap_or(crate::run::DEFAULT_VCPUS);
         probe.mem_mib = o.mem_mib.unwrap_or(crate::run::DEFAULT_MEM_MIB);
         crate::run::validate(&probe)?;
-        // Early, before a seed is packed; `launch` checks again under its lock.
-        vm::quota::check(&self.paths().vms(), probe.mem_mib as u64, vm::quota::Limits::from_env())?;
+        // Early, before a seed is packed; `launch` checks again under its lock. Warm spares
+        // give way to a workspace (see `spare`).
+        let quota = || vm::quota::check(&self.paths().vms(), probe.mem_mib as u64, vm::quota::Limits::from_env());
+        if quota().is_err() {
+            super::spare::evict_all(self.paths());
+        }
+        quota()?;
         self.check_new_name_and_labels(o.name.as_deref(), &o.labels)?;
         if let Some(p) = &o.seed_path {
             seed::detect_kind_in(p, o.seed_path_resolved)?;
@@ -273,20 +279,73 @@ impl<'a> Workspaces<'a> {
         // A build or pull that finishes is kept (it is a shared cache); a cancel after it
         // creates nothing.
         let env = crate::env::ensure(self.rt()?, &o.environment, progress)?;
+        crate::clock::trace("create: environment ready");
         self.pyro.cancel_token().check("workspace create")?;
-        let id = vm::new_id();
-        let dir = ws_dir(self.paths(), &id);
-        crate::paths::private_dir(&dir)?;
-        // Held until the row is written: a sweep leaves a locked dir alone, and takes over one
-        // whose creator was killed (everything made so far is removed; see `recover`).
-        let _lock = crate::env::lock(&dir.join("lock"))?;
-        let result = secrets::store(self.paths(), &id, &secret_values)
-            .and_then(|_| self.create_in(&id, &dir, &env, o, &probe, progress));
-        if result.is_err() {
-            self.stop_vm(&id);
-            self.discard(&id);
+        let shape =
+            crate::template::Shape { vcpus: probe.vcpus, mem_mib: probe.mem_mib, nic: o.network.policy.has_nic() };
+        let spares = super::spare::usable(self.rt()?, shape);
+        // A warm spare of this environment and shape, if one waits: its dir, id and running
+        // VM become this workspace's (see `spare`).
+        let claimed = if spares { self.claim_spare(&env, shape) } else { None };
+        let result = match claimed {
+            Some((id, _lock, vm)) => {
+                let dir = ws_dir(self.paths(), &id);
+                let seed_info = self.pack_seed(&dir, o, progress);
+                let started = crate::template::StartedFrom { from: "spare".into(), note: None };
+                let result = secrets::store(self.paths(), &id, &secret_values).and(seed_info).and_then(|seed_info| {
+                    self.finish_create(
+                        &id,
+                        &dir,
+                        &env,
+                        o,
+                        probe.vcpus,
+                        probe.mem_mib,
+                        (vm, started),
+                        seed_info,
+                        true,
+                        progress,
+                    )
+                });
+                if result.is_err() {
+                    self.stop_vm(&id);
+                    self.discard(&id);
+                }
+                result
+            }
+            None => {
+                let id = vm::new_id();
+                let dir = ws_dir(self.paths(), &id);
+                crate::paths::private_dir(&dir)?;
+                // Held until the row is written: a sweep leaves a locked dir alone, and takes
+                // over one whose creator was killed (everything made so far is removed; see
+                // `recover`).
+                let _lock = crate::env::lock(&dir.join("lock"))?;
+                let result = secrets::store(self.paths(), &id, &secret_values)
+                    .and_then(|_| self.create_in(&id, &dir, &env, o, &probe, progress));
+                if result.is_err() {
+                    self.stop_vm(&id);
+                    self.discard(&id);
+                }
+                result
+            }
+        };
+        // Leave a spare for the next create of this kind (in the background; once the
+        // template exists).
+        if spares && result.is_ok() {
+            super::spare::refill_in_background(self.rt()?, &env, shape);
         }
         result
+    }
+
+    /// Pack the seed, if the create has one, into `baseline.tar` (and its manifest).
+    fn pack_seed(&self, dir: &Path, o: &CreateOptions, progress: &dyn Fn(&str)) -> Result<Option<seed::SeedInfo>> {
+        let Some(p) = &o.seed_path else { return Ok(None) };
+        progress(&format!("workspace: packing seed {}", p.display()));
+        let mut f = std::fs::File::create(dir.join("baseline.tar")).ctx("creating baseline archive")?;
+        let info = seed::build_seed_tar_in(p, o.seed_path_resolved, &mut f)?;
+        f.sync_all().ctx("writing baseline archive")?;
+        crate::paths::write_atomic(&dir.join("baseline.json"), &serde_json::to_vec(&info.manifest).unwrap())?;
+        Ok(Some(info))
     }
 
     fn create_in(
@@ -298,19 +357,9 @@ impl<'a> Workspaces<'a> {
         probe: &crate::run::RunOptions,
         progress: &dyn Fn(&str),
     ) -> Result<WorkspaceInfo> {
-        let seed_info = match &o.seed_path {
-            Some(p) => {
-                progress(&format!("workspace: packing seed {}", p.display()));
-                let mut f = std::fs::File::create(dir.join("baseline.tar")).ctx("creating baseline archive")?;
-                let info = seed::build_seed_tar_in(p, o.seed_path_resolved, &mut f)?;
-                f.sync_all().ctx("writing baseline archive")?;
-                crate::paths::write_atomic(&dir.join("baseline.json"), &serde_json::to_vec(&info.manifest).unwrap())?;
-                Some(info)
-            }
-            None => None,
-        };
+        let seed_info = self.pack_seed(dir, o, progress)?;
         progress("workspace: booting");
-        let mut network = WorkspaceNetwork { options: o.network.clone(), published: Vec::new() };
+        let network = WorkspaceNetwork { options: o.network.clone(), published: Vec::new() };
         let shape = crate::template::Shape {
             vcpus: probe.vcpus,
             mem_mib: probe.mem_mib,
@@ -318,10 +367,43 @@ impl<'a> Workspaces<'a> {
         };
         let identity = self.identity(id)?;
         let base = dir.join("baseline.qcow2");
-        let (mut vm, started_from) = crate::template::start(self.rt()?, env, shape, &base, &mut |restore| {
-            self.boot(id, &base, (probe.vcpus, probe.mem_mib), &network, restore, Some(identity.clone()))
+        let live = dir.join("disk.qcow2");
+        // Unseeded, the baseline is the disk the VM starts from (the template's, as saved with
+        // its memory, or the environment's image), and the VM runs on an overlay of it from the
+        // start: nothing is ever written to the baseline, so it needs no freeze and no switch.
+        // Seeded, the VM runs on the baseline until the seed is in, then switches.
+        let seeded = seed_info.is_some();
+        let how = if seeded { crate::template::DiskUse::Copy } else { crate::template::DiskUse::Link };
+        let started = crate::template::start(self.rt()?, env, shape, &base, how, &mut |restore| {
+            if !seeded {
+                let _ = std::fs::remove_file(&live);
+                vm::create_overlay_on(&self.rt()?.qemu_img, "baseline.qcow2", &live, vm::qcow2_size(&base)?)?;
+            }
+            let disk = if seeded { &base } else { &live };
+            self.boot(id, disk, (probe.vcpus, probe.mem_mib), &network, restore, Some(identity.clone()))
         })?;
-        network.published = vm.boot.published.clone();
+        self.finish_create(id, dir, env, o, probe.vcpus, probe.mem_mib, started, seed_info, seeded, progress)
+    }
+
+    /// A create's steps once its VM runs: the seed unpacked, the baseline frozen (`switch`:
+    /// the VM runs on `baseline.qcow2` and moves to `disk.qcow2`, made here unless a spare
+    /// made it), and the row written.
+    #[allow(clippy::too_many_arguments)]
+    fn finish_create(
+        &mut self,
+        id: &str,
+        dir: &Path,
+        env: &crate::env::Installed,
+        o: &CreateOptions,
+        vcpus: u32,
+        mem_mib: u32,
+        (mut vm, started_from): (vm::Vm, crate::template::StartedFrom),
+        seed_info: Option<seed::SeedInfo>,
+        switch: bool,
+        progress: &dyn Fn(&str),
+    ) -> Result<WorkspaceInfo> {
+        let network = WorkspaceNetwork { options: o.network.clone(), published: vm.boot.published.clone() };
+        crate::clock::trace("create: vm up");
         let cancel = self.pyro.cancel_token().clone();
         cancel.check("workspace create")?;
         if let Some(info) = &seed_info {
@@ -329,20 +411,27 @@ impl<'a> Workspaces<'a> {
             let mut r = std::io::BufReader::new(std::fs::File::open(dir.join("baseline.tar")).ctx("opening baseline")?);
             vm.client.unpack("/workspace", false, &mut r, &mut |_| {})?;
         }
-        // Freeze the seeded layer as the baseline: the guest file system is frozen while QEMU
-        // switches writes to a new overlay, so the baseline is consistent. The overlay is made
-        // first, naming the baseline by a relative name, so the chain stays valid wherever its
-        // files are linked (a fork links them into its own dir).
-        vm::create_overlay_on(&self.rt()?.qemu_img, "baseline.qcow2", &dir.join("disk.qcow2"), vm::qcow2_size(&base)?)?;
-        vm.client.call(&Message::Freeze)?;
-        let snap = vm::qmp::Qmp::connect(&vm.dir.join("qmp.sock")).and_then(|mut q| {
-            q.execute(
-                "blockdev-snapshot-sync",
-                serde_json::json!({"device": "root", "snapshot-file": dir.join("disk.qcow2"), "format": "qcow2", "mode": "existing"}),
-            )
-        });
-        vm.client.call(&Message::Thaw)?;
-        snap?;
+        if switch {
+            // Freeze the layer the VM ran on as the baseline: the guest file system is frozen
+            // while QEMU switches writes to a new overlay, so the baseline is consistent. The
+            // overlay names the baseline by a relative name, so the chain stays valid wherever
+            // its files are linked (a fork links them into its own dir).
+            let base = dir.join("baseline.qcow2");
+            let live = dir.join("disk.qcow2");
+            if !live.exists() {
+                vm::create_overlay_on(&self.rt()?.qemu_img, "baseline.qcow2", &live, vm::qcow2_size(&base)?)?;
+            }
+            vm.client.call(&Message::Freeze)?;
+            let snap = vm::qmp::Qmp::connect(&vm.dir.join("qmp.sock")).and_then(|mut q| {
+                q.execute(
+                    "blockdev-snapshot-sync",
+                    serde_json::json!({"device": "root", "snapshot-file": live, "format": "qcow2", "mode": "existing"}),
+                )
+            });
+            vm.client.call(&Message::Thaw)?;
+            snap?;
+            crate::clock::trace("create: baseline frozen");
+        }
         let seed = seed_info.as_ref().map(|i| WorkspaceSeed {
             kind: match i.kind {
                 seed::SourceKind::Directory => "directory",
@@ -361,8 +450,8 @@ impl<'a> Workspaces<'a> {
             labels: o.labels.clone(),
             environment: env.name.clone(),
             environment_dir: env.dir.display().to_string(),
-            vcpu_count: probe.vcpus,
-            mem_mib: probe.mem_mib,
+            vcpu_count: vcpus,
+            mem_mib,
             created_at: now_s(),
             last_activity_at: now_s(),
             reset_count: 0,
@@ -378,10 +467,11 @@ impl<'a> Workspaces<'a> {
             &row,
             ("create", serde_json::json!({"environment": env.name, "seed": seed, "secrets": secrets, "started_from": started_from})),
         )?;
+        crate::clock::trace("create: recorded");
         Ok(WorkspaceInfo { started_from: Some(started_from), ..self.info(&row) })
     }
 
-    fn boot(
+    pub(super) fn boot(
         &self,
         id: &str,
         disk: &Path,
@@ -604,7 +694,9 @@ impl<'a> Workspaces<'a> {
         env.extend(secret_env);
         crate::limits::validate_env(&env)?;
         self.pyro.cancel_token().check("the command")?;
+        crate::clock::trace("exec: checked");
         let (mut client, restarted) = self.connect(&r)?;
+        crate::clock::trace("exec: connected");
         client.set_cancel(Some(self.pyro.cancel_token().clone()));
         let req = ExecRequest {
             command: command.clone(),
@@ -618,10 +710,12 @@ impl<'a> Workspaces<'a> {
         // guest, this process was killed) stays listed, unfinished.
         let shown = redactor.redact_str(&command.display());
         let sequence = self.store.start_command(&r.id, &shown, &cwd)?;
+        crate::clock::trace("exec: started in history");
         let progress = self.pyro.progress();
         let (res, mut stdout, mut stderr) = client
             .exec_with(req, &mut |t| progress(&redactor.redact_str(&crate::run::exec_progress_line(t))))
             .map_err(|e| redactor.redact_error(e))?;
+        crate::clock::trace("exec: guest replied");
         // Redact before anything is stored or returned: the history never holds a value.
         redactor.redact_vec(&mut stdout);
         redactor.redact_vec(&mut stderr);
@@ -657,6 +751,7 @@ impl<'a> Workspaces<'a> {
             stderr_truncated: res.stderr.truncated || stderr.len() > HISTORY_OUTPUT,
         };
         self.store.finish_command(&r.id, sequence, &row, &used)?;
+        crate::clock::trace("exec: recorded");
         Ok(ExecRecord {
             workspace_id: r.id,
             sequence,

@@ -22,6 +22,7 @@ pub mod seed;
 pub mod services;
 pub mod shells;
 pub mod snapshots;
+pub mod spare;
 pub mod stop;
 pub mod store;
 pub mod summary;

@@ -6,7 +6,8 @@
 //! workspace lock (`<data>/workspaces/<id>/lock`) throughout. So whatever a killed call left
 //! is one of:
 //!
-//! - a workspace dir with no row whose lock nobody holds: a create or delete that died. Its VM
+//! - a workspace dir with no row whose lock nobody holds: a create or delete that died (or a
+//!   warm spare that expired or whose VM died; a live one stays, see `spare`). Its VM
 //!   (a detached supervisor and QEMU, perhaps still booting), runtime dir, secrets and files
 //!   are removed: the create is rolled back, the delete completed.
 //! - a runtime dir `<runtime>/vms/<id>` of a persistent VM with no row and no workspace dir:
@@ -146,6 +147,9 @@ impl Workspaces<'_> {
             let Ok(Some(_lock)) = crate::env::try_lock(&dir.join("lock")) else { continue };
             if self.store.get(&id)?.is_some() {
                 continue; // a create finished meanwhile
+            }
+            if super::spare::is_live_spare(&paths, &id) {
+                continue; // a warm spare waiting for a create (an expired or dead one goes)
             }
             report.supervisors_stopped += self.discard(&id);
             report.workspaces.push(id);
