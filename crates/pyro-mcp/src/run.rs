@@ -121,7 +121,7 @@ pub fn run(
     let started = Instant::now();
     cancel.check("the run")?;
     // Early, before an environment is prepared; `launch` checks again under its lock.
-    crate::vm::quota::check(&rt.paths.vms(), o.mem_mib as u64, crate::vm::quota::Limits::from_env())?;
+    crate::workspace::spare::room_for(&rt.paths, o.mem_mib)?;
     let mut session = VmSession::start_with(rt, &o.environment, o.vcpus, o.mem_mib, &o.network, progress)?;
     cancel.check("the run")?;
     let req = ExecRequest {

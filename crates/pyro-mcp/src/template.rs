@@ -133,11 +133,20 @@ pub fn machine_key(rt: &Runtime, vcpus: u32, mem_mib: u32, nic: bool) -> Result<
     ))
 }
 
-/// A template's key: the machine key, the initramfs (its name carries the guest agent's
-/// digest) and the environment's digest.
+/// How templates are made (part of the key): 2 since the guest file system is synced and
+/// frozen before the save (its disk is an unseeded workspace's baseline). Older ones are
+/// stale, and rebuilt.
+const FORMAT: u32 = 2;
+
+/// A template's key: the format, the machine key, the initramfs (its name carries the guest
+/// agent's digest) and the environment's digest.
 pub(crate) fn key(rt: &Runtime, env: &Installed, shape: Shape) -> Result<String> {
     let initramfs = rt.initramfs.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    Ok(format!("{} | {initramfs} | env {}", machine_key(rt, shape.vcpus, shape.mem_mib, shape.nic)?, env.digest))
+    Ok(format!(
+        "template v{FORMAT} | {} | {initramfs} | env {}",
+        machine_key(rt, shape.vcpus, shape.mem_mib, shape.nic)?,
+        env.digest
+    ))
 }
 
 fn root(env: &Installed) -> PathBuf {

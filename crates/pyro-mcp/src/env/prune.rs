@@ -117,9 +117,8 @@ pub fn users(paths: &Paths) -> BTreeMap<PathBuf, Vec<String>> {
     let mut scan = |root: PathBuf, label: &str| {
         for ws in std::fs::read_dir(&root).into_iter().flatten().flatten() {
             let id = ws.file_name().to_string_lossy().to_string();
-            if crate::workspace::spare::is_spare_dir(&ws.path()) {
-                continue; // a warm spare holds nothing back: prune removes it (below)
-            }
+            // A warm spare still there (a real prune removed the idle ones first) counts.
+            let label = if crate::workspace::spare::is_spare_dir(&ws.path()) { "spare" } else { label };
             for f in std::fs::read_dir(ws.path()).into_iter().flatten().flatten() {
                 if f.path().extension().is_some_and(|e| e == "qcow2") {
                     for b in backing_chain(&f.path()) {

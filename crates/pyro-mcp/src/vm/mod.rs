@@ -195,14 +195,9 @@ pub fn launch(rt: &Runtime, opts: LaunchOptions) -> Result<Vm> {
         restore_ignore_shared: opts.restore.as_ref().is_some_and(|r| r.ram.is_some()),
     };
     // Counted and started under the launch lock, so two launches cannot share the last slot.
-    let vms = rt.paths.vms();
     let quota_lock = quota::lock(&rt.paths.runtime)?;
-    let quota = || quota::check(&vms, opts.mem_mib as u64, quota::Limits::from_env());
     // Warm spares give way to any VM someone asked for (see `workspace::spare`).
-    if quota().is_err() {
-        crate::workspace::spare::evict_all(&rt.paths);
-    }
-    if let Err(e) = quota() {
+    if let Err(e) = crate::workspace::spare::room_for(&rt.paths, opts.mem_mib) {
         if opts.dir.is_none() {
             let _ = std::fs::remove_dir_all(&dir);
         }

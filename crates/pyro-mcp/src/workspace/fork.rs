@@ -73,7 +73,7 @@ impl Workspaces<'_> {
     pub fn fork(&mut self, key: &str, o: &ForkOptions) -> Result<WorkspaceInfo> {
         self.check_new_name_and_labels(o.name.as_deref(), &o.labels)?;
         let src = self.resolve(key)?;
-        vm::quota::check(&self.paths().vms(), src.mem_mib as u64, vm::quota::Limits::from_env())?;
+        super::spare::room_for(self.paths(), src.mem_mib)?;
         self.pyro.cancel_token().check("workspace fork")?;
         let id = vm::new_id();
         let dir = ws_dir(self.paths(), &id);

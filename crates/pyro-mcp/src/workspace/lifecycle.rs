@@ -259,13 +259,14 @@ impl<'a> Workspaces<'a> {
         probe.vcpus = o.vcpu_count.unwrap_or(crate::run::DEFAULT_VCPUS);
         probe.mem_mib = o.mem_mib.unwrap_or(crate::run::DEFAULT_MEM_MIB);
         crate::run::validate(&probe)?;
-        // Early, before a seed is packed; `launch` checks again under its lock. Warm spares
-        // give way to a workspace (see `spare`).
-        let quota = || vm::quota::check(&self.paths().vms(), probe.mem_mib as u64, vm::quota::Limits::from_env());
-        if quota().is_err() {
-            super::spare::evict_all(self.paths());
+        let shape =
+            crate::template::Shape { vcpus: probe.vcpus, mem_mib: probe.mem_mib, nic: o.network.policy.has_nic() };
+        let spares = super::spare::usable(self.rt()?, shape);
+        if !spares {
+            // Early, before an environment is built or a seed packed; `launch` checks again
+            // under its lock. (With spares, after trying to take one: that needs no room.)
+            super::spare::room_for(self.paths(), probe.mem_mib)?;
         }
-        quota()?;
         self.check_new_name_and_labels(o.name.as_deref(), &o.labels)?;
         if let Some(p) = &o.seed_path {
             seed::detect_kind_in(p, o.seed_path_resolved)?;
@@ -281,12 +282,13 @@ impl<'a> Workspaces<'a> {
         let env = crate::env::ensure(self.rt()?, &o.environment, progress)?;
         crate::clock::trace("create: environment ready");
         self.pyro.cancel_token().check("workspace create")?;
-        let shape =
-            crate::template::Shape { vcpus: probe.vcpus, mem_mib: probe.mem_mib, nic: o.network.policy.has_nic() };
-        let spares = super::spare::usable(self.rt()?, shape);
         // A warm spare of this environment and shape, if one waits: its dir, id and running
         // VM become this workspace's (see `spare`).
         let claimed = if spares { self.claim_spare(&env, shape) } else { None };
+        if spares && claimed.is_none() {
+            // Spares give way to a workspace (see `spare`).
+            super::spare::room_for(self.paths(), probe.mem_mib)?;
+        }
         let result = match claimed {
             Some((id, _lock, vm)) => {
                 let dir = ws_dir(self.paths(), &id);
@@ -306,9 +308,12 @@ impl<'a> Workspaces<'a> {
                         progress,
                     )
                 });
-                if result.is_err() {
-                    self.stop_vm(&id);
-                    self.discard(&id);
+                match &result {
+                    Ok(_) => super::spare::settled(&dir),
+                    Err(_) => {
+                        self.stop_vm(&id);
+                        self.discard(&id);
+                    }
                 }
                 result
             }

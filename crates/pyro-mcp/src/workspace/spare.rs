@@ -81,6 +81,11 @@ fn root(paths: &crate::paths::Paths) -> PathBuf {
     paths.data.join("workspaces")
 }
 
+/// A claimed spare is a workspace now (its row is written): its claim marker goes.
+pub(super) fn settled(dir: &Path) {
+    let _ = std::fs::remove_file(dir.join(CLAIMED));
+}
+
 /// Whether the workspace dir `dir` is a waiting spare (not a workspace).
 pub fn is_spare_dir(dir: &Path) -> bool {
     dir.join(SPARE).exists()
@@ -114,6 +119,17 @@ pub fn count(paths: &crate::paths::Paths) -> usize {
 pub(super) fn is_live_spare(paths: &crate::paths::Paths, id: &str) -> bool {
     let Some(info) = read_info(&ws_dir(paths, id)) else { return false };
     info.expires_at > crate::clock::now_s() && !super::recover::supervisors_of(&vm_dir(paths, id)).is_empty()
+}
+
+/// The VM quota's check for a new VM of `mem_mib` that someone asked for: when it fails,
+/// the spares give way (`evict_all`) and it is checked again. Create (when it took no spare),
+/// fork, run and every launch use it.
+pub fn room_for(paths: &crate::paths::Paths, mem_mib: u32) -> Result<()> {
+    let check = || vm::quota::check(&paths.vms(), mem_mib as u64, vm::quota::Limits::from_env());
+    if check().is_err() && evict_all(paths) > 0 {
+        return check();
+    }
+    check()
 }
 
 /// Remove every spare nobody is using right now (a launch over the VM quota; `env prune`).
@@ -150,7 +166,9 @@ pub(super) fn refill_in_background(rt: &Runtime, env: &Installed, shape: Shape) 
     {
         return;
     }
-    let Ok(log) = std::fs::File::create(rt.paths.cache.join("spare.log")) else { return };
+    let Ok(log) = std::fs::OpenOptions::new().create(true).append(true).open(rt.paths.cache.join("spare.log")) else {
+        return;
+    };
     let mut cmd = std::process::Command::new(&rt.supervisor_bin);
     // Explicit, so an SDK caller's own paths hold (the child does not see them otherwise).
     cmd.env("PYRO_DATA_DIR", &rt.paths.data)
@@ -228,10 +246,10 @@ impl Workspaces<'_> {
             return Ok(None);
         }
         crate::paths::private_dir(&root(self.paths()))?;
-        // One preparer per environment and shape at a time.
-        let tag = env.dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-        let plock = root(self.paths()).join(format!(".spare-{tag}-{}-{}.lock", shape.vcpus, shape.mem_mib));
-        let Ok(Some(_plock)) = crate::env::try_lock(&plock) else { return Ok(None) };
+        // One preparer at a time (so `MAX_SPARES` holds); others just leave.
+        let Ok(Some(_plock)) = crate::env::try_lock(&root(self.paths()).join(".spare-prepare.lock")) else {
+            return Ok(None);
+        };
         let have = list(self.paths());
         let env_dir = env.dir.display().to_string();
         if have.len() >= MAX_SPARES
@@ -243,7 +261,9 @@ impl Workspaces<'_> {
         }
         let Found::Usable(template) = crate::template::lookup(rt, env, shape)? else { return Ok(None) };
         // Room for the spare and one more VM of its size: a spare never takes the last slot.
-        if vm::quota::check(&self.paths().vms(), 2 * shape.mem_mib as u64, vm::quota::Limits::from_env()).is_err() {
+        let mut limits = vm::quota::Limits::from_env();
+        limits.max_vms = limits.max_vms.map(|m| m.saturating_sub(1));
+        if vm::quota::check(&self.paths().vms(), 2 * shape.mem_mib as u64, limits).is_err() {
             return Ok(None);
         }
         let id = vm::new_id();
