@@ -166,7 +166,11 @@ pub(super) fn refill_in_background(rt: &Runtime, env: &Installed, shape: Shape) 
     {
         return;
     }
-    let Ok(log) = std::fs::OpenOptions::new().create(true).append(true).open(rt.paths.cache.join("spare.log")) else {
+    // Appended (one line per spare), started afresh past 1 MiB.
+    let log_path = rt.paths.cache.join("spare.log");
+    let fresh = std::fs::metadata(&log_path).is_ok_and(|m| m.len() > 1 << 20);
+    let Ok(log) = std::fs::OpenOptions::new().create(true).append(!fresh).write(true).truncate(fresh).open(&log_path)
+    else {
         return;
     };
     let mut cmd = std::process::Command::new(&rt.supervisor_bin);
