@@ -14,12 +14,14 @@ const TTL_S: u64 = 45;
 
 struct Spares<'a> {
     w: Ws<'a>,
+    /// `PYRO_SPARE_TTL_S` for its calls.
+    ttl: u64,
 }
 
 impl Spares<'_> {
     fn run(&self, args: &[&str]) -> Output {
         let mut c = self.w.cmd();
-        c.env("PYRO_SPARES", "on").env("PYRO_SPARE_TTL_S", TTL_S.to_string());
+        c.env("PYRO_SPARES", "on").env("PYRO_SPARE_TTL_S", self.ttl.to_string());
         c.args(args).output().unwrap()
     }
 
@@ -67,7 +69,7 @@ fn now_s() -> i64 {
 #[test]
 fn a_spare_becomes_a_whole_workspace_of_its_own_and_expires_unclaimed() {
     let t = Env::new();
-    let s = Spares { w: Ws::new(&t) };
+    let s = Spares { w: Ws::new(&t), ttl: TTL_S };
     let pull = t.run(&["env", "pull", "debian:12"]);
     assert_eq!(pull.status.code(), Some(0), "{}", stderr(&pull));
 
@@ -142,4 +144,80 @@ fn a_spare_becomes_a_whole_workspace_of_its_own_and_expires_unclaimed() {
     assert!(s.waiting().is_empty(), "the spare outlived its time");
     assert!(!vdir.exists(), "the spare's VM dir is left");
     t.assert_clean();
+}
+
+/// `kill -9` of a create at a random instant while it takes a spare: afterwards (the next
+/// call sweeps) every VM left is a listed, working workspace or a waiting spare, and a spare
+/// whose claim was cut short is gone with its VM.
+#[test]
+fn a_create_killed_while_taking_a_spare_leaves_a_consistent_state() {
+    let t = Env::new();
+    let s = Spares { w: Ws::new(&t), ttl: 20 };
+    let pull = t.run(&["env", "pull", "debian:12"]);
+    assert_eq!(pull.status.code(), Some(0), "{}", stderr(&pull));
+    let mut seed = now_s() as u64;
+    for round in 0..8 {
+        // A create that finished leaves a spare; a killed one may not have.
+        if s.waiting().is_empty() {
+            s.ok(&["workspace", "create", "debian:12", "--json"]);
+        }
+        let spare = s.wait_spare();
+        // xorshift: a kill 0-120 ms into the create (taking a spare takes 40-80 ms here).
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let delay = Duration::from_millis(seed % 120);
+        let mut c = s.w.cmd();
+        c.env("PYRO_SPARES", "on").env("PYRO_SPARE_TTL_S", s.ttl.to_string());
+        c.args(["workspace", "create", "debian:12", "--json"]);
+        c.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        let mut child = c.spawn().unwrap();
+        std::thread::sleep(delay);
+        let _ = child.kill();
+        let _ = child.wait();
+        std::thread::sleep(Duration::from_secs(2));
+        let list = s.ok(&["workspace", "list", "--json"]);
+        let ids: Vec<String> =
+            list["workspaces"].as_array().unwrap().iter().map(|w| w["id"].as_str().unwrap().to_string()).collect();
+        let waiting = s.waiting();
+        let vms: Vec<String> = std::fs::read_dir(t.runtime.path().join("vms"))
+            .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().to_string()).collect())
+            .unwrap_or_default();
+        // A spare still being prepared (for a create that finished) holds its dir's lock.
+        let preparing = |v: &str| {
+            let lock = s.w.data.path().join("workspaces").join(v).join("lock");
+            lock.exists()
+                && std::process::Command::new("flock").arg("-n").arg(&lock).arg("true").status().unwrap().code()
+                    == Some(1)
+        };
+        for v in &vms {
+            assert!(
+                ids.contains(v) || waiting.contains(v) || preparing(v),
+                "round {round} (kill after {delay:?}): VM dir {v} is neither a workspace {ids:?} nor a spare {waiting:?}"
+            );
+        }
+        if !ids.contains(&spare) && !waiting.contains(&spare) {
+            assert!(!s.w.data.path().join("workspaces").join(&spare).exists(), "round {round}: claimed spare left");
+        }
+        for id in &ids {
+            assert_eq!(s.sh(id, "echo ok").trim(), "ok", "round {round}: workspace {id} does not work");
+        }
+        for id in &ids {
+            s.ok(&["workspace", "delete", id, "--json"]);
+        }
+    }
+    let list = s.ok(&["workspace", "list", "--json"]);
+    for w in list["workspaces"].as_array().unwrap() {
+        s.ok(&["workspace", "delete", w["id"].as_str().unwrap(), "--json"]);
+    }
+    // Spares left expire (20 s here) and take their VMs with them.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !common::processes_mentioning(t.runtime.path()).iter().all(|p| !p.contains("__supervise"))
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let left: Vec<String> =
+        common::processes_mentioning(t.runtime.path()).into_iter().filter(|p| p.contains("__supervise")).collect();
+    assert!(left.is_empty(), "supervisors left: {left:?}");
 }
