@@ -37,7 +37,9 @@ fn stop_keeps_processes_and_discard_memory_boots_from_disk() {
         "/workspace/tick",
         "--json",
         "--",
-        "while :; do date +%s%N > /workspace/tick; sleep 0.2; done",
+        // Written aside and renamed: a read between the shell's truncation and `date`'s
+        // write (slow under TCG on a loaded host) would see an empty file.
+        "while :; do date +%s%N > /workspace/tick.new && mv /workspace/tick.new /workspace/tick; sleep 0.2; done",
     ]);
     let svc_pid = svc["pid"].as_i64().unwrap();
 
