@@ -27,3 +27,25 @@ pub(crate) fn alive(pid: i32) -> bool {
 pub(crate) fn alive_and_ours(pid: i32) -> bool {
     signal0(pid).is_ok()
 }
+
+/// Start `cmd` as a detached background helper of pyro's own (a template builder, a spare's
+/// preparer): in its own session, so it outlives the CLI call that started it and terminal
+/// signals miss it; stdin and stdout null, stderr to `log`. Reaped by a thread when it ends,
+/// so a long-lived host (the MCP server) keeps no zombie. A failed spawn is ignored: these
+/// helpers only make later calls faster.
+pub(crate) fn spawn_detached(mut cmd: std::process::Command, log: std::fs::File) {
+    use std::os::unix::process::CommandExt;
+    cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(log);
+    // SAFETY: setsid is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    if let Ok(mut child) = cmd.spawn() {
+        std::thread::spawn(move || {
+            let _ = child.wait();
+        });
+    }
+}

@@ -437,24 +437,8 @@ pub fn build_in_background(rt: &Runtime, env: &Installed, shape: Shape) {
         .arg(&env.name)
         .arg(shape.vcpus.to_string())
         .arg(shape.mem_mib.to_string())
-        .arg(if shape.nic { "nic" } else { "no-nic" })
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(log);
-    use std::os::unix::process::CommandExt;
-    // SAFETY: setsid is async-signal-safe; the builder outlives a CLI call that started it.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        });
-    }
-    if let Ok(mut child) = cmd.spawn() {
-        // Reaped when it ends, so a long-lived host (the MCP server) keeps no zombie.
-        std::thread::spawn(move || {
-            let _ = child.wait();
-        });
-    }
+        .arg(if shape.nic { "nic" } else { "no-nic" });
+    crate::proc::spawn_detached(cmd, log);
 }
 
 /// The detached builder (`pyro __template ENV VCPUS MEM nic|no-nic`): exit status 0 when the

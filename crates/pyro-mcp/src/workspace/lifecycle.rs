@@ -289,51 +289,34 @@ impl<'a> Workspaces<'a> {
             // Spares give way to a workspace (see `spare`).
             super::spare::room_for(self.paths(), probe.mem_mib)?;
         }
-        let result = match claimed {
-            Some((id, _lock, vm)) => {
-                let dir = ws_dir(self.paths(), &id);
-                let seed_info = self.pack_seed(&dir, o, progress);
-                let started = crate::template::StartedFrom { from: "spare".into(), note: None };
-                let result = secrets::store(self.paths(), &id, &secret_values).and(seed_info).and_then(|seed_info| {
-                    self.finish_create(
-                        &id,
-                        &dir,
-                        &env,
-                        o,
-                        probe.vcpus,
-                        probe.mem_mib,
-                        (vm, started),
-                        seed_info,
-                        true,
-                        progress,
-                    )
-                });
-                match &result {
-                    Ok(_) => super::spare::settled(&dir),
-                    Err(_) => {
-                        self.stop_vm(&id);
-                        self.discard(&id);
-                    }
-                }
-                result
-            }
+        let (id, _lock, spare_vm) = match claimed {
+            Some((id, lock, vm)) => (id, lock, Some(vm)),
             None => {
                 let id = vm::new_id();
-                let dir = ws_dir(self.paths(), &id);
-                crate::paths::private_dir(&dir)?;
+                crate::paths::private_dir(&ws_dir(self.paths(), &id))?;
                 // Held until the row is written: a sweep leaves a locked dir alone, and takes
                 // over one whose creator was killed (everything made so far is removed; see
                 // `recover`).
-                let _lock = crate::env::lock(&dir.join("lock"))?;
-                let result = secrets::store(self.paths(), &id, &secret_values)
-                    .and_then(|_| self.create_in(&id, &dir, &env, o, &probe, progress));
-                if result.is_err() {
-                    self.stop_vm(&id);
-                    self.discard(&id);
-                }
-                result
+                let lock = crate::env::lock(&ws_dir(self.paths(), &id).join("lock"))?;
+                (id, lock, None)
             }
         };
+        let dir = ws_dir(self.paths(), &id);
+        let result = secrets::store(self.paths(), &id, &secret_values).and_then(|_| match spare_vm {
+            Some(vm) => {
+                let seed_info = self.pack_seed(&dir, o, progress)?;
+                let started = crate::template::StartedFrom { from: "spare".into(), note: None };
+                self.finish_create(&id, &dir, &env, o, &probe, (vm, started), seed_info, true, progress)
+            }
+            None => self.create_in(&id, &dir, &env, o, &probe, progress),
+        });
+        match &result {
+            Ok(_) => super::spare::settled(&dir),
+            Err(_) => {
+                self.stop_vm(&id);
+                self.discard(&id);
+            }
+        }
         // Leave a spare for the next create of this kind (in the background; once the
         // template exists).
         if spares && result.is_ok() {
@@ -387,7 +370,7 @@ impl<'a> Workspaces<'a> {
             let disk = if seeded { &base } else { &live };
             self.boot(id, disk, (probe.vcpus, probe.mem_mib), &network, restore, Some(identity.clone()))
         })?;
-        self.finish_create(id, dir, env, o, probe.vcpus, probe.mem_mib, started, seed_info, seeded, progress)
+        self.finish_create(id, dir, env, o, probe, started, seed_info, seeded, progress)
     }
 
     /// A create's steps once its VM runs: the seed unpacked, the baseline frozen (`switch`:
@@ -400,8 +383,7 @@ impl<'a> Workspaces<'a> {
         dir: &Path,
         env: &crate::env::Installed,
         o: &CreateOptions,
-        vcpus: u32,
-        mem_mib: u32,
+        probe: &crate::run::RunOptions,
         (mut vm, started_from): (vm::Vm, crate::template::StartedFrom),
         seed_info: Option<seed::SeedInfo>,
         switch: bool,
@@ -455,8 +437,8 @@ impl<'a> Workspaces<'a> {
             labels: o.labels.clone(),
             environment: env.name.clone(),
             environment_dir: env.dir.display().to_string(),
-            vcpu_count: vcpus,
-            mem_mib,
+            vcpu_count: probe.vcpus,
+            mem_mib: probe.mem_mib,
             created_at: now_s(),
             last_activity_at: now_s(),
             reset_count: 0,

@@ -81,7 +81,8 @@ fn root(paths: &crate::paths::Paths) -> PathBuf {
     paths.data.join("workspaces")
 }
 
-/// A claimed spare is a workspace now (its row is written): its claim marker goes.
+/// After a create wrote its row: if it took a spare, that is a workspace now and its claim
+/// marker goes (otherwise there is none).
 pub(super) fn settled(dir: &Path) {
     let _ = std::fs::remove_file(dir.join(CLAIMED));
 }
@@ -181,24 +182,8 @@ pub(super) fn refill_in_background(rt: &Runtime, env: &Installed, shape: Shape) 
         .arg("__spare")
         .arg(&env.name)
         .arg(shape.vcpus.to_string())
-        .arg(shape.mem_mib.to_string())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(log);
-    use std::os::unix::process::CommandExt;
-    // SAFETY: setsid is async-signal-safe; the preparer outlives a CLI call that started it.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        });
-    }
-    if let Ok(mut child) = cmd.spawn() {
-        // Reaped when it ends, so a long-lived host (the MCP server) keeps no zombie.
-        std::thread::spawn(move || {
-            let _ = child.wait();
-        });
-    }
+        .arg(shape.mem_mib.to_string());
+    crate::proc::spawn_detached(cmd, log);
 }
 
 /// The detached preparer (`pyro __spare ENV VCPUS MEM`): prepares a spare, then waits out its
@@ -213,15 +198,18 @@ pub fn preparer_main(args: &[String]) -> i32 {
         let installed =
             crate::env::installed(&rt.paths, env).ok_or_else(|| Error::not_found(format!("{env} is not installed")))?;
         let ws = pyro.workspaces()?;
-        if let Some((id, expires_at, supervisor)) = ws.prepare_spare(&installed, shape)? {
+        // The create that started us is running its first command now: on a small host the
+        // restore below would take the CPU from it.
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        if let Some((id, expires_at)) = ws.prepare_spare(&installed, shape)? {
             eprintln!("spare: {id} ready for {env} ({} vCPU, {} MiB)", shape.vcpus, shape.mem_mib);
             let wait = expires_at.saturating_sub(crate::clock::now_s());
             std::thread::sleep(std::time::Duration::from_secs(wait));
             let dir = ws_dir(&rt.paths, &id);
             if !dir.exists() {
-                // Its data dir was removed under it (a test's temp dir): nothing names the VM
-                // any more but its supervisor, known since the launch.
-                stop_supervisor(supervisor, &vm_dir(&rt.paths, &id));
+                // Its data dir was removed under it (a test's temp dir): its supervisor is
+                // still found by its command line.
+                super::recover::kill_vm(&vm_dir(&rt.paths, &id));
             } else if let Ok(Some(_lock)) = crate::env::try_lock(&dir.join("lock")) {
                 if std::fs::rename(dir.join(SPARE), dir.join(CLAIMED)).is_ok() {
                     discard(&rt.paths, &id);
@@ -241,10 +229,9 @@ pub fn preparer_main(args: &[String]) -> i32 {
 }
 
 impl Workspaces<'_> {
-    /// Prepare a spare for `env` in `shape` (see the module doc): its id, expiry and VM
-    /// supervisor's pid, or None when none is needed or possible now (one exists or is being
-    /// made, no template, no room).
-    fn prepare_spare(&self, env: &Installed, shape: Shape) -> Result<Option<(String, u64, u32)>> {
+    /// Prepare a spare for `env` in `shape` (see the module doc): its id and expiry, or None
+    /// when none is needed or possible now (one exists or is being made, no template, no room).
+    fn prepare_spare(&self, env: &Installed, shape: Shape) -> Result<Option<(String, u64)>> {
         let rt = self.rt()?;
         if !usable(rt, shape) {
             return Ok(None);
@@ -284,7 +271,7 @@ impl Workspaces<'_> {
             created_at: now,
             expires_at: now + ttl_s(),
         };
-        let made = (|| -> Result<u32> {
+        let made = (|| -> Result<()> {
             template.place_disk(&dir.join(TEMPLATE_DISK), DiskUse::Link)?;
             let size = vm::qcow2_size(&dir.join(TEMPLATE_DISK))?;
             vm::create_overlay_on(&rt.qemu_img, TEMPLATE_DISK, &dir.join("baseline.qcow2"), size)?;
@@ -306,10 +293,10 @@ impl Workspaces<'_> {
                 .and_then(|mut q| q.execute("stop", serde_json::json!({})))
                 .map_err(|e| Error::guest(format!("pausing the spare: {}", e.message)))?;
             crate::paths::write_atomic(&dir.join(SPARE), &serde_json::to_vec(&info).unwrap())?;
-            Ok(vm.boot.supervisor_pid)
+            Ok(())
         })();
         match made {
-            Ok(pid) => Ok(Some((id, info.expires_at, pid))),
+            Ok(()) => Ok(Some((id, info.expires_at))),
             Err(e) => {
                 self.stop_vm(&id);
                 discard(self.paths(), &id);
@@ -353,16 +340,6 @@ impl Workspaces<'_> {
     }
 }
 
-/// SIGTERM the supervisor `pid` (it stops its QEMU) if it still is the one of `vdir`.
-fn stop_supervisor(pid: u32, vdir: &Path) {
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-    if cmdline.contains("__supervise") && cmdline.contains(&*vdir.to_string_lossy()) {
-        // SAFETY: kill takes no pointers; the pid was just checked to be that supervisor.
-        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-    }
-}
-
 /// What a create and its first command run in the guest, once, in the spare's QEMU: the clock,
 /// a command in /workspace, a freeze and a thaw (the create's baseline switch).
 fn warm_up(client: &mut Client) -> Result<()> {
@@ -374,6 +351,8 @@ fn warm_up(client: &mut Client) -> Result<()> {
         max_output_bytes: 1024,
         progress_ms: 0,
     };
+    // Twice: a process's first command takes paths (first faults, first allocations) that
+    // later ones do not, and the workspace's first command is a later one.
     client.exec(req.clone())?;
     client.exec(req)?;
     client.call(&pyro_proto::Message::SetClock { unix_ns: unix_ns() })?;
