@@ -187,6 +187,24 @@ def analyse(crate):
         here = module_of(rel)
         paths = expand_use_groups(text)
         paths += re.findall(r"\b(?:crate|super|self)(?:::\w+)+", text)
+        # Paths relative to this module: `use child::X` and `child::f()` where `mod child;`
+        # is declared here (a mod.rs or lib.rs re-exporting its children uses them too).
+        # A `pub use child::X` re-export is the module's facade, not a dependency of its
+        # code, and is left out (as `mod child;` itself is).
+        children = re.findall(r"^\s*(?:pub(?:\([^)]*\))?\s+)?mod\s+(\w+)\s*;", text, re.M)
+        text = re.sub(r"\bpub(?:\([^)]*\))?\s+use\s+[^;]*;", "", text)
+        for c in children:
+            for m in re.finditer(r"(?<![\w:])" + c + r"((?:::\w+)+|::\{)", text):
+                if m.group(1) == "::{":
+                    continue
+                paths.append("self::" + c + m.group(1))
+            for m in re.finditer(r"\buse\s+(" + c + r"(?:::\w+)*)::\{", text):
+                j = m.end()
+                depth, k = 1, j
+                while k < len(text) and depth:
+                    depth += {"{": 1, "}": -1}.get(text[k], 0)
+                    k += 1
+                paths.extend("self::" + x for x in flatten_group(m.group(1), text[j:k - 1]))
         for p in paths:
             parts = p.split("::")
             head, rest = parts[0], parts[1:]

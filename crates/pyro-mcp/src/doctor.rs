@@ -149,11 +149,8 @@ pub fn doctor(paths: &Paths, progress: &dyn Fn(&str)) -> DoctorReport {
     if let Err(e) = crate::kernel::ensure_kernel(&paths.kernels(), &crate::kernel::mirror_from_env(), progress) {
         check("kernel", false, e.message.clone(), e.hint.clone());
     }
-    let rt = Runtime::prepare(
-        paths,
-        (crate::template::enabled_by_env(), crate::workspace::spare::enabled_by_env()),
-        progress,
-    );
+    let rt =
+        Runtime::prepare(paths, (crate::vm::template::enabled_by_env(), crate::vm::spare::enabled_by_env()), progress);
     let (mut accelerator, mut reason, mut kvm) = (None, None, serde_json::json!({"exists": kvm_exists}));
     let kernel;
     let mut vm_boot = false;
@@ -199,7 +196,7 @@ pub fn doctor(paths: &Paths, progress: &dyn Fn(&str)) -> DoctorReport {
                 if rt.spares {
                     format!(
                         "on: a create leaves one paused VM for the next create of its kind ({} waiting; PYRO_SPARES=off turns them off)",
-                        crate::workspace::spare::count(paths)
+                        crate::vm::spare::count(paths)
                     )
                 } else {
                     "off: every create restores or boots its own VM".into()
@@ -210,7 +207,7 @@ pub fn doctor(paths: &Paths, progress: &dyn Fn(&str)) -> DoctorReport {
                 let inst = crate::env::installed(paths, e.name);
                 let templates: Vec<_> = inst
                     .as_ref()
-                    .map(|i| crate::template::list(Some(rt), i))
+                    .map(|i| crate::vm::template::list(Some(rt), &i.base()))
                     .unwrap_or_default()
                     .into_iter()
                     .filter(|t| t.current)

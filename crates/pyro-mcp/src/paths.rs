@@ -50,6 +50,10 @@ impl Paths {
     pub fn initramfs(&self) -> PathBuf {
         self.cache.join("initramfs")
     }
+    /// Workspace dirs (`<data>/workspaces/<id>`), and warm spares waiting to become one.
+    pub fn workspaces(&self) -> PathBuf {
+        self.data.join("workspaces")
+    }
     pub fn vms(&self) -> PathBuf {
         self.runtime.join("vms")
     }
@@ -92,4 +96,45 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     let mut h = Sha256::new();
     std::io::copy(&mut f, &mut h).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
     Ok(hex::encode(h.finalize()))
+}
+
+/// Bytes a tree occupies on disk.
+pub fn disk_usage(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(m) = std::fs::symlink_metadata(path) else { return 0 };
+    let mut n = m.blocks() * 512;
+    if m.is_dir() {
+        for e in std::fs::read_dir(path).into_iter().flatten().flatten() {
+            n += disk_usage(&e.path());
+        }
+    }
+    n
+}
+
+/// Names of directories being removed: a sweep finishes any it finds.
+const TRASH: &str = ".trash-";
+
+/// Remove a directory tree so that a kill at any instant leaves either the whole tree or a
+/// `.trash-*` name the next sweep removes: never a half-removed tree under its real name (which
+/// could look like a create that has not taken its lock yet).
+pub fn remove_tree(dir: &Path) {
+    let Some(name) = dir.file_name().and_then(|n| n.to_str()) else { return };
+    let trash = dir.with_file_name(format!("{TRASH}{name}-{}", crate::clock::now_ns()));
+    match std::fs::rename(dir, &trash) {
+        Ok(()) => {
+            let _ = std::fs::remove_dir_all(&trash);
+        }
+        Err(_) => {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// Finish removals a killed call started (`remove_tree`).
+pub fn empty_trash(root: &Path) {
+    for e in std::fs::read_dir(root).into_iter().flatten().flatten() {
+        if e.file_name().to_string_lossy().starts_with(TRASH) {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }

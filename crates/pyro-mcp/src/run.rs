@@ -62,7 +62,7 @@ pub struct RunResult {
     /// `cold` (a kernel boot) or `template` (a warm template restored), with why a template
     /// was not used when one should have been.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub started_from: Option<crate::template::StartedFrom>,
+    pub started_from: Option<crate::vm::template::StartedFrom>,
     /// The whole call, environment lookup to teardown.
     pub total_ms: u64,
     pub execution_mode: String,
@@ -121,7 +121,7 @@ pub fn run(
     let started = Instant::now();
     cancel.check("the run")?;
     // Early, before an environment is prepared; `launch` checks again under its lock.
-    crate::workspace::spare::room_for(&rt.paths, o.mem_mib)?;
+    crate::vm::spare::room_for(&rt.paths, o.mem_mib)?;
     let mut session = VmSession::start_with(rt, &o.environment, o.vcpus, o.mem_mib, &o.network, progress)?;
     cancel.check("the run")?;
     let req = ExecRequest {

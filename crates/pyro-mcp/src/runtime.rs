@@ -10,6 +10,7 @@ use crate::paths::Paths;
 use crate::vm::{accel, initramfs, qemu};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 
 pub struct Runtime {
     pub paths: Paths,
@@ -53,6 +54,76 @@ impl Runtime {
             templates,
             spares: spares && templates,
         })
+    }
+}
+
+/// Progress sink for long steps (kernel download, environment build, boot).
+pub type Progress = Box<dyn Fn(&str) + Send + Sync>;
+
+/// One user's pyro on this host: its directories, the runtime resolved on first use, and the
+/// caller's settings (progress sink, cancellation, warm templates and spares). The SDK's
+/// `Pyro` is one; workspaces, runs and builds below the SDK take it, so nothing under the
+/// SDK needs the SDK itself.
+pub struct Host {
+    pub(crate) paths: Paths,
+    runtime: OnceLock<Runtime>,
+    pub(crate) progress: Progress,
+    pub(crate) cancel: crate::Cancel,
+    /// Progress lines during guest commands, this often (0: none).
+    pub(crate) exec_progress_ms: u64,
+    /// Warm templates on (default, unless `PYRO_TEMPLATES=off`).
+    pub(crate) templates: bool,
+    /// Warm spares on (default, unless `PYRO_SPARES=off`; only with templates).
+    pub(crate) spares: bool,
+}
+
+impl Host {
+    /// A host for `paths`, with the defaults the environment sets (`PYRO_TEMPLATES`,
+    /// `PYRO_SPARES`), no progress sink and a fresh cancellation token.
+    pub fn new(paths: Paths) -> Host {
+        Host {
+            paths,
+            runtime: OnceLock::new(),
+            progress: Box::new(|_| {}),
+            cancel: crate::Cancel::new(),
+            exec_progress_ms: 0,
+            templates: crate::vm::template::enabled_by_env(),
+            spares: crate::vm::spare::enabled_by_env(),
+        }
+    }
+
+    /// A host for the paths the environment names (XDG dirs, `PYRO_*_DIR` overrides).
+    pub fn from_env() -> Result<Host> {
+        Ok(Host::new(Paths::from_env()?))
+    }
+
+    /// This user's cache, data and runtime directories.
+    pub fn paths(&self) -> &Paths {
+        &self.paths
+    }
+
+    /// QEMU, kernel, initramfs and accelerator, resolved once per host handle.
+    pub fn runtime(&self) -> Result<&Runtime> {
+        if let Some(rt) = self.runtime.get() {
+            return Ok(rt);
+        }
+        let rt = Runtime::prepare(&self.paths, (self.templates, self.spares), &*self.progress)?;
+        Ok(self.runtime.get_or_init(|| rt))
+    }
+
+    /// The cancellation token operations of this handle watch.
+    pub fn cancel_token(&self) -> &crate::Cancel {
+        &self.cancel
+    }
+
+    /// Progress sink, for long steps.
+    pub fn progress(&self) -> &(dyn Fn(&str) + Send + Sync) {
+        &*self.progress
+    }
+
+    /// How often a running guest command reports progress, in ms (0: never).
+    pub fn exec_progress_ms(&self) -> u64 {
+        self.exec_progress_ms
     }
 }
 

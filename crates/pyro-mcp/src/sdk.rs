@@ -5,13 +5,10 @@ use crate::doctor::DoctorReport;
 use crate::error::{Code, Result};
 use crate::paths::Paths;
 use crate::run::{RunOptions, RunResult};
-use crate::runtime::Runtime;
+use crate::runtime::Host;
 use crate::session::VmSession;
 use schemars::JsonSchema;
 use serde::Serialize;
-use std::sync::OnceLock;
-
-type Progress = Box<dyn Fn(&str) + Send + Sync>;
 
 /// A handle on pyro for one user: its caches, data and runtime directories.
 ///
@@ -23,16 +20,16 @@ type Progress = Box<dyn Fn(&str) + Send + Sync>;
 /// # Ok::<(), pyro_mcp::Error>(())
 /// ```
 pub struct Pyro {
-    paths: Paths,
-    runtime: OnceLock<Runtime>,
-    progress: Progress,
-    cancel: crate::Cancel,
-    /// Progress lines during guest commands, this often (0: none).
-    exec_progress_ms: u64,
-    /// Warm templates on (default, unless `PYRO_TEMPLATES=off`).
-    templates: bool,
-    /// Warm spares on (default, unless `PYRO_SPARES=off`; only with templates).
-    spares: bool,
+    host: Host,
+}
+
+/// A `Pyro` is a [`Host`] (paths, runtime, progress, cancellation) with the SDK's operations
+/// on top: `pyro.paths()`, `pyro.runtime()` and `pyro.cancel_token()` are the host's.
+impl std::ops::Deref for Pyro {
+    type Target = Host;
+    fn deref(&self) -> &Host {
+        &self.host
+    }
 }
 
 /// `env list`: each catalog entry, then each installed OCI image.
@@ -62,22 +59,14 @@ impl Pyro {
     }
 
     pub fn with_paths(paths: Paths) -> Pyro {
-        Pyro {
-            paths,
-            runtime: OnceLock::new(),
-            progress: Box::new(|_| {}),
-            cancel: crate::Cancel::new(),
-            exec_progress_ms: 0,
-            templates: crate::template::enabled_by_env(),
-            spares: crate::workspace::spare::enabled_by_env(),
-        }
+        Pyro { host: Host::new(paths) }
     }
 
     /// Start VMs from warm templates (on by default; `PYRO_TEMPLATES=off` sets the default
     /// off): a saved booted guest is restored instead of booting a kernel. Off, every VM
     /// boots cold (for comparisons, and hosts where restores fail).
     pub fn with_templates(mut self, on: bool) -> Self {
-        self.templates = on;
+        self.host.templates = on;
         self
     }
 
@@ -88,49 +77,28 @@ impl Pyro {
     /// waits (its QEMU's share of the template, about 60-100 MiB) and goes after 10 minutes
     /// unclaimed (`PYRO_SPARE_TTL_S`). See docs/environments.md.
     pub fn with_spares(mut self, on: bool) -> Self {
-        self.spares = on;
+        self.host.spares = on;
         self
     }
 
     /// Operations of this handle stop when `cancel` is set: a running guest command is killed
     /// at once (and recorded as cancelled); a create or reset undoes or finishes its step.
     pub fn with_cancel(mut self, cancel: crate::Cancel) -> Self {
-        self.cancel = cancel;
+        self.host.cancel = cancel;
         self
-    }
-
-    pub fn cancel_token(&self) -> &crate::Cancel {
-        &self.cancel
     }
 
     /// Also send a progress line every `every` while a guest command runs (elapsed time,
     /// output so far, its last line). Off by default: the CLI's stderr stays the command's.
     pub fn with_exec_progress(mut self, every: std::time::Duration) -> Self {
-        self.exec_progress_ms = every.as_millis().min(u64::MAX as u128) as u64;
+        self.host.exec_progress_ms = every.as_millis().min(u64::MAX as u128) as u64;
         self
-    }
-
-    pub(crate) fn exec_progress_ms(&self) -> u64 {
-        self.exec_progress_ms
     }
 
     /// Receive short phase lines for long steps (kernel download, environment build, boot).
     pub fn on_progress(mut self, f: impl Fn(&str) + Send + Sync + 'static) -> Self {
-        self.progress = Box::new(f);
+        self.host.progress = Box::new(f);
         self
-    }
-
-    pub fn paths(&self) -> &Paths {
-        &self.paths
-    }
-
-    /// QEMU, kernel, initramfs and accelerator, resolved once per handle.
-    pub fn runtime(&self) -> Result<&Runtime> {
-        if let Some(rt) = self.runtime.get() {
-            return Ok(rt);
-        }
-        let rt = Runtime::prepare(&self.paths, (self.templates, self.spares), &*self.progress)?;
-        Ok(self.runtime.get_or_init(|| rt))
     }
 
     /// Run one command in a fresh VM that is destroyed afterwards. With
@@ -140,10 +108,10 @@ impl Pyro {
         crate::run::validate(&opts)?;
         match self
             .runtime()
-            .and_then(|rt| crate::run::run(rt, &opts, &*self.progress, &self.cancel, self.exec_progress_ms))
+            .and_then(|rt| crate::run::run(rt, &opts, self.progress(), self.cancel_token(), self.exec_progress_ms()))
         {
             Err(e) if opts.allow_host_compat && e.code == Code::GuestUnavailable => {
-                (self.progress)(&format!("run: no guest available ({}); running in host-compat sandbox", e.message));
+                (self.progress())(&format!("run: no guest available ({}); running in host-compat sandbox", e.message));
                 crate::hostcompat::run(&opts, &e.message)
             }
             other => other,
@@ -154,18 +122,18 @@ impl Pyro {
     pub fn start_vm(&self, environment: &str, vcpus: u32, mem_mib: u32) -> Result<VmSession> {
         crate::env::check_name(environment)?;
         crate::run::validate_resources(vcpus, mem_mib)?;
-        VmSession::start(self.runtime()?, environment, vcpus, mem_mib, &*self.progress)
+        VmSession::start(self.runtime()?, environment, vcpus, mem_mib, self.progress())
     }
 
     pub fn doctor(&self) -> DoctorReport {
-        crate::doctor::doctor(&self.paths, &*self.progress)
+        crate::doctor::doctor(self.paths(), self.progress())
     }
 
     pub fn list_environments(&self) -> EnvironmentList {
         let mut out: Vec<EnvironmentInfo> = crate::env::CATALOG
             .iter()
             .map(|e| {
-                let inst = crate::env::installed(&self.paths, e.name);
+                let inst = crate::env::installed(self.paths(), e.name);
                 EnvironmentInfo {
                     name: e.name.into(),
                     version: e.version.into(),
@@ -178,7 +146,7 @@ impl Pyro {
                 }
             })
             .collect();
-        for i in crate::env::all_installed(&self.paths).into_iter().filter(|i| i.kind == crate::env::EnvKind::Oci) {
+        for i in crate::env::all_installed(self.paths()).into_iter().filter(|i| i.kind == crate::env::EnvKind::Oci) {
             out.push(EnvironmentInfo {
                 description: match &i.oci {
                     Some(o) => format!("OCI image, {} layers, {}", o.layers.len(), o.platform),
@@ -199,13 +167,13 @@ impl Pyro {
     /// Everything known about one environment (catalog recipe or image, installs on disk and
     /// who uses them, packages, kernel), without building or pulling anything.
     pub fn inspect_environment(&self, name: &str) -> Result<crate::env::EnvironmentDetails> {
-        crate::env::inspect::inspect(&self.paths, self.runtime().ok(), name)
+        crate::env::inspect::inspect(self.paths(), self.runtime().ok(), name)
     }
 
     /// Remove partial, stale and unknown entries from the environment cache. Installs that a
     /// workspace's disk depends on are never removed, only reported (`kept_in_use`).
     pub fn prune_environments(&self, dry_run: bool) -> Result<crate::env::PruneReport> {
-        crate::env::prune::prune(&self.paths, dry_run, &*self.progress)
+        crate::env::prune::prune(self.paths(), dry_run, self.progress())
     }
 
     /// The user's workspaces (opens the state database; cheap).
@@ -213,16 +181,11 @@ impl Pyro {
     /// half deleted, VMs nobody owns, dead VMs' sockets and overlays) and say what was removed.
     /// Every workspace call does the same on its way in; this one reports it.
     pub fn repair(&self) -> Result<crate::workspace::recover::SweepReport> {
-        crate::workspace::lifecycle::Workspaces::open_unswept(self)?.sweep()
+        crate::workspace::lifecycle::Workspaces::open_unswept(&self.host)?.sweep()
     }
 
     pub fn workspaces(&self) -> Result<crate::workspace::lifecycle::Workspaces<'_>> {
-        crate::workspace::lifecycle::Workspaces::open(self)
-    }
-
-    /// Progress sink, for long workspace steps.
-    pub fn progress(&self) -> &(dyn Fn(&str) + Send + Sync) {
-        &*self.progress
+        crate::workspace::lifecycle::Workspaces::open(&self.host)
     }
 
     /// Install an environment: build a catalog entry if it is not cached yet, or pull an OCI
@@ -235,21 +198,21 @@ impl Pyro {
     pub fn pull_environment_with(&self, name: &str, opts: &crate::env::PullOptions) -> Result<crate::env::Installed> {
         if crate::env::is_oci_name(name) {
             let r = crate::env::oci::parse(name, opts.insecure)?;
-            return crate::env::oci::pull(&self.paths, &|| self.runtime(), &r, &*self.progress);
+            return crate::env::oci::pull(self.paths(), &|| self.runtime(), &r, self.progress());
         }
         crate::env::lookup(name)?;
         let rt = self.runtime()?;
-        let installed = crate::env::ensure(rt, name, &*self.progress)?;
+        let installed = crate::env::ensure(rt, name, self.progress())?;
         if rt.templates {
             // The default shape's warm template, built now so the first create is fast too.
             // Not the pull's failure if it cannot be built: VMs then boot cold.
-            let shape = crate::template::Shape {
+            let shape = crate::vm::template::Shape {
                 vcpus: crate::run::DEFAULT_VCPUS,
                 mem_mib: crate::run::DEFAULT_MEM_MIB,
                 nic: false,
             };
-            if let Err(e) = crate::template::build(rt, &installed, shape, &*self.progress) {
-                (self.progress)(&format!("template: not built ({}); VMs boot cold", e.message));
+            if let Err(e) = crate::vm::template::build(rt, &installed.base(), shape, self.progress()) {
+                (self.progress())(&format!("template: not built ({}); VMs boot cold", e.message));
             }
         }
         Ok(installed)

@@ -15,7 +15,7 @@ pub struct VmSession {
     pub environment: String,
     pub boot_ms: u64,
     /// Booted cold or restored from a warm template (and why not, if it should have been).
-    pub started_from: crate::template::StartedFrom,
+    pub started_from: crate::vm::template::StartedFrom,
     pub accelerator: String,
 }
 
@@ -64,7 +64,7 @@ impl VmSession {
         let env = crate::env::ensure(rt, environment, progress)?;
         let (id, dir) = vm::new_vm_dir(rt)?;
         let overlay = dir.join("disk.qcow2");
-        let shape = crate::template::Shape { vcpus, mem_mib, nic: network.policy.has_nic() };
+        let shape = crate::vm::template::Shape { vcpus, mem_mib, nic: network.policy.has_nic() };
         let identity = vm::Identity::fresh(&id);
         let mut launch = |restore: Option<vm::Restore>| {
             vm::launch(
@@ -88,14 +88,20 @@ impl VmSession {
                 },
             )
         };
-        let (vm, started_from) =
-            match crate::template::start(rt, &env, shape, &overlay, crate::template::DiskUse::Copy, &mut launch) {
-                Ok(v) => v,
-                Err(e) => {
-                    let _ = std::fs::remove_dir_all(&dir);
-                    return Err(e);
-                }
-            };
+        let (vm, started_from) = match crate::vm::template::start(
+            rt,
+            &env.base(),
+            shape,
+            &overlay,
+            crate::vm::template::DiskUse::Copy,
+            &mut launch,
+        ) {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+        };
         Ok(VmSession {
             id,
             environment: env.name,

@@ -46,7 +46,7 @@ pub struct EnvironmentDetails {
     pub kernel: Option<String>,
     /// Warm templates of the current install (newest first), `current` when this host's
     /// runtime can restore them.
-    pub templates: Vec<crate::template::TemplateInfo>,
+    pub templates: Vec<crate::vm::template::TemplateInfo>,
 }
 
 pub fn inspect(paths: &Paths, rt: Option<&crate::runtime::Runtime>, name: &str) -> Result<EnvironmentDetails> {
@@ -87,7 +87,7 @@ pub fn inspect(paths: &Paths, rt: Option<&crate::runtime::Runtime>, name: &str) 
         path: current.as_ref().map(|c| c.dir.display().to_string()),
         installs,
         kernel,
-        templates: current.as_ref().map(|c| crate::template::list(rt, c)).unwrap_or_default(),
+        templates: current.as_ref().map(|c| crate::vm::template::list(rt, &c.base())).unwrap_or_default(),
         current,
         name,
     })

@@ -18,7 +18,7 @@ pub mod inspect;
 pub mod oci;
 pub mod prune;
 
-use crate::error::{Context, Error, Result};
+use crate::error::Result;
 use crate::paths::Paths;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -121,8 +121,14 @@ impl From<&Installed> for PullReport {
 }
 
 impl Installed {
+    /// The read-only ext4 base image VMs of this environment run on.
     pub fn image(&self) -> PathBuf {
         self.dir.join("base.ext4")
+    }
+
+    /// What the VM layer needs of this install (templates, spares).
+    pub fn base(&self) -> crate::vm::template::BaseImage {
+        crate::vm::template::BaseImage { name: self.name.clone(), digest: self.digest.clone(), dir: self.dir.clone() }
     }
 }
 
@@ -218,52 +224,16 @@ pub fn ensure(rt: &crate::runtime::Runtime, name: &str, progress: &dyn Fn(&str))
     build::build(rt, entry, &root, progress)
 }
 
-/// An exclusive advisory lock held until the returned file is dropped.
-pub fn lock(path: &Path) -> Result<std::fs::File> {
-    use std::os::fd::AsRawFd;
-    let f = open_lock(path)?;
-    // SAFETY: flock takes no pointers; `f` keeps the fd open for the call.
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(Error::io(format!("locking {}", path.display()), std::io::Error::last_os_error()));
-    }
-    Ok(f)
-}
-
-/// The lock if nobody holds it, else `None`.
-pub fn try_lock(path: &Path) -> Result<Option<std::fs::File>> {
-    use std::os::fd::AsRawFd;
-    let f = open_lock(path)?;
-    // SAFETY: flock takes no pointers; `f` keeps the fd open for the call.
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-        return Ok(Some(f));
-    }
-    let e = std::io::Error::last_os_error();
-    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
-        Ok(None)
-    } else {
-        Err(Error::io(format!("locking {}", path.display()), e))
-    }
-}
-
-fn open_lock(path: &Path) -> Result<std::fs::File> {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .ctx(format!("opening lock {}", path.display()))
-}
-
 /// Take an environment's build lock, saying so when another process holds it.
 pub fn lock_reporting(root: &Path, name: &str, progress: &dyn Fn(&str)) -> Result<std::fs::File> {
     // A concurrent `prune` may just have removed an empty root.
     crate::paths::private_dir(root)?;
     let path = root.join(".lock");
-    if let Some(f) = try_lock(&path)? {
+    if let Some(f) = crate::lockfile::try_lock(&path)? {
         return Ok(f);
     }
     progress(&format!("env: another process is installing {name}; waiting for it"));
-    lock(&path)
+    crate::lockfile::lock(&path)
 }
 
 /// A progress line with a fraction in it, which front ends can draw as a bar:

@@ -8,8 +8,9 @@
 //! chains of the disks under `<data>/workspaces/*/` (and of running VMs' overlays). An
 //! environment whose build lock is held (a pull in progress) is skipped.
 
-use super::{catalog, load, try_lock, Installed};
+use super::{catalog, load, Installed};
 use crate::error::Result;
+use crate::paths::disk_usage;
 use crate::paths::Paths;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -41,19 +42,6 @@ pub struct PruneReport {
     /// Environments skipped because a pull or build holds their lock.
     pub skipped_busy: Vec<String>,
     pub freed_bytes: u64,
-}
-
-/// Bytes a tree occupies on disk.
-pub fn disk_usage(path: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(m) = std::fs::symlink_metadata(path) else { return 0 };
-    let mut n = m.blocks() * 512;
-    if m.is_dir() {
-        for e in std::fs::read_dir(path).into_iter().flatten().flatten() {
-            n += disk_usage(&e.path());
-        }
-    }
-    n
 }
 
 fn canon(p: &Path) -> PathBuf {
@@ -118,7 +106,7 @@ pub fn users(paths: &Paths) -> BTreeMap<PathBuf, Vec<String>> {
         for ws in std::fs::read_dir(&root).into_iter().flatten().flatten() {
             let id = ws.file_name().to_string_lossy().to_string();
             // A warm spare still there (a real prune removed the idle ones first) counts.
-            let label = if crate::workspace::spare::is_spare_dir(&ws.path()) { "spare" } else { label };
+            let label = if crate::vm::spare::is_spare_dir(&ws.path()) { "spare" } else { label };
             for f in std::fs::read_dir(ws.path()).into_iter().flatten().flatten() {
                 if f.path().extension().is_some_and(|e| e == "qcow2") {
                     for b in backing_chain(&f.path()) {
@@ -190,7 +178,7 @@ pub fn prune(paths: &Paths, dry_run: bool, progress: &dyn Fn(&str)) -> Result<Pr
     };
     if !dry_run {
         // Warm spares run on environments and templates being pruned: they go first.
-        crate::workspace::spare::evict_all(paths);
+        crate::vm::spare::evict_all(paths);
     }
     let envs = paths.environments();
     let Ok(rd) = std::fs::read_dir(&envs) else { return Ok(rep) };
@@ -211,7 +199,7 @@ pub fn prune(paths: &Paths, dry_run: bool, progress: &dyn Fn(&str)) -> Result<Pr
             drop_entry(&mut rep, entry, dry_run, progress);
             continue;
         }
-        let Some(_lock) = try_lock(&root.join(".lock"))? else {
+        let Some(_lock) = crate::lockfile::try_lock(&root.join(".lock"))? else {
             rep.skipped_busy.push(root.display().to_string());
             continue;
         };

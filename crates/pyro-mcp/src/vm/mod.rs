@@ -7,12 +7,15 @@
 pub mod accel;
 pub mod client;
 pub mod initramfs;
+pub mod procs;
 pub mod qemu;
 pub mod qmp;
 pub mod quota;
 pub mod serial;
+pub mod spare;
 pub mod spec;
 pub mod supervisor;
+pub mod template;
 
 use crate::error::{Context, Error, Result};
 use crate::runtime::Runtime;
@@ -130,6 +133,11 @@ pub struct Vm {
     pub boot: BootReport,
 }
 
+/// Whether a name is an id as `new_id` makes them (12 hex digits).
+pub fn is_id(s: &str) -> bool {
+    s.len() == 12 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// A short random id (12 hex digits) for VMs and workspaces.
 pub fn new_id() -> String {
     let mut b = [0u8; 6];
@@ -197,7 +205,7 @@ pub fn launch(rt: &Runtime, opts: LaunchOptions) -> Result<Vm> {
     // Counted and started under the launch lock, so two launches cannot share the last slot.
     let quota_lock = quota::lock(&rt.paths.runtime)?;
     // Warm spares give way to any VM someone asked for (see `workspace::spare`).
-    if let Err(e) = crate::workspace::spare::room_for(&rt.paths, opts.mem_mib) {
+    if let Err(e) = crate::vm::spare::room_for(&rt.paths, opts.mem_mib) {
         if opts.dir.is_none() {
             let _ = std::fs::remove_dir_all(&dir);
         }

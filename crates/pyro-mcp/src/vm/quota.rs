@@ -127,7 +127,7 @@ pub fn check(vms: &Path, mem_mib: u64, limits: Limits) -> Result<()> {
 /// from the count until the new supervisor's pid is on disk.
 pub fn lock(runtime: &Path) -> Result<std::fs::File> {
     crate::paths::private_dir(runtime)?;
-    crate::env::lock(&runtime.join("launch.lock"))
+    crate::lockfile::lock(&runtime.join("launch.lock"))
 }
 
 #[cfg(test)]

@@ -228,7 +228,7 @@ impl Workspaces<'_> {
             let mut f = std::fs::File::create(&tmp).ctx("creating sync archive")?;
             // Held while the archive is in use: a sweep removes only unlocked ones (left by a
             // killed call).
-            let _held = crate::env::lock(&tmp)?;
+            let _held = crate::lockfile::lock(&tmp)?;
             let info = seed::build_seed_tar_in(source, exact, &mut f)?;
             drop(f);
             let (mut c, _) = self.connect(&r)?;

@@ -28,8 +28,8 @@ use super::store::Row;
 use super::{ForkOrigin, WorkspaceInfo};
 use crate::clock::now_s;
 use crate::error::{Context, Error, Result};
-use crate::template::StartedFrom;
 use crate::vm;
+use crate::vm::template::StartedFrom;
 use pyro_proto::Message;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -37,7 +37,7 @@ use std::path::Path;
 const ORIGIN: &str = "fork.json";
 /// Files of the source's dir a fork links as they are (never written after create).
 /// (`template.qcow2`: under the baseline of a workspace made from a warm spare.)
-const SHARED: [&str; 4] = ["baseline.qcow2", super::spare::TEMPLATE_DISK, "baseline.tar", "baseline.json"];
+const SHARED: [&str; 4] = ["baseline.qcow2", crate::vm::spare::TEMPLATE_DISK, "baseline.tar", "baseline.json"];
 
 /// `fork`'s options: the new workspace's name and labels (none are copied from the source).
 #[derive(Debug, Clone, Default)]
@@ -73,12 +73,12 @@ impl Workspaces<'_> {
     pub fn fork(&mut self, key: &str, o: &ForkOptions) -> Result<WorkspaceInfo> {
         self.check_new_name_and_labels(o.name.as_deref(), &o.labels)?;
         let src = self.resolve(key)?;
-        super::spare::room_for(self.paths(), src.mem_mib)?;
-        self.pyro.cancel_token().check("workspace fork")?;
+        crate::vm::spare::room_for(self.paths(), src.mem_mib)?;
+        self.host.cancel_token().check("workspace fork")?;
         let id = vm::new_id();
         let dir = ws_dir(self.paths(), &id);
         crate::paths::private_dir(&dir)?;
-        let lock = crate::env::lock(&dir.join("lock"))?;
+        let lock = crate::lockfile::lock(&dir.join("lock"))?;
         if let Err(e) = self.fork_in(&src, &id, &dir, o) {
             self.discard(&id);
             return Err(e);

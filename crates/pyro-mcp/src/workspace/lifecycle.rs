@@ -9,7 +9,7 @@ use super::{guest_path, seed, validate_label, validate_name, WorkspaceInfo, Work
 use crate::clock::now_s;
 use crate::error::{Code, Context, Error, Result};
 use crate::paths::Paths;
-use crate::runtime::Runtime;
+use crate::runtime::{Host, Runtime};
 use crate::text::clip;
 use crate::vm::{self, qemu::Disk, spec::VmState, Client, LaunchOptions};
 use pyro_proto::{Command, ExecRequest, Message};
@@ -120,7 +120,7 @@ pub struct Logs {
 /// Workspaces of one user: the state database, and the runtime (QEMU, kernel, ...) resolved
 /// only when an operation needs a VM, so `list`, `status` and `logs` stay cheap.
 pub struct Workspaces<'a> {
-    pub(super) pyro: &'a crate::Pyro,
+    pub(super) host: &'a Host,
     pub store: Store,
 }
 
@@ -159,23 +159,23 @@ pub fn vm_state(paths: &Paths, id: &str) -> (String, Option<String>) {
 impl<'a> Workspaces<'a> {
     /// Open the store and settle what killed calls left behind (`recover`): every call starts
     /// from a consistent state. A sweep that fails is not this call's failure.
-    pub fn open(pyro: &'a crate::Pyro) -> Result<Workspaces<'a>> {
-        let mut w = Self::open_unswept(pyro)?;
+    pub fn open(host: &'a Host) -> Result<Workspaces<'a>> {
+        let mut w = Self::open_unswept(host)?;
         let _ = w.sweep();
         Ok(w)
     }
 
     /// The store alone, nothing settled (`Pyro::repair` sweeps and reports).
-    pub(crate) fn open_unswept(pyro: &'a crate::Pyro) -> Result<Workspaces<'a>> {
-        Ok(Workspaces { pyro, store: Store::open(&pyro.paths().data)? })
+    pub(crate) fn open_unswept(host: &'a Host) -> Result<Workspaces<'a>> {
+        Ok(Workspaces { host, store: Store::open(&host.paths().data)? })
     }
 
     pub(super) fn rt(&self) -> Result<&'a Runtime> {
-        self.pyro.runtime()
+        self.host.runtime()
     }
 
     pub fn paths(&self) -> &'a Paths {
-        self.pyro.paths()
+        self.host.paths()
     }
 
     pub fn info(&self, r: &Row) -> WorkspaceInfo {
@@ -260,12 +260,12 @@ impl<'a> Workspaces<'a> {
         probe.mem_mib = o.mem_mib.unwrap_or(crate::run::DEFAULT_MEM_MIB);
         crate::run::validate(&probe)?;
         let shape =
-            crate::template::Shape { vcpus: probe.vcpus, mem_mib: probe.mem_mib, nic: o.network.policy.has_nic() };
-        let spares = super::spare::usable(self.rt()?, shape);
+            crate::vm::template::Shape { vcpus: probe.vcpus, mem_mib: probe.mem_mib, nic: o.network.policy.has_nic() };
+        let spares = crate::vm::spare::usable(self.rt()?, shape);
         if !spares {
             // Early, before an environment is built or a seed packed; `launch` checks again
             // under its lock. (With spares, after trying to take one: that needs no room.)
-            super::spare::room_for(self.paths(), probe.mem_mib)?;
+            crate::vm::spare::room_for(self.paths(), probe.mem_mib)?;
         }
         self.check_new_name_and_labels(o.name.as_deref(), &o.labels)?;
         if let Some(p) = &o.seed_path {
@@ -281,13 +281,13 @@ impl<'a> Workspaces<'a> {
         // creates nothing.
         let env = crate::env::ensure(self.rt()?, &o.environment, progress)?;
         crate::clock::trace("create: environment ready");
-        self.pyro.cancel_token().check("workspace create")?;
+        self.host.cancel_token().check("workspace create")?;
         // A warm spare of this environment and shape, if one waits: its dir, id and running
         // VM become this workspace's (see `spare`).
-        let claimed = if spares { self.claim_spare(&env, shape) } else { None };
+        let claimed = if spares { crate::vm::spare::claim(self.rt()?, &env.base(), shape) } else { None };
         if spares && claimed.is_none() {
             // Spares give way to a workspace (see `spare`).
-            super::spare::room_for(self.paths(), probe.mem_mib)?;
+            crate::vm::spare::room_for(self.paths(), probe.mem_mib)?;
         }
         let (id, _lock, spare_vm) = match claimed {
             Some((id, lock, vm)) => (id, lock, Some(vm)),
@@ -297,7 +297,7 @@ impl<'a> Workspaces<'a> {
                 // Held until the row is written: a sweep leaves a locked dir alone, and takes
                 // over one whose creator was killed (everything made so far is removed; see
                 // `recover`).
-                let lock = crate::env::lock(&ws_dir(self.paths(), &id).join("lock"))?;
+                let lock = crate::lockfile::lock(&ws_dir(self.paths(), &id).join("lock"))?;
                 (id, lock, None)
             }
         };
@@ -305,13 +305,13 @@ impl<'a> Workspaces<'a> {
         let result = secrets::store(self.paths(), &id, &secret_values).and_then(|_| match spare_vm {
             Some(vm) => {
                 let seed_info = self.pack_seed(&dir, o, progress)?;
-                let started = crate::template::StartedFrom { from: "spare".into(), note: None };
+                let started = crate::vm::template::StartedFrom { from: "spare".into(), note: None };
                 self.finish_create(&id, &dir, &env, o, &probe, (vm, started), seed_info, true, progress)
             }
             None => self.create_in(&id, &dir, &env, o, &probe, progress),
         });
         match &result {
-            Ok(_) => super::spare::settled(&dir),
+            Ok(_) => crate::vm::spare::settled(&dir),
             Err(_) => {
                 self.stop_vm(&id);
                 self.discard(&id);
@@ -320,7 +320,7 @@ impl<'a> Workspaces<'a> {
         // Leave a spare for the next create of this kind (in the background; once the
         // template exists).
         if spares && result.is_ok() {
-            super::spare::refill_in_background(self.rt()?, &env, shape);
+            crate::vm::spare::refill_in_background(self.rt()?, &env.base(), shape);
         }
         result
     }
@@ -348,7 +348,7 @@ impl<'a> Workspaces<'a> {
         let seed_info = self.pack_seed(dir, o, progress)?;
         progress("workspace: booting");
         let network = WorkspaceNetwork { options: o.network.clone(), published: Vec::new() };
-        let shape = crate::template::Shape {
+        let shape = crate::vm::template::Shape {
             vcpus: probe.vcpus,
             mem_mib: probe.mem_mib,
             nic: network.options.policy.has_nic(),
@@ -361,8 +361,8 @@ impl<'a> Workspaces<'a> {
         // start: nothing is ever written to the baseline, so it needs no freeze and no switch.
         // Seeded, the VM runs on the baseline until the seed is in, then switches.
         let seeded = seed_info.is_some();
-        let how = if seeded { crate::template::DiskUse::Copy } else { crate::template::DiskUse::Link };
-        let started = crate::template::start(self.rt()?, env, shape, &base, how, &mut |restore| {
+        let how = if seeded { crate::vm::template::DiskUse::Copy } else { crate::vm::template::DiskUse::Link };
+        let started = crate::vm::template::start(self.rt()?, &env.base(), shape, &base, how, &mut |restore| {
             if !seeded {
                 let _ = std::fs::remove_file(&live);
                 vm::create_overlay_on(&self.rt()?.qemu_img, "baseline.qcow2", &live, vm::qcow2_size(&base)?)?;
@@ -384,14 +384,14 @@ impl<'a> Workspaces<'a> {
         env: &crate::env::Installed,
         o: &CreateOptions,
         probe: &crate::run::RunOptions,
-        (mut vm, started_from): (vm::Vm, crate::template::StartedFrom),
+        (mut vm, started_from): (vm::Vm, crate::vm::template::StartedFrom),
         seed_info: Option<seed::SeedInfo>,
         switch: bool,
         progress: &dyn Fn(&str),
     ) -> Result<WorkspaceInfo> {
         let network = WorkspaceNetwork { options: o.network.clone(), published: vm.boot.published.clone() };
         crate::clock::trace("create: vm up");
-        let cancel = self.pyro.cancel_token().clone();
+        let cancel = self.host.cancel_token().clone();
         cancel.check("workspace create")?;
         if let Some(info) = &seed_info {
             progress(&format!("workspace: seeding {} entries ({} bytes)", info.entries, info.bytes));
@@ -483,7 +483,7 @@ impl<'a> Workspaces<'a> {
             }
         });
         // Never two VMs on one disk: whatever still runs from this dir goes first.
-        super::recover::kill_vm(&vdir);
+        crate::vm::procs::kill_vm(&vdir);
         let _ = std::fs::remove_dir_all(&vdir);
         crate::paths::private_dir(&vdir)?;
         vm::launch(
@@ -530,13 +530,13 @@ impl<'a> Workspaces<'a> {
         if let Ok(mut c) = Client::connect(&vdir.join("supervisor.sock")) {
             let _ = c.shutdown();
         }
-        super::recover::kill_vm(&vdir);
+        crate::vm::procs::kill_vm(&vdir);
     }
 
     /// Take a workspace's lock (mutations of its disk and VM hold it), and make sure it still
     /// exists once held: a delete that came first is `not_found`, never an I/O error.
     pub(super) fn lock_ws(&self, id: &str) -> Result<std::fs::File> {
-        let lock = crate::env::lock(&ws_dir(self.paths(), id).join("lock"));
+        let lock = crate::lockfile::lock(&ws_dir(self.paths(), id).join("lock"));
         if self.store.get(id)?.is_none() {
             return Err(gone(id));
         }
@@ -551,7 +551,7 @@ impl<'a> Workspaces<'a> {
         let vdir = vm_dir(self.paths(), id);
         let sock = vdir.join("supervisor.sock");
         let deadline = std::time::Instant::now() + std::time::Duration::from_millis(vm::boot_timeout_ms());
-        while !super::recover::supervisors_of(&vdir).is_empty() && std::time::Instant::now() < deadline {
+        while !crate::vm::procs::supervisors_of(&vdir).is_empty() && std::time::Instant::now() < deadline {
             if let Ok(c) = Client::connect(&sock) {
                 return Some(c);
             }
@@ -680,25 +680,25 @@ impl<'a> Workspaces<'a> {
         let mut env = o.env.clone();
         env.extend(secret_env);
         crate::limits::validate_env(&env)?;
-        self.pyro.cancel_token().check("the command")?;
+        self.host.cancel_token().check("the command")?;
         crate::clock::trace("exec: checked");
         let (mut client, restarted) = self.connect(&r)?;
         crate::clock::trace("exec: connected");
-        client.set_cancel(Some(self.pyro.cancel_token().clone()));
+        client.set_cancel(Some(self.host.cancel_token().clone()));
         let req = ExecRequest {
             command: command.clone(),
             cwd: Some(cwd.clone()),
             env,
             timeout_ms: o.timeout_s * 1000,
             max_output_bytes,
-            progress_ms: self.pyro.exec_progress_ms(),
+            progress_ms: self.host.exec_progress_ms(),
         };
         // In the history before it runs: a command that never reports back (it crashed the
         // guest, this process was killed) stays listed, unfinished.
         let shown = redactor.redact_str(&command.display());
         let sequence = self.store.start_command(&r.id, &shown, &cwd)?;
         crate::clock::trace("exec: started in history");
-        let progress = self.pyro.progress();
+        let progress = self.host.progress();
         let (res, mut stdout, mut stderr) = client
             .exec_with(req, &mut |t| progress(&redactor.redact_str(&crate::run::exec_progress_line(t))))
             .map_err(|e| redactor.redact_error(e))?;
@@ -784,7 +784,7 @@ impl<'a> Workspaces<'a> {
             Some(n) => Some(self.snapshot_layer(&r.id, n)?),
             None => None,
         };
-        self.pyro.cancel_token().check("workspace reset")?;
+        self.host.cancel_token().check("workspace reset")?;
         self.stop_vm(&r.id);
         // The live layer is replaced below; a snapshot create cut short is settled first so
         // the sweep afterwards sees a clean state.

@@ -72,7 +72,7 @@ pub struct WorkspaceInfo {
     pub forked_from: Option<ForkOrigin>,
     /// How its VM came up (create and fork results only): `cold`, `template` or `fork`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub started_from: Option<crate::template::StartedFrom>,
+    pub started_from: Option<crate::vm::template::StartedFrom>,
 }
 
 /// Where a fork came from (`fork.json` in the fork's dir).
@@ -117,7 +117,7 @@ fn name_ok(s: &str) -> bool {
 /// Names: 1-64 chars of `[A-Za-z0-9._-]`, starting alphanumeric, not all hex of 12 (ids).
 /// Whether a directory name is a workspace id as `vm::new_id` makes them (12 hex digits).
 pub(crate) fn is_workspace_id(s: &str) -> bool {
-    s.len() == 12 && s.bytes().all(|b| b.is_ascii_hexdigit())
+    crate::vm::is_id(s)
 }
 
 pub fn validate_name(n: &str) -> Result<()> {

@@ -21,7 +21,8 @@
 
 use super::lifecycle::{vm_dir, ws_dir, Workspaces};
 use crate::error::Result;
-use crate::vm::quota;
+use crate::paths::{empty_trash, remove_tree};
+use crate::vm::procs::{kill_vm, older_than, remove_stale_sockets, supervisors_of};
 use schemars::JsonSchema;
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -55,74 +56,10 @@ impl SweepReport {
     }
 }
 
-fn older_than(p: &Path, age: Duration) -> bool {
-    std::fs::metadata(p).and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()).is_some_and(|e| e >= age)
-}
-
 fn names(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
         .map(|d| d.flatten().filter_map(|e| e.file_name().to_str().map(str::to_string)).collect())
         .unwrap_or_default()
-}
-
-/// Every live process running `pyro __supervise DIR` (its recorded pid first; a scan of /proc
-/// finds one whose launcher died before recording it).
-pub fn supervisors_of(dir: &Path) -> Vec<i32> {
-    let mut pids: Vec<i32> = quota::supervisor_of(dir).into_iter().collect();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        if let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) {
-            if !pids.contains(&pid) && quota::is_supervisor_of(pid, dir) {
-                pids.push(pid);
-            }
-        }
-    }
-    pids
-}
-
-/// Stop a VM for good without asking it: SIGKILL its supervisor(s) (QEMU follows through
-/// `PR_SET_PDEATHSIG`) and wait until no process uses the dir. Returns how many were stopped.
-pub fn kill_vm(dir: &Path) -> u32 {
-    let pids = supervisors_of(dir);
-    for pid in &pids {
-        // SAFETY: kill takes no pointers; the pid was just checked to be our supervisor of DIR.
-        unsafe { libc::kill(*pid, libc::SIGKILL) };
-    }
-    let needle = dir.to_string_lossy().to_string();
-    let start = std::time::Instant::now();
-    while start.elapsed() < Duration::from_secs(5) && uses(&needle) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    pids.len() as u32
-}
-
-/// True while a live process of ours has `needle` in its command line (a supervisor or QEMU).
-fn uses(needle: &str) -> bool {
-    std::fs::read_dir("/proc").into_iter().flatten().flatten().any(|e| {
-        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { return false };
-        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-        // A zombie has an empty command line and holds nothing.
-        crate::proc::alive_and_ours(pid) && String::from_utf8_lossy(&cmd).replace('\0', " ").contains(needle)
-    })
-}
-
-const SOCKETS: [&str; 5] = ["supervisor.sock", "ctl.sock", "qmp.sock", "serial.sock", "net.sock"];
-
-/// Remove the sockets a workspace VM's supervisor left when it was killed (it had no chance
-/// to). Only when no process is its supervisor: the recorded pid is not enough, since a
-/// supervisor whose launcher was killed before recording it boots and serves all the same
-/// (it records itself as it starts, but one started by an older pyro does not), and taking
-/// a live VM's sockets would cut it off. Returns how many were removed.
-pub(super) fn remove_stale_sockets(vdir: &Path) -> u32 {
-    // The usual cases, cheap: a recorded supervisor is alive, or no socket is there.
-    if quota::supervisor_of(vdir).is_some() || !SOCKETS.iter().any(|s| vdir.join(s).exists()) {
-        return 0;
-    }
-    // A dir changed within the last second may be a launch whose supervisor is not yet exec'd;
-    // then one not on record is looked for in /proc.
-    if !older_than(vdir, Duration::from_secs(1)) || !supervisors_of(vdir).is_empty() {
-        return 0;
-    }
-    SOCKETS.iter().filter(|s| std::fs::remove_file(vdir.join(s)).is_ok()).count() as u32
 }
 
 impl Workspaces<'_> {
@@ -144,11 +81,11 @@ impl Workspaces<'_> {
                 continue; // a create that has not taken its lock yet
             }
             // Held: a create or delete in progress. Free: whoever held it is gone.
-            let Ok(Some(_lock)) = crate::env::try_lock(&dir.join("lock")) else { continue };
+            let Ok(Some(_lock)) = crate::lockfile::try_lock(&dir.join("lock")) else { continue };
             if self.store.get(&id)?.is_some() {
                 continue; // a create finished meanwhile
             }
-            if super::spare::is_live_spare(&paths, &id) {
+            if crate::vm::spare::is_live_spare(&paths, &id) {
                 continue; // a warm spare waiting for a create (an expired or dead one goes)
             }
             report.supervisors_stopped += self.discard(&id);
@@ -174,7 +111,7 @@ impl Workspaces<'_> {
                 let wdir = wroot.join(&id);
                 for n in names(&wdir) {
                     if n.starts_with("sync-") && n.ends_with(".tar") {
-                        if let Ok(Some(_held)) = crate::env::try_lock(&wdir.join(&n)) {
+                        if let Ok(Some(_held)) = crate::lockfile::try_lock(&wdir.join(&n)) {
                             let _ = std::fs::remove_file(wdir.join(&n));
                             report.stale_files += 1;
                         }
@@ -211,34 +148,6 @@ impl Workspaces<'_> {
     }
 }
 
-/// Names of directories being removed: a sweep finishes any it finds.
-const TRASH: &str = ".trash-";
-
-/// Remove a directory tree so that a kill at any instant leaves either the whole tree or a
-/// `.trash-*` name the next sweep removes: never a half-removed tree under its real name (which
-/// could look like a create that has not taken its lock yet).
-pub(crate) fn remove_tree(dir: &Path) {
-    let Some(name) = dir.file_name().and_then(|n| n.to_str()) else { return };
-    let trash = dir.with_file_name(format!("{TRASH}{name}-{}", crate::clock::now_ns()));
-    match std::fs::rename(dir, &trash) {
-        Ok(()) => {
-            let _ = std::fs::remove_dir_all(&trash);
-        }
-        Err(_) => {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
-}
-
-/// Finish removals a killed call started (`remove_tree`).
-fn empty_trash(root: &Path) {
-    for n in names(root) {
-        if n.starts_with(TRASH) {
-            let _ = std::fs::remove_dir_all(root.join(n));
-        }
-    }
-}
-
 /// Whether a VM dir's spec says persistent (a workspace VM); None if unreadable.
 fn spec_persistent(vdir: &Path) -> Option<bool> {
     let spec: crate::vm::spec::VmSpec = serde_json::from_slice(&std::fs::read(vdir.join("spec.json")).ok()?).ok()?;
@@ -260,53 +169,4 @@ pub(super) struct ResetJournal {
 /// The path of a workspace's reset journal.
 pub(super) fn reset_journal(dir: &Path) -> PathBuf {
     dir.join(RESET_JOURNAL)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn age(dir: &Path) {
-        let old = std::time::SystemTime::now() - Duration::from_secs(10);
-        std::fs::File::open(dir).unwrap().set_modified(old).unwrap();
-    }
-
-    /// A supervisor whose launcher was killed before it wrote `supervisor.pid` is alive and
-    /// serving: its sockets stay. Once it is gone they go.
-    #[test]
-    fn stale_sockets_only_of_a_vm_with_no_live_supervisor() {
-        let tmp = tempfile::tempdir().unwrap();
-        let vdir = tmp.path().join("vm");
-        std::fs::create_dir(&vdir).unwrap();
-        for s in ["supervisor.sock", "ctl.sock", "qmp.sock"] {
-            std::fs::write(vdir.join(s), b"").unwrap();
-        }
-        // Its command line is `... __supervise VDIR`, as a real supervisor's; not on record.
-        let mut fake =
-            std::process::Command::new("sh").args(["-c", "sleep 60; :", "__supervise"]).arg(&vdir).spawn().unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !quota::is_supervisor_of(fake.id() as i32, &vdir) {
-            assert!(std::time::Instant::now() < deadline, "the fake supervisor did not start");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        age(&vdir);
-        assert!(quota::supervisor_of(&vdir).is_none());
-        assert_eq!(remove_stale_sockets(&vdir), 0);
-        assert!(vdir.join("supervisor.sock").exists());
-        // On record: the cheap path says the same.
-        std::fs::write(vdir.join("supervisor.pid"), fake.id().to_string()).unwrap();
-        age(&vdir);
-        assert_eq!(remove_stale_sockets(&vdir), 0);
-        // Killed (as `kill -9` of a supervisor): its sockets are a dead VM's.
-        fake.kill().unwrap();
-        fake.wait().unwrap();
-        age(&vdir);
-        assert_eq!(remove_stale_sockets(&vdir), 3);
-        assert!(!vdir.join("supervisor.sock").exists() && !vdir.join("qmp.sock").exists());
-        // A dir changed just now may be a launch in progress: left alone for a second.
-        std::fs::write(vdir.join("ctl.sock"), b"").unwrap();
-        assert_eq!(remove_stale_sockets(&vdir), 0);
-        age(&vdir);
-        assert_eq!(remove_stale_sockets(&vdir), 1);
-    }
 }

@@ -442,7 +442,7 @@ impl Workspaces<'_> {
         let mut env = o.env.clone();
         env.extend(self.secret_env(&r.id, &o.secret_env)?);
         let redactor = self.redactor(&r.id)?;
-        self.pyro.cancel_token().check("service start")?;
+        self.host.cancel_token().check("service start")?;
         self.service_start_in(&r, o, env).map_err(|e| redactor.redact_error(e))
     }
 
@@ -542,7 +542,7 @@ impl Workspaces<'_> {
         let started = Instant::now();
         let backstop = Duration::from_secs(o.ready_timeout_s + DEFAULT_STOP_GRACE_S + 30);
         let every = Duration::from_millis(o.ready_interval_ms.clamp(50, 250));
-        let progress = self.pyro.progress();
+        let progress = self.host.progress();
         // A line when the probe's result changes, and every 5 s (an MCP client's idle clock).
         let mut last_line = String::new();
         let mut last_at = Instant::now();
@@ -572,7 +572,7 @@ impl Workspaces<'_> {
                 last_line = line;
                 last_at = Instant::now();
             }
-            if self.pyro.cancel_token().is_cancelled() {
+            if self.host.cancel_token().is_cancelled() {
                 let _ = self.service_stop(&r.id, name, Some(0));
                 return Err(Error::new(
                     Code::Cancelled,

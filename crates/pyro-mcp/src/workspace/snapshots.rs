@@ -283,7 +283,7 @@ impl Workspaces<'_> {
         if !disk.exists() {
             return Err(Error::state(format!("workspace {} has no disk (it is being created or deleted)", r.id)));
         }
-        self.pyro.cancel_token().check("snapshot create")?;
+        self.host.cancel_token().check("snapshot create")?;
         let qemu_img = self.rt()?.qemu_img.clone();
         let size = vm::qcow2_size(&disk)?;
         let next = format!("layer-{}.qcow2", vm::new_id());
@@ -340,7 +340,7 @@ impl Workspaces<'_> {
             .map_err(db_err)?;
         add_event(&tx, &r.id, "snapshot_create", serde_json::json!({"name": name, "vm_running": live}))?;
         tx.commit().map_err(db_err)?;
-        let size_bytes = crate::env::prune::disk_usage(&dir.join(&layer));
+        let size_bytes = crate::paths::disk_usage(&dir.join(&layer));
         Ok(SnapshotInfo { name: name.to_string(), created_at, size_bytes })
     }
 
@@ -361,12 +361,12 @@ impl Workspaces<'_> {
         let mut snapshots = vec![SnapshotInfo {
             name: BASELINE.into(),
             created_at: r.created_at,
-            size_bytes: crate::env::prune::disk_usage(&dir.join("baseline.qcow2")),
+            size_bytes: crate::paths::disk_usage(&dir.join("baseline.qcow2")),
         }];
         snapshots.extend(rows.iter().map(|(name, layer, at)| SnapshotInfo {
             name: name.clone(),
             created_at: *at,
-            size_bytes: crate::env::prune::disk_usage(&dir.join(layer)),
+            size_bytes: crate::paths::disk_usage(&dir.join(layer)),
         }));
         Ok(SnapshotList { workspace_id: r.id, count: snapshots.len(), snapshots, live_on })
     }

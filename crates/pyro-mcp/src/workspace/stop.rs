@@ -143,7 +143,7 @@ pub(super) fn memory_file(ws: &Path) -> Option<std::path::PathBuf> {
 
 /// What saved memory must match to be restored (the same key warm templates use).
 fn machine_key(w: &Workspaces<'_>, vcpus: u32, mem_mib: u32, nic: bool) -> Result<String> {
-    crate::template::machine_key(w.rt()?, vcpus, mem_mib, nic)
+    crate::vm::template::machine_key(w.rt()?, vcpus, mem_mib, nic)
 }
 
 impl Workspaces<'_> {
@@ -161,7 +161,7 @@ impl Workspaces<'_> {
             return Err(Error::state(format!("workspace {} is stopped already", r.id))
                 .hint(format!("start it with `pyro workspace start {}`", r.id)));
         }
-        self.pyro.cancel_token().check("workspace stop")?;
+        self.host.cancel_token().check("workspace stop")?;
         // Marked first: whatever happens next (a kill included), the next call sees a stop
         // asked for, and the VM either still runs (the stop did not happen) or is stopped.
         let marker = StopMarker { at: now_s(), memory: !discard_memory };
@@ -230,7 +230,7 @@ impl Workspaces<'_> {
         if self.wait_booting(&r.id).is_some() {
             return Err(Error::state(format!("workspace {} is running already", r.id)));
         }
-        self.pyro.cancel_token().check("workspace start")?;
+        self.host.cancel_token().check("workspace start")?;
         self.recover_reset(&r.id)?;
         self.recover_pending(&r.id)?;
         let fork = fork || dir.join(FORK_FRESH).exists();

@@ -22,7 +22,6 @@
 //! template whose restore fails is removed (the next use rebuilds it) and the VM boots cold,
 //! with a note saying so.
 
-use crate::env::Installed;
 use crate::error::{Context, Error, Result};
 use crate::runtime::Runtime;
 use crate::vm::{self, qemu, qemu::Disk, LaunchOptions};
@@ -36,6 +35,23 @@ const MEMORY: &str = "memory.vmstate";
 const META: &str = "template.json";
 /// The template guest's RAM (see `qemu::use_ram_file`): sparse, as big as its memory.
 const RAM: &str = "ram.img";
+
+/// What the VM layer knows of an installed environment: its name, its identity (digest), and
+/// its directory, which holds the base image and the templates made from it. The environment
+/// layer makes one (`Installed::base`).
+#[derive(Debug, Clone)]
+pub struct BaseImage {
+    pub name: String,
+    pub digest: String,
+    pub dir: PathBuf,
+}
+
+impl BaseImage {
+    /// The read-only ext4 base image every VM of the environment runs on (through an overlay).
+    pub fn image(&self) -> PathBuf {
+        self.dir.join("base.ext4")
+    }
+}
 
 /// What a template is for, besides the runtime and environment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,7 +156,7 @@ const FORMAT: u32 = 2;
 
 /// A template's key: the format, the machine key, the initramfs (its name carries the guest
 /// agent's digest) and the environment's digest.
-pub(crate) fn key(rt: &Runtime, env: &Installed, shape: Shape) -> Result<String> {
+pub(crate) fn key(rt: &Runtime, env: &BaseImage, shape: Shape) -> Result<String> {
     let initramfs = rt.initramfs.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
     Ok(format!(
         "template v{FORMAT} | {} | {initramfs} | env {}",
@@ -149,11 +165,11 @@ pub(crate) fn key(rt: &Runtime, env: &Installed, shape: Shape) -> Result<String>
     ))
 }
 
-fn root(env: &Installed) -> PathBuf {
+fn root(env: &BaseImage) -> PathBuf {
     env.dir.join("templates")
 }
 
-fn dir_for(env: &Installed, key: &str) -> PathBuf {
+fn dir_for(env: &BaseImage, key: &str) -> PathBuf {
     let h = hex::encode(Sha256::digest(key.as_bytes()));
     root(env).join(&h[..16])
 }
@@ -216,7 +232,7 @@ pub enum Found {
     Damaged(String),
 }
 
-pub fn lookup(rt: &Runtime, env: &Installed, shape: Shape) -> Result<Found> {
+pub fn lookup(rt: &Runtime, env: &BaseImage, shape: Shape) -> Result<Found> {
     let key = key(rt, env, shape)?;
     let dir = dir_for(env, &key);
     if !dir.exists() {
@@ -262,7 +278,7 @@ fn empty_info() -> TemplateInfo {
 }
 
 /// The templates of an installed environment (`env inspect`), each marked current or not.
-pub fn list(rt: Option<&Runtime>, env: &Installed) -> Vec<TemplateInfo> {
+pub fn list(rt: Option<&Runtime>, env: &BaseImage) -> Vec<TemplateInfo> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(root(env)).into_iter().flatten().flatten() {
         let name = e.file_name().to_string_lossy().to_string();
@@ -281,11 +297,11 @@ pub fn list(rt: Option<&Runtime>, env: &Installed) -> Vec<TemplateInfo> {
 
 /// Build the template of `shape` now (waits for a build in progress elsewhere; returns the
 /// existing template when there is one). Progress goes to `progress`.
-pub fn build(rt: &Runtime, env: &Installed, shape: Shape, progress: &dyn Fn(&str)) -> Result<TemplateInfo> {
+pub fn build(rt: &Runtime, env: &BaseImage, shape: Shape, progress: &dyn Fn(&str)) -> Result<TemplateInfo> {
     let key = key(rt, env, shape)?;
     let dir = dir_for(env, &key);
     crate::paths::private_dir(&root(env))?;
-    let _lock = crate::env::lock(&dir.with_extension("lock"))?;
+    let _lock = crate::lockfile::lock(&dir.with_extension("lock"))?;
     if let Found::Usable(t) = lookup(rt, env, shape)? {
         return Ok(t.info);
     }
@@ -324,7 +340,7 @@ pub fn build(rt: &Runtime, env: &Installed, shape: Shape, progress: &dyn Fn(&str
     }
 }
 
-fn build_in(rt: &Runtime, env: &Installed, shape: Shape, key: &str, tmp: &Path) -> Result<TemplateInfo> {
+fn build_in(rt: &Runtime, env: &BaseImage, shape: Shape, key: &str, tmp: &Path) -> Result<TemplateInfo> {
     // Builders killed mid-way left their VM dirs (their QEMU died with their supervisor).
     for e in std::fs::read_dir(rt.paths.vms()).into_iter().flatten().flatten() {
         let old = e.path();
@@ -332,7 +348,7 @@ fn build_in(rt: &Runtime, env: &Installed, shape: Shape, key: &str, tmp: &Path) 
         let stale = std::fs::metadata(&old)
             .and_then(|m| m.modified())
             .is_ok_and(|t| t.elapsed().is_ok_and(|a| a.as_secs() > 60));
-        if name.starts_with("tpl-") && stale && crate::workspace::recover::supervisors_of(&old).is_empty() {
+        if name.starts_with("tpl-") && stale && crate::vm::procs::supervisors_of(&old).is_empty() {
             let _ = std::fs::remove_dir_all(&old);
         }
     }
@@ -385,7 +401,7 @@ fn build_in(rt: &Runtime, env: &Installed, shape: Shape, key: &str, tmp: &Path) 
             _ => Err(Error::guest("the supervisor sent a malformed reply to a save")),
         }
     });
-    crate::workspace::recover::kill_vm(&vdir);
+    crate::vm::procs::kill_vm(&vdir);
     let _ = std::fs::remove_dir_all(&vdir);
     let (boot_ms, memory_bytes, save_ms) = saved?;
     // The RAM file is the template's memory: on disk before the template is said to exist.
@@ -401,7 +417,7 @@ fn build_in(rt: &Runtime, env: &Installed, shape: Shape, key: &str, tmp: &Path) 
         memory_bytes,
         memory_sha256,
         disk_bytes,
-        ram_bytes: crate::env::prune::disk_usage(&tmp.join(RAM)),
+        ram_bytes: crate::paths::disk_usage(&tmp.join(RAM)),
         boot_ms,
         save_ms,
         current: true,
@@ -410,7 +426,7 @@ fn build_in(rt: &Runtime, env: &Installed, shape: Shape, key: &str, tmp: &Path) 
 
 /// Remove this environment's templates that this runtime can never restore (another QEMU,
 /// kernel or guest agent), and left-over build dirs.
-fn remove_stale(rt: &Runtime, env: &Installed) {
+fn remove_stale(rt: &Runtime, env: &BaseImage) {
     for t in list(Some(rt), env).into_iter().filter(|t| !t.current) {
         let _ = std::fs::remove_dir_all(dir_for(env, &t.key));
     }
@@ -418,14 +434,14 @@ fn remove_stale(rt: &Runtime, env: &Installed) {
 
 /// Start building the template of `shape` in a detached `pyro __template` (unless one is
 /// building already), so a later start finds it. Never fails the caller.
-pub fn build_in_background(rt: &Runtime, env: &Installed, shape: Shape) {
+pub fn build_in_background(rt: &Runtime, env: &BaseImage, shape: Shape) {
     let Ok(key) = key(rt, env, shape) else { return };
     let dir = dir_for(env, &key);
     if crate::paths::private_dir(&root(env)).is_err() {
         return;
     }
     // Held: a build runs. (A race between two callers is settled by the builder's own lock.)
-    if !matches!(crate::env::try_lock(&dir.with_extension("lock")), Ok(Some(_))) {
+    if !matches!(crate::lockfile::try_lock(&dir.with_extension("lock")), Ok(Some(_))) {
         return;
     }
     let Ok(log) = std::fs::File::create(dir.with_extension("log")) else { return };
@@ -441,29 +457,6 @@ pub fn build_in_background(rt: &Runtime, env: &Installed, shape: Shape) {
     crate::proc::spawn_detached(cmd, log);
 }
 
-/// The detached builder (`pyro __template ENV VCPUS MEM nic|no-nic`): exit status 0 when the
-/// template is there.
-pub fn builder_main(args: &[String]) -> i32 {
-    let run = || -> Result<()> {
-        let [env, vcpus, mem, nic] = args else { return Err(Error::invalid("usage: ENV VCPUS MEM nic|no-nic")) };
-        let parse = |s: &str| s.parse::<u32>().map_err(|_| Error::invalid(format!("not a number: {s}")));
-        let shape = Shape { vcpus: parse(vcpus)?, mem_mib: parse(mem)?, nic: nic == "nic" };
-        let pyro = crate::Pyro::new()?;
-        let rt = pyro.runtime()?;
-        let installed =
-            crate::env::installed(&rt.paths, env).ok_or_else(|| Error::not_found(format!("{env} is not installed")))?;
-        build(rt, &installed, shape, &|l| eprintln!("{l}"))?;
-        Ok(())
-    };
-    match run() {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("template: {}", e.message);
-            1
-        }
-    }
-}
-
 /// Start a VM for `env` in `shape` on a new disk `overlay`: restored from the warm template
 /// when there is one (its disk copied to `overlay`), else booted cold on a fresh overlay of
 /// the base (and the template built in the background for next time). `launch` starts the
@@ -471,7 +464,7 @@ pub fn builder_main(args: &[String]) -> i32 {
 /// identity. A template that fails to restore is removed and the VM boots cold, with a note.
 pub fn start(
     rt: &Runtime,
-    env: &Installed,
+    env: &BaseImage,
     shape: Shape,
     overlay: &Path,
     how: DiskUse,
