@@ -31,16 +31,16 @@ LAYERS = {
     "pyro-mcp": [
         # 0: leaves every layer may use: errors, limits, paths, clocks, processes, text helpers.
         (0, ["error", "limits", "paths", "clock", "proc", "text", "cancel", "git", "hostfile",
-             "hostcompat", "render"]),
+             "lockfile"]),
         # 1: the VM layer: kernel, QEMU, supervisor, client, network stack, quota, warm
         # templates and spares, the runtime that finds them.
         (1, ["kernel", "vm", "net", "runtime"]),
         # 2: environments: catalog, builds, OCI pulls, prune.
         (2, ["env"]),
         # 3: workspaces and one-shot runs.
-        (3, ["workspace", "run", "session"]),
+        (3, ["workspace", "run", "session", "hostcompat"]),
         # 4: the SDK entry point and its whole-host reports.
-        (4, ["sdk", "doctor", "types", "internal", "lib"]),
+        (4, ["sdk", "doctor", "types", "internal", "hidden", "render", "lib"]),
         # 5: faces over the SDK.
         (5, ["mcp"]),
     ],
@@ -187,6 +187,8 @@ def analyse(crate):
         here = module_of(rel)
         paths = expand_use_groups(text)
         paths += re.findall(r"\b(?:crate|super|self)(?:::\w+)+", text)
+        # Glob imports (`use super::*;`) depend on the module they name.
+        paths += [m + "::_glob" for m in re.findall(r"\buse\s+((?:crate|super|self)(?:::\w+)*)::\*", text)]
         # Paths relative to this module: `use child::X` and `child::f()` where `mod child;`
         # is declared here (a mod.rs or lib.rs re-exporting its children uses them too).
         # A `pub use child::X` re-export is the module's facade, not a dependency of its

@@ -14,7 +14,6 @@ use super::store::Row;
 use crate::clock::now_s;
 use crate::error::{Code, Error, Result};
 use crate::net::{NetworkPolicy, PortSpec, PublishedPort};
-use crate::render::Render;
 use crate::text::clip;
 use crate::vm::Client;
 use pyro_proto::{Command, Message, Readiness, ServiceSpec, ServiceState};
@@ -753,91 +752,6 @@ fn publish(client: &mut Client, p: &PortSpec) -> Result<PublishedPort> {
             Ok(PublishedPort { host, host_port, guest_port, protocol: "tcp".into() })
         }
         _ => Err(Error::guest("the supervisor sent a malformed reply to a port publish")),
-    }
-}
-
-impl Render for ServiceInfo {
-    fn text(&self) -> String {
-        let mut o = format!("service {} ({}): {}\n", self.name, self.workspace_id, self.state);
-        o.push_str(&format!("  command: {}\n  cwd: {}\n", self.command, self.cwd));
-        if let Some(r) = &self.readiness {
-            o.push_str(&format!("  readiness: {r}"));
-            if let Some(p) = &self.last_probe {
-                o.push_str(&format!(" (last probe: {p})"));
-            }
-            o.push('\n');
-        }
-        if let Some(p) = self.pid {
-            o.push_str(&format!("  pid: {p}\n"));
-        }
-        if let Some(c) = self.exit_code {
-            o.push_str(&format!("  exit code: {c}\n"));
-        }
-        if let Some(r) = &self.stop_reason {
-            o.push_str(&format!("  reason: {r}\n"));
-        }
-        if self.restart != RestartPolicy::No || self.restarts > 0 {
-            o.push_str(&format!("  restart: {} ({} restarts)\n", self.restart.as_str(), self.restarts));
-        }
-        for p in &self.published_ports {
-            o.push_str(&format!("  published {}:{} -> guest {}\n", p.host, p.host_port, p.guest_port));
-        }
-        o.push_str(&format!(
-            "  logs: stdout {} bytes, stderr {} bytes{}\n",
-            self.stdout_bytes,
-            self.stderr_bytes,
-            if self.log_dropped_bytes > 0 { format!(", {} dropped", self.log_dropped_bytes) } else { String::new() }
-        ));
-        if let Some(v) = &self.vm_restarted {
-            o.push_str(&format!("  note: {v}\n"));
-        }
-        o
-    }
-}
-
-impl Render for ServiceList {
-    fn text(&self) -> String {
-        if self.services.is_empty() {
-            return format!("no services in workspace {}\n", self.workspace_id);
-        }
-        let mut o = String::new();
-        for s in &self.services {
-            o.push_str(&format!("{:<20} {:<8} {}", s.name, s.state, clip(&s.command, 80)));
-            if let Some(r) = &s.stop_reason {
-                o.push_str(&format!("  ({})", clip(r, 120)));
-            }
-            o.push('\n');
-        }
-        o
-    }
-}
-
-impl Render for ServiceLogs {
-    fn text(&self) -> String {
-        let mut o = format!("service {} ({})\n", self.name, self.state);
-        for (name, s) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
-            if !s.is_empty() {
-                o.push_str(&format!("[{name}]\n{s}"));
-                if !s.ends_with('\n') {
-                    o.push('\n');
-                }
-            }
-        }
-        if self.log_dropped_bytes > 0 {
-            o.push_str(&format!("[{} older bytes dropped from the rings]\n", self.log_dropped_bytes));
-        }
-        o
-    }
-
-    fn brief(&self) -> String {
-        format!(
-            "service {} ({}): stdout {} bytes, stderr {} bytes shown{}\n",
-            self.name,
-            self.state,
-            self.stdout.len(),
-            self.stderr.len(),
-            if self.log_dropped_bytes > 0 { format!("; {} dropped", self.log_dropped_bytes) } else { String::new() }
-        )
     }
 }
 

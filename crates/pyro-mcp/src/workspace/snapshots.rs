@@ -39,7 +39,6 @@ use super::lifecycle::{vm_dir, ws_dir, Workspaces};
 use super::store::{add_event, db_err};
 use crate::clock::now_s;
 use crate::error::{Code, Context, Error, Result};
-use crate::render::Render;
 use crate::text::clip;
 use crate::vm::{self, Client};
 use pyro_proto::Message;
@@ -393,50 +392,6 @@ impl Workspaces<'_> {
         self.sweep_layers(&r.id)?;
         let data_kept = dir.join(&layer).exists();
         Ok(SnapshotDeleted { workspace_id: r.id, name: name.to_string(), deleted: true, data_kept })
-    }
-}
-
-fn when(t: u64) -> String {
-    let age = now_s().saturating_sub(t);
-    match age {
-        0..=119 => format!("{age} s ago"),
-        120..=7199 => format!("{} min ago", age / 60),
-        _ => format!("{} h ago", age / 3600),
-    }
-}
-
-fn size(b: u64) -> String {
-    if b >= 10 << 20 {
-        format!("{} MiB", b >> 20)
-    } else {
-        format!("{} KiB", b.div_ceil(1024))
-    }
-}
-
-impl Render for SnapshotInfo {
-    fn text(&self) -> String {
-        format!("snapshot {} ({}, {})\n", self.name, when(self.created_at), size(self.size_bytes))
-    }
-}
-
-impl Render for SnapshotList {
-    fn text(&self) -> String {
-        let mut o = String::new();
-        for s in &self.snapshots {
-            let mark = if self.live_on.as_deref() == Some(s.name.as_str()) { "  <- live disk on this" } else { "" };
-            o.push_str(&format!("{:<24} {:>12} {:>10}{mark}\n", s.name, when(s.created_at), size(s.size_bytes)));
-        }
-        o
-    }
-}
-
-impl Render for SnapshotDeleted {
-    fn text(&self) -> String {
-        if self.data_kept {
-            format!("deleted snapshot {} (its data stays while later layers need it)\n", self.name)
-        } else {
-            format!("deleted snapshot {}\n", self.name)
-        }
     }
 }
 
