@@ -149,8 +149,11 @@ pub fn doctor(paths: &Paths, progress: &dyn Fn(&str)) -> DoctorReport {
     if let Err(e) = crate::kernel::ensure_kernel(&paths.kernels(), &crate::kernel::mirror_from_env(), progress) {
         check("kernel", false, e.message.clone(), e.hint.clone());
     }
-    let rt =
-        Runtime::prepare(paths, (crate::vm::template::enabled_by_env(), crate::vm::spare::enabled_by_env()), progress);
+    let rt = Runtime::prepare(
+        paths,
+        (crate::runtime::templates_enabled_by_env(), crate::runtime::spares_enabled_by_env()),
+        progress,
+    );
     let (mut accelerator, mut reason, mut kvm) = (None, None, serde_json::json!({"exists": kvm_exists}));
     let kernel;
     let mut vm_boot = false;

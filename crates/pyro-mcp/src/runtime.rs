@@ -87,8 +87,8 @@ impl Host {
             progress: Box::new(|_| {}),
             cancel: crate::Cancel::new(),
             exec_progress_ms: 0,
-            templates: crate::vm::template::enabled_by_env(),
-            spares: crate::vm::spare::enabled_by_env(),
+            templates: templates_enabled_by_env(),
+            spares: spares_enabled_by_env(),
         }
     }
 
@@ -125,6 +125,16 @@ impl Host {
     pub fn exec_progress_ms(&self) -> u64 {
         self.exec_progress_ms
     }
+}
+
+/// Whether templates are on for this process (`PYRO_TEMPLATES=off|0|false` turns them off).
+pub fn templates_enabled_by_env() -> bool {
+    !std::env::var("PYRO_TEMPLATES").is_ok_and(|v| matches!(v.as_str(), "off" | "0" | "false" | "no"))
+}
+
+/// Whether spares are on (`PYRO_SPARES=off|0|false|no` turns them off).
+pub fn spares_enabled_by_env() -> bool {
+    !std::env::var("PYRO_SPARES").is_ok_and(|v| matches!(v.as_str(), "off" | "0" | "false" | "no"))
 }
 
 /// Set once, at startup, by the `pyro` CLI: this process is pyro itself, whatever its file

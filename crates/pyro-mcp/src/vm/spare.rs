@@ -30,11 +30,9 @@
 //! `PYRO_SPARES=off` (or templates off) turns spares off; network policies other than `off`
 //! never use them (their network is set up when the VM starts).
 
-use super::template::{BaseImage, Shape};
-use super::{client::Client, procs};
-use crate::error::{Context, Error, Result};
+use super::procs;
+use crate::error::Result;
 use crate::paths::Paths;
-use crate::runtime::Runtime;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -61,19 +59,9 @@ pub(crate) struct SpareInfo {
     pub(crate) expires_at: u64,
 }
 
-/// Whether spares are on (`PYRO_SPARES=off|0|false|no` turns them off).
-pub fn enabled_by_env() -> bool {
-    !std::env::var("PYRO_SPARES").is_ok_and(|v| matches!(v.as_str(), "off" | "0" | "false" | "no"))
-}
-
 /// How long an unclaimed spare lives (`PYRO_SPARE_TTL_S`, 10 s..=1 day; default 10 min).
 pub(crate) fn ttl_s() -> u64 {
     std::env::var("PYRO_SPARE_TTL_S").ok().and_then(|v| v.parse().ok()).unwrap_or(600).clamp(10, 86_400)
-}
-
-/// Whether a create of this shape can take a spare, and so whether it should leave one.
-pub(crate) fn usable(rt: &Runtime, shape: Shape) -> bool {
-    rt.templates && rt.spares && !shape.nic
 }
 
 pub(crate) fn root(paths: &Paths) -> PathBuf {
@@ -81,12 +69,12 @@ pub(crate) fn root(paths: &Paths) -> PathBuf {
 }
 
 /// A spare's dir, which becomes its workspace's dir when a create takes it.
-fn spare_dir(paths: &Paths, id: &str) -> PathBuf {
+pub(crate) fn spare_dir(paths: &Paths, id: &str) -> PathBuf {
     root(paths).join(id)
 }
 
 /// A spare's VM runtime dir.
-fn vm_dir(paths: &Paths, id: &str) -> PathBuf {
+pub(crate) fn vm_dir(paths: &Paths, id: &str) -> PathBuf {
     paths.vms().join(id)
 }
 
@@ -163,115 +151,4 @@ pub(crate) fn discard(paths: &Paths, id: &str) {
     procs::kill_vm(&vdir);
     crate::paths::remove_tree(&vdir);
     crate::paths::remove_tree(&spare_dir(paths, id));
-}
-
-/// Start `pyro __spare` for this environment and shape, detached (it outlives a CLI call),
-/// unless a spare for it is there already. Errors are ignored: a spare is an optimisation.
-pub(crate) fn refill_in_background(rt: &Runtime, env: &BaseImage, shape: Shape) {
-    let have = list(&rt.paths);
-    if have.len() >= MAX_SPARES
-        || have.iter().any(|(_, i)| {
-            i.environment_dir == env.dir.display().to_string() && i.vcpus == shape.vcpus && i.mem_mib == shape.mem_mib
-        })
-    {
-        return;
-    }
-    // Appended (one line per spare), started afresh past 1 MiB.
-    let log_path = rt.paths.cache.join("spare.log");
-    let fresh = std::fs::metadata(&log_path).is_ok_and(|m| m.len() > 1 << 20);
-    let Ok(log) = std::fs::OpenOptions::new().create(true).append(!fresh).write(true).truncate(fresh).open(&log_path)
-    else {
-        return;
-    };
-    let mut cmd = std::process::Command::new(&rt.supervisor_bin);
-    // Explicit, so an SDK caller's own paths hold (the child does not see them otherwise).
-    cmd.env("PYRO_DATA_DIR", &rt.paths.data)
-        .env("PYRO_CACHE_DIR", &rt.paths.cache)
-        .env("PYRO_RUNTIME_DIR", &rt.paths.runtime)
-        .arg("__spare")
-        .arg(&env.name)
-        .arg(shape.vcpus.to_string())
-        .arg(shape.mem_mib.to_string());
-    crate::proc::spawn_detached(cmd, log);
-}
-
-/// What a create and its first command run in the guest, once, in the spare's QEMU: the clock,
-/// a command in /workspace, a freeze and a thaw (the create's baseline switch).
-pub(crate) fn warm_up(client: &mut Client) -> Result<()> {
-    let req = pyro_proto::ExecRequest {
-        command: pyro_proto::Command::Argv(vec!["true".into()]),
-        cwd: Some("/workspace".into()),
-        env: vec![],
-        timeout_ms: 30_000,
-        max_output_bytes: 1024,
-        progress_ms: 0,
-    };
-    // Twice: a process's first command takes paths (first faults, first allocations) that
-    // later ones do not, and the workspace's first command is a later one.
-    client.exec(req.clone())?;
-    client.exec(req)?;
-    client.call(&pyro_proto::Message::SetClock { unix_ns: unix_ns() })?;
-    client.call(&pyro_proto::Message::Freeze)?;
-    client.call(&pyro_proto::Message::Thaw)?;
-    Ok(())
-}
-
-fn unix_ns() -> u64 {
-    crate::clock::now_ns() as u64
-}
-
-/// Resume a paused spare's VM and set its clock (it stood still while paused).
-fn wake(vdir: &Path) -> Result<super::Vm> {
-    let st: super::spec::VmState =
-        serde_json::from_slice(&std::fs::read(vdir.join("state.json")).ctx("reading the spare's state")?)
-            .map_err(|_| Error::guest("the spare's state is unreadable"))?;
-    let mut client = Client::connect(&vdir.join("supervisor.sock"))?;
-    super::qmp::Qmp::connect(&vdir.join("qmp.sock"))
-        .and_then(|mut q| q.execute("cont", serde_json::json!({})))
-        .map_err(|e| Error::guest(format!("resuming the spare: {}", e.message)))?;
-    client.call(&pyro_proto::Message::SetClock { unix_ns: unix_ns() })?;
-    let boot = super::spec::BootReport {
-        ok: true,
-        error: None,
-        serial_tail: None,
-        boot_ms: st.boot_ms,
-        guest_uptime_ms: 0,
-        supervisor_pid: st.supervisor_pid,
-        qemu_pid: st.qemu_pid,
-        published: Vec::new(),
-    };
-    Ok(super::Vm { dir: vdir.to_path_buf(), client, boot })
-}
-
-/// Take a spare for a create of `env` in `shape`: its id, its lock (held until the row is
-/// written) and a client of its running VM, or None. A spare that cannot be woken is
-/// removed and the next one tried.
-pub(crate) fn claim(rt: &Runtime, env: &BaseImage, shape: Shape) -> Option<(String, std::fs::File, super::Vm)> {
-    let key = super::template::key(rt, env, shape).ok()?;
-    let env_dir = env.dir.display().to_string();
-    let now = crate::clock::now_s();
-    for (id, info) in list(&rt.paths) {
-        if info.environment_dir != env_dir
-            || info.template_key != key
-            || info.vcpus != shape.vcpus
-            || info.mem_mib != shape.mem_mib
-            || info.expires_at <= now + 5
-        {
-            continue;
-        }
-        let dir = spare_dir(&rt.paths, &id);
-        let Ok(Some(lock)) = crate::lockfile::try_lock(&dir.join("lock")) else { continue };
-        if std::fs::rename(dir.join(SPARE), dir.join(CLAIMED)).is_err() {
-            continue; // taken meanwhile
-        }
-        crate::clock::trace("spare: claimed");
-        match wake(&vm_dir(&rt.paths, &id)) {
-            Ok(vm) => {
-                let _ = std::fs::rename(dir.join("disk.qcow2.spare"), dir.join("disk.qcow2"));
-                return Some((id, lock, vm));
-            }
-            Err(_) => discard(&rt.paths, &id),
-        }
-    }
-    None
 }

@@ -106,11 +106,6 @@ impl StartedFrom {
     }
 }
 
-/// Whether templates are on for this process (`PYRO_TEMPLATES=off|0|false` turns them off).
-pub fn enabled_by_env() -> bool {
-    !std::env::var("PYRO_TEMPLATES").is_ok_and(|v| matches!(v.as_str(), "off" | "0" | "false" | "no"))
-}
-
 /// QEMU's version line. Running `qemu-system-x86_64 --version` costs 100-250 ms here (it
 /// loads all of QEMU's libraries), more than a restore: the answer is kept in
 /// `<cache>/qemu-version.json` for the binary's path, size, modification time and inode.

@@ -261,7 +261,7 @@ impl<'a> Workspaces<'a> {
         crate::run::validate(&probe)?;
         let shape =
             crate::vm::template::Shape { vcpus: probe.vcpus, mem_mib: probe.mem_mib, nic: o.network.policy.has_nic() };
-        let spares = crate::vm::spare::usable(self.rt()?, shape);
+        let spares = crate::vm::spare_use::usable(self.rt()?, shape);
         if !spares {
             // Early, before an environment is built or a seed packed; `launch` checks again
             // under its lock. (With spares, after trying to take one: that needs no room.)
@@ -284,7 +284,7 @@ impl<'a> Workspaces<'a> {
         self.host.cancel_token().check("workspace create")?;
         // A warm spare of this environment and shape, if one waits: its dir, id and running
         // VM become this workspace's (see `spare`).
-        let claimed = if spares { crate::vm::spare::claim(self.rt()?, &env.base(), shape) } else { None };
+        let claimed = if spares { crate::vm::spare_use::claim(self.rt()?, &env.base(), shape) } else { None };
         if spares && claimed.is_none() {
             // Spares give way to a workspace (see `spare`).
             crate::vm::spare::room_for(self.paths(), probe.mem_mib)?;
@@ -320,7 +320,7 @@ impl<'a> Workspaces<'a> {
         // Leave a spare for the next create of this kind (in the background; once the
         // template exists).
         if spares && result.is_ok() {
-            crate::vm::spare::refill_in_background(self.rt()?, &env.base(), shape);
+            crate::vm::spare_use::refill_in_background(self.rt()?, &env.base(), shape);
         }
         result
     }

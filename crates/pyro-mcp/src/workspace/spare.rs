@@ -7,6 +7,7 @@ use crate::env::Installed;
 use crate::error::{Error, Result};
 use crate::vm;
 use crate::vm::spare::{self, SpareInfo, MAX_SPARES, SPARE, TEMPLATE_DISK};
+use crate::vm::spare_use;
 use crate::vm::template::{DiskUse, Found, Shape};
 
 impl Workspaces<'_> {
@@ -14,7 +15,7 @@ impl Workspaces<'_> {
     /// when none is needed or possible now (one exists or is being made, no template, no room).
     pub(crate) fn prepare_spare(&self, env: &Installed, shape: Shape) -> Result<Option<(String, u64)>> {
         let rt = self.rt()?;
-        if !spare::usable(rt, shape) {
+        if !spare_use::usable(rt, shape) {
             return Ok(None);
         }
         crate::paths::private_dir(&spare::root(self.paths()))?;
@@ -69,7 +70,7 @@ impl Workspaces<'_> {
                 Some(identity),
             )?;
             // Run what a create and its first command run, so their code is translated.
-            spare::warm_up(&mut vm.client)?;
+            spare_use::warm_up(&mut vm.client)?;
             vm::qmp::Qmp::connect(&vm.dir.join("qmp.sock"))
                 .and_then(|mut q| q.execute("stop", serde_json::json!({})))
                 .map_err(|e| Error::guest(format!("pausing the spare: {}", e.message)))?;
