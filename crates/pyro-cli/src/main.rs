@@ -3,6 +3,7 @@
 
 mod commands;
 mod host;
+mod progress;
 mod render;
 
 use clap::{Parser, Subcommand};

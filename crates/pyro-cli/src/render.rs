@@ -42,9 +42,20 @@ pub fn show<T: Serialize + Render>(v: &T, json: bool) {
     }
 }
 
-/// A progress sink that prints `[tag] phase` lines on stderr.
+/// Print what a command made: only its id (`--id-only`: the id or name the other commands take,
+/// and a newline), else as [`show`] does.
+pub fn show_or_id<T: Serialize + Render>(v: &T, id: &str, id_only: bool, json: bool) {
+    if id_only {
+        println!("{id}");
+    } else {
+        show(v, json);
+    }
+}
+
+/// A progress sink that prints `[tag] phase` lines on stderr (thinned when stderr is not a
+/// terminal: see `crate::progress`).
 pub fn progress(tag: &'static str) -> impl Fn(&str) + Send + Sync + 'static {
-    move |line: &str| eprintln!("[{tag}] {line}")
+    crate::progress::lines(tag)
 }
 
 /// Open the SDK with progress lines, or print why not.

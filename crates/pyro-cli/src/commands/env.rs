@@ -1,6 +1,6 @@
 //! `pyro env list|pull|inspect|prune`: the catalog, builds and OCI pulls, what an install is
 //! made of, and cleaning the cache. Long pulls draw a progress bar on a terminal and print
-//! phase lines otherwise.
+//! phase lines otherwise (`crate::progress`).
 
 use crate::render;
 use pyro_mcp::{PullOptions, PullReport};
@@ -17,6 +17,9 @@ pub enum EnvCmd {
         /// TLS certificates that do not verify
         #[arg(long)]
         insecure: bool,
+        /// Print only the installed environment's name (what `run` and `workspace create` take)
+        #[arg(long, conflicts_with = "json")]
+        id_only: bool,
     },
     /// Show an environment: source, digests, size, packages, layers, kernel, installs
     Inspect { name: String },
@@ -32,7 +35,7 @@ pub enum EnvCmd {
 pub fn main(c: EnvCmd, json: bool) -> i32 {
     match c {
         EnvCmd::List => list(json),
-        EnvCmd::Pull { name, insecure } => pull(&name, insecure, json),
+        EnvCmd::Pull { name, insecure, id_only } => pull(&name, insecure, id_only, json),
         EnvCmd::Inspect { name } => inspect(&name, json),
         EnvCmd::Prune { dry_run } => prune(dry_run, json),
     }
@@ -47,65 +50,8 @@ fn list(json: bool) -> i32 {
     0
 }
 
-/// Progress for pulls: a bar on a terminal (phase lines above it), else phase lines with the
-/// fraction lines thinned to one every few seconds.
-type Sink = Box<dyn Fn(&str) + Send + Sync>;
-
-fn progress_sink(tag: &'static str) -> (Sink, Option<indicatif::ProgressBar>) {
-    use std::io::IsTerminal;
-    if std::io::stderr().is_terminal() {
-        let bar = indicatif::ProgressBar::new_spinner();
-        let handle = bar.clone();
-        bar.enable_steady_tick(std::time::Duration::from_millis(120));
-        let bytes_style = indicatif::ProgressStyle::with_template(
-            "{spinner} {msg:<22} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-        )
-        .unwrap()
-        .progress_chars("=> ");
-        let phase_style = indicatif::ProgressStyle::with_template("{spinner} {msg}").unwrap();
-        let sink = Box::new(move |line: &str| match pyro_mcp::parse_progress(line) {
-            Some((phase, done, total)) => {
-                let phase = phase.trim_start_matches("env: ").to_string();
-                if bar.length() != Some(total) || bar.message() != phase {
-                    bar.set_style(bytes_style.clone());
-                    bar.set_length(total);
-                    bar.set_message(phase);
-                }
-                bar.set_position(done);
-                if done >= total {
-                    bar.set_style(phase_style.clone());
-                }
-            }
-            None => {
-                bar.set_style(phase_style.clone());
-                bar.set_length(0);
-                bar.println(format!("[{tag}] {line}"));
-                bar.set_message(line.trim_start_matches("env: ").to_string());
-            }
-        });
-        (sink, Some(handle))
-    } else {
-        let last = std::sync::Mutex::new(None::<std::time::Instant>);
-        let sink = Box::new(move |line: &str| {
-            if let Some((_, done, total)) = pyro_mcp::parse_progress(line) {
-                let mut l = last.lock().unwrap();
-                let due = match *l {
-                    Some(t) => t.elapsed() >= std::time::Duration::from_secs(3),
-                    None => true,
-                };
-                if !(due || done >= total) {
-                    return;
-                }
-                *l = Some(std::time::Instant::now());
-            }
-            eprintln!("[{tag}] {line}");
-        });
-        (sink, None)
-    }
-}
-
-fn pull(name: &str, insecure: bool, json: bool) -> i32 {
-    let (sink, bar) = progress_sink("pull");
+fn pull(name: &str, insecure: bool, id_only: bool, json: bool) -> i32 {
+    let (sink, bar) = crate::progress::bar_or_lines("pull");
     let pyro = match pyro_mcp::Pyro::new() {
         Ok(p) => p.on_progress(move |l| sink(l)),
         Err(e) => return render::error(&e, json),
@@ -117,7 +63,8 @@ fn pull(name: &str, insecure: bool, json: bool) -> i32 {
     }
     match result {
         Ok(i) => {
-            render::show(&PullReport::from(&i), json);
+            let r = PullReport::from(&i);
+            render::show_or_id(&r, &r.name, id_only, json);
             0
         }
         Err(e) => render::error(&e, json),

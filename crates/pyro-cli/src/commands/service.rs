@@ -43,6 +43,9 @@ pub enum ServiceCmd {
         /// Publish a guest port on the host's 127.0.0.1 (needs egress+published-ports)
         #[arg(long = "publish", value_name = "[HOST_PORT:]GUEST_PORT")]
         publish: Vec<String>,
+        /// Print only the service's name (what status, logs and stop take) once it is ready
+        #[arg(long, conflicts_with = "json")]
+        id_only: bool,
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
@@ -85,6 +88,7 @@ pub fn run(ws: &mut Workspaces<'_>, c: ServiceCmd, json: bool) -> Result<i32, Er
             env,
             secret_env,
             publish,
+            id_only,
             command,
         } => {
             let readiness =
@@ -101,7 +105,8 @@ pub fn run(ws: &mut Workspaces<'_>, c: ServiceCmd, json: bool) -> Result<i32, Er
             o.publish = publish.iter().map(|p| PortSpec::parse(p)).collect::<Result<_, _>>()?;
             // An interrupted start leaves the service to the guest, which stops it if it is
             // not ready by its deadline.
-            render::show(&ws.service_start(&id, &o)?, json);
+            let s = ws.service_start(&id, &o)?;
+            render::show_or_id(&s, &s.name, id_only, json);
         }
         ServiceCmd::List { id } => render::show(&ws.service_list(&id)?, json),
         ServiceCmd::Status { id, name } => render::show(&ws.service_status(&id, &name)?, json),

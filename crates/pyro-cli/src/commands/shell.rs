@@ -78,11 +78,7 @@ pub fn run(ws: &mut Workspaces<'_>, c: ShellCmd, json: bool) -> Result<i32, Erro
         ShellCmd::Open { id, cwd, cols, rows, secret_env, id_only } => {
             let secret_env = secret_env.iter().map(|s| pyro_mcp::SecretEnv::parse(s)).collect::<Result<_, _>>()?;
             let s = ws.shell_open(&id, &ShellOptions { cwd, cols, rows, env: Vec::new(), secret_env })?;
-            if id_only {
-                println!("{}", s.shell_id);
-            } else {
-                render::show(&s, json);
-            }
+            render::show_or_id(&s, &s.shell_id, id_only, json);
         }
         ShellCmd::Read { id, shell, cursor, max_chars, plain, wait_for_idle_ms } => {
             let r = ws.shell_read(&id, &shell, &ShellReadOptions { cursor, max_chars, plain, wait_for_idle_ms })?;

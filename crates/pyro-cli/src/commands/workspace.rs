@@ -130,6 +130,9 @@ pub enum WsCmd {
         name: Option<String>,
         #[arg(long = "label", value_name = "KEY=VALUE")]
         labels: Vec<String>,
+        /// Print only the new workspace's id
+        #[arg(long, conflicts_with = "json")]
+        id_only: bool,
     },
     /// Read a stopped workspace's whole disk without booting it
     #[command(subcommand)]
@@ -258,11 +261,7 @@ fn run(c: WsCmd, json: bool) -> Result<i32, Error> {
                 seed_path_resolved: false,
             };
             let w = ws.create(&o, pyro.progress())?;
-            if id_only {
-                println!("{}", w.id);
-            } else {
-                render::show(&w, json);
-            }
+            render::show_or_id(&w, &w.id, id_only, json);
         }
         WsCmd::List => render::show(&ws.list()?, json),
         WsCmd::Shell(c) => return crate::commands::shell::run(&mut ws, c, json),
@@ -340,9 +339,10 @@ fn run(c: WsCmd, json: bool) -> Result<i32, Error> {
         WsCmd::Delete { id } => render::show(&ws.delete(&id)?, json),
         WsCmd::Stop { id, discard_memory } => render::show(&ws.stop(&id, discard_memory)?, json),
         WsCmd::Start { id } => render::show(&ws.start(&id)?, json),
-        WsCmd::Fork { id, name, labels } => {
+        WsCmd::Fork { id, name, labels, id_only } => {
             let labels = labels.iter().map(|l| pyro_mcp::internal::parse_label(l)).collect::<Result<_, _>>()?;
-            render::show(&ws.fork(&id, &pyro_mcp::ForkOptions { name, labels })?, json);
+            let w = ws.fork(&id, &pyro_mcp::ForkOptions { name, labels })?;
+            render::show_or_id(&w, &w.id, id_only, json);
         }
         WsCmd::Disk(c) => return super::disk::run(&mut ws, c, json),
         WsCmd::Service(c) => return super::service::run(&mut ws, c, json),
