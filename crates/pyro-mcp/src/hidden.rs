@@ -39,7 +39,7 @@ pub fn spare_preparer_main(args: &[String]) -> i32 {
         let rt = host.runtime()?;
         let installed =
             crate::env::installed(&rt.paths, env).ok_or_else(|| Error::not_found(format!("{env} is not installed")))?;
-        let ws = crate::workspace::lifecycle::Workspaces::open(&host)?;
+        let ws = crate::workspace::base::Workspaces::open(&host)?;
         // The create that started us is running its first command now: on a small host the
         // restore below would take the CPU from it.
         std::thread::sleep(std::time::Duration::from_secs(1));

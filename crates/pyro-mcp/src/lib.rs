@@ -48,8 +48,9 @@ pub use render::Render;
 pub use run::{RunOptions, RunResult};
 pub use sdk::{EnvironmentInfo, EnvironmentList, Pyro};
 pub use session::{ExecOutput, VmSession};
+pub use workspace::base::Workspaces;
 pub use workspace::export::ExportOptions;
-pub use workspace::lifecycle::{ExecRecord, Workspaces};
+pub use workspace::lifecycle::ExecRecord;
 pub use workspace::{
     CreateOptions, ExecOptions, ForkOptions, SecretEnv, SecretInfo, SecretSource, SecretSpec, UpdateOptions,
     WorkspaceInfo, WorkspaceList,

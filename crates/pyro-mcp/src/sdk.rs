@@ -181,11 +181,11 @@ impl Pyro {
     /// half deleted, VMs nobody owns, dead VMs' sockets and overlays) and say what was removed.
     /// Every workspace call does the same on its way in; this one reports it.
     pub fn repair(&self) -> Result<crate::workspace::recover::SweepReport> {
-        crate::workspace::lifecycle::Workspaces::open_unswept(&self.host)?.sweep()
+        crate::workspace::base::Workspaces::open_unswept(&self.host)?.sweep()
     }
 
-    pub fn workspaces(&self) -> Result<crate::workspace::lifecycle::Workspaces<'_>> {
-        crate::workspace::lifecycle::Workspaces::open(&self.host)
+    pub fn workspaces(&self) -> Result<crate::workspace::base::Workspaces<'_>> {
+        crate::workspace::base::Workspaces::open(&self.host)
     }
 
     /// Install an environment: build a catalog entry if it is not cached yet, or pull an OCI

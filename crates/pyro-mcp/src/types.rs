@@ -14,15 +14,14 @@ pub use crate::run::{RunOptions, RunResult};
 pub use crate::runtime::Runtime;
 pub use crate::sdk::{EnvironmentInfo, EnvironmentList};
 pub use crate::session::{Cleanup, ExecOutput, VmSession};
+pub use crate::workspace::base::Workspaces;
 pub use crate::workspace::diff::{DiffEntry, DiffResult, DiffSummary};
 pub use crate::workspace::disk::DiskExport;
 pub use crate::workspace::export::{ExportOptions, ExportReport, SkippedEntry};
 pub use crate::workspace::files::{
     FileEntry, FileList, FileRead, FileWrite, PatchEntry, PatchReport, PatchSummary, SyncDetails, SyncPush,
 };
-pub use crate::workspace::lifecycle::{
-    CreateOptions, DeleteReport, ExecOptions, ExecRecord, Logs, UpdateOptions, Workspaces,
-};
+pub use crate::workspace::lifecycle::{CreateOptions, DeleteReport, ExecOptions, ExecRecord, Logs, UpdateOptions};
 pub use crate::workspace::secrets::{SecretEnv, SecretInfo, SecretSource, SecretSpec};
 pub use crate::workspace::services::{
     ReadinessArgs, RestartPolicy, ServiceInfo, ServiceList, ServiceLogs, ServiceOptions,

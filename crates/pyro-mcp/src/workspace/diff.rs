@@ -3,7 +3,7 @@
 //! manifest and builds unified patches for changed text files, old contents coming from the
 //! baseline archive. Everything is capped, with markers and hints to get the rest.
 
-use super::lifecycle::{ws_dir, Workspaces};
+use super::base::{ws_dir, Workspaces};
 use super::patch;
 use super::seed::ManifestEntry;
 use crate::error::{Context, Error, Result};

@@ -13,8 +13,8 @@
 //! command), and the guest's runtime directories (`/run`, `/proc`, `/sys`, `/dev`) are
 //! mount points whose contents are not on the disk: the tools refuse paths under them.
 
+use super::base::{ws_dir, Workspaces};
 use super::files::{FileEntry, FileList, FileRead};
-use super::lifecycle::{ws_dir, Workspaces};
 use crate::error::{Context, Error, Result};
 use crate::text::clip;
 use crate::vm::{self, qemu::Disk, Client, LaunchOptions};

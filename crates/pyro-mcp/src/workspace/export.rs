@@ -16,9 +16,9 @@
 //! - extracts the stream once, into a private staging dir beside the output (same file
 //!   system), and renames the result into place: a failed export leaves nothing behind.
 
+use super::base::Workspaces;
 use super::files::rel;
 use super::guest_path;
-use super::lifecycle::Workspaces;
 use crate::error::{Code, Context, Error, Result};
 use crate::text::clip;
 use pyro_proto::Message;

@@ -3,7 +3,7 @@
 //! where symlinks are resolved; writes are atomic and batches are all-or-nothing. Export
 //! lives in `export`.
 
-use super::lifecycle::Workspaces;
+use super::base::Workspaces;
 use super::{guest_path, patch, seed};
 use crate::error::{Code, Context, Error, Result};
 use crate::text::clip;
@@ -223,7 +223,7 @@ impl Workspaces<'_> {
         let gp = guest_path(dest.unwrap_or("/workspace"))?;
         seed::detect_kind_in(source, exact)?;
         let r = self.resolve(key)?;
-        let tmp = super::lifecycle::ws_dir(self.paths(), &r.id).join(format!("sync-{}.tar", crate::vm::new_id()));
+        let tmp = super::base::ws_dir(self.paths(), &r.id).join(format!("sync-{}.tar", crate::vm::new_id()));
         let result = (|| {
             let mut f = std::fs::File::create(&tmp).ctx("creating sync archive")?;
             // Held while the archive is in use: a sweep removes only unlocked ones (left by a

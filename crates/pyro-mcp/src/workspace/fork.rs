@@ -22,7 +22,7 @@
 //! removes a dir without a row whose lock is free (as for a create cut short); the source's
 //! switch is journaled as a snapshot's is (`snapshot.pending`, see `snapshots`).
 
-use super::lifecycle::{ws_dir, Workspaces};
+use super::base::{ws_dir, Workspaces};
 use super::snapshots::{adopt, is_layer_name, layer_files, live_layer, PENDING};
 use super::store::Row;
 use super::{ForkOrigin, WorkspaceInfo};

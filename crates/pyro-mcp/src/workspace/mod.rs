@@ -9,6 +9,7 @@
 //! runtime dir is `<runtime>/vms/<id>`. Secrets are kept apart, in `<data>/secrets/<id>/`
 //! (see `secrets`).
 
+pub mod base;
 pub mod diff;
 pub mod disk;
 pub mod export;

@@ -19,7 +19,7 @@
 //! Within a live workspace, a reset and a snapshot create leave a journal file that the next
 //! call under the lock completes (`recover_reset`, `recover_pending`).
 
-use super::lifecycle::{vm_dir, ws_dir, Workspaces};
+use super::base::{vm_dir, ws_dir, Workspaces};
 use crate::error::Result;
 use crate::paths::{empty_trash, remove_tree};
 use crate::vm::procs::{kill_vm, older_than, remove_stale_sockets, supervisors_of};

@@ -21,7 +21,7 @@
 //! A value cut in two by a truncation (an exec stream's head/tail marker, the history's clip,
 //! a file read's page boundary) is not recognised; neither are encodings of it (base64, hex).
 
-use super::lifecycle::Workspaces;
+use super::base::Workspaces;
 use crate::error::{Context, Error, Result};
 use crate::paths::Paths;
 use crate::text::clip;

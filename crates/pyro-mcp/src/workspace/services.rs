@@ -8,8 +8,8 @@
 //! is not booted just to look. Transitions the host observes become review events
 //! (`service_start`, `service_ready`, `service_exit`, `service_failure`, `service_stop`).
 
+use super::base::Workspaces;
 use super::guest_path;
-use super::lifecycle::Workspaces;
 use super::store::Row;
 use crate::clock::now_s;
 use crate::error::{Code, Error, Result};
@@ -371,7 +371,7 @@ impl Workspaces<'_> {
             return Ok(Vec::new());
         }
         let guest = guest_services(self, id, name);
-        let saved = super::stop::memory_saved(&super::lifecycle::ws_dir(self.paths(), id));
+        let saved = super::stop::memory_saved(&super::base::ws_dir(self.paths(), id));
         let mut out = Vec::new();
         for rec in recs {
             let old = &rec.info;

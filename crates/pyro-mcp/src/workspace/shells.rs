@@ -6,7 +6,7 @@
 //! output into text (optionally plain: terminal control sequences stripped) and records
 //! open/close events for the summary.
 
-use super::lifecycle::Workspaces;
+use super::base::Workspaces;
 use crate::error::{in_range, Error, Result};
 use pyro_proto::Message;
 use schemars::JsonSchema;
@@ -294,7 +294,7 @@ impl Workspaces<'_> {
 
     /// Open shells for the summary, when the VM is running (never boots it).
     pub(crate) fn shells_if_running(&mut self, id: &str) -> Vec<ShellInfo> {
-        let sock = super::lifecycle::vm_dir(self.paths(), id).join("supervisor.sock");
+        let sock = super::base::vm_dir(self.paths(), id).join("supervisor.sock");
         let Ok(mut c) = crate::vm::client::Client::connect(&sock) else { return Vec::new() };
         match c.call(&Message::ShellList) {
             Ok(Message::ShellListReply { shells }) => shells.into_iter().map(|i| Self::shell_info(id, i)).collect(),

@@ -35,7 +35,7 @@
 //! would copy data). Sweeps run under the workspace lock after delete, reset and before create.
 //! Bounds: 64 named snapshots, 128 layer files (named plus kept ones) per workspace.
 
-use super::lifecycle::{vm_dir, ws_dir, Workspaces};
+use super::base::{vm_dir, ws_dir, Workspaces};
 use super::store::{add_event, db_err};
 use crate::clock::now_s;
 use crate::error::{Code, Context, Error, Result};

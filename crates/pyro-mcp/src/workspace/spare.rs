@@ -2,7 +2,7 @@
 //! booted from the template as a workspace VM would be, given its own identity, run once so
 //! its code is translated, and paused.
 
-use super::lifecycle::{ws_dir, Workspaces};
+use super::base::{ws_dir, Workspaces};
 use crate::env::Installed;
 use crate::error::{Error, Result};
 use crate::vm;

@@ -22,7 +22,7 @@
 //! complete stop (or a running VM, if the save had not started); `stopped.json` is written
 //! before asking, so the next call sees a stop either way.
 
-use super::lifecycle::{vm_dir, ws_dir, Workspaces};
+use super::base::{vm_dir, ws_dir, Workspaces};
 use super::WorkspaceInfo;
 use crate::clock::now_s;
 use crate::error::{Context, Error, Result};
@@ -167,7 +167,7 @@ impl Workspaces<'_> {
         let marker = StopMarker { at: now_s(), memory: !discard_memory };
         crate::paths::write_atomic(&dir.join(STOPPED), &serde_json::to_vec(&marker).unwrap())?;
         let Some(mut client) = client else {
-            let (state, reason) = super::lifecycle::vm_state(self.paths(), &r.id);
+            let (state, reason) = super::base::vm_state(self.paths(), &r.id);
             let note = format!(
                 "the VM was not running ({state}{}); marked stopped",
                 reason.map(|r| format!(": {r}")).unwrap_or_default()

@@ -5,8 +5,8 @@
 //! inputs. Every list is capped with a "+N more" count, and empty sections are left out, so
 //! the JSON stays small after hundreds of commands and changed files.
 
+use super::base::Workspaces;
 use super::diff::DiffResult;
-use super::lifecycle::Workspaces;
 use super::store::CommandRow;
 use super::WorkspaceInfo;
 use crate::clock::now_s;
@@ -570,7 +570,7 @@ impl Workspaces<'_> {
     /// The supervisor's denial log, with what is new since the last look recorded as
     /// `network_denied` review events (one per destination, with how many new attempts).
     fn sync_denials(&mut self, id: &str) -> Result<Vec<crate::net::stack::Denial>> {
-        let dir = super::lifecycle::ws_dir(self.paths(), id);
+        let dir = super::base::ws_dir(self.paths(), id);
         let denials = crate::net::stack::read_denials(&dir.join("denials.json"));
         let seen_path = dir.join("denials.seen.json");
         let mut seen: BTreeMap<String, u64> =
