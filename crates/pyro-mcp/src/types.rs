@@ -3,7 +3,7 @@
 //! private).
 
 pub use crate::doctor::{Check, DoctorReport, Finding};
-pub use crate::env::oci::LayerInfo;
+pub use crate::env::manifest::LayerInfo;
 pub use crate::env::{
     EnvKind, EnvironmentDetails, ImageConfig, InstallSummary, Installed, OciInfo, PruneEntry, PruneReport, PullOptions,
     PullReport,

@@ -11,7 +11,9 @@
 //! Steps 2 to 4 (`blank_image`, `builder_vm`, `install`) are shared with OCI image pulls
 //! (`oci.rs`), which stream verified image layers into the same builder VM instead.
 
-use super::{catalog::CatalogEntry, load, Installed};
+use super::catalog::CatalogEntry;
+use super::manifest::{load, EnvKind, Installed};
+use super::progress::Throttle;
 use crate::error::{Context, Error, Result};
 use crate::runtime::Runtime;
 use crate::vm::{self, qemu::Disk, LaunchOptions};
@@ -134,7 +136,7 @@ fn build_in(
     let mut vm = builder_vm(rt, &image)?;
     let total = std::fs::metadata(&tar).map(|m| m.len()).unwrap_or(0);
     let mut reader = std::io::BufReader::new(std::fs::File::open(&tar).ctx("opening rootfs archive")?);
-    let mut throttle = super::Throttle::new();
+    let mut throttle = Throttle::new();
     let (entries, _) = vm
         .client
         .unpack("/target", true, &mut reader as &mut dyn Read, &mut |sent| {
@@ -152,7 +154,7 @@ fn build_in(
         installed_at: 0,
         size_bytes: 0,
         packages,
-        kind: super::EnvKind::Catalog,
+        kind: EnvKind::Catalog,
         kernel: Some(kernel_label(rt)),
         oci: None,
         dir: Default::default(),

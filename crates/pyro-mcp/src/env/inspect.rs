@@ -3,6 +3,7 @@
 //! packages, layers and image config), every other install still on disk and who uses it,
 //! and the guest kernel it boots with.
 
+use super::manifest::EnvKind;
 use super::{canonical_name, catalog, env_root, is_oci_name, load, Installed};
 use crate::error::{Error, Result};
 use crate::paths::Paths;
@@ -79,7 +80,7 @@ pub fn inspect(paths: &Paths, rt: Option<&crate::runtime::Runtime>, name: &str) 
     let kernel =
         crate::kernel::cached_kernel(&paths.kernels()).map(|k| format!("{} ({} {})", k.release, k.package, k.version));
     Ok(EnvironmentDetails {
-        kind: if is_oci_name(&name) { super::EnvKind::Oci } else { super::EnvKind::Catalog },
+        kind: if is_oci_name(&name) { EnvKind::Oci } else { EnvKind::Catalog },
         description: entry.map(|e| e.description.to_string()),
         catalog_version: entry.map(|e| e.version.to_string()),
         recipe_packages: entry.map(|e| e.packages.iter().map(|p| p.to_string()).collect()).unwrap_or_default(),

@@ -15,74 +15,22 @@
 pub mod build;
 pub mod catalog;
 pub mod inspect;
+pub mod manifest;
 pub mod oci;
+pub mod progress;
 pub mod prune;
 
 use crate::error::Result;
 use crate::paths::Paths;
-use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+use serde::Serialize;
+use std::path::PathBuf;
 
 pub use catalog::{lookup, CatalogEntry, CATALOG};
 pub use inspect::{EnvironmentDetails, InstallSummary};
-pub use oci::{ImageConfig, OciInfo, PullOptions};
+pub use manifest::{load, EnvKind, ImageConfig, Installed, OciInfo};
+pub use oci::PullOptions;
+pub use progress::{lock_reporting, parse_progress};
 pub use prune::{PruneEntry, PruneReport};
-
-/// Where an environment comes from. Serialized as `catalog` / `oci`, the words `env.json`
-/// manifests on disk and every JSON output have always used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum EnvKind {
-    /// Built by pyro from the Debian archive (see `env::catalog`).
-    #[default]
-    Catalog,
-    /// Pulled from an OCI registry.
-    Oci,
-}
-
-impl EnvKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EnvKind::Catalog => "catalog",
-            EnvKind::Oci => "oci",
-        }
-    }
-}
-
-impl std::fmt::Display for EnvKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// What `env.json` records about an installed environment.
-#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct Installed {
-    pub name: String,
-    /// The catalog version, or the first 12 hex digits of an image's manifest digest.
-    pub version: String,
-    /// Identity: sha256 of the rootfs archive (catalog) or of the image manifest (OCI).
-    pub digest: String,
-    pub source: String,
-    pub installed_at: u64,
-    /// Bytes the image occupies on disk (it is sparse).
-    pub size_bytes: u64,
-    pub packages: Vec<String>,
-    /// Manifests written before OCI support have no kind: they are catalog builds.
-    #[serde(default)]
-    pub kind: EnvKind,
-    /// The guest kernel the builder VM ran (every environment boots the same cached kernel).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kernel: Option<String>,
-    /// Registry, digests, layers and image config of an OCI image.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub oci: Option<OciInfo>,
-    #[serde(skip)]
-    pub dir: PathBuf,
-    /// Set when this call built or pulled the install (false when it was already there).
-    #[serde(skip)]
-    pub fresh: bool,
-}
 
 /// `env pull`: the install, and whether this call built or pulled it.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
@@ -117,18 +65,6 @@ impl From<&Installed> for PullReport {
             manifest_digest: i.oci.as_ref().map(|o| o.manifest_digest.clone()),
             index_digest: i.oci.as_ref().and_then(|o| o.index_digest.clone()),
         }
-    }
-}
-
-impl Installed {
-    /// The read-only ext4 base image VMs of this environment run on.
-    pub fn image(&self) -> PathBuf {
-        self.dir.join("base.ext4")
-    }
-
-    /// What the VM layer needs of this install (templates, spares).
-    pub fn base(&self) -> crate::vm::template::BaseImage {
-        crate::vm::template::BaseImage { name: self.name.clone(), digest: self.digest.clone(), dir: self.dir.clone() }
     }
 }
 
@@ -167,12 +103,6 @@ pub fn installed(paths: &Paths, name: &str) -> Option<Installed> {
     let root = env_root(paths, &name);
     let current = std::fs::read_to_string(root.join("current")).ok()?;
     load(&root.join(current.trim()))
-}
-
-pub fn load(dir: &Path) -> Option<Installed> {
-    let mut m: Installed = serde_json::from_slice(&std::fs::read(dir.join("env.json")).ok()?).ok()?;
-    m.dir = dir.to_path_buf();
-    m.image().is_file().then_some(m)
 }
 
 /// Every environment with a usable `current` install, catalog or not, sorted by name.
@@ -222,56 +152,6 @@ pub fn ensure(rt: &crate::runtime::Runtime, name: &str, progress: &dyn Fn(&str))
     }
     build::clean_partials(&root);
     build::build(rt, entry, &root, progress)
-}
-
-/// Take an environment's build lock, saying so when another process holds it.
-pub fn lock_reporting(root: &Path, name: &str, progress: &dyn Fn(&str)) -> Result<std::fs::File> {
-    // A concurrent `prune` may just have removed an empty root.
-    crate::paths::private_dir(root)?;
-    let path = root.join(".lock");
-    if let Some(f) = crate::lockfile::try_lock(&path)? {
-        return Ok(f);
-    }
-    progress(&format!("env: another process is installing {name}; waiting for it"));
-    crate::lockfile::lock(&path)
-}
-
-/// A progress line with a fraction in it, which front ends can draw as a bar:
-/// `env: downloading layers: 12.5 / 40.0 MiB`.
-pub fn progress_line(phase: &str, done: u64, total: u64) -> String {
-    let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
-    format!("{phase}: {:.1} / {:.1} MiB", mib(done), mib(total.max(done)))
-}
-
-/// The phase, bytes done and bytes total of a line made by `progress_line`.
-pub fn parse_progress(line: &str) -> Option<(&str, u64, u64)> {
-    let (phase, rest) = line.rsplit_once(": ")?;
-    let (done, total) = rest.strip_suffix(" MiB")?.split_once(" / ")?;
-    let b = |s: &str| s.trim().parse::<f64>().ok().map(|v| (v * (1u64 << 20) as f64) as u64);
-    Some((phase, b(done)?, b(total)?))
-}
-
-/// Emits fraction lines at most every quarter second (and always the last one).
-pub(crate) struct Throttle {
-    last: Option<std::time::Instant>,
-}
-
-impl Throttle {
-    pub fn new() -> Self {
-        Throttle { last: None }
-    }
-
-    pub fn tick(&mut self, progress: &dyn Fn(&str), phase: &str, done: u64, total: u64) {
-        let now = std::time::Instant::now();
-        let due = match self.last {
-            Some(t) => now.duration_since(t).as_millis() >= 250,
-            None => true,
-        };
-        if done >= total || due {
-            self.last = Some(now);
-            progress(&progress_line(phase, done, total));
-        }
-    }
 }
 
 #[cfg(test)]

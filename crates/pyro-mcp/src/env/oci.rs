@@ -18,7 +18,9 @@
 //! The image config (Env, WorkingDir, User, Entrypoint, Cmd) is recorded in env.json for
 //! `inspect`; commands still run as root in /workspace with pyro's environment.
 
-use super::{build, env_root, load, Installed};
+use super::build;
+use super::manifest::{load, EnvKind, ImageConfig, Installed, LayerInfo, OciInfo};
+use super::progress::{lock_reporting, progress_line, Throttle};
 use crate::error::{Context, Error, Result};
 use crate::paths::Paths;
 use crate::runtime::Runtime;
@@ -26,7 +28,7 @@ use crate::text::clip;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 use oci_client::Reference;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::Path;
@@ -56,53 +58,6 @@ pub struct OciRef {
     pub reference: Reference,
     pub plain_http: bool,
     pub insecure: bool,
-}
-
-/// What env.json records about an image.
-#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct OciInfo {
-    pub reference: String,
-    pub registry: String,
-    pub repository: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tag: Option<String>,
-    /// `sha256:...` of the image manifest (the environment's identity).
-    pub manifest_digest: String,
-    /// `sha256:...` of the image index the manifest was chosen from, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub index_digest: Option<String>,
-    pub config_digest: String,
-    pub platform: String,
-    pub layers: Vec<LayerInfo>,
-    pub config: ImageConfig,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub created: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct LayerInfo {
-    pub digest: String,
-    pub size: u64,
-    pub media_type: String,
-    /// sha256 of the uncompressed layer, from the image config.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub diff_id: Option<String>,
-}
-
-/// The parts of the image config pyro records (it does not apply them: commands run as root
-/// in /workspace with pyro's environment).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct ImageConfig {
-    #[serde(default)]
-    pub env: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub working_dir: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub entrypoint: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cmd: Option<Vec<String>>,
 }
 
 /// Parse `[http://|https://]REGISTRY/REPO[:TAG][@sha256:HEX]` and decide the transport. Never
@@ -487,10 +442,10 @@ pub fn pull<'a>(
     })?;
     let hexd = resolved.manifest_digest.trim_start_matches("sha256:").to_string();
     let dir_name = hexd[..12].to_string();
-    let root = env_root(paths, &r.name);
+    let root = paths.environments().join(slug(&r.name));
     crate::paths::private_dir(&root)?;
     let up_to_date = |root: &Path| load(&root.join(&dir_name)).filter(|i| i.digest == hexd);
-    let _lock = super::lock_reporting(&root, &r.name, progress)?;
+    let _lock = lock_reporting(&root, &r.name, progress)?;
     if let Some(i) = up_to_date(&root) {
         crate::paths::write_atomic(&root.join("current"), dir_name.as_bytes())?;
         progress(&format!("env: {} is installed ({})", r.name, resolved.manifest_digest));
@@ -592,7 +547,7 @@ fn pull_in<'a>(
     progress("env: applying the layers in a builder VM");
     let mut vm = build::builder_vm(rt, &image)?;
     let consumed = std::rc::Rc::new(std::cell::Cell::new(0u64));
-    let mut throttle = super::Throttle::new();
+    let mut throttle = Throttle::new();
     let mut entries_total = 0u64;
     let mut done_before = 0u64;
     for (i, l) in res.layers.iter().enumerate() {
@@ -670,7 +625,7 @@ fn pull_in<'a>(
         installed_at: 0,
         size_bytes: 0,
         packages,
-        kind: super::EnvKind::Oci,
+        kind: EnvKind::Oci,
         kernel: Some(build::kernel_label(rt)),
         oci: Some(info),
         dir: Default::default(),
@@ -711,7 +666,7 @@ async fn download_all(
     let total: u64 = res.layers.iter().map(|l| l.size.max(0) as u64).sum();
     let mut done = 0u64;
     let mut last = std::time::Instant::now();
-    let _ = tx.send(super::progress_line("env: downloading layers", 0, total));
+    let _ = tx.send(progress_line("env: downloading layers", 0, total));
     for (i, l) in res.layers.iter().enumerate() {
         let want = l.size.max(0) as u64;
         let what = format!("layer {}/{n} ({})", i + 1, l.digest);
@@ -749,7 +704,7 @@ async fn download_all(
             f.write_all(&chunk).map_err(|e| Error::io(format!("writing {what}"), e))?;
             if last.elapsed() >= Duration::from_millis(250) {
                 last = std::time::Instant::now();
-                let _ = tx.send(super::progress_line("env: downloading layers", done + got, total));
+                let _ = tx.send(progress_line("env: downloading layers", done + got, total));
             }
         }
         f.flush().map_err(|e| Error::io(format!("writing {what}"), e))?;
@@ -766,7 +721,7 @@ async fn download_all(
         }
         done += got;
     }
-    let _ = tx.send(super::progress_line("env: downloading layers", total, total));
+    let _ = tx.send(progress_line("env: downloading layers", total, total));
     Ok(config)
 }
 

@@ -8,7 +8,8 @@
 //! chains of the disks under `<data>/workspaces/*/` (and of running VMs' overlays). An
 //! environment whose build lock is held (a pull in progress) is skipped.
 
-use super::{catalog, load, Installed};
+use super::catalog;
+use super::manifest::{load, EnvKind, Installed};
 use crate::error::Result;
 use crate::paths::disk_usage;
 use crate::paths::Paths;
@@ -155,7 +156,7 @@ fn remove(path: &Path) -> std::io::Result<()> {
 
 /// Why an install that is `current` should still go, if it should.
 fn stale_current(i: &Installed) -> Option<String> {
-    if i.kind == super::EnvKind::Oci {
+    if i.kind == EnvKind::Oci {
         return None;
     }
     match catalog::CATALOG.iter().find(|e| e.name == i.name) {

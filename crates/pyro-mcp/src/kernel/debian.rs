@@ -12,6 +12,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+pub const SUITE: &str = "bookworm";
+
 /// Debian's archive keyring (debian-archive-keyring 2023.3+deb12u2): bullseye, bookworm and
 /// trixie archive and release keys. Shipped so that the host's own keyrings are never used.
 pub(crate) const ARCHIVE_KEYRING: &[u8] = include_bytes!("../../assets/debian-archive-keyring.gpg");
@@ -182,7 +184,7 @@ pub(crate) fn verify_inrelease(work: &Path, inrelease: &Path, mirror: &str) -> R
             stderr.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("").trim().trim_start_matches("gpgv:").trim();
         return Err(Error::guest(format!(
             "the {} InRelease file from {mirror} failed OpenPGP verification: {why}{}{}",
-            super::SUITE,
+            SUITE,
             if detail.is_empty() { "" } else { "; gpgv: " },
             detail
         ))

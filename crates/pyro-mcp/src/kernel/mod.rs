@@ -17,12 +17,12 @@ mod debian;
 use crate::error::{Error, Result};
 use crate::paths;
 use crate::text::bytes;
+pub use debian::SUITE;
 use serde::{Deserialize, Serialize};
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
-pub const SUITE: &str = "bookworm";
 /// Modules the guest needs, in load order after dependency resolution is applied.
 /// Dependencies (virtio, virtio_ring, failover, net_failover, ...) are added automatically.
 pub const WANTED_MODULES: &[&str] = &["virtio_blk", "virtio_console", "virtio_net", "virtio_mmio"];

@@ -104,7 +104,7 @@ pub fn blocked(ip: IpAddr, host: &[IpAddr]) -> Option<&'static str> {
                 return Some("a broadcast address");
             }
             let [a, b, c, _] = v4.octets();
-            let [ga, gb, gc, _] = super::GATEWAY_IP.octets();
+            let [ga, gb, gc, _] = super::addr::GATEWAY_IP.octets();
             if (a, b, c) == (ga, gb, gc) {
                 return Some("the guest network itself");
             }

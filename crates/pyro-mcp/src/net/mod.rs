@@ -10,21 +10,16 @@
 //! SNI (`sniff`), resolved and connected on the host. No root, no TAP, no firewall rules.
 //! Every refused attempt is counted in a denial log the workspace summary shows.
 
+pub mod addr;
 pub mod filter;
 pub mod sniff;
 pub mod stack;
 
 use crate::error::{Error, Result};
+pub use addr::{GATEWAY_IP, GATEWAY_MAC, GUEST_IP, GUEST_MAC, PREFIX_LEN};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use std::net::Ipv4Addr;
 
-/// The guest's address, its gateway (the supervisor's stack, also its DNS server) and MACs.
-pub const GUEST_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 15);
-pub const GATEWAY_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
-pub const PREFIX_LEN: u8 = 24;
-pub const GUEST_MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x70, 0x79, 0x02];
-pub const GATEWAY_MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x70, 0x79, 0x01];
 /// Most names on an allow list, and most published ports.
 pub const MAX_ALLOW_DOMAINS: usize = 256;
 pub const MAX_PUBLISHED: usize = 32;
@@ -156,7 +151,7 @@ impl NetworkOptions {
     /// supervisor binds it for real when the VM starts).
     pub fn check_ports_free(&self) -> Result<()> {
         for p in self.publish.iter().filter(|p| p.host_port != 0) {
-            if let Err(e) = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, p.host_port)) {
+            if let Err(e) = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, p.host_port)) {
                 return Err(Error::new(
                     crate::error::Code::Conflict,
                     format!("host port 127.0.0.1:{} is not available: {e}", p.host_port),
@@ -189,7 +184,7 @@ pub fn host_nameservers() -> Vec<std::net::IpAddr> {
         .take(3)
         .collect();
     if found.is_empty() {
-        vec![std::net::IpAddr::V4(Ipv4Addr::LOCALHOST)]
+        vec![std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)]
     } else {
         found
     }
