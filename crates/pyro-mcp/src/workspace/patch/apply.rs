@@ -2,8 +2,8 @@
 //! the nearest offset where its old lines match) and building the [`FileChange`] for each path,
 //! regular file or symbolic link (whose "content" is its target).
 
+use super::model::{is_symlink_mode, Action, Current, FileChange, DEFAULT_MODE, MAX_LINK_BYTES};
 use super::parse::{Hunk, Kind, Line, Section};
-use super::{is_symlink_mode, Action, Current, FileChange, DEFAULT_MODE, MAX_LINK_BYTES};
 use crate::error::{Code, Error, Result};
 use crate::text::clip;
 

@@ -1,8 +1,8 @@
 //! File names in patch headers: git's C-quoted names, `---`/`+++` names with timestamps, the
 //! two names of a `diff --git` line, and the validation that keeps every path inside the workspace.
 
-use super::parse::SHOWN;
-use super::MAX_PATH_BYTES;
+use super::model::MAX_PATH_BYTES;
+use super::model::SHOWN;
 use crate::error::{Error, Result};
 use crate::text::clip;
 

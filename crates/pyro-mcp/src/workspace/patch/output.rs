@@ -1,7 +1,7 @@
 //! Writing unified diffs: [`unified_diff`] and the helpers that format its headers and lines.
 
 use super::apply::split_lines;
-use super::{CONTEXT, NO_NEWLINE};
+use super::model::{CONTEXT, NO_NEWLINE};
 
 /// Produce a unified diff (like `diff -u` / git, with `--- a/PATH` / `+++ b/PATH` headers, 3 lines of context,
 /// `\ No newline at end of file` markers) of old -> new; None/empty for added/deleted handled via /dev/null headers.

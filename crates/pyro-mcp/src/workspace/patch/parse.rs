@@ -2,13 +2,10 @@
 //! renames, copies) and hunks, validated into [`Section`]s before anything is applied. File
 //! names in headers are decoded and checked in `names`.
 
+use super::model::{MAX_FILES, MAX_LINE_NUMBER, NO_NEWLINE, SHOWN};
 use super::names::{best_name, clean_path, header_name, header_path, is_epoch, split_git_names};
-use super::{MAX_FILES, MAX_LINE_NUMBER, NO_NEWLINE};
 use crate::error::{Error, Result};
 use crate::text::clip;
-
-/// How much of a patch line an error message quotes (messages stay one short line).
-pub(super) const SHOWN: usize = 120;
 
 /// One line of a hunk body: `kind` is b' ', b'-' or b'+'; `newline` is false when a
 /// `\ No newline at end of file` marker follows it.

@@ -2,12 +2,12 @@
 //! then re-reading the archive to emit the normalized tar.
 
 use super::detect::{open_error, Detected};
-use super::pack::{emit_dirs, emit_file, emit_symlinks, finish, VerifyReader};
-use super::plan::{changed, item, path_problem, Item, Origin, Plan};
-use super::{
+use super::model::{
     Limits, SourceKind, DIR, FILE, LIMIT_HINT, MAX_PATH_BYTES, MAX_PAX_BYTES, MEMBER_HINT, MODE_MASK, SUPPORTED,
     SYMLINK,
 };
+use super::pack::{emit_dirs, emit_file, emit_symlinks, finish, VerifyReader};
+use super::plan::{changed, item, path_problem, Item, Origin, Plan};
 use crate::error::Error;
 use crate::error::Result;
 use std::collections::BTreeMap;

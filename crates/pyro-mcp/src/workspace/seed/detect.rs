@@ -1,7 +1,7 @@
 //! Detection: what kind of source a host path is (directory, git checkout, .tar, .tar.gz),
 //! and the git probe that decides whether a checkout's file list can be trusted.
 
-use super::{SourceKind, SUPPORTED};
+use super::model::{SourceKind, SUPPORTED};
 use crate::error::Error;
 use crate::error::Result;
 use std::ffi::OsStr;

@@ -3,9 +3,9 @@
 
 use super::archive::normalize_member;
 use super::detect::Detected;
+use super::model::{Limits, SourceKind, DIR, FILE, MODE_MASK, SPECIAL_HINT, SYMLINK, SYMLINK_HINT};
 use super::pack::{emit_dirs, emit_file, emit_symlinks, finish, VerifyReader};
 use super::plan::{changed, item, path_problem, Origin, Plan};
-use super::{Limits, SourceKind, DIR, FILE, MODE_MASK, SPECIAL_HINT, SYMLINK, SYMLINK_HINT};
 use crate::error::Error;
 use crate::error::Result;
 use std::fs;

@@ -1,8 +1,8 @@
 //! Tar output: headers, directory/symlink/file entries, and the reader that verifies each
 //! file still matches its planned size and sha256 while it is streamed.
 
+use super::model::{DIR, SYMLINK};
 use super::plan::{changed, Item, Plan};
-use super::{DIR, SYMLINK};
 use crate::error::Error;
 use crate::error::Result;
 use sha2::Digest;

@@ -2,7 +2,7 @@
 //! in-tree symlink checks and error helpers shared by both kinds of source.
 
 use super::detect::Detected;
-use super::{
+use super::model::{
     Limits, ManifestEntry, SeedInfo, CHANGED_HINT, LIMIT_HINT, MAX_NAME_BYTES, MAX_PATH_BYTES, MAX_SYMLINK_HOPS,
     SYMLINK, SYMLINK_HINT,
 };
