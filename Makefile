@@ -35,6 +35,7 @@ fmt:
 
 lint:
 	$(CARGO) fmt --all -- --check
+	python3 scripts/layers.py
 	$(CARGO) clippy --release --locked --workspace --all-targets -- -D warnings
 
 ## Lint, then the whole test suite against real VMs (TCG where KVM is unusable), then (as

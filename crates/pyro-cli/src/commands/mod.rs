@@ -32,3 +32,15 @@ impl NetworkArgs {
         Ok(pyro_mcp::NetworkOptions { policy, publish: Vec::new(), allow_domains: self.allow_domains.clone() })
     }
 }
+
+/// Parse repeated `NAME=VALUE` flags (`--env`, `--label`), saying which flag was malformed.
+pub(crate) fn kv(items: &[String], what: &str) -> Result<Vec<(String, String)>, pyro_mcp::Error> {
+    items
+        .iter()
+        .map(|s| {
+            s.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| pyro_mcp::Error::invalid(format!("{what} must be NAME=VALUE, got '{s}'")))
+        })
+        .collect()
+}

@@ -100,7 +100,7 @@ pub fn run(ws: &mut Workspaces<'_>, c: ServiceCmd, json: bool) -> Result<i32, Er
             o.ready_timeout_s = ready_timeout_seconds;
             o.ready_interval_ms = ready_interval_ms;
             o.restart = RestartPolicy::parse(&restart)?;
-            o.env = super::workspace::kv(&env, "--env")?;
+            o.env = super::kv(&env, "--env")?;
             o.secret_env = secret_env.iter().map(|s| pyro_mcp::SecretEnv::parse(s)).collect::<Result<_, _>>()?;
             o.publish = publish.iter().map(|p| PortSpec::parse(p)).collect::<Result<_, _>>()?;
             // An interrupted start leaves the service to the guest, which stops it if it is

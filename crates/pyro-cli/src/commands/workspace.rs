@@ -198,17 +198,6 @@ pub enum PatchCmd {
     },
 }
 
-pub(crate) fn kv(items: &[String], what: &str) -> Result<Vec<(String, String)>, Error> {
-    items
-        .iter()
-        .map(|s| {
-            s.split_once('=')
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .ok_or_else(|| Error::invalid(format!("{what} must be NAME=VALUE, got '{s}'")))
-        })
-        .collect()
-}
-
 /// Read a host file given by the user for --text-file / --patch-file, bounded.
 /// Opened once, a regular file only (`/dev/zero` or a FIFO is refused, not read forever),
 /// never more than `limit + 1` bytes read.
@@ -275,7 +264,7 @@ fn run(c: WsCmd, json: bool) -> Result<i32, Error> {
             let o = ExecOptions {
                 cwd,
                 timeout_s: timeout_seconds,
-                env: kv(&env, "--env")?,
+                env: super::kv(&env, "--env")?,
                 secret_env: secret_env.iter().map(|s| SecretEnv::parse(s)).collect::<Result<_, _>>()?,
                 ..ExecOptions::new(command)
             };

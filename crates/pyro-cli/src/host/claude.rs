@@ -14,8 +14,8 @@
 //! Entries carry a per-server `timeout` (ms), which Claude Code applies to each tool call
 //! instead of `MCP_TOOL_TIMEOUT`.
 
+use super::entry::{Broken, Entry, Found, Inspection, Written, ENTRY, STARTUP_TIMEOUT_MS, TOOL_TIMEOUT_MS};
 use super::files::{self, json_ms};
-use super::{Broken, Entry, Found, Inspection, Written, ENTRY, STARTUP_TIMEOUT_MS, TOOL_TIMEOUT_MS};
 use pyro_mcp::Error;
 use serde_json::Value;
 use std::path::{Path, PathBuf};

@@ -8,8 +8,8 @@
 //! the whole table and would drop keys the user set there (env, enabled_tools, ...). Comments
 //! and other tables stay as they were.
 
+use super::entry::{Broken, Entry, Found, Inspection, Written, ENTRY, STARTUP_TIMEOUT_MS, TOOL_TIMEOUT_MS};
 use super::files;
-use super::{Broken, Entry, Found, Inspection, Written, ENTRY, STARTUP_TIMEOUT_MS, TOOL_TIMEOUT_MS};
 use pyro_mcp::mcp::{MAX_CALL_S, STARTUP_TIMEOUT_S};
 use pyro_mcp::Error;
 use std::path::{Path, PathBuf};

@@ -14,8 +14,8 @@
 //! file that is plain JSON: rewriting JSONC would lose its comments, so for those it hands back
 //! the snippet to merge by hand.
 
+use super::entry::{Broken, Entry, Found, Inspection, Written, ENTRY, STARTUP_TIMEOUT_MS, TOOL_TIMEOUT_MS};
 use super::files::{self, json_ms};
-use super::{Broken, Entry, Found, Inspection, Written, ENTRY, STARTUP_TIMEOUT_MS, TOOL_TIMEOUT_MS};
 use pyro_mcp::Error;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};

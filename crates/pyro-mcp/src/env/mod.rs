@@ -170,6 +170,7 @@ mod tests {
 
     #[test]
     fn progress_lines_round_trip() {
+        use super::progress::progress_line;
         let l = progress_line("env: downloading layers", 3 << 20, 10 << 20);
         assert_eq!(l, "env: downloading layers: 3.0 / 10.0 MiB");
         let (phase, done, total) = parse_progress(&l).unwrap();

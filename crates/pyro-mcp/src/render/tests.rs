@@ -1,7 +1,12 @@
 //! Renderings checked against what people should read.
 
 use super::*;
+use crate::run::RunResult;
 use crate::session::Cleanup;
+use crate::workspace::diff::DiffResult;
+use crate::workspace::files::PatchReport;
+use crate::workspace::patch::Action;
+use crate::workspace::{WorkspaceInfo, WorkspaceList};
 
 #[test]
 fn run_text_has_the_status_line_then_the_streams() {

@@ -92,7 +92,7 @@ pub struct TemplateInfo {
 }
 
 /// How a VM came up: `cold` (a kernel boot), `template` (a warm template restored), `fork`.
-#[derive(Debug, Clone, Serialize, JsonSchema, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
 pub struct StartedFrom {
     pub from: String,
     /// Why a template was not used, when one should have been (fell back to a cold boot).

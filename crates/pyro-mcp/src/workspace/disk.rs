@@ -14,6 +14,7 @@
 //! mount points whose contents are not on the disk: the tools refuse paths under them.
 
 use super::base::{ws_dir, Workspaces};
+use super::event::WorkspaceEvent;
 use super::files::{FileEntry, FileList, FileRead};
 use crate::error::{Context, Error, Result};
 use crate::text::clip;
@@ -151,8 +152,7 @@ impl Workspaces<'_> {
         }
         self.store.event(
             &r.id,
-            "disk_export",
-            serde_json::json!({"output": clip(&output.display().to_string(), 300), "bytes": size}),
+            &WorkspaceEvent::DiskExport { output: clip(&output.display().to_string(), 300), bytes: size },
         )?;
         Ok(DiskExport {
             workspace_id: r.id,

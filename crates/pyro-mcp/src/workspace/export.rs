@@ -17,6 +17,7 @@
 //!   system), and renames the result into place: a failed export leaves nothing behind.
 
 use super::base::Workspaces;
+use super::event::WorkspaceEvent;
 use super::files::rel;
 use super::guest_path;
 use crate::error::{Code, Context, Error, Result};
@@ -145,8 +146,13 @@ impl Workspaces<'_> {
         let kind = if x.top_dir_mode.is_some() { "directory" } else { "file" };
         self.store.event(
             &r.id,
-            "export",
-            serde_json::json!({"path": rel(&gp), "output": clip(&output.display().to_string(), 300), "entries": x.entries, "bytes": x.bytes, "skipped": x.skipped_count}),
+            &WorkspaceEvent::Export {
+                path: rel(&gp),
+                output: clip(&output.display().to_string(), 300),
+                entries: x.entries,
+                bytes: x.bytes,
+                skipped: x.skipped_count as u64,
+            },
         )?;
         Ok(ExportReport {
             workspace_id: r.id,

@@ -4,6 +4,7 @@
 //! lives in `export`.
 
 use super::base::Workspaces;
+use super::event::WorkspaceEvent;
 use super::{guest_path, patch, seed};
 use crate::error::{Code, Context, Error, Result};
 use crate::text::clip;
@@ -111,7 +112,7 @@ pub struct PatchReport {
     pub entries: Vec<PatchEntry>,
 }
 
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, JsonSchema)]
 pub struct PatchSummary {
     pub total: usize,
     pub added: usize,
@@ -207,7 +208,7 @@ impl Workspaces<'_> {
         let r = self.resolve(key)?;
         let (mut c, _) = self.connect(&r)?;
         c.batch(vec![FsOp::Write { path: gp.clone(), len: content.len() as u64, mode: None }], content)?;
-        self.store.event(&r.id, "file_write", serde_json::json!({"path": rel(&gp), "bytes": content.len()}))?;
+        self.store.event(&r.id, &WorkspaceEvent::FileWrite { path: rel(&gp), bytes: content.len() as u64 })?;
         Ok(FileWrite { workspace_id: r.id, path: gp, bytes_written: content.len() as u64 })
     }
 
@@ -242,8 +243,13 @@ impl Workspaces<'_> {
             info.manifest.iter().filter(|e| e.kind != "dir").take(20).map(|e| e.path.clone()).collect();
         self.store.event(
             &r.id,
-            "sync_push",
-            serde_json::json!({"source": clip(&source.display().to_string(), 300), "destination": rel(&gp), "entries": info.entries, "bytes": info.bytes, "paths": paths}),
+            &WorkspaceEvent::SyncPush {
+                source: clip(&source.display().to_string(), 300),
+                destination: rel(&gp),
+                entries: info.entries,
+                bytes: info.bytes,
+                paths,
+            },
         )?;
         Ok(SyncPush {
             workspace_id: r.id,
@@ -327,8 +333,11 @@ impl Workspaces<'_> {
         let paths: Vec<&str> = changes.iter().take(50).map(|c| c.path.as_str()).collect();
         self.store.event(
             &r.id,
-            "patch_apply",
-            serde_json::json!({"files": changes.len(), "paths": paths, "summary": summary}),
+            &WorkspaceEvent::PatchApply {
+                files: changes.len() as u64,
+                paths: paths.iter().map(|p| p.to_string()).collect(),
+                summary: Some(summary.clone()),
+            },
         )?;
         let entries = changes
             .into_iter()

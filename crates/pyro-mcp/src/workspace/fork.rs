@@ -23,6 +23,7 @@
 //! switch is journaled as a snapshot's is (`snapshot.pending`, see `snapshots`).
 
 use super::base::{ws_dir, Workspaces};
+use super::event::WorkspaceEvent;
 use super::snapshots::{adopt, is_layer_name, layer_files, live_layer, PENDING};
 use super::store::Row;
 use super::{ForkOrigin, WorkspaceInfo};
@@ -192,10 +193,10 @@ impl Workspaces<'_> {
         self.store.insert_fork(
             &row,
             &src.id,
-            ("fork", serde_json::json!({"from": src.id, "memory": memory, "source_paused_ms": paused_ms})),
+            &WorkspaceEvent::Fork { from: src.id.clone(), memory, source_paused_ms: paused_ms },
         )?;
         self.copy_services(&src.id, id)?;
-        self.store.event(&src.id, "forked", serde_json::json!({"to": id, "memory": memory, "paused_ms": paused_ms}))?;
+        self.store.event(&src.id, &WorkspaceEvent::Forked { to: id.to_string(), memory, paused_ms })?;
         Ok(())
     }
 }

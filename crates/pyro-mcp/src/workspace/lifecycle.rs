@@ -3,6 +3,7 @@
 //! operation that needs the guest boots it again from its disk and says so.
 
 use super::base::{vm_dir, vm_net_error, vm_state, ws_dir, Workspaces};
+use super::event::WorkspaceEvent;
 use super::recover::{reset_journal, ResetJournal};
 use super::secrets::{self, SecretEnv, SecretSpec};
 use super::store::{gone, CommandRow, Row, WorkspaceNetwork};
@@ -391,7 +392,12 @@ impl<'a> Workspaces<'a> {
         let secrets = secrets::list(self.paths(), id);
         self.store.insert(
             &row,
-            ("create", serde_json::json!({"environment": env.name, "seed": seed, "secrets": secrets, "started_from": started_from})),
+            &WorkspaceEvent::Create {
+                environment: env.name.clone(),
+                seed: seed.clone(),
+                secrets,
+                started_from: Some(started_from.clone()),
+            },
         )?;
         crate::clock::trace("create: recorded");
         Ok(WorkspaceInfo { started_from: Some(started_from), ..self.info(&row) })
@@ -537,7 +543,7 @@ impl<'a> Workspaces<'a> {
             return Err(Error::state(format!("workspace {} has no disk (it is being created or deleted)", r.id)));
         }
         let vm = self.reboot(r, &disk)?;
-        self.store.event(&r.id, "vm_restarted", serde_json::json!({"reason": why}))?;
+        self.store.event(&r.id, &WorkspaceEvent::VmRestarted { reason: why.to_string() })?;
         Ok((vm.client, Some(why)))
     }
 
@@ -556,15 +562,15 @@ impl<'a> Workspaces<'a> {
         if o.name.is_some() && o.clear_name {
             return Err(Error::invalid("--name and --clear-name are exclusive"));
         }
-        let mut changed = serde_json::Map::new();
+        let mut name_change: Option<Option<String>> = None;
         if let Some(n) = &o.name {
             validate_name(n)?;
             r.name = Some(n.clone());
-            changed.insert("name".into(), n.clone().into());
+            name_change = Some(Some(n.clone()));
         }
         if o.clear_name {
             r.name = None;
-            changed.insert("name".into(), serde_json::Value::Null);
+            name_change = Some(None);
         }
         for (k, v) in &o.labels {
             validate_label(k, v)?;
@@ -576,10 +582,8 @@ impl<'a> Workspaces<'a> {
         if o.name.is_none() && !o.clear_name && o.labels.is_empty() && o.clear_labels.is_empty() {
             return Err(Error::invalid("nothing to update").hint("give --name, --clear-name, --label or --clear-label"));
         }
-        if !o.labels.is_empty() || !o.clear_labels.is_empty() {
-            changed.insert("labels".into(), serde_json::to_value(&r.labels).unwrap());
-        }
-        self.store.update_meta(&r, serde_json::Value::Object(changed))?;
+        let labels = (!o.labels.is_empty() || !o.clear_labels.is_empty()).then(|| r.labels.clone());
+        self.store.update_meta(&r, &WorkspaceEvent::Update { name: name_change, labels })?;
         Ok(self.info(&self.resolve(&r.id)?))
     }
 

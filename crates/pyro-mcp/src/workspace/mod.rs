@@ -12,6 +12,7 @@
 pub mod base;
 pub mod diff;
 pub mod disk;
+pub mod event;
 pub mod export;
 pub mod files;
 pub mod fork;

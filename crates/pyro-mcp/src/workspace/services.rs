@@ -9,6 +9,7 @@
 //! (`service_start`, `service_ready`, `service_exit`, `service_failure`, `service_stop`).
 
 use super::base::Workspaces;
+use super::event::{ServiceChange, WorkspaceEvent};
 use super::guest_path;
 use super::store::Row;
 use crate::clock::now_s;
@@ -341,20 +342,22 @@ impl Workspaces<'_> {
     fn observed(&mut self, boot_id: &str, old: Option<&ServiceInfo>, new: &ServiceInfo) -> Result<()> {
         let before = old.map(|o| o.state.as_str()).unwrap_or("");
         if before != new.state {
-            let kind = match new.state.as_str() {
-                "ready" => Some("service_ready"),
-                "exited" => Some("service_exit"),
-                "failed" | "lost" => Some("service_failure"),
-                "stopped" => Some("service_stop"),
+            let change = ServiceChange {
+                name: new.name.clone(),
+                state: new.state.clone(),
+                exit_code: new.exit_code,
+                reason: new.stop_reason.clone(),
+                restarts: new.restarts,
+            };
+            let event = match new.state.as_str() {
+                "ready" => Some(WorkspaceEvent::ServiceReady(change)),
+                "exited" => Some(WorkspaceEvent::ServiceExit(change)),
+                "failed" | "lost" => Some(WorkspaceEvent::ServiceFailure(change)),
+                "stopped" => Some(WorkspaceEvent::ServiceStop(change)),
                 _ => None,
             };
-            if let Some(kind) = kind {
-                self.store.event(
-                    &new.workspace_id,
-                    kind,
-                    serde_json::json!({"name": new.name, "state": new.state, "exit_code": new.exit_code,
-                        "reason": new.stop_reason, "restarts": new.restarts}),
-                )?;
+            if let Some(event) = event {
+                self.store.event(&new.workspace_id, &event)?;
             }
         }
         if old.is_none_or(|o| serde_json::to_value(o).ok() != serde_json::to_value(new).ok()) {
@@ -475,8 +478,11 @@ impl Workspaces<'_> {
         self.save(&boot_id, &info)?;
         self.store.event(
             &r.id,
-            "service_start",
-            serde_json::json!({"name": o.name, "command": clip(&info.command, 200), "readiness": info.readiness}),
+            &WorkspaceEvent::ServiceStart {
+                name: o.name.clone(),
+                command: clip(&info.command, 200),
+                readiness: info.readiness.clone(),
+            },
         )?;
         self.prune_records(&r.id)?;
         // Ports next: a port that cannot be published stops the service again.

@@ -7,6 +7,7 @@
 //! open/close events for the summary.
 
 use super::base::Workspaces;
+use super::event::WorkspaceEvent;
 use crate::error::{in_range, Error, Result};
 use pyro_proto::Message;
 use schemars::JsonSchema;
@@ -194,8 +195,11 @@ impl Workspaces<'_> {
         let secrets: Vec<&str> = o.secret_env.iter().map(|s| s.secret.as_str()).collect();
         self.store.event(
             &info.workspace_id,
-            "shell_open",
-            serde_json::json!({"shell_id": info.shell_id, "path": cwd, "secrets": secrets}),
+            &WorkspaceEvent::ShellOpen {
+                shell_id: info.shell_id.clone(),
+                path: cwd.clone(),
+                secrets: secrets.iter().map(|s| s.to_string()).collect(),
+            },
         )?;
         Ok(info)
     }
@@ -286,8 +290,7 @@ impl Workspaces<'_> {
         let info = self.shell_call(key, Message::ShellClose { shell: shell.into() }, &[])?;
         self.store.event(
             &info.workspace_id,
-            "shell_close",
-            serde_json::json!({"shell_id": info.shell_id, "exit_code": info.exit_code}),
+            &WorkspaceEvent::ShellClose { shell_id: info.shell_id.clone(), exit_code: info.exit_code },
         )?;
         Ok(info)
     }

@@ -36,6 +36,7 @@
 //! Bounds: 64 named snapshots, 128 layer files (named plus kept ones) per workspace.
 
 use super::base::{vm_dir, ws_dir, Workspaces};
+use super::event::WorkspaceEvent;
 use super::store::{add_event, db_err};
 use crate::clock::now_s;
 use crate::error::{Code, Context, Error, Result};
@@ -337,7 +338,7 @@ impl Workspaces<'_> {
             .map_err(db_err)?;
         tx.execute("UPDATE workspaces SET last_activity_at = ?2 WHERE id = ?1", params![r.id, created_at])
             .map_err(db_err)?;
-        add_event(&tx, &r.id, "snapshot_create", serde_json::json!({"name": name, "vm_running": live}))?;
+        add_event(&tx, &r.id, &WorkspaceEvent::SnapshotCreate { name: name.to_string(), vm_running: live })?;
         tx.commit().map_err(db_err)?;
         let size_bytes = crate::paths::disk_usage(&dir.join(&layer));
         Ok(SnapshotInfo { name: name.to_string(), created_at, size_bytes })
@@ -386,7 +387,7 @@ impl Workspaces<'_> {
             .map_err(db_err)?;
         tx.execute("UPDATE workspaces SET last_activity_at = ?2 WHERE id = ?1", params![r.id, now_s()])
             .map_err(db_err)?;
-        add_event(&tx, &r.id, "snapshot_delete", serde_json::json!({"name": name}))?;
+        add_event(&tx, &r.id, &WorkspaceEvent::SnapshotDelete { name: name.to_string() })?;
         tx.commit().map_err(db_err)?;
         // A crash here leaves an unnamed file that the next sweep removes.
         self.sweep_layers(&r.id)?;

@@ -23,6 +23,7 @@
 //! before asking, so the next call sees a stop either way.
 
 use super::base::{vm_dir, ws_dir, Workspaces};
+use super::event::WorkspaceEvent;
 use super::WorkspaceInfo;
 use crate::clock::now_s;
 use crate::error::{Context, Error, Result};
@@ -172,7 +173,15 @@ impl Workspaces<'_> {
                 "the VM was not running ({state}{}); marked stopped",
                 reason.map(|r| format!(": {r}")).unwrap_or_default()
             );
-            self.store.event(&r.id, "workspace_stop", serde_json::json!({"memory_saved": false, "note": note}))?;
+            self.store.event(
+                &r.id,
+                &WorkspaceEvent::WorkspaceStop {
+                    memory_saved: false,
+                    memory_bytes: None,
+                    ms: None,
+                    note: Some(note.clone()),
+                },
+            )?;
             return Ok(StopReport {
                 workspace: self.info(&r),
                 memory_saved: false,
@@ -201,8 +210,12 @@ impl Workspaces<'_> {
         let duration_ms = started.elapsed().as_millis() as u64;
         self.store.event(
             &r.id,
-            "workspace_stop",
-            serde_json::json!({"memory_saved": memory_bytes.is_some(), "memory_bytes": memory_bytes, "ms": duration_ms}),
+            &WorkspaceEvent::WorkspaceStop {
+                memory_saved: memory_bytes.is_some(),
+                memory_bytes,
+                ms: Some(duration_ms),
+                note: None,
+            },
         )?;
         Ok(StopReport {
             workspace: self.info(&self.resolve(&r.id)?),
@@ -269,8 +282,7 @@ impl Workspaces<'_> {
         let duration_ms = started.elapsed().as_millis() as u64;
         self.store.event(
             &r.id,
-            "workspace_start",
-            serde_json::json!({"resumed": was_resumed, "note": note, "ms": duration_ms}),
+            &WorkspaceEvent::WorkspaceStart { resumed: was_resumed, note: note.clone(), ms: duration_ms },
         )?;
         Ok(StartReport { workspace: self.info(&self.resolve(&r.id)?), resumed: was_resumed, duration_ms, note })
     }

@@ -2,6 +2,7 @@
 //! review events. Every mutation that changes a workspace also appends its event in the same
 //! transaction, so the history can never disagree with the state it describes.
 
+use super::event::{StoredEvent, WorkspaceEvent};
 use crate::clock::now_s;
 use crate::error::{Error, Result};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -199,16 +200,16 @@ impl Store {
         Ok(())
     }
 
-    pub fn insert(&mut self, w: &Row, event: (&str, serde_json::Value)) -> Result<()> {
+    pub fn insert(&mut self, w: &Row, event: &WorkspaceEvent) -> Result<()> {
         let tx = self.tx()?;
         Self::insert_row(&tx, w)?;
-        add_event(&tx, &w.id, event.0, event.1)?;
+        add_event(&tx, &w.id, event)?;
         tx.commit().map_err(db_err)
     }
 
     /// A fork's row, with the history of `from` (commands, events and their rollup, named
     /// snapshots) copied under the new id and `event` after it, in one transaction.
-    pub fn insert_fork(&mut self, w: &Row, from: &str, event: (&str, serde_json::Value)) -> Result<()> {
+    pub fn insert_fork(&mut self, w: &Row, from: &str, event: &WorkspaceEvent) -> Result<()> {
         let tx = self.tx()?;
         Self::insert_row(&tx, w)?;
         for (table, cols) in [
@@ -228,7 +229,7 @@ impl Store {
             )
             .map_err(db_err)?;
         }
-        add_event(&tx, &w.id, event.0, event.1)?;
+        add_event(&tx, &w.id, event)?;
         tx.commit().map_err(db_err)
     }
 
@@ -282,7 +283,7 @@ impl Store {
         Ok(())
     }
 
-    pub fn update_meta(&mut self, w: &Row, event: serde_json::Value) -> Result<()> {
+    pub fn update_meta(&mut self, w: &Row, event: &WorkspaceEvent) -> Result<()> {
         let tx = self.tx()?;
         tx.execute(
             "UPDATE workspaces SET name = ?2, labels = ?3, last_activity_at = ?4 WHERE id = ?1",
@@ -295,7 +296,7 @@ impl Store {
             ),
             e => db_err(e),
         })?;
-        add_event(&tx, &w.id, "update", event)?;
+        add_event(&tx, &w.id, event)?;
         tx.commit().map_err(db_err)
     }
 
@@ -371,11 +372,17 @@ impl Store {
         let _ = n;
         tx.execute("UPDATE workspaces SET last_activity_at = ?2 WHERE id = ?1", params![id, now_s()])
             .map_err(db_err)?;
-        let mut payload = serde_json::json!({"sequence": seq, "command": crate::text::clip(&c.command, 200), "exit_code": c.exit_code, "duration_ms": c.duration_ms, "timed_out": c.timed_out, "cancelled": c.cancelled, "truncated": c.stdout_truncated || c.stderr_truncated});
-        if !secrets.is_empty() {
-            payload["secrets"] = serde_json::json!(secrets);
-        }
-        add_event(&tx, id, "exec", payload)?;
+        let event = WorkspaceEvent::Exec {
+            sequence: seq,
+            command: crate::text::clip(&c.command, 200),
+            exit_code: c.exit_code.into(),
+            duration_ms: c.duration_ms,
+            timed_out: c.timed_out,
+            cancelled: c.cancelled,
+            truncated: c.stdout_truncated || c.stderr_truncated,
+            secrets: secrets.iter().map(|s| s.to_string()).collect(),
+        };
+        add_event(&tx, id, &event)?;
         tx.commit().map_err(db_err)
     }
 
@@ -420,11 +427,11 @@ impl Store {
     }
 
     /// Append a review event (and touch last activity) in one transaction.
-    pub fn event(&mut self, id: &str, kind: &str, payload: serde_json::Value) -> Result<()> {
+    pub fn event(&mut self, id: &str, event: &WorkspaceEvent) -> Result<()> {
         let tx = self.tx()?;
         tx.execute("UPDATE workspaces SET last_activity_at = ?2 WHERE id = ?1", params![id, now_s()])
             .map_err(db_err)?;
-        add_event(&tx, id, kind, payload)?;
+        add_event(&tx, id, event)?;
         tx.commit().map_err(db_err)
     }
 
@@ -440,10 +447,10 @@ impl Store {
         )
         .map_err(db_err)?;
         match snapshot {
-            None => add_event(&tx, id, "reset", serde_json::json!({}))?,
+            None => add_event(&tx, id, &WorkspaceEvent::Reset { snapshot: None })?,
             Some(n) => {
-                add_event(&tx, id, "reset", serde_json::json!({"snapshot": n}))?;
-                add_event(&tx, id, "snapshot_restore", serde_json::json!({"name": n}))?;
+                add_event(&tx, id, &WorkspaceEvent::Reset { snapshot: Some(n.to_string()) })?;
+                add_event(&tx, id, &WorkspaceEvent::SnapshotRestore { name: n.to_string() })?;
             }
         }
         tx.commit().map_err(db_err)
@@ -473,15 +480,21 @@ impl Store {
     }
 
     /// Events since the last reset (the reset event itself included), oldest first.
-    pub fn events(&self, id: &str) -> Result<Vec<(u64, String, u64, serde_json::Value)>> {
+    pub fn events(&self, id: &str) -> Result<Vec<StoredEvent>> {
         let mut st = self
             .conn
             .prepare("SELECT sequence, kind, recorded_at, payload FROM events WHERE workspace_id = ?1 AND generation = (SELECT reset_count FROM workspaces WHERE id = ?1) ORDER BY sequence")
             .map_err(db_err)?;
         let rows = st
             .query_map([id], |r| {
+                let kind: String = r.get(1)?;
                 let p: String = r.get(3)?;
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, serde_json::from_str(&p).unwrap_or_default()))
+                let payload = serde_json::from_str(&p).unwrap_or_default();
+                Ok(StoredEvent {
+                    sequence: r.get(0)?,
+                    recorded_at: r.get(2)?,
+                    event: WorkspaceEvent::from_row(&kind, payload),
+                })
             })
             .map_err(db_err)?
             .collect::<rusqlite::Result<Vec<_>>>()
@@ -498,7 +511,8 @@ pub const MAX_COMMANDS: u64 = 500;
 /// Events kept per workspace; past this the oldest are folded into per-kind counts.
 pub const MAX_EVENTS: u64 = 2000;
 
-pub(super) fn add_event(tx: &rusqlite::Transaction, id: &str, kind: &str, payload: serde_json::Value) -> Result<()> {
+pub(super) fn add_event(tx: &rusqlite::Transaction, id: &str, event: &WorkspaceEvent) -> Result<()> {
+    let (kind, payload) = event.to_row();
     let generation: u32 = tx
         .query_row("SELECT reset_count FROM workspaces WHERE id = ?1", [id], |r| r.get(0))
         .optional()

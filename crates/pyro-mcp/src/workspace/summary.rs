@@ -7,14 +7,14 @@
 
 use super::base::Workspaces;
 use super::diff::DiffResult;
+use super::event::{StoredEvent, WorkspaceEvent};
 use super::store::CommandRow;
 use super::WorkspaceInfo;
 use crate::clock::now_s;
 use crate::error::Result;
 use crate::text::clip;
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// Every event kind the workspace log records, in one place. Features that land later
@@ -52,31 +52,41 @@ const MAX_PATHS: usize = 20;
 const MAX_EXPORTS: usize = 5;
 const TAIL_BYTES: usize = 800;
 
-/// A review event as the store returns it: (sequence, kind, recorded_at, payload).
-pub type Event = (u64, String, u64, Value);
+/// A review event as the store returns it (see `event`).
+pub type Event = StoredEvent;
 
-/// The fields of event payloads the summary reads (each kind fills some of them). Payloads
-/// are our own JSON; a field an older event lacks reads as its default.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct Payload {
+/// What the summary reads of an `exec` event.
+struct Exec<'a> {
     sequence: u64,
-    command: String,
+    command: &'a str,
     exit_code: i64,
     duration_ms: u64,
     truncated: bool,
-    path: Option<String>,
-    paths: Vec<String>,
-    output: String,
-    reason: Option<String>,
-    /// exec: the secrets in the command's environment (names).
-    secrets: Vec<String>,
-    /// reset: the snapshot the disk went back to (none: the baseline).
-    snapshot: Option<String>,
+    secrets: &'a [String],
 }
 
-fn payload(e: &Event) -> Payload {
-    serde_json::from_value(e.3.clone()).unwrap_or_default()
+/// The `exec` events, in order.
+fn execs(events: &[Event]) -> Vec<Exec<'_>> {
+    events
+        .iter()
+        .filter_map(|e| match &e.event {
+            WorkspaceEvent::Exec { sequence, command, exit_code, duration_ms, truncated, secrets, .. } => Some(Exec {
+                sequence: *sequence,
+                command,
+                exit_code: *exit_code,
+                duration_ms: *duration_ms,
+                truncated: *truncated,
+                secrets,
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Events that `is` picks, plus those of `kind` folded into the roll-up.
+fn counted(events: &[Event], rollup: &[(String, u64)], kind: &str, is: fn(&WorkspaceEvent) -> bool) -> u64 {
+    events.iter().filter(|e| is(&e.event)).count() as u64
+        + rollup.iter().filter(|(k, _)| k == kind).map(|(_, n)| n).sum::<u64>()
 }
 
 /// `workspace summary`: empty sections are left out of the JSON.
@@ -135,11 +145,10 @@ pub struct SnapshotsSection {
 impl SnapshotsSection {
     /// The section, or None when there are no snapshots and none were taken or deleted.
     pub fn of(events: &[Event], rollup: &[(String, u64)], names: Vec<String>) -> Option<SnapshotsSection> {
-        let count = |kind: &str| {
-            events.iter().filter(|e| e.1 == kind).count() as u64
-                + rollup.iter().filter(|(k, _)| k == kind).map(|(_, n)| n).sum::<u64>()
-        };
-        let (created, deleted) = (count("snapshot_create"), count("snapshot_delete"));
+        let created =
+            counted(events, rollup, "snapshot_create", |e| matches!(e, WorkspaceEvent::SnapshotCreate { .. }));
+        let deleted =
+            counted(events, rollup, "snapshot_delete", |e| matches!(e, WorkspaceEvent::SnapshotDelete { .. }));
         let (current, current_more) = capped(names, 20);
         (created > 0 || deleted > 0 || !current.is_empty()).then_some(SnapshotsSection {
             current,
@@ -164,22 +173,29 @@ pub struct StopsSection {
 
 impl StopsSection {
     pub fn of(events: &[Event]) -> Option<StopsSection> {
-        let flag = |e: &&Event, k: &str| e.3.get(k).and_then(serde_json::Value::as_bool).unwrap_or(false);
-        let stops: Vec<&Event> = events.iter().filter(|e| e.1 == "workspace_stop").collect();
-        let starts: Vec<&Event> = events.iter().filter(|e| e.1 == "workspace_start").collect();
+        let stops: Vec<bool> = events
+            .iter()
+            .filter_map(|e| match &e.event {
+                WorkspaceEvent::WorkspaceStop { memory_saved, .. } => Some(*memory_saved),
+                _ => None,
+            })
+            .collect();
+        let starts: Vec<(bool, Option<&String>)> = events
+            .iter()
+            .filter_map(|e| match &e.event {
+                WorkspaceEvent::WorkspaceStart { resumed, note, .. } => Some((*resumed, note.as_ref())),
+                _ => None,
+            })
+            .collect();
         if stops.is_empty() && starts.is_empty() {
             return None;
         }
         Some(StopsSection {
             stops: stops.len() as u64,
-            memory_saved: stops.iter().filter(|e| flag(e, "memory_saved")).count() as u64,
+            memory_saved: stops.iter().filter(|saved| **saved).count() as u64,
             starts: starts.len() as u64,
-            resumed: starts.iter().filter(|e| flag(e, "resumed")).count() as u64,
-            last_note: starts
-                .iter()
-                .rev()
-                .find_map(|e| e.3.get("note").and_then(serde_json::Value::as_str))
-                .map(|n| clip(n, 200)),
+            resumed: starts.iter().filter(|(resumed, _)| *resumed).count() as u64,
+            last_note: starts.iter().rev().find_map(|(_, note)| *note).map(|n| clip(n, 200)),
         })
     }
 }
@@ -200,11 +216,8 @@ impl ShellsSection {
         rollup: &[(String, u64)],
         open: Vec<super::shells::ShellInfo>,
     ) -> Option<ShellsSection> {
-        let count = |kind: &str| {
-            events.iter().filter(|e| e.1 == kind).count() as u64
-                + rollup.iter().filter(|(k, _)| k == kind).map(|(_, n)| n).sum::<u64>()
-        };
-        let (opened, closed) = (count("shell_open"), count("shell_close"));
+        let opened = counted(events, rollup, "shell_open", |e| matches!(e, WorkspaceEvent::ShellOpen { .. }));
+        let closed = counted(events, rollup, "shell_close", |e| matches!(e, WorkspaceEvent::ShellClose { .. }));
         (opened > 0 || !open.is_empty()).then_some(ShellsSection { opened, closed, open })
     }
 }
@@ -423,15 +436,20 @@ pub fn synthesize(
         age_seconds: now.saturating_sub(info.created_at),
         reset_count: info.reset_count,
         last_reset_at: info.last_reset_at,
-        reset_to_snapshot: events.iter().rfind(|e| e.1 == "reset").and_then(|e| payload(e).snapshot),
+        reset_to_snapshot: events
+            .iter()
+            .rev()
+            .find_map(|e| match &e.event {
+                WorkspaceEvent::Reset { snapshot } => Some(snapshot.clone()),
+                _ => None,
+            })
+            .flatten(),
         forked_from: info.forked_from.clone(),
     };
     let rolled: BTreeMap<&str, u64> = rollup.iter().map(|(k, c)| (k.as_str(), *c)).collect();
     let rolled = |k: &str| rolled.get(k).copied().unwrap_or(0);
-    let of = |kind: &'static str| events.iter().filter(move |e| e.1 == kind);
-
     // Commands: exact counts from events plus the rolled-up ones.
-    let execs: Vec<Payload> = of("exec").map(payload).collect();
+    let execs = execs(events);
     let open: Vec<&CommandRow> = commands.iter().filter(|c| !c.finished).collect();
     let unfinished: Vec<UnfinishedItem> = open[open.len().saturating_sub(LAST_COMMANDS)..]
         .iter()
@@ -439,7 +457,7 @@ pub fn synthesize(
         .collect();
     let count = execs.len() as u64 + rolled("exec") + rolled("exec_failed") + open.len() as u64;
     let commands = (count > 0).then(|| {
-        let failed: Vec<&Payload> = execs.iter().filter(|p| p.exit_code != 0).collect();
+        let failed: Vec<&Exec> = execs.iter().filter(|p| p.exit_code != 0).collect();
         let last = execs
             .iter()
             .rev()
@@ -447,14 +465,14 @@ pub fn synthesize(
             .rev()
             .map(|p| CommandItem {
                 sequence: p.sequence,
-                command: clip(&p.command, 120),
+                command: clip(p.command, 120),
                 exit_code: p.exit_code,
                 duration_ms: p.duration_ms,
             })
             .collect();
         let last_failure = failed.last().map(|p| FailureItem {
             sequence: p.sequence,
-            command: clip(&p.command, 120),
+            command: clip(p.command, 120),
             exit_code: p.exit_code,
             output_tail: commands.iter().find(|r| r.sequence == p.sequence).and_then(|row| {
                 let text = if row.stderr.trim().is_empty() { &row.stdout } else { &row.stderr };
@@ -465,25 +483,25 @@ pub fn synthesize(
     });
 
     // Edits: syncs, file writes and patches, with the paths they touched.
-    let n = |kind: &'static str| Some(of(kind).count() as u64 + rolled(kind)).filter(|n| *n > 0);
+    let n = |kind: &str, is: fn(&WorkspaceEvent) -> bool| Some(counted(events, rollup, kind, is)).filter(|n| *n > 0);
     let mut paths: Vec<String> = Vec::new();
     for e in events {
-        let p = match e.1.as_str() {
-            "file_write" => payload(e).path.into_iter().collect(),
-            "patch_apply" | "sync_push" => payload(e).paths,
+        let touched: &[String] = match &e.event {
+            WorkspaceEvent::FileWrite { path, .. } => std::slice::from_ref(path),
+            WorkspaceEvent::PatchApply { paths, .. } | WorkspaceEvent::SyncPush { paths, .. } => paths,
             _ => continue,
         };
-        for p in p {
-            if !paths.contains(&p) {
-                paths.push(p);
+        for p in touched {
+            if !paths.contains(p) {
+                paths.push(p.clone());
             }
         }
     }
     let (paths, paths_more) = capped(paths, MAX_PATHS);
     let edits = EditsSection {
-        syncs: n("sync_push"),
-        file_writes: n("file_write"),
-        patches: n("patch_apply"),
+        syncs: n("sync_push", |e| matches!(e, WorkspaceEvent::SyncPush { .. })),
+        file_writes: n("file_write", |e| matches!(e, WorkspaceEvent::FileWrite { .. })),
+        patches: n("patch_apply", |e| matches!(e, WorkspaceEvent::PatchApply { .. })),
         paths,
         paths_more,
     };
@@ -491,8 +509,15 @@ pub fn synthesize(
         (edits.syncs.is_some() || edits.file_writes.is_some() || edits.patches.is_some() || !edits.paths.is_empty())
             .then_some(edits);
 
-    let exports: Vec<ExportItem> =
-        of("export").map(payload).map(|p| ExportItem { path: p.path.unwrap_or_default(), output: p.output }).collect();
+    let exports: Vec<ExportItem> = events
+        .iter()
+        .filter_map(|e| match &e.event {
+            WorkspaceEvent::Export { path, output, .. } => {
+                Some(ExportItem { path: path.clone(), output: output.clone() })
+            }
+            _ => None,
+        })
+        .collect();
     let (exports, exports_more) = capped(exports, MAX_EXPORTS);
 
     // The live diff against the baseline.
@@ -518,8 +543,10 @@ pub fn synthesize(
 
     // Notable things a reviewer should not miss.
     let mut notable = Vec::new();
-    for e in of("vm_restarted") {
-        notable.push(clip(payload(e).reason.as_deref().unwrap_or("the VM was restarted"), 200));
+    for e in events {
+        if let WorkspaceEvent::VmRestarted { reason } = &e.event {
+            notable.push(clip(if reason.is_empty() { "the VM was restarted" } else { reason }, 200));
+        }
     }
     let truncated: Vec<String> = execs.iter().filter(|p| p.truncated).map(|p| format!("#{}", p.sequence)).collect();
     if !truncated.is_empty() {
@@ -541,7 +568,7 @@ pub fn synthesize(
     }
     let secrets = (!info.secrets.is_empty()).then(|| {
         let mut used: Vec<String> = Vec::new();
-        for n in execs.iter().flat_map(|p| &p.secrets) {
+        for n in execs.iter().flat_map(|p| p.secrets) {
             if !used.contains(n) {
                 used.push(n.clone());
             }
@@ -582,9 +609,14 @@ impl Workspaces<'_> {
             if d.count > before {
                 self.store.event(
                     id,
-                    "network_denied",
-                    serde_json::json!({"target": d.target, "port": d.port, "reason": d.reason,
-                        "count": d.count - before, "first_at": d.first_at, "last_at": d.last_at}),
+                    &WorkspaceEvent::NetworkDenied {
+                        target: d.target.clone(),
+                        port: d.port,
+                        reason: d.reason.clone(),
+                        count: d.count - before,
+                        first_at: d.first_at,
+                        last_at: d.last_at,
+                    },
                 )?;
                 seen.insert(key, d.count);
                 changed = true;
@@ -631,6 +663,12 @@ impl Workspaces<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::render::Render;
+
+    /// An event as the store reads it back from its columns.
+    fn ev(sequence: u64, kind: &str, recorded_at: u64, payload: serde_json::Value) -> Event {
+        StoredEvent { sequence, recorded_at, event: WorkspaceEvent::from_row(kind, payload) }
+    }
     use crate::workspace::diff::{DiffEntry, DiffSummary};
     use serde_json::json;
 
@@ -661,9 +699,9 @@ mod tests {
     }
 
     fn exec(seq: u64, code: i64, truncated: bool) -> Event {
-        (
+        ev(
             seq,
-            "exec".into(),
+            "exec",
             1000 + seq,
             json!({"sequence": seq, "command": format!("make test {seq}"), "exit_code": code, "duration_ms": 12, "truncated": truncated}),
         )
@@ -709,7 +747,7 @@ mod tests {
 
     #[test]
     fn empty_sections_are_left_out() {
-        let s = synthesize(&info(), &[(1, "create".into(), 1000, json!({}))], &[], &[], Some(&diff(0)), 1060);
+        let s = synthesize(&info(), &[ev(1, "create", 1000, json!({}))], &[], &[], Some(&diff(0)), 1060);
         let v = serde_json::to_value(&s).unwrap();
         assert_eq!(v.as_object().unwrap().keys().collect::<Vec<_>>(), vec!["workspace"]);
         assert_eq!(s.workspace.age_seconds, 60);
@@ -718,12 +756,12 @@ mod tests {
     #[test]
     fn commands_edits_exports_and_failures() {
         let events = vec![
-            (1, "create".into(), 1000, json!({})),
+            ev(1, "create", 1000, json!({})),
             exec(1, 1, false),
-            (3, "patch_apply".into(), 1003, json!({"paths": ["add.sh", "NOTES.md"]})),
-            (4, "file_write".into(), 1004, json!({"path": "add.sh"})),
+            ev(3, "patch_apply", 1003, json!({"paths": ["add.sh", "NOTES.md"]})),
+            ev(4, "file_write", 1004, json!({"path": "add.sh"})),
             exec(2, 0, true),
-            (6, "export".into(), 1006, json!({"path": "add.sh", "output": "/tmp/out"})),
+            ev(6, "export", 1006, json!({"path": "add.sh", "output": "/tmp/out"})),
             (
                 7,
                 "vm_restarted".into(),
@@ -784,7 +822,9 @@ mod tests {
         let mut i = info();
         i.secrets = vec![crate::workspace::SecretInfo { name: "TOKEN".into(), source: "file".into() }];
         let mut e = exec(1, 0, false);
-        e.3["secrets"] = json!(["TOKEN"]);
+        if let WorkspaceEvent::Exec { secrets, .. } = &mut e.event {
+            *secrets = vec!["TOKEN".into()];
+        }
         let s = synthesize(&i, &[e, exec(2, 0, false)], &[], &[], Some(&diff(0)), 1000);
         let v = serde_json::to_value(&s).unwrap();
         assert_eq!(v["secrets"], json!({"available": [{"name": "TOKEN", "source": "file"}], "used": ["TOKEN"]}));
@@ -795,10 +835,10 @@ mod tests {
     #[test]
     fn reset_to_a_snapshot_and_the_snapshots_section() {
         let events = vec![
-            (1, "reset".into(), 1000, json!({"snapshot": "before"})),
-            (2, "snapshot_restore".into(), 1000, json!({"name": "before"})),
-            (3, "snapshot_create".into(), 1001, json!({"name": "after"})),
-            (4, "snapshot_delete".into(), 1002, json!({"name": "old"})),
+            ev(1, "reset", 1000, json!({"snapshot": "before"})),
+            ev(2, "snapshot_restore", 1000, json!({"name": "before"})),
+            ev(3, "snapshot_create", 1001, json!({"name": "after"})),
+            ev(4, "snapshot_delete", 1002, json!({"name": "old"})),
         ];
         let mut s = synthesize(&info(), &events, &[], &[], Some(&diff(0)), 1010);
         assert_eq!(s.workspace.reset_to_snapshot.as_deref(), Some("before"));
@@ -808,7 +848,7 @@ mod tests {
         let text = s.text();
         assert!(text.contains("reset to snapshot before\n") && text.contains("snapshots: after, before"), "{text}");
         // A reset to the baseline says nothing; no snapshots and no events: no section.
-        let plain = synthesize(&info(), &[(1, "reset".into(), 1000, json!({}))], &[], &[], Some(&diff(0)), 1010);
+        let plain = synthesize(&info(), &[ev(1, "reset", 1000, json!({}))], &[], &[], Some(&diff(0)), 1010);
         assert!(plain.workspace.reset_to_snapshot.is_none());
         assert!(SnapshotsSection::of(&[], &[], vec![]).is_none());
     }

@@ -1,5 +1,6 @@
 //! Tests of seeding from directories, git checkouts and archives, through [`build_seed_tar`].
 
+use super::model::{DIR, FILE, SYMLINK};
 use super::pack::header;
 use super::plan::resolve_in_tree;
 use super::*;

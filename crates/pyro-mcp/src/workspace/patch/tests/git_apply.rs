@@ -2,6 +2,7 @@
 //! prints it, `git apply` replays it on a copy of the original tree, and [`apply`] must produce
 //! the same tree from the same original state held in memory.
 
+use super::super::model::is_symlink_mode;
 use super::*;
 use std::fs as stdfs;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};

@@ -6,6 +6,7 @@ mod big;
 mod git_apply;
 mod props;
 
+use super::model::{is_symlink_mode, MAX_FILES};
 use super::*;
 use crate::error::Code;
 use std::collections::BTreeMap;
