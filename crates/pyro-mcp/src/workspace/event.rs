@@ -312,7 +312,7 @@ mod tests {
             ("workspace_start", json!({"resumed": true, "note": null, "ms": 200})),
             (
                 "patch_apply",
-                json!({"files": 1, "paths": ["a.txt"], "summary": {"total": 1, "added": 0, "modified": 1, "deleted": 0}}),
+                json!({"files": 1, "paths": ["a.txt"], "summary": {"total": 1, "added": 0, "modified": 1, "deleted": 0, "renamed": 0, "mode_changed": 0}}),
             ),
             (
                 "network_denied",

@@ -762,12 +762,7 @@ mod tests {
             ev(4, "file_write", 1004, json!({"path": "add.sh"})),
             exec(2, 0, true),
             ev(6, "export", 1006, json!({"path": "add.sh", "output": "/tmp/out"})),
-            (
-                7,
-                "vm_restarted".into(),
-                1007,
-                json!({"reason": "the VM was dead (killed); booted it again from its disk"}),
-            ),
+            ev(7, "vm_restarted", 1007, json!({"reason": "the VM was dead (killed); booted it again from its disk"})),
         ];
         let s = synthesize(&info(), &events, &[], &[cmd(1, "FAIL: expected 5\n")], Some(&diff(2)), 1100);
         let c = s.commands.as_ref().unwrap();
@@ -796,12 +791,7 @@ mod tests {
     fn stays_small_after_hundreds_of_commands_and_files() {
         let mut events: Vec<Event> = (1..=300).map(|i| exec(i, (i % 7 == 0) as i64, false)).collect();
         for i in 0..200 {
-            events.push((
-                400 + i,
-                "patch_apply".into(),
-                0,
-                json!({"paths": [format!("src/deep/module/path/file_{i}.rs")]}),
-            ));
+            events.push(ev(400 + i, "patch_apply", 0, json!({"paths": [format!("src/deep/module/path/file_{i}.rs")]})));
         }
         let commands: Vec<CommandRow> =
             (1..=300).map(|i| cmd(i, &"error: something long went wrong\n".repeat(200))).collect();
@@ -858,5 +848,44 @@ mod tests {
         let s = synthesize(&info(), &[], &[], &[], None, 1000);
         assert_eq!(serde_json::to_value(&s).unwrap()["diff"], json!({"unavailable": true}));
         assert!(s.text().contains("diff: unavailable"));
+    }
+
+    /// A database 4.3.0 wrote (testdata/pyro-4.3.0.db: a workspace that ran commands, wrote,
+    /// patched, snapshotted, ran a service and a shell, exported, stopped and started, was
+    /// relabelled, reset to its snapshot, synced and forked) opens with this version's store;
+    /// every stored event reads as a typed event, and the summary renders from them.
+    #[test]
+    fn a_4_3_0_database_reads_typed_and_summarises() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pyro.db"), include_bytes!("testdata/pyro-4.3.0.db")).unwrap();
+        let store = super::super::store::Store::open(dir.path()).unwrap();
+        let conn = rusqlite::Connection::open(dir.path().join("pyro.db")).unwrap();
+        let mut st = conn.prepare("SELECT kind, payload FROM events").unwrap();
+        let rows: Vec<(String, String)> =
+            st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(|r| r.unwrap()).collect();
+        assert_eq!(rows.len(), 43);
+        for (kind, payload) in &rows {
+            let e = WorkspaceEvent::from_row(kind, serde_json::from_str(payload).unwrap());
+            assert!(!matches!(e, WorkspaceEvent::Unknown { .. }), "{kind} {payload} did not read typed");
+            assert_eq!(&e.kind(), kind);
+        }
+        let events = store.events("8149dfb1aa25").unwrap();
+        assert_eq!(events.len(), 6, "the events since its reset");
+        assert_eq!(events[0].event, WorkspaceEvent::Reset { snapshot: Some("s1".into()) });
+        let s = synthesize(&info(), &events, &[], &[], Some(&diff(0)), 2_000_000_000);
+        let text = s.text();
+        assert!(text.contains("reset to snapshot s1"), "{text}");
+        assert!(text.contains("commands: 1 run, 0 failed"), "{text}");
+        assert!(text.contains("#3 [exit 0] echo after reset"), "{text}");
+        assert!(text.contains("edits: 1 syncs") && text.contains("touched: a.txt"), "{text}");
+        let s = SnapshotsSection::of(&events, &[], vec!["s1".into()]).unwrap();
+        assert_eq!((s.created, s.deleted), (0, 0));
+        let stops = StopsSection::of(&events).unwrap();
+        assert_eq!((stops.stops, stops.memory_saved, stops.starts), (1, 1, 0));
+        // The fork's history starts with its `fork` event after the reset it inherited.
+        let fork = store.events("e4e6e814576b").unwrap();
+        assert!(fork
+            .iter()
+            .any(|e| matches!(&e.event, WorkspaceEvent::Fork { from, memory: true, .. } if from == "8149dfb1aa25")));
     }
 }
