@@ -72,16 +72,20 @@ pub struct Args {
 
 /// One MCP tool.
 pub struct ToolEntry {
+    /// What hosts call it by (`workspace_exec`).
     pub name: &'static str,
     /// For hosts' tool rows (`File read`); not shown to models.
     pub title: &'static str,
     /// What models read: one short sentence.
     pub description: &'static str,
+    /// The annotations.
     pub effect: Effect,
+    /// The profiles that offer the tool.
     pub profiles: &'static [Profile],
     /// The arguments in `vm-run` and `workspace-core`, and in `workspace-full` unless
     /// `full_args` widens them.
     pub args: Args,
+    /// `workspace-full`'s arguments, where that profile offers more fields.
     pub full_args: Option<Args>,
     result: fn() -> schemars::Schema,
     /// The result fields the output schema names (none: no output schema): the ones a model
@@ -130,6 +134,7 @@ macro_rules! full_args {
     };
 }
 
+/// An optional row field that defaults to `false`.
 macro_rules! or_false {
     () => {
         false
@@ -272,7 +277,7 @@ impl ToolEntry {
     }
 
     /// The arguments this tool takes in `profile`.
-    pub fn args_in(&self, profile: Profile) -> &Args {
+    pub(super) fn args_in(&self, profile: Profile) -> &Args {
         match (profile, &self.full_args) {
             (Profile::WorkspaceFull, Some(full)) => full,
             _ => &self.args,
@@ -298,7 +303,7 @@ impl ToolEntry {
     }
 
     /// Run one call in `profile`: parse the arguments, run the handler, render the result.
-    pub fn call(&self, ctx: &Ctx, profile: Profile, arguments: Value) -> Result<Reply> {
+    pub(super) fn call(&self, ctx: &Ctx, profile: Profile, arguments: Value) -> Result<Reply> {
         (self.args_in(profile).call)(ctx, arguments)
     }
 }
