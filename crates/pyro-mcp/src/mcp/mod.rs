@@ -1,6 +1,8 @@
 //! The MCP server (`pyro mcp serve`), built on the official Rust MCP SDK (rmcp): profiles,
-//! serve options and the entry points. Tools and their schemas live in `tools`, the project
-//! source and host-path confinement in `source`, the rmcp handler in `server`.
+//! serve options and the entry points. Each tool is one entry of `registry::TOOLS` (what is
+//! listed, in which profiles, and the handler); the argument types and MCP caps are in
+//! `tools`, their listed schemas made by `schema`, the handlers in `handlers`, the project
+//! source and host-path confinement in `source`, the rmcp plumbing in `server`.
 //!
 //! ```no_run
 //! use pyro_mcp::mcp::{serve_stdio, Profile, ServeOptions};
@@ -8,6 +10,9 @@
 //! # Ok::<(), pyro_mcp::Error>(())
 //! ```
 
+mod handlers;
+pub mod registry;
+mod schema;
 mod server;
 pub mod source;
 pub mod tools;
@@ -53,12 +58,8 @@ impl Profile {
     }
 
     /// The profile's tool names, in `tools/list` order.
-    pub fn tool_names(self) -> &'static [&'static str] {
-        match self {
-            Profile::VmRun => tools::VM_RUN,
-            Profile::WorkspaceCore => tools::WORKSPACE_CORE,
-            Profile::WorkspaceFull => tools::WORKSPACE_FULL,
-        }
+    pub fn tool_names(self) -> Vec<&'static str> {
+        registry::tools(self).map(|t| t.name).collect()
     }
 }
 
