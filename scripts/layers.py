@@ -160,25 +160,45 @@ def analyse(crate):
     mods = {}
     for rel in files:
         mods[module_of(rel) if not rel.startswith("bin" + os.sep) else ("bin",) + tuple(rel[:-3].split(os.sep)[1:])] = rel
-    root = "lib.rs" if "lib.rs" in files else "main.rs"
-    # Names re-exported at the crate root: `pub use a::b::Name;` -> Name -> ('a','b').
+    # Names each module re-exports (`pub use a::b::Name;`, also `pub use child::Name;` in a
+    # mod.rs): a path through a re-export resolves to the file that defines the name, so a
+    # facade never hides a dependency.
     reexport = {}
-    roottext = strip_tests_and_comments(open(os.path.join(src, root)).read())
-    for m in re.finditer(r"pub\s+use\s+([\w:]+(?:::\{[^;]*\})?)\s*;", roottext):
-        spec = m.group(1)
-        g = re.match(r"([\w:]+)::\{(.*)\}$", spec, re.S)
-        paths = flatten_group(g.group(1), g.group(2)) if g else [spec]
-        for p in paths:
-            parts = [x for x in p.split("::") if x not in ("crate",)]
-            reexport[parts[-1]] = tuple(parts[:-1])
+    for rel in files:
+        here = module_of(rel)
+        text = strip_tests_and_comments(open(os.path.join(src, rel)).read())
+        children = set(re.findall(r"^\s*(?:pub(?:\([^)]*\))?\s+)?mod\s+(\w+)\s*;", text, re.M))
+        names = {}
+        for m in re.finditer(r"\bpub(?:\([^)]*\))?\s+use\s+([\w:]+(?:::\{[^;]*\})?)\s*;", text):
+            spec = m.group(1)
+            g = re.match(r"([\w:]+)::\{(.*)\}$", spec, re.S)
+            for path in flatten_group(g.group(1), g.group(2)) if g else [spec]:
+                parts = path.split("::")
+                if parts[0] == "crate":
+                    target = tuple(parts[1:])
+                elif parts[0] == "self":
+                    target = here + tuple(parts[1:])
+                elif parts[0] == "super":
+                    base, rest = here[:-1], parts[1:]
+                    while rest and rest[0] == "super":
+                        base, rest = base[:-1], rest[1:]
+                    target = base + tuple(rest)
+                elif parts[0] in children:
+                    target = here + tuple(parts)
+                else:
+                    continue  # another crate's name
+                names[target[-1]] = target
+        reexport[here] = names
 
-    def resolve(parts):
+    def resolve(parts, depth=0):
         parts = tuple(parts)
-        for n in range(len(parts), 0, -1):
+        for n in range(len(parts), -1, -1):
             if parts[:n] in mods:
+                rest = parts[n:]
+                names = reexport.get(parts[:n], {})
+                if rest and rest[0] in names and depth < 8 and names[rest[0]] != parts[: n + 1]:
+                    return resolve(names[rest[0]] + rest[1:], depth + 1) or mods[parts[:n]]
                 return mods[parts[:n]]
-        if parts and parts[0] in reexport:
-            return resolve(reexport[parts[0]] + parts[1:])
         return None
 
     edges = {rel: set() for rel in files}

@@ -6,8 +6,9 @@
 //! Within a handler, checks that need no runtime (ranges, host paths, reserved labels) come
 //! before the runtime opens and the workspace is resolved: a malformed call costs nothing.
 
-use super::server::{Inner, SCOPE_LABEL};
+use super::profile::MAX_EXEC_TIMEOUT_S;
 use super::source::SeedSource;
+use super::state::{Inner, SCOPE_LABEL};
 use super::tools::*;
 use crate::error::{Error, Result};
 use crate::render::Render;
@@ -295,7 +296,7 @@ pub fn service_start(c: &Ctx, a: ServiceStart) -> Result<s::ServiceInfo> {
         o.readiness = readiness;
         o.cwd = cwd;
         let timeout = ready_timeout_seconds.unwrap_or(o.ready_timeout_s);
-        o.ready_timeout_s = crate::error::in_range("ready_timeout_seconds", timeout, 1, super::MAX_EXEC_TIMEOUT_S)?;
+        o.ready_timeout_s = crate::error::in_range("ready_timeout_seconds", timeout, 1, MAX_EXEC_TIMEOUT_S)?;
         o.restart = RestartPolicy::parse(restart.as_deref().unwrap_or("no"))?;
         o.secret_env = secret_env(&a.secret_env)?;
         ws.service_start(id, &o)

@@ -9,9 +9,9 @@
 //! extra fields, `workspace-full` parses both, and one handler serves the two.
 
 use super::handlers::{self as h, reply, Ctx, Reply};
+use super::profile::Profile;
 use super::schema;
 use super::tools::*;
-use super::Profile;
 use crate::error::Result;
 use crate::workspace::{disk as dk, files as f, lifecycle as l, services as s, shells as sh, snapshots as sn};
 use crate::WorkspaceInfo;
@@ -478,5 +478,12 @@ pub(super) mod tests {
         let create = find(Profile::WorkspaceFull, "workspace_create").unwrap().listed(Profile::WorkspaceFull);
         assert_eq!(create.input_schema["properties"]["secrets"]["type"], "array");
         assert_eq!(create.input_schema["properties"]["network_policy"]["type"], "string");
+    }
+}
+
+impl Profile {
+    /// The profile's tool names, in `tools/list` order.
+    pub fn tool_names(self) -> Vec<&'static str> {
+        tools(self).map(|t| t.name).collect()
     }
 }

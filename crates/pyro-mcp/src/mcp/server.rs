@@ -7,10 +7,11 @@
 //! `mcp.scope` label), unless the server was started with `--all-workspaces`.
 
 use super::handlers::{Ctx, Reply};
+use super::profile::{Profile, ServeOptions};
 use super::registry;
 use super::source::{CloneJob, HostRoots, ProjectSource};
+use super::state::{scope_of, Inner};
 use super::tools::EXEC_OUTPUT_BYTES;
-use super::{Profile, ServeOptions};
 use crate::error::{Error, Result};
 use crate::paths::Paths;
 use crate::{Cancel, Pyro};
@@ -24,8 +25,6 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The label that ties a workspace to the project of the server that created it.
-pub const SCOPE_LABEL: &str = "mcp.scope";
 /// Longest the server instructions may be, whatever the flags (hosts clip or drop longer).
 pub const MAX_INSTRUCTIONS: usize = 2048;
 /// A call that has sent no progress for this long sends a heartbeat (hosts reset their
@@ -36,63 +35,6 @@ const HEARTBEAT: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub struct PyroServer {
     inner: Arc<Inner>,
-}
-
-/// The server's state, shared by every call (the handlers read its rules through `Ctx`).
-pub(super) struct Inner {
-    pub(super) profile: Profile,
-    pub(super) tools: Vec<Tool>,
-    pub(super) instructions: String,
-    pub(super) paths: Paths,
-    pub(super) source: ProjectSource,
-    /// The `--repo-url` clone, running in the background until ready.
-    pub(super) clone: Option<Arc<CloneJob>>,
-    pub(super) roots: HostRoots,
-    /// This server's project, as the `mcp.scope` label value.
-    pub(super) scope: String,
-    pub(super) all_workspaces: bool,
-    pub(super) allow_pull: bool,
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        if let Some(job) = &self.clone {
-            job.abort();
-        }
-        if let ProjectSource::RepoUrl { clone, .. } = &self.source {
-            let _ = std::fs::remove_dir_all(clone);
-        }
-    }
-}
-
-/// The scope label value for a project: readable, short, and distinct per project (the path,
-/// or the URL and ref, hashed).
-pub fn scope_of(source: &ProjectSource) -> String {
-    use sha2::Digest;
-    let cwd = std::env::current_dir().unwrap_or_default();
-    let (key, name) = match source {
-        ProjectSource::Project { root } => {
-            (format!("path:{}", root.display()), root.file_name().map(|n| n.to_string_lossy().to_string()))
-        }
-        ProjectSource::RepoUrl { url, reference, .. } => (
-            format!("repo:{url}#{}", reference.as_deref().unwrap_or("")),
-            url.trim_end_matches('/').rsplit('/').next().map(|n| n.trim_end_matches(".git").to_string()),
-        ),
-        ProjectSource::None => (format!("cwd:{}", cwd.display()), Some("no-project".to_string())),
-    };
-    let name: String = name
-        .unwrap_or_default()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '-' })
-        .take(40)
-        .collect();
-    let hash = sha2::Sha256::digest(key.as_bytes());
-    let hex: String = hash.iter().take(6).map(|b| format!("{b:02x}")).collect();
-    if name.is_empty() {
-        hex
-    } else {
-        format!("{name}-{hex}")
-    }
 }
 
 /// The roots list for the instructions, within `budget` characters.

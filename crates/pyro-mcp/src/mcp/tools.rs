@@ -52,9 +52,14 @@ pub fn shell_read_chars(m: Option<u64>) -> Result<u64> {
 }
 
 /// `timeout_seconds` of `vm_run` and `workspace_exec`: default 30, at most
-/// [`super::MAX_EXEC_TIMEOUT_S`] (host configs written by `pyro host` allow that much).
+/// [`super::profile::MAX_EXEC_TIMEOUT_S`] (host configs written by `pyro host` allow that much).
 pub fn exec_timeout(t: Option<u64>) -> Result<u64> {
-    crate::error::in_range("timeout_seconds", t.unwrap_or(crate::run::DEFAULT_TIMEOUT_S), 1, super::MAX_EXEC_TIMEOUT_S)
+    crate::error::in_range(
+        "timeout_seconds",
+        t.unwrap_or(crate::run::DEFAULT_TIMEOUT_S),
+        1,
+        super::profile::MAX_EXEC_TIMEOUT_S,
+    )
 }
 
 /// `workspace_file_read`'s `max_bytes` (default and cap smaller than the SDK's).
@@ -121,7 +126,7 @@ pub struct VmRun {
     // Run with /bin/sh -c: the tool's description says "shell command" (bytes for the budget).
     pub command: String,
     pub environment: Option<String>,
-    #[schemars(range(min = 1, max = super::MAX_EXEC_TIMEOUT_S), extend("default" = crate::run::DEFAULT_TIMEOUT_S))]
+    #[schemars(range(min = 1, max = super::profile::MAX_EXEC_TIMEOUT_S), extend("default" = crate::run::DEFAULT_TIMEOUT_S))]
     pub timeout_seconds: Option<u64>,
     #[schemars(range(min = 1, max = crate::run::MAX_VCPUS))]
     pub vcpu_count: Option<u32>,
@@ -206,7 +211,7 @@ pub struct Exec {
     // Run with /bin/sh -c, as vm_run's.
     pub command: String,
     pub cwd: Option<String>,
-    #[schemars(range(min = 1, max = super::MAX_EXEC_TIMEOUT_S), extend("default" = crate::run::DEFAULT_TIMEOUT_S))]
+    #[schemars(range(min = 1, max = super::profile::MAX_EXEC_TIMEOUT_S), extend("default" = crate::run::DEFAULT_TIMEOUT_S))]
     pub timeout_seconds: Option<u64>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
@@ -401,7 +406,7 @@ pub struct ServiceStart {
     pub ready_http: Option<String>,
     #[schemars(description = "exits 0")]
     pub ready_command: Option<String>,
-    #[schemars(range(min = 1, max = super::MAX_EXEC_TIMEOUT_S), extend("default" = 30))]
+    #[schemars(range(min = 1, max = super::profile::MAX_EXEC_TIMEOUT_S), extend("default" = 30))]
     pub ready_timeout_seconds: Option<u64>,
     #[schemars(description = "no|on-failure")]
     pub restart: Option<String>,

@@ -3,6 +3,7 @@
 //! `impl Workspaces` blocks in their own modules (lifecycle, files, snapshots, ...); this one
 //! imports none of them, so they can all import it.
 
+use super::secrets::{self, Redactor, SecretEnv};
 use super::store::Store;
 use crate::error::Result;
 use crate::paths::Paths;
@@ -69,5 +70,18 @@ impl<'a> Workspaces<'a> {
 
     pub fn paths(&self) -> &'a Paths {
         self.host.paths()
+    }
+}
+
+/// Secrets as operations use them (see `secrets`).
+impl Workspaces<'_> {
+    /// Resolve `SECRET[=ENV]` specs of a workspace (by id) to environment pairs for one process.
+    pub(crate) fn secret_env(&self, workspace_id: &str, specs: &[SecretEnv]) -> Result<Vec<(String, String)>> {
+        secrets::env_for(self.paths(), workspace_id, specs)
+    }
+
+    /// The redactor of a workspace (by id): empty when it has no secrets.
+    pub(crate) fn redactor(&self, workspace_id: &str) -> Result<Redactor> {
+        secrets::redactor(self.paths(), workspace_id)
     }
 }

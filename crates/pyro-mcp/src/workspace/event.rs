@@ -7,7 +7,7 @@
 //! this version does not know (a newer pyro wrote it) or whose payload does not fit comes back
 //! as `Unknown` with what was stored, never as an error that hides the rest of the log.
 
-use super::files::PatchSummary;
+use super::patch::PatchSummary;
 use super::secrets::SecretInfo;
 use super::WorkspaceSeed;
 use crate::vm::template::StartedFrom;

@@ -5,6 +5,7 @@
 
 use super::base::Workspaces;
 use super::event::WorkspaceEvent;
+pub use super::patch::PatchSummary;
 use super::{guest_path, patch, seed};
 use crate::error::{Code, Context, Error, Result};
 use crate::text::clip;
@@ -110,16 +111,6 @@ pub struct PatchReport {
     pub changed: bool,
     pub summary: PatchSummary,
     pub entries: Vec<PatchEntry>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, JsonSchema)]
-pub struct PatchSummary {
-    pub total: usize,
-    pub added: usize,
-    pub modified: usize,
-    pub deleted: usize,
-    pub renamed: usize,
-    pub mode_changed: usize,
 }
 
 #[derive(Debug, Clone, Serialize, JsonSchema)]

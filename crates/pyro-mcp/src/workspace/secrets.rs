@@ -21,7 +21,6 @@
 //! A value cut in two by a truncation (an exec stream's head/tail marker, the history's clip,
 //! a file read's page boundary) is not recognised; neither are encodings of it (base64, hex).
 
-use super::base::Workspaces;
 use crate::error::{Context, Error, Result};
 use crate::paths::Paths;
 use crate::text::clip;
@@ -327,45 +326,43 @@ impl Redactor {
     }
 }
 
-impl Workspaces<'_> {
-    /// Resolve `SECRET[=ENV]` specs of a workspace (by id) to environment pairs for one
-    /// process. An unknown secret is `not_found`, naming it (never a value).
-    pub(crate) fn secret_env(&self, workspace_id: &str, specs: &[SecretEnv]) -> Result<Vec<(String, String)>> {
-        if specs.is_empty() {
-            return Ok(Vec::new());
-        }
-        let known = list(self.paths(), workspace_id);
-        let mut out: Vec<(String, String)> = Vec::new();
-        for s in specs {
-            validate_secret_name(&s.secret)?;
-            if !known.iter().any(|k| k.name == s.secret) {
-                let names: Vec<&str> = known.iter().map(|k| k.name.as_str()).collect();
-                return Err(Error::not_found(format!("workspace {workspace_id} has no secret {}", s.secret)).hint(
-                    if names.is_empty() {
-                        "secrets are given at create: --secret NAME=VALUE or --secret-file NAME=PATH".to_string()
-                    } else {
-                        format!("its secrets: {}", names.join(", "))
-                    },
-                ));
-            }
-            if out.iter().any(|(e, _)| *e == s.env) {
-                return Err(Error::invalid(format!("environment variable {} is given twice", s.env)));
-            }
-            out.push((s.env.clone(), value(self.paths(), workspace_id, &s.secret)?));
-        }
-        Ok(out)
+/// Resolve `SECRET[=ENV]` specs of a workspace (by id) to environment pairs for one
+/// process. An unknown secret is `not_found`, naming it (never a value).
+pub(crate) fn env_for(paths: &Paths, workspace_id: &str, specs: &[SecretEnv]) -> Result<Vec<(String, String)>> {
+    if specs.is_empty() {
+        return Ok(Vec::new());
     }
+    let known = list(paths, workspace_id);
+    let mut out: Vec<(String, String)> = Vec::new();
+    for s in specs {
+        validate_secret_name(&s.secret)?;
+        if !known.iter().any(|k| k.name == s.secret) {
+            let names: Vec<&str> = known.iter().map(|k| k.name.as_str()).collect();
+            return Err(Error::not_found(format!("workspace {workspace_id} has no secret {}", s.secret)).hint(
+                if names.is_empty() {
+                    "secrets are given at create: --secret NAME=VALUE or --secret-file NAME=PATH".to_string()
+                } else {
+                    format!("its secrets: {}", names.join(", "))
+                },
+            ));
+        }
+        if out.iter().any(|(e, _)| *e == s.env) {
+            return Err(Error::invalid(format!("environment variable {} is given twice", s.env)));
+        }
+        out.push((s.env.clone(), value(paths, workspace_id, &s.secret)?));
+    }
+    Ok(out)
+}
 
-    /// The redactor of a workspace (by id): empty when it has no secrets.
-    pub(crate) fn redactor(&self, workspace_id: &str) -> Result<Redactor> {
-        let known = list(self.paths(), workspace_id);
-        let mut pairs = Vec::with_capacity(known.len());
-        for k in known {
-            let v = value(self.paths(), workspace_id, &k.name)?;
-            pairs.push((k.name, v));
-        }
-        Ok(Redactor::new(pairs))
+/// The redactor of a workspace (by id): empty when it has no secrets.
+pub(crate) fn redactor(paths: &Paths, workspace_id: &str) -> Result<Redactor> {
+    let known = list(paths, workspace_id);
+    let mut pairs = Vec::with_capacity(known.len());
+    for k in known {
+        let v = value(paths, workspace_id, &k.name)?;
+        pairs.push((k.name, v));
     }
+    Ok(Redactor::new(pairs))
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ mod parse;
 #[cfg(test)]
 mod tests;
 
-pub use model::{Action, Current, FileChange, MAX_PATCH_BYTES};
+pub use model::{Action, Current, FileChange, PatchSummary, MAX_PATCH_BYTES};
 pub use output::unified_diff;
 
 use crate::error::{Error, Result};

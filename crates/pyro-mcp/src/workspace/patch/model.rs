@@ -74,3 +74,13 @@ pub struct Current {
 
 /// How much of a patch line an error message quotes (messages stay one short line).
 pub(super) const SHOWN: usize = 120;
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct PatchSummary {
+    pub total: usize,
+    pub added: usize,
+    pub modified: usize,
+    pub deleted: usize,
+    pub renamed: usize,
+    pub mode_changed: usize,
+}
