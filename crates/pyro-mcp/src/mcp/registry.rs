@@ -323,6 +323,13 @@ pub fn list(profile: Profile) -> Vec<Tool> {
     tools(profile).map(|t| t.listed(profile)).collect()
 }
 
+impl Profile {
+    /// The profile's tool names, in `tools/list` order.
+    pub fn tool_names(self) -> Vec<&'static str> {
+        tools(self).map(|t| t.name).collect()
+    }
+}
+
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
@@ -478,12 +485,5 @@ pub(super) mod tests {
         let create = find(Profile::WorkspaceFull, "workspace_create").unwrap().listed(Profile::WorkspaceFull);
         assert_eq!(create.input_schema["properties"]["secrets"]["type"], "array");
         assert_eq!(create.input_schema["properties"]["network_policy"]["type"], "string");
-    }
-}
-
-impl Profile {
-    /// The profile's tool names, in `tools/list` order.
-    pub fn tool_names(self) -> Vec<&'static str> {
-        tools(self).map(|t| t.name).collect()
     }
 }

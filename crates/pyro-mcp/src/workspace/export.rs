@@ -151,7 +151,7 @@ impl Workspaces<'_> {
                 output: clip(&output.display().to_string(), 300),
                 entries: x.entries,
                 bytes: x.bytes,
-                skipped: x.skipped_count as u64,
+                skipped: x.skipped_count,
             },
         )?;
         Ok(ExportReport {
