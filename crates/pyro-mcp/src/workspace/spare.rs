@@ -355,9 +355,9 @@ fn warm_up(client: &mut Client) -> Result<()> {
     // later ones do not, and the workspace's first command is a later one.
     client.exec(req.clone())?;
     client.exec(req)?;
-    client.call(&pyro_proto::Message::SetClock { unix_ns: unix_ns() })?;
-    client.call(&pyro_proto::Message::Freeze)?;
-    client.call(&pyro_proto::Message::Thaw)?;
+    client.call(&pyro_proto::Request::SetClock { unix_ns: unix_ns() })?;
+    client.call(&pyro_proto::Request::Freeze)?;
+    client.call(&pyro_proto::Request::Thaw)?;
     Ok(())
 }
 
@@ -374,7 +374,7 @@ fn wake(vdir: &Path) -> Result<vm::Vm> {
     vm::qmp::Qmp::connect(&vdir.join("qmp.sock"))
         .and_then(|mut q| q.execute("cont", serde_json::json!({})))
         .map_err(|e| Error::guest(format!("resuming the spare: {}", e.message)))?;
-    client.call(&pyro_proto::Message::SetClock { unix_ns: unix_ns() })?;
+    client.call(&pyro_proto::Request::SetClock { unix_ns: unix_ns() })?;
     let boot = vm::spec::BootReport {
         ok: true,
         error: None,
