@@ -564,8 +564,8 @@ mod tests {
         // stdout pipe fails).
         for room in [0, 2] {
             set_nofile(lowest_free_fd() + room, lim.rlim_max);
-            let e = run(&sh("echo never", &cwd), &ctl, &mut |_| {}).err().expect("a command started without fds");
-            let shell = crate::shell::handle(open(&cwd), &[]).err().expect("a shell opened without fds");
+            let e = run(&sh("echo never", &cwd), &ctl, &mut |_| {}).expect_err("a command started without fds");
+            let shell = crate::shell::handle(open(&cwd), &[]).expect_err("a shell opened without fds");
             set_nofile(lim.rlim_cur, lim.rlim_max);
             for e in [e, shell] {
                 assert_eq!(e.code, ErrorCode::LimitExceeded, "room {room}: {e}");

@@ -572,6 +572,9 @@ pub enum ToGuest {
 
 /// Every frame the guest side (the agent to the supervisor, the supervisor to a client)
 /// sends.
+// A frame is decoded, handled and dropped one at a time: boxing the larger `Reply` would only
+// add an allocation per frame.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "frame", rename_all = "snake_case")]
 pub enum ToHost {
