@@ -554,28 +554,31 @@ fn guest_reader(sh: Arc<Shared>, mut stream: UnixStream) {
                 return;
             }
         };
-        // While booting, any version's `Hello` is read first as such: an agent of another
-        // version is refused with the fix, not as a malformed frame.
-        if sh.boot_ms.load(Ordering::SeqCst) == 0 {
-            if let Some(a) =
-                pyro_proto::announcement(&raw.header).filter(|a| a.protocol != pyro_proto::PROTOCOL_VERSION)
-            {
-                if let Some(tx) = lock(&sh.ready_tx).take() {
-                    let _ = tx.send(Err(version_refusal(&a, sh.spec.restore.is_some())));
-                }
-                return;
-            }
-        }
+        let booting = sh.boot_ms.load(Ordering::SeqCst) == 0;
         let frame = match raw.decode::<ToHost>() {
             Ok(f) => f,
-            Err(e) => {
-                guest_malformed(&sh, &e);
-                return;
-            }
+            // Another version's `Hello` (the one shape every version keeps): refused with the
+            // fix while booting; afterwards, like any late `Hello`, it changes nothing.
+            Err(e) => match pyro_proto::announcement(&raw.header) {
+                Some(a) if booting && a.protocol != pyro_proto::PROTOCOL_VERSION => {
+                    refuse_agent(&sh, &a);
+                    return;
+                }
+                Some(_) if !booting => continue,
+                _ => {
+                    guest_malformed(&sh, &e);
+                    return;
+                }
+            },
         };
         if let ToHost::Reply(Reply::Hello(hello)) = &frame.msg {
-            // The first one (same version, checked above) ends the boot; later ones change
-            // nothing.
+            if booting && hello.protocol != pyro_proto::PROTOCOL_VERSION {
+                let a =
+                    pyro_proto::Announcement { protocol: hello.protocol, agent_version: hello.agent_version.clone() };
+                refuse_agent(&sh, &a);
+                return;
+            }
+            // The first one ends the boot; later ones change nothing.
             if let Some(tx) = lock(&sh.ready_tx).take() {
                 let _ = tx.send(Ok(hello.uptime_ms));
             }
@@ -593,6 +596,13 @@ fn guest_reader(sh: Arc<Shared>, mut stream: UnixStream) {
                 forget_client(&sh, p.client);
             }
         }
+    }
+}
+
+/// The boot fails: the agent speaks another protocol version.
+fn refuse_agent(sh: &Arc<Shared>, a: &pyro_proto::Announcement) {
+    if let Some(tx) = lock(&sh.ready_tx).take() {
+        let _ = tx.send(Err(version_refusal(a, sh.spec.restore.is_some())));
     }
 }
 
