@@ -916,11 +916,17 @@ pub struct RawFrame {
 impl RawFrame {
     /// Decode the header as this version's frames of one direction.
     pub fn decode<M: Wire>(self) -> Result<Frame<M>, FrameError> {
-        // serde quotes what it could not parse: the peer's bytes, so clip them.
-        let msg: M = serde_json::from_slice(&self.header).map_err(|e| {
-            FrameError::Protocol(format!("bad header: {}", e.to_string().chars().take(200).collect::<String>()))
-        })?;
+        let msg = self.message()?;
         Ok(Frame { id: self.id, msg, payload: self.payload })
+    }
+
+    /// The header as a frame of one direction, leaving the raw frame as it is (so a caller can
+    /// still look at a header it could not decode).
+    pub fn message<M: Wire>(&self) -> Result<M, FrameError> {
+        // serde quotes what it could not parse: the peer's bytes, so clip them.
+        serde_json::from_slice(&self.header).map_err(|e| {
+            FrameError::Protocol(format!("bad header: {}", e.to_string().chars().take(200).collect::<String>()))
+        })
     }
 }
 

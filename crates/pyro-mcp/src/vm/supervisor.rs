@@ -555,8 +555,8 @@ fn guest_reader(sh: Arc<Shared>, mut stream: UnixStream) {
             }
         };
         let booting = sh.boot_ms.load(Ordering::SeqCst) == 0;
-        let frame = match raw.decode::<ToHost>() {
-            Ok(f) => f,
+        let msg = match raw.message::<ToHost>() {
+            Ok(m) => m,
             // Another version's `Hello` (the one shape every version keeps): refused with the
             // fix while booting; afterwards, like any late `Hello`, it changes nothing.
             Err(e) => match pyro_proto::announcement(&raw.header) {
@@ -571,6 +571,7 @@ fn guest_reader(sh: Arc<Shared>, mut stream: UnixStream) {
                 }
             },
         };
+        let frame = Frame { id: raw.id, msg, payload: raw.payload };
         if let ToHost::Reply(Reply::Hello(hello)) = &frame.msg {
             if booting && hello.protocol != pyro_proto::PROTOCOL_VERSION {
                 let a =
