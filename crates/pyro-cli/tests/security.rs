@@ -683,10 +683,19 @@ fn hostile_inputs_are_refused_and_change_nothing() {
     forge("frame with a 4 GiB payload length", frame(2, u32::MAX, 1, b"{}", b""), true);
     forge("frame with a zero header length", frame(0, 0, 1, b"", b""), true);
     forge("frame with a non-JSON header", frame(4, 0, 1, b"\xff\xfe\x00{", b""), true);
-    forge("frame with an unknown message", honest(1, r#"{"type":"pwn","path":"/etc/shadow"}"#), true);
+    forge("frame with an unknown message", honest(1, r#"{"frame":"reply","type":"pwn","path":"/etc/shadow"}"#), true);
+    forge("frame of the host's direction", honest(1, r#"{"frame":"request","type":"fs_read","path":"/etc"}"#), true);
+    forge(
+        "error reply with an unknown code",
+        honest(1, r#"{"frame":"reply","type":"error","code":"ok","message":"x"}"#),
+        true,
+    );
     forge(
         "stray error reply with escapes",
-        honest(0x7fff_fff0, "{\"type\":\"error\",\"code\":\"internal\",\"message\":\"\\u001b[2Jgotcha\"}"),
+        honest(
+            0x7fff_fff0,
+            "{\"frame\":\"reply\",\"type\":\"error\",\"code\":\"internal\",\"message\":\"\\u001b[2Jgotcha\"}",
+        ),
         false,
     );
     forge(

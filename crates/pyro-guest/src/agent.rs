@@ -4,12 +4,18 @@
 //!
 //! Robustness rules: a reply that cannot be encoded becomes an error reply (the host is never
 //! left waiting on a frame we refused to send); a handler that panics is answered with an
-//! `internal` error and the agent goes on; the writer lock is only held while one frame is
-//! written, never while a reply is being built; inbound streams whose consumer stalls are cut
-//! after a bound instead of blocking the read loop forever.
+//! `internal` error and the agent goes on; a request that finds the guest out of threads,
+//! file descriptors or memory is answered with `limit_exceeded` (never a panic in this loop:
+//! we are PID 1, and our exit is the guest's); the writer lock is only held while one frame is
+//! written, never while a reply is being built, and every lock here is poison-tolerant;
+//! inbound streams whose consumer stalls are cut after a bound instead of blocking the read
+//! loop forever.
 
-use crate::{exec, fs, init, net, service, shell, sys, unpack};
-use pyro_proto::{encode, read_frame, ChunkWriter, FsEntry, Message, PROTOCOL_VERSION};
+use crate::{exec, fs, init, net, reaper, service, shell, sys, unpack};
+use pyro_proto::{
+    encode, read_frame, AgentMode, ChunkWriter, ExecProgress, FsEntry, GuestStream, Hello, HostStream, Reply, Request,
+    ToGuest, ToHost, WireError, PROTOCOL_VERSION,
+};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
@@ -47,26 +53,26 @@ fn open_port() -> File {
     init::fatal("control port pyro.ctl not found")
 }
 
-/// The writer, even if a thread panicked while holding it (a frame is written with one
-/// `write_all`, so the port is never left mid-frame by a panic elsewhere).
+/// The writer (or any lock here), even if a thread panicked while holding it (a frame is
+/// written with one `write_all`, so the port is never left mid-frame by a panic elsewhere).
 fn lock<W>(w: &Mutex<W>) -> MutexGuard<'_, W> {
     w.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Send one frame. A message over the protocol caps is replaced by an error reply.
 /// (Generic over the writer so unit tests can capture frames in memory.)
-fn reply<W: Write>(w: &Mutex<W>, id: u32, msg: &Message, payload: &[u8]) {
-    let Some(frame) = encode_reply(id, msg, payload) else { return };
+fn reply<W: Write>(w: &Mutex<W>, id: u32, msg: impl Into<ToHost>, payload: &[u8]) {
+    let Some(frame) = encode_reply(id, &msg.into(), payload) else { return };
     // A failed write means the host went away; the next read will tell the loop.
     let _ = lock(w).write_all(&frame);
 }
 
 /// The frame for a reply, or for a `limit_exceeded` error in its place when the reply is over
 /// the protocol caps (never a panic, and the host still gets an answer to its request id).
-fn encode_reply(id: u32, msg: &Message, payload: &[u8]) -> Option<Vec<u8>> {
+fn encode_reply(id: u32, msg: &ToHost, payload: &[u8]) -> Option<Vec<u8>> {
     match encode(id, msg, payload) {
         Ok(f) => Some(f),
-        Err(e) => encode(id, &error("limit_exceeded", format!("the reply is too large: {e}")), &[]).ok(),
+        Err(e) => encode(id, &ToHost::from(WireError::limit(format!("the reply is too large: {e}"))), &[]).ok(),
     }
 }
 
@@ -74,25 +80,34 @@ fn encode_reply(id: u32, msg: &Message, payload: &[u8]) -> Option<Vec<u8>> {
 fn chunk_writer<W: Write>(w: &Arc<Mutex<W>>, id: u32) -> ChunkWriter<impl FnMut(&[u8]) -> std::io::Result<()>> {
     let w = w.clone();
     ChunkWriter::new(move |data: &[u8]| {
-        let frame = encode(id, &Message::Chunk, data).map_err(std::io::Error::other)?;
+        let frame = encode(id, &ToHost::from(GuestStream::Chunk), data).map_err(std::io::Error::other)?;
         lock(&w).write_all(&frame)
     })
 }
 
-fn error(code: &str, message: impl Into<String>) -> Message {
-    Message::Error { code: code.into(), message: message.into() }
-}
-
-/// Run `handler` on its own thread; whatever it returns (or a panic) is answered.
-fn spawn_request(w: &Writer, id: u32, handler: impl FnOnce(&Writer) -> (Message, Vec<u8>) + Send + 'static) {
-    let w = w.clone();
-    std::thread::spawn(move || {
-        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(&w)));
+/// Run `handler` on its own thread; whatever it returns (or a panic) is answered. A guest
+/// that cannot make the thread answers `limit_exceeded` at once; the request never ran.
+fn spawn_request(w: &Writer, id: u32, handler: impl FnOnce(&Writer) -> (Reply, Vec<u8>) + Send + 'static) -> bool {
+    let w2 = w.clone();
+    let spawned = sys::spawn_thread("request", move || {
+        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(&w2)));
         match out {
-            Ok((msg, payload)) => reply(&w, id, &msg, &payload),
-            Err(_) => reply(&w, id, &error("internal", "the guest agent failed while handling this request"), &[]),
+            Ok((msg, payload)) => reply(&w2, id, msg, &payload),
+            Err(_) => reply(&w2, id, WireError::internal("the guest agent failed while handling this request"), &[]),
         }
     });
+    match spawned {
+        Ok(_) => true,
+        Err(e) => {
+            reply(w, id, sys::os_error("handling the request", &e), &[]);
+            false
+        }
+    }
+}
+
+/// A handler's result as its reply.
+fn answer(r: Result<(Reply, Vec<u8>), WireError>) -> (Reply, Vec<u8>) {
+    r.unwrap_or_else(|e| (Reply::Error(e), Vec::new()))
 }
 
 /// Hand one chunk to a stream's consumer, waiting a bounded time if it is slow. False when
@@ -114,23 +129,28 @@ fn feed(tx: &SyncSender<Vec<u8>>, mut data: Vec<u8>) -> bool {
     }
 }
 
-pub fn serve(mode: &str) -> ! {
+/// The agent's state between frames: the port, open upload streams and running commands.
+struct Agent {
+    writer: Writer,
+    mode: AgentMode,
+    /// Open inbound streams (unpack, batch contents), by request id.
+    streams: HashMap<u32, SyncSender<Vec<u8>>>,
+    /// Running commands, by request id, for `Cancel`.
+    running: Arc<Mutex<HashMap<u32, Arc<exec::Control>>>>,
+}
+
+pub fn serve(mode: AgentMode) -> ! {
     let port = open_port();
     let writer: Writer = Arc::new(Mutex::new(port.try_clone().unwrap_or_else(|e| init::fatal(&format!("port: {e}")))));
-    let hello = || Message::Hello {
-        protocol: PROTOCOL_VERSION,
-        agent_version: env!("CARGO_PKG_VERSION").to_string(),
-        uptime_ms: sys::uptime_ms(),
-        mode: mode.to_string(),
-    };
-    reply(&writer, 0, &hello(), &[]);
+    // Now, while the guest has room: every command and service needs it.
+    if let Err(e) = reaper::start() {
+        init::fatal(&format!("starting the reaper: {e}"));
+    }
+    let mut agent = Agent { writer, mode, streams: HashMap::new(), running: Arc::new(Mutex::new(HashMap::new())) };
+    reply(&agent.writer, 0, Reply::Hello(agent.hello()), &[]);
     let mut reader = port;
-    // Open inbound streams (unpack, batch contents), by request id.
-    let mut streams: HashMap<u32, SyncSender<Vec<u8>>> = HashMap::new();
-    // Running commands, by request id, for `Cancel`.
-    let running: Arc<Mutex<HashMap<u32, Arc<exec::Control>>>> = Arc::new(Mutex::new(HashMap::new()));
     loop {
-        let frame = match read_frame(&mut reader) {
+        let frame = match read_frame::<ToGuest>(&mut reader) {
             Ok(Some(f)) => f,
             Ok(None) => {
                 // Host side not connected (yet, or any more): wait for it.
@@ -146,88 +166,93 @@ pub fn serve(mode: &str) -> ! {
                 continue;
             }
         };
-        let id = frame.id;
-        let opens_stream = matches!(frame.msg, Message::Unpack { .. } | Message::FsBatch { .. });
-        if opens_stream && streams.len() >= MAX_STREAMS {
-            reply(&writer, id, &error("limit_exceeded", "too many transfers in progress"), &[]);
-            continue;
-        }
         match frame.msg {
-            Message::Hello { .. } => reply(&writer, id, &hello(), &[]),
-            Message::Ping => reply(&writer, id, &Message::Pong, &[]),
-            Message::Exec(req) => {
-                let ctl = match exec::Control::new() {
-                    Ok(c) => Arc::new(c),
-                    Err(e) => {
-                        reply(&writer, id, &error("internal", format!("exec control: {e}")), &[]);
-                        continue;
+            ToGuest::Stream(s) => agent.stream(frame.id, s, frame.payload),
+            ToGuest::Request(r) => agent.request(frame.id, r, frame.payload),
+        }
+    }
+}
+
+impl Agent {
+    fn hello(&self) -> Hello {
+        Hello {
+            protocol: PROTOCOL_VERSION,
+            agent_version: env!("CARGO_PKG_VERSION").to_string(),
+            uptime_ms: sys::uptime_ms(),
+            mode: self.mode,
+        }
+    }
+
+    /// A frame for a request in flight.
+    fn stream(&mut self, id: u32, s: HostStream, payload: Vec<u8>) {
+        match s {
+            HostStream::Chunk => {
+                if let Some(tx) = self.streams.get(&id) {
+                    if !feed(tx, payload) {
+                        // The consumer failed (and replied) or stalled: drop the rest.
+                        self.streams.remove(&id);
                     }
-                };
-                lock(&running).insert(id, ctl.clone());
-                let running = running.clone();
-                spawn_request(&writer, id, move |w| {
-                    let tick_w = w.clone();
-                    let mut tick = |t: exec::Tick| {
-                        let m = Message::ExecProgress {
-                            elapsed_ms: t.elapsed_ms,
-                            stdout_bytes: t.stdout_bytes,
-                            stderr_bytes: t.stderr_bytes,
-                            last_line: t.last_line,
-                        };
-                        reply(&tick_w, id, &m, &[]);
-                    };
-                    let out = exec::run(&req, &ctl, &mut tick);
-                    lock(&running).remove(&id);
-                    match out {
-                        Ok((res, bytes)) => {
-                            let mut out = chunk_writer(w, id);
-                            match out.write_all(&bytes).and_then(|_| out.flush()) {
-                                Ok(()) => (Message::ExecResult(res), vec![]),
-                                Err(e) => (error("internal", format!("sending output: {e}")), vec![]),
-                            }
-                        }
-                        Err(exec::ExecError::Invalid(m)) => (error("invalid_argument", m), vec![]),
-                    }
-                });
+                }
             }
-            Message::Cancel => {
-                if let Some(ctl) = lock(&running).get(&id) {
+            HostStream::End => {
+                self.streams.remove(&id);
+            }
+            HostStream::Cancel => {
+                if let Some(ctl) = lock(&self.running).get(&id) {
                     ctl.cancel();
                 }
             }
-            Message::Unpack { dest, preserve_owners, oci_layer } => {
+        }
+    }
+
+    /// A new request: answered here (quick ones) or on a thread of its own.
+    fn request(&mut self, id: u32, req: Request, payload: Vec<u8>) {
+        let w = &self.writer;
+        if req.opens_stream() && self.streams.len() >= MAX_STREAMS {
+            reply(w, id, WireError::limit("too many transfers in progress"), &[]);
+            return;
+        }
+        match req {
+            Request::Hello { .. } => reply(w, id, Reply::Hello(self.hello()), &[]),
+            Request::Ping => reply(w, id, Reply::Pong, &[]),
+            Request::Exec(req) => self.exec(id, req),
+            Request::Unpack { dest, preserve_owners, oci_layer } => {
                 let (tx, rx) = std::sync::mpsc::sync_channel(4);
-                streams.insert(id, tx);
-                spawn_request(&writer, id, move |_| {
+                let spawned = spawn_request(w, id, move |_| {
                     let reader = unpack::ChanReader::new(rx);
                     let result = if oci_layer {
                         unpack::unpack_layer(reader, &dest, preserve_owners)
                     } else {
                         // A /workspace destination must be a real directory beneath it.
                         fs::unpack_dest(&dest)
-                            .map_err(|(_, m)| m)
+                            .map_err(|e| e.message)
                             .and_then(|d| unpack::unpack(reader, &d, preserve_owners))
                     };
                     match result {
-                        Ok((entries, bytes)) => (Message::Unpacked { entries, bytes }, vec![]),
-                        Err(m) => (error("invalid_argument", m), vec![]),
+                        Ok((entries, bytes)) => (Reply::Unpacked { entries, bytes }, vec![]),
+                        Err(m) => (Reply::Error(WireError::invalid(m)), vec![]),
                     }
                 });
+                if spawned {
+                    self.streams.insert(id, tx);
+                }
             }
-            Message::FsBatch { ops } => {
+            Request::FsBatch { ops } => {
                 let (tx, rx) = std::sync::mpsc::sync_channel(4);
-                streams.insert(id, tx);
-                spawn_request(&writer, id, move |_| {
+                let spawned = spawn_request(w, id, move |_| {
                     let mut reader = unpack::ChanReader::new(rx);
-                    match fs::batch(&ops, &mut reader) {
-                        Ok((written, deleted)) => (Message::FsBatchDone { written, deleted }, vec![]),
-                        Err((code, m)) => (error(&code, m), vec![]),
-                    }
+                    answer(
+                        fs::batch(&ops, &mut reader)
+                            .map(|(written, deleted)| (Reply::FsBatchDone { written, deleted }, vec![])),
+                    )
                 });
+                if spawned {
+                    self.streams.insert(id, tx);
+                }
             }
-            Message::NetConfig { mac, address, gateway, nameservers, env } => {
-                let certs = frame.payload;
-                spawn_request(&writer, id, move |_| {
+            Request::NetConfig { mac, address, gateway, nameservers, env } => {
+                let certs = payload;
+                spawn_request(w, id, move |_| {
                     let req = net::Request {
                         mac: &mac,
                         address: &address,
@@ -236,120 +261,143 @@ pub fn serve(mode: &str) -> ! {
                         env: &env,
                         certs: &certs,
                     };
-                    match net::configure(&req) {
-                        Ok(r) => (Message::NetReady { interface: r.interface, ca_bundle: r.ca_bundle }, vec![]),
-                        Err((code, m)) => (error(&code, m), vec![]),
-                    }
+                    answer(
+                        net::configure(&req)
+                            .map(|r| (Reply::NetReady { interface: r.interface, ca_bundle: r.ca_bundle }, vec![])),
+                    )
                 });
             }
-            Message::Chunk => {
-                if let Some(tx) = streams.get(&id) {
-                    if !feed(tx, frame.payload) {
-                        // The consumer failed (and replied) or stalled: drop the rest.
-                        streams.remove(&id);
-                    }
-                }
+            req @ (Request::FsList { .. }
+            | Request::FsRead { .. }
+            | Request::FsManifest { .. }
+            | Request::TarOut { .. }
+            | Request::Freeze
+            | Request::Thaw) => {
+                spawn_request(w, id, move |w| answer(fs_request(w, id, req)));
             }
-            Message::End => {
-                streams.remove(&id);
+            req @ (Request::ShellOpen { .. }
+            | Request::ShellRead { .. }
+            | Request::ShellWrite { .. }
+            | Request::ShellSignal { .. }
+            | Request::ShellResize { .. }
+            | Request::ShellList
+            | Request::ShellClose { .. }) => {
+                spawn_request(w, id, move |_| answer(shell::handle(req, &payload)));
             }
-            msg @ (Message::FsList { .. }
-            | Message::FsRead { .. }
-            | Message::FsManifest { .. }
-            | Message::TarOut { .. }
-            | Message::Freeze
-            | Message::Thaw) => spawn_request(&writer, id, move |w| match fs_request(w, id, msg) {
-                Ok(r) => r,
-                Err((code, m)) => (error(&code, m), Vec::new()),
-            }),
-            msg @ (Message::ShellOpen { .. }
-            | Message::ShellRead { .. }
-            | Message::ShellWrite { .. }
-            | Message::ShellSignal { .. }
-            | Message::ShellResize { .. }
-            | Message::ShellList
-            | Message::ShellClose { .. }) => {
-                let payload = frame.payload;
-                spawn_request(&writer, id, move |_| match shell::handle(msg, &payload) {
-                    Ok(r) => r,
-                    Err((code, m)) => (error(&code, m), Vec::new()),
-                });
+            req @ (Request::ServiceStart(_)
+            | Request::ServiceStatus { .. }
+            | Request::ServiceLogs { .. }
+            | Request::ServiceStop { .. }) => {
+                spawn_request(w, id, move |_| service::handle(req));
             }
-            msg @ (Message::ServiceStart(_)
-            | Message::ServiceStatus { .. }
-            | Message::ServiceLogs { .. }
-            | Message::ServiceStop { .. }) => spawn_request(&writer, id, move |_| service::handle(msg)),
-            Message::Shutdown => {
-                reply(&writer, id, &Message::Ok, &[]);
+            Request::Shutdown => {
+                reply(w, id, Reply::Ok, &[]);
                 sys::power_off();
             }
-            Message::Identity { unix_ns, hostname, machine_id } => {
+            Request::Identity { unix_ns, hostname, machine_id } => {
                 // Clock first: the reseed and the machine-id file are then stamped right.
                 let r = sys::set_clock(unix_ns)
                     .map_err(|e| format!("setting the clock: {e}"))
-                    .and_then(|_| sys::reseed_rng(&frame.payload).map_err(|e| format!("reseeding the RNG: {e}")))
+                    .and_then(|_| sys::reseed_rng(&payload).map_err(|e| format!("reseeding the RNG: {e}")))
                     .and_then(|_| {
                         sys::set_identity(&hostname, &machine_id).map_err(|e| format!("setting the identity: {e}"))
                     });
-                let reply_msg = match r {
-                    Ok(()) => Message::Ok,
-                    Err(m) => error("invalid_argument", m),
-                };
-                reply(&writer, id, &reply_msg, &[]);
+                match r {
+                    Ok(()) => reply(w, id, Reply::Ok, &[]),
+                    Err(m) => reply(w, id, WireError::invalid(m), &[]),
+                }
             }
-            Message::SetClock { unix_ns } => {
-                let reply_msg = match sys::set_clock(unix_ns) {
-                    Ok(()) => Message::Ok,
-                    Err(e) => error("internal", format!("setting the clock: {e}")),
-                };
-                reply(&writer, id, &reply_msg, &[]);
+            Request::SetClock { unix_ns } => match sys::set_clock(unix_ns) {
+                Ok(()) => reply(w, id, Reply::Ok, &[]),
+                Err(e) => reply(w, id, sys::os_error("setting the clock", &e), &[]),
+            },
+            // Answered by the supervisor; one that reaches the agent was sent to the wrong peer.
+            other @ (Request::PublishPort { .. } | Request::Suspend { .. } | Request::Fork { .. }) => {
+                reply(w, id, WireError::invalid(format!("{} is not a guest agent request", other.name())), &[])
             }
-            other => {
-                let name = format!("{other:?}").chars().take(40).collect::<String>();
-                reply(&writer, id, &error("invalid_argument", format!("unexpected request {name}")), &[])
+        }
+    }
+
+    /// `Exec`: on its own thread, registered for `Cancel` while it runs.
+    fn exec(&mut self, id: u32, req: pyro_proto::ExecRequest) {
+        let w = &self.writer;
+        let ctl = match exec::Control::new() {
+            Ok(c) => Arc::new(c),
+            Err(e) => {
+                reply(w, id, sys::os_error("starting the command", &e), &[]);
+                return;
             }
+        };
+        lock(&self.running).insert(id, ctl.clone());
+        let running = self.running.clone();
+        let spawned = spawn_request(w, id, move |w| {
+            let tick_w = w.clone();
+            let mut tick = |t: exec::Tick| {
+                let m = GuestStream::Progress(ExecProgress {
+                    elapsed_ms: t.elapsed_ms,
+                    stdout_bytes: t.stdout_bytes,
+                    stderr_bytes: t.stderr_bytes,
+                    last_line: t.last_line,
+                });
+                reply(&tick_w, id, m, &[]);
+            };
+            let out = exec::run(&req, &ctl, &mut tick);
+            lock(&running).remove(&id);
+            match out {
+                Ok((res, bytes)) => {
+                    let mut out = chunk_writer(w, id);
+                    match out.write_all(&bytes).and_then(|_| out.flush()) {
+                        Ok(()) => (Reply::ExecResult(res), vec![]),
+                        Err(e) => (Reply::Error(WireError::internal(format!("sending output: {e}"))), vec![]),
+                    }
+                }
+                Err(e) => (Reply::Error(e), vec![]),
+            }
+        });
+        if !spawned {
+            lock(&self.running).remove(&id);
         }
     }
 }
 
 /// File-system requests; each returns its final reply (streamed data has been sent by then).
-fn fs_request(w: &Writer, id: u32, msg: Message) -> fs::FsResult<(Message, Vec<u8>)> {
-    Ok(match msg {
-        Message::FsList { path, recursive, max_entries } => {
+fn fs_request(w: &Writer, id: u32, req: Request) -> fs::FsResult<(Reply, Vec<u8>)> {
+    Ok(match req {
+        Request::FsList { path, recursive, max_entries } => {
             let mut out = chunk_writer(w, id);
             let (count, truncated) = fs::list(&path, recursive, max_entries, false, &mut |e| send_line(&mut out, &e))?;
             out.flush().map_err(|e| fs::internal(format!("sending entries: {e}")))?;
-            (Message::FsEntries { count, truncated }, vec![])
+            (Reply::FsEntries { count, truncated }, vec![])
         }
-        Message::FsManifest { path, max_entries } => {
+        Request::FsManifest { path, max_entries } => {
             let mut out = chunk_writer(w, id);
             let (count, truncated) = fs::list(&path, true, max_entries, true, &mut |e| send_line(&mut out, &e))?;
             out.flush().map_err(|e| fs::internal(format!("sending entries: {e}")))?;
-            (Message::FsEntries { count, truncated }, vec![])
+            (Reply::FsEntries { count, truncated }, vec![])
         }
-        Message::FsRead { path, max_bytes, nofollow, offset } => {
+        Request::FsRead { path, max_bytes, nofollow, offset } => {
             let r = fs::read(&path, offset, max_bytes, nofollow)?;
             let mut out = chunk_writer(w, id);
             out.write_all(&r.data)
                 .and_then(|_| out.flush())
                 .map_err(|e| fs::internal(format!("sending {path}: {e}")))?;
-            (Message::FsData { size: r.size, truncated: r.truncated, binary: r.binary, mode: r.mode }, vec![])
+            (Reply::FsData { size: r.size, truncated: r.truncated, binary: r.binary, mode: r.mode }, vec![])
         }
-        Message::TarOut { path } => {
+        Request::TarOut { path } => {
             let mut out = chunk_writer(w, id);
             let (entries, bytes) = fs::tar_out(&path, &mut out)?;
             out.flush().map_err(|e| fs::internal(format!("sending archive: {e}")))?;
-            (Message::TarDone { entries, bytes }, vec![])
+            (Reply::TarDone { entries, bytes }, vec![])
         }
-        Message::Freeze => {
+        Request::Freeze => {
             fs::freeze(true)?;
-            (Message::Ok, vec![])
+            (Reply::Ok, vec![])
         }
-        Message::Thaw => {
+        Request::Thaw => {
             fs::freeze(false)?;
-            (Message::Ok, vec![])
+            (Reply::Ok, vec![])
         }
-        _ => (error("invalid_argument", "unexpected file-system request"), vec![]),
+        _ => return Err(fs::invalid("unexpected file-system request")),
     })
 }
 
@@ -366,12 +414,12 @@ mod tests {
     //! `read_frame`, as the host would.
 
     use super::*;
-    use pyro_proto::{Frame, CHUNK, MAX_HEADER, MAX_PAYLOAD};
+    use pyro_proto::{EntryKind, ErrorCode, Frame, CHUNK, MAX_HEADER, MAX_PAYLOAD};
 
-    fn frames(buf: &[u8]) -> Vec<Frame> {
+    fn frames(buf: &[u8]) -> Vec<Frame<ToHost>> {
         let mut r = buf;
         let mut out = Vec::new();
-        while let Some(f) = read_frame(&mut r).unwrap() {
+        while let Some(f) = read_frame::<ToHost>(&mut r).unwrap() {
             out.push(f);
         }
         out
@@ -384,22 +432,22 @@ mod tests {
     #[test]
     fn reply_round_trips() {
         let w = sink();
-        reply(&w, 7, &Message::Pong, &[]);
-        reply(&w, 8, &Message::FsData { size: 3, truncated: false, binary: false, mode: 0o644 }, b"abc");
+        reply(&w, 7, Reply::Pong, &[]);
+        reply(&w, 8, Reply::FsData { size: 3, truncated: false, binary: false, mode: 0o644 }, b"abc");
         let got = frames(&lock(&w));
         assert_eq!(got.len(), 2);
-        assert_eq!((got[0].id, &got[0].msg), (7, &Message::Pong));
+        assert_eq!((got[0].id, &got[0].msg), (7, &ToHost::Reply(Reply::Pong)));
         assert_eq!(got[1].id, 8);
-        assert!(matches!(got[1].msg, Message::FsData { size: 3, .. }));
+        assert!(matches!(got[1].msg, ToHost::Reply(Reply::FsData { size: 3, .. })));
         assert_eq!(got[1].payload, b"abc");
     }
 
-    fn assert_limit_error(f: &Frame, id: u32) {
+    fn assert_limit_error(f: &Frame<ToHost>, id: u32) {
         assert_eq!(f.id, id);
         assert!(f.payload.is_empty());
         match &f.msg {
-            Message::Error { code, message } => {
-                assert_eq!(code, "limit_exceeded");
+            ToHost::Reply(Reply::Error(WireError { code, message })) => {
+                assert_eq!(*code, ErrorCode::LimitExceeded);
                 assert!(message.contains("too large"), "{message}");
             }
             other => panic!("expected an error frame, got {other:?}"),
@@ -410,17 +458,17 @@ mod tests {
     fn oversized_replies_become_limit_errors() {
         let w = sink();
         // Payload over the per-frame cap.
-        reply(&w, 1, &Message::Ok, &vec![0u8; MAX_PAYLOAD + 1]);
+        reply(&w, 1, Reply::Ok, &vec![0u8; MAX_PAYLOAD + 1]);
         // Header over the cap (a huge message), which must not be echoed back in the error.
-        let huge = Message::Error { code: "x".into(), message: "m".repeat(MAX_HEADER + 1) };
-        reply(&w, 2, &huge, &[]);
+        let huge = ToHost::from(WireError::internal("m".repeat(MAX_HEADER + 1)));
+        reply(&w, 2, huge.clone(), &[]);
         // Exactly at the payload cap is fine.
-        reply(&w, 3, &Message::Ok, &vec![1u8; MAX_PAYLOAD]);
+        reply(&w, 3, Reply::Ok, &vec![1u8; MAX_PAYLOAD]);
         let got = frames(&lock(&w));
         assert_eq!(got.len(), 3);
         assert_limit_error(&got[0], 1);
         assert_limit_error(&got[1], 2);
-        assert_eq!((got[2].id, &got[2].msg, got[2].payload.len()), (3, &Message::Ok, MAX_PAYLOAD));
+        assert_eq!((got[2].id, &got[2].msg, got[2].payload.len()), (3, &ToHost::Reply(Reply::Ok), MAX_PAYLOAD));
         assert!(encode_reply(4, &huge, &[]).is_some_and(|f| f.len() < 1024));
     }
 
@@ -437,13 +485,13 @@ mod tests {
         // A flush with nothing buffered sends nothing (no empty Chunk frames).
         out.flush().unwrap();
         drop(out);
-        reply(&w, 9, &Message::TarDone { entries: 1, bytes: data.len() as u64 }, &[]);
+        reply(&w, 9, Reply::TarDone { entries: 1, bytes: data.len() as u64 }, &[]);
         let got = frames(&lock(&w));
         let sizes: Vec<usize> = got.iter().map(|f| f.payload.len()).collect();
         assert_eq!(sizes, [CHUNK, CHUNK, CHUNK / 2, 0]);
         assert!(got.iter().all(|f| f.id == 9));
-        assert!(got[..3].iter().all(|f| f.msg == Message::Chunk));
-        assert!(matches!(got[3].msg, Message::TarDone { .. }));
+        assert!(got[..3].iter().all(|f| f.msg == ToHost::Stream(GuestStream::Chunk)));
+        assert!(matches!(got[3].msg, ToHost::Reply(Reply::TarDone { .. })));
         let joined: Vec<u8> = got[..3].iter().flat_map(|f| f.payload.iter().copied()).collect();
         assert_eq!(joined, data);
     }
@@ -451,7 +499,8 @@ mod tests {
     #[test]
     fn listing_lines_decode() {
         let w = sink();
-        let e = FsEntry { path: "a\nb".into(), kind: "file".into(), mode: 0o644, size: 1, target: None, sha256: None };
+        let e =
+            FsEntry { path: "a\nb".into(), kind: EntryKind::File, mode: 0o644, size: 1, target: None, sha256: None };
         let mut out = chunk_writer(&w, 5);
         send_line(&mut out, &e).unwrap();
         send_line(&mut out, &e).unwrap();

@@ -76,7 +76,7 @@ pub fn open(dir: &OwnedFd, rel: &Path, flags: OFlags, links: Links) -> std::io::
 }
 
 /// Map a lookup error to the agent's error codes: escapes are `invalid_argument`.
-pub fn lookup_error(path: &str, e: std::io::Error) -> (String, String) {
+pub fn lookup_error(path: &str, e: std::io::Error) -> pyro_proto::WireError {
     match e.raw_os_error() {
         Some(libc::EXDEV) | Some(libc::ELOOP) => {
             invalid(format!("{path} resolves outside /workspace (through a symlink or an absolute link)"))
@@ -107,7 +107,7 @@ pub fn parent_create(
     created: &mut Vec<PathBuf>,
 ) -> FsResult<(OwnedFd, std::ffi::OsString)> {
     match parent(root, path, rel) {
-        Err((code, _)) if code == "not_found" => {}
+        Err(e) if e.code == pyro_proto::ErrorCode::NotFound => {}
         r => return r,
     }
     let name = rel.file_name().ok_or_else(|| invalid("refusing to operate on /workspace itself"))?.to_owned();

@@ -8,9 +8,13 @@
 //! While it runs, a [`Control`] lets another thread cancel it (the whole process group is
 //! killed at once: the poll loop wakes on the control's pipe), and the caller's `tick` gets a
 //! [`Tick`] every `progress_ms` with the output so far and its last line.
+//!
+//! A guest out of file descriptors, memory or processes makes the call fail with
+//! `limit_exceeded` (before any child exists, or with the spawn's own error), never a panic: a
+//! command that cannot even start is not reported as one that ran and failed.
 
-use crate::reaper;
-use pyro_proto::{Command, ExecRequest, ExecResult, HeadTail};
+use crate::{reaper, sys};
+use pyro_proto::{Command, ExecRequest, ExecResult, HeadTail, WireError};
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
@@ -23,10 +27,6 @@ use std::time::{Duration, Instant};
 /// it is held in guest memory until the command ends).
 pub const MAX_OUTPUT_PER_STREAM: u64 = 16 << 20;
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-pub enum ExecError {
-    Invalid(String),
-}
 
 /// Cancels one running command from another thread.
 pub struct Control {
@@ -92,11 +92,13 @@ impl Recent {
     }
 }
 
-pub fn run(req: &ExecRequest, ctl: &Control, tick: &mut dyn FnMut(Tick)) -> Result<(ExecResult, Vec<u8>), ExecError> {
+/// Run the command to its end (or its timeout, or a cancel). Errors: the request is refused
+/// (`invalid_argument`) or the guest has no room to start it (`limit_exceeded`).
+pub fn run(req: &ExecRequest, ctl: &Control, tick: &mut dyn FnMut(Tick)) -> Result<(ExecResult, Vec<u8>), WireError> {
     let started = Instant::now();
     let cwd = req.cwd.clone().unwrap_or_else(|| "/workspace".to_string());
     if !std::path::Path::new(&cwd).is_dir() {
-        return Err(ExecError::Invalid(format!("working directory {cwd} does not exist in the guest")));
+        return Err(WireError::invalid(format!("working directory {cwd} does not exist in the guest")));
     }
     let mut cmd = match &req.command {
         Command::Argv(v) if !v.is_empty() => {
@@ -109,7 +111,7 @@ pub fn run(req: &ExecRequest, ctl: &Control, tick: &mut dyn FnMut(Tick)) -> Resu
             c.arg("-c").arg(s);
             c
         }
-        Command::Argv(_) => return Err(ExecError::Invalid("empty command".into())),
+        Command::Argv(_) => return Err(WireError::invalid("empty command")),
     };
     cmd.current_dir(&cwd)
         .env_clear()
@@ -129,9 +131,13 @@ pub fn run(req: &ExecRequest, ctl: &Control, tick: &mut dyn FnMut(Tick)) -> Resu
     // avoids copying the agent's page tables: a large share of a spawn's cost under TCG.
     cmd.process_group(0);
     let cap = req.max_output_bytes.clamp(1024, MAX_OUTPUT_PER_STREAM) as usize;
-    let guard = reaper::lock();
+    let guard = reaper::prepare().map_err(|e| sys::os_error("starting the command", &e))?;
     let mut child = match cmd.spawn() {
         Ok(c) => c,
+        Err(e) if sys::exhausted(&e) => {
+            drop(guard);
+            return Err(sys::os_error("starting the command", &e));
+        }
         Err(e) => {
             drop(guard);
             // Same convention as a shell: 127 for "not found", 126 for "cannot execute".
@@ -158,8 +164,13 @@ pub fn run(req: &ExecRequest, ctl: &Control, tick: &mut dyn FnMut(Tick)) -> Resu
     };
     let pid = child.id() as i32;
     let waiter = guard.register(pid);
-    let mut out = child.stdout.take().expect("piped");
-    let mut err = child.stderr.take().expect("piped");
+    let (Some(mut out), Some(mut err)) = (child.stdout.take(), child.stderr.take()) else {
+        // Both were asked for as pipes, so std always hands them over; should that ever
+        // change, the command must not run on unwatched.
+        // SAFETY: kill takes no pointers; the target is our own child's process group.
+        unsafe { libc::kill(-pid, libc::SIGKILL) };
+        return Err(WireError::internal("the command's output pipes were not set up"));
+    };
     set_nonblocking(out.as_raw_fd());
     set_nonblocking(err.as_raw_fd());
 
@@ -295,8 +306,11 @@ mod tests {
     //! that other tests started with `std::process`, running in parallel on other threads.
 
     use super::*;
-    use pyro_proto::truncation_marker;
+    use pyro_proto::{truncation_marker, ErrorCode};
     use std::path::Path;
+
+    /// Set in the environment of the test binary's second run (see `exhaustion_in_this_process`).
+    const EXHAUST_ENV: &str = "PYRO_GUEST_TEST_EXHAUST";
 
     fn req(command: Command, cwd: &Path) -> ExecRequest {
         ExecRequest {
@@ -313,14 +327,14 @@ mod tests {
         req(Command::Shell(s.into()), cwd)
     }
 
-    fn run0(r: &ExecRequest) -> Result<(ExecResult, Vec<u8>), ExecError> {
+    fn run0(r: &ExecRequest) -> Result<(ExecResult, Vec<u8>), WireError> {
         run(r, &Control::new().unwrap(), &mut |_| {})
     }
 
     fn ok(r: &ExecRequest) -> (ExecResult, Vec<u8>) {
         match run0(r) {
             Ok(v) => v,
-            Err(ExecError::Invalid(m)) => panic!("exec refused: {m}"),
+            Err(e) => panic!("exec refused: {e}"),
         }
     }
 
@@ -456,8 +470,8 @@ mod tests {
         assert_eq!(split(&res, &bytes).0, "/home/x\n");
 
         // Refusals: a missing cwd, an empty argv.
-        assert!(matches!(run0(&sh("true", &cwd.join("missing"))), Err(ExecError::Invalid(_))));
-        assert!(matches!(run0(&req(Command::Argv(vec![]), &cwd)), Err(ExecError::Invalid(_))));
+        assert!(matches!(run0(&sh("true", &cwd.join("missing"))), Err(e) if e.code == ErrorCode::InvalidArgument));
+        assert!(matches!(run0(&req(Command::Argv(vec![]), &cwd)), Err(e) if e.code == ErrorCode::InvalidArgument));
 
         // Progress ticks come every progress_ms with the output so far and its last line;
         // a cancel from another thread kills the group at once, background children too.
@@ -489,6 +503,88 @@ mod tests {
         assert_eq!(last.last_line, "two [1mbold[0m");
         assert_eq!(last.stdout_bytes, bytes.len() as u64);
         assert!(wait_dead(read_pid(&pidfile)), "a background child survived the cancel");
+
+        // Running out of file descriptors, in a process of its own (the limit is per process,
+        // and other tests here open files): this test binary again, running only
+        // `exhaustion_in_this_process`, started through `run` (the reaper owns waitpid here).
+        let exe = std::env::current_exe().unwrap().display().to_string();
+        let name = "exec::tests::exhaustion_in_this_process";
+        let mut r = req(
+            Command::Argv(vec![exe, "--exact".into(), name.into(), "--nocapture".into(), "--test-threads=1".into()]),
+            &cwd,
+        );
+        r.env = vec![(EXHAUST_ENV.into(), "1".into())];
+        r.timeout_ms = 120_000;
+        let (res, bytes) = ok(&r);
+        let (out, err) = split(&res, &bytes);
+        assert!(res.exit_code == 0 && out.contains("1 passed"), "{out}{err}");
+    }
+
+    /// The lowest free descriptor number: with RLIMIT_NOFILE there, nothing new can be opened.
+    fn lowest_free_fd() -> libc::rlim_t {
+        // SAFETY: F_DUPFD_CLOEXEC on stdin takes no pointers and returns a new fd we close.
+        let fd = unsafe { libc::fcntl(0, libc::F_DUPFD_CLOEXEC, 0) };
+        assert!(fd >= 0, "{}", std::io::Error::last_os_error());
+        // SAFETY: fd was just returned to us and nothing else holds it.
+        unsafe { libc::close(fd) };
+        fd as libc::rlim_t
+    }
+
+    fn set_nofile(soft: libc::rlim_t, hard: libc::rlim_t) {
+        let lim = libc::rlimit { rlim_cur: soft, rlim_max: hard };
+        // SAFETY: setrlimit reads one rlimit that lives across the call.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0, "{}", std::io::Error::last_os_error());
+    }
+
+    /// Out of file descriptors, starting a command or a shell is a `limit_exceeded` error (one
+    /// line, naming the cause) instead of a panic or a made-up exit status, whether the
+    /// reaper's pipe or the spawn's own pipes are what cannot be made; once descriptors are
+    /// free again the very next call works: no lock was poisoned, the reaper still reaps.
+    /// Does nothing unless started by `exec_capture_truncation_timeouts_and_errors` (it lowers
+    /// this whole process's limit).
+    #[test]
+    fn exhaustion_in_this_process() {
+        if std::env::var_os(EXHAUST_ENV).is_none() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let cwd = std::fs::canonicalize(dir.path()).unwrap();
+        assert_eq!(split_ok(&sh("echo warm", &cwd)), "warm\n");
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit writes one rlimit into a live local.
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+        let ctl = Control::new().unwrap();
+        let open = |cwd: &Path| pyro_proto::Request::ShellOpen {
+            cwd: Some(cwd.display().to_string()),
+            cols: 80,
+            rows: 24,
+            env: vec![],
+        };
+        // No room at all (the reaper's pipe fails), then room for that pipe only (the spawn's
+        // stdout pipe fails).
+        for room in [0, 2] {
+            set_nofile(lowest_free_fd() + room, lim.rlim_max);
+            let e = run(&sh("echo never", &cwd), &ctl, &mut |_| {}).expect_err("a command started without fds");
+            let shell = crate::shell::handle(open(&cwd), &[]).expect_err("a shell opened without fds");
+            set_nofile(lim.rlim_cur, lim.rlim_max);
+            for e in [e, shell] {
+                assert_eq!(e.code, ErrorCode::LimitExceeded, "room {room}: {e}");
+                assert!(e.message.contains("out of file descriptors") && !e.message.contains('\n'), "{e}");
+            }
+            assert_eq!(split_ok(&sh("echo again", &cwd)), "again\n", "room {room}");
+        }
+        // Shells recover too (and are closed again, which kills their session).
+        let (reply, _) = crate::shell::handle(open(&cwd), &[]).unwrap();
+        let pyro_proto::Reply::ShellInfo(info) = reply else { panic!("{reply:?}") };
+        crate::shell::handle(pyro_proto::Request::ShellClose { shell: info.shell_id }, &[]).unwrap();
+    }
+
+    /// Stdout of a command that must run and exit 0.
+    fn split_ok(r: &ExecRequest) -> String {
+        let (res, bytes) = ok(r);
+        let (out, err) = split(&res, &bytes);
+        assert_eq!(res.exit_code, 0, "{out}{err}");
+        out
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! callback that streams it out, so a workspace of any size never sits in one message.
 
 use crate::beneath::{self, Links};
-use pyro_proto::{FsEntry, FsOp};
+use pyro_proto::{EntryKind, ErrorCode, FsEntry, FsOp, WireError};
 use rustix::fs::{Mode, OFlags};
 use sha2::{Digest, Sha256};
 use std::ffi::OsString;
@@ -29,16 +29,16 @@ const MAX_LINK_TARGET: usize = 4095;
 const S_IFLNK: u32 = 0o120000;
 const S_IFREG: u32 = 0o100000;
 
-pub type FsResult<T> = Result<T, (String, String)>;
+pub type FsResult<T> = Result<T, WireError>;
 
-pub fn invalid(m: impl Into<String>) -> (String, String) {
-    ("invalid_argument".into(), m.into())
+pub fn invalid(m: impl Into<String>) -> WireError {
+    WireError::invalid(m)
 }
-pub fn not_found(m: impl Into<String>) -> (String, String) {
-    ("not_found".into(), m.into())
+pub fn not_found(m: impl Into<String>) -> WireError {
+    WireError::not_found(m)
 }
-pub fn internal(m: impl Into<String>) -> (String, String) {
-    ("internal".into(), m.into())
+pub fn internal(m: impl Into<String>) -> WireError {
+    WireError::internal(m)
 }
 
 /// Where `/workspace` is for this process: itself in the guest; a temp dir in unit tests.
@@ -84,15 +84,15 @@ fn metadata(fd: &OwnedFd) -> std::io::Result<rustix::fs::Stat> {
     Ok(rustix::fs::fstat(fd)?)
 }
 
-fn kind(st: &rustix::fs::Stat) -> &'static str {
+fn kind(st: &rustix::fs::Stat) -> EntryKind {
     if beneath::is_file(st) {
-        "file"
+        EntryKind::File
     } else if beneath::is_dir(st) {
-        "dir"
+        EntryKind::Dir
     } else if beneath::is_link(st) {
-        "symlink"
+        EntryKind::Symlink
     } else {
-        "other"
+        EntryKind::Other
     }
 }
 
@@ -110,7 +110,7 @@ fn entry(
         Some(open) if beneath::is_file(st) => Some(open().and_then(sha256_fd).unwrap_or_default()),
         _ => None,
     };
-    FsEntry { path: name, kind: kind(st).into(), mode: st.st_mode & 0o7777, size: st.st_size as u64, target, sha256 }
+    FsEntry { path: name, kind: kind(st), mode: st.st_mode & 0o7777, size: st.st_size as u64, target, sha256 }
 }
 
 fn sha256_fd(fd: OwnedFd) -> std::io::Result<String> {
@@ -308,7 +308,7 @@ pub fn batch(ops: &[FsOp], data: &mut dyn Read) -> FsResult<(u64, u64)> {
         // The parent, if it exists yet (a write may create it); escapes fail here.
         let existing = match beneath::parent(&root, path, &rel) {
             Ok((dir, name)) => Some(beneath::lstat_at(&dir, &name).map_err(|e| internal(format!("{path}: {e}")))?),
-            Err((code, _)) if code == "not_found" && creates(op, ops) => None,
+            Err(e) if e.code == ErrorCode::NotFound && creates(op, ops) => None,
             Err(e) => return Err(e),
         };
         let existing = existing.flatten();
@@ -318,9 +318,10 @@ pub fn batch(ops: &[FsOp], data: &mut dyn Read) -> FsResult<(u64, u64)> {
                 if is_dir {
                     return Err(invalid(format!("{path} is a directory")));
                 }
-                total = total.checked_add(*len).filter(|t| *t <= MAX_BATCH_BYTES).ok_or_else(|| {
-                    ("limit_exceeded".to_string(), format!("a batch carries at most {MAX_BATCH_BYTES} bytes"))
-                })?;
+                total = total
+                    .checked_add(*len)
+                    .filter(|t| *t <= MAX_BATCH_BYTES)
+                    .ok_or_else(|| WireError::limit(format!("a batch carries at most {MAX_BATCH_BYTES} bytes")))?;
             }
             FsOp::Symlink { target: link, .. } => {
                 if is_dir {
@@ -590,12 +591,17 @@ pub fn freeze(on: bool) -> FsResult<()> {
     let generation = FREEZE_GEN.fetch_add(1, Ordering::SeqCst) + 1;
     freeze_ioctl(on)?;
     if on {
-        std::thread::spawn(move || {
+        let watchdog = crate::sys::spawn_thread("freeze-watchdog", move || {
             std::thread::sleep(FREEZE_WATCHDOG);
             if FREEZE_GEN.load(Ordering::SeqCst) == generation {
                 let _ = freeze_ioctl(false);
             }
         });
+        if let Err(e) = watchdog {
+            // Never a freeze without its watchdog: thaw, and say why.
+            let _ = freeze_ioctl(false);
+            return Err(crate::sys::os_error("starting the freeze watchdog", &e));
+        }
     }
     Ok(())
 }
@@ -649,11 +655,15 @@ mod tests {
         format!("{ROOT}/{rel}")
     }
 
-    fn code<T>(r: FsResult<T>) -> String {
+    fn code<T>(r: FsResult<T>) -> &'static str {
         match r {
             Ok(_) => panic!("expected an error"),
-            Err((code, _)) => code,
+            Err(e) => e.code.as_str(),
         }
+    }
+
+    fn parts(e: WireError) -> (&'static str, String) {
+        (e.code.as_str(), e.message)
     }
 
     fn write_op(rel: &str, len: u64) -> FsOp {
@@ -952,7 +962,7 @@ mod tests {
             FsOp::Delete { path: w("plain") },
             write_op("plain/inner", 1),
         ];
-        let (c, m) = run_batch(ops, b"AFTERxyzq").unwrap_err();
+        let (c, m) = parts(run_batch(ops, b"AFTERxyzq").unwrap_err());
         assert_eq!(c, "invalid_argument");
         assert!(m.contains("not a directory"), "{m}");
         assert_eq!(names_below(&ws.root), before, "staged temps and created parents are removed");
@@ -965,7 +975,7 @@ mod tests {
 
         // A short data stream is an error, and also leaves nothing behind.
         let ops = vec![write_op("existing", 2), write_op("new/g", 10)];
-        let (c, m) = run_batch(ops, b"abcd").unwrap_err();
+        let (c, m) = parts(run_batch(ops, b"abcd").unwrap_err());
         assert_eq!(c, "invalid_argument");
         assert!(m.contains("ended before"), "{m}");
         assert_eq!(names_below(&ws.root), before);
@@ -993,7 +1003,7 @@ mod tests {
         TEST_STAGING_TAG.with(|t| *t.borrow_mut() = Some("fixed".into()));
         let planted = ws.root.join(".f.fixed.pyro-tmp");
         symlink(ws.outer.join("secret"), &planted).unwrap();
-        let (c, m) = run_batch(vec![write_op("f", 5)], b"PWNED").unwrap_err();
+        let (c, m) = parts(run_batch(vec![write_op("f", 5)], b"PWNED").unwrap_err());
         assert_eq!(c, "internal", "{m}");
         assert_eq!(std::fs::read_to_string(ws.outer.join("secret")).unwrap(), "outside");
         assert!(!ws.root.join("f").exists());
@@ -1054,7 +1064,7 @@ mod tests {
         assert_eq!(y.sha256.as_deref(), Some(hex::encode(Sha256::digest(b"hello")).as_str()));
         let c = entries.iter().find(|e| e.path == "c").unwrap();
         assert_eq!(c.sha256.as_deref(), Some("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"));
-        assert!(entries.iter().filter(|e| e.kind != "file").all(|e| e.sha256.is_none()));
+        assert!(entries.iter().filter(|e| e.kind != EntryKind::File).all(|e| e.sha256.is_none()));
 
         // An emit error stops the walk and is returned.
         let mut seen = 0;

@@ -6,6 +6,7 @@
 //! process keeps running after the switch, so the rootfs image never needs our binary.
 
 use crate::sys;
+use pyro_proto::AgentMode;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -18,8 +19,9 @@ pub fn fatal(msg: &str) -> ! {
     sys::power_off()
 }
 
-/// Returns the mode from the kernel command line after the root is ready.
-pub fn boot() -> String {
+/// Returns the mode from the kernel command line after the root is ready (anything but
+/// `builder` and `inspect` serves as `run`; `probe` and `floor` never return).
+pub fn boot() -> AgentMode {
     let _ = sys::mount("devtmpfs", "/dev", "devtmpfs", libc::MS_NOSUID, "mode=0755");
     let _ = sys::mount("proc", "/proc", "proc", libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, "");
     let _ = sys::mount("sysfs", "/sys", "sysfs", libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, "");
@@ -46,12 +48,14 @@ pub fn boot() -> String {
             if let Err(e) = sys::mount(ROOT_DEV, "/workspace", "ext4", flags, "") {
                 fatal(&format!("mounting the disk to inspect: {e}"));
             }
+            AgentMode::Inspect
         }
         "builder" => {
             wait_for(ROOT_DEV);
             if let Err(e) = sys::mount(ROOT_DEV, "/target", "ext4", 0, "") {
                 fatal(&format!("mounting the build target: {e}"));
             }
+            AgentMode::Builder
         }
         _ => {
             switch_root();
@@ -60,9 +64,9 @@ pub fn boot() -> String {
             if let Err(e) = crate::net::loopback_up() {
                 sys::console(&format!("bringing up lo: {e}"));
             }
+            AgentMode::Run
         }
     }
-    mode
 }
 
 fn load_modules() {

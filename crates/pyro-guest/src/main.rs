@@ -29,5 +29,5 @@ fn main() {
         std::process::exit(2);
     }
     let mode = init::boot();
-    agent::serve(&mode);
+    agent::serve(mode);
 }

@@ -644,8 +644,12 @@ mod tests {
         Request { mac: "52:54:00:AB:cd:01", address: "10.0.2.15/24", gateway: "10.0.2.2", nameservers, env, certs }
     }
 
-    fn code<T: std::fmt::Debug>(r: FsResult<T>) -> String {
-        r.unwrap_err().0
+    fn code<T: std::fmt::Debug>(r: FsResult<T>) -> &'static str {
+        r.unwrap_err().code.as_str()
+    }
+
+    fn parts(e: pyro_proto::WireError) -> (&'static str, String) {
+        (e.code.as_str(), e.message)
     }
 
     fn cfg(nameservers: &[&str], certs: Option<&str>) -> Config {
@@ -721,7 +725,7 @@ mod tests {
         for gw in ["10.0.3.2", "10.0.2.15", "0.0.0.0", "nope", "10.0.2.255.1", ""] {
             assert_eq!(code(parse_gateway(gw, addr, 24)), "invalid_argument", "{gw}");
         }
-        let e = parse_gateway("10.0.3.2", addr, 24).unwrap_err().1;
+        let e = parse_gateway("10.0.3.2", addr, 24).unwrap_err().message;
         assert!(e.contains("outside") && e.contains("10.0.2.15/24"), "{e}");
 
         let ns = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
@@ -770,7 +774,7 @@ mod tests {
         big.resize(MAX_CA_BYTES, b'\n');
         assert!(validate_pem(&big).is_ok());
         big.push(b'\n');
-        let (c, m) = validate_pem(&big).unwrap_err();
+        let (c, m) = parts(validate_pem(&big).unwrap_err());
         assert!(c == "invalid_argument" && m.contains("4194304"), "{m}");
         // Through the whole request too.
         assert_eq!(code(validate(&request(b"not pem", &[], &[]))), "invalid_argument");
@@ -791,7 +795,7 @@ mod tests {
         assert_eq!(find_interface(&net, "52:54:00:ab:cd:02").as_deref(), Some("eth1"));
         assert_eq!(find_interface(&net, "52:54:00:ab:cd:03"), None);
         assert_eq!(find_interface(&dir.path().join("missing"), "52:54:00:ab:cd:01"), None);
-        let (c, m) = wait_for_interface(&net, "52:54:00:ab:cd:03", Duration::ZERO).unwrap_err();
+        let (c, m) = parts(wait_for_interface(&net, "52:54:00:ab:cd:03", Duration::ZERO).unwrap_err());
         assert_eq!(c, "not_found");
         assert!(m.contains("52:54:00:ab:cd:03") && m.contains("eth0, eth1") && m.contains("virtio_net"), "{m}");
         assert_eq!(wait_for_interface(&net, "52:54:00:ab:cd:02", Duration::ZERO).unwrap(), "eth1");

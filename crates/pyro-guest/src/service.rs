@@ -15,9 +15,15 @@
 //! The registry is bounded ([`MAX_SERVICES`]); finished services make room for new ones, oldest
 //! first. Services live as long as the VM: a reboot forgets them, and the host tells by the
 //! boot id every reply carries.
+//!
+//! A guest out of file descriptors, processes or threads refuses a start with
+//! `limit_exceeded` (nothing is left running), and a restart that cannot be spawned ends the
+//! service as `failed` with the reason.
 
-use crate::{exec, reaper};
-use pyro_proto::{Command, ExecRequest, Message, Readiness, ServiceSpec, ServiceState};
+use crate::{exec, reaper, sys};
+use pyro_proto::{
+    Command, ErrorCode, ExecRequest, Readiness, Reply, Request, ServicePhase, ServiceSpec, ServiceState, WireError,
+};
 use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
@@ -38,10 +44,11 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_GRACE: Duration = Duration::from_secs(60);
 
-type Reply = (Message, Vec<u8>);
+/// A reply and its payload.
+type Answer = (Reply, Vec<u8>);
 
-fn err(code: &str, message: impl Into<String>) -> Reply {
-    (Message::Error { code: code.into(), message: message.into() }, Vec::new())
+fn err(e: WireError) -> Answer {
+    (Reply::Error(e), Vec::new())
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -97,7 +104,7 @@ impl Ring {
 struct Inner {
     spec: ServiceSpec,
     cwd: String,
-    state: &'static str,
+    state: ServicePhase,
     /// The running leader's pid (its process group id too).
     pid: Option<i32>,
     running: bool,
@@ -114,7 +121,7 @@ struct Inner {
     out: Ring,
     err: Ring,
     /// Set once a stop began: (why, the state it ends in).
-    stopping: Option<(String, &'static str)>,
+    stopping: Option<(String, ServicePhase)>,
 }
 
 struct Svc {
@@ -130,7 +137,7 @@ impl Svc {
             name: i.spec.name.clone(),
             command: i.spec.command.display(),
             cwd: i.cwd.clone(),
-            state: i.state.to_string(),
+            state: i.state,
             pid: i.pid,
             readiness: i.spec.readiness.clone(),
             last_probe: i.last_probe.clone(),
@@ -149,7 +156,7 @@ impl Svc {
     }
 
     fn live(&self) -> bool {
-        matches!(lock(&self.inner).state, "starting" | "ready")
+        lock(&self.inner).state.is_live()
     }
 }
 
@@ -167,22 +174,23 @@ fn boot_id() -> String {
 }
 
 /// Answer one service request (on the request's own thread; stop blocks until it is done).
-pub fn handle(msg: Message) -> Reply {
-    match msg {
-        Message::ServiceStart(spec) => match start(spec) {
-            Ok(svc) => (Message::ServiceReply { boot_id: boot_id(), service: svc.snapshot() }, Vec::new()),
-            Err((code, m)) => err(&code, m),
+pub fn handle(req: Request) -> Answer {
+    let missing = |name: &str| err(WireError::not_found(format!("no service '{name}'")));
+    match req {
+        Request::ServiceStart(spec) => match start(spec) {
+            Ok(svc) => (Reply::ServiceReply { boot_id: boot_id(), service: svc.snapshot() }, Vec::new()),
+            Err(e) => err(e),
         },
-        Message::ServiceStatus { name } => {
+        Request::ServiceStatus { name } => {
             let all: Vec<Arc<Svc>> = lock(registry()).clone();
             let services: Vec<ServiceState> = match &name {
                 Some(n) => all.iter().filter(|s| lock(&s.inner).spec.name == *n).map(|s| s.snapshot()).collect(),
                 None => all.iter().map(|s| s.snapshot()).collect(),
             };
-            (Message::ServiceList { boot_id: boot_id(), services }, Vec::new())
+            (Reply::ServiceList { boot_id: boot_id(), services }, Vec::new())
         }
-        Message::ServiceLogs { name, tail_lines, all } => {
-            let Some(svc) = find(&name) else { return err("not_found", format!("no service '{name}'")) };
+        Request::ServiceLogs { name, tail_lines, all } => {
+            let Some(svc) = find(&name) else { return missing(&name) };
             let lines = (!all).then_some(tail_lines.min(MAX_TAIL_LINES));
             let (mut out, errb) = {
                 let i = lock(&svc.inner);
@@ -190,25 +198,25 @@ pub fn handle(msg: Message) -> Reply {
             };
             let (stdout_len, stderr_len) = (out.len() as u64, errb.len() as u64);
             out.extend_from_slice(&errb);
-            (Message::ServiceLogData { service: svc.snapshot(), stdout_len, stderr_len }, out)
+            (Reply::ServiceLogData { service: svc.snapshot(), stdout_len, stderr_len }, out)
         }
-        Message::ServiceStop { name, grace_ms } => {
-            let Some(svc) = find(&name) else { return err("not_found", format!("no service '{name}'")) };
+        Request::ServiceStop { name, grace_ms } => {
+            let Some(svc) = find(&name) else { return missing(&name) };
             let grace = Duration::from_millis(grace_ms).min(MAX_GRACE);
-            terminate(&svc, "stopped on request".into(), "stopped", grace);
-            (Message::ServiceReply { boot_id: boot_id(), service: svc.snapshot() }, Vec::new())
+            terminate(&svc, "stopped on request".into(), ServicePhase::Stopped, grace);
+            (Reply::ServiceReply { boot_id: boot_id(), service: svc.snapshot() }, Vec::new())
         }
-        _ => err("invalid_argument", "not a service request"),
+        _ => err(WireError::invalid("not a service request")),
     }
 }
 
-fn check(spec: &ServiceSpec) -> Result<(), (String, String)> {
-    let invalid = |m: String| ("invalid_argument".to_string(), m);
+fn check(spec: &ServiceSpec) -> Result<(), WireError> {
+    let invalid = WireError::invalid;
     if !pyro_proto::valid_service_name(&spec.name) {
         return Err(invalid(format!("invalid service name '{}'", spec.name.chars().take(80).collect::<String>())));
     }
     if matches!(&spec.command, Command::Argv(v) if v.is_empty()) {
-        return Err(invalid("empty command".into()));
+        return Err(invalid("empty command".to_string()));
     }
     match &spec.readiness {
         Some(Readiness::Http { url }) => {
@@ -222,11 +230,11 @@ fn check(spec: &ServiceSpec) -> Result<(), (String, String)> {
     Ok(())
 }
 
-fn start(spec: ServiceSpec) -> Result<Arc<Svc>, (String, String)> {
+fn start(spec: ServiceSpec) -> Result<Arc<Svc>, WireError> {
     check(&spec)?;
     let cwd = spec.cwd.clone().unwrap_or_else(|| "/workspace".to_string());
     if !std::path::Path::new(&cwd).is_dir() {
-        return Err(("invalid_argument".into(), format!("working directory {cwd} does not exist in the guest")));
+        return Err(WireError::invalid(format!("working directory {cwd} does not exist in the guest")));
     }
     // Services are reached (and probed) over loopback; it is down in a guest without a NIC.
     if let Err(e) = crate::net::loopback_up() {
@@ -234,7 +242,7 @@ fn start(spec: ServiceSpec) -> Result<Arc<Svc>, (String, String)> {
     }
     let mut reg = lock(registry());
     if reg.iter().any(|s| s.live() && lock(&s.inner).spec.name == spec.name) {
-        return Err(("conflict".into(), format!("a service named '{}' is already running", spec.name)));
+        return Err(WireError::new(ErrorCode::Conflict, format!("a service named '{}' is already running", spec.name)));
     }
     // A finished service of that name is replaced; past the cap, the oldest finished goes.
     reg.retain(|s| lock(&s.inner).spec.name != spec.name);
@@ -244,16 +252,16 @@ fn start(spec: ServiceSpec) -> Result<Arc<Svc>, (String, String)> {
                 reg.remove(i);
             }
             None => {
-                return Err(("limit_exceeded".into(), format!("at most {MAX_SERVICES} services run at once")));
+                return Err(WireError::limit(format!("at most {MAX_SERVICES} services run at once")));
             }
         }
     }
-    let child = spawn(&spec, &cwd).map_err(|m| ("invalid_argument".to_string(), m))?;
+    let child = spawn(&spec, &cwd)?;
     let svc = Arc::new(Svc {
         inner: Mutex::new(Inner {
             spec,
             cwd,
-            state: "starting",
+            state: ServicePhase::Starting,
             pid: None,
             running: false,
             attempt: 0,
@@ -271,11 +279,17 @@ fn start(spec: ServiceSpec) -> Result<Arc<Svc>, (String, String)> {
         }),
         changed: Condvar::new(),
     });
+    let pid = child.pid;
     began(&svc, &child);
+    let s2 = svc.clone();
+    if let Err(e) = sys::spawn_thread("service", move || monitor(s2, child)) {
+        // Unwatched, it would run on unseen: end it now (the reaper collects it) and refuse.
+        lock(&svc.inner).state = ServicePhase::Failed;
+        kill_group(pid, libc::SIGKILL);
+        return Err(sys::os_error("starting the service's monitor", &e));
+    }
     reg.push(svc.clone());
     drop(reg);
-    let s2 = svc.clone();
-    std::thread::spawn(move || monitor(s2, child));
     Ok(svc)
 }
 
@@ -287,7 +301,9 @@ struct Running {
     waiter: reaper::Waiter,
 }
 
-fn spawn(spec: &ServiceSpec, cwd: &str) -> Result<Running, String> {
+/// Spawn one attempt: refused (`invalid_argument`) when the program cannot be run, or
+/// `limit_exceeded` when the guest is out of what a process needs.
+fn spawn(spec: &ServiceSpec, cwd: &str) -> Result<Running, WireError> {
     let mut cmd = match &spec.command {
         Command::Argv(v) => {
             let mut c = std::process::Command::new(&v[0]);
@@ -312,22 +328,29 @@ fn spawn(spec: &ServiceSpec, cwd: &str) -> Result<Running, String> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    let guard = reaper::lock();
+    let guard = reaper::prepare().map_err(|e| sys::os_error("starting the service", &e))?;
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
             drop(guard);
+            if sys::exhausted(&e) {
+                return Err(sys::os_error("starting the service", &e));
+            }
             let prog = match &spec.command {
                 Command::Argv(v) => v[0].clone(),
                 Command::Shell(_) => "/bin/sh".into(),
             };
-            return Err(format!("cannot run {}: {e}", prog.chars().take(200).collect::<String>()));
+            return Err(WireError::invalid(format!("cannot run {}: {e}", prog.chars().take(200).collect::<String>())));
         }
     };
     let pid = child.id() as i32;
     let waiter = guard.register(pid);
-    let out = child.stdout.take().expect("piped");
-    let err = child.stderr.take().expect("piped");
+    let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) else {
+        // Both were asked for as pipes, so std always hands them over; should that ever
+        // change, the service must not run on unwatched.
+        kill_group(pid, libc::SIGKILL);
+        return Err(WireError::internal("the service's output pipes were not set up"));
+    };
     set_nonblocking(out.as_raw_fd());
     set_nonblocking(err.as_raw_fd());
     Ok(Running { pid, out, err, waiter })
@@ -345,11 +368,17 @@ fn began(svc: &Arc<Svc>, r: &Running) {
     i.exit_code = None;
     i.signal = None;
     if i.spec.readiness.is_some() {
-        i.state = "starting";
+        i.state = ServicePhase::Starting;
         let (s2, attempt) = (svc.clone(), i.attempt);
-        std::thread::spawn(move || probe_loop(s2, attempt));
+        if let Err(e) = sys::spawn_thread("service-probe", move || probe_loop(s2, attempt)) {
+            // Never probed, it could never become ready: end it as failed, with the reason
+            // (the monitor sees the exit and records the stop).
+            let why = sys::os_error("starting the readiness probe", &e).message;
+            i.stopping = Some((why, ServicePhase::Failed));
+            kill_group(r.pid, libc::SIGKILL);
+        }
     } else {
-        i.state = "ready";
+        i.state = ServicePhase::Ready;
         i.ready_at = Some(Instant::now());
     }
     svc.changed.notify_all();
@@ -464,14 +493,14 @@ fn monitor(svc: Arc<Svc>, mut r: Running) {
         }
         let failed = code != Some(0) || signal.is_some();
         if !(failed && i.spec.restart_on_failure && i.restarts < i.spec.max_restarts.min(MAX_RESTARTS)) {
-            i.state = if failed { "failed" } else { "exited" };
+            i.state = if failed { ServicePhase::Failed } else { ServicePhase::Exited };
             i.stop_reason = Some(what);
             svc.changed.notify_all();
             return;
         }
         // Restart after a backoff; a stop during it ends the service instead. `restarts`
         // counts the runs that actually started again.
-        i.state = "starting";
+        i.state = ServicePhase::Starting;
         i.last_probe = Some(format!("{what}; restarting in {} ms", backoff.as_millis()));
         svc.changed.notify_all();
         let until = Instant::now() + backoff;
@@ -497,10 +526,10 @@ fn monitor(svc: Arc<Svc>, mut r: Running) {
                 began(&svc, &next);
                 r = next;
             }
-            Err(m) => {
+            Err(e) => {
                 let mut i = lock(&svc.inner);
-                i.state = "failed";
-                i.stop_reason = Some(m);
+                i.state = ServicePhase::Failed;
+                i.stop_reason = Some(e.message);
                 svc.changed.notify_all();
                 return;
             }
@@ -511,10 +540,10 @@ fn monitor(svc: Arc<Svc>, mut r: Running) {
 /// Stop a live service: TERM to its group, KILL after `grace`; returns once it has ended (or
 /// at once when it already had). `state` is what it ends as (`stopped`, or `failed` when the
 /// agent stops it for not being ready).
-fn terminate(svc: &Arc<Svc>, why: String, state: &'static str, grace: Duration) {
+fn terminate(svc: &Arc<Svc>, why: String, state: ServicePhase, grace: Duration) {
     let pid = {
         let mut i = lock(&svc.inner);
-        if !matches!(i.state, "starting" | "ready") {
+        if !i.state.is_live() {
             return;
         }
         if i.stopping.is_none() {
@@ -540,11 +569,8 @@ fn terminate(svc: &Arc<Svc>, why: String, state: &'static str, grace: Duration) 
 /// Wait until the service is no longer live; false when `limit` passed first.
 fn wait_ended(svc: &Svc, limit: Duration) -> bool {
     let i = lock(&svc.inner);
-    let (i, _) = svc
-        .changed
-        .wait_timeout_while(i, limit, |i| matches!(i.state, "starting" | "ready"))
-        .unwrap_or_else(|e| e.into_inner());
-    !matches!(i.state, "starting" | "ready")
+    let (i, _) = svc.changed.wait_timeout_while(i, limit, |i| i.state.is_live()).unwrap_or_else(|e| e.into_inner());
+    !i.state.is_live()
 }
 
 fn probe_loop(svc: Arc<Svc>, attempt: u64) {
@@ -561,7 +587,7 @@ fn probe_loop(svc: Arc<Svc>, attempt: u64) {
         )
     };
     let deadline = Instant::now() + timeout;
-    let current = |i: &Inner| i.attempt == attempt && i.state == "starting" && i.stopping.is_none();
+    let current = |i: &Inner| i.attempt == attempt && i.state == ServicePhase::Starting && i.stopping.is_none();
     loop {
         if !current(&lock(&svc.inner)) {
             return;
@@ -573,7 +599,7 @@ fn probe_loop(svc: Arc<Svc>, attempt: u64) {
         }
         match result {
             Ok(()) => {
-                i.state = "ready";
+                i.state = ServicePhase::Ready;
                 i.ready_at = Some(Instant::now());
                 i.last_probe = Some("ok".into());
                 svc.changed.notify_all();
@@ -591,7 +617,7 @@ fn probe_loop(svc: Arc<Svc>, attempt: u64) {
                 format!("{} ms", timeout.as_millis())
             };
             let why = format!("not ready within {within} (last probe: {last})");
-            terminate(&svc, why, "failed", grace);
+            terminate(&svc, why, ServicePhase::Failed, grace);
             return;
         }
         drop(i);
@@ -627,7 +653,7 @@ fn probe(r: &Readiness, cwd: &str, env: &[(String, String)], interval: Duration)
                 max_output_bytes: 1024,
                 progress_ms: 0,
             };
-            let ctl = exec::Control::new().map_err(|e| format!("probe: {e}"))?;
+            let ctl = exec::Control::new().map_err(|e| sys::os_error("probe", &e).message)?;
             match exec::run(&req, &ctl, &mut |_| {}) {
                 Ok((res, _)) if res.exit_code == 0 => Ok(()),
                 Ok((res, out)) if res.timed_out => {
@@ -644,7 +670,7 @@ fn probe(r: &Readiness, cwd: &str, env: &[(String, String)], interval: Duration)
                         if last.is_empty() { String::new() } else { format!(": {last}") }
                     ))
                 }
-                Err(exec::ExecError::Invalid(m)) => Err(m),
+                Err(e) => Err(e.message),
             }
         }
     }

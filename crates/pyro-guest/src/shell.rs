@@ -7,9 +7,12 @@
 //! Input is written to the PTY master with a bounded wait, so a shell that stops reading its
 //! input cannot hold a request thread forever. Signals go to the PTY's foreground process
 //! group, which is what Ctrl-C at a terminal does.
+//!
+//! Opening a shell in a guest out of file descriptors or threads is a `limit_exceeded` error,
+//! with everything made so far closed again.
 
-use crate::reaper;
-use pyro_proto::{Message, ShellInfo};
+use crate::{reaper, sys};
+use pyro_proto::{ErrorCode, Reply, Request, ShellInfo, WireError};
 use std::collections::{HashMap, VecDeque};
 use std::ffi::CStr;
 use std::fs::File;
@@ -31,16 +34,13 @@ const WRITE_WAIT: Duration = Duration::from_secs(10);
 /// Bounds on a read's wait for quiet, whatever the host asks.
 const MAX_WAIT: Duration = Duration::from_secs(60);
 
-type Res<T> = Result<T, (String, String)>;
+type Res<T> = Result<T, WireError>;
 
-fn invalid(m: impl Into<String>) -> (String, String) {
-    ("invalid_argument".into(), m.into())
+fn invalid(m: impl Into<String>) -> WireError {
+    WireError::invalid(m)
 }
-fn not_found(m: impl Into<String>) -> (String, String) {
-    ("not_found".into(), m.into())
-}
-fn internal(m: impl Into<String>) -> (String, String) {
-    ("internal".into(), m.into())
+fn not_found(m: impl Into<String>) -> WireError {
+    WireError::not_found(m)
 }
 
 /// Output kept so far, addressed by absolute cursor.
@@ -135,14 +135,14 @@ fn set_size(fd: RawFd, cols: u16, rows: u16) -> Res<()> {
     let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
     // SAFETY: TIOCSWINSZ reads one winsize from the pointer, which outlives the call.
     if unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) } != 0 {
-        return Err(internal(format!("setting the terminal size: {}", std::io::Error::last_os_error())));
+        return Err(sys::os_error("setting the terminal size", &std::io::Error::last_os_error()));
     }
     Ok(())
 }
 
 /// A new PTY: (master, slave path).
 fn open_pty() -> Res<(File, String)> {
-    let err = |what: &str| internal(format!("{what}: {}", std::io::Error::last_os_error()));
+    let err = |what: &str| sys::os_error(what, &std::io::Error::last_os_error());
     // SAFETY: posix_openpt has no pointer arguments; the fd it returns is owned below.
     let fd = unsafe { libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
     if fd < 0 {
@@ -184,7 +184,7 @@ fn open(cwd: Option<String>, cols: u16, rows: u16, env: Vec<(String, String)>) -
         return Err(invalid(format!("working directory {cwd} does not exist in the guest")));
     }
     if shells().lock().unwrap_or_else(|e| e.into_inner()).len() >= MAX_SHELLS {
-        return Err(("limit_exceeded".into(), format!("{MAX_SHELLS} shells are open; close one first")));
+        return Err(WireError::limit(format!("{MAX_SHELLS} shells are open; close one first")));
     }
     let (master, slave_path) = open_pty()?;
     set_size(master.as_raw_fd(), cols, rows)?;
@@ -193,7 +193,7 @@ fn open(cwd: Option<String>, cols: u16, rows: u16, env: Vec<(String, String)>) -
         .write(true)
         .custom_flags(libc::O_NOCTTY)
         .open(&slave_path)
-        .map_err(|e| internal(format!("opening {slave_path}: {e}")))?;
+        .map_err(|e| sys::os_error(&format!("opening {slave_path}"), &e))?;
     let program = if std::path::Path::new("/bin/bash").exists() { "/bin/bash" } else { "/bin/sh" };
     let mut cmd = std::process::Command::new(program);
     cmd.arg("-i")
@@ -205,8 +205,8 @@ fn open(cwd: Option<String>, cols: u16, rows: u16, env: Vec<(String, String)>) -
         .env("TERM", "xterm-256color")
         .envs(crate::net::command_env())
         .envs(env)
-        .stdin(Stdio::from(slave.try_clone().map_err(|e| internal(format!("pty: {e}")))?))
-        .stdout(Stdio::from(slave.try_clone().map_err(|e| internal(format!("pty: {e}")))?))
+        .stdin(Stdio::from(slave.try_clone().map_err(|e| sys::os_error("opening the shell's terminal", &e))?))
+        .stdout(Stdio::from(slave.try_clone().map_err(|e| sys::os_error("opening the shell's terminal", &e))?))
         .stderr(Stdio::from(slave));
     // SAFETY: only async-signal-safe calls (setsid, ioctl) between fork and exec.
     unsafe {
@@ -219,12 +219,12 @@ fn open(cwd: Option<String>, cols: u16, rows: u16, env: Vec<(String, String)>) -
             Ok(())
         });
     }
-    let guard = reaper::lock();
+    let guard = reaper::prepare().map_err(|e| sys::os_error("starting the shell", &e))?;
     let child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
             drop(guard);
-            return Err(internal(format!("starting {program}: {e}")));
+            return Err(sys::os_error(&format!("starting {program}"), &e));
         }
     };
     let pid = child.id() as i32;
@@ -246,7 +246,13 @@ fn open(cwd: Option<String>, cols: u16, rows: u16, env: Vec<(String, String)>) -
         opened: Instant::now(),
     });
     let reader = shell.clone();
-    std::thread::spawn(move || read_loop(&reader));
+    if let Err(e) = sys::spawn_thread("shell-reader", move || read_loop(&reader)) {
+        // No reader, no shell: end it (its session) rather than leave it unread.
+        // SAFETY: kill takes no pointers; the target is the shell's own session/process group.
+        unsafe { libc::kill(-shell.pid, libc::SIGKILL) };
+        kill_session(shell.pid);
+        return Err(sys::os_error("starting the shell's reader", &e));
+    }
     let info = shell.info();
     shells().lock().unwrap_or_else(|e| e.into_inner()).insert(shell.id.clone(), shell);
     Ok(info)
@@ -281,7 +287,7 @@ fn read_loop(sh: &Shell) {
     sh.changed.notify_all();
 }
 
-fn read(id: &str, cursor: u64, max_bytes: u64, idle_ms: u64, wait_ms: u64) -> Res<(Message, Vec<u8>)> {
+fn read(id: &str, cursor: u64, max_bytes: u64, idle_ms: u64, wait_ms: u64) -> Res<(Reply, Vec<u8>)> {
     let sh = get(id)?;
     let max = max_bytes.clamp(1, 1 << 20) as usize;
     let idle = Duration::from_millis(idle_ms);
@@ -313,7 +319,7 @@ fn read(id: &str, cursor: u64, max_bytes: u64, idle_ms: u64, wait_ms: u64) -> Re
     let end = ring.end();
     drop(ring);
     let exit_code = sh.exit_code();
-    let reply = Message::ShellData {
+    let reply = Reply::ShellData {
         cursor: from,
         next_cursor: from + data.len() as u64,
         end,
@@ -327,11 +333,11 @@ fn read(id: &str, cursor: u64, max_bytes: u64, idle_ms: u64, wait_ms: u64) -> Re
 
 fn write(id: &str, input: &[u8]) -> Res<ShellInfo> {
     if input.len() > MAX_INPUT {
-        return Err(("limit_exceeded".into(), format!("input is {} bytes; at most {MAX_INPUT}", input.len())));
+        return Err(WireError::limit(format!("input is {} bytes; at most {MAX_INPUT}", input.len())));
     }
     let sh = get(id)?;
     if sh.exit_code().is_some() {
-        return Err(("state".into(), format!("shell {id} has exited")));
+        return Err(WireError::new(ErrorCode::State, format!("shell {id} has exited")));
     }
     let deadline = Instant::now() + WRITE_WAIT;
     let mut rest = input;
@@ -341,8 +347,8 @@ fn write(id: &str, input: &[u8]) -> Res<ShellInfo> {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
-                    return Err((
-                        "timeout".into(),
+                    return Err(WireError::new(
+                        ErrorCode::Timeout,
                         format!("shell {id} did not read its input for {} s", WRITE_WAIT.as_secs()),
                     ));
                 }
@@ -351,7 +357,7 @@ fn write(id: &str, input: &[u8]) -> Res<ShellInfo> {
                 unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(1000) as i32) };
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(internal(format!("writing to shell {id}: {e}"))),
+            Err(e) => return Err(sys::os_error(&format!("writing to shell {id}"), &e)),
         }
     }
     Ok(sh.info())
@@ -415,22 +421,22 @@ fn kill_session(sid: i32) {
 }
 
 /// Handle one shell request (`payload`: `ShellWrite`'s input).
-pub fn handle(msg: Message, payload: &[u8]) -> Res<(Message, Vec<u8>)> {
-    let info = |r: Res<ShellInfo>| r.map(|i| (Message::ShellInfo(i), Vec::new()));
-    match msg {
-        Message::ShellOpen { cwd, cols, rows, env } => info(open(cwd, cols, rows, env)),
-        Message::ShellRead { shell, cursor, max_bytes, idle_ms, wait_ms } => {
+pub fn handle(req: Request, payload: &[u8]) -> Res<(Reply, Vec<u8>)> {
+    let info = |r: Res<ShellInfo>| r.map(|i| (Reply::ShellInfo(i), Vec::new()));
+    match req {
+        Request::ShellOpen { cwd, cols, rows, env } => info(open(cwd, cols, rows, env)),
+        Request::ShellRead { shell, cursor, max_bytes, idle_ms, wait_ms } => {
             read(&shell, cursor, max_bytes, idle_ms, wait_ms)
         }
-        Message::ShellWrite { shell } => info(write(&shell, payload)),
-        Message::ShellSignal { shell, signal: sig } => info(signal(&shell, sig)),
-        Message::ShellResize { shell, cols, rows } => info(resize(&shell, cols, rows)),
-        Message::ShellClose { shell } => info(close(&shell)),
-        Message::ShellList => {
+        Request::ShellWrite { shell } => info(write(&shell, payload)),
+        Request::ShellSignal { shell, signal: sig } => info(signal(&shell, sig)),
+        Request::ShellResize { shell, cols, rows } => info(resize(&shell, cols, rows)),
+        Request::ShellClose { shell } => info(close(&shell)),
+        Request::ShellList => {
             let mut shells: Vec<ShellInfo> =
                 shells().lock().unwrap_or_else(|e| e.into_inner()).values().map(|s| s.info()).collect();
             shells.sort_by_key(|s| std::cmp::Reverse(s.age_ms));
-            Ok((Message::ShellListReply { shells }, Vec::new()))
+            Ok((Reply::ShellListReply { shells }, Vec::new()))
         }
         _ => Err(invalid("not a shell request")),
     }

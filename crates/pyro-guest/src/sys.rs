@@ -1,11 +1,48 @@
-//! Thin wrappers over the Linux calls the init needs (mount, module loading, power off).
+//! Thin wrappers over the Linux calls the init and the agent need (mount, module loading,
+//! power off, clock and identity), and the agent's rules for running out of resources: which
+//! OS errors mean the guest is exhausted (answered `limit_exceeded`, never a panic), and
+//! threads started with an error instead of a panic when none can be made.
 
+use pyro_proto::WireError;
 use std::ffi::CString;
 use std::io;
 use std::path::Path;
 
-fn cstr(s: &str) -> CString {
-    CString::new(s).expect("no NUL in static strings")
+/// A C string, or `InvalidInput` for one with a NUL inside (paths here may be derived from
+/// what the host sent, so this must not panic).
+fn cstr(s: &str) -> io::Result<CString> {
+    CString::new(s).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte inside a path or option"))
+}
+
+/// The guest ran out of something a new process, pipe, file or thread needs: file
+/// descriptors (per process or system-wide), memory, or processes/threads.
+pub fn exhausted(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::EAGAIN))
+}
+
+/// The error reply for an OS failure while `doing` something: `limit_exceeded` with a line
+/// that names the resource when the guest is exhausted (the next request may well work once
+/// something is freed), `internal` otherwise.
+pub fn os_error(doing: &str, e: &io::Error) -> WireError {
+    if !exhausted(e) {
+        return WireError::internal(format!("{doing}: {e}"));
+    }
+    let what = match e.raw_os_error() {
+        Some(libc::EMFILE) => "the guest agent is out of file descriptors",
+        Some(libc::ENFILE) => "the guest is out of file descriptors (system-wide)",
+        Some(libc::ENOMEM) => "the guest is out of memory",
+        _ => "the guest is out of processes or threads",
+    };
+    WireError::limit(format!(
+        "{doing}: {what} ({e}); end what holds them (a runaway command or service) and try again, \
+         or restart the workspace"
+    ))
+}
+
+/// Start a named thread; an error (the guest is out of threads or memory) instead of the
+/// panic `std::thread::spawn` gives, which in PID 1 would bring the whole guest down.
+pub fn spawn_thread<F: FnOnce() + Send + 'static>(name: &str, f: F) -> io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new().name(name.to_string()).spawn(f)
 }
 
 fn check(rc: libc::c_int) -> io::Result<()> {
@@ -18,14 +55,14 @@ fn check(rc: libc::c_int) -> io::Result<()> {
 
 pub fn mount(src: &str, target: &str, fstype: &str, flags: libc::c_ulong, data: &str) -> io::Result<()> {
     let _ = std::fs::create_dir_all(target);
-    let (s, t, f, d) = (cstr(src), cstr(target), cstr(fstype), cstr(data));
+    let (s, t, f, d) = (cstr(src)?, cstr(target)?, cstr(fstype)?, cstr(data)?);
     // SAFETY: all pointers are valid NUL-terminated strings for the duration of the call.
     check(unsafe { libc::mount(s.as_ptr(), t.as_ptr(), f.as_ptr(), flags, d.as_ptr() as *const libc::c_void) })
 }
 
 pub fn move_mount(src: &str, target: &str) -> io::Result<()> {
     let _ = std::fs::create_dir_all(target);
-    let (s, t) = (cstr(src), cstr(target));
+    let (s, t) = (cstr(src)?, cstr(target)?);
     // SAFETY: valid strings; MS_MOVE ignores fstype and data.
     check(unsafe { libc::mount(s.as_ptr(), t.as_ptr(), std::ptr::null(), libc::MS_MOVE, std::ptr::null()) })
 }
@@ -34,7 +71,7 @@ pub fn move_mount(src: &str, target: &str) -> io::Result<()> {
 pub fn load_module(path: &Path) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     let f = std::fs::File::open(path)?;
-    let params = cstr("");
+    let params = cstr("")?;
     // SAFETY: fd is open for the call; params is a valid empty string.
     let rc = unsafe { libc::syscall(libc::SYS_finit_module, f.as_raw_fd(), params.as_ptr(), 0) };
     if rc == 0 {
@@ -49,7 +86,7 @@ pub fn load_module(path: &Path) -> io::Result<()> {
 }
 
 pub fn chroot_here() -> io::Result<()> {
-    let dot = cstr(".");
+    let dot = cstr(".")?;
     // SAFETY: `dot` is a NUL-terminated CString that lives across the call.
     check(unsafe { libc::chroot(dot.as_ptr()) })?;
     std::env::set_current_dir("/")

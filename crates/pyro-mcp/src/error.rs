@@ -56,6 +56,25 @@ impl Code {
     }
 }
 
+/// The wire's error classes (guest agent and supervisor replies), one for one. Exhaustive on
+/// purpose: a class added to the protocol does not compile until it is mapped here.
+impl From<pyro_proto::ErrorCode> for Code {
+    fn from(c: pyro_proto::ErrorCode) -> Code {
+        use pyro_proto::ErrorCode as W;
+        match c {
+            W::NotFound => Code::NotFound,
+            W::InvalidArgument => Code::InvalidArgument,
+            W::Conflict => Code::Conflict,
+            W::State => Code::State,
+            W::GuestUnavailable => Code::GuestUnavailable,
+            W::Timeout => Code::Timeout,
+            W::LimitExceeded => Code::LimitExceeded,
+            W::Internal => Code::Internal,
+            W::Cancelled => Code::Cancelled,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Error {
     pub code: Code,
@@ -137,5 +156,19 @@ pub trait Context<T> {
 impl<T, E: fmt::Display> Context<T> for std::result::Result<T, E> {
     fn ctx(self, what: impl fmt::Display) -> Result<T> {
         self.map_err(|e| Error::internal(format!("{what}: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every wire class becomes the host code of the same name (so `limit_exceeded`, `timeout`
+    /// and `cancelled` from the guest keep their meaning and exit status).
+    #[test]
+    fn wire_codes_map_one_for_one() {
+        for w in pyro_proto::ErrorCode::ALL {
+            assert_eq!(Code::from(w).as_str(), w.as_str());
+        }
     }
 }

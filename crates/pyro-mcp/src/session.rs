@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::limits::validate_command;
 use crate::runtime::Runtime;
 use crate::vm::{self, qemu::Disk, LaunchOptions, Vm};
-use pyro_proto::{Command, ExecRequest, ExecResult, Message};
+use pyro_proto::{Command, ExecRequest, ExecResult, Request};
 use schemars::JsonSchema;
 use serde::Serialize;
 
@@ -150,7 +150,7 @@ impl VmSession {
     pub fn ping(&mut self) -> Result<std::time::Duration> {
         let vm = self.vm.as_mut().ok_or_else(|| Error::state("the VM was deleted"))?;
         let t = std::time::Instant::now();
-        vm.client.call(&Message::Ping)?;
+        vm.client.call(&Request::Ping)?;
         Ok(t.elapsed())
     }
 

@@ -7,6 +7,13 @@
 //! cannot make the other side allocate unbounded memory, and encoding refuses (never panics on)
 //! a frame over the caps.
 //!
+//! Frames are typed by direction. Toward the guest ([`ToGuest`]): a [`Request`], which opens
+//! its id, or a [`HostStream`] frame on a request in flight (upload `Chunk`s, `End`,
+//! `Cancel`). Toward the host ([`ToHost`]): the one [`Reply`] that ends a request (a result or
+//! an `Error` with a typed [`ErrorCode`]), or a [`GuestStream`] frame before it (`Chunk`s,
+//! exec `Progress`). The header's `frame` field names the kind and `type` the variant; a
+//! header that is not a frame of the direction read is malformed.
+//!
 //! Nothing that grows with the workspace travels in one frame. Bulk data is a *stream*: zero or
 //! more `Chunk` frames (each at most [`CHUNK`] bytes) carrying the same request id, ended by the
 //! request's final reply (guest to host: exec output, file contents, listings and manifests as
@@ -23,8 +30,10 @@ use serde::{Deserialize, Serialize};
 use std::io::{self, Read, Write};
 
 /// Bumped whenever a message changes shape incompatibly. The host refuses an agent whose
-/// `Hello` names another version (an older agent in a cached initramfs, say).
-pub const PROTOCOL_VERSION: u32 = 6;
+/// `Hello` names another version (an older agent in a cached initramfs, say). 7: frames split
+/// into requests, replies and stream frames (`frame` field), typed error codes, modes, entry
+/// kinds and service states; `Status` removed.
+pub const PROTOCOL_VERSION: u32 = 7;
 /// Largest JSON header either side accepts.
 pub const MAX_HEADER: usize = 1 << 20;
 /// Largest payload in one frame; streams are cut into chunks of at most this size.
@@ -82,7 +91,7 @@ pub struct ExecRequest {
     pub timeout_ms: u64,
     /// Cap per stream; head and tail halves are kept around a truncation marker.
     pub max_output_bytes: u64,
-    /// Send an `ExecProgress` frame this often while the command runs (0: never).
+    /// Send a `Progress` frame this often while the command runs (0: never).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub progress_ms: u64,
 }
@@ -115,34 +124,149 @@ pub struct ExecResult {
     pub stderr: StreamInfo,
 }
 
-/// Everything that travels on the wire. `Hello` opens a guest session; requests get exactly
-/// one reply with the same id (`Error` or their result); `Chunk`/`End` stream data for a request.
+/// Error classes of a failed request, as the `Error` reply carries them. One enum for the
+/// guest agent, the supervisor and the host: the host maps each to its own error code with an
+/// exhaustive match, so a class added here cannot be forgotten there. The wire form (the
+/// snake_case name) is stable; a code this version does not know makes the frame malformed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// What the request names does not exist (a file, a shell, a service).
+    NotFound,
+    /// The request is refused as asked (a path outside /workspace, a bad name, a bad size).
+    InvalidArgument,
+    /// It clashes with what exists (a running service of that name, a port taken).
+    Conflict,
+    /// Not possible in the current state (a shell that has exited, a stopping workspace).
+    State,
+    /// The VM or its agent cannot answer (stopped, gone, not running).
+    GuestUnavailable,
+    /// Something in the guest did not happen in time (a shell that does not read its input).
+    Timeout,
+    /// A cap or a resource ran out: a reply over the frame caps, too many shells or services,
+    /// the guest out of file descriptors, processes or memory.
+    LimitExceeded,
+    /// Anything else that failed in the guest; the message says what.
+    Internal,
+    /// The request was cancelled before it finished.
+    Cancelled,
+}
+
+impl ErrorCode {
+    /// Every code, in declaration order (tests walk them).
+    pub const ALL: [ErrorCode; 9] = [
+        ErrorCode::NotFound,
+        ErrorCode::InvalidArgument,
+        ErrorCode::Conflict,
+        ErrorCode::State,
+        ErrorCode::GuestUnavailable,
+        ErrorCode::Timeout,
+        ErrorCode::LimitExceeded,
+        ErrorCode::Internal,
+        ErrorCode::Cancelled,
+    ];
+
+    /// The wire name (the same string serde writes).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::InvalidArgument => "invalid_argument",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::State => "state",
+            ErrorCode::GuestUnavailable => "guest_unavailable",
+            ErrorCode::Timeout => "timeout",
+            ErrorCode::LimitExceeded => "limit_exceeded",
+            ErrorCode::Internal => "internal",
+            ErrorCode::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// A failed request: the `Error` reply's code and a one-line message for users (the host
+/// clips it; it is peer text).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl WireError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        WireError { code, message: message.into() }
+    }
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidArgument, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::NotFound, message)
+    }
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Internal, message)
+    }
+    pub fn limit(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::LimitExceeded, message)
+    }
+}
+
+impl std::fmt::Display for WireError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.message)
+    }
+}
+
+impl std::error::Error for WireError {}
+
+/// What the agent serves, from the kernel command line's `pyro.mode=` (`probe` and `floor`
+/// power off before the agent starts, so they never announce themselves).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentMode {
+    /// A workspace or run VM: the disk is the root file system.
+    Run,
+    /// An environment build: a blank disk mounted at `/target` for unpacking.
+    Builder,
+    /// The stopped-disk tools: a disk mounted read-only at `/workspace`.
+    Inspect,
+}
+
+/// The agent's announcement, sent unasked when it starts (request id 0) and as the reply to
+/// a `Hello` request. Every protocol version's `Hello` header has `"type": "hello"` and a
+/// numeric `protocol` at its top level (see [`announcement`]), so a peer of another version
+/// is recognised and refused with the fix instead of failing to parse.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    pub protocol: u32,
+    pub agent_version: String,
+    pub uptime_ms: u64,
+    pub mode: AgentMode,
+}
+
+/// What a running `Exec` has done so far (sent every `progress_ms`): how long it has run, how
+/// much it wrote, and its last line of output (clipped, control characters removed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecProgress {
+    pub elapsed_ms: u64,
+    pub stdout_bytes: u64,
+    pub stderr_bytes: u64,
+    pub last_line: String,
+}
+
+/// A request: opens request id `id` (the frame's), answered by exactly one [`Reply`] with the
+/// same id, possibly after [`GuestStream`] frames; some are followed by [`HostStream`] frames
+/// (an upload). Most are for the guest agent; `PublishPort`, `Suspend` and `Fork` are
+/// answered by the supervisor, and `Shutdown` by both (the supervisor's ends the VM).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum Message {
+pub enum Request {
+    /// Ask the agent to announce itself (again): reply `Hello`. Carries the asker's version.
     Hello {
         protocol: u32,
-        agent_version: String,
-        uptime_ms: u64,
-        mode: String,
     },
+    /// Reply `Pong`.
     Ping,
-    Pong,
+    /// Run a command. Streamed: `Progress` (with `progress_ms`), then stdout and stderr as
+    /// `Chunk`s; reply `ExecResult`. A `Cancel` with the same id kills it.
     Exec(ExecRequest),
-    /// Final reply of `Exec`: the captured stdout then stderr bytes come first as a stream
-    /// (`stdout.len + stderr.len` bytes in all).
-    ExecResult(ExecResult),
-    /// While an `Exec` with `progress_ms` runs: how long it has run, how much it wrote, and
-    /// its last line of output (clipped, control characters removed). Not a final reply.
-    ExecProgress {
-        elapsed_ms: u64,
-        stdout_bytes: u64,
-        stderr_bytes: u64,
-        last_line: String,
-    },
-    /// Host to guest, with the id of a running `Exec`: kill its process group now. No reply of
-    /// its own; the `Exec` ends with `cancelled` set. Unknown or finished ids are ignored.
-    Cancel,
     /// Start unpacking a tar stream (sent as `Chunk`s then `End`) into `dest` in the guest.
     Unpack {
         dest: String,
@@ -151,35 +275,18 @@ pub enum Message {
         /// unpacks it chrooted into `dest`, honours whiteouts (`.wh.NAME` deletes NAME,
         /// `.wh..wh..opq` hides what lower layers put in that directory), replaces entries of
         /// another type, creates device nodes, and refuses members that climb out with `..`.
-        /// Absent on the wire for plain unpacks, so older peers read the same frames.
+        /// Absent on the wire for plain unpacks.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         oci_layer: bool,
     },
-    Unpacked {
-        entries: u64,
-        bytes: u64,
-    },
-    Chunk,
-    End,
     /// Flush and power off the guest.
     Shutdown,
-    Ok,
-    Error {
-        code: String,
-        message: String,
-    },
     /// List a directory under /workspace (`path` absolute, inside /workspace). The entries
     /// come as a stream of JSON lines (one [`FsEntry`] each), then `FsEntries`.
     FsList {
         path: String,
         recursive: bool,
         max_entries: u32,
-    },
-    /// Final reply of `FsList` and `FsManifest`: how many entries the stream carried, and
-    /// whether the walk stopped at `max_entries`.
-    FsEntries {
-        count: u64,
-        truncated: bool,
     },
     /// Read up to `max_bytes` of a regular file from `offset`; the bytes come as a stream,
     /// then `FsData` (`truncated`: the file goes on after what was sent).
@@ -195,20 +302,10 @@ pub enum Message {
         #[serde(default, skip_serializing_if = "is_zero")]
         offset: u64,
     },
-    FsData {
-        size: u64,
-        truncated: bool,
-        binary: bool,
-        mode: u32,
-    },
     /// Apply writes, symlinks, deletes and mode changes all or nothing. The contents of the
     /// `Write` ops follow as a stream (`Chunk`s, then `End`), concatenated in op order.
     FsBatch {
         ops: Vec<FsOp>,
-    },
-    FsBatchDone {
-        written: u64,
-        deleted: u64,
     },
     /// Manifest (type, mode, size, sha256) of everything under `path`, at most `max_entries`,
     /// streamed like `FsList`.
@@ -219,10 +316,6 @@ pub enum Message {
     /// Stream `path` out as a tar archive in `Chunk` frames, then `TarDone`.
     TarOut {
         path: String,
-    },
-    TarDone {
-        entries: u64,
-        bytes: u64,
     },
     /// Configure the guest's network (sent once after `Hello` when the VM has a NIC): bring up
     /// `lo` and the interface whose MAC is `mac` with `address` (CIDR), a default route via
@@ -237,21 +330,9 @@ pub enum Message {
         nameservers: Vec<String>,
         env: Vec<(String, String)>,
     },
-    NetReady {
-        /// The interface that was configured, e.g. `eth0`.
-        interface: String,
-        /// Where the combined CA bundle is in the guest, if one was installed.
-        ca_bundle: Option<String>,
-    },
     /// Flush everything to disk and freeze (or thaw) the root file system (snapshots).
     Freeze,
     Thaw,
-    /// Supervisor-level: report VM state (answered by the supervisor, not the guest).
-    Status,
-    StatusReply {
-        state: String,
-        detail: serde_json::Value,
-    },
     // --- shells ---
     /// Open an interactive shell on a PTY of `cols` x `rows` in `cwd` (default /workspace),
     /// with `env` added. Reply: `ShellInfo`.
@@ -261,7 +342,6 @@ pub enum Message {
         rows: u16,
         env: Vec<(String, String)>,
     },
-    ShellInfo(ShellInfo),
     /// Read the shell's output from `cursor` (bytes since it opened), at most `max_bytes`,
     /// after waiting until it has been quiet for `idle_ms` (0: no wait; the wait is bounded by
     /// `wait_ms`). Reply: `ShellData` with the bytes as payload.
@@ -271,21 +351,6 @@ pub enum Message {
         max_bytes: u64,
         idle_ms: u64,
         wait_ms: u64,
-    },
-    ShellData {
-        /// Where the payload starts (later than the cursor asked for when older output was
-        /// dropped from the shell's ring).
-        cursor: u64,
-        /// The cursor to read on from.
-        next_cursor: u64,
-        /// The cursor after the newest byte (more to read while `next_cursor < end`).
-        end: u64,
-        /// Bytes between the cursor asked for and `cursor` that are gone.
-        dropped: u64,
-        /// The shell had been quiet for the idle time asked for when the reply was made.
-        idle: bool,
-        alive: bool,
-        exit_code: Option<i32>,
     },
     /// Send the payload to the shell's input. Reply: `ShellInfo`.
     ShellWrite {
@@ -302,10 +367,8 @@ pub enum Message {
         cols: u16,
         rows: u16,
     },
+    /// Reply: `ShellListReply`.
     ShellList,
-    ShellListReply {
-        shells: Vec<ShellInfo>,
-    },
     /// Hang the shell up (its session gets SIGHUP, then SIGKILL) and forget it. Reply:
     /// `ShellInfo` as it was when closed.
     ShellClose {
@@ -334,31 +397,12 @@ pub enum Message {
         name: String,
         grace_ms: u64,
     },
-    ServiceReply {
-        boot_id: String,
-        service: ServiceState,
-    },
-    ServiceList {
-        /// `/proc/sys/kernel/random/boot_id`: a service recorded under another boot is lost.
-        boot_id: String,
-        services: Vec<ServiceState>,
-    },
-    ServiceLogData {
-        service: ServiceState,
-        stdout_len: u64,
-        stderr_len: u64,
-    },
     /// Supervisor-level: publish one more guest port on the host's 127.0.0.1 while the VM runs
     /// (`host_port` 0 picks a free one). Reply `PortPublished`, or an error (the policy has no
     /// published ports, the host port is taken).
     PublishPort {
         guest_port: u16,
         host_port: u16,
-    },
-    PortPublished {
-        host: String,
-        host_port: u16,
-        guest_port: u16,
     },
     /// Set the guest's wall clock (after a restore from saved memory the guest's clock is as
     /// old as the save). Reply `Ok`.
@@ -370,10 +414,6 @@ pub enum Message {
     /// workspace is stopped. Refused while other requests are in flight. Reply `Suspended`.
     Suspend {
         path: String,
-    },
-    Suspended {
-        bytes: u64,
-        ms: u64,
     },
     /// Supervisor-level, for `workspace fork`: pause the guest, switch its disk writes to the
     /// existing empty overlay `layer` (whose backing is the layer written until now, which
@@ -394,6 +434,226 @@ pub enum Message {
         hostname: String,
         machine_id: String,
     },
+}
+
+impl Request {
+    /// Requests followed by an upload (`Chunk`s, then `End`) from the host.
+    pub fn opens_stream(&self) -> bool {
+        matches!(self, Request::Unpack { .. } | Request::FsBatch { .. })
+    }
+
+    /// The wire name of the request (`exec`, `fs_read`, ...), for messages about it.
+    pub fn name(&self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_string))
+            .unwrap_or_default()
+    }
+}
+
+/// The one final answer to a request (same id). Nothing follows it for that id.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Reply {
+    /// The agent's announcement (also sent unasked at start, id 0).
+    Hello(Hello),
+    Pong,
+    /// Done, nothing to report (`Shutdown`, `Freeze`, `Thaw`, `SetClock`, `Identity`).
+    Ok,
+    /// The request failed.
+    Error(WireError),
+    /// Final reply of `Exec`: the captured stdout then stderr bytes came first as a stream
+    /// (`stdout.len + stderr.len` bytes in all).
+    ExecResult(ExecResult),
+    Unpacked {
+        entries: u64,
+        bytes: u64,
+    },
+    /// Final reply of `FsList` and `FsManifest`: how many entries the stream carried, and
+    /// whether the walk stopped at `max_entries`.
+    FsEntries {
+        count: u64,
+        truncated: bool,
+    },
+    FsData {
+        size: u64,
+        truncated: bool,
+        binary: bool,
+        mode: u32,
+    },
+    FsBatchDone {
+        written: u64,
+        deleted: u64,
+    },
+    TarDone {
+        entries: u64,
+        bytes: u64,
+    },
+    NetReady {
+        /// The interface that was configured, e.g. `eth0`.
+        interface: String,
+        /// Where the combined CA bundle is in the guest, if one was installed.
+        ca_bundle: Option<String>,
+    },
+    ShellInfo(ShellInfo),
+    ShellData {
+        /// Where the payload starts (later than the cursor asked for when older output was
+        /// dropped from the shell's ring).
+        cursor: u64,
+        /// The cursor to read on from.
+        next_cursor: u64,
+        /// The cursor after the newest byte (more to read while `next_cursor < end`).
+        end: u64,
+        /// Bytes between the cursor asked for and `cursor` that are gone.
+        dropped: u64,
+        /// The shell had been quiet for the idle time asked for when the reply was made.
+        idle: bool,
+        alive: bool,
+        exit_code: Option<i32>,
+    },
+    ShellListReply {
+        shells: Vec<ShellInfo>,
+    },
+    ServiceReply {
+        boot_id: String,
+        service: ServiceState,
+    },
+    ServiceList {
+        /// `/proc/sys/kernel/random/boot_id`: a service recorded under another boot is lost.
+        boot_id: String,
+        services: Vec<ServiceState>,
+    },
+    ServiceLogData {
+        service: ServiceState,
+        stdout_len: u64,
+        stderr_len: u64,
+    },
+    PortPublished {
+        host: String,
+        host_port: u16,
+        guest_port: u16,
+    },
+    Suspended {
+        bytes: u64,
+        ms: u64,
+    },
+}
+
+/// Host to guest, on a request in flight (the frame's id is that request's).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum HostStream {
+    /// The next piece of an upload (the bytes are the payload).
+    Chunk,
+    /// The upload is complete.
+    End,
+    /// Kill a running `Exec`'s process group now. No reply of its own; the `Exec` ends with
+    /// `cancelled` set. Unknown or finished ids are ignored.
+    Cancel,
+}
+
+/// Guest to host, on a request in flight, before its reply.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum GuestStream {
+    /// The next piece of a streamed reply (the bytes are the payload).
+    Chunk,
+    /// While an `Exec` with `progress_ms` runs. Not a final reply.
+    Progress(ExecProgress),
+}
+
+/// Every frame the host side (a client to the supervisor, the supervisor to the agent) sends.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "frame", rename_all = "snake_case")]
+pub enum ToGuest {
+    Request(Request),
+    Stream(HostStream),
+}
+
+/// Every frame the guest side (the agent to the supervisor, the supervisor to a client)
+/// sends.
+// A frame is decoded, handled and dropped one at a time: boxing the larger `Reply` would only
+// add an allocation per frame.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "frame", rename_all = "snake_case")]
+pub enum ToHost {
+    Reply(Reply),
+    Stream(GuestStream),
+}
+
+impl From<Request> for ToGuest {
+    fn from(r: Request) -> Self {
+        ToGuest::Request(r)
+    }
+}
+
+impl From<HostStream> for ToGuest {
+    fn from(s: HostStream) -> Self {
+        ToGuest::Stream(s)
+    }
+}
+
+impl From<Reply> for ToHost {
+    fn from(r: Reply) -> Self {
+        ToHost::Reply(r)
+    }
+}
+
+impl From<GuestStream> for ToHost {
+    fn from(s: GuestStream) -> Self {
+        ToHost::Stream(s)
+    }
+}
+
+impl From<WireError> for Reply {
+    fn from(e: WireError) -> Self {
+        Reply::Error(e)
+    }
+}
+
+impl From<WireError> for ToHost {
+    fn from(e: WireError) -> Self {
+        ToHost::Reply(Reply::Error(e))
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::ToGuest {}
+    impl Sealed for super::ToHost {}
+}
+
+/// The two frame types that go on the wire, one per direction: [`encode`] and [`read_frame`]
+/// take nothing else, so a bare `Request` or `Reply` can never be sent untagged.
+pub trait Wire: Serialize + serde::de::DeserializeOwned + sealed::Sealed {}
+impl Wire for ToGuest {}
+impl Wire for ToHost {}
+
+/// What a `Hello` header of any protocol version says about its sender (see [`announcement`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announcement {
+    pub protocol: u32,
+    pub agent_version: String,
+}
+
+/// Read a frame header as any version's `Hello`: `"type": "hello"` and a numeric `protocol` at
+/// its top level (version 6 and older had no `frame` field; this version adds one, and later
+/// versions keep these two fields). None for anything else. Used at boot, before the header is
+/// decoded as this version's frames, so an agent of another version gets the error that says
+/// the fix rather than "malformed frame".
+pub fn announcement(header: &[u8]) -> Option<Announcement> {
+    #[derive(Deserialize)]
+    struct Any {
+        #[serde(rename = "type")]
+        kind: String,
+        protocol: u32,
+        #[serde(default)]
+        agent_version: String,
+    }
+    let a: Any = serde_json::from_slice(header).ok()?;
+    (a.kind == "hello")
+        .then(|| Announcement { protocol: a.protocol, agent_version: a.agent_version.chars().take(64).collect() })
 }
 
 /// Bytes of host entropy an `Identity` request carries.
@@ -465,9 +725,7 @@ pub struct ServiceState {
     pub name: String,
     pub command: String,
     pub cwd: String,
-    /// starting, ready, exited (on its own, status 0), failed (non-zero status, a signal,
-    /// not ready in time, restarts used up) or stopped (on request).
-    pub state: String,
+    pub state: ServicePhase,
     pub pid: Option<i32>,
     pub readiness: Option<Readiness>,
     /// The last readiness probe's result (`ok`, or why it failed).
@@ -488,7 +746,41 @@ pub struct ServiceState {
 
 impl ServiceState {
     pub fn is_live(&self) -> bool {
-        matches!(self.state.as_str(), "starting" | "ready")
+        self.state.is_live()
+    }
+}
+
+/// Where a service is in its life, as the agent sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServicePhase {
+    /// Spawned (or waiting to restart), readiness not yet seen.
+    #[default]
+    Starting,
+    Ready,
+    /// Ended on its own with status 0.
+    Exited,
+    /// A non-zero status, a signal, not ready in time, or restarts used up.
+    Failed,
+    /// Stopped on request.
+    Stopped,
+}
+
+impl ServicePhase {
+    /// The wire name, which the host also shows and records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServicePhase::Starting => "starting",
+            ServicePhase::Ready => "ready",
+            ServicePhase::Exited => "exited",
+            ServicePhase::Failed => "failed",
+            ServicePhase::Stopped => "stopped",
+        }
+    }
+
+    /// Starting or ready: something of it runs (or is about to run again).
+    pub fn is_live(self) -> bool {
+        matches!(self, ServicePhase::Starting | ServicePhase::Ready)
     }
 }
 
@@ -548,14 +840,36 @@ pub fn split_host_port(s: &str, default_port: u16) -> Result<(std::net::IpAddr, 
 pub struct FsEntry {
     /// Path relative to /workspace ("" for /workspace itself).
     pub path: String,
-    /// "file", "dir", "symlink" or "other".
-    pub kind: String,
+    pub kind: EntryKind,
     pub mode: u32,
     pub size: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+}
+
+/// The type of a file-system entry (its wire names are those of older manifests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    File,
+    Dir,
+    Symlink,
+    /// Devices, FIFOs, sockets.
+    Other,
+}
+
+impl EntryKind {
+    /// The wire name (`file`, `dir`, `symlink`, `other`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryKind::File => "file",
+            EntryKind::Dir => "dir",
+            EntryKind::Symlink => "symlink",
+            EntryKind::Other => "other",
+        }
+    }
 }
 
 /// One step of an all-or-nothing file batch.
@@ -583,12 +897,37 @@ pub enum FsOp {
     },
 }
 
-/// One decoded frame.
+/// One decoded frame: a [`ToGuest`] or a [`ToHost`].
 #[derive(Debug, Clone)]
-pub struct Frame {
+pub struct Frame<M> {
     pub id: u32,
-    pub msg: Message,
+    pub msg: M,
     pub payload: Vec<u8>,
+}
+
+/// One frame read off the wire with its lengths checked but its header not yet decoded.
+#[derive(Debug, Clone)]
+pub struct RawFrame {
+    pub id: u32,
+    pub header: Vec<u8>,
+    pub payload: Vec<u8>,
+}
+
+impl RawFrame {
+    /// Decode the header as this version's frames of one direction.
+    pub fn decode<M: Wire>(self) -> Result<Frame<M>, FrameError> {
+        let msg = self.message()?;
+        Ok(Frame { id: self.id, msg, payload: self.payload })
+    }
+
+    /// The header as a frame of one direction, leaving the raw frame as it is (so a caller can
+    /// still look at a header it could not decode).
+    pub fn message<M: Wire>(&self) -> Result<M, FrameError> {
+        // serde quotes what it could not parse: the peer's bytes, so clip them.
+        serde_json::from_slice(&self.header).map_err(|e| {
+            FrameError::Protocol(format!("bad header: {}", e.to_string().chars().take(200).collect::<String>()))
+        })
+    }
 }
 
 #[derive(Debug)]
@@ -621,7 +960,7 @@ impl From<io::Error> for FrameError {
 /// Encode a frame into one buffer (so a single `write_all` puts it on the wire atomically
 /// with respect to other writers holding the same lock). A message whose header or payload
 /// is over the caps is refused with `TooLarge`: the caller reports it, nothing is sent.
-pub fn encode(id: u32, msg: &Message, payload: &[u8]) -> Result<Vec<u8>, FrameError> {
+pub fn encode<M: Wire>(id: u32, msg: &M, payload: &[u8]) -> Result<Vec<u8>, FrameError> {
     let header = serde_json::to_vec(msg).map_err(|e| FrameError::Protocol(format!("cannot encode message: {e}")))?;
     if header.len() > MAX_HEADER {
         return Err(FrameError::TooLarge(format!(
@@ -645,14 +984,21 @@ pub fn encode(id: u32, msg: &Message, payload: &[u8]) -> Result<Vec<u8>, FrameEr
     Ok(out)
 }
 
-pub fn write_frame(w: &mut impl Write, id: u32, msg: &Message, payload: &[u8]) -> Result<(), FrameError> {
+pub fn write_frame<M: Wire>(w: &mut impl Write, id: u32, msg: &M, payload: &[u8]) -> Result<(), FrameError> {
     w.write_all(&encode(id, msg, payload)?)?;
     w.flush()?;
     Ok(())
 }
 
-/// Read one frame. `Ok(None)` means a clean end of stream before any byte of a frame.
-pub fn read_frame(r: &mut impl Read) -> Result<Option<Frame>, FrameError> {
+/// Read one frame of direction `M`. `Ok(None)` means a clean end of stream before any byte of
+/// a frame.
+pub fn read_frame<M: Wire>(r: &mut impl Read) -> Result<Option<Frame<M>>, FrameError> {
+    read_raw_frame(r)?.map(RawFrame::decode).transpose()
+}
+
+/// Read one frame without decoding its header (lengths are checked against the caps before
+/// anything is allocated). `Ok(None)` means a clean end of stream before any byte of a frame.
+pub fn read_raw_frame(r: &mut impl Read) -> Result<Option<RawFrame>, FrameError> {
     let mut prefix = [0u8; 12];
     let mut got = 0;
     while got < prefix.len() {
@@ -671,13 +1017,9 @@ pub fn read_frame(r: &mut impl Read) -> Result<Option<Frame>, FrameError> {
     }
     let mut header = vec![0u8; hlen];
     r.read_exact(&mut header)?;
-    // serde quotes what it could not parse: the peer's bytes, so clip them.
-    let msg: Message = serde_json::from_slice(&header).map_err(|e| {
-        FrameError::Protocol(format!("bad header: {}", e.to_string().chars().take(200).collect::<String>()))
-    })?;
     let mut payload = vec![0u8; plen];
     r.read_exact(&mut payload)?;
-    Ok(Some(Frame { id, msg, payload }))
+    Ok(Some(RawFrame { id, header, payload }))
 }
 
 /// A `Write` that cuts a byte stream into pieces of at most [`CHUNK`] bytes and hands each to
@@ -818,33 +1160,125 @@ pub fn truncation_marker(omitted: u64) -> String {
 mod tests {
     use super::*;
 
+    /// Decode one encoded frame of direction `M`.
+    fn decoded<M: Wire>(buf: &[u8]) -> Result<Frame<M>, FrameError> {
+        read_frame::<M>(&mut &buf[..]).map(|f| f.expect("a frame"))
+    }
+
     #[test]
-    fn unpack_without_oci_flag_keeps_its_old_shape() {
-        let plain = Message::Unpack { dest: "/target".into(), preserve_owners: true, oci_layer: false };
+    fn unpack_without_oci_flag_leaves_the_field_out() {
+        let plain = ToGuest::from(Request::Unpack { dest: "/target".into(), preserve_owners: true, oci_layer: false });
         let json = serde_json::to_string(&plain).unwrap();
         assert!(!json.contains("oci_layer"), "{json}");
-        let old: Message = serde_json::from_str(r#"{"type":"unpack","dest":"/w","preserve_owners":false}"#).unwrap();
-        assert_eq!(old, Message::Unpack { dest: "/w".into(), preserve_owners: false, oci_layer: false });
-        let oci = Message::Unpack { dest: "/target".into(), preserve_owners: true, oci_layer: true };
-        assert_eq!(serde_json::from_str::<Message>(&serde_json::to_string(&oci).unwrap()).unwrap(), oci);
+        let read: ToGuest =
+            serde_json::from_str(r#"{"frame":"request","type":"unpack","dest":"/w","preserve_owners":false}"#).unwrap();
+        assert_eq!(read, Request::Unpack { dest: "/w".into(), preserve_owners: false, oci_layer: false }.into());
+        let oci = ToGuest::from(Request::Unpack { dest: "/target".into(), preserve_owners: true, oci_layer: true });
+        assert_eq!(serde_json::from_str::<ToGuest>(&serde_json::to_string(&oci).unwrap()).unwrap(), oci);
+    }
+
+    /// The header shapes are the protocol: pinned here so a rename shows up as a failing test
+    /// (and a protocol version bump), not as a silent incompatibility.
+    #[test]
+    fn wire_shapes_are_pinned() {
+        let json = |m: &dyn erased::Json| m.json();
+        assert_eq!(json(&ToGuest::from(Request::Ping)), r#"{"frame":"request","type":"ping"}"#);
+        assert_eq!(json(&ToGuest::from(HostStream::Cancel)), r#"{"frame":"stream","type":"cancel"}"#);
+        assert_eq!(json(&ToHost::from(GuestStream::Chunk)), r#"{"frame":"stream","type":"chunk"}"#);
+        assert_eq!(
+            json(&ToHost::from(WireError::limit("too many"))),
+            r#"{"frame":"reply","type":"error","code":"limit_exceeded","message":"too many"}"#
+        );
+        let hello = Hello { protocol: 7, agent_version: "4.3.0".into(), uptime_ms: 5, mode: AgentMode::Inspect };
+        assert_eq!(
+            json(&ToHost::from(Reply::Hello(hello))),
+            r#"{"frame":"reply","type":"hello","protocol":7,"agent_version":"4.3.0","uptime_ms":5,"mode":"inspect"}"#
+        );
+        let progress = ExecProgress { elapsed_ms: 1, stdout_bytes: 2, stderr_bytes: 3, last_line: "x".into() };
+        assert_eq!(
+            json(&ToHost::from(GuestStream::Progress(progress))),
+            r#"{"frame":"stream","type":"progress","elapsed_ms":1,"stdout_bytes":2,"stderr_bytes":3,"last_line":"x"}"#
+        );
+        for code in ErrorCode::ALL {
+            assert_eq!(serde_json::to_string(&code).unwrap(), format!("\"{}\"", code.as_str()));
+        }
+        for (k, s) in [(EntryKind::File, "file"), (EntryKind::Dir, "dir"), (EntryKind::Symlink, "symlink")] {
+            assert_eq!((serde_json::to_string(&k).unwrap(), k.as_str()), (format!("\"{s}\""), s));
+        }
+        assert_eq!(EntryKind::Other.as_str(), "other");
+        for p in [ServicePhase::Starting, ServicePhase::Ready, ServicePhase::Exited, ServicePhase::Failed] {
+            assert_eq!(serde_json::to_string(&p).unwrap(), format!("\"{}\"", p.as_str()));
+        }
+        assert_eq!(ServicePhase::Stopped.as_str(), "stopped");
+        assert!(ServicePhase::Ready.is_live() && !ServicePhase::Stopped.is_live());
+        assert_eq!(Request::FsBatch { ops: vec![] }.name(), "fs_batch");
+        assert!(Request::FsBatch { ops: vec![] }.opens_stream() && !Request::Ping.opens_stream());
+    }
+
+    mod erased {
+        /// Serialize any wire value to compact JSON (the tests compare strings).
+        pub trait Json {
+            fn json(&self) -> String;
+        }
+        impl<T: serde::Serialize> Json for T {
+            fn json(&self) -> String {
+                serde_json::to_string(self).unwrap()
+            }
+        }
+    }
+
+    #[test]
+    fn frames_of_one_direction_are_refused_in_the_other() {
+        let req = encode(1, &ToGuest::from(Request::Ping), &[]).unwrap();
+        assert!(matches!(decoded::<ToHost>(&req), Err(FrameError::Protocol(_))));
+        let rep = encode(1, &ToHost::from(Reply::Pong), &[]).unwrap();
+        assert!(matches!(decoded::<ToGuest>(&rep), Err(FrameError::Protocol(_))));
+        // A v6 header (no `frame` field) is not a frame of this version.
+        let old = br#"{"type":"ping"}"#;
+        assert!(serde_json::from_slice::<ToGuest>(old).is_err());
+        // Unknown error codes, modes and kinds are malformed, not mapped to a default.
+        for bad in [
+            r#"{"frame":"reply","type":"error","code":"oops","message":"m"}"#,
+            r#"{"frame":"reply","type":"hello","protocol":7,"agent_version":"x","uptime_ms":1,"mode":"probe"}"#,
+        ] {
+            assert!(serde_json::from_str::<ToHost>(bad).is_err(), "{bad}");
+        }
+        assert!(serde_json::from_str::<FsEntry>(r#"{"path":"a","kind":"fifo","mode":0,"size":0}"#).is_err());
+    }
+
+    #[test]
+    fn any_versions_hello_is_recognised() {
+        // Version 6's Hello, as a 4.3.0 agent sends it.
+        let v6 = br#"{"type":"hello","protocol":6,"agent_version":"4.3.0","uptime_ms":1800,"mode":"run"}"#;
+        assert_eq!(announcement(v6), Some(Announcement { protocol: 6, agent_version: "4.3.0".into() }));
+        let hello =
+            Hello { protocol: PROTOCOL_VERSION, agent_version: "x".repeat(500), uptime_ms: 1, mode: AgentMode::Run };
+        let now = serde_json::to_vec(&ToHost::from(Reply::Hello(hello))).unwrap();
+        let a = announcement(&now).unwrap();
+        assert_eq!((a.protocol, a.agent_version.len()), (PROTOCOL_VERSION, 64), "the version string is clipped");
+        for other in
+            [&br#"{"type":"pong"}"#[..], br#"{"type":"hello"}"#, br#"{"type":"hello","protocol":"7"}"#, b"[]", b"\xff"]
+        {
+            assert_eq!(announcement(other), None, "{}", String::from_utf8_lossy(other));
+        }
     }
 
     #[test]
     fn frame_roundtrip() {
-        let msg = Message::Exec(ExecRequest {
+        let msg = ToGuest::from(Request::Exec(ExecRequest {
             command: Command::Argv(vec!["echo".into(), "hi".into()]),
             cwd: None,
             env: vec![("A".into(), "b".into())],
             timeout_ms: 5,
             max_output_bytes: 10,
             progress_ms: 0,
-        });
+        }));
         let buf = encode(7, &msg, b"payload").unwrap();
-        let f = read_frame(&mut &buf[..]).unwrap().unwrap();
+        let f = decoded::<ToGuest>(&buf).unwrap();
         assert_eq!(f.id, 7);
         assert_eq!(f.msg, msg);
         assert_eq!(f.payload, b"payload");
-        assert!(read_frame(&mut &b""[..]).unwrap().is_none());
+        assert!(read_frame::<ToGuest>(&mut &b""[..]).unwrap().is_none());
     }
 
     #[test]
@@ -853,13 +1287,13 @@ mod tests {
         buf.extend_from_slice(&(u32::MAX).to_be_bytes());
         buf.extend_from_slice(&0u32.to_be_bytes());
         buf.extend_from_slice(&0u32.to_be_bytes());
-        assert!(matches!(read_frame(&mut &buf[..]), Err(FrameError::Protocol(_))));
+        assert!(matches!(read_frame::<ToHost>(&mut &buf[..]), Err(FrameError::Protocol(_))));
     }
 
     #[test]
     fn truncated_frame_is_error() {
-        let buf = encode(1, &Message::Ping, b"abc").unwrap();
-        assert!(read_frame(&mut &buf[..buf.len() - 1]).is_err());
+        let buf = encode(1, &ToGuest::from(Request::Ping), b"abc").unwrap();
+        assert!(read_frame::<ToGuest>(&mut &buf[..buf.len() - 1]).is_err());
     }
 
     #[test]
@@ -899,16 +1333,16 @@ mod tests {
     #[test]
     fn oversize_encode_is_an_error_not_a_panic() {
         let big = vec![0u8; MAX_PAYLOAD + 1];
-        assert!(matches!(encode(1, &Message::Chunk, &big), Err(FrameError::TooLarge(_))));
+        assert!(matches!(encode(1, &ToHost::from(GuestStream::Chunk), &big), Err(FrameError::TooLarge(_))));
         let env = vec![("K".to_string(), "v".repeat(MAX_HEADER))];
-        let msg = Message::Exec(ExecRequest {
+        let msg = ToGuest::from(Request::Exec(ExecRequest {
             command: Command::Shell("true".into()),
             cwd: None,
             env,
             timeout_ms: 1,
             max_output_bytes: 1,
             progress_ms: 0,
-        });
+        }));
         let e = encode(1, &msg, &[]).unwrap_err();
         assert!(e.to_string().contains("protocol limit"), "{e}");
     }
@@ -950,9 +1384,9 @@ mod tests {
             max_restarts: 0,
             stop_grace_ms: 0,
         };
-        let m = Message::ServiceStart(spec);
+        let m = ToGuest::from(Request::ServiceStart(spec));
         let buf = encode(3, &m, &[]).unwrap();
-        assert_eq!(read_frame(&mut &buf[..]).unwrap().unwrap().msg, m);
+        assert_eq!(decoded::<ToGuest>(&buf).unwrap().msg, m);
     }
 
     #[test]
@@ -992,19 +1426,182 @@ mod tests {
         use super::super::*;
         use proptest::prelude::*;
 
+        fn code() -> impl Strategy<Value = ErrorCode> {
+            proptest::sample::select(ErrorCode::ALL.to_vec())
+        }
+
+        fn phase() -> impl Strategy<Value = ServicePhase> {
+            proptest::sample::select(vec![
+                ServicePhase::Starting,
+                ServicePhase::Ready,
+                ServicePhase::Exited,
+                ServicePhase::Failed,
+                ServicePhase::Stopped,
+            ])
+        }
+
+        fn mode() -> impl Strategy<Value = AgentMode> {
+            proptest::sample::select(vec![AgentMode::Run, AgentMode::Builder, AgentMode::Inspect])
+        }
+
+        fn command() -> impl Strategy<Value = Command> {
+            prop_oneof![
+                ".{0,40}".prop_map(Command::Shell),
+                proptest::collection::vec(".{0,12}", 0..4).prop_map(Command::Argv),
+            ]
+        }
+
+        /// A spread of requests: every field shape the enum uses (strings, options, vectors,
+        /// nested enums, defaulted fields).
+        fn request() -> impl Strategy<Value = Request> {
+            prop_oneof![
+                any::<u32>().prop_map(|protocol| Request::Hello { protocol }),
+                Just(Request::Ping),
+                (
+                    command(),
+                    proptest::option::of(".{0,20}"),
+                    proptest::collection::vec((".{0,8}", ".{0,8}"), 0..3),
+                    any::<u64>(),
+                    any::<u64>(),
+                    any::<u64>()
+                )
+                    .prop_map(|(command, cwd, env, timeout_ms, max_output_bytes, progress_ms)| {
+                        Request::Exec(ExecRequest { command, cwd, env, timeout_ms, max_output_bytes, progress_ms })
+                    }),
+                (".{0,30}", any::<bool>(), any::<bool>()).prop_map(|(dest, preserve_owners, oci_layer)| {
+                    Request::Unpack { dest, preserve_owners, oci_layer }
+                }),
+                (".{0,30}", any::<u64>(), any::<bool>(), any::<u64>()).prop_map(
+                    |(path, max_bytes, nofollow, offset)| Request::FsRead { path, max_bytes, nofollow, offset }
+                ),
+                proptest::collection::vec((".{0,20}", any::<u64>(), proptest::option::of(any::<u32>())), 0..4)
+                    .prop_map(|w| {
+                        Request::FsBatch {
+                            ops: w.into_iter().map(|(path, len, mode)| FsOp::Write { path, len, mode }).collect(),
+                        }
+                    }),
+                (proptest::option::of(".{0,20}"), any::<u16>(), any::<u16>())
+                    .prop_map(|(cwd, cols, rows)| Request::ShellOpen { cwd, cols, rows, env: vec![] }),
+                (".{0,20}", any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>()).prop_map(
+                    |(shell, cursor, max_bytes, idle_ms, wait_ms)| Request::ShellRead {
+                        shell,
+                        cursor,
+                        max_bytes,
+                        idle_ms,
+                        wait_ms
+                    }
+                ),
+                proptest::option::of(".{0,20}").prop_map(|name| Request::ServiceStatus { name }),
+                (".{0,20}", any::<u64>()).prop_map(|(name, grace_ms)| Request::ServiceStop { name, grace_ms }),
+                (any::<u16>(), any::<u16>())
+                    .prop_map(|(guest_port, host_port)| Request::PublishPort { guest_port, host_port }),
+                (any::<u64>(), ".{0,20}", "[0-9a-f]{32}")
+                    .prop_map(|(unix_ns, hostname, machine_id)| Request::Identity { unix_ns, hostname, machine_id }),
+                Just(Request::Freeze),
+                Just(Request::ShellList),
+            ]
+        }
+
+        fn service() -> impl Strategy<Value = ServiceState> {
+            (".{0,20}", phase(), proptest::option::of(any::<i32>()), proptest::option::of(".{0,20}"), any::<u64>())
+                .prop_map(|(name, state, exit_code, stop_reason, stdout_bytes)| ServiceState {
+                    name,
+                    state,
+                    exit_code,
+                    stop_reason,
+                    stdout_bytes,
+                    ..ServiceState::default()
+                })
+        }
+
+        fn reply() -> impl Strategy<Value = Reply> {
+            prop_oneof![
+                (any::<u32>(), ".{0,20}", any::<u64>(), mode()).prop_map(
+                    |(protocol, agent_version, uptime_ms, mode)| {
+                        Reply::Hello(Hello { protocol, agent_version, uptime_ms, mode })
+                    }
+                ),
+                Just(Reply::Pong),
+                Just(Reply::Ok),
+                (code(), ".{0,80}").prop_map(|(code, message)| Reply::Error(WireError { code, message })),
+                (
+                    any::<i32>(),
+                    proptest::option::of(any::<i32>()),
+                    any::<bool>(),
+                    any::<bool>(),
+                    any::<u64>(),
+                    any::<u64>()
+                )
+                    .prop_map(|(exit_code, signal, timed_out, cancelled, duration_ms, len)| {
+                        Reply::ExecResult(ExecResult {
+                            exit_code,
+                            signal,
+                            timed_out,
+                            cancelled,
+                            duration_ms,
+                            stdout: StreamInfo { len, total_bytes: len, truncated: false },
+                            stderr: StreamInfo::default(),
+                        })
+                    }),
+                (any::<u64>(), any::<bool>()).prop_map(|(count, truncated)| Reply::FsEntries { count, truncated }),
+                (any::<u64>(), any::<bool>(), any::<bool>(), any::<u32>())
+                    .prop_map(|(size, truncated, binary, mode)| Reply::FsData { size, truncated, binary, mode }),
+                (".{0,20}", proptest::collection::vec(service(), 0..3))
+                    .prop_map(|(boot_id, services)| Reply::ServiceList { boot_id, services }),
+                (".{0,20}", service()).prop_map(|(boot_id, service)| Reply::ServiceReply { boot_id, service }),
+                (any::<u64>(), any::<u64>(), any::<bool>(), proptest::option::of(any::<i32>())).prop_map(
+                    |(cursor, end, alive, exit_code)| Reply::ShellData {
+                        cursor,
+                        next_cursor: cursor,
+                        end,
+                        dropped: 0,
+                        idle: alive,
+                        alive,
+                        exit_code
+                    }
+                ),
+                (any::<u64>(), any::<u64>()).prop_map(|(bytes, ms)| Reply::Suspended { bytes, ms }),
+            ]
+        }
+
+        fn to_guest() -> impl Strategy<Value = ToGuest> {
+            prop_oneof![
+                4 => request().prop_map(ToGuest::Request),
+                1 => proptest::sample::select(vec![HostStream::Chunk, HostStream::End, HostStream::Cancel]).prop_map(ToGuest::Stream),
+            ]
+        }
+
+        fn to_host() -> impl Strategy<Value = ToHost> {
+            prop_oneof![
+                4 => reply().prop_map(ToHost::Reply),
+                1 => Just(ToHost::Stream(GuestStream::Chunk)),
+                1 => (any::<u64>(), any::<u64>(), ".{0,40}").prop_map(|(elapsed_ms, stdout_bytes, last_line)| {
+                    ToHost::Stream(GuestStream::Progress(ExecProgress { elapsed_ms, stdout_bytes, stderr_bytes: 0, last_line }))
+                }),
+            ]
+        }
+
         proptest! {
             #![proptest_config(ProptestConfig { cases: 4000, ..ProptestConfig::default() })]
 
-            /// Arbitrary bytes never panic the decoder, and never make it allocate past the caps.
+            /// Arbitrary bytes never panic the decoder (either direction), and never make it
+            /// allocate past the caps.
             #[test]
             fn decoder_survives_garbage(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
-                let mut r = &bytes[..];
-                for _ in 0..8 {
-                    match read_frame(&mut r) {
-                        Ok(Some(_)) => continue,
-                        _ => break,
+                for host_side in [false, true] {
+                    let mut r = &bytes[..];
+                    for _ in 0..8 {
+                        let more = if host_side {
+                            matches!(read_frame::<ToHost>(&mut r), Ok(Some(_)))
+                        } else {
+                            matches!(read_frame::<ToGuest>(&mut r), Ok(Some(_)))
+                        };
+                        if !more {
+                            break;
+                        }
                     }
                 }
+                let _ = announcement(&bytes);
             }
 
             /// A valid frame with any prefix length forged stays an error, not a panic.
@@ -1015,18 +1612,58 @@ mod tests {
                 buf.extend_from_slice(&p.to_be_bytes());
                 buf.extend_from_slice(&id.to_be_bytes());
                 buf.extend_from_slice(&tail);
-                let _ = read_frame(&mut &buf[..]);
+                let _ = read_frame::<ToGuest>(&mut &buf[..]);
+                let _ = read_frame::<ToHost>(&mut &buf[..]);
             }
 
             /// Every encodable message decodes to itself, whatever its payload.
             #[test]
             fn roundtrip(id in any::<u32>(), path in ".{0,64}", payload in proptest::collection::vec(any::<u8>(), 0..512)) {
-                let msg = Message::FsRead { path, max_bytes: 5, nofollow: true, offset: 0 };
+                let msg = ToGuest::from(Request::FsRead { path, max_bytes: 5, nofollow: true, offset: 0 });
                 let buf = encode(id, &msg, &payload).unwrap();
-                let f = read_frame(&mut &buf[..]).unwrap().unwrap();
+                let f = read_frame::<ToGuest>(&mut &buf[..]).unwrap().unwrap();
                 prop_assert_eq!(f.id, id);
                 prop_assert_eq!(f.msg, msg);
                 prop_assert_eq!(f.payload, payload);
+            }
+
+            /// Requests and host stream frames round-trip, and a request is never taken for a
+            /// frame of the other direction.
+            #[test]
+            fn to_guest_roundtrip(id in any::<u32>(), msg in to_guest(), payload in proptest::collection::vec(any::<u8>(), 0..64)) {
+                let buf = encode(id, &msg, &payload).unwrap();
+                let f = read_frame::<ToGuest>(&mut &buf[..]).unwrap().unwrap();
+                prop_assert_eq!((f.id, &f.msg, &f.payload), (id, &msg, &payload));
+                if matches!(msg, ToGuest::Request(_)) {
+                    prop_assert!(read_frame::<ToHost>(&mut &buf[..]).is_err());
+                }
+            }
+
+            /// Replies (every error code among them) and guest stream frames round-trip; a reply
+            /// is never taken for a request; only a `Hello` reads as an announcement.
+            #[test]
+            fn to_host_roundtrip(id in any::<u32>(), msg in to_host(), payload in proptest::collection::vec(any::<u8>(), 0..64)) {
+                let buf = encode(id, &msg, &payload).unwrap();
+                let f = read_frame::<ToHost>(&mut &buf[..]).unwrap().unwrap();
+                prop_assert_eq!((f.id, &f.msg, &f.payload), (id, &msg, &payload));
+                if matches!(msg, ToHost::Reply(_)) {
+                    prop_assert!(read_frame::<ToGuest>(&mut &buf[..]).is_err());
+                }
+                let header = serde_json::to_vec(&msg).unwrap();
+                match (&msg, announcement(&header)) {
+                    (ToHost::Reply(Reply::Hello(h)), Some(a)) => prop_assert_eq!(a.protocol, h.protocol),
+                    (ToHost::Reply(Reply::Hello(_)), None) => prop_assert!(false, "a Hello was not recognised"),
+                    (_, a) => prop_assert_eq!(a, None),
+                }
+            }
+
+            /// An error code's wire name survives any message, and decodes to the same code.
+            #[test]
+            fn error_codes_are_stable(code in code(), message in ".{0,200}") {
+                let json = serde_json::to_value(ToHost::from(WireError::new(code, message.clone()))).unwrap();
+                prop_assert_eq!(json["code"].as_str(), Some(code.as_str()));
+                let back: ToHost = serde_json::from_value(json).unwrap();
+                prop_assert_eq!(back, ToHost::Reply(Reply::Error(WireError { code, message })));
             }
 
             /// Lines split the same way however the stream is cut into pushes.

@@ -12,7 +12,7 @@
 //!    (root inside the guest) applies them in order onto a blank ext4 image: each layer is
 //!    decompressed on the host (gzip, zstd or plain tar), checked against the config's
 //!    `diff_id`, and streamed to the agent, which applies whiteouts and cannot write outside
-//!    the rootfs (`Message::Unpack { oci_layer: true }`).
+//!    the rootfs (`Request::Unpack { oci_layer: true }`).
 //! 4. The install is renamed into place like a catalog build (`build::install`).
 //!
 //! The image config (Env, WorkingDir, User, Entrypoint, Cmd) is recorded in env.json for

@@ -9,9 +9,15 @@
 //!
 //! A call abandoned half-way (deadline, cap, malformed reply) leaves frames of it in flight, so
 //! the connection refuses further calls; the caller connects again.
+//!
+//! Calls send a [`Request`] and return its [`Reply`]; a guest `Error` reply becomes an
+//! [`Error`] whose code is the wire's typed code (mapped in `error.rs`), never parsed from text.
 
 use crate::error::{Code, Error, Result};
-use pyro_proto::{encode, read_frame, ExecRequest, ExecResult, FrameError, FsEntry, FsOp, LineSplitter, Message};
+use pyro_proto::{
+    encode, read_frame, ExecProgress, ExecRequest, ExecResult, FrameError, FsEntry, FsOp, GuestStream, HostStream,
+    LineSplitter, Reply, Request, ToGuest, ToHost, WireError,
+};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -102,7 +108,7 @@ impl Client {
             }
             if !*sent && self.cancel.as_ref().is_some_and(|c| c.is_cancelled()) {
                 *sent = true;
-                self.send(id, &Message::Cancel, &[])?;
+                self.send(id, &HostStream::Cancel.into(), &[])?;
                 deadline = deadline.min(Instant::now() + CANCEL_GRACE);
             }
         }
@@ -123,7 +129,7 @@ impl Client {
             .hint("the guest may be hung or overloaded; `pyro workspace reset ID` restarts its VM")
     }
 
-    fn send(&mut self, id: u32, msg: &Message, payload: &[u8]) -> Result<()> {
+    fn send(&mut self, id: u32, msg: &ToGuest, payload: &[u8]) -> Result<()> {
         let frame = encode(id, msg, payload).map_err(|e| {
             Error::limit(format!("the request is too large to send: {e}"))
                 .hint("send less at once (fewer or smaller files, a shorter environment or command)")
@@ -141,7 +147,7 @@ impl Client {
 
     /// The next frame of request `id`, within `idle` (frames of abandoned requests are skipped
     /// but do not extend the deadline).
-    fn recv(&mut self, id: u32, idle: Duration, cancel_sent: &mut bool) -> Result<pyro_proto::Frame> {
+    fn recv(&mut self, id: u32, idle: Duration, cancel_sent: &mut bool) -> Result<pyro_proto::Frame<ToHost>> {
         let mut deadline = Instant::now() + idle;
         loop {
             if self.cancel.is_some() {
@@ -153,7 +159,7 @@ impl Client {
                 return Err(self.timed_out("in time", idle));
             }
             self.stream.set_read_timeout(Some(left)).ok();
-            match read_frame(&mut self.stream) {
+            match read_frame::<ToHost>(&mut self.stream) {
                 Ok(Some(f)) if f.id == id => return Ok(f),
                 Ok(Some(_)) => continue,
                 Ok(None) => {
@@ -177,14 +183,14 @@ impl Client {
     /// of the reply to `sink`, and return the final reply. A guest `Error` becomes an `Err`.
     fn request(
         &mut self,
-        msg: &Message,
+        msg: &Request,
         upload: Option<&mut dyn Read>,
         sink: &mut dyn FnMut(&[u8]) -> Result<()>,
-        tick: &mut dyn FnMut(&Message),
+        tick: &mut dyn FnMut(&ExecProgress),
         idle: Duration,
-    ) -> Result<Message> {
+    ) -> Result<Reply> {
         let id = self.id()?;
-        self.send(id, msg, &[])?;
+        self.send(id, &ToGuest::Request(msg.clone()), &[])?;
         if let Some(r) = upload {
             let mut buf = vec![0u8; pyro_proto::CHUNK];
             loop {
@@ -195,25 +201,23 @@ impl Client {
                 if n == 0 {
                     break;
                 }
-                self.send(id, &Message::Chunk, &buf[..n])?;
+                self.send(id, &HostStream::Chunk.into(), &buf[..n])?;
             }
-            self.send(id, &Message::End, &[])?;
+            self.send(id, &HostStream::End.into(), &[])?;
         }
         let mut cancel_sent = false;
         loop {
             let f = self.recv(id, idle, &mut cancel_sent)?;
             match f.msg {
-                m @ Message::ExecProgress { .. } => tick(&m),
-                Message::Chunk => {
+                ToHost::Stream(GuestStream::Progress(p)) => tick(&p),
+                ToHost::Stream(GuestStream::Chunk) => {
                     if let Err(e) = sink(&f.payload) {
                         self.broken = Some("a streamed reply was refused".into());
                         return Err(e);
                     }
                 }
-                Message::Error { code, message } => {
-                    return Err(Error::new(code_from_str(&code), crate::text::clip(&message, MAX_GUEST_MESSAGE)))
-                }
-                other => return Ok(other),
+                ToHost::Reply(Reply::Error(e)) => return Err(guest_error(e)),
+                ToHost::Reply(other) => return Ok(other),
             }
         }
     }
@@ -221,11 +225,11 @@ impl Client {
     /// `request` collecting the streamed reply in memory, at most `cap` bytes.
     fn request_capped(
         &mut self,
-        msg: &Message,
+        msg: &Request,
         cap: u64,
-        tick: &mut dyn FnMut(&Message),
+        tick: &mut dyn FnMut(&ExecProgress),
         idle: Duration,
-    ) -> Result<(Message, Vec<u8>)> {
+    ) -> Result<(Reply, Vec<u8>)> {
         let mut data = Vec::new();
         let reply = self.request(
             msg,
@@ -244,34 +248,33 @@ impl Client {
     }
 
     /// A control call with a small reply (ping, freeze, thaw): no stream either way.
-    pub fn call(&mut self, msg: &Message) -> Result<Message> {
+    pub fn call(&mut self, msg: &Request) -> Result<Reply> {
         self.call_with(msg, &[])
     }
 
     /// A control call whose request carries a payload in its one frame (at most 4 MiB).
-    pub fn call_with(&mut self, msg: &Message, payload: &[u8]) -> Result<Message> {
+    pub fn call_with(&mut self, msg: &Request, payload: &[u8]) -> Result<Reply> {
         self.call_payload(msg, payload, Duration::ZERO).map(|(reply, _)| reply)
     }
 
     /// A control call whose reply carries bytes in its own frame (at most 4 MiB): the reply
     /// and its payload.
-    pub fn call_data(&mut self, msg: &Message) -> Result<(Message, Vec<u8>)> {
+    pub fn call_data(&mut self, msg: &Request) -> Result<(Reply, Vec<u8>)> {
         self.call_payload(msg, &[], Duration::ZERO)
     }
 
     /// A call whose reply carries its bytes in the same frame (shell reads, service logs),
     /// answered within `extra` beyond the control timeout (the guest may wait that long on
     /// purpose).
-    pub fn call_payload(&mut self, msg: &Message, payload: &[u8], extra: Duration) -> Result<(Message, Vec<u8>)> {
+    pub fn call_payload(&mut self, msg: &Request, payload: &[u8], extra: Duration) -> Result<(Reply, Vec<u8>)> {
         let idle = self.timeout.saturating_add(extra);
         let id = self.id()?;
-        self.send(id, msg, payload)?;
-        match self.recv(id, idle, &mut false)? {
-            pyro_proto::Frame { msg: Message::Error { code, message }, .. } => {
-                Err(Error::new(code_from_str(&code), crate::text::clip(&message, MAX_GUEST_MESSAGE)))
-            }
-            pyro_proto::Frame { msg: Message::Chunk, .. } => Err(self.malformed("a control call")),
-            f => Ok((f.msg, f.payload)),
+        self.send(id, &ToGuest::Request(msg.clone()), payload)?;
+        let f = self.recv(id, idle, &mut false)?;
+        match f.msg {
+            ToHost::Reply(Reply::Error(e)) => Err(guest_error(e)),
+            ToHost::Reply(reply) => Ok((reply, f.payload)),
+            ToHost::Stream(_) => Err(self.malformed("a control call")),
         }
     }
 
@@ -289,18 +292,16 @@ impl Client {
         let idle = Duration::from_millis(req.timeout_ms).saturating_add(EXEC_GRACE);
         // Both streams, head and tail kept, plus their truncation markers.
         let cap = req.max_output_bytes.min(crate::limits::MAX_OUTPUT).saturating_mul(2).saturating_add(4096);
-        let mut tick = |m: &Message| {
-            if let Message::ExecProgress { elapsed_ms, stdout_bytes, stderr_bytes, last_line } = m {
-                progress(&ExecTick {
-                    elapsed_ms: *elapsed_ms,
-                    stdout_bytes: *stdout_bytes,
-                    stderr_bytes: *stderr_bytes,
-                    last_line: crate::text::clip(last_line, 200),
-                });
-            }
+        let mut tick = |p: &ExecProgress| {
+            progress(&ExecTick {
+                elapsed_ms: p.elapsed_ms,
+                stdout_bytes: p.stdout_bytes,
+                stderr_bytes: p.stderr_bytes,
+                last_line: crate::text::clip(&p.last_line, 200),
+            });
         };
-        let (reply, mut stdout) = self.request_capped(&Message::Exec(req), cap, &mut tick, idle)?;
-        let Message::ExecResult(res) = reply else {
+        let (reply, mut stdout) = self.request_capped(&Request::Exec(req), cap, &mut tick, idle)?;
+        let Reply::ExecResult(res) = reply else {
             return Err(self.malformed("exec"));
         };
         let declared = res.stdout.len.checked_add(res.stderr.len);
@@ -319,7 +320,7 @@ impl Client {
 
     /// Entries of a listing (`FsList`) or manifest (`FsManifest`): at most `max` of them, and
     /// whether the guest stopped at its limit.
-    pub fn entries(&mut self, msg: &Message, max: u64) -> Result<(Vec<FsEntry>, bool)> {
+    pub fn entries(&mut self, msg: &Request, max: u64) -> Result<(Vec<FsEntry>, bool)> {
         let mut out: Vec<FsEntry> = Vec::new();
         let truncated = self.entries_each(msg, max, &mut |e| out.push(e))?;
         Ok((out, truncated))
@@ -327,7 +328,7 @@ impl Client {
 
     /// `entries`, handing each entry to `each` as it arrives instead of collecting them (an
     /// export sums a tree's sizes this way without holding its listing).
-    pub fn entries_each(&mut self, msg: &Message, max: u64, each: &mut dyn FnMut(FsEntry)) -> Result<bool> {
+    pub fn entries_each(&mut self, msg: &Request, max: u64, each: &mut dyn FnMut(FsEntry)) -> Result<bool> {
         let idle = self.timeout;
         let mut got = 0u64;
         let mut lines = LineSplitter::new(pyro_proto::MAX_ENTRY_LINE);
@@ -351,7 +352,7 @@ impl Client {
             idle,
         )?;
         match reply {
-            Message::FsEntries { count, truncated } if count == got => Ok(truncated),
+            Reply::FsEntries { count, truncated } if count == got => Ok(truncated),
             _ => Err(self.malformed("a listing")),
         }
     }
@@ -364,12 +365,10 @@ impl Client {
     /// `read_file` from `offset` bytes into the file.
     pub fn read_file_at(&mut self, path: &str, offset: u64, max: u64, nofollow: bool) -> Result<FileData> {
         let idle = self.timeout;
-        let msg = Message::FsRead { path: path.into(), max_bytes: max, nofollow, offset };
+        let msg = Request::FsRead { path: path.into(), max_bytes: max, nofollow, offset };
         let (reply, content) = self.request_capped(&msg, max, &mut |_| {}, idle)?;
         match reply {
-            Message::FsData { size, truncated, binary, mode } => {
-                Ok(FileData { size, truncated, binary, mode, content })
-            }
+            Reply::FsData { size, truncated, binary, mode } => Ok(FileData { size, truncated, binary, mode, content }),
             _ => Err(self.malformed("a file read")),
         }
     }
@@ -379,8 +378,8 @@ impl Client {
     pub fn batch(&mut self, ops: Vec<FsOp>, payload: &[u8]) -> Result<(u64, u64)> {
         let idle = self.timeout;
         let mut data = payload;
-        match self.request(&Message::FsBatch { ops }, Some(&mut data), &mut |_| Ok(()), &mut |_| {}, idle)? {
-            Message::FsBatchDone { written, deleted } => Ok((written, deleted)),
+        match self.request(&Request::FsBatch { ops }, Some(&mut data), &mut |_| Ok(()), &mut |_| {}, idle)? {
+            Reply::FsBatchDone { written, deleted } => Ok((written, deleted)),
             _ => Err(self.malformed("a file batch")),
         }
     }
@@ -397,7 +396,7 @@ impl Client {
     }
 
     /// `unpack`, optionally applying the stream as an OCI image layer onto the root file system
-    /// at `dest` (whiteouts honoured, chrooted in the guest; see `Message::Unpack`).
+    /// at `dest` (whiteouts honoured, chrooted in the guest; see `Request::Unpack`).
     pub fn unpack_with(
         &mut self,
         dest: &str,
@@ -408,9 +407,9 @@ impl Client {
     ) -> Result<(u64, u64)> {
         let idle = self.timeout;
         let mut counted = Counted { inner: reader, sent: 0, progress };
-        let msg = Message::Unpack { dest: dest.into(), preserve_owners, oci_layer };
+        let msg = Request::Unpack { dest: dest.into(), preserve_owners, oci_layer };
         match self.request(&msg, Some(&mut counted), &mut |_| Ok(()), &mut |_| {}, idle)? {
-            Message::Unpacked { entries, bytes } => Ok((entries, bytes)),
+            Reply::Unpacked { entries, bytes } => Ok((entries, bytes)),
             _ => Err(self.malformed("an unpack")),
         }
     }
@@ -419,24 +418,24 @@ impl Client {
     pub fn tar_out(&mut self, path: &str, out: &mut dyn Write) -> Result<(u64, u64)> {
         let idle = self.timeout;
         let reply = self.request(
-            &Message::TarOut { path: path.into() },
+            &Request::TarOut { path: path.into() },
             None,
             &mut |piece| out.write_all(piece).map_err(|e| Error::internal(format!("writing archive: {e}"))),
             &mut |_| {},
             idle,
         )?;
         match reply {
-            Message::TarDone { entries, bytes } => Ok((entries, bytes)),
+            Reply::TarDone { entries, bytes } => Ok((entries, bytes)),
             _ => Err(self.malformed("an export")),
         }
     }
 
     /// Ask the supervisor to stop the VM, and wait (bounded) until it has: the socket closes.
     pub fn shutdown(&mut self) -> Result<()> {
-        self.send(0, &Message::Shutdown, &[])?;
+        self.send(0, &Request::Shutdown.into(), &[])?;
         // The supervisor gives the guest 10 s to flush, then kills QEMU.
         self.stream.set_read_timeout(Some(Duration::from_secs(30))).ok();
-        while let Ok(Some(_)) = read_frame(&mut self.stream) {}
+        while let Ok(Some(_)) = read_frame::<ToHost>(&mut self.stream) {}
         Ok(())
     }
 }
@@ -470,15 +469,8 @@ fn read_full(r: &mut dyn std::io::Read, buf: &mut [u8]) -> std::io::Result<usize
     Ok(got)
 }
 
-pub fn code_from_str(s: &str) -> Code {
-    match s {
-        "not_found" => Code::NotFound,
-        "invalid_argument" => Code::InvalidArgument,
-        "conflict" => Code::Conflict,
-        "state" => Code::State,
-        "guest_unavailable" => Code::GuestUnavailable,
-        "timeout" => Code::Timeout,
-        "limit_exceeded" => Code::LimitExceeded,
-        _ => Code::Internal,
-    }
+/// A guest's (or the supervisor's) error reply as ours: its typed code, its message clipped
+/// (it is peer text shown to users and models; `Error::new` folds it onto one line).
+fn guest_error(e: WireError) -> Error {
+    Error::new(Code::from(e.code), crate::text::clip(&e.message, MAX_GUEST_MESSAGE))
 }

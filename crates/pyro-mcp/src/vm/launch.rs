@@ -53,7 +53,7 @@ impl Restore {
     }
 }
 
-/// A guest's own hostname and machine id (see `Message::Identity`).
+/// A guest's own hostname and machine id (see `Request::Identity`).
 #[derive(Debug, Clone)]
 pub struct Identity {
     pub hostname: String,
@@ -77,7 +77,7 @@ impl Identity {
         let mut entropy = [0u8; pyro_proto::IDENTITY_ENTROPY];
         fill_random(&mut entropy)?;
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        let msg = pyro_proto::Message::Identity {
+        let msg = pyro_proto::Request::Identity {
             unix_ns: now.as_nanos() as u64,
             hostname: self.hostname.clone(),
             machine_id: self.machine_id.clone(),
@@ -231,7 +231,7 @@ pub fn launch(rt: &Runtime, opts: LaunchOptions) -> Result<Vm> {
 /// Give the guest its address, route, resolver, the host's CA bundle and proxy variables.
 fn configure_guest_network(client: &mut Client) -> Result<()> {
     use crate::net;
-    let msg = pyro_proto::Message::NetConfig {
+    let msg = pyro_proto::Request::NetConfig {
         mac: net::mac_string(net::GUEST_MAC),
         address: format!("{}/{}", net::GUEST_IP, net::PREFIX_LEN),
         gateway: net::GATEWAY_IP.to_string(),

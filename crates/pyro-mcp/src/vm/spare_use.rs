@@ -59,9 +59,9 @@ pub(crate) fn warm_up(client: &mut Client) -> Result<()> {
     // later ones do not, and the workspace's first command is a later one.
     client.exec(req.clone())?;
     client.exec(req)?;
-    client.call(&pyro_proto::Message::SetClock { unix_ns: unix_ns() })?;
-    client.call(&pyro_proto::Message::Freeze)?;
-    client.call(&pyro_proto::Message::Thaw)?;
+    client.call(&pyro_proto::Request::SetClock { unix_ns: unix_ns() })?;
+    client.call(&pyro_proto::Request::Freeze)?;
+    client.call(&pyro_proto::Request::Thaw)?;
     Ok(())
 }
 
@@ -78,7 +78,7 @@ fn wake(vdir: &Path) -> Result<super::Vm> {
     super::qmp::Qmp::connect(&vdir.join("qmp.sock"))
         .and_then(|mut q| q.execute("cont", serde_json::json!({})))
         .map_err(|e| Error::guest(format!("resuming the spare: {}", e.message)))?;
-    client.call(&pyro_proto::Message::SetClock { unix_ns: unix_ns() })?;
+    client.call(&pyro_proto::Request::SetClock { unix_ns: unix_ns() })?;
     let boot = super::spec::BootReport {
         ok: true,
         error: None,

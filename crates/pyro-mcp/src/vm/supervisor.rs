@@ -13,9 +13,13 @@
 //! trusted, so the VM is stopped and recorded `dead` with the reason (the next operation boots
 //! it again from disk). No write blocks forever: a client that stops reading is dropped, and a
 //! guest that stops reading its control port for [`GUEST_WRITE_TIMEOUT`] is declared hung.
+//! An agent of another protocol version is refused at its `Hello` with the fix (every
+//! version's `Hello` is recognisable, see `pyro_proto::announcement`).
 
 use super::spec::{BootReport, VmSpec, VmState};
-use pyro_proto::{encode, read_frame, Frame, Message};
+use pyro_proto::{
+    encode, read_frame, read_raw_frame, ErrorCode, Frame, HostStream, Reply, Request, ToGuest, ToHost, WireError,
+};
 use std::collections::HashMap;
 use std::io::Write;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -46,9 +50,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Write a frame to a client; an unencodable message becomes an error reply.
-fn to_client(conn: &Conn, id: u32, msg: &Message, payload: &[u8]) -> bool {
-    let frame = encode(id, msg, payload)
-        .or_else(|e| encode(id, &Message::Error { code: "limit_exceeded".into(), message: e.to_string() }, &[]));
+fn to_client(conn: &Conn, id: u32, msg: &ToHost, payload: &[u8]) -> bool {
+    let frame = encode(id, msg, payload).or_else(|e| encode(id, &ToHost::from(WireError::limit(e.to_string())), &[]));
     match frame {
         Ok(f) => lock(conn).write_all(&f).is_ok(),
         Err(_) => false,
@@ -230,12 +233,7 @@ pub fn main(dir: &Path) -> ! {
         let sh = sh.clone();
         std::thread::spawn(move || guest_reader(sh, stream));
     }
-    let hello = Message::Hello {
-        protocol: pyro_proto::PROTOCOL_VERSION,
-        agent_version: String::new(),
-        uptime_ms: 0,
-        mode: String::new(),
-    };
+    let hello = ToGuest::from(Request::Hello { protocol: pyro_proto::PROTOCOL_VERSION });
     // A restored guest's agent is up already: ask at once, and again soon if the bytes went
     // in before QEMU finished loading the saved state.
     let poll = if sh.spec.restore.is_some() {
@@ -304,7 +302,7 @@ pub fn main(dir: &Path) -> ! {
         let Ok(conn) = conn else { continue };
         if !same_user(&conn) {
             let mut c = conn;
-            if let Ok(f) = encode(0, &Message::Error { code: "not_found".into(), message: "not your VM".into() }, &[]) {
+            if let Ok(f) = encode(0, &ToHost::from(WireError::not_found("not your VM")), &[]) {
                 let _ = c.write_all(&f);
             }
             continue;
@@ -402,10 +400,14 @@ fn qemu_exited(sh: &Arc<Shared>, why: String) {
     std::process::exit(0);
 }
 
+fn unavailable(message: impl Into<String>) -> ToHost {
+    WireError::new(ErrorCode::GuestUnavailable, message).into()
+}
+
 fn fail_pending(sh: &Arc<Shared>, msg: &str) {
     let pending: Vec<_> = lock(&sh.pending).drain().collect();
     for (_, p) in pending {
-        to_client(&p.conn, p.id, &Message::Error { code: "guest_unavailable".into(), message: msg.into() }, &[]);
+        to_client(&p.conn, p.id, &unavailable(msg), &[]);
     }
 }
 
@@ -447,7 +449,7 @@ fn stop(sh: &Arc<Shared>, why: &str, polite: bool, state: &str, code: i32) -> ! 
     // supervisor to be gone (then boots the VM again) instead of being refused mid-teardown.
     let _ = std::fs::remove_file(sh.dir.join("supervisor.sock"));
     if polite && !sh.spec.ephemeral && lock(&sh.exited.0).is_none() {
-        send_guest(sh, u32::MAX, &Message::Shutdown, &[]);
+        send_guest(sh, u32::MAX, &Request::Shutdown.into(), &[]);
         wait_exited(sh, Duration::from_secs(10));
     }
     kill_qemu(sh);
@@ -500,7 +502,7 @@ fn write_state(sh: &Arc<Shared>, state: &str, reason: Option<String>) {
 
 /// Forward a frame to the guest. False if there is no guest channel or the frame is over the
 /// caps; a guest that stopped reading is declared hung (the VM is stopped).
-fn send_guest(sh: &Arc<Shared>, id: u32, msg: &Message, payload: &[u8]) -> bool {
+fn send_guest(sh: &Arc<Shared>, id: u32, msg: &ToGuest, payload: &[u8]) -> bool {
     let Ok(frame) = encode(id, msg, payload) else { return false };
     let mut g = lock(&sh.guest);
     let Some(s) = g.as_mut() else { return false };
@@ -519,44 +521,72 @@ fn send_guest(sh: &Arc<Shared>, id: u32, msg: &Message, payload: &[u8]) -> bool 
     }
 }
 
+/// Why an agent of another protocol version is refused, and what fixes it. A restored guest
+/// runs the agent that was saved with its memory; a booted one runs the `pyro-guest` binary
+/// the initramfs was built from (rebuilt automatically whenever that binary changes).
+fn version_refusal(a: &pyro_proto::Announcement, restored: bool) -> String {
+    let agent =
+        if a.agent_version.is_empty() { "unknown".to_string() } else { crate::text::clip(&a.agent_version, 40) };
+    let fix = if restored {
+        "the saved memory was made by another pyro version and cannot be resumed; boot from the disk \
+         instead (`pyro workspace start` falls back to that by itself)"
+    } else {
+        "pyro-guest (beside the pyro binary, or $PYRO_GUEST_BIN) is from another build: run `make build` \
+         (it builds both; the initramfs is rebuilt from the new agent on the next boot), or reinstall \
+         pyro-mcp so that pyro and pyro-guest come from one release"
+    };
+    format!(
+        "the guest agent (pyro-guest {agent}) speaks protocol {}, this pyro ({}) speaks protocol {}: {fix}",
+        a.protocol,
+        env!("CARGO_PKG_VERSION"),
+        pyro_proto::PROTOCOL_VERSION
+    )
+}
+
 fn guest_reader(sh: Arc<Shared>, mut stream: UnixStream) {
     loop {
-        let frame = match read_frame(&mut stream) {
+        let raw = match read_raw_frame(&mut stream) {
             Ok(Some(f)) => f,
             // QEMU closed the channel: it is exiting; the waiter thread reports why.
             Ok(None) | Err(pyro_proto::FrameError::Io(_)) => return,
             Err(e) => {
-                if sh.boot_ms.load(Ordering::SeqCst) == 0 {
-                    if let Some(tx) = lock(&sh.ready_tx).take() {
-                        let _ = tx.send(Err(format!("the guest agent sent a malformed frame during boot: {e}")));
-                    }
-                    return;
-                }
-                guest_failed(&sh, &format!("the guest agent sent a malformed frame ({e})"));
+                guest_malformed(&sh, &e);
+                return;
             }
         };
-        if let Message::Hello { protocol, agent_version, .. } = &frame.msg {
+        let booting = sh.boot_ms.load(Ordering::SeqCst) == 0;
+        let msg = match raw.message::<ToHost>() {
+            Ok(m) => m,
+            // Another version's `Hello` (the one shape every version keeps): refused with the
+            // fix while booting; afterwards, like any late `Hello`, it changes nothing.
+            Err(e) => match pyro_proto::announcement(&raw.header) {
+                Some(a) if booting && a.protocol != pyro_proto::PROTOCOL_VERSION => {
+                    refuse_agent(&sh, &a);
+                    return;
+                }
+                Some(_) if !booting => continue,
+                _ => {
+                    guest_malformed(&sh, &e);
+                    return;
+                }
+            },
+        };
+        let frame = Frame { id: raw.id, msg, payload: raw.payload };
+        if let ToHost::Reply(Reply::Hello(hello)) = &frame.msg {
+            if booting && hello.protocol != pyro_proto::PROTOCOL_VERSION {
+                let a =
+                    pyro_proto::Announcement { protocol: hello.protocol, agent_version: hello.agent_version.clone() };
+                refuse_agent(&sh, &a);
+                return;
+            }
+            // The first one ends the boot; later ones change nothing.
             if let Some(tx) = lock(&sh.ready_tx).take() {
-                let verdict = if *protocol == pyro_proto::PROTOCOL_VERSION {
-                    Ok(match &frame.msg {
-                        Message::Hello { uptime_ms, .. } => *uptime_ms,
-                        _ => 0,
-                    })
-                } else {
-                    Err(format!(
-                        "the guest agent (version {}) speaks protocol {protocol}, this pyro speaks {}; the \
-                         initramfs holds another agent build: rebuild pyro-guest with pyro (`make build`) \
-                         or remove the cached initramfs",
-                        crate::text::clip(agent_version, 40),
-                        pyro_proto::PROTOCOL_VERSION
-                    ))
-                };
-                let _ = tx.send(verdict);
+                let _ = tx.send(Ok(hello.uptime_ms));
             }
             continue;
         }
-        // Stream frames (`Chunk`, `ExecProgress`) precede the final reply of the same request.
-        let target = if matches!(frame.msg, Message::Chunk | Message::ExecProgress { .. }) {
+        // Stream frames (`Chunk`, `Progress`) precede the final reply of the same request.
+        let target = if matches!(frame.msg, ToHost::Stream(_)) {
             lock(&sh.pending).get(&frame.id).cloned()
         } else {
             lock(&sh.pending).remove(&frame.id)
@@ -568,6 +598,25 @@ fn guest_reader(sh: Arc<Shared>, mut stream: UnixStream) {
             }
         }
     }
+}
+
+/// The boot fails: the agent speaks another protocol version.
+fn refuse_agent(sh: &Arc<Shared>, a: &pyro_proto::Announcement) {
+    if let Some(tx) = lock(&sh.ready_tx).take() {
+        let _ = tx.send(Err(version_refusal(a, sh.spec.restore.is_some())));
+    }
+}
+
+/// A frame the guest sent that this version cannot read: during boot the boot fails with it,
+/// afterwards the channel is no longer trusted and the VM is stopped.
+fn guest_malformed(sh: &Arc<Shared>, e: &pyro_proto::FrameError) {
+    if sh.boot_ms.load(Ordering::SeqCst) == 0 {
+        if let Some(tx) = lock(&sh.ready_tx).take() {
+            let _ = tx.send(Err(format!("the guest agent sent a malformed frame during boot: {e}")));
+        }
+        return;
+    }
+    guest_failed(sh, &format!("the guest agent sent a malformed frame ({e})"));
 }
 
 fn same_user(conn: &UnixStream) -> bool {
@@ -622,72 +671,72 @@ fn forget_client(sh: &Arc<Shared>, client: u64) {
     let sh = sh.clone();
     std::thread::spawn(move || {
         for gid in gone {
-            send_guest(&sh, gid, &Message::Cancel, &[]);
+            send_guest(&sh, gid, &HostStream::Cancel.into(), &[]);
         }
     });
 }
 
 fn serve_client(sh: &Arc<Shared>, client: u64, reader: &mut UnixStream, writer: &Conn) {
-    let unavailable = || Message::Error { code: "guest_unavailable".into(), message: "the VM is not running".into() };
+    let not_running = || unavailable("the VM is not running");
     // Client stream ids -> guest ids, for the Chunk/End frames that follow an upload.
     let mut streams: HashMap<u32, u32> = HashMap::new();
-    while let Ok(Some(Frame { id, msg, payload })) = read_frame(reader) {
-        match msg {
-            Message::Status => {
-                let detail = std::fs::read(sh.dir.join("state.json"))
-                    .ok()
-                    .and_then(|b| serde_json::from_slice(&b).ok())
-                    .unwrap_or(serde_json::Value::Null);
-                to_client(writer, id, &Message::StatusReply { state: "running".into(), detail }, &[]);
+    while let Ok(Some(Frame { id, msg, payload })) = read_frame::<ToGuest>(reader) {
+        let req = match msg {
+            ToGuest::Stream(HostStream::Cancel) => {
+                // The client's request `id` -> the guest's id; the reply still comes as usual.
+                let gid = lock(&sh.pending).iter().find(|(_, p)| p.client == client && p.id == id).map(|(g, _)| *g);
+                if let Some(gid) = gid {
+                    send_guest(sh, gid, &HostStream::Cancel.into(), &[]);
+                }
+                continue;
             }
-            Message::PublishPort { guest_port, host_port } => {
+            ToGuest::Stream(s @ (HostStream::Chunk | HostStream::End)) => {
+                let Some(&gid) = streams.get(&id) else { continue };
+                if s == HostStream::End {
+                    streams.remove(&id);
+                }
+                if !send_guest(sh, gid, &s.into(), &payload) {
+                    streams.remove(&id);
+                    lock(&sh.pending).remove(&gid);
+                    to_client(writer, id, &not_running(), &[]);
+                }
+                continue;
+            }
+            ToGuest::Request(req) => req,
+        };
+        match req {
+            Request::PublishPort { guest_port, host_port } => {
                 let reply = match publish_port(sh, guest_port, host_port) {
-                    Ok(p) => Message::PortPublished { host: p.host, host_port: p.host_port, guest_port: p.guest_port },
-                    Err((code, message)) => Message::Error { code: code.into(), message },
+                    Ok(p) => {
+                        Reply::PortPublished { host: p.host, host_port: p.host_port, guest_port: p.guest_port }.into()
+                    }
+                    Err(e) => e.into(),
                 };
                 to_client(writer, id, &reply, &[]);
             }
-            Message::Suspend { path } => {
+            Request::Suspend { path } => {
                 let (sh2, w) = (sh.clone(), writer.clone());
                 // On its own thread: saving takes a while and ends this process on success.
                 std::thread::spawn(move || suspend(&sh2, &w, id, &path));
             }
-            Message::Fork { path, layer } => {
+            Request::Fork { path, layer } => {
                 let (sh2, w) = (sh.clone(), writer.clone());
                 std::thread::spawn(move || fork(&sh2, &w, id, &path, &layer));
             }
-            Message::Shutdown => {
+            Request::Shutdown => {
                 let sh2 = sh.clone();
                 let w = writer.clone();
                 // Reply only once QEMU is gone and files are removed, so callers can rely on it.
                 std::thread::spawn(move || {
-                    to_client(&w, id, &Message::Ok, &[]);
+                    to_client(&w, id, &Reply::Ok.into(), &[]);
                     teardown(&sh2, "shutdown requested");
                 });
                 // Give the reply a moment to be written before the process exits.
                 std::thread::sleep(Duration::from_millis(50));
             }
-            Message::Cancel => {
-                // The client's request `id` -> the guest's id; the reply still comes as usual.
-                let gid = lock(&sh.pending).iter().find(|(_, p)| p.client == client && p.id == id).map(|(g, _)| *g);
-                if let Some(gid) = gid {
-                    send_guest(sh, gid, &Message::Cancel, &[]);
-                }
-            }
-            Message::Chunk | Message::End => {
-                let Some(&gid) = streams.get(&id) else { continue };
-                if matches!(msg, Message::End) {
-                    streams.remove(&id);
-                }
-                if !send_guest(sh, gid, &msg, &payload) {
-                    streams.remove(&id);
-                    lock(&sh.pending).remove(&gid);
-                    to_client(writer, id, &unavailable(), &[]);
-                }
-            }
             other => {
                 if lock(&sh.exited.0).is_some() || sh.shutting_down.load(Ordering::SeqCst) {
-                    to_client(writer, id, &unavailable(), &[]);
+                    to_client(writer, id, &not_running(), &[]);
                     continue;
                 }
                 let gid = sh.next_id.fetch_add(1, Ordering::SeqCst);
@@ -697,22 +746,20 @@ fn serve_client(sh: &Arc<Shared>, client: u64, reader: &mut UnixStream, writer: 
                     let mut pending = lock(&sh.pending);
                     if sh.suspending.load(Ordering::SeqCst) {
                         drop(pending);
-                        let m = Message::Error {
-                            code: "state".into(),
-                            message: "the workspace is stopping (its memory is being saved)".into(),
-                        };
-                        to_client(writer, id, &m, &[]);
+                        let m =
+                            WireError::new(ErrorCode::State, "the workspace is stopping (its memory is being saved)");
+                        to_client(writer, id, &m.into(), &[]);
                         continue;
                     }
                     pending.insert(gid, Pending { client, conn: writer.clone(), id });
                 }
-                if matches!(other, Message::Unpack { .. } | Message::FsBatch { .. }) {
+                if other.opens_stream() {
                     streams.insert(id, gid);
                 }
-                if !send_guest(sh, gid, &other, &payload) {
+                if !send_guest(sh, gid, &other.into(), &payload) {
                     lock(&sh.pending).remove(&gid);
                     streams.remove(&id);
-                    to_client(writer, id, &unavailable(), &[]);
+                    to_client(writer, id, &not_running(), &[]);
                 }
             }
         }
@@ -729,11 +776,11 @@ const SUSPEND_TIMEOUT: Duration = Duration::from_secs(600);
 /// leaves the VM running as it was. On success the reply goes out once QEMU is gone and the
 /// file is complete on disk, then the supervisor exits.
 fn suspend(sh: &Arc<Shared>, w: &Conn, id: u32, path: &str) {
-    let fail = |code: &str, message: String| {
-        to_client(w, id, &Message::Error { code: code.into(), message }, &[]);
+    let fail = |e: WireError| {
+        to_client(w, id, &e.into(), &[]);
     };
-    if let Err((code, message)) = quiesce(sh, "stopped and started", "stop") {
-        return fail(code, message);
+    if let Err(e) = quiesce(sh, "stopped and started", "stop") {
+        return fail(e);
     }
     let started = Instant::now();
     match save_memory(sh, Path::new(path)) {
@@ -744,26 +791,26 @@ fn suspend(sh: &Arc<Shared>, w: &Conn, id: u32, path: &str) {
             wait_exited(sh, Duration::from_secs(5));
             write_state(sh, "stopped", Some("stopped by request; memory saved".into()));
             remove_sockets(&sh.dir);
-            to_client(w, id, &Message::Suspended { bytes, ms }, &[]);
+            to_client(w, id, &Reply::Suspended { bytes, ms }.into(), &[]);
             std::process::exit(0);
         }
         Err(e) => {
             sh.suspending.store(false, Ordering::SeqCst);
-            fail("internal", format!("saving the guest's memory failed: {e}; the workspace keeps running"));
+            fail(WireError::internal(format!("saving the guest's memory failed: {e}; the workspace keeps running")));
         }
     }
 }
 
 /// Refuse new requests and wait (briefly) for those in flight: the guest is then idle as far
 /// as clients go. On error nothing changed. `what` and `verb` word the errors.
-fn quiesce(sh: &Arc<Shared>, what: &str, verb: &str) -> std::result::Result<(), (&'static str, String)> {
+fn quiesce(sh: &Arc<Shared>, what: &str, verb: &str) -> std::result::Result<(), WireError> {
     if sh.spec.ephemeral {
-        return Err(("invalid_argument", format!("a throwaway VM cannot be {what}")));
+        return Err(WireError::invalid(format!("a throwaway VM cannot be {what}")));
     }
     {
         let _pending = lock(&sh.pending);
         if sh.suspending.swap(true, Ordering::SeqCst) {
-            return Err(("conflict", "the workspace is already being stopped or forked".into()));
+            return Err(WireError::new(ErrorCode::Conflict, "the workspace is already being stopped or forked"));
         }
     }
     let deadline = Instant::now() + SUSPEND_DRAIN;
@@ -774,8 +821,8 @@ fn quiesce(sh: &Arc<Shared>, what: &str, verb: &str) -> std::result::Result<(), 
         }
         if Instant::now() > deadline {
             sh.suspending.store(false, Ordering::SeqCst);
-            return Err((
-                "conflict",
+            return Err(WireError::new(
+                ErrorCode::Conflict,
                 format!("{n} request(s) still running in the workspace; wait for them or cancel them, then {verb}"),
             ));
         }
@@ -789,8 +836,8 @@ fn quiesce(sh: &Arc<Shared>, what: &str, verb: &str) -> std::result::Result<(), 
 /// copy needs no file-system freeze. After the migration QEMU has let go of its images;
 /// `cont` takes them back.
 fn fork(sh: &Arc<Shared>, w: &Conn, id: u32, path: &str, layer: &str) {
-    if let Err((code, message)) = quiesce(sh, "forked", "fork") {
-        to_client(w, id, &Message::Error { code: code.into(), message }, &[]);
+    if let Err(e) = quiesce(sh, "forked", "fork") {
+        to_client(w, id, &e.into(), &[]);
         return;
     }
     let started = Instant::now();
@@ -812,9 +859,9 @@ fn fork(sh: &Arc<Shared>, w: &Conn, id: u32, path: &str, layer: &str) {
         Ok(bytes)
     });
     sh.suspending.store(false, Ordering::SeqCst);
-    let reply = match result {
-        Ok(bytes) => Message::Suspended { bytes, ms: started.elapsed().as_millis() as u64 },
-        Err(e) => Message::Error { code: "internal".into(), message: format!("forking the guest failed: {e}") },
+    let reply: ToHost = match result {
+        Ok(bytes) => Reply::Suspended { bytes, ms: started.elapsed().as_millis() as u64 }.into(),
+        Err(e) => WireError::internal(format!("forking the guest failed: {e}")).into(),
     };
     let _ = to_client(w, id, &reply, &[]);
 }
@@ -935,34 +982,38 @@ fn publish_port(
     sh: &Arc<Shared>,
     guest_port: u16,
     host_port: u16,
-) -> std::result::Result<crate::net::PublishedPort, (&'static str, String)> {
+) -> std::result::Result<crate::net::PublishedPort, WireError> {
     let policy = sh.spec.net.as_ref().map(|n| n.options.policy).unwrap_or_default();
     if policy != crate::net::NetworkPolicy::EgressPublishedPorts {
-        return Err((
-            "invalid_argument",
-            "publishing a port needs a workspace with the network policy egress+published-ports".into(),
+        return Err(WireError::invalid(
+            "publishing a port needs a workspace with the network policy egress+published-ports",
         ));
     }
     if guest_port == 0 {
-        return Err(("invalid_argument", "the guest port must be 1-65535".into()));
+        return Err(WireError::invalid("the guest port must be 1-65535"));
     }
     let mut published = lock(&sh.published);
     if let Some(p) = published.iter().find(|p| p.guest_port == guest_port) {
         if host_port == 0 || host_port == p.host_port {
             return Ok(p.clone());
         }
-        return Err(("conflict", format!("guest port {guest_port} is already published on 127.0.0.1:{}", p.host_port)));
+        return Err(WireError::new(
+            ErrorCode::Conflict,
+            format!("guest port {guest_port} is already published on 127.0.0.1:{}", p.host_port),
+        ));
     }
     if published.len() >= crate::net::MAX_PUBLISHED {
-        return Err(("limit_exceeded", format!("at most {} published ports", crate::net::MAX_PUBLISHED)));
+        return Err(WireError::limit(format!("at most {} published ports", crate::net::MAX_PUBLISHED)));
     }
+    let not_running = || WireError::new(ErrorCode::State, "the guest network is not running");
     let Some(tx) = lock(&sh.publisher).clone() else {
-        return Err(("state", "the guest network is not running".into()));
+        return Err(not_running());
     };
-    let l = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, host_port))
-        .map_err(|e| ("conflict", format!("host port 127.0.0.1:{host_port} is not available: {e}")))?;
-    let port = l.local_addr().map(|a| a.port()).map_err(|e| ("internal", format!("published port: {e}")))?;
-    tx.send((l, guest_port)).map_err(|_| ("state", "the guest network is not running".to_string()))?;
+    let l = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, host_port)).map_err(|e| {
+        WireError::new(ErrorCode::Conflict, format!("host port 127.0.0.1:{host_port} is not available: {e}"))
+    })?;
+    let port = l.local_addr().map(|a| a.port()).map_err(|e| WireError::internal(format!("published port: {e}")))?;
+    tx.send((l, guest_port)).map_err(|_| not_running())?;
     let p = crate::net::PublishedPort { host: "127.0.0.1".into(), host_port: port, guest_port, protocol: "tcp".into() };
     published.push(p.clone());
     Ok(p)

@@ -388,11 +388,11 @@ fn build_in(rt: &Runtime, env: &BaseImage, shape: Shape, key: &str, tmp: &Path) 
         // The disk becomes the baseline of unseeded workspaces (a reset boots from it cold):
         // make it a clean file system (sync and a freeze checkpoint the journal) before the
         // save, rather than one that needs its journal replayed.
-        v.client.call(&pyro_proto::Message::Freeze)?;
-        v.client.call(&pyro_proto::Message::Thaw)?;
-        let msg = pyro_proto::Message::Suspend { path: tmp.join(MEMORY).display().to_string() };
+        v.client.call(&pyro_proto::Request::Freeze)?;
+        v.client.call(&pyro_proto::Request::Thaw)?;
+        let msg = pyro_proto::Request::Suspend { path: tmp.join(MEMORY).display().to_string() };
         match v.client.call(&msg)? {
-            pyro_proto::Message::Suspended { bytes, ms } => Ok((boot_ms, bytes, ms)),
+            pyro_proto::Reply::Suspended { bytes, ms } => Ok((boot_ms, bytes, ms)),
             _ => Err(Error::guest("the supervisor sent a malformed reply to a save")),
         }
     });

@@ -7,7 +7,7 @@ use super::base::{ws_dir, Workspaces};
 use super::patch;
 use super::seed::ManifestEntry;
 use crate::error::{Context, Error, Result};
-use pyro_proto::Message;
+use pyro_proto::{EntryKind, Request};
 use schemars::JsonSchema;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
@@ -72,16 +72,18 @@ pub fn compare(base: &[ManifestEntry], cur: &[pyro_proto::FsEntry]) -> Vec<(Stri
     let mut out = Vec::new();
     for (p, ce) in &c {
         match b.get(p) {
-            None => out.push((p.to_string(), "added", ce.kind.clone())),
-            Some(be) if be.kind != ce.kind => out.push((p.to_string(), "type_changed", ce.kind.clone())),
+            None => out.push((p.to_string(), "added", ce.kind.as_str().to_string())),
+            Some(be) if be.kind != ce.kind.as_str() => {
+                out.push((p.to_string(), "type_changed", ce.kind.as_str().to_string()))
+            }
             Some(be) => {
-                let differs = match ce.kind.as_str() {
-                    "file" => be.sha256 != ce.sha256 || (be.mode & 0o111 != 0) != (ce.mode & 0o111 != 0),
-                    "symlink" => be.target != ce.target,
-                    _ => false,
+                let differs = match ce.kind {
+                    EntryKind::File => be.sha256 != ce.sha256 || (be.mode & 0o111 != 0) != (ce.mode & 0o111 != 0),
+                    EntryKind::Symlink => be.target != ce.target,
+                    EntryKind::Dir | EntryKind::Other => false,
                 };
                 if differs {
-                    out.push((p.to_string(), "modified", ce.kind.clone()));
+                    out.push((p.to_string(), "modified", ce.kind.as_str().to_string()));
                 }
             }
         }
@@ -131,7 +133,7 @@ impl Workspaces<'_> {
         let dir = ws_dir(self.paths(), &r.id);
         let base = baseline_manifest(&dir);
         let (mut c, _) = self.connect(&r)?;
-        let manifest = Message::FsManifest { path: "/workspace".into(), max_entries: MAX_MANIFEST_ENTRIES };
+        let manifest = Request::FsManifest { path: "/workspace".into(), max_entries: MAX_MANIFEST_ENTRIES };
         let (cur, truncated) = c.entries(&manifest, MAX_MANIFEST_ENTRIES as u64)?;
         if truncated {
             return Err(Error::limit(format!(

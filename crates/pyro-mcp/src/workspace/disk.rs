@@ -19,7 +19,7 @@ use super::files::{FileEntry, FileList, FileRead};
 use crate::error::{Context, Error, Result};
 use crate::text::clip;
 use crate::vm::{self, qemu::Disk, Client, LaunchOptions};
-use pyro_proto::Message;
+use pyro_proto::Request;
 use schemars::JsonSchema;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -72,7 +72,7 @@ impl Workspaces<'_> {
     pub fn disk_list(&mut self, key: &str, path: Option<&str>, recursive: bool) -> Result<FileList> {
         let dp = disk_path(path.unwrap_or("/"))?;
         let (id, mut helper, _lock) = self.inspect(key)?;
-        let list = Message::FsList { path: helper_path(&dp), recursive, max_entries: MAX_LIST_ENTRIES };
+        let list = Request::FsList { path: helper_path(&dp), recursive, max_entries: MAX_LIST_ENTRIES };
         let (entries, truncated) = helper.entries(&list, MAX_LIST_ENTRIES as u64)?;
         // The agent names entries relative to its /workspace: the disk's root here.
         let entries: Vec<FileEntry> = entries

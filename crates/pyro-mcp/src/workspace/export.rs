@@ -22,7 +22,7 @@ use super::files::rel;
 use super::guest_path;
 use crate::error::{Code, Context, Error, Result};
 use crate::text::clip;
-use pyro_proto::Message;
+use pyro_proto::Request;
 use schemars::JsonSchema;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -99,11 +99,11 @@ impl Workspaces<'_> {
         // a 64 GiB sparse file is refused before a byte of it moves.
         let (mut count, mut bytes) = (0u64, 0u64);
         let listing = c.entries_each(
-            &Message::FsList { path: gp.clone(), recursive: true, max_entries: MAX_ENTRIES as u32 },
+            &Request::FsList { path: gp.clone(), recursive: true, max_entries: MAX_ENTRIES as u32 },
             MAX_ENTRIES,
             &mut |e| {
                 count += 1;
-                if e.kind == "file" {
+                if e.kind == pyro_proto::EntryKind::File {
                     bytes = bytes.saturating_add(e.size);
                 }
             },

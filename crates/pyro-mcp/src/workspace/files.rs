@@ -9,7 +9,7 @@ pub use super::patch::PatchSummary;
 use super::{guest_path, patch, seed};
 use crate::error::{Code, Context, Error, Result};
 use crate::text::clip;
-use pyro_proto::{FsOp, Message};
+use pyro_proto::{FsOp, Request};
 use schemars::JsonSchema;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -43,7 +43,14 @@ pub struct FileEntry {
 
 impl From<pyro_proto::FsEntry> for FileEntry {
     fn from(e: pyro_proto::FsEntry) -> Self {
-        FileEntry { path: e.path, kind: e.kind, mode: e.mode, size: e.size, target: e.target, sha256: e.sha256 }
+        FileEntry {
+            path: e.path,
+            kind: e.kind.as_str().into(),
+            mode: e.mode,
+            size: e.size,
+            target: e.target,
+            sha256: e.sha256,
+        }
     }
 }
 
@@ -131,7 +138,7 @@ impl Workspaces<'_> {
         let gp = guest_path(path.unwrap_or("/workspace"))?;
         let r = self.resolve(key)?;
         let (mut c, _) = self.connect(&r)?;
-        let list = Message::FsList { path: gp.clone(), recursive, max_entries: DEFAULT_LIST_ENTRIES };
+        let list = Request::FsList { path: gp.clone(), recursive, max_entries: DEFAULT_LIST_ENTRIES };
         let (entries, truncated) = c.entries(&list, DEFAULT_LIST_ENTRIES as u64)?;
         let redactor = self.redactor(&r.id)?;
         let entries: Vec<FileEntry> = entries

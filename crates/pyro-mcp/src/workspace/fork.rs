@@ -8,7 +8,7 @@
 //! files by relative names, so a chain is valid in either dir.
 //!
 //! Memory: a running source is paused for the moment its disk switches and its memory is
-//! saved into the fork's dir (`Message::Fork`), then runs on. The fork starts from that
+//! saved into the fork's dir (`Request::Fork`), then runs on. The fork starts from that
 //! memory as a stopped workspace would, but with its own identity (hostname, machine id,
 //! fresh entropy and a reseeded kernel RNG) and free host ports for its services. A stopped
 //! source's saved memory is linked; a source without any gives a fork that boots from the
@@ -31,7 +31,7 @@ use crate::clock::now_s;
 use crate::error::{Context, Error, Result};
 use crate::vm;
 use crate::vm::template::StartedFrom;
-use pyro_proto::Message;
+use pyro_proto::{Reply, Request};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -139,12 +139,12 @@ impl Workspaces<'_> {
         let memory_path = dir.join(super::stop::MEMORY);
         let saved = match client {
             Some(mut c) => {
-                let msg = Message::Fork {
+                let msg = Request::Fork {
                     path: memory_path.display().to_string(),
                     layer: sdir.join(&next).display().to_string(),
                 };
                 match c.call(&msg) {
-                    Ok(Message::Suspended { ms, .. }) => Some(ms),
+                    Ok(Reply::Suspended { ms, .. }) => Some(ms),
                     other => {
                         // Decide from what QEMU writes now, as after a crash.
                         self.recover_pending(&src.id)?;

@@ -12,7 +12,7 @@ use crate::clock::now_s;
 use crate::error::{Code, Context, Error, Result};
 use crate::text::clip;
 use crate::vm::{self, qemu::Disk, Client, LaunchOptions};
-use pyro_proto::{Command, ExecRequest, Message};
+use pyro_proto::{Command, ExecRequest, Request};
 use schemars::JsonSchema;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -348,14 +348,14 @@ impl<'a> Workspaces<'a> {
             if !live.exists() {
                 vm::create_overlay_on(&self.rt()?.qemu_img, "baseline.qcow2", &live, vm::qcow2_size(&base)?)?;
             }
-            vm.client.call(&Message::Freeze)?;
+            vm.client.call(&Request::Freeze)?;
             let snap = vm::qmp::Qmp::connect(&vm.dir.join("qmp.sock")).and_then(|mut q| {
                 q.execute(
                     "blockdev-snapshot-sync",
                     serde_json::json!({"device": "root", "snapshot-file": live, "format": "qcow2", "mode": "existing"}),
                 )
             });
-            vm.client.call(&Message::Thaw)?;
+            vm.client.call(&Request::Thaw)?;
             snap?;
             crate::clock::trace("create: baseline frozen");
         }

@@ -17,7 +17,7 @@ use crate::error::{Code, Error, Result};
 use crate::net::{NetworkPolicy, PortSpec, PublishedPort};
 use crate::text::clip;
 use crate::vm::Client;
-use pyro_proto::{Command, Message, Readiness, ServiceSpec, ServiceState};
+use pyro_proto::{Command, Readiness, Reply, Request, ServiceSpec, ServiceState};
 use rusqlite::params;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -217,7 +217,7 @@ impl ServiceInfo {
         ServiceInfo {
             workspace_id: id.to_string(),
             name: s.name.clone(),
-            state: s.state.clone(),
+            state: s.state.as_str().into(),
             command: clip(&s.command, 2000),
             cwd: clip(&s.cwd, 4096),
             readiness: s.readiness.as_ref().map(|r| clip(&r.display(), 300)),
@@ -271,8 +271,8 @@ fn running_client(w: &Workspaces<'_>, id: &str) -> Option<Client> {
 /// The running guest's boot id and services, or None when its VM is not running.
 fn guest_services(w: &Workspaces<'_>, id: &str, name: Option<&str>) -> Option<(String, Vec<ServiceState>)> {
     let mut c = running_client(w, id)?;
-    match c.call(&Message::ServiceStatus { name: name.map(String::from) }).ok()? {
-        Message::ServiceList { boot_id, services } => Some((boot_id, services)),
+    match c.call(&Request::ServiceStatus { name: name.map(String::from) }).ok()? {
+        Reply::ServiceList { boot_id, services } => Some((boot_id, services)),
         _ => None,
     }
 }
@@ -470,8 +470,8 @@ impl Workspaces<'_> {
             max_restarts: MAX_RESTARTS,
             stop_grace_ms: DEFAULT_STOP_GRACE_S * 1000,
         };
-        let (boot_id, state) = match client.call(&Message::ServiceStart(spec))? {
-            Message::ServiceReply { boot_id, service } => (boot_id, service),
+        let (boot_id, state) = match client.call(&Request::ServiceStart(spec))? {
+            Reply::ServiceReply { boot_id, service } => (boot_id, service),
             _ => return Err(Error::guest("the guest sent a malformed reply to a service start")),
         };
         let mut info = ServiceInfo::from_guest(&r.id, &state, o.restart, Vec::new());
@@ -553,8 +553,8 @@ impl Workspaces<'_> {
         let mut last_at = Instant::now();
         loop {
             let old = self.records(&r.id)?.into_iter().find(|x| x.info.name == name).map(|x| x.info);
-            let state = match client.call(&Message::ServiceStatus { name: Some(name.to_string()) })? {
-                Message::ServiceList { services, .. } => services.into_iter().find(|s| s.name == name),
+            let state = match client.call(&Request::ServiceStatus { name: Some(name.to_string()) })? {
+                Reply::ServiceList { services, .. } => services.into_iter().find(|s| s.name == name),
                 _ => return Err(Error::guest("the guest sent a malformed reply to a service status")),
             };
             let Some(state) = state else {
@@ -598,12 +598,12 @@ impl Workspaces<'_> {
     /// The error for a service that ended before it was ready: why, the last probe, and the
     /// end of its output (one line).
     fn start_failed(&mut self, _id: &str, client: &mut Client, info: &ServiceInfo) -> Error {
-        let tail = match client.call_data(&Message::ServiceLogs {
+        let tail = match client.call_data(&Request::ServiceLogs {
             name: info.name.clone(),
             tail_lines: ERROR_TAIL_LINES,
             all: false,
         }) {
-            Ok((Message::ServiceLogData { stdout_len, stderr_len, .. }, bytes))
+            Ok((Reply::ServiceLogData { stdout_len, stderr_len, .. }, bytes))
                 if stdout_len.checked_add(stderr_len) == Some(bytes.len() as u64) =>
             {
                 let text = String::from_utf8_lossy(&bytes);
@@ -651,8 +651,8 @@ impl Workspaces<'_> {
             )));
         }
         let mut c = running_client(self, &r.id).ok_or_else(|| Error::guest("the workspace's VM is not running"))?;
-        let (reply, bytes) = c.call_data(&Message::ServiceLogs { name: name.into(), tail_lines, all })?;
-        let Message::ServiceLogData { service, stdout_len, stderr_len } = reply else {
+        let (reply, bytes) = c.call_data(&Request::ServiceLogs { name: name.into(), tail_lines, all })?;
+        let Reply::ServiceLogData { service, stdout_len, stderr_len } = reply else {
             return Err(Error::guest("the guest sent a malformed reply to a service logs call"));
         };
         if stdout_len.checked_add(stderr_len) != Some(bytes.len() as u64) {
@@ -663,7 +663,7 @@ impl Workspaces<'_> {
         Ok(ServiceLogs {
             workspace_id: r.id,
             name: name.into(),
-            state: service.state,
+            state: service.state.as_str().into(),
             stdout: String::from_utf8_lossy(&redactor.redact(out)).into_owned(),
             stderr: String::from_utf8_lossy(&redactor.redact(err)).into_owned(),
             stdout_bytes: service.stdout_bytes,
@@ -687,8 +687,8 @@ impl Workspaces<'_> {
         let rec = self.records(&r.id)?.into_iter().find(|x| x.info.name == name);
         let Some(rec) = rec else { return Ok(before) };
         let mut c = running_client(self, &r.id).ok_or_else(|| Error::guest("the workspace's VM is not running"))?;
-        let state = match c.call(&Message::ServiceStop { name: name.into(), grace_ms: grace_s * 1000 })? {
-            Message::ServiceReply { service, .. } => service,
+        let state = match c.call(&Request::ServiceStop { name: name.into(), grace_ms: grace_s * 1000 })? {
+            Reply::ServiceReply { service, .. } => service,
             _ => return Err(Error::guest("the guest sent a malformed reply to a service stop")),
         };
         let info = ServiceInfo::from_guest(&r.id, &state, rec.info.restart, rec.info.published_ports.clone());
@@ -753,8 +753,8 @@ fn lost(old: &ServiceInfo, why: &str) -> ServiceInfo {
 
 /// Ask the supervisor to publish one more port.
 fn publish(client: &mut Client, p: &PortSpec) -> Result<PublishedPort> {
-    match client.call(&Message::PublishPort { guest_port: p.guest_port, host_port: p.host_port })? {
-        Message::PortPublished { host, host_port, guest_port } => {
+    match client.call(&Request::PublishPort { guest_port: p.guest_port, host_port: p.host_port })? {
+        Reply::PortPublished { host, host_port, guest_port } => {
             Ok(PublishedPort { host, host_port, guest_port, protocol: "tcp".into() })
         }
         _ => Err(Error::guest("the supervisor sent a malformed reply to a port publish")),

@@ -9,7 +9,7 @@
 use super::base::Workspaces;
 use super::event::WorkspaceEvent;
 use crate::error::{in_range, Error, Result};
-use pyro_proto::Message;
+use pyro_proto::{Reply, Request};
 use schemars::JsonSchema;
 use serde::Serialize;
 use std::time::Duration;
@@ -173,11 +173,11 @@ impl Workspaces<'_> {
     }
 
     /// One shell request to the workspace's guest, expecting a `ShellInfo` back.
-    fn shell_call(&mut self, key: &str, msg: Message, payload: &[u8]) -> Result<ShellInfo> {
+    fn shell_call(&mut self, key: &str, msg: Request, payload: &[u8]) -> Result<ShellInfo> {
         let r = self.resolve(key)?;
         let (mut c, _) = self.connect(&r)?;
         match c.call_payload(&msg, payload, Duration::ZERO)?.0 {
-            Message::ShellInfo(i) => Ok(Self::shell_info(&r.id, i)),
+            Reply::ShellInfo(i) => Ok(Self::shell_info(&r.id, i)),
             _ => Err(Error::guest("the guest sent a malformed reply to a shell request")),
         }
     }
@@ -190,7 +190,7 @@ impl Workspaces<'_> {
         let r = self.resolve(key)?;
         let mut env = o.env.clone();
         env.extend(self.secret_env(&r.id, &o.secret_env)?);
-        let msg = Message::ShellOpen { cwd: Some(cwd.clone()), cols: o.cols, rows: o.rows, env };
+        let msg = Request::ShellOpen { cwd: Some(cwd.clone()), cols: o.cols, rows: o.rows, env };
         let info = self.shell_call(&r.id, msg, &[])?;
         let secrets: Vec<&str> = o.secret_env.iter().map(|s| s.secret.as_str()).collect();
         self.store.event(
@@ -213,9 +213,9 @@ impl Workspaces<'_> {
         let r = self.resolve(key)?;
         let (mut c, _) = self.connect(&r)?;
         let msg =
-            Message::ShellRead { shell: shell.into(), cursor: o.cursor, max_bytes: max, idle_ms: idle, wait_ms: wait };
+            Request::ShellRead { shell: shell.into(), cursor: o.cursor, max_bytes: max, idle_ms: idle, wait_ms: wait };
         let (reply, mut data) = c.call_payload(&msg, &[], Duration::from_millis(wait))?;
-        let Message::ShellData { cursor, next_cursor, end, dropped, idle, alive, exit_code } = reply else {
+        let Reply::ShellData { cursor, next_cursor, end, dropped, idle, alive, exit_code } = reply else {
             return Err(Error::guest("the guest sent a malformed reply to a shell read"));
         };
         if data.len() as u64 > max || next_cursor.checked_sub(cursor) != Some(data.len() as u64) || end < next_cursor {
@@ -256,28 +256,28 @@ impl Workspaces<'_> {
             return Err(Error::limit(format!("input is {} bytes; at most {MAX_INPUT} at once", bytes.len()))
                 .hint("write a script into the workspace and run that"));
         }
-        self.shell_call(key, Message::ShellWrite { shell: shell.into() }, &bytes)
+        self.shell_call(key, Request::ShellWrite { shell: shell.into() }, &bytes)
     }
 
     /// Send a signal (INT, TERM, HUP, KILL, QUIT) to the shell's foreground job.
     pub fn shell_signal(&mut self, key: &str, shell: &str, signal: &str) -> Result<ShellInfo> {
         check_shell_id(shell)?;
         let signal = parse_signal(signal)?;
-        self.shell_call(key, Message::ShellSignal { shell: shell.into(), signal }, &[])
+        self.shell_call(key, Request::ShellSignal { shell: shell.into(), signal }, &[])
     }
 
     /// Change the terminal size (the foreground job gets SIGWINCH).
     pub fn shell_resize(&mut self, key: &str, shell: &str, cols: u16, rows: u16) -> Result<ShellInfo> {
         check_shell_id(shell)?;
         size(cols, rows)?;
-        self.shell_call(key, Message::ShellResize { shell: shell.into(), cols, rows }, &[])
+        self.shell_call(key, Request::ShellResize { shell: shell.into(), cols, rows }, &[])
     }
 
     /// The workspace's open shells, oldest first.
     pub fn shell_list(&mut self, key: &str) -> Result<ShellList> {
         let r = self.resolve(key)?;
         let (mut c, _) = self.connect(&r)?;
-        let Message::ShellListReply { shells } = c.call(&Message::ShellList)? else {
+        let Reply::ShellListReply { shells } = c.call(&Request::ShellList)? else {
             return Err(Error::guest("the guest sent a malformed reply to a shell list"));
         };
         let shells: Vec<ShellInfo> = shells.into_iter().map(|i| Self::shell_info(&r.id, i)).collect();
@@ -287,7 +287,7 @@ impl Workspaces<'_> {
     /// Hang the shell up and forget it; everything it started goes too.
     pub fn shell_close(&mut self, key: &str, shell: &str) -> Result<ShellInfo> {
         check_shell_id(shell)?;
-        let info = self.shell_call(key, Message::ShellClose { shell: shell.into() }, &[])?;
+        let info = self.shell_call(key, Request::ShellClose { shell: shell.into() }, &[])?;
         self.store.event(
             &info.workspace_id,
             &WorkspaceEvent::ShellClose { shell_id: info.shell_id.clone(), exit_code: info.exit_code },
@@ -299,8 +299,8 @@ impl Workspaces<'_> {
     pub(crate) fn shells_if_running(&mut self, id: &str) -> Vec<ShellInfo> {
         let sock = super::base::vm_dir(self.paths(), id).join("supervisor.sock");
         let Ok(mut c) = crate::vm::client::Client::connect(&sock) else { return Vec::new() };
-        match c.call(&Message::ShellList) {
-            Ok(Message::ShellListReply { shells }) => shells.into_iter().map(|i| Self::shell_info(id, i)).collect(),
+        match c.call(&Request::ShellList) {
+            Ok(Reply::ShellListReply { shells }) => shells.into_iter().map(|i| Self::shell_info(id, i)).collect(),
             _ => Vec::new(),
         }
     }

@@ -42,7 +42,7 @@ use crate::clock::now_s;
 use crate::error::{Code, Context, Error, Result};
 use crate::text::clip;
 use crate::vm::{self, Client};
-use pyro_proto::Message;
+use pyro_proto::Request;
 use rusqlite::params;
 use schemars::JsonSchema;
 use serde::Serialize;
@@ -305,14 +305,14 @@ impl Workspaces<'_> {
         // consistent; a VM that is not running opens the new chain when it boots.
         let live = match Client::connect(&vm_dir(self.paths(), &r.id).join("supervisor.sock")) {
             Ok(mut client) => {
-                let switched = client.call(&Message::Freeze).and_then(|_| {
+                let switched = client.call(&Request::Freeze).and_then(|_| {
                     let snap = vm::qmp::Qmp::connect(&vm_dir(self.paths(), &r.id).join("qmp.sock")).and_then(|mut q| {
                         q.execute(
                             "blockdev-snapshot-sync",
                             serde_json::json!({"device": "root", "snapshot-file": dir.join(&next), "format": "qcow2", "mode": "existing"}),
                         )
                     });
-                    let thaw = client.call(&Message::Thaw);
+                    let thaw = client.call(&Request::Thaw);
                     snap.and(thaw)
                 });
                 if let Err(e) = switched {

@@ -28,7 +28,7 @@ use super::WorkspaceInfo;
 use crate::clock::now_s;
 use crate::error::{Context, Error, Result};
 use crate::vm::Client;
-use pyro_proto::Message;
+use pyro_proto::{Reply, Request};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -297,11 +297,11 @@ impl Workspaces<'_> {
             machine: machine_key(self, r.vcpu_count, r.mem_mib, r.network.options.policy.has_nic())?,
         };
         crate::paths::write_atomic(&dir.join(MEMORY_META), &serde_json::to_vec(&meta).unwrap())?;
-        client.call(&Message::Freeze)?;
-        match client.call(&Message::Suspend { path: dir.join(MEMORY).display().to_string() }) {
-            Ok(Message::Suspended { bytes, .. }) => Ok(bytes),
+        client.call(&Request::Freeze)?;
+        match client.call(&Request::Suspend { path: dir.join(MEMORY).display().to_string() }) {
+            Ok(Reply::Suspended { bytes, .. }) => Ok(bytes),
             other => {
-                let _ = client.call(&Message::Thaw);
+                let _ = client.call(&Request::Thaw);
                 Err(match other {
                     Err(e) => e,
                     Ok(_) => Error::guest("the supervisor sent a malformed reply to a stop"),
@@ -330,9 +330,9 @@ impl Workspaces<'_> {
     fn resume(&mut self, r: &super::store::Row, disk: &Path, memory: &Path, fork: bool) -> Result<()> {
         let mut vm = self.reboot_with(r, disk, Some(memory), fork)?;
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        vm.client.call(&Message::SetClock { unix_ns: now.as_nanos() as u64 })?;
+        vm.client.call(&Request::SetClock { unix_ns: now.as_nanos() as u64 })?;
         // A guest the agent thawed itself already answers with an error: nothing to do.
-        let _ = vm.client.call(&Message::Thaw);
+        let _ = vm.client.call(&Request::Thaw);
         self.republish_services(&r.id, &mut vm.client, fork);
         Ok(())
     }
