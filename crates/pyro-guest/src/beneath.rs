@@ -12,15 +12,46 @@
 //! never step through a link that appears mid-walk. Absolute link targets are refused even
 //! when they name a place inside `/workspace` (the kernel cannot tell, and neither should we).
 
-use crate::fs::{internal, invalid, not_found, FsResult};
+use pyro_proto::WireError;
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 use std::os::fd::OwnedFd;
 use std::path::{Component, Path, PathBuf};
 
+/// The workspace every guest file operation stays beneath.
+pub const ROOT: &str = "/workspace";
+
+pub type FsResult<T> = Result<T, WireError>;
+
+pub fn invalid(m: impl Into<String>) -> WireError {
+    WireError::invalid(m)
+}
+pub fn not_found(m: impl Into<String>) -> WireError {
+    WireError::not_found(m)
+}
+pub fn internal(m: impl Into<String>) -> WireError {
+    WireError::internal(m)
+}
+
+/// Where `/workspace` is for this process: itself in the guest; a temp dir in unit tests.
+#[cfg(not(test))]
+pub fn root_dir() -> PathBuf {
+    PathBuf::from(ROOT)
+}
+
+#[cfg(test)]
+thread_local! {
+    pub static TEST_ROOT: std::cell::RefCell<PathBuf> = std::cell::RefCell::new(PathBuf::from(ROOT));
+}
+
+#[cfg(test)]
+pub fn root_dir() -> PathBuf {
+    TEST_ROOT.with(|r| r.borrow().clone())
+}
+
 /// The host's `/workspace/...` path as a path relative to the workspace root, checked
 /// lexically (only normal components; "" for the root itself).
 pub fn relative(path: &str) -> FsResult<PathBuf> {
-    let Some(rest) = path.strip_prefix(crate::fs::ROOT) else {
+    let Some(rest) = path.strip_prefix(ROOT) else {
         return Err(invalid(format!("{path} is outside /workspace")));
     };
     if !(rest.is_empty() || rest.starts_with('/')) || path.contains('\0') {
@@ -36,7 +67,7 @@ pub fn relative(path: &str) -> FsResult<PathBuf> {
 /// The workspace root as a directory fd. Refuses a `/workspace` that is a symlink (or not a
 /// directory): replacing it with a link to `/` must not widen what file operations reach.
 pub fn root() -> FsResult<OwnedFd> {
-    let dir = crate::fs::root_dir();
+    let dir = root_dir();
     rustix::fs::open(&dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
         .map_err(|e| match e {
             rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR => {

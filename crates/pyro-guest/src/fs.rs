@@ -8,7 +8,10 @@
 //! Listings walk iteratively (a deep tree cannot overflow the stack) and hand each entry to a
 //! callback that streams it out, so a workspace of any size never sits in one message.
 
+#[cfg(test)]
+pub use crate::beneath::TEST_ROOT;
 use crate::beneath::{self, Links};
+pub use crate::beneath::{internal, invalid, not_found, root_dir, FsResult, ROOT};
 use pyro_proto::{EntryKind, ErrorCode, FsEntry, FsOp, WireError};
 use rustix::fs::{Mode, OFlags};
 use sha2::{Digest, Sha256};
@@ -17,7 +20,6 @@ use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
-pub const ROOT: &str = "/workspace";
 /// Largest read the host may ask for (patching and diffing big files).
 pub const MAX_READ: u64 = 64 << 20;
 /// Most entries one listing or manifest walks.
@@ -29,39 +31,11 @@ const MAX_LINK_TARGET: usize = 4095;
 const S_IFLNK: u32 = 0o120000;
 const S_IFREG: u32 = 0o100000;
 
-pub type FsResult<T> = Result<T, WireError>;
-
-pub fn invalid(m: impl Into<String>) -> WireError {
-    WireError::invalid(m)
-}
-pub fn not_found(m: impl Into<String>) -> WireError {
-    WireError::not_found(m)
-}
-pub fn internal(m: impl Into<String>) -> WireError {
-    WireError::internal(m)
-}
-
-/// Where `/workspace` is for this process: itself in the guest; a temp dir in unit tests.
-#[cfg(not(test))]
-pub fn root_dir() -> PathBuf {
-    PathBuf::from(ROOT)
-}
-
-#[cfg(test)]
-thread_local! {
-    pub static TEST_ROOT: std::cell::RefCell<PathBuf> = std::cell::RefCell::new(PathBuf::from(ROOT));
-}
-
 // In unit tests, a fixed staging tag (see `staging_name`), so a test can plant a link at
 // the very name a write will stage to.
 #[cfg(test)]
 thread_local! {
     static TEST_STAGING_TAG: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
-}
-
-#[cfg(test)]
-pub fn root_dir() -> PathBuf {
-    TEST_ROOT.with(|r| r.borrow().clone())
 }
 
 /// (Tests) Check that `path` resolves inside /workspace (following links that stay inside); returns
