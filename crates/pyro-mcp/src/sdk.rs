@@ -23,15 +23,6 @@ pub struct Pyro {
     host: Host,
 }
 
-/// A `Pyro` is a [`Host`] (paths, runtime, progress, cancellation) with the SDK's operations
-/// on top: `pyro.paths()`, `pyro.runtime()` and `pyro.cancel_token()` are the host's.
-impl std::ops::Deref for Pyro {
-    type Target = Host;
-    fn deref(&self) -> &Host {
-        &self.host
-    }
-}
-
 /// `env list`: each catalog entry, then each installed OCI image.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct EnvironmentList {
@@ -60,6 +51,26 @@ impl Pyro {
 
     pub fn with_paths(paths: Paths) -> Pyro {
         Pyro { host: Host::new(paths) }
+    }
+
+    /// This user's cache, data and runtime directories.
+    pub fn paths(&self) -> &Paths {
+        self.host.paths()
+    }
+
+    /// QEMU, kernel, initramfs and accelerator, resolved once per handle.
+    pub fn runtime(&self) -> Result<&crate::runtime::Runtime> {
+        self.host.runtime()
+    }
+
+    /// The cancellation token this handle's operations watch.
+    pub fn cancel_token(&self) -> &crate::Cancel {
+        self.host.cancel_token()
+    }
+
+    /// Progress sink, for long workspace steps.
+    pub fn progress(&self) -> &(dyn Fn(&str) + Send + Sync) {
+        self.host.progress()
     }
 
     /// Start VMs from warm templates (on by default; `PYRO_TEMPLATES=off` sets the default
@@ -106,10 +117,9 @@ impl Pyro {
     /// instead (the result says `execution_mode: host_compat`).
     pub fn run(&self, opts: RunOptions) -> Result<RunResult> {
         crate::run::validate(&opts)?;
-        match self
-            .runtime()
-            .and_then(|rt| crate::run::run(rt, &opts, self.progress(), self.cancel_token(), self.exec_progress_ms()))
-        {
+        match self.runtime().and_then(|rt| {
+            crate::run::run(rt, &opts, self.progress(), self.cancel_token(), self.host.exec_progress_ms())
+        }) {
             Err(e) if opts.allow_host_compat && e.code == Code::GuestUnavailable => {
                 (self.progress())(&format!("run: no guest available ({}); running in host-compat sandbox", e.message));
                 crate::hostcompat::run(&opts, &e.message)
