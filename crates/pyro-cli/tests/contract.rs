@@ -5,8 +5,8 @@
 //! a command that exists with flags it accepts, each `make X` a target of the Makefile. No VM
 //! is booted; the MCP tool lists are checked against the real server in tests/mcp.rs.
 
-mod common;
-use common::contract::{cli_tree, repo_root, Help, Pin};
+use crate::common;
+use crate::common::contract::{cli_tree, repo_root, Help, Pin};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -3,8 +3,8 @@
 //! VMs, project detection (git work tree, --project-path, --repo-url), host-path confinement,
 //! and tool errors with stable codes.
 
-mod common;
-use common::*;
+use crate::common;
+use crate::common::*;
 use rmcp::model::{CallToolRequestParams, CallToolResult, ProgressNotificationParam, Tool};
 use rmcp::service::{NotificationContext, RunningService};
 use rmcp::transport::TokioChildProcess;

@@ -3,8 +3,7 @@
 //! prompt, Ctrl-C (`signal INT`) interrupting a foreground job, paging by cursor with dropped
 //! output counted, binary garbage, every call a separate `pyro` process, and refusals.
 
-mod common;
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -119,14 +118,21 @@ fn pty_shells_size_idle_signals_paging_and_refusals() {
     assert_eq!(w.fails(&["workspace", "shell", "write", &id, &shell, "--input", &big]).0, 8);
     assert_eq!(w.ok(&["workspace", "shell", "list", &id, "--json"])["count"], 1);
 
-    // Close: the shell and what it started are gone; the summary saw it open and close.
-    sh.write("sleep 300 &");
-    std::thread::sleep(Duration::from_millis(500));
+    // Close: the shell and what it started are gone (read from the guest's /proc, seen there
+    // before the close so the check is known to fail while it runs); the summary saw it open
+    // and close.
+    let sleeps = |w: &Ws| w.guest_processes_where(&id, |p| p.argv == ["sleep", "300"]);
+    sh.run("sleep 300 & echo bg-$((6*7))", "bg-42");
+    let until = Instant::now() + Duration::from_secs(30);
+    while sleeps(&w).is_empty() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(sleeps(&w).len(), 1, "the shell's background sleep is not in /proc: {:?}", w.guest_processes(&id));
     let c = w.ok(&["workspace", "shell", "close", &id, &shell, "--json"]);
     assert_eq!(c["alive"], false, "{c}");
     assert_eq!(w.ok(&["workspace", "shell", "list", &id, "--json"])["count"], 0);
-    let left = w.sh(&id, "pgrep -x sleep || echo none");
-    assert_eq!(left.trim(), "none", "{left}");
+    let left = sleeps(&w);
+    assert!(left.is_empty(), "what the shell started is still running: {left:?}");
     assert_eq!(w.fails(&["workspace", "shell", "close", &id, &shell]).0, 3);
     let s = w.ok(&["workspace", "summary", &id, "--json"]);
     assert_eq!(s["shells"]["opened"], 1, "{s}");

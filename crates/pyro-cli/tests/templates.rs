@@ -6,8 +6,7 @@
 //! One test function, steps in order: the damage step rewrites the shared template, so
 //! nothing else may use it meanwhile.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
