@@ -3,10 +3,14 @@
 //! (files, links, modes, sizes it plants for an export, and frames it forges on the control
 //! port by stealing PID 1's fd with `pidfd_getfd`, through the guest's own perl).
 //!
-//! Every case asserts that the attack was refused and that nothing changed (no host file
-//! created, the guest file untouched, the workspace still answering). The cases run in one
-//! VM (a forged frame costs a reboot, so those come last) and the test prints
-//! `security: N tried, N held`. Run it with `make test-security`.
+//! Every attack asserts that it was refused, for the reason expected (the error code; for MCP
+//! calls also the message), and that nothing changed (no host file created, the guest file
+//! untouched, the workspace still answering). Each is listed as it ends with the boundary it
+//! attacks (the sections of docs/security.md); a few checks that are not attacks (an opt-in
+//! of the trusted CLI user, JSON output left exact, the workspace alive at the end) must pass
+//! too but are not counted. The cases run in one VM (a forged frame costs a reboot, so those
+//! come last) and the test prints `security: N tried, N held` and asserts N is [`ATTACKS`].
+//! An ignored test: `make test-security` runs it.
 
 use crate::common::*;
 use serde_json::{json, Value};
@@ -16,7 +20,7 @@ use std::process::{Command as Proc, Stdio};
 
 /// How many attacks the suite tries: asserted at the end, and the figure docs/security.md
 /// gives. A case added or removed changes it here and there.
-const ATTACKS: u32 = 0;
+const ATTACKS: u32 = 70;
 
 /// The attacks tried and held, each under the boundary it attacks (the sections of
 /// docs/security.md), and the checks that are not attacks (they must pass, but are not counted
@@ -210,8 +214,8 @@ impl Mcp {
     }
 
     /// A tool call that must be refused for the reason `why`: a tool error whose code is
-    /// `code` and whose message contains `why`, or (`code` "-32602") a JSON-RPC invalid-params
-    /// error whose message contains `why`. Any other error is not the refusal the case is about.
+    /// `code` and whose message contains `why` (a JSON-RPC error counts with its numeric code).
+    /// Any other error is not the refusal the case is about.
     fn refused(&mut self, tool: &str, args: Value, code: &str, why: &str) -> Result<String, String> {
         let v = self.request("tools/call", json!({"name": tool, "arguments": args}));
         let (got, message) = if let Some(e) = v.get("error") {
@@ -389,8 +393,9 @@ fn hostile_inputs_are_refused_and_change_nothing() {
         absent(&o)
     });
     s.attack("export of an empty output path", || {
+        // Refused by the argument parser, before pyro runs.
         let o = w.run(&["workspace", "export", ws, "tree", "--output="]);
-        check(!o.status.success() && !stderr(&o).contains("panicked"), "accepted")?;
+        check(o.status.code() == Some(2) && stderr(&o).contains("a value is required for '--output"), stderr(&o))?;
         no_staging(&out)
     });
 
@@ -633,8 +638,9 @@ fn hostile_inputs_are_refused_and_change_nothing() {
         });
     }
     s.attack("workspace id ../../x", || {
-        let o = w.run(&["workspace", "status", "../../x", "--json"]);
-        check(!o.status.success() && !stderr(&o).contains("panicked"), "accepted")
+        // Ids are looked up, never used as a path.
+        let m = refused(&w, &["workspace", "status", "../../x"], "not_found")?;
+        check(m.contains("no workspace '../../x'"), m)
     });
 
     // ---- MCP paths (a model's arguments) ----
@@ -648,39 +654,59 @@ fn hostile_inputs_are_refused_and_change_nothing() {
             a
         };
         s.attack("mcp export outside the project", || {
-            m.refused("workspace_export", with("output_path", "/tmp/pyro-mcp-pwned"), "invalid_argument", "<learn>")?;
+            m.refused(
+                "workspace_export",
+                with("output_path", "/tmp/pyro-mcp-pwned"),
+                "invalid_argument",
+                "is outside the allowed roots",
+            )?;
             absent(Path::new("/tmp/pyro-mcp-pwned"))
         });
         s.attack("mcp export with ../", || {
-            m.refused("workspace_export", with("output_path", "../escaped"), "invalid_argument", "<learn>")?;
+            m.refused(
+                "workspace_export",
+                with("output_path", "../escaped"),
+                "invalid_argument",
+                "is outside the allowed roots",
+            )?;
             absent(&h.join("escaped"))
         });
         s.attack("mcp export into .git/hooks", || {
-            m.refused("workspace_export", with("output_path", ".git/hooks/pre-push"), "invalid_argument", "<learn>")?;
+            m.refused(
+                "workspace_export",
+                with("output_path", ".git/hooks/pre-push"),
+                "invalid_argument",
+                "is inside a .git directory",
+            )?;
             absent(&proj.join(".git/hooks/pre-push"))
         });
         s.attack("mcp export through a project link to outside", || {
             std::os::unix::fs::symlink(&out, proj.join("outlink")).unwrap();
-            m.refused("workspace_export", with("output_path", "outlink/x"), "invalid_argument", "<learn>")?;
+            m.refused(
+                "workspace_export",
+                with("output_path", "outlink/x"),
+                "invalid_argument",
+                "is outside the allowed roots",
+            )?;
             absent(&out.join("x"))
         });
-        s.attack("mcp export asking for git config", || {
+        s.attack("mcp export asking for git config (no such argument in the schema)", || {
             let mut a = with("output_path", "exported-git");
             a["path"] = json!(".git");
             a["include_git_config"] = json!(true);
-            m.refused("workspace_export", a, "-32602", "<learn>")?;
+            m.refused("workspace_export", a, "invalid_argument", "unknown field `include_git_config`")?;
             absent(&proj.join("exported-git"))
         });
-        s.attack("mcp export asking for a bigger cap", || {
+        s.attack("mcp export asking for a bigger cap (no such argument in the schema)", || {
             let mut a = with("output_path", "big");
             a["max_bytes"] = json!(1u64 << 40);
-            m.refused("workspace_export", a, "-32602", "<learn>")?;
+            m.refused("workspace_export", a, "invalid_argument", "unknown field `max_bytes`")?;
             absent(&proj.join("big"))
         });
         s.attack("mcp export of a 64 GiB sparse file (the default cap)", || {
             sh(&w, id, "truncate -s 64G /workspace/sparse-mcp")?;
             let a = json!({"workspace_id": id, "path": "sparse-mcp", "output_path": "sparse-mcp"});
-            let r = m.refused("workspace_export", a, "limit_exceeded", "<learn>");
+            let r = m.refused("workspace_export", a, "limit_exceeded", "the limit is 2147483648");
             sh(&w, id, "rm /workspace/sparse-mcp")?;
             r?;
             absent(&proj.join("sparse-mcp"))?;
@@ -698,7 +724,7 @@ fn hostile_inputs_are_refused_and_change_nothing() {
                 "workspace_sync_push",
                 json!({"workspace_id": id, "source_path": "/etc"}),
                 "invalid_argument",
-                "<learn>",
+                "is outside the allowed roots",
             )?;
             guest_absent(&w, id, "/workspace/shadow")
         });
@@ -707,7 +733,7 @@ fn hostile_inputs_are_refused_and_change_nothing() {
                 "workspace_file_read",
                 json!({"workspace_id": id, "path": "/etc/shadow"}),
                 "invalid_argument",
-                "<learn>",
+                "is outside /workspace",
             )
             .map(|_| ())
         });
