@@ -73,7 +73,16 @@ fn egress_never_reaches_the_host_and_off_has_no_network() {
     for t in &targets {
         assert!(out.contains(&format!("{t} refused")), "{t} must be unreachable: {out}");
     }
-    let s = w.ok(&["workspace", "summary", &id, "--json"]);
+    // The supervisor writes its denial log at most once a second: wait for it (bounded).
+    let until = std::time::Instant::now() + Duration::from_secs(15);
+    let s = loop {
+        let s = w.ok(&["workspace", "summary", &id, "--json"]);
+        let denied = s["network"]["denials"].as_array().cloned().unwrap_or_default();
+        if denied.iter().any(|d| d["target"] == "10.0.2.2") || std::time::Instant::now() > until {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
     let denied = s["network"]["denials"].as_array().cloned().unwrap_or_default();
     assert!(denied.iter().any(|d| d["target"] == "10.0.2.2"), "{s}");
 
