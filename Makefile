@@ -62,7 +62,7 @@ test: setup lint host-clis mcp-client
 	@rm -f $(SKIP_LOG)
 	@$(TEST_ENV) PYRO_SKIP_LOG=$(SKIP_LOG) $(TEST_BINS) $(CARGO) test $(CARGO_FLAGS); rc=$$?; \
 	  if [ -s $(SKIP_LOG) ]; then \
-	    echo "skipped: $$(cut -d' ' -f2 $(SKIP_LOG) | tr -d : | sort -u | paste -sd' ' -)"; sed 's/^/  /' $(SKIP_LOG); \
+	    echo "skipped: $$(cut -d' ' -f2 $(SKIP_LOG) | sed 's/:$$//' | sort -u | paste -sd' ' -)"; sed 's/^/  /' $(SKIP_LOG); \
 	  else echo "skipped: none"; fi; exit $$rc
 	$(MAKE) --no-print-directory smoke-user
 
