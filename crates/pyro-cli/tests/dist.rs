@@ -110,7 +110,6 @@ fn mcp_tools(t: &Target, dirs: &Dirs, profile: &str, version: &str) -> Result<Ve
         let tools = list["tools"].as_array().ok_or("tools/list has no tools")?;
         Ok(tools.iter().map(|t| t["name"].as_str().unwrap_or("?").to_string()).collect())
     })();
-    drop(send);
     drop(stdin);
     // The server exits once its stdin closes.
     let end = Instant::now() + Duration::from_secs(10);
