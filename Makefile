@@ -57,10 +57,12 @@ lint:
 ## root) the smoke as a fresh unprivileged user. pyro-cli's integration tests are one binary
 ## (crates/pyro-cli/tests/main.rs; run one module with `-- MODULE::`). A test whose
 ## prerequisite is missing fails under CI and is skipped elsewhere, and the line after the run
-## lists the skipped tests by name.
+## lists the skipped tests by name. `--tests` runs every unit and integration test without
+## linking the examples again (clippy checks them); the doc examples compile in their own run.
 test: setup lint host-clis mcp-client
 	@rm -f $(SKIP_LOG)
-	@$(TEST_ENV) PYRO_SKIP_LOG=$(SKIP_LOG) $(TEST_BINS) $(CARGO) test $(CARGO_FLAGS); rc=$$?; \
+	@$(TEST_ENV) PYRO_SKIP_LOG=$(SKIP_LOG) $(TEST_BINS) $(CARGO) test $(CARGO_FLAGS) --tests \
+	  && $(CARGO) test $(CARGO_FLAGS) --doc; rc=$$?; \
 	  if [ -s $(SKIP_LOG) ]; then \
 	    echo "skipped: $$(cut -d' ' -f2 $(SKIP_LOG) | sed 's/:$$//' | sort -u | paste -sd' ' -)"; sed 's/^/  /' $(SKIP_LOG); \
 	  else echo "skipped: none"; fi; exit $$rc

@@ -1,6 +1,7 @@
-//! pyro-cli's integration tests, as one test binary (the library is linked once, not once per
-//! file): each `tests/NAME.rs` is the module `NAME`, filtered as `NAME::` on the command line
-//! (`cargo test -p pyro-cli --test main -- shells::`). `common` holds the shared helpers.
+//! The workspace's integration tests, as one test binary (the library is linked once, not once
+//! per file): each `tests/NAME.rs` is the module `NAME`, filtered as `NAME::` on the command
+//! line (`cargo test --release --locked --workspace --test main -- shells::`). `common` holds
+//! the shared helpers. `sdk` tests the library's SDK directly.
 //!
 //! Three suites are ignored tests that `cargo test` lists but does not run; their make targets
 //! run them: `security::` (`make test-security`), `crash::` (`make test-crash`) and `dist::`
@@ -21,6 +22,7 @@ mod network;
 mod robustness;
 mod run;
 mod scale;
+mod sdk;
 mod secrets;
 mod security;
 mod selfexe;
