@@ -74,13 +74,18 @@ struct Denials {
     path: std::path::PathBuf,
     map: BTreeMap<(String, u16), Denial>,
     dirty: bool,
+    /// A destination not yet on disk: written at once, so a summary taken right after the
+    /// attempt lists it (a VM restored from a template can connect within its first second).
+    /// Further attempts at a known one only raise its count, and are written at most once a
+    /// second.
+    new_target: bool,
     written: Instant,
 }
 
 impl Denials {
     fn load(path: std::path::PathBuf) -> Denials {
         let map = read_denials(&path).into_iter().map(|d| ((d.target.clone(), d.port), d)).collect();
-        Denials { path, map, dirty: false, written: Instant::now() }
+        Denials { path, map, dirty: false, new_target: false, written: Instant::now() }
     }
 
     fn record(&mut self, target: &str, port: u16, reason: &str) {
@@ -89,13 +94,16 @@ impl Denials {
         if !self.map.contains_key(&key) && self.map.len() >= MAX_DENIALS {
             key = ("(other destinations)".into(), 0);
         }
-        let d = self.map.entry(key.clone()).or_insert_with(|| Denial {
-            target: key.0.clone(),
-            port: key.1,
-            reason: reason.to_string(),
-            count: 0,
-            first_at: now,
-            last_at: now,
+        let d = self.map.entry(key.clone()).or_insert_with(|| {
+            self.new_target = true;
+            Denial {
+                target: key.0.clone(),
+                port: key.1,
+                reason: reason.to_string(),
+                count: 0,
+                first_at: now,
+                last_at: now,
+            }
         });
         d.count += 1;
         d.last_at = now;
@@ -103,12 +111,13 @@ impl Denials {
     }
 
     fn flush(&mut self, force: bool) {
-        if self.dirty && (force || self.written.elapsed() >= Duration::from_secs(1)) {
+        if self.dirty && (force || self.new_target || self.written.elapsed() >= Duration::from_secs(1)) {
             let list: Vec<&Denial> = self.map.values().collect();
             if let Ok(b) = serde_json::to_vec(&list) {
                 let _ = crate::paths::write_atomic(&self.path, &b);
             }
             self.dirty = false;
+            self.new_target = false;
             self.written = Instant::now();
         }
     }
