@@ -6,9 +6,24 @@ TARGET := x86_64-unknown-linux-gnu
 GUEST := target/$(TARGET)/release/pyro-guest
 PYRO := target/release/pyro
 PREFIX ?= $(HOME)/.local
+# One set of flags for every host cargo call (build, clippy, test, bench), so they share one
+# set of compiled artifacts: the same profile and the same package selection, hence the same
+# feature resolution (the dev-dependencies add no feature the build lacks: see
+# crates/pyro-cli/Cargo.toml). `-p pyro-cli` in one place and `--workspace` in another would
+# resolve features differently and compile the shared crates twice.
+CARGO_FLAGS := --release --locked --workspace
 # Test runs keep no warm spare VMs (each test's VMs end with it); tests/spares.rs turns
 # them on for itself. `make demo` and `make bench` keep the product's default.
 TEST_ENV := PYRO_SPARES=off
+# How the integration tests find what `make build` made.
+TEST_BINS := PYRO_BIN=$(CURDIR)/$(PYRO) PYRO_GUEST_BIN=$(CURDIR)/$(GUEST)
+# Tests skipped here for a missing prerequisite (`common::skip`; under CI they fail instead).
+SKIP_LOG := $(CURDIR)/target/test-skips.log
+# Whether CI is set (as .ci/run sets it): no silent skip and no optional install there.
+UNDER_CI = case "$${CI:-}" in ""|0|false) false ;; *) true ;; esac
+# The npm packages the tests drive, pinned.
+HOST_CLIS := @anthropic-ai/claude-code@2.1.332 @openai/codex@0.171.0
+MCP_SDK := @modelcontextprotocol/sdk@1.32.2
 
 .PHONY: mcp-client setup packages build guest environment test test-security test-crash check fmt lint demo bench install clean smoke-user smoke-use-cases host-clis dist dist-check
 
@@ -23,7 +38,7 @@ guest:
 	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --locked -p pyro-guest --target $(TARGET)
 
 build: guest
-	$(CARGO) build --release --locked -p pyro-cli
+	$(CARGO) build $(CARGO_FLAGS)
 	cp $(GUEST) target/release/pyro-guest
 
 # Fetches and verifies the Debian kernel, builds the initramfs and debian:12.
@@ -36,24 +51,39 @@ fmt:
 lint:
 	$(CARGO) fmt --all -- --check
 	python3 scripts/layers.py
-	$(CARGO) clippy --release --locked --workspace --all-targets -- -D warnings
+	python3 scripts/same-features.py
+	$(CARGO) clippy $(CARGO_FLAGS) --all-targets -- -D warnings
 
 ## Lint, then the whole test suite against real VMs (TCG where KVM is unusable), then (as
-## root) the smoke as a fresh unprivileged user.
+## root) the smoke as a fresh unprivileged user. pyro-cli's integration tests are one binary
+## (crates/pyro-cli/tests/main.rs; run one module with `-- MODULE::`). A test whose
+## prerequisite is missing fails under CI and is skipped elsewhere, and the line after the run
+## lists the skipped tests by name. `--tests` runs every unit and integration test without
+## linking the examples again (clippy checks them); then `templates::`, which damages the
+## shared template, runs alone; the doc examples compile in a run of their own.
 test: setup lint host-clis mcp-client
-	$(TEST_ENV) PYRO_BIN=$(CURDIR)/$(PYRO) PYRO_GUEST_BIN=$(CURDIR)/$(GUEST) $(CARGO) test --release --locked --workspace
+	@rm -f $(SKIP_LOG)
+	@export $(TEST_ENV) PYRO_SKIP_LOG=$(SKIP_LOG) $(TEST_BINS); $(CARGO) test $(CARGO_FLAGS) --tests \
+	  && $(CARGO) test $(CARGO_FLAGS) --test main -- --ignored templates:: \
+	  && $(CARGO) test $(CARGO_FLAGS) --doc; rc=$$?; \
+	  if [ -s $(SKIP_LOG) ]; then \
+	    echo "skipped: $$(cut -d' ' -f2 $(SKIP_LOG) | sed 's/:$$//' | sort -u | paste -sd' ' -)"; sed 's/^/  /' $(SKIP_LOG); \
+	  else echo "skipped: none"; fi; exit $$rc
 	$(MAKE) --no-print-directory smoke-user
 
-## The attack suite (docs/security.md): hostile inputs against a real VM; prints
-## `security: N tried, N held`. Not part of `cargo test --workspace` (CI runs it after `make test`).
+## The attack suite (docs/security.md): hostile inputs against a real VM; lists each attack
+## with the boundary it attacks and prints `security: N tried, N held` (N asserted). An
+## ignored test in the one binary (`security::`), so `make test` does not run it twice (CI
+## runs it after `make test`).
 test-security: build
-	$(TEST_ENV) PYRO_BIN=$(CURDIR)/$(PYRO) PYRO_GUEST_BIN=$(CURDIR)/$(GUEST) $(CARGO) test --release --locked -p pyro-cli --test security -- --test-threads=1 --nocapture
+	$(TEST_ENV) $(TEST_BINS) $(CARGO) test $(CARGO_FLAGS) --test main -- --ignored security:: --test-threads=1 --nocapture
 
-## The kill -9 campaign (tests/crash.rs): at least 100 kills of `pyro` at random instants of
-## create, exec, sync push, patch apply, export, reset and delete, each followed by status,
-## list and an orphan check. Prints `crash: K kills, I inconsistent states, O orphans`.
+## The kill -9 campaign (tests/crash.rs, the ignored test `crash::`): at least 100 kills of
+## `pyro` at random instants of create, exec, sync push, patch apply, export, reset and
+## delete, each followed by status, list and an orphan check. Prints
+## `crash: K kills, I inconsistent states, O orphans`.
 test-crash: build
-	$(TEST_ENV) PYRO_CRASH=1 PYRO_BIN=$(CURDIR)/$(PYRO) PYRO_GUEST_BIN=$(CURDIR)/$(GUEST) $(CARGO) test --release --locked -p pyro-cli --test crash -- --nocapture
+	$(TEST_ENV) $(TEST_BINS) $(CARGO) test $(CARGO_FLAGS) --test main -- --ignored crash:: --nocapture
 
 ## The five recipes of docs/use-cases/, end to end on real guests, through `pyro mcp serve` and
 ## the official TypeScript MCP SDK client (tests/use-cases/smoke.mjs), on the project in
@@ -62,21 +92,30 @@ test-crash: build
 smoke-use-cases: build mcp-client
 	$(TEST_ENV) PYRO_BIN=$(CURDIR)/$(PYRO) bash scripts/smoke-use-cases.sh
 
-# Claude Code's and Codex's real CLIs (from npm) for the host-helper tests; optional.
+# Claude Code's and Codex's real CLIs (pinned, from npm) for tests/host.rs, and the official
+# TypeScript MCP SDK, the host-side client of tests/mcp_host_fit.rs. When npm is missing or
+# the install fails, the tests that need them skip (and say so); under CI the target fails.
 host-clis:
-	@if command -v npm >/dev/null; then mkdir -p target/host-clis && cd target/host-clis && \
-	  (npm install --silent --no-audit --no-fund @anthropic-ai/claude-code@2 @openai/codex >/dev/null 2>&1 || echo "host-clis: npm install failed; host tests use file edits only"); \
-	else echo "host-clis: npm not found; host tests use file edits only"; fi
+	@$(call npm_install,host-clis,$(HOST_CLIS))
 
-# The official TypeScript MCP SDK (from npm), the host-side client of tests/mcp_host_fit.rs.
 mcp-client:
-	@if command -v npm >/dev/null; then mkdir -p target/mcp-client && cd target/mcp-client && \
-	  (npm install --silent --no-audit --no-fund @modelcontextprotocol/sdk@1 >/dev/null 2>&1 || echo "mcp-client: npm install failed"); \
-	else echo "mcp-client: npm not found"; fi
+	@$(call npm_install,mcp-client,$(MCP_SDK))
 
-# Needs root to create the test users; skipped otherwise.
+# npm_install DIR,PACKAGES: into target/DIR, quietly; its log in target/DIR/npm-install.log.
+define npm_install
+mkdir -p target/$(1) && cd target/$(1) && \
+if ! command -v npm >/dev/null; then why="npm not found"; \
+elif npm install --no-audit --no-fund $(2) >npm-install.log 2>&1; then exit 0; \
+else why="npm install $(2) failed: $$(tail -3 npm-install.log | tr '\n' ' ')"; fi; \
+if $(UNDER_CI); then echo "$(1): $$why" >&2; exit 1; fi; \
+echo "$(1): $$why; the tests that need it will be skipped"
+endef
+
+# Needs root to create the test users; skipped otherwise (a failure under CI).
 smoke-user: build
-	@if [ "$$(id -u)" = 0 ]; then bash scripts/smoke-user.sh; else echo "smoke-user: skipped (needs root to create test users)"; fi
+	@if [ "$$(id -u)" = 0 ]; then bash scripts/smoke-user.sh; \
+	elif $(UNDER_CI); then echo "smoke-user: needs root to create test users, and CI allows no skips" >&2; exit 1; \
+	else echo "smoke-user: skipped (needs root to create test users)"; fi
 
 check: test
 
@@ -85,7 +124,7 @@ demo: setup
 
 ## Medians for boot, run and exec round trip (see docs/benchmarks.md).
 bench: setup
-	PYRO_BIN=$(CURDIR)/$(PYRO) PYRO_GUEST_BIN=$(CURDIR)/$(GUEST) $(CARGO) run --release --locked -p pyro-cli --bin pyro-bench
+	$(TEST_BINS) target/release/pyro-bench
 
 ## Release artifacts in target/dist/ (scripts/dist.sh): a tarball (bin/pyro, bin/pyro-guest,
 ## docs, SHA256SUMS; unpack anywhere) and the `pyro-mcp` Python wheel (maturin, from PyPI into

@@ -25,12 +25,16 @@ for f in "$pyro" "$guest"; do
   [ -x "$f" ] || { echo "dist: $f is missing: run make build first" >&2; exit 1; }
 done
 
-# The packaging tools, once: a venv of their own (python3-venv on Debian; `make packages`).
-if [ ! -x "$tools/bin/maturin" ] || [ ! -x "$tools/bin/uv" ]; then
-  echo "dist: installing maturin and uv from PyPI into $tools"
+# The packaging tools (pinned), once: a venv of their own (python3-venv on Debian; `make
+# packages`), made again when the pins change.
+pins="maturin==1.16.0 uv==0.13.9"
+if [ ! -x "$tools/bin/maturin" ] || [ ! -x "$tools/bin/uv" ] || [ "$(cat "$tools/pins" 2>/dev/null)" != "$pins" ]; then
+  echo "dist: installing $pins from PyPI into $tools"
   rm -rf "$tools"
   python3 -m venv "$tools" || { echo "dist: python3 -m venv failed: install python3-venv (make packages)" >&2; exit 1; }
-  "$tools/bin/pip" install --quiet --disable-pip-version-check 'maturin>=1.9,<2' 'uv>=0.4,<1'
+  # shellcheck disable=SC2086 # one word per pin
+  "$tools/bin/pip" install --quiet --disable-pip-version-check $pins
+  echo "$pins" > "$tools/pins"
 fi
 
 rm -rf "$dist"
@@ -52,13 +56,21 @@ tar --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$epoch" -C "$dist/
 rm -rf "$dist/stage"
 echo "dist: $dist/$name.tar.gz"
 
-# (b) The wheel: maturin builds `pyro` (cargo reuses what `make build` compiled) and packs
-# the guest agent from the data directory pyproject.toml names.
+# (b) The wheel: maturin asks cargo for `pyro` (the same profile and features as `make
+# build`, so cargo finds it built and compiles nothing) and packs the guest agent from the
+# data directory pyproject.toml names. Both must be the very binaries `make build` made.
 mkdir -p "$dist/wheel-data/scripts"
 install -m 0755 "$guest" "$dist/wheel-data/scripts/pyro-guest"
+built=$(sha256sum < "$pyro")
 "$tools/bin/maturin" build --quiet --release --locked --out "$dist" ${CARGO_TARGET_DIR:+--target-dir "$CARGO_TARGET_DIR"}
 rm -rf "$dist/wheel-data"
 wheel=$(ls "$dist"/pyro_mcp-"$version"-*.whl)
+for pair in "pyro:$pyro" "pyro-guest:$guest"; do
+  member=pyro_mcp-$version.data/scripts/${pair%%:*}
+  [ "$(python3 -c 'import sys, zipfile; sys.stdout.buffer.write(zipfile.ZipFile(sys.argv[1]).read(sys.argv[2]))' "$wheel" "$member" | sha256sum)" = "$(sha256sum < "${pair#*:}")" ] ||
+    { echo "dist: the wheel's $member is not ${pair#*:}" >&2; exit 1; }
+done
+[ "$(sha256sum < "$pyro")" = "$built" ] || { echo "dist: maturin rebuilt $pyro (other flags than make build?)" >&2; exit 1; }
 echo "dist: $wheel"
 
 (cd "$dist" && sha256sum "$name.tar.gz" "$(basename "$wheel")" > SHA256SUMS)

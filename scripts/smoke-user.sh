@@ -78,14 +78,10 @@ grep -q '^error: ' /tmp/smoke-b2.out || fail "$B got no clear error: $(cat /tmp/
 echo "$B: $(head -1 /tmp/smoke-b2.out)"
 
 step "mcp serve answers tools/list as $A"
-if as "$A" pyro mcp --help >/dev/null 2>&1; then
-  resp=$( { printf '%s\n' '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"smoke","version":"0"}}}' \
-                          '{"jsonrpc":"2.0","method":"notifications/initialized"}' \
-                          '{"jsonrpc":"2.0","id":2,"method":"tools/list"}'; sleep 2; } | as "$A" pyro mcp serve 2>/dev/null | tail -1)
-  echo "$resp" | grep -q '"workspace_create"' || fail "mcp tools/list: $resp"
-else
-  echo "smoke-user: pyro mcp serve is not built yet; skipped"
-fi
+resp=$( { printf '%s\n' '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"smoke","version":"0"}}}' \
+                        '{"jsonrpc":"2.0","method":"notifications/initialized"}' \
+                        '{"jsonrpc":"2.0","id":2,"method":"tools/list"}'; sleep 2; } | as "$A" pyro mcp serve 2>/dev/null | tail -1)
+echo "$resp" | grep -q '"workspace_create"' || fail "mcp tools/list: $resp"
 
 as "$A" pyro workspace delete smoke >/dev/null
 pgrep -u "$A" -f '__supervise|qemu-system' >/dev/null && fail "processes left behind for $A"

@@ -5,8 +5,8 @@
 //! a command that exists with flags it accepts, each `make X` a target of the Makefile. No VM
 //! is booted; the MCP tool lists are checked against the real server in tests/mcp.rs.
 
-mod common;
-use common::contract::{cli_tree, repo_root, Help, Pin};
+use crate::common;
+use crate::common::contract::{cli_tree, repo_root, Help, Pin};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -315,11 +315,12 @@ fn pyro_args(words: &[String]) -> Option<&[String]> {
     let mut i = 0;
     while i < words.len() {
         let w = words[i].as_str();
-        if is_pyro(w) {
+        // `PYRO_BIN=.../pyro` sets a variable; it does not run pyro.
+        let assignment = w.contains('=') && !w.starts_with('-');
+        if is_pyro(w) && !assignment {
             return Some(&words[i + 1..]);
         }
         let launcher = ["sudo", "env", "time", "exec", "nohup", "uvx", "uv", "tool", "run", "pipx", "--from", "--spec"];
-        let assignment = w.contains('=') && !w.starts_with('-');
         if launcher.contains(&w) || assignment {
             // `--from X`: X is not a command.
             i += if w == "--from" || w == "--spec" { 2 } else { 1 };

@@ -4,14 +4,15 @@
 //! runtime dir, a workspace dir or socket file of a workspace that is not listed, a dead VM's
 //! sockets, a `disk.qcow2.new` or `reset.json` left after the next call).
 //!
-//! It boots many VMs, so plain `cargo test` skips it: `make test-crash` sets `PYRO_CRASH=1`.
+//! It boots many VMs, so it is an ignored test that `cargo test` lists but does not run:
+//! `make test-crash` runs it (`-- --ignored crash::`).
 //! `PYRO_CRASH_KILLS` (default 105) sets how many kills, `PYRO_CRASH_SEED` replays a run.
 //! Only the CLI process is killed, never a VM: supervisors are detached and go on.
 //! It ends with `crash: K kills, I inconsistent states, O orphans`; both must be 0.
 
-mod common;
+use crate::common;
 
-use common::{json, stderr, stdout, Env, Ws};
+use crate::common::{json, stderr, stdout, Env, Ws};
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Stdio;
@@ -224,11 +225,8 @@ fn supervisors_of(dir: &Path) -> Vec<i32> {
 }
 
 #[test]
+#[ignore = "the kill -9 campaign: make test-crash"]
 fn kill_minus_nine_campaign() {
-    if std::env::var("PYRO_CRASH").is_err() {
-        eprintln!("crash campaign skipped: set PYRO_CRASH=1 (make test-crash)");
-        return;
-    }
     let target_kills: usize = std::env::var("PYRO_CRASH_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(105);
     let seed: u64 = std::env::var("PYRO_CRASH_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1

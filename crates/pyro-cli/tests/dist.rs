@@ -1,15 +1,15 @@
 //! `make dist-check`'s checks of installed artifacts (scripts/dist-check.sh installs them and
-//! runs this with `LABEL=COMMAND...` arguments: an installed `pyro` by its path, or a launcher
-//! such as `uvx --from WHEEL pyro`). Never the `pyro` of this build, never one on PATH.
+//! runs this ignored test with `PYRO_DIST_TARGETS`, one `LABEL=COMMAND` per line: an installed
+//! `pyro` by its path, or a launcher such as `uvx --from WHEEL pyro`). Never the `pyro` of this
+//! build, never one on PATH.
 //!
 //! For each: `--version` is the pinned version, `doctor --json` parses and says ok, `mcp serve`
 //! answers `initialize` (serverInfo version) and `tools/list` with the pinned tools of each
 //! profile, `run debian:12 -- true` exits 0, `env list` shows the catalog, and for a path, the
 //! guest agent is installed beside it. Prints one line per check and
-//! `checks: N passed, M failed`. Not part of `cargo test` (harness = false, test = false).
+//! `checks: N passed, M failed`, and fails unless all passed. `cargo test` lists it as ignored.
 
-mod common;
-use common::contract::Pin;
+use crate::common::contract::Pin;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -110,7 +110,6 @@ fn mcp_tools(t: &Target, dirs: &Dirs, profile: &str, version: &str) -> Result<Ve
         let tools = list["tools"].as_array().ok_or("tools/list has no tools")?;
         Ok(tools.iter().map(|t| t["name"].as_str().unwrap_or("?").to_string()).collect())
     })();
-    drop(send);
     drop(stdin);
     // The server exits once its stdin closes.
     let end = Instant::now() + Duration::from_secs(10);
@@ -214,11 +213,14 @@ fn check(t: &Target, pin: &Pin, results: &mut Vec<(String, Result<String, String
     );
 }
 
-fn main() {
-    // `LABEL=COMMAND [ARGS...]`, the command split at spaces (dist-check's paths have none).
-    let targets: Vec<Target> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
+#[test]
+#[ignore = "checks installed release artifacts: make dist-check"]
+fn installed_artifacts() {
+    // `LABEL=COMMAND [ARGS...]` per line, the command split at spaces (dist-check's paths have none).
+    let spec = std::env::var("PYRO_DIST_TARGETS").unwrap_or_default();
+    let targets: Vec<Target> = spec
+        .lines()
+        .filter(|l| !l.trim().is_empty())
         .map(|a| {
             let (label, cmd) = a.split_once('=').unwrap_or_else(|| panic!("expected LABEL=COMMAND, got {a}"));
             Target {
@@ -227,7 +229,7 @@ fn main() {
             }
         })
         .collect();
-    assert!(!targets.is_empty(), "usage: dist LABEL=/path/to/installed/pyro ...");
+    assert!(!targets.is_empty(), "set PYRO_DIST_TARGETS to LABEL=/path/to/installed/pyro lines (make dist-check)");
     for t in &targets {
         let exe = PathBuf::from(&t.argv[0]);
         assert!(exe.is_absolute(), "{}: run installed executables by their absolute path", t.label);
@@ -239,5 +241,5 @@ fn main() {
     }
     let failed = results.iter().filter(|(_, r)| r.is_err()).count();
     println!("checks: {} passed, {failed} failed", results.len() - failed);
-    std::process::exit(if failed == 0 { 0 } else { 1 });
+    assert_eq!(failed, 0, "{failed} installed-artifact checks failed (the lines above say which)");
 }

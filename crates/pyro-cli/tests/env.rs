@@ -7,10 +7,9 @@
 //! Each test has its own cache and data dirs (the kernel and initramfs are shared with the
 //! user's cache through symlinks, so nothing is downloaded) and its own registry.
 
-mod common;
-mod oci;
+use crate::common;
 
-use oci::{layer, Comp, LayerTar, Registry};
+use crate::oci::{self, layer, Comp, LayerTar, Registry};
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -502,8 +501,7 @@ impl Drop for SmallDisk {
 fn a_full_disk_fails_cleanly_and_a_retry_works() {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: mounting a small tmpfs needs root");
-        return;
+        return common::skip("mounting a small tmpfs needs root");
     }
     let t = T::new();
     let reg = Registry::start();

@@ -10,8 +10,7 @@
 //! waits for in `serial.log` before the next exec. The watcher also gives up after 180 s, so
 //! a failing test never leaves a guest without descriptors.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::time::{Duration, Instant};
 
 /// The watcher: `$1` is the agent's `rchar` before the limit went down, `$2` its soft limit.

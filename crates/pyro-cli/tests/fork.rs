@@ -3,8 +3,7 @@
 //! port), each with its own files, hostname and machine id afterwards, the history and
 //! baseline carried over; a stopped one forks from its saved memory; bad calls change nothing.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;

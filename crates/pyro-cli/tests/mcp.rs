@@ -3,8 +3,8 @@
 //! VMs, project detection (git work tree, --project-path, --repo-url), host-path confinement,
 //! and tool errors with stable codes.
 
-mod common;
-use common::*;
+use crate::common;
+use crate::common::*;
 use rmcp::model::{CallToolRequestParams, CallToolResult, ProgressNotificationParam, Tool};
 use rmcp::service::{NotificationContext, RunningService};
 use rmcp::transport::TokioChildProcess;
@@ -449,7 +449,13 @@ async fn repo_url_seeds_from_a_clean_clone() {
     let pid = s.pid;
     s.stop().await;
     // The clone goes away with the server.
-    let clones = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/pyro-mcp/mcp")).unwrap();
+    // Where pyro keeps clones: its cache dir, resolved as pyro resolves it.
+    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let cache = var("PYRO_CACHE_DIR")
+        .or_else(|| var("XDG_CACHE_HOME").map(|p| p.join("pyro-mcp")))
+        .or_else(|| var("HOME").map(|p| p.join(".cache/pyro-mcp")))
+        .unwrap();
+    let clones = cache.join("mcp");
     let mine = format!("clone-{pid}-");
     let left: Vec<_> = std::fs::read_dir(&clones)
         .map(|d| d.flatten().filter(|e| e.file_name().to_string_lossy().starts_with(&mine)).collect())

@@ -4,22 +4,20 @@
 //! the size of a typical exec result as a model receives it, tool titles and `_meta`, and
 //! `initialize` answered at once while a `--repo-url` clone hangs.
 
-mod common;
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The SDK's node_modules, if `make mcp-client` installed it. In CI a missing SDK fails the
-/// test; elsewhere it is skipped, loudly.
+/// The SDK's node_modules, if `make mcp-client` installed it. Otherwise the test is skipped
+/// (`common::skip`: a failure under CI).
 fn sdk() -> Option<PathBuf> {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/mcp-client/node_modules");
     if p.join("@modelcontextprotocol/sdk").exists() && Command::new("node").arg("--version").output().is_ok() {
         return Some(p);
     }
-    assert!(std::env::var_os("CI").is_none(), "the TypeScript MCP SDK is not installed: run `make mcp-client`");
-    eprintln!("SKIPPED: the TypeScript MCP SDK is not installed (run `make mcp-client`)");
+    skip("node or the TypeScript MCP SDK is not installed (make mcp-client)");
     None
 }
 
@@ -38,6 +36,7 @@ fn client(sdk: &Path, t: &Env, data: &Path, cwd: &Path, scenario: &str, serve: &
         .current_dir(cwd)
         .env("PYRO_RUNTIME_DIR", t.runtime.path())
         .env("PYRO_DATA_DIR", data)
+        .env("PYRO_GUEST_PS", GUEST_PS)
         .env_remove("PYRO_ACCEL")
         .output()
         .unwrap();
@@ -89,7 +88,9 @@ fn progress_cancellation_and_result_size_with_the_typescript_client() {
 
     // The cancelled `sleep 600`: gone from the guest within 2 s, recorded as cancelled, and
     // the workspace goes on working.
+    // The check that it is gone (guest /proc through `common::GUEST_PS`) saw it running first.
     let c = &out["cancel"];
+    assert_eq!(c["running_before_abort"], 1, "the check did not see the running sleep 600: {c}");
     assert!(c["client_saw"].as_str().unwrap().starts_with("rejected"), "{c}");
     let gone = c["gone_ms"].as_u64().unwrap_or_else(|| panic!("sleep 600 still running: {c}"));
     assert!(gone <= 2000, "gone after {gone} ms: {c}");

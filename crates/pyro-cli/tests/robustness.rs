@@ -2,9 +2,9 @@
 //! never end, the serial console, parallel history, a command that crashes the guest kernel,
 //! and a delete racing execs.
 
-mod common;
+use crate::common;
 
-use common::{json, stderr, stdout, Env, Ws};
+use crate::common::{json, stderr, stdout, Env, Ws};
 
 /// Nothing of any workspace is left: not listed, no workspace dir, no VM dir, no process.
 fn assert_nothing_left(w: &Ws) {

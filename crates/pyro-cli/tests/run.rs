@@ -1,7 +1,6 @@
 //! `pyro run` against real microVMs (TCG on hosts where KVM is unusable).
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::time::{Duration, Instant};
 
 #[test]

@@ -3,8 +3,7 @@
 //! a guest whose file system stops answering, and oversized or absurd requests. Each must end
 //! in a result or a one-line error within its deadline, and leave the workspace usable.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::path::Path;
 use std::process::Command as Proc;
 use std::time::{Duration, Instant};

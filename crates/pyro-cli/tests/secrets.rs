@@ -2,8 +2,7 @@
 //! that asks for it, every output that comes back is redacted, and its value is found nowhere
 //! on the host outside the secret store.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::process::Output;
 
 /// A value unique to this run, so the scans cannot be fooled by another test's files.

@@ -3,35 +3,83 @@
 //! (files, links, modes, sizes it plants for an export, and frames it forges on the control
 //! port by stealing PID 1's fd with `pidfd_getfd`, through the guest's own perl).
 //!
-//! Every case asserts that the attack was refused and that nothing changed (no host file
-//! created, the guest file untouched, the workspace still answering). The cases run in one
-//! VM (a forged frame costs a reboot, so those come last) and the test prints
-//! `security: N tried, N held`. Run it with `make test-security`.
+//! Every attack asserts that it was refused, for the reason expected (the error code; for MCP
+//! calls also the message), and that nothing changed (no host file created, the guest file
+//! untouched, the workspace still answering). Each is listed as it ends with the boundary it
+//! attacks (the sections of docs/security.md); a few checks that are not attacks (an opt-in
+//! of the trusted CLI user, JSON output left exact, the workspace alive at the end) must pass
+//! too but are not counted. The cases run in one VM (a forged frame costs a reboot, so those
+//! come last) and the test prints `security: N tried, N held` and asserts N is [`ATTACKS`].
+//! An ignored test: `make test-security` runs it.
 
-mod common;
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command as Proc, Stdio};
 
-/// Cases tried and held, and why the others did not.
+/// How many attacks the suite tries: asserted at the end, and the figure docs/security.md
+/// gives. A case added or removed changes it here and there.
+const ATTACKS: u32 = 72;
+
+/// The attacks tried and held, each under the boundary it attacks (the sections of
+/// docs/security.md), and the checks that are not attacks (they must pass, but are not counted
+/// as attacks). Each case prints one line as it ends.
 #[derive(Default)]
 struct Tally {
+    boundary: &'static str,
     tried: u32,
     held: u32,
+    checks: u32,
+    /// Attacks per boundary, in order.
+    per_boundary: Vec<(&'static str, u32)>,
     failures: Vec<String>,
 }
 
 impl Tally {
-    fn case(&mut self, name: &str, f: impl FnOnce() -> Result<(), String>) {
+    /// The boundary the next attacks attack.
+    fn boundary(&mut self, b: &'static str) {
+        self.boundary = b;
+        self.per_boundary.push((b, 0));
+    }
+
+    /// One attack: it holds when `f` returns `Ok` (refused, nothing changed).
+    fn attack(&mut self, name: &str, f: impl FnOnce() -> Result<(), String>) {
         self.tried += 1;
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-            Ok(Ok(())) => self.held += 1,
-            Ok(Err(e)) => self.failures.push(format!("{name}: {e}")),
+        if let Some(last) = self.per_boundary.last_mut() {
+            last.1 += 1;
+        }
+        let label = format!("attack {:>2} [{}] {name}", self.tried, self.boundary);
+        if self.run(&label, f) {
+            self.held += 1;
+        }
+    }
+
+    /// A check that is not an attack (an opt-in of the trusted CLI user works, the workspace
+    /// still answers); it must pass, and is not counted among the attacks.
+    fn check(&mut self, name: &str, f: impl FnOnce() -> Result<(), String>) {
+        self.checks += 1;
+        let label = format!("check     [{}] {name}", self.boundary);
+        self.run(&label, f);
+    }
+
+    fn run(&mut self, label: &str, f: impl FnOnce() -> Result<(), String>) -> bool {
+        let outcome = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+            Ok(r) => r,
             Err(p) => {
                 let m = p.downcast_ref::<String>().cloned().or(p.downcast_ref::<&str>().map(|s| s.to_string()));
-                self.failures.push(format!("{name}: panicked: {}", m.unwrap_or_default()))
+                Err(format!("panicked: {}", m.unwrap_or_default()))
+            }
+        };
+        match outcome {
+            Ok(()) => {
+                println!("{label}: held");
+                true
+            }
+            Err(e) => {
+                println!("{label}: FAILED: {e}");
+                self.failures.push(format!("{label}: {e}"));
+                false
             }
         }
     }
@@ -165,16 +213,23 @@ impl Mcp {
         }
     }
 
-    /// A tool call that must be refused (a tool error, or a JSON-RPC error for bad arguments).
-    fn refused(&mut self, tool: &str, args: Value) -> Result<String, String> {
+    /// A tool call that must be refused for the reason `why`: a tool error whose code is
+    /// `code` and whose message contains `why` (a JSON-RPC error counts with its numeric code).
+    /// Any other error is not the refusal the case is about.
+    fn refused(&mut self, tool: &str, args: Value, code: &str, why: &str) -> Result<String, String> {
         let v = self.request("tools/call", json!({"name": tool, "arguments": args}));
-        if let Some(e) = v.get("error") {
-            return Ok(e["message"].as_str().unwrap_or("").to_string());
+        let (got, message) = if let Some(e) = v.get("error") {
+            (e["code"].to_string(), e["message"].as_str().unwrap_or("").to_string())
+        } else if v["result"]["isError"] == json!(true) {
+            let e = &v["result"]["structuredContent"]["error"];
+            (e["code"].as_str().unwrap_or("").to_string(), e["message"].as_str().unwrap_or("").to_string())
+        } else {
+            return Err(format!("{tool} accepted: {v}"));
+        };
+        if got != code || !message.contains(why) {
+            return Err(format!("{tool} refused as {got} ({message}), expected {code} saying {why:?}"));
         }
-        if v["result"]["isError"] == json!(true) {
-            return Ok(v["result"]["structuredContent"]["error"]["message"].as_str().unwrap_or("").to_string());
-        }
-        Err(format!("{tool} accepted: {v}"))
+        Ok(message)
     }
 
     fn ok(&mut self, tool: &str, args: Value) -> Result<Value, String> {
@@ -251,6 +306,7 @@ fn raw_tar(members: &[(&str, u8, &str, &[u8])]) -> Vec<u8> {
 }
 
 #[test]
+#[ignore = "the attack suite: make test-security"]
 fn hostile_inputs_are_refused_and_change_nothing() {
     let t = Env::new();
     let w = Ws::new(&t);
@@ -294,6 +350,7 @@ fn hostile_inputs_are_refused_and_change_nothing() {
     let mut s = Tally::default();
 
     // ---- export: host side ----
+    s.boundary("export: where the output goes");
     let exp = |args: &[&str]| {
         let mut a = vec!["workspace", "export", ws];
         a.extend_from_slice(args);
@@ -305,44 +362,46 @@ fn hostile_inputs_are_refused_and_change_nothing() {
         refused(&w, &a, code)
     };
     let p = |p: &Path| p.display().to_string();
-    s.case("export into .git/hooks", || {
+    s.attack("export into .git/hooks", || {
         let o = proj.join(".git/hooks/pre-commit");
         run_exp(&["tree/d/f", "--output", &p(&o)], "invalid_argument")?;
         absent(&o)
     });
-    s.case("export creating a nested .git", || {
+    s.attack("export creating a nested .git", || {
         let o = proj.join("sub/.git");
         run_exp(&["tree", "--output", &p(&o)], "invalid_argument")?;
         absent(&o)
     });
-    s.case("export through a link into .git", || {
+    s.attack("export through a link into .git", || {
         let o = proj.join("hooks/post-checkout");
         run_exp(&["tree/d/f", "--output", &p(&o)], "invalid_argument")?;
         absent(&proj.join(".git/hooks/post-checkout"))
     });
-    s.case("export into .GIT (case)", || {
+    s.attack("export into .GIT (case)", || {
         let o = proj.join(".GIT/x");
         run_exp(&["tree/d/f", "--output", &p(&o)], "invalid_argument")?;
         absent(&proj.join(".GIT"))
     });
-    s.case("export over an existing file", || {
+    s.attack("export over an existing file", || {
         let o = proj.join("README");
         run_exp(&["tree/d/f", "--output", &p(&o)], "conflict")?;
         check(std::fs::read_to_string(&o).unwrap() == "project\n", "README changed")
     });
-    s.case("export of a path outside /workspace", || {
+    s.attack("export of a path outside /workspace", || {
         let o = out.join("passwd");
         run_exp(&["../etc/passwd", "--output", &p(&o)], "invalid_argument")?;
         absent(&o)
     });
-    s.case("export of an empty output path", || {
+    s.attack("export of an empty output path", || {
+        // Refused by the argument parser, before pyro runs.
         let o = w.run(&["workspace", "export", ws, "tree", "--output="]);
-        check(!o.status.success() && !stderr(&o).contains("panicked"), "accepted")?;
+        check(o.status.code() == Some(2) && stderr(&o).contains("a value is required for '--output"), stderr(&o))?;
         no_staging(&out)
     });
 
     // ---- export: what guest root planted ----
-    s.case("export drops git config and hooks", || {
+    s.boundary("export: what guest root planted");
+    s.attack("export drops git config and hooks", || {
         let o = out.join("ws");
         let r = w.ok(&["workspace", "export", ws, "/workspace", "--output", &p(&o), "--json"]);
         absent(&o.join(".git/config"))?;
@@ -351,7 +410,7 @@ fn hostile_inputs_are_refused_and_change_nothing() {
         let skipped = r["skipped"].to_string();
         check(skipped.contains(".git/config") && skipped.contains(".git/hooks"), format!("skipped: {skipped}"))
     });
-    s.case("export drops links that leave the tree", || {
+    s.attack("export drops links that leave the tree", || {
         let o = out.join("tree");
         let r = w.ok(&["workspace", "export", ws, "tree", "--output", &p(&o), "--json"]);
         for gone in ["up", "a", "d/b", "abs"] {
@@ -362,7 +421,7 @@ fn hostile_inputs_are_refused_and_change_nothing() {
         // The sibling `etc` a chain would have named is untouched.
         check(std::fs::read_to_string(h.join("etc/passwd")).unwrap() == "host\n", "host etc changed")
     });
-    s.case("export drops setuid, setgid, sticky, shared write", || {
+    s.attack("export drops setuid, setgid, sticky, shared write", || {
         use std::os::unix::fs::MetadataExt;
         let o = out.join("modes");
         w.ok(&["workspace", "export", ws, "modes", "--output", &p(&o), "--json"]);
@@ -370,34 +429,34 @@ fn hostile_inputs_are_refused_and_change_nothing() {
         let got = (m(""), m("suid"), m("sgid"), m("ww"));
         check(got == (0o755, 0o755, 0o755, 0o644), format!("modes {:o} {:o} {:o} {:o}", got.0, got.1, got.2, got.3))
     });
-    s.case("export of git config only when the CLI user asks", || {
+    s.check("export of git config only when the CLI user asks", || {
         let o = out.join("git-opt-in");
         w.ok(&["workspace", "export", ws, ".git", "--output", &p(&o), "--include-git-config", "--json"]);
         check(o.join("hooks/pre-commit").is_file() && o.join("config").is_file(), "opt-in lost files")
     });
-    s.case("export of .git/config itself", || {
+    s.attack("export of .git/config itself", || {
         let o = out.join("config");
         run_exp(&[".git/config", "--output", &p(&o)], "invalid_argument")?;
         absent(&o)
     });
-    s.case("export of a link to /etc as the top", || {
+    s.attack("export of a link to /etc as the top", || {
         let o = out.join("evil");
         run_exp(&["evil_top", "--output", &p(&o)], "invalid_argument")?;
         absent(&o)?;
         no_staging(&out)
     });
-    s.case("export through a link to /", || {
+    s.attack("export through a link to /", || {
         let o = out.join("shadow");
         run_exp(&["rootlink/etc/shadow", "--output", &p(&o)], "invalid_argument")?;
         absent(&o)
     });
-    s.case("export over --max-bytes", || {
+    s.attack("export over --max-bytes", || {
         let o = out.join("five_k");
         run_exp(&["five_k", "--output", &p(&o), "--max-bytes", "1000"], "limit_exceeded")?;
         absent(&o)?;
         no_staging(&out)
     });
-    s.case("export of a 64 GiB sparse file", || {
+    s.attack("export of a 64 GiB sparse file", || {
         sh(&w, id, "mkdir -p /workspace/big && truncate -s 64G /workspace/big/sparse")?;
         let o = out.join("big");
         let started = std::time::Instant::now();
@@ -407,7 +466,7 @@ fn hostile_inputs_are_refused_and_change_nothing() {
         no_staging(&out)?;
         check(started.elapsed().as_secs() < 60, "the cap was not enforced up front")
     });
-    s.case("export of a FIFO", || {
+    s.attack("export of a FIFO", || {
         sh(&w, id, "mkfifo /workspace/fifo")?;
         let o = out.join("fifo");
         let r = run_exp(&["fifo", "--output", &p(&o)], "invalid_argument");
@@ -417,6 +476,7 @@ fn hostile_inputs_are_refused_and_change_nothing() {
     });
 
     // ---- file operations ----
+    s.boundary("guest file operations");
     for (name, path) in [
         ("read /etc/shadow", "/etc/shadow"),
         ("read ../etc/shadow", "../etc/shadow"),
@@ -424,13 +484,13 @@ fn hostile_inputs_are_refused_and_change_nothing() {
         ("read through a link to /etc", "etc/shadow"),
         ("read an absolute link", "tree/abs"),
     ] {
-        s.case(name, || {
+        s.attack(name, || {
             refused(&w, &["workspace", "file", "read", ws, path], "invalid_argument")?;
             Ok(())
         });
     }
     let long_path = "a/".repeat(2500);
-    s.case("read a 5000-byte path", || {
+    s.attack("read a 5000-byte path", || {
         refused(&w, &["workspace", "file", "read", ws, &long_path], "invalid_argument").map(|_| ())
     });
     for (name, path, guest) in [
@@ -438,20 +498,20 @@ fn hostile_inputs_are_refused_and_change_nothing() {
         ("write through a link to /etc", "etc/pwned", "/etc/pwned"),
         ("write below a chain that climbs out", "tree/a/pwned", "/etc/pwned"),
     ] {
-        s.case(name, || {
+        s.attack(name, || {
             refused(&w, &["workspace", "file", "write", ws, path, "--text", "pwned"], "invalid_argument")?;
             guest_absent(&w, id, guest)
         });
     }
-    s.case("write /workspace itself", || {
+    s.attack("write /workspace itself", || {
         refused(&w, &["workspace", "file", "write", ws, "/workspace", "--text", "x"], "invalid_argument")?;
         check(sh(&w, id, "test -d /workspace && echo dir")?.trim() == "dir", "workspace gone")
     });
-    s.case("list through a link to /", || {
+    s.attack("list through a link to /", || {
         refused(&w, &["workspace", "file", "list", ws, "rootlink"], "invalid_argument").map(|_| ())
     });
-    s.case("list /", || refused(&w, &["workspace", "file", "list", ws, "/"], "invalid_argument").map(|_| ()));
-    s.case("/workspace replaced by a link to /", || {
+    s.attack("list /", || refused(&w, &["workspace", "file", "list", ws, "/"], "invalid_argument").map(|_| ()));
+    s.attack("/workspace replaced by a link to /", || {
         sh(&w, id, "cd / && mv /workspace /ws-real && ln -s / /workspace")?;
         let read = refused(&w, &["workspace", "file", "read", ws, "/workspace/etc/shadow"], "invalid_argument");
         let write = refused(&w, &["workspace", "file", "write", ws, "pwned-root", "--text", "x"], "invalid_argument");
@@ -465,6 +525,7 @@ fn hostile_inputs_are_refused_and_change_nothing() {
     });
 
     // ---- patches ----
+    s.boundary("patches");
     let patches: [(&str, &str, Option<&str>); 6] = [
         (
             "patch ../../etc/passwd",
@@ -490,7 +551,7 @@ fn hostile_inputs_are_refused_and_change_nothing() {
         ),
     ];
     for (name, text, guest) in patches {
-        s.case(name, || {
+        s.attack(name, || {
             refused(&w, &["workspace", "patch", "apply", ws, &format!("--patch={text}")], "invalid_argument")?;
             if let Some(g) = guest {
                 guest_absent(&w, id, g)?;
@@ -498,9 +559,10 @@ fn hostile_inputs_are_refused_and_change_nothing() {
             check(sh(&w, id, "sha256sum /etc/shadow /etc/passwd /etc/hostname")? == shadow, "guest /etc changed")
         });
     }
-    s.case("patch leaves no partial state", || guest_absent(&w, id, "/workspace/lnk"));
+    s.check("patch leaves no partial state", || guest_absent(&w, id, "/workspace/lnk"));
 
     // ---- seeds and sync ----
+    s.boundary("seeds and sync");
     let push_tar = |name: &str, tar: Vec<u8>, guest: &'static str| {
         let f = h.join(format!("{}.tar", name.replace(' ', "_")));
         std::fs::write(&f, tar).unwrap();
@@ -512,12 +574,12 @@ fn hostile_inputs_are_refused_and_change_nothing() {
             check(refused_it, format!("accepted: {}", stdout(&o)))
         }
     };
-    s.case("seed tar with ../ member", push_tar("dotdot", raw_tar(&[("../../evil", b'0', "", b"x")]), "/evil"));
-    s.case(
+    s.attack("seed tar with ../ member", push_tar("dotdot", raw_tar(&[("../../evil", b'0', "", b"x")]), "/evil"));
+    s.attack(
         "seed tar with absolute member",
         push_tar("abs", raw_tar(&[("/etc/pwned-seed", b'0', "", b"x")]), "/etc/pwned-seed"),
     );
-    s.case(
+    s.attack(
         "seed tar writing through its own link",
         push_tar(
             "via-link",
@@ -525,11 +587,11 @@ fn hostile_inputs_are_refused_and_change_nothing() {
             "/etc/pwned-seed2",
         ),
     );
-    s.case(
+    s.attack(
         "seed tar with a hard link to /etc/shadow",
         push_tar("hard", raw_tar(&[("h", b'1', "/etc/shadow", b"")]), "/workspace/h"),
     );
-    s.case("seed dir with a link to a host secret", || {
+    s.attack("seed dir with a link to a host secret", || {
         let d = h.join("seed");
         std::fs::create_dir(&d).unwrap();
         std::fs::write(d.join("ok"), "fine\n").unwrap();
@@ -538,7 +600,7 @@ fn hostile_inputs_are_refused_and_change_nothing() {
         let got = sh(&w, id, "grep -r HOSTSECRET /workspace/seeded 2>/dev/null; grep -rl HOSTSECRET /workspace 2>/dev/null | head -1; true")?;
         check(got.trim().is_empty(), format!("host secret reached the guest: {got}"))
     });
-    s.case("sync into a link to /", || {
+    s.attack("sync into a link to /", || {
         let d = h.join("seed2");
         std::fs::create_dir(&d).unwrap();
         std::fs::write(d.join("pwned-sync"), "x").unwrap();
@@ -549,7 +611,7 @@ fn hostile_inputs_are_refused_and_change_nothing() {
         )?;
         guest_absent(&w, id, "/pwned-sync")
     });
-    s.case("sync to /etc", || {
+    s.attack("sync to /etc", || {
         refused(
             &w,
             &["workspace", "sync", "push", ws, h.join("seed2").to_str().unwrap(), "--dest", "/etc"],
@@ -559,6 +621,7 @@ fn hostile_inputs_are_refused_and_change_nothing() {
     });
 
     // ---- names ----
+    s.boundary("names");
     let long_name = "n".repeat(10_000);
     for (name, args) in [
         ("name with an escape sequence", vec!["workspace", "update", ws, "--name", "\x1b[2Kx"]),
@@ -568,18 +631,20 @@ fn hostile_inputs_are_refused_and_change_nothing() {
         ("snapshot name ../x", vec!["workspace", "snapshot", "create", ws, "../x"]),
         ("service name ../../etc", vec!["workspace", "service", "start", ws, "../../etc", "--", "true"]),
     ] {
-        s.case(name, || {
+        s.attack(name, || {
             refused(&w, &args, "invalid_argument")?;
             let st = w.ok(&["workspace", "status", id, "--json"]);
             check(st["name"] == json!("sec"), format!("name changed: {}", st["name"]))
         });
     }
-    s.case("workspace id ../../x", || {
-        let o = w.run(&["workspace", "status", "../../x", "--json"]);
-        check(!o.status.success() && !stderr(&o).contains("panicked"), "accepted")
+    s.attack("workspace id ../../x", || {
+        // Ids are looked up, never used as a path.
+        let m = refused(&w, &["workspace", "status", "../../x"], "not_found")?;
+        check(m.contains("no workspace '../../x'"), m)
     });
 
     // ---- MCP paths (a model's arguments) ----
+    s.boundary("MCP host paths");
     {
         let mut m = Mcp::start(&w, &proj);
         let base = json!({"workspace_id": id, "path": "tree/d/f"});
@@ -588,53 +653,94 @@ fn hostile_inputs_are_refused_and_change_nothing() {
             a[k] = json!(v);
             a
         };
-        s.case("mcp export outside the project", || {
-            m.refused("workspace_export", with("output_path", "/tmp/pyro-mcp-pwned"))?;
+        s.attack("mcp export outside the project", || {
+            m.refused(
+                "workspace_export",
+                with("output_path", "/tmp/pyro-mcp-pwned"),
+                "invalid_argument",
+                "is outside the allowed roots",
+            )?;
             absent(Path::new("/tmp/pyro-mcp-pwned"))
         });
-        s.case("mcp export with ../", || {
-            m.refused("workspace_export", with("output_path", "../escaped"))?;
+        s.attack("mcp export with ../", || {
+            m.refused(
+                "workspace_export",
+                with("output_path", "../escaped"),
+                "invalid_argument",
+                "is outside the allowed roots",
+            )?;
             absent(&h.join("escaped"))
         });
-        s.case("mcp export into .git/hooks", || {
-            m.refused("workspace_export", with("output_path", ".git/hooks/pre-push"))?;
+        s.attack("mcp export into .git/hooks", || {
+            m.refused(
+                "workspace_export",
+                with("output_path", ".git/hooks/pre-push"),
+                "invalid_argument",
+                "is inside a .git directory",
+            )?;
             absent(&proj.join(".git/hooks/pre-push"))
         });
-        s.case("mcp export through a project link to outside", || {
+        s.attack("mcp export through a project link to outside", || {
             std::os::unix::fs::symlink(&out, proj.join("outlink")).unwrap();
-            m.refused("workspace_export", with("output_path", "outlink/x"))?;
+            m.refused(
+                "workspace_export",
+                with("output_path", "outlink/x"),
+                "invalid_argument",
+                "is outside the allowed roots",
+            )?;
             absent(&out.join("x"))
         });
-        s.case("mcp export asking for git config", || {
+        s.attack("mcp export asking for git config (no such argument in the schema)", || {
             let mut a = with("output_path", "exported-git");
             a["path"] = json!(".git");
             a["include_git_config"] = json!(true);
-            m.refused("workspace_export", a)?;
+            m.refused("workspace_export", a, "invalid_argument", "unknown field `include_git_config`")?;
             absent(&proj.join("exported-git"))
         });
-        s.case("mcp export asking for a bigger cap", || {
+        s.attack("mcp export asking for a bigger cap (no such argument in the schema)", || {
             let mut a = with("output_path", "big");
             a["max_bytes"] = json!(1u64 << 40);
-            m.refused("workspace_export", a)?;
+            m.refused("workspace_export", a, "invalid_argument", "unknown field `max_bytes`")?;
             absent(&proj.join("big"))
         });
-        s.case("mcp export leaves git hooks out", || {
+        s.attack("mcp export of a 64 GiB sparse file (the default cap)", || {
+            sh(&w, id, "truncate -s 64G /workspace/sparse-mcp")?;
+            let a = json!({"workspace_id": id, "path": "sparse-mcp", "output_path": "sparse-mcp"});
+            let r = m.refused("workspace_export", a, "limit_exceeded", "the limit is 2147483648");
+            sh(&w, id, "rm /workspace/sparse-mcp")?;
+            r?;
+            absent(&proj.join("sparse-mcp"))?;
+            no_staging(&proj)
+        });
+        s.attack("mcp export leaves git hooks out", || {
             let r =
                 m.ok("workspace_export", json!({"workspace_id": id, "path": ".git", "output_path": "guest-git"}))?;
             absent(&proj.join("guest-git/hooks"))?;
             absent(&proj.join("guest-git/config"))?;
             check(r["skipped_count"].as_u64().unwrap_or(0) >= 2, format!("{r}"))
         });
-        s.case("mcp sync from /etc", || {
-            m.refused("workspace_sync_push", json!({"workspace_id": id, "source_path": "/etc"}))?;
+        s.attack("mcp sync from /etc", || {
+            m.refused(
+                "workspace_sync_push",
+                json!({"workspace_id": id, "source_path": "/etc"}),
+                "invalid_argument",
+                "is outside the allowed roots",
+            )?;
             guest_absent(&w, id, "/workspace/shadow")
         });
-        s.case("mcp read /etc/shadow", || {
-            m.refused("workspace_file_read", json!({"workspace_id": id, "path": "/etc/shadow"})).map(|_| ())
+        s.attack("mcp read /etc/shadow", || {
+            m.refused(
+                "workspace_file_read",
+                json!({"workspace_id": id, "path": "/etc/shadow"}),
+                "invalid_argument",
+                "is outside /workspace",
+            )
+            .map(|_| ())
         });
     }
 
     // ---- control characters in human output ----
+    s.boundary("terminal output");
     // A file name, output and a command line (logs, summary) with raw escape sequences.
     sh(&w, id, "touch \"/workspace/$(printf 'x\\033[2K\\033[1Ahidden')\"; printf 'out\\033]0;title\\007\\n'").unwrap();
     sh(&w, id, "true '\x1b[2K\x1b[1Araw command'").unwrap();
@@ -644,7 +750,7 @@ fn hostile_inputs_are_refused_and_change_nothing() {
         ("escape sequences in logs", vec!["workspace", "logs", ws]),
         ("escape sequences in summary", vec!["workspace", "summary", ws]),
     ] {
-        s.case(name, || {
+        s.attack(name, || {
             let o = w.run(&args);
             check(o.status.success(), format!("failed: {}", stderr(&o)))?;
             check(
@@ -654,16 +760,17 @@ fn hostile_inputs_are_refused_and_change_nothing() {
             check(stdout(&o).contains("\\x1b"), format!("no visible escape in {}", stdout(&o)))
         });
     }
-    s.case("JSON output stays exact", || {
+    s.check("JSON output stays exact", || {
         let v = w.ok(&["workspace", "file", "list", ws, "--json"]);
         check(v.to_string().contains("\\u001b[2K"), "the JSON name lost its escape")
     });
 
     // ---- forged control frames (guest root on the control port) ----
+    s.boundary("guest frames");
     w.ok(&["workspace", "file", "write", ws, "forge.pl", "--text", FORGE, "--json"]);
     w.ok(&["workspace", "file", "write", ws, "keep.txt", "--text", "kept", "--json"]);
     let mut forge = |name: &str, hex: String, kills: bool| {
-        s.case(name, || {
+        s.attack(name, || {
             let o = w.run(&["workspace", "exec", id, "--", "perl", "/workspace/forge.pl", &hex]);
             let st = w.ok(&["workspace", "status", id, "--json"]);
             let state = st["state"].as_str().unwrap_or("").to_string();
@@ -705,11 +812,14 @@ fn hostile_inputs_are_refused_and_change_nothing() {
     );
 
     let ok = w.run(&["workspace", "exec", id, "--", "true"]);
-    s.case("workspace still works at the end", || check(ok.status.success(), stderr(&ok)));
+    s.check("workspace still works at the end", || check(ok.status.success(), stderr(&ok)));
     w.ok(&["workspace", "delete", id, "--json"]);
 
+    let by: Vec<String> = s.per_boundary.iter().map(|(b, n)| format!("{b} {n}")).collect();
+    println!("security: attacks by boundary: {}; {} checks besides", by.join(", "), s.checks);
     println!("security: {} tried, {} held", s.tried, s.held);
     assert!(s.failures.is_empty(), "{} cases did not hold:\n{}", s.failures.len(), s.failures.join("\n"));
+    assert_eq!(s.tried, ATTACKS, "the suite's attack count changed: update ATTACKS and docs/security.md");
     t.assert_clean();
     let _: PathBuf = out;
 }

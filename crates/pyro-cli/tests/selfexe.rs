@@ -6,8 +6,7 @@
 //! `PYRO_BIN` removed and a `PATH` without any `pyro`: the old search (neighbours, then PATH)
 //! would find nothing there, so success can only come from the running executable.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -110,9 +109,8 @@ fn kernel_cached() -> bool {
 fn dynamic_guest_is_refused_before_boot_with_the_fix() {
     if !kernel_cached() {
         // The check runs after the kernel is in place; without a cached kernel this test
-        // would download one first. Skip, loudly.
-        eprintln!("\n*** SKIPPED dynamic_guest_is_refused_before_boot_with_the_fix: no kernel in pyro's cache (run `make setup` or any `pyro run` first) ***\n");
-        return;
+        // would download one first.
+        return skip("no kernel in pyro's cache (run `make setup` or any `pyro run` first)");
     }
     let copy = copy_pyro();
     let t = Env::new();

@@ -5,8 +5,7 @@
 //!
 //! The guest servers are perl one-liners: perl is in every Debian image (python3 is not).
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
@@ -19,9 +18,22 @@ fn http_server(port: u16, delay: u32) -> String {
     )
 }
 
-/// Process names (`/proc/*/comm`) in the guest, one per line.
-fn guest_processes(w: &Ws, id: &str) -> String {
-    w.sh(id, "for p in /proc/[0-9]*; do cat $p/comm 2>/dev/null; done")
+/// Whether a guest process named `comm` runs (read from /proc: the image has no procps).
+fn running(w: &Ws, id: &str, comm: &str) -> bool {
+    !w.guest_processes_where(id, |p| p.comm == comm).is_empty()
+}
+
+/// Whether a guest process with this argv shows up within 10 s (a loop's `sleep 1` comes
+/// and goes).
+fn seen_running(w: &Ws, id: &str, argv: &[&str]) -> bool {
+    let until = Instant::now() + Duration::from_secs(10);
+    while w.guest_processes_where(id, |p| p.argv == argv).is_empty() {
+        if Instant::now() > until {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    true
 }
 
 #[test]
@@ -131,6 +143,7 @@ fn service_lifecycle_end_to_end() {
     // A flood: the rings stay bounded and count what they dropped.
     let flood = w.ok(&["workspace", "service", "start", "svc", "flood", "--json", "--", "yes flood-line-0123456789"]);
     assert_eq!(flood["state"], "ready", "{flood}");
+    assert!(seen_running(&w, &id, &["yes", "flood-line-0123456789"]), "the flood's `yes` is not in the guest's /proc");
     let mut st = flood.clone();
     let until = Instant::now() + Duration::from_secs(60);
     while st["log_dropped_bytes"].as_u64().unwrap_or(0) == 0 && Instant::now() < until {
@@ -161,6 +174,7 @@ fn service_lifecycle_end_to_end() {
         "--",
         "trap '' TERM; touch stubborn.ready; while true; do sleep 1; done",
     ]);
+    assert!(seen_running(&w, &id, &["sleep", "1"]), "the stubborn service's sleep is not in the guest's /proc");
     let t0 = Instant::now();
     let s = w.ok(&["workspace", "service", "stop", "svc", "stubborn", "--grace-seconds", "1", "--json"]);
     assert!(t0.elapsed() >= Duration::from_secs(1), "{:?}", t0.elapsed());
@@ -193,12 +207,13 @@ fn service_lifecycle_end_to_end() {
     let runs = w.sh(&id, "wc -l < /tmp/runs").trim().parse::<u32>().unwrap();
     assert!(runs >= 3, "{runs} runs");
 
-    // Stopped services leave no process behind; the web server still runs.
-    let procs = guest_processes(&w, &id);
+    // Stopped services leave no process behind (both were seen running above); the web
+    // server still runs.
+    let procs = w.guest_processes(&id);
     for gone in ["yes", "sleep"] {
-        assert!(!procs.lines().any(|l| l == gone), "{gone} left behind: {procs}");
+        assert!(!procs.iter().any(|p| p.comm == gone), "{gone} left behind: {procs:?}");
     }
-    assert!(procs.lines().any(|l| l == "perl"), "{procs}");
+    assert!(procs.iter().any(|p| p.comm == "perl"), "{procs:?}");
 
     // Another CLI process (each call is one) sees the same services; the summary lists them.
     let list = w.ok(&["workspace", "service", "list", &id, "--json"]);
@@ -255,7 +270,7 @@ fn service_lifecycle_end_to_end() {
     assert_eq!(again["state"], "ready", "{again}");
     let stopped = w.ok(&["workspace", "service", "stop", "svc", "web", "--json"]);
     assert_eq!(stopped["state"], "stopped");
-    assert!(!guest_processes(&w, &id).lines().any(|l| l == "perl"));
+    assert!(!running(&w, &id, "perl"), "the stopped web server still runs");
 
     w.ok(&["workspace", "delete", &id, "--json"]);
     t.assert_clean();
@@ -307,7 +322,8 @@ fn published_service_and_a_killed_vm() {
     let l = w.ok(&["workspace", "service", "list", &id, "--json"]);
     assert_eq!(l["services"][0]["state"], "lost", "{l}");
     assert!(l["services"][0]["stop_reason"].as_str().unwrap().contains("not running"), "{l}");
-    w.sh(&id, "true");
+    // The next call boots the VM again from its disk (and must succeed).
+    assert_eq!(w.sh(&id, "echo booted-again"), "booted-again\n");
     let s = w.ok(&["workspace", "service", "status", &id, "api", "--json"]);
     assert_eq!(s["state"], "lost", "{s}");
     w.ok(&["workspace", "delete", &id, "--json"]);

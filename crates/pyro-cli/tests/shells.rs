@@ -3,8 +3,7 @@
 //! prompt, Ctrl-C (`signal INT`) interrupting a foreground job, paging by cursor with dropped
 //! output counted, binary garbage, every call a separate `pyro` process, and refusals.
 
-mod common;
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -35,19 +34,20 @@ impl Sh<'_> {
             "--json",
         ])
     }
-    /// Write a line, then read until `needle` shows up (bounded); the text read.
-    fn run(&self, input: &str, needle: &str) -> String {
-        let start = self.w.ok(&["workspace", "shell", "list", &self.id, "--json"])["shells"]
+    /// The shell's output so far, in bytes: a cursor to read from.
+    fn cursor(&self) -> u64 {
+        self.w.ok(&["workspace", "shell", "list", &self.id, "--json"])["shells"]
             .as_array()
             .unwrap()
             .iter()
             .find(|s| s["shell_id"] == self.shell.as_str())
             .unwrap()["output_bytes"]
             .as_u64()
-            .unwrap();
-        self.write(input);
+            .unwrap()
+    }
+    /// Read from `cursor` until `needle` shows up (bounded); the text read.
+    fn read_until(&self, mut cursor: u64, needle: &str, after: &str) -> String {
         let mut text = String::new();
-        let mut cursor = start;
         let until = Instant::now() + Duration::from_secs(60);
         while Instant::now() < until {
             let r = self.read(cursor);
@@ -57,7 +57,13 @@ impl Sh<'_> {
                 return text;
             }
         }
-        panic!("{needle:?} never showed up after {input:?}: {text:?}");
+        panic!("{needle:?} never showed up after {after}: {text:?}");
+    }
+    /// Write a line, then read until `needle` shows up (bounded); the text read.
+    fn run(&self, input: &str, needle: &str) -> String {
+        let start = self.cursor();
+        self.write(input);
+        self.read_until(start, needle, &format!("{input:?}"))
     }
 }
 
@@ -77,11 +83,14 @@ fn pty_shells_size_idle_signals_paging_and_refusals() {
     let out = sh.run("stty size", "40 100");
     // The read waited for quiet: it ends at the prompt.
     assert!(out.trim_end().ends_with('#'), "{out:?}");
-    sh.write("sh -c 'trap \"echo got-winch; exit 0\" WINCH; while :; do sleep 0.1; done'");
-    std::thread::sleep(Duration::from_millis(800));
+    // The job says when its trap is set (`trap-$((6*7))` prints trap-42, which its echoed
+    // command line does not contain); the output is read from before the resize, so a quick
+    // `got-winch` is not missed.
+    sh.run("sh -c 'trap \"echo got-winch; exit 0\" WINCH; echo trap-$((6*7)); while :; do sleep 0.1; done'", "trap-42");
+    let before = sh.cursor();
     let r = w.ok(&["workspace", "shell", "resize", &id, &shell, "--cols", "132", "--rows", "50", "--json"]);
     assert_eq!((r["cols"].as_u64(), r["rows"].as_u64()), (Some(132), Some(50)), "{r}");
-    sh.run("", "got-winch");
+    sh.read_until(before, "got-winch", "the resize");
     sh.run("stty size", "50 132");
 
     // Ctrl-C: `signal INT` ends a foreground `sleep 100` at once; the shell lives on.
@@ -119,14 +128,21 @@ fn pty_shells_size_idle_signals_paging_and_refusals() {
     assert_eq!(w.fails(&["workspace", "shell", "write", &id, &shell, "--input", &big]).0, 8);
     assert_eq!(w.ok(&["workspace", "shell", "list", &id, "--json"])["count"], 1);
 
-    // Close: the shell and what it started are gone; the summary saw it open and close.
-    sh.write("sleep 300 &");
-    std::thread::sleep(Duration::from_millis(500));
+    // Close: the shell and what it started are gone (read from the guest's /proc, seen there
+    // before the close so the check is known to fail while it runs); the summary saw it open
+    // and close.
+    let sleeps = |w: &Ws| w.guest_processes_where(&id, |p| p.argv == ["sleep", "300"]);
+    sh.run("sleep 300 & echo bg-$((6*7))", "bg-42");
+    let until = Instant::now() + Duration::from_secs(30);
+    while sleeps(&w).is_empty() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(sleeps(&w).len(), 1, "the shell's background sleep is not in /proc: {:?}", w.guest_processes(&id));
     let c = w.ok(&["workspace", "shell", "close", &id, &shell, "--json"]);
     assert_eq!(c["alive"], false, "{c}");
     assert_eq!(w.ok(&["workspace", "shell", "list", &id, "--json"])["count"], 0);
-    let left = w.sh(&id, "pgrep -x sleep || echo none");
-    assert_eq!(left.trim(), "none", "{left}");
+    let left = sleeps(&w);
+    assert!(left.is_empty(), "what the shell started is still running: {left:?}");
     assert_eq!(w.fails(&["workspace", "shell", "close", &id, &shell]).0, 3);
     let s = w.ok(&["workspace", "summary", &id, "--json"]);
     assert_eq!(s["shells"]["opened"], 1, "{s}");

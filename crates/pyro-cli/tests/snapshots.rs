@@ -4,8 +4,7 @@
 //! change nothing, and `kill -9` of `pyro` in the middle of a create leaves a workspace that
 //! runs with its disk and snapshots intact.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::time::Duration;
 
 /// The root file system's tree (path, type, size, mode) and checksums of the paths the test

@@ -4,8 +4,8 @@
 //! the pause) that diffs, resets, forks and takes a seed like any other; an unclaimed spare
 //! goes when its time is up, and nothing is left behind.
 
-mod common;
-use common::*;
+use crate::common;
+use crate::common::*;
 use std::process::Output;
 use std::time::{Duration, Instant};
 

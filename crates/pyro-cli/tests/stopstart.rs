@@ -5,8 +5,7 @@
 //! of `pyro` at random moments of stop, start and snapshot create leaves a workspace that runs
 //! or says it is stopped, with no orphaned QEMU and nothing written lost.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::time::Duration;
 
 /// QEMU processes running this workspace's disk.

@@ -1,7 +1,6 @@
 //! Persistent workspaces through the CLI, against real VMs.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::path::Path;
 use std::process::Command as Proc;
 
@@ -310,22 +309,24 @@ fn sync_push_archives_prefixes_and_concurrency() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let o = w.run(&["workspace", "file", "read", &id, "innocent.txt"]);
     assert_eq!(o.status.code(), Some(3));
-    // Two execs and a file write at once never corrupt the state.
-    let a =
-        w.t.cmd()
-            .env("PYRO_DATA_DIR", w.data.path())
-            .args(["workspace", "exec", &id, "--", "sh", "-c", "sleep 2; echo A"])
+    // Two execs and a file write at once never corrupt the state: each exec gets its own
+    // output, the file is written.
+    let spawn = |script: &str| {
+        w.cmd()
+            .args(["workspace", "exec", &id, "--", "sh", "-c", script])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
             .spawn()
-            .unwrap();
-    let b =
-        w.t.cmd()
-            .env("PYRO_DATA_DIR", w.data.path())
-            .args(["workspace", "exec", &id, "--", "sh", "-c", "sleep 1; echo B"])
-            .spawn()
-            .unwrap();
+            .unwrap()
+    };
+    let a = spawn("sleep 2; echo A");
+    let b = spawn("sleep 1; echo B");
     w.ok(&["workspace", "file", "write", &id, "during.txt", "--text", "ok", "--json"]);
-    assert!(a.wait_with_output().unwrap().status.success());
-    assert!(b.wait_with_output().unwrap().status.success());
+    for (child, want) in [(a, "A\n"), (b, "B\n")] {
+        let o = child.wait_with_output().unwrap();
+        assert_eq!((o.status.code(), stdout(&o).as_str()), (Some(0), want), "{}", stderr(&o));
+    }
+    assert_eq!(w.ok(&["workspace", "file", "read", &id, "during.txt", "--json"])["content"], "ok");
     let logs = w.ok(&["workspace", "logs", &id, "--json"]);
     let seqs: Vec<u64> = logs["entries"].as_array().unwrap().iter().map(|e| e["sequence"].as_u64().unwrap()).collect();
     assert_eq!(seqs, vec![1, 2, 3, 4], "{logs}");

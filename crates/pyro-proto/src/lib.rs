@@ -1604,16 +1604,35 @@ mod tests {
                 let _ = announcement(&bytes);
             }
 
-            /// A valid frame with any prefix length forged stays an error, not a panic.
+            /// A prefix with forged lengths (any u32, and small ones that get past the caps to
+            /// the header parser) before a short random tail: always an error, and the one
+            /// that fits the lie.
             #[test]
-            fn decoder_survives_forged_lengths(h in any::<u32>(), p in any::<u32>(), id in any::<u32>(), tail in proptest::collection::vec(any::<u8>(), 0..64)) {
+            fn decoder_refuses_forged_lengths(
+                h in prop_oneof![any::<u32>(), 0u32..80],
+                p in prop_oneof![any::<u32>(), 0u32..80],
+                id in any::<u32>(),
+                tail in proptest::collection::vec(any::<u8>(), 0..64),
+            ) {
                 let mut buf = Vec::new();
                 buf.extend_from_slice(&h.to_be_bytes());
                 buf.extend_from_slice(&p.to_be_bytes());
                 buf.extend_from_slice(&id.to_be_bytes());
                 buf.extend_from_slice(&tail);
-                let _ = read_frame::<ToGuest>(&mut &buf[..]);
-                let _ = read_frame::<ToHost>(&mut &buf[..]);
+                let g = read_frame::<ToGuest>(&mut &buf[..]).map(|_| ());
+                let h2 = read_frame::<ToHost>(&mut &buf[..]).map(|_| ());
+                for r in [g, h2] {
+                    let (hl, pl) = (h as usize, p as usize);
+                    if hl == 0 || hl > MAX_HEADER || pl > MAX_PAYLOAD {
+                        prop_assert!(matches!(&r, Err(FrameError::Protocol(m)) if m.contains("out of bounds")), "{:?}", r);
+                    } else if hl > tail.len() {
+                        let eof = matches!(&r, Err(FrameError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof);
+                        prop_assert!(eof, "{:?}", r);
+                    } else {
+                        // Random bytes are never a message.
+                        prop_assert!(matches!(&r, Err(FrameError::Protocol(m)) if m.starts_with("bad header")), "{:?}", r);
+                    }
+                }
             }
 
             /// Every encodable message decodes to itself, whatever its payload.

@@ -4,6 +4,8 @@
 // the Rust test (tests/mcp_host_fit.rs) asserts on it.
 //
 // usage: node ts_client.mjs SCENARIO PYRO [SERVE ARGS...]   (SDK found through NODE_PATH)
+// PYRO_GUEST_PS: the guest script that lists processes from /proc (common::GUEST_PS in the
+// Rust tests; the debian:12 image has no pgrep or ps), parsed here as common::parse_guest_ps does.
 
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
@@ -41,6 +43,30 @@ async function call(name, args, opts = {}) {
 function structured(r, what) {
   if (r.result.isError) throw new Error(`${what} failed: ${JSON.stringify(r.result.structuredContent)}`);
   return r.result.structuredContent;
+}
+
+const GUEST_PS = process.env.PYRO_GUEST_PS;
+if (!GUEST_PS) throw new Error("PYRO_GUEST_PS is not set (tests/mcp_host_fit.rs sets it)");
+
+// The guest's processes from GUEST_PS's output: `/proc/PID/comm:NAME` and one
+// `/proc/PID/cmdline:ARG` line per argument.
+function guestProcesses(text) {
+  const procs = new Map();
+  for (const line of text.split("\n")) {
+    const m = /^\/proc\/(\d+)\/(comm|cmdline):(.*)$/.exec(line);
+    if (!m) continue;
+    const p = procs.get(m[1]) ?? { pid: Number(m[1]), comm: "", argv: [] };
+    if (m[2] === "comm") p.comm = m[3];
+    else p.argv.push(m[3]);
+    procs.set(m[1], p);
+  }
+  return [...procs.values()];
+}
+
+// How many guest processes run exactly `argv`.
+async function running(id, argv, opts = {}) {
+  const r = structured(await call("workspace_exec", { workspace_id: id, command: GUEST_PS }, opts), "guest ps");
+  return guestProcesses(r.stdout).filter((p) => JSON.stringify(p.argv) === JSON.stringify(argv)).length;
 }
 
 if (scenario === "session") {
@@ -82,23 +108,21 @@ if (scenario === "session") {
     .then(() => "finished")
     .catch((e) => `rejected: ${e.message}`);
   await sleep(3000);
+  // The same check as below, while the command runs: it must see it (so "gone" means gone).
+  const before = await running(id, ["sleep", "600"], { timeout: 30_000, resetTimeoutOnProgress: false });
   const abortedAt = Date.now();
   ac.abort("the user pressed Esc");
-  out.cancel = { client_saw: await pending };
+  out.cancel = { client_saw: await pending, running_before_abort: before };
   let goneMs = null;
   for (let i = 0; i < 100; i++) {
-    const r = structured(
-      await call("workspace_exec", { workspace_id: id, command: "pgrep -f 'sleep 600' >/dev/null && echo alive || echo gone" }),
-      "pgrep",
-    );
-    if (r.stdout.trim() === "gone") {
+    if ((await running(id, ["sleep", "600"])) === 0) {
       goneMs = Date.now() - abortedAt;
       break;
     }
     await sleep(100);
   }
   out.cancel.gone_ms = goneMs;
-  // The pgrep polls above include a round trip each; the first one that saw it gone bounds it.
+  // The polls above include a round trip each; the first one that saw it gone bounds it.
   const logs = structured(await call("workspace_logs", { workspace_id: id }), "logs");
   out.cancel.history = logs.entries.filter((e) => e.command === "sleep 600");
   const after = structured(await call("workspace_exec", { workspace_id: id, command: "echo still usable" }), "after");

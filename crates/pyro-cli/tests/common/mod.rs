@@ -1,5 +1,6 @@
-//! Shared test helpers: run the real `pyro` binary with a private runtime dir, and check that
-//! nothing pyro started is left behind afterwards.
+//! Shared test helpers: run the real `pyro` binary with a private runtime dir, check that
+//! nothing pyro started is left behind afterwards, list a guest's processes from `/proc`, and
+//! skip a test whose prerequisite is missing (a failure under CI).
 
 #![allow(dead_code)]
 
@@ -102,9 +103,99 @@ impl<'a> Ws<'a> {
         (o.status.code().unwrap_or(-1), err)
     }
 
-    /// Stdout of a shell script run in workspace `id`.
+    /// Stdout of a shell script run in workspace `id`; the script must exit 0.
     pub fn sh(&self, id: &str, script: &str) -> String {
-        stdout(&self.run(&["workspace", "exec", id, "--timeout-seconds", "120", "--", script]))
+        let o = self.run(&["workspace", "exec", id, "--timeout-seconds", "120", "--", script]);
+        assert_eq!(o.status.code(), Some(0), "{script:?} in {id}: {}{}", stdout(&o), stderr(&o));
+        stdout(&o)
+    }
+
+    /// Exit code and stdout of a shell script run in workspace `id`, whatever its status: for
+    /// a script expected to fail, whose caller checks the code itself.
+    pub fn sh_status(&self, id: &str, script: &str) -> (Option<i32>, String) {
+        let o = self.run(&["workspace", "exec", id, "--timeout-seconds", "120", "--", script]);
+        (o.status.code(), stdout(&o))
+    }
+
+    /// The guest's processes, read from `/proc` (see [`GUEST_PS`]).
+    pub fn guest_processes(&self, id: &str) -> Vec<GuestProc> {
+        parse_guest_ps(&self.sh(id, GUEST_PS))
+    }
+
+    /// The guest's processes that `what` matches. A check that something is gone asserts this
+    /// is empty; each such check also asserts it is not while the process still runs, so the
+    /// check is known to fail when it should.
+    pub fn guest_processes_where(&self, id: &str, what: impl Fn(&GuestProc) -> bool) -> Vec<GuestProc> {
+        self.guest_processes(id).into_iter().filter(|p| what(p)).collect()
+    }
+}
+
+/// One guest process as `/proc` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestProc {
+    pub pid: u32,
+    /// `/proc/PID/comm`: the executable's name, at most 15 bytes.
+    pub comm: String,
+    /// `/proc/PID/cmdline` split at NULs (empty for kernel threads).
+    pub argv: Vec<String>,
+}
+
+/// A guest shell script that lists every process from `/proc`, for images without procps
+/// (`debian:12` has no `ps`, `pgrep` or `pkill`): two processes (grep and tr) whatever the
+/// process count, so it is quick enough to poll under emulation. Each output line is
+/// `/proc/PID/comm:NAME` or `/proc/PID/cmdline:ARG` (one line per argument, in order).
+/// A process that exits while it runs is left out. [`parse_guest_ps`] reads it;
+/// `tests/clients/ts_client.mjs` gets it in `PYRO_GUEST_PS` and reads it the same way.
+pub const GUEST_PS: &str = "grep -a -H -z '' /proc/[0-9]*/comm /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' '\\n'";
+
+/// The processes in [`GUEST_PS`]'s output, by pid.
+pub fn parse_guest_ps(out: &str) -> Vec<GuestProc> {
+    let mut procs: std::collections::BTreeMap<u32, GuestProc> = Default::default();
+    for line in out.lines() {
+        let Some(rest) = line.strip_prefix("/proc/") else { continue };
+        let Some((pid, rest)) = rest.split_once('/') else { continue };
+        let Ok(pid) = pid.parse::<u32>() else { continue };
+        let p = procs.entry(pid).or_insert_with(|| GuestProc { pid, comm: String::new(), argv: Vec::new() });
+        if let Some(name) = rest.strip_prefix("comm:") {
+            p.comm = name.to_string();
+        } else if let Some(arg) = rest.strip_prefix("cmdline:") {
+            p.argv.push(arg.to_string());
+        }
+    }
+    procs.into_values().collect()
+}
+
+/// What `GUEST_PS` prints becomes processes: names, argv in order, kernel threads with none,
+/// and the output of a process that went away halfway still parses.
+#[test]
+fn guest_ps_output_is_parsed() {
+    let out = "/proc/1/comm:pyro-guest\n\n/proc/1/cmdline:/init\n/proc/2/comm:kthreadd\n\n\
+               /proc/77/comm:sleep\n\n/proc/77/cmdline:sleep\n/proc/77/cmdline:600\n/proc/78/comm:sh\n\n";
+    let p = parse_guest_ps(out);
+    let argv = |pid: u32| p.iter().find(|x| x.pid == pid).map(|x| (x.comm.as_str(), x.argv.clone()));
+    assert_eq!(p.len(), 4, "{p:?}");
+    assert_eq!(argv(2), Some(("kthreadd", vec![])));
+    assert_eq!(argv(77), Some(("sleep", vec!["sleep".to_string(), "600".to_string()])));
+    assert_eq!(argv(78), Some(("sh", vec![])));
+}
+
+/// Whether `CI` is set (as `.ci/run` and CI systems set it): missing prerequisites fail there.
+pub fn under_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
+}
+
+/// This test (or the part of it the caller leaves out) cannot run here because `reason`.
+/// Under CI that fails the test with the reason. Elsewhere it is written straight to the
+/// terminal (past libtest's capture, which would hide it in a passing test) and appended to
+/// `PYRO_SKIP_LOG` when set, which `make test` lists by test name after the run.
+pub fn skip(reason: &str) {
+    let test = std::thread::current().name().unwrap_or("an unnamed test").to_string();
+    assert!(!under_ci(), "{test}: a prerequisite is missing, and CI allows no skips: {reason}");
+    let line = format!("SKIPPED {test}: {reason}\n");
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+    if let Some(log) = std::env::var_os("PYRO_SKIP_LOG") {
+        let f = std::fs::OpenOptions::new().create(true).append(true).open(log);
+        let _ = f.and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
     }
 }
 

@@ -1,4 +1,6 @@
-//! The SDK against real microVMs: one VM, several commands, then delete.
+//! The SDK (`pyro_mcp::Pyro`) against real microVMs: one VM, several commands, then delete.
+//! It lives in pyro-cli's test binary, not in a binary of pyro-mcp's own: each test binary
+//! links the whole library again (a couple of minutes here), and this one is small.
 
 use pyro_mcp::paths::Paths;
 use pyro_mcp::{Code, Command, Pyro, RunOptions};
