@@ -44,6 +44,7 @@ pub use error::{Code, Error, Result};
 pub use net::{NetworkOptions, NetworkPolicy, PortSpec};
 pub use paths::Paths;
 pub use pyro_proto::Command;
+pub use render::throttle::{Throttle, EVERY as THROTTLE_EVERY};
 pub use render::Render;
 pub use run::{RunOptions, RunResult};
 pub use sdk::{EnvironmentInfo, EnvironmentList, Pyro};

@@ -7,6 +7,8 @@
 //! CLI passes the bytes through untouched and prints that line on stderr, the MCP text puts
 //! the line first and the streams after it.
 
+pub mod throttle;
+
 use crate::text::bytes;
 use std::fmt::Write;
 
