@@ -7,73 +7,11 @@
 use serde::Serialize;
 use std::fmt;
 
-/// Error classes. The string forms are part of the public contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Code {
-    NotFound,
-    InvalidArgument,
-    Conflict,
-    State,
-    GuestUnavailable,
-    Timeout,
-    LimitExceeded,
-    Internal,
-    /// The caller cancelled the operation (an MCP client's `notifications/cancelled`, an SDK
-    /// [`crate::Cancel`]); nothing half-made was left behind.
-    Cancelled,
-}
-
-impl Code {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Code::NotFound => "not_found",
-            Code::InvalidArgument => "invalid_argument",
-            Code::Conflict => "conflict",
-            Code::State => "state",
-            Code::GuestUnavailable => "guest_unavailable",
-            Code::Timeout => "timeout",
-            Code::LimitExceeded => "limit_exceeded",
-            Code::Internal => "internal",
-            Code::Cancelled => "cancelled",
-        }
-    }
-
-    /// CLI exit status for each class (documented in docs/cli.md).
-    pub fn exit_code(self) -> i32 {
-        match self {
-            Code::Internal => 1,
-            Code::InvalidArgument => 2,
-            Code::NotFound => 3,
-            Code::Conflict => 4,
-            Code::State => 5,
-            Code::GuestUnavailable => 6,
-            Code::Timeout => 7,
-            Code::LimitExceeded => 8,
-            // As a shell reports a command ended by Ctrl-C.
-            Code::Cancelled => 130,
-        }
-    }
-}
-
-/// The wire's error classes (guest agent and supervisor replies), one for one. Exhaustive on
-/// purpose: a class added to the protocol does not compile until it is mapped here.
-impl From<pyro_proto::ErrorCode> for Code {
-    fn from(c: pyro_proto::ErrorCode) -> Code {
-        use pyro_proto::ErrorCode as W;
-        match c {
-            W::NotFound => Code::NotFound,
-            W::InvalidArgument => Code::InvalidArgument,
-            W::Conflict => Code::Conflict,
-            W::State => Code::State,
-            W::GuestUnavailable => Code::GuestUnavailable,
-            W::Timeout => Code::Timeout,
-            W::LimitExceeded => Code::LimitExceeded,
-            W::Internal => Code::Internal,
-            W::Cancelled => Code::Cancelled,
-        }
-    }
-}
+/// Error classes: the protocol's [`pyro_proto::ErrorCode`] itself, one enum for the guest and
+/// the host (a second copy would need a mapping kept in step with it by hand).
+/// The string forms ([`Code::as_str`], serde's) are part of the public contract;
+/// [`Code::exit_code`] is the CLI's exit status for each.
+pub use pyro_proto::ErrorCode as Code;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Error {
@@ -156,19 +94,5 @@ pub trait Context<T> {
 impl<T, E: fmt::Display> Context<T> for std::result::Result<T, E> {
     fn ctx(self, what: impl fmt::Display) -> Result<T> {
         self.map_err(|e| Error::internal(format!("{what}: {e}")))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Every wire class becomes the host code of the same name (so `limit_exceeded`, `timeout`
-    /// and `cancelled` from the guest keep their meaning and exit status).
-    #[test]
-    fn wire_codes_map_one_for_one() {
-        for w in pyro_proto::ErrorCode::ALL {
-            assert_eq!(Code::from(w).as_str(), w.as_str());
-        }
     }
 }

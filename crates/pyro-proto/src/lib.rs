@@ -124,31 +124,38 @@ pub struct ExecResult {
     pub stderr: StreamInfo,
 }
 
-/// Error classes of a failed request, as the `Error` reply carries them. One enum for the
-/// guest agent, the supervisor and the host: the host maps each to its own error code with an
-/// exhaustive match, so a class added here cannot be forgotten there. The wire form (the
-/// snake_case name) is stable; a code this version does not know makes the frame malformed.
+/// Error classes: of a failed request, as the `Error` reply carries them, and of every pyro
+/// error on the host (`pyro_mcp::Code` is this enum), so the guest agent, the supervisor, the
+/// SDK, the CLI and the MCP server share one set and a guest's class reaches the user as it
+/// was sent, with no mapping to forget. The snake_case names are stable: they are the wire
+/// form, the `code` users see in JSON errors, and a code this version does not know makes a
+/// frame malformed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
-    /// What the request names does not exist (a file, a shell, a service).
+    /// What the request names does not exist (a workspace, a file, a shell, a service).
     NotFound,
-    /// The request is refused as asked (a path outside /workspace, a bad name, a bad size).
+    /// The request is refused as asked (a path outside /workspace, a bad name, a value out of
+    /// its range).
     InvalidArgument,
-    /// It clashes with what exists (a running service of that name, a port taken).
+    /// It clashes with what exists (a running service of that name, a port taken, a workspace
+    /// already being stopped).
     Conflict,
     /// Not possible in the current state (a shell that has exited, a stopping workspace).
     State,
-    /// The VM or its agent cannot answer (stopped, gone, not running).
+    /// The VM or its agent cannot answer (stopped, gone, not running, did not boot).
     GuestUnavailable,
-    /// Something in the guest did not happen in time (a shell that does not read its input).
+    /// Something did not happen in time (a command past its timeout, a guest that stopped
+    /// answering, a shell that does not read its input).
     Timeout,
     /// A cap or a resource ran out: a reply over the frame caps, too many shells or services,
-    /// the guest out of file descriptors, processes or memory.
+    /// a file or output over its size limit, the guest out of file descriptors, processes or
+    /// memory.
     LimitExceeded,
-    /// Anything else that failed in the guest; the message says what.
+    /// Anything else that failed; the message says what.
     Internal,
-    /// The request was cancelled before it finished.
+    /// The caller cancelled the operation (an MCP client's `notifications/cancelled`, an SDK
+    /// `Cancel`, a host `Cancel` frame); nothing half-made was left behind.
     Cancelled,
 }
 
@@ -178,6 +185,23 @@ impl ErrorCode {
             ErrorCode::LimitExceeded => "limit_exceeded",
             ErrorCode::Internal => "internal",
             ErrorCode::Cancelled => "cancelled",
+        }
+    }
+
+    /// The `pyro` CLI's exit status for an error of this class (the table in docs/cli.md).
+    /// It lives with the class so that adding a class means giving it a status here.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            ErrorCode::Internal => 1,
+            ErrorCode::InvalidArgument => 2,
+            ErrorCode::NotFound => 3,
+            ErrorCode::Conflict => 4,
+            ErrorCode::State => 5,
+            ErrorCode::GuestUnavailable => 6,
+            ErrorCode::Timeout => 7,
+            ErrorCode::LimitExceeded => 8,
+            // As a shell reports a command ended by Ctrl-C.
+            ErrorCode::Cancelled => 130,
         }
     }
 }
@@ -1202,6 +1226,10 @@ mod tests {
         for code in ErrorCode::ALL {
             assert_eq!(serde_json::to_string(&code).unwrap(), format!("\"{}\"", code.as_str()));
         }
+        // Each class has its own CLI exit status, none of them success.
+        let statuses: std::collections::BTreeSet<i32> = ErrorCode::ALL.iter().map(|c| c.exit_code()).collect();
+        assert_eq!(statuses.len(), ErrorCode::ALL.len());
+        assert!(!statuses.contains(&0));
         for (k, s) in [(EntryKind::File, "file"), (EntryKind::Dir, "dir"), (EntryKind::Symlink, "symlink")] {
             assert_eq!((serde_json::to_string(&k).unwrap(), k.as_str()), (format!("\"{s}\""), s));
         }
