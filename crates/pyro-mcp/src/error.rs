@@ -13,42 +13,58 @@ use std::fmt;
 /// [`Code::exit_code`] is the CLI's exit status for each.
 pub use pyro_proto::ErrorCode as Code;
 
+/// A pyro error: its class, a one-line message for users, and optionally a hint that says what to
+/// do.
 #[derive(Debug, Clone, Serialize)]
 pub struct Error {
+    /// The class: what the CLI's exit status and the MCP error's `code` come from.
     pub code: Code,
+    /// What went wrong, on one line.
     pub message: String,
+    /// What to do about it (a command to run, a flag to add), on one line; absent when there is
+    /// nothing to add.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
 }
 
+/// pyro's result type: [`Error`] unless another is named.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// An error of class `code`; newlines in the message are folded so it stays one line.
     pub fn new(code: Code, message: impl Into<String>) -> Self {
         Error { code, message: one_line(&message.into()), hint: None }
     }
+    /// Add the hint (folded to one line like the message).
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(one_line(&hint.into()));
         self
     }
+    /// A `not_found` error: what was named does not exist.
     pub fn not_found(m: impl Into<String>) -> Self {
         Self::new(Code::NotFound, m)
     }
+    /// An `invalid_argument` error: the request is refused as asked.
     pub fn invalid(m: impl Into<String>) -> Self {
         Self::new(Code::InvalidArgument, m)
     }
+    /// A `state` error: not possible in the current state.
     pub fn state(m: impl Into<String>) -> Self {
         Self::new(Code::State, m)
     }
+    /// A `guest_unavailable` error: no VM or guest agent can answer.
     pub fn guest(m: impl Into<String>) -> Self {
         Self::new(Code::GuestUnavailable, m)
     }
+    /// A `timeout` error: something did not happen in time.
     pub fn timeout(m: impl Into<String>) -> Self {
         Self::new(Code::Timeout, m)
     }
+    /// A `limit_exceeded` error: a size cap or a resource ran out.
     pub fn limit(m: impl Into<String>) -> Self {
         Self::new(Code::LimitExceeded, m)
     }
+    /// An `internal` error: anything else; the message says what.
     pub fn internal(m: impl Into<String>) -> Self {
         Self::new(Code::Internal, m)
     }
