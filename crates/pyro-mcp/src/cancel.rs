@@ -12,6 +12,7 @@ use std::sync::Arc;
 pub struct Cancel(Arc<AtomicBool>);
 
 impl Cancel {
+    /// A flag not yet set.
     pub fn new() -> Cancel {
         Cancel::default()
     }
@@ -21,6 +22,7 @@ impl Cancel {
         self.0.store(true, Ordering::SeqCst);
     }
 
+    /// Whether `cancel` has been called on this flag or a clone of it.
     pub fn is_cancelled(&self) -> bool {
         self.0.load(Ordering::SeqCst)
     }

@@ -7,37 +7,183 @@
 use crate::paths::Paths;
 use crate::runtime::Runtime;
 use crate::vm::qemu;
+use schemars::JsonSchema;
 use serde::Serialize;
+use std::path::PathBuf;
 
-#[derive(Debug, Clone, Serialize)]
+/// A problem doctor found, with the command that fixes it.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct Finding {
+    /// The failed check and what is wrong, e.g. `qemu: qemu-system-x86_64 not found`.
     pub problem: String,
+    /// The exact command (or step) that fixes it.
     pub fix: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// One check doctor ran, passed or not.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct Check {
+    /// What was checked: a tool (`qemu`, `mke2fs`), `kvm access`, `vm boot`, `guest exec`, ...
     pub name: String,
+    /// The check passed.
     pub ok: bool,
+    /// What was found, in one line (a version, a path, the error).
     pub detail: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// `pyro doctor`: whether this host, as this user, can run pyro's guests, every check behind
+/// that answer, and a fix for each problem.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct DoctorReport {
+    /// A test VM booted: pyro can run guests here (the CLI exits 0 only then).
     pub ok: bool,
+    /// The host's `os-arch`, e.g. `linux-x86_64`.
     pub platform: String,
+    /// The host kernel's release (`/proc/sys/kernel/osrelease`).
     pub host_kernel: String,
+    /// The user doctor ran as, `name (uid N)`: group membership and subordinate ids are theirs.
     pub user: String,
+    /// The accelerator VMs use (`kvm` or `tcg`); None when the runtime could not be prepared.
     pub accelerator: Option<String>,
+    /// Why that accelerator was chosen (the KVM boot probe's outcome, or a forced choice).
     pub accelerator_reason: Option<String>,
-    pub kvm: serde_json::Value,
+    /// What doctor learned of `/dev/kvm`.
+    pub kvm: DoctorKvm,
+    /// `qemu-system-x86_64 --version`'s first line; None when QEMU was not found.
     pub qemu_version: Option<String>,
-    pub kernel: Option<serde_json::Value>,
-    pub environments: Vec<serde_json::Value>,
-    pub capabilities: serde_json::Value,
+    /// The guest kernel; None when none is cached.
+    pub kernel: Option<DoctorKernel>,
+    /// Each catalog environment: installed or not, and its warm templates. Empty when the
+    /// runtime could not be prepared.
+    pub environments: Vec<DoctorEnvironment>,
+    /// What a guest could do here, as proved by booting one.
+    pub capabilities: DoctorCapabilities,
+    /// Every check, in the order run.
     pub checks: Vec<Check>,
+    /// A fix for each failed check that has one.
     pub findings: Vec<Finding>,
-    pub paths: serde_json::Value,
+    /// The directories pyro uses, as resolved from the environment.
+    pub paths: DoctorPaths,
+}
+
+/// `/dev/kvm`: whether it exists, and once the runtime is prepared, the accelerator verdict.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct DoctorKvm {
+    /// `/dev/kvm` exists.
+    pub exists: bool,
+    /// The verdict's fields, absent when the runtime could not be prepared (no verdict).
+    #[serde(flatten)]
+    pub verdict: Option<KvmVerdict>,
+}
+
+/// Whether VMs use KVM, and why (see `vm::accel`: KVM needs a successful boot probe).
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct KvmVerdict {
+    /// This user can read `/dev/kvm`.
+    pub readable: bool,
+    /// This user can write `/dev/kvm`.
+    pub writable: bool,
+    /// The KVM boot probe's outcome; None when no probe ran (no access, or a forced choice).
+    pub boot_probe: Option<bool>,
+    /// VMs run under KVM.
+    pub usable: bool,
+    /// Why KVM was chosen or rejected, in one line.
+    pub reason: String,
+}
+
+/// The guest kernel. Two shapes, as the report has always had them: the kernel the prepared
+/// runtime boots, or, when the runtime could not be prepared, the newest one in the cache.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum DoctorKernel {
+    /// The runtime was prepared: its kernel, verified against the Debian archive.
+    Ready {
+        /// Always true: the kernel is in pyro's cache.
+        cached: bool,
+        /// The Debian package, e.g. `linux-image-6.1.0-41-cloud-amd64`.
+        package: String,
+        /// The Debian package version.
+        version: String,
+        /// The kernel's `uname -r`, e.g. `6.1.0-41-cloud-amd64`.
+        release: String,
+    },
+    /// The runtime could not be prepared: the newest kernel found in the cache.
+    Cached {
+        /// Always true: the kernel is in pyro's cache.
+        cached: bool,
+        /// The kernel's `uname -r`.
+        release: String,
+        /// The Debian package version.
+        version: String,
+    },
+}
+
+impl DoctorKernel {
+    /// The kernel's `uname -r`.
+    pub fn release(&self) -> &str {
+        match self {
+            DoctorKernel::Ready { release, .. } | DoctorKernel::Cached { release, .. } => release,
+        }
+    }
+
+    /// The Debian package version.
+    pub fn version(&self) -> &str {
+        match self {
+            DoctorKernel::Ready { version, .. } | DoctorKernel::Cached { version, .. } => version,
+        }
+    }
+}
+
+/// One environment of the catalog as installed here.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct DoctorEnvironment {
+    /// The catalog name, e.g. `debian:12`.
+    pub name: String,
+    /// An install is on disk (`pyro env pull` made it).
+    pub installed: bool,
+    /// The installed version; None when not installed.
+    pub version: Option<String>,
+    /// The install's identity (sha256 of its rootfs archive); None when not installed.
+    pub digest: Option<String>,
+    /// The saved booted guests VMs of this environment start from, current ones only.
+    pub warm_templates: Vec<DoctorTemplate>,
+}
+
+/// A warm template: a booted guest saved for one machine shape.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct DoctorTemplate {
+    /// vCPUs of the VMs it serves.
+    pub vcpus: u32,
+    /// Memory of the VMs it serves, in MiB.
+    pub mem_mib: u32,
+    /// It was saved with a network card (for VMs with a network policy).
+    pub nic: bool,
+    /// Bytes of its saved memory and device state.
+    pub memory_bytes: u64,
+}
+
+/// What a guest could do on this host, each proved by doing it.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct DoctorCapabilities {
+    /// Our kernel and initramfs booted to the guest agent.
+    pub vm_boot: bool,
+    /// `true` ran in an installed environment.
+    pub guest_exec: bool,
+    /// A guest with a network card configured its interface.
+    pub guest_network: bool,
+    /// What the network check saw, or why it did not run.
+    pub guest_network_reason: String,
+}
+
+/// The directories pyro uses (see [`Paths`]).
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct DoctorPaths {
+    /// Kernels, environments and templates (`PYRO_CACHE_DIR`).
+    pub cache: PathBuf,
+    /// Workspaces and their database (`PYRO_DATA_DIR`).
+    pub data: PathBuf,
+    /// Sockets and per-VM directories of running VMs (`PYRO_RUNTIME_DIR`).
+    pub runtime: PathBuf,
 }
 
 fn uid_name() -> (u32, String) {
@@ -154,7 +300,7 @@ pub fn doctor(paths: &Paths, progress: &dyn Fn(&str)) -> DoctorReport {
         (crate::runtime::templates_enabled_by_env(), crate::runtime::spares_enabled_by_env()),
         progress,
     );
-    let (mut accelerator, mut reason, mut kvm) = (None, None, serde_json::json!({"exists": kvm_exists}));
+    let (mut accelerator, mut reason, mut kvm) = (None, None, DoctorKvm { exists: kvm_exists, verdict: None });
     let kernel;
     let mut vm_boot = false;
     let mut guest_exec = false;
@@ -164,13 +310,22 @@ pub fn doctor(paths: &Paths, progress: &dyn Fn(&str)) -> DoctorReport {
         Ok(rt) => {
             accelerator = Some(rt.accel.accel.as_str().to_string());
             reason = Some(rt.accel.reason.clone());
-            kvm = serde_json::json!({
-                "exists": rt.accel.kvm_exists, "readable": rt.accel.kvm_readable, "writable": rt.accel.kvm_writable,
-                "boot_probe": rt.accel.kvm_probe, "usable": rt.accel.accel == qemu::Accel::Kvm, "reason": rt.accel.reason,
+            kvm = DoctorKvm {
+                exists: rt.accel.kvm_exists,
+                verdict: Some(KvmVerdict {
+                    readable: rt.accel.kvm_readable,
+                    writable: rt.accel.kvm_writable,
+                    boot_probe: rt.accel.kvm_probe,
+                    usable: rt.accel.accel == qemu::Accel::Kvm,
+                    reason: rt.accel.reason.clone(),
+                }),
+            };
+            kernel = Some(DoctorKernel::Ready {
+                cached: true,
+                package: rt.kernel.package.clone(),
+                version: rt.kernel.version.clone(),
+                release: rt.kernel.release.clone(),
             });
-            kernel = Some(
-                serde_json::json!({"cached": true, "package": rt.kernel.package, "version": rt.kernel.version, "release": rt.kernel.release}),
-            );
             progress("doctor: booting a test VM");
             let boot = crate::vm::probe_boot(rt);
             check(
@@ -214,9 +369,20 @@ pub fn doctor(paths: &Paths, progress: &dyn Fn(&str)) -> DoctorReport {
                     .unwrap_or_default()
                     .into_iter()
                     .filter(|t| t.current)
-                    .map(|t| serde_json::json!({"vcpus": t.vcpus, "mem_mib": t.mem_mib, "nic": t.nic, "memory_bytes": t.memory_bytes}))
+                    .map(|t| DoctorTemplate {
+                        vcpus: t.vcpus,
+                        mem_mib: t.mem_mib,
+                        nic: t.nic,
+                        memory_bytes: t.memory_bytes,
+                    })
                     .collect();
-                envs.push(serde_json::json!({"name": e.name, "installed": inst.is_some(), "version": inst.as_ref().map(|i| i.version.clone()), "digest": inst.as_ref().map(|i| i.digest.clone()), "warm_templates": templates}));
+                envs.push(DoctorEnvironment {
+                    name: e.name.to_string(),
+                    installed: inst.is_some(),
+                    version: inst.as_ref().map(|i| i.version.clone()),
+                    digest: inst.as_ref().map(|i| i.digest.clone()),
+                    warm_templates: templates,
+                });
             }
             if vm_boot {
                 if let Some(env) = crate::env::CATALOG.iter().find(|e| crate::env::installed(paths, e.name).is_some()) {
@@ -259,8 +425,11 @@ pub fn doctor(paths: &Paths, progress: &dyn Fn(&str)) -> DoctorReport {
                 fix = "make setup".into();
             }
             check("runtime", false, e.message.clone(), Some(fix));
-            kernel = crate::kernel::cached_kernel(&paths.kernels())
-                .map(|k| serde_json::json!({"cached": true, "release": k.release, "version": k.version}));
+            kernel = crate::kernel::cached_kernel(&paths.kernels()).map(|k| DoctorKernel::Cached {
+                cached: true,
+                release: k.release,
+                version: k.version,
+            });
         }
     }
     DoctorReport {
@@ -274,15 +443,15 @@ pub fn doctor(paths: &Paths, progress: &dyn Fn(&str)) -> DoctorReport {
         qemu_version,
         kernel,
         environments: envs,
-        capabilities: serde_json::json!({
-            "vm_boot": vm_boot,
-            "guest_exec": guest_exec,
-            "guest_network": guest_network.0,
-            "guest_network_reason": guest_network.1,
-        }),
+        capabilities: DoctorCapabilities {
+            vm_boot,
+            guest_exec,
+            guest_network: guest_network.0,
+            guest_network_reason: guest_network.1,
+        },
         checks,
         findings,
-        paths: serde_json::json!({"cache": paths.cache, "data": paths.data, "runtime": paths.runtime}),
+        paths: DoctorPaths { cache: paths.cache.clone(), data: paths.data.clone(), runtime: paths.runtime.clone() },
     }
 }
 
@@ -310,5 +479,75 @@ fn network_check(rt: &crate::runtime::Runtime, env: &str, progress: &dyn Fn(&str
             }
         }
         Err(e) => (false, e.message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(ready: bool) -> DoctorReport {
+        let verdict =
+            KvmVerdict { readable: true, writable: true, boot_probe: None, usable: false, reason: "forced".into() };
+        DoctorReport {
+            ok: ready,
+            platform: "linux-x86_64".into(),
+            host_kernel: "6.1.0".into(),
+            user: "root (uid 0)".into(),
+            accelerator: ready.then(|| "tcg".into()),
+            accelerator_reason: ready.then(|| "forced".into()),
+            kvm: DoctorKvm { exists: true, verdict: ready.then_some(verdict) },
+            qemu_version: None,
+            kernel: Some(if ready {
+                DoctorKernel::Ready { cached: true, package: "p".into(), version: "v".into(), release: "r".into() }
+            } else {
+                DoctorKernel::Cached { cached: true, release: "r".into(), version: "v".into() }
+            }),
+            environments: if ready {
+                vec![DoctorEnvironment {
+                    name: "debian:12".into(),
+                    installed: true,
+                    version: Some("1.0.0".into()),
+                    digest: Some("d".into()),
+                    warm_templates: vec![DoctorTemplate { vcpus: 1, mem_mib: 512, nic: false, memory_bytes: 9 }],
+                }]
+            } else {
+                vec![]
+            },
+            capabilities: DoctorCapabilities {
+                vm_boot: ready,
+                guest_exec: false,
+                guest_network: false,
+                guest_network_reason: "no".into(),
+            },
+            checks: vec![Check { name: "qemu".into(), ok: false, detail: "missing".into() }],
+            findings: vec![Finding { problem: "qemu: missing".into(), fix: "install it".into() }],
+            paths: DoctorPaths { cache: "/c".into(), data: "/d".into(), runtime: "/r".into() },
+        }
+    }
+
+    /// The typed report serializes field for field, in order, as the untyped one it replaced
+    /// (`pyro doctor --json` is read by scripts and tests): both shapes of `kvm` and `kernel`.
+    #[test]
+    fn json_is_the_untyped_reports() {
+        let tail = r#""checks":[{"name":"qemu","ok":false,"detail":"missing"}],"findings":[{"problem":"qemu: missing","fix":"install it"}],"paths":{"cache":"/c","data":"/d","runtime":"/r"}}"#;
+        assert_eq!(
+            serde_json::to_string(&report(true)).unwrap(),
+            String::from(
+                r#"{"ok":true,"platform":"linux-x86_64","host_kernel":"6.1.0","user":"root (uid 0)","accelerator":"tcg","accelerator_reason":"forced","#
+            ) + r#""kvm":{"exists":true,"readable":true,"writable":true,"boot_probe":null,"usable":false,"reason":"forced"},"qemu_version":null,"#
+                + r#""kernel":{"cached":true,"package":"p","version":"v","release":"r"},"#
+                + r#""environments":[{"name":"debian:12","installed":true,"version":"1.0.0","digest":"d","warm_templates":[{"vcpus":1,"mem_mib":512,"nic":false,"memory_bytes":9}]}],"#
+                + r#""capabilities":{"vm_boot":true,"guest_exec":false,"guest_network":false,"guest_network_reason":"no"},"#
+                + tail
+        );
+        assert_eq!(
+            serde_json::to_string(&report(false)).unwrap(),
+            String::from(
+                r#"{"ok":false,"platform":"linux-x86_64","host_kernel":"6.1.0","user":"root (uid 0)","accelerator":null,"accelerator_reason":null,"#
+            ) + r#""kvm":{"exists":true},"qemu_version":null,"kernel":{"cached":true,"release":"r","version":"v"},"environments":[],"#
+                + r#""capabilities":{"vm_boot":false,"guest_exec":false,"guest_network":false,"guest_network_reason":"no"},"#
+                + tail
+        );
     }
 }

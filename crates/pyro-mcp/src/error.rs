@@ -7,110 +7,64 @@
 use serde::Serialize;
 use std::fmt;
 
-/// Error classes. The string forms are part of the public contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Code {
-    NotFound,
-    InvalidArgument,
-    Conflict,
-    State,
-    GuestUnavailable,
-    Timeout,
-    LimitExceeded,
-    Internal,
-    /// The caller cancelled the operation (an MCP client's `notifications/cancelled`, an SDK
-    /// [`crate::Cancel`]); nothing half-made was left behind.
-    Cancelled,
-}
+/// Error classes: the protocol's [`pyro_proto::ErrorCode`] itself, one enum for the guest and
+/// the host (a second copy would need a mapping kept in step with it by hand).
+/// The string forms ([`Code::as_str`], serde's) are part of the public contract;
+/// [`Code::exit_code`] is the CLI's exit status for each.
+pub use pyro_proto::ErrorCode as Code;
 
-impl Code {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Code::NotFound => "not_found",
-            Code::InvalidArgument => "invalid_argument",
-            Code::Conflict => "conflict",
-            Code::State => "state",
-            Code::GuestUnavailable => "guest_unavailable",
-            Code::Timeout => "timeout",
-            Code::LimitExceeded => "limit_exceeded",
-            Code::Internal => "internal",
-            Code::Cancelled => "cancelled",
-        }
-    }
-
-    /// CLI exit status for each class (documented in docs/cli.md).
-    pub fn exit_code(self) -> i32 {
-        match self {
-            Code::Internal => 1,
-            Code::InvalidArgument => 2,
-            Code::NotFound => 3,
-            Code::Conflict => 4,
-            Code::State => 5,
-            Code::GuestUnavailable => 6,
-            Code::Timeout => 7,
-            Code::LimitExceeded => 8,
-            // As a shell reports a command ended by Ctrl-C.
-            Code::Cancelled => 130,
-        }
-    }
-}
-
-/// The wire's error classes (guest agent and supervisor replies), one for one. Exhaustive on
-/// purpose: a class added to the protocol does not compile until it is mapped here.
-impl From<pyro_proto::ErrorCode> for Code {
-    fn from(c: pyro_proto::ErrorCode) -> Code {
-        use pyro_proto::ErrorCode as W;
-        match c {
-            W::NotFound => Code::NotFound,
-            W::InvalidArgument => Code::InvalidArgument,
-            W::Conflict => Code::Conflict,
-            W::State => Code::State,
-            W::GuestUnavailable => Code::GuestUnavailable,
-            W::Timeout => Code::Timeout,
-            W::LimitExceeded => Code::LimitExceeded,
-            W::Internal => Code::Internal,
-            W::Cancelled => Code::Cancelled,
-        }
-    }
-}
-
+/// A pyro error: its class, a one-line message for users, and optionally a hint that says what to
+/// do.
 #[derive(Debug, Clone, Serialize)]
 pub struct Error {
+    /// The class: what the CLI's exit status and the MCP error's `code` come from.
     pub code: Code,
+    /// What went wrong, on one line.
     pub message: String,
+    /// What to do about it (a command to run, a flag to add), on one line; absent when there is
+    /// nothing to add.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
 }
 
+/// pyro's result type: [`Error`] unless another is named.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// An error of class `code`; newlines in the message are folded so it stays one line.
     pub fn new(code: Code, message: impl Into<String>) -> Self {
         Error { code, message: one_line(&message.into()), hint: None }
     }
+    /// Add the hint (folded to one line like the message).
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(one_line(&hint.into()));
         self
     }
+    /// A `not_found` error: what was named does not exist.
     pub fn not_found(m: impl Into<String>) -> Self {
         Self::new(Code::NotFound, m)
     }
+    /// An `invalid_argument` error: the request is refused as asked.
     pub fn invalid(m: impl Into<String>) -> Self {
         Self::new(Code::InvalidArgument, m)
     }
+    /// A `state` error: not possible in the current state.
     pub fn state(m: impl Into<String>) -> Self {
         Self::new(Code::State, m)
     }
+    /// A `guest_unavailable` error: no VM or guest agent can answer.
     pub fn guest(m: impl Into<String>) -> Self {
         Self::new(Code::GuestUnavailable, m)
     }
+    /// A `timeout` error: something did not happen in time.
     pub fn timeout(m: impl Into<String>) -> Self {
         Self::new(Code::Timeout, m)
     }
+    /// A `limit_exceeded` error: a size cap or a resource ran out.
     pub fn limit(m: impl Into<String>) -> Self {
         Self::new(Code::LimitExceeded, m)
     }
+    /// An `internal` error: anything else; the message says what.
     pub fn internal(m: impl Into<String>) -> Self {
         Self::new(Code::Internal, m)
     }
@@ -156,19 +110,5 @@ pub trait Context<T> {
 impl<T, E: fmt::Display> Context<T> for std::result::Result<T, E> {
     fn ctx(self, what: impl fmt::Display) -> Result<T> {
         self.map_err(|e| Error::internal(format!("{what}: {e}")))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Every wire class becomes the host code of the same name (so `limit_exceeded`, `timeout`
-    /// and `cancelled` from the guest keep their meaning and exit status).
-    #[test]
-    fn wire_codes_map_one_for_one() {
-        for w in pyro_proto::ErrorCode::ALL {
-            assert_eq!(Code::from(w).as_str(), w.as_str());
-        }
     }
 }

@@ -73,6 +73,7 @@ pub struct AtReader {
 }
 
 impl AtReader {
+    /// A reader of `file` from its first byte.
     pub fn new(file: Arc<File>) -> AtReader {
         AtReader { file, pos: 0 }
     }

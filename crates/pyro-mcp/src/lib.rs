@@ -7,6 +7,8 @@
 //! rest of the runtime is private; what the `pyro` binaries need beyond the SDK is in
 //! [`internal`], which is not a stable interface.
 
+#![warn(missing_docs)]
+
 pub mod hostfile;
 pub mod limits;
 pub mod mcp;

@@ -5,13 +5,21 @@
 use crate::error::{in_range, Error, Result};
 use pyro_proto::Command;
 
+/// vCPUs of a VM when the caller names none.
 pub const DEFAULT_VCPUS: u32 = 1;
+/// Memory of a VM in MiB when the caller names none.
 pub const DEFAULT_MEM_MIB: u32 = 1024;
+/// Seconds a command may run when the caller names no timeout.
 pub const DEFAULT_TIMEOUT_S: u64 = 30;
+/// Output kept per stream when the caller names no cap (1 MiB).
 pub const DEFAULT_MAX_OUTPUT: u64 = 1 << 20;
+/// Most vCPUs a VM may have.
 pub const MAX_VCPUS: u32 = 16;
+/// Least memory a VM may have, in MiB.
 pub const MIN_MEM_MIB: u32 = 256;
+/// Most memory a VM may have, in MiB (64 GiB).
 pub const MAX_MEM_MIB: u32 = 65536;
+/// Longest timeout a command may have, in seconds (a day).
 pub const MAX_TIMEOUT_S: u64 = 24 * 3600;
 /// Output kept per stream at most (the guest agent's own hard cap is the same; output is
 /// streamed back in chunks, so this bounds memory, not a frame).
@@ -19,13 +27,17 @@ pub const MAX_OUTPUT: u64 = 16 << 20;
 /// Smallest per-stream output cap (the guest keeps head and tail around a marker, so a cap
 /// smaller than a marker makes no sense).
 pub const MIN_OUTPUT: u64 = 1024;
-/// A command: total bytes and words.
+/// Most bytes a command may have, all its words together.
 pub const MAX_COMMAND_BYTES: usize = 256 * 1024;
+/// Most words an argv command may have.
 pub const MAX_COMMAND_WORDS: usize = 4096;
-/// Extra environment variables for one command: how many, and their total size.
+/// Most extra environment variables one command may get.
 pub const MAX_ENV_VARS: usize = 1024;
+/// Most bytes the extra environment variables of one command may add up to (names and values).
 pub const MAX_ENV_BYTES: usize = 256 * 1024;
 
+/// A command must have a non-empty first word, no NUL byte, and fit [`MAX_COMMAND_BYTES`] and
+/// [`MAX_COMMAND_WORDS`].
 pub fn validate_command(c: &Command) -> Result<()> {
     let words: Vec<&String> = match c {
         Command::Argv(v) => v.iter().collect(),
@@ -78,6 +90,7 @@ pub fn validate_env(env: &[(String, String)]) -> Result<()> {
     Ok(())
 }
 
+/// A command's timeout must be 1..=[`MAX_TIMEOUT_S`] seconds.
 pub fn validate_timeout(timeout_s: u64) -> Result<()> {
     in_range("timeout_seconds", timeout_s, 1, MAX_TIMEOUT_S).map(drop)
 }

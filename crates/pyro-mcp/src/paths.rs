@@ -11,10 +11,15 @@ use crate::error::{Error, Result};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+/// The three directories pyro keeps things in, resolved once (see the module docs for each and its
+/// environment variable).
 #[derive(Debug, Clone)]
 pub struct Paths {
+    /// Kernels, the initramfs, environments, templates and accelerator verdicts; safe to delete.
     pub cache: PathBuf,
+    /// Workspaces, their disks and the state database.
     pub data: PathBuf,
+    /// Per-VM sockets and logs of running VMs; always 0700.
     pub runtime: PathBuf,
 }
 
@@ -41,12 +46,15 @@ impl Paths {
         Ok(Paths { cache, data, runtime })
     }
 
+    /// Where verified guest kernels are kept, one directory per kernel.
     pub fn kernels(&self) -> PathBuf {
         self.cache.join("kernels")
     }
+    /// Where environment installs are kept, one directory per environment name.
     pub fn environments(&self) -> PathBuf {
         self.cache.join("environments")
     }
+    /// Where built initramfs images are kept, each named by a hash of what it holds.
     pub fn initramfs(&self) -> PathBuf {
         self.cache.join("initramfs")
     }
@@ -54,6 +62,7 @@ impl Paths {
     pub fn workspaces(&self) -> PathBuf {
         self.data.join("workspaces")
     }
+    /// Per-VM runtime directories (`<runtime>/vms/<id>`): sockets, QMP, serial log.
     pub fn vms(&self) -> PathBuf {
         self.runtime.join("vms")
     }

@@ -13,21 +13,34 @@ pub use crate::limits::{
     MAX_MEM_MIB, MAX_VCPUS, MIN_MEM_MIB,
 };
 
+/// What `run` takes: one command, the environment and VM to run it in, and its bounds. `new` fills
+/// in the defaults.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
+    /// The environment to boot, e.g. `debian:12`.
     pub environment: String,
+    /// The command: an argv vector, or one string for /bin/sh -c.
     pub command: Command,
+    /// vCPUs of the VM.
     pub vcpus: u32,
+    /// Memory of the VM in MiB.
     pub mem_mib: u32,
+    /// Seconds before the command's process group is killed.
     pub timeout_s: u64,
+    /// Environment variables added to the command's, name and value.
     pub env: Vec<(String, String)>,
+    /// Output kept per stream at most, in bytes (head and tail around a marker).
     pub max_output_bytes: u64,
+    /// When no guest can boot here, run the command in a bubblewrap sandbox on the host instead of
+    /// failing.
     pub allow_host_compat: bool,
     /// The VM's network (default: none). Publishing ports makes no sense for a one-shot run.
     pub network: crate::net::NetworkOptions,
 }
 
 impl RunOptions {
+    /// A run of `command` in `environment` with the default VM, timeout and output cap, and no
+    /// network.
     pub fn new(environment: impl Into<String>, command: Command) -> Self {
         RunOptions {
             environment: environment.into(),
@@ -46,11 +59,17 @@ impl RunOptions {
 /// `run`: one command in a throwaway VM.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct RunResult {
+    /// The VM it ran in (deleted by the time the result is returned: see `cleanup`).
     pub vm_id: String,
+    /// The environment it booted.
     pub environment: String,
+    /// The installed version of that environment.
     pub environment_version: String,
+    /// The command as run, on one line.
     pub command: String,
+    /// The command's exit code (124 when the timeout killed it, 128+N for signal N).
     pub exit_code: i32,
+    /// The timeout killed the command.
     pub timed_out: bool,
     /// The caller cancelled it; the guest killed its process group.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -65,18 +84,29 @@ pub struct RunResult {
     pub started_from: Option<crate::vm::template::StartedFrom>,
     /// The whole call, environment lookup to teardown.
     pub total_ms: u64,
+    /// `guest_vm`, or `host_compat` when it ran in the host sandbox (`allow_host_compat`).
     pub execution_mode: String,
+    /// The accelerator the VM ran under (`kvm` or `tcg`; `none` on the host).
     pub accelerator: String,
+    /// What the command wrote to stdout, as text (invalid UTF-8 replaced), head and tail when
+    /// capped.
     #[serde(serialize_with = "crate::text::lossy")]
     #[schemars(with = "String")]
     pub stdout: Vec<u8>,
+    /// What the command wrote to stderr, as text (invalid UTF-8 replaced), head and tail when
+    /// capped.
     #[serde(serialize_with = "crate::text::lossy")]
     #[schemars(with = "String")]
     pub stderr: Vec<u8>,
+    /// stdout was longer than the cap; its middle was cut.
     pub stdout_truncated: bool,
+    /// stderr was longer than the cap; its middle was cut.
     pub stderr_truncated: bool,
+    /// Bytes the command wrote to stdout in all.
     pub stdout_total_bytes: u64,
+    /// Bytes the command wrote to stderr in all.
     pub stderr_total_bytes: u64,
+    /// What became of the VM afterwards.
     pub cleanup: Cleanup,
 }
 

@@ -12,13 +12,22 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
+/// Everything a VM needs on the host, resolved once: the binaries, the guest kernel and initramfs,
+/// and the accelerator.
 pub struct Runtime {
+    /// The directories the runtime was prepared in.
     pub paths: Paths,
+    /// The `qemu-system-x86_64` binary.
     pub qemu: PathBuf,
+    /// The `qemu-img` binary, for copy-on-write overlays.
     pub qemu_img: PathBuf,
+    /// The verified guest kernel VMs boot.
     pub kernel: Kernel,
+    /// The initramfs VMs boot: the guest agent as `/init` and the kernel's modules.
     pub initramfs: PathBuf,
+    /// Which accelerator VMs use, and why.
     pub accel: accel::Verdict,
+    /// The `pyro` binary that runs as each VM's supervisor.
     pub supervisor_bin: PathBuf,
     /// Start VMs from warm templates (see `template`); `PYRO_TEMPLATES=off` or the SDK's
     /// `Pyro::with_templates(false)` turns it off.
@@ -29,6 +38,9 @@ pub struct Runtime {
 }
 
 impl Runtime {
+    /// Find or make each piece (the on-disk caches first; the kernel is fetched, the initramfs
+    /// built and the accelerator probed only when not cached); `(templates, spares)` turn warm
+    /// templates and spares on (spares only with templates).
     pub fn prepare(paths: &Paths, (templates, spares): (bool, bool), progress: &dyn Fn(&str)) -> Result<Runtime> {
         let qemu = qemu::find_qemu()?;
         let qemu_img = qemu::find_qemu_img()?;

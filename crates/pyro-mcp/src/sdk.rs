@@ -26,20 +26,30 @@ pub struct Pyro {
 /// `env list`: each catalog entry, then each installed OCI image.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct EnvironmentList {
+    /// How many environments are listed.
     pub count: usize,
+    /// The catalog's environments, then each installed OCI image.
     pub environments: Vec<EnvironmentInfo>,
 }
 
 /// One row of `env list`.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct EnvironmentInfo {
+    /// The environment's name, e.g. `debian:12` or an image reference.
     pub name: String,
+    /// The version the catalog builds now (for an image: its installed version).
     pub version: String,
+    /// One line on what it holds.
     pub description: String,
+    /// A catalog recipe or an OCI image.
     pub kind: crate::env::EnvKind,
+    /// An install of it is on disk.
     pub installed: bool,
+    /// The installed version; None when not installed.
     pub installed_version: Option<String>,
+    /// The install's identity (sha256); None when not installed.
     pub digest: Option<String>,
+    /// Bytes the install occupies on disk; None when not installed.
     pub size_bytes: Option<u64>,
 }
 
@@ -49,6 +59,8 @@ impl Pyro {
         Ok(Pyro::with_paths(Paths::from_env()?))
     }
 
+    /// Use these directories instead of the ones the environment names (`PYRO_*_DIR`, the XDG
+    /// directories).
     pub fn with_paths(paths: Paths) -> Pyro {
         Pyro { host: Host::new(paths) }
     }
@@ -135,10 +147,13 @@ impl Pyro {
         VmSession::start(self.runtime()?, environment, vcpus, mem_mib, self.progress())
     }
 
+    /// Check whether this host, as this user, can run pyro's guests (boots a test VM); every
+    /// problem comes with its fix.
     pub fn doctor(&self) -> DoctorReport {
         crate::doctor::doctor(self.paths(), self.progress())
     }
 
+    /// The catalog's environments, then the installed OCI images, each with its install state.
     pub fn list_environments(&self) -> EnvironmentList {
         let mut out: Vec<EnvironmentInfo> = crate::env::CATALOG
             .iter()
@@ -186,7 +201,6 @@ impl Pyro {
         crate::env::prune::prune(self.paths(), dry_run, self.progress())
     }
 
-    /// The user's workspaces (opens the state database; cheap).
     /// `pyro doctor --fix`: settle what killed calls left behind (workspaces half created or
     /// half deleted, VMs nobody owns, dead VMs' sockets and overlays) and say what was removed.
     /// Every workspace call does the same on its way in; this one reports it.
@@ -194,6 +208,7 @@ impl Pyro {
         crate::workspace::base::Workspaces::open_unswept(&self.host)?.sweep()
     }
 
+    /// The user's workspaces (opens the state database; cheap).
     pub fn workspaces(&self) -> Result<crate::workspace::base::Workspaces<'_>> {
         crate::workspace::base::Workspaces::open(&self.host)
     }

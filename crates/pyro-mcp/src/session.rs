@@ -9,36 +9,49 @@ use pyro_proto::{Command, ExecRequest, ExecResult, Request};
 use schemars::JsonSchema;
 use serde::Serialize;
 
+/// A started throwaway VM to run several commands in; deleted by `delete` or when dropped.
 pub struct VmSession {
     vm: Option<Vm>,
+    /// The VM's id (its runtime directory's name).
     pub id: String,
+    /// The environment it booted.
     pub environment: String,
+    /// Milliseconds from launch until the guest agent answered.
     pub boot_ms: u64,
     /// Booted cold or restored from a warm template (and why not, if it should have been).
     pub started_from: crate::vm::template::StartedFrom,
+    /// The accelerator it runs under (`kvm` or `tcg`).
     pub accelerator: String,
 }
 
 /// What deleting a VM did (part of every run result).
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct Cleanup {
+    /// The VM that was deleted (its id).
     pub vm_id: String,
+    /// Its runtime directory is gone.
     pub deleted: bool,
+    /// How it came to be deleted (on request, already deleted, ...).
     pub reason: String,
 }
 
 /// Output of one exec: the result header plus the captured bytes.
 #[derive(Debug, Clone, Serialize)]
 pub struct ExecOutput {
+    /// The exit code, signal, timing and how much of each stream was kept.
     #[serde(flatten)]
     pub result: ExecResult,
+    /// The captured stdout bytes (head and tail around a marker when capped).
     #[serde(serialize_with = "crate::text::lossy")]
     pub stdout: Vec<u8>,
+    /// The captured stderr bytes (head and tail around a marker when capped).
     #[serde(serialize_with = "crate::text::lossy")]
     pub stderr: Vec<u8>,
 }
 
 impl VmSession {
+    /// Boot a VM of `environment` (installed first if needed) with no network, and wait for its
+    /// agent.
     pub fn start(
         rt: &Runtime,
         environment: &str,
@@ -124,6 +137,7 @@ impl VmSession {
         })
     }
 
+    /// Run one exec request as given (the caller sets cwd, environment, timeout and caps).
     pub fn exec_request(&mut self, req: ExecRequest) -> Result<ExecOutput> {
         self.exec_watched(req, None, &mut |_| {})
     }

@@ -2,7 +2,10 @@
 //! [`crate::Pyro`] and [`crate::Workspaces`] take and return (the modules that define them are
 //! private).
 
-pub use crate::doctor::{Check, DoctorReport, Finding};
+pub use crate::doctor::{
+    Check, DoctorCapabilities, DoctorEnvironment, DoctorKernel, DoctorKvm, DoctorPaths, DoctorReport, DoctorTemplate,
+    Finding, KvmVerdict,
+};
 pub use crate::env::manifest::LayerInfo;
 pub use crate::env::{
     EnvKind, EnvironmentDetails, ImageConfig, InstallSummary, Installed, OciInfo, PruneEntry, PruneReport, PullOptions,

@@ -24,6 +24,8 @@
 //! The same framing is used between host clients and the per-VM supervisor, and between the
 //! supervisor and the guest agent. This crate does no I/O of its own beyond `Read`/`Write`.
 
+#![warn(missing_docs)]
+
 pub mod tarlink;
 
 use serde::{Deserialize, Serialize};
@@ -49,7 +51,9 @@ pub const CONTROL_PORT_NAME: &str = "pyro.ctl";
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Command {
+    /// Run the program `argv[0]` with these arguments, no shell in between.
     Argv(Vec<String>),
+    /// Run the string with `/bin/sh -c`.
     Shell(String),
 }
 
@@ -82,12 +86,16 @@ impl Command {
     }
 }
 
+/// What `Exec` runs and how: the command, its directory, environment, timeout and output cap.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ExecRequest {
+    /// The command to run.
     pub command: Command,
     /// Working directory in the guest; the agent defaults it to `/workspace`.
     pub cwd: Option<String>,
+    /// Variables added to the command's environment, name and value.
     pub env: Vec<(String, String)>,
+    /// Milliseconds before the command's process group is killed (the result says `timed_out`).
     pub timeout_ms: u64,
     /// Cap per stream; head and tail halves are kept around a truncation marker.
     pub max_output_bytes: u64,
@@ -107,48 +115,63 @@ pub struct StreamInfo {
     pub len: u64,
     /// Bytes the command actually wrote.
     pub total_bytes: u64,
+    /// The stream was longer than the cap; its middle was cut at the marker.
     pub truncated: bool,
 }
 
+/// How a command ended; its captured output came before this reply as a stream.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ExecResult {
+    /// The exit status (124 when the timeout killed it, 128+N for signal N, 127 when the program
+    /// was not found).
     pub exit_code: i32,
     /// Signal that ended the command, if any.
     pub signal: Option<i32>,
+    /// The timeout killed the command's process group.
     pub timed_out: bool,
     /// The host cancelled the command (`Cancel`): its process group was killed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cancelled: bool,
+    /// Milliseconds the command ran.
     pub duration_ms: u64,
+    /// What was kept of stdout (its bytes come first in the stream).
     pub stdout: StreamInfo,
+    /// What was kept of stderr (its bytes follow stdout's).
     pub stderr: StreamInfo,
 }
 
-/// Error classes of a failed request, as the `Error` reply carries them. One enum for the
-/// guest agent, the supervisor and the host: the host maps each to its own error code with an
-/// exhaustive match, so a class added here cannot be forgotten there. The wire form (the
-/// snake_case name) is stable; a code this version does not know makes the frame malformed.
+/// Error classes: of a failed request, as the `Error` reply carries them, and of every pyro
+/// error on the host (`pyro_mcp::Code` is this enum), so the guest agent, the supervisor, the
+/// SDK, the CLI and the MCP server share one set and a guest's class reaches the user as it
+/// was sent, with no mapping to forget. The snake_case names are stable: they are the wire
+/// form, the `code` users see in JSON errors, and a code this version does not know makes a
+/// frame malformed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
-    /// What the request names does not exist (a file, a shell, a service).
+    /// What the request names does not exist (a workspace, a file, a shell, a service).
     NotFound,
-    /// The request is refused as asked (a path outside /workspace, a bad name, a bad size).
+    /// The request is refused as asked (a path outside /workspace, a bad name, a value out of
+    /// its range).
     InvalidArgument,
-    /// It clashes with what exists (a running service of that name, a port taken).
+    /// It clashes with what exists (a running service of that name, a port taken, a workspace
+    /// already being stopped).
     Conflict,
     /// Not possible in the current state (a shell that has exited, a stopping workspace).
     State,
-    /// The VM or its agent cannot answer (stopped, gone, not running).
+    /// The VM or its agent cannot answer (stopped, gone, not running, did not boot).
     GuestUnavailable,
-    /// Something in the guest did not happen in time (a shell that does not read its input).
+    /// Something did not happen in time (a command past its timeout, a guest that stopped
+    /// answering, a shell that does not read its input).
     Timeout,
     /// A cap or a resource ran out: a reply over the frame caps, too many shells or services,
-    /// the guest out of file descriptors, processes or memory.
+    /// a file or output over its size limit, the guest out of file descriptors, processes or
+    /// memory.
     LimitExceeded,
-    /// Anything else that failed in the guest; the message says what.
+    /// Anything else that failed; the message says what.
     Internal,
-    /// The request was cancelled before it finished.
+    /// The caller cancelled the operation (an MCP client's `notifications/cancelled`, an SDK
+    /// `Cancel`, a host `Cancel` frame); nothing half-made was left behind.
     Cancelled,
 }
 
@@ -180,29 +203,53 @@ impl ErrorCode {
             ErrorCode::Cancelled => "cancelled",
         }
     }
+
+    /// The `pyro` CLI's exit status for an error of this class (the table in docs/cli.md).
+    /// It lives with the class so that adding a class means giving it a status here.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            ErrorCode::Internal => 1,
+            ErrorCode::InvalidArgument => 2,
+            ErrorCode::NotFound => 3,
+            ErrorCode::Conflict => 4,
+            ErrorCode::State => 5,
+            ErrorCode::GuestUnavailable => 6,
+            ErrorCode::Timeout => 7,
+            ErrorCode::LimitExceeded => 8,
+            // As a shell reports a command ended by Ctrl-C.
+            ErrorCode::Cancelled => 130,
+        }
+    }
 }
 
 /// A failed request: the `Error` reply's code and a one-line message for users (the host
 /// clips it; it is peer text).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WireError {
+    /// The error's class.
     pub code: ErrorCode,
+    /// What went wrong, for users (the host clips it).
     pub message: String,
 }
 
 impl WireError {
+    /// An error of class `code`.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         WireError { code, message: message.into() }
     }
+    /// An `invalid_argument` error: the request is refused as asked.
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::InvalidArgument, message)
     }
+    /// A `not_found` error: what the request names does not exist.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::NotFound, message)
     }
+    /// An `internal` error: anything else that failed.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::Internal, message)
     }
+    /// A `limit_exceeded` error: a cap or a resource ran out.
     pub fn limit(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::LimitExceeded, message)
     }
@@ -235,9 +282,13 @@ pub enum AgentMode {
 /// is recognised and refused with the fix instead of failing to parse.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {
+    /// The protocol version the agent speaks ([`PROTOCOL_VERSION`] of its build).
     pub protocol: u32,
+    /// The agent's release version (its crate version).
     pub agent_version: String,
+    /// Milliseconds since the guest kernel booted (`/proc/uptime`).
     pub uptime_ms: u64,
+    /// What the agent serves in this boot.
     pub mode: AgentMode,
 }
 
@@ -245,9 +296,13 @@ pub struct Hello {
 /// much it wrote, and its last line of output (clipped, control characters removed).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExecProgress {
+    /// Milliseconds the command has run.
     pub elapsed_ms: u64,
+    /// Bytes it has written to stdout so far.
     pub stdout_bytes: u64,
+    /// Bytes it has written to stderr so far.
     pub stderr_bytes: u64,
+    /// Its last line of output so far (clipped, control characters removed).
     pub last_line: String,
 }
 
@@ -260,6 +315,7 @@ pub struct ExecProgress {
 pub enum Request {
     /// Ask the agent to announce itself (again): reply `Hello`. Carries the asker's version.
     Hello {
+        /// The asker's protocol version.
         protocol: u32,
     },
     /// Reply `Pong`.
@@ -269,7 +325,10 @@ pub enum Request {
     Exec(ExecRequest),
     /// Start unpacking a tar stream (sent as `Chunk`s then `End`) into `dest` in the guest.
     Unpack {
+        /// The directory in the guest to unpack into.
         dest: String,
+        /// Keep the archive's owners and extended attributes (environment builds do; seeds and
+        /// syncs do not).
         preserve_owners: bool,
         /// Apply the stream as one OCI image layer onto `dest` (a root file system): the agent
         /// unpacks it chrooted into `dest`, honours whiteouts (`.wh.NAME` deletes NAME,
@@ -284,8 +343,11 @@ pub enum Request {
     /// List a directory under /workspace (`path` absolute, inside /workspace). The entries
     /// come as a stream of JSON lines (one [`FsEntry`] each), then `FsEntries`.
     FsList {
+        /// The directory to list: absolute, inside /workspace.
         path: String,
+        /// List everything below it, not only its direct entries.
         recursive: bool,
+        /// Stop after this many entries (the reply then says `truncated`).
         max_entries: u32,
     },
     /// Read up to `max_bytes` of a regular file from `offset`; the bytes come as a stream,
@@ -294,8 +356,11 @@ pub enum Request {
     /// `mode` carries the file-type bits (`0o120000`); regular files then also report their
     /// type bits (`0o100000`).
     FsRead {
+        /// The file to read.
         path: String,
+        /// Bytes to send at most.
         max_bytes: u64,
+        /// Do not follow a symlink at `path` (see above).
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         nofollow: bool,
         /// Start reading this many bytes into the file (paging a large file).
@@ -305,16 +370,20 @@ pub enum Request {
     /// Apply writes, symlinks, deletes and mode changes all or nothing. The contents of the
     /// `Write` ops follow as a stream (`Chunk`s, then `End`), concatenated in op order.
     FsBatch {
+        /// The steps, applied in order, all or nothing.
         ops: Vec<FsOp>,
     },
     /// Manifest (type, mode, size, sha256) of everything under `path`, at most `max_entries`,
     /// streamed like `FsList`.
     FsManifest {
+        /// The directory whose tree is listed.
         path: String,
+        /// Stop after this many entries (the reply then says `truncated`).
         max_entries: u32,
     },
     /// Stream `path` out as a tar archive in `Chunk` frames, then `TarDone`.
     TarOut {
+        /// The file or directory to archive.
         path: String,
     },
     /// Configure the guest's network (sent once after `Hello` when the VM has a NIC): bring up
@@ -324,47 +393,68 @@ pub enum Request {
     /// certificates (the host's CA bundle) to trust besides the guest's own; empty for none.
     /// Reply: `NetReady`.
     NetConfig {
+        /// The MAC address of the interface to configure.
         mac: String,
+        /// The interface's address with its prefix length (CIDR).
         address: String,
+        /// The default route's gateway.
         gateway: String,
+        /// Nameservers for the guest's resolver config.
         nameservers: Vec<String>,
+        /// Variables added to every later command's environment.
         env: Vec<(String, String)>,
     },
     /// Flush everything to disk and freeze (or thaw) the root file system (snapshots).
     Freeze,
+    /// Thaw the root file system frozen by `Freeze`.
     Thaw,
     // --- shells ---
     /// Open an interactive shell on a PTY of `cols` x `rows` in `cwd` (default /workspace),
     /// with `env` added. Reply: `ShellInfo`.
     ShellOpen {
+        /// The shell's working directory; /workspace when absent.
         cwd: Option<String>,
+        /// The PTY's width in columns.
         cols: u16,
+        /// The PTY's height in rows.
         rows: u16,
+        /// Variables added to the shell's environment.
         env: Vec<(String, String)>,
     },
     /// Read the shell's output from `cursor` (bytes since it opened), at most `max_bytes`,
     /// after waiting until it has been quiet for `idle_ms` (0: no wait; the wait is bounded by
     /// `wait_ms`). Reply: `ShellData` with the bytes as payload.
     ShellRead {
+        /// The shell's id (`shell-N`).
         shell: String,
+        /// Where to read from: bytes since the shell opened.
         cursor: u64,
+        /// Bytes to send at most.
         max_bytes: u64,
+        /// Wait until the shell has been quiet this many milliseconds (0: no wait).
         idle_ms: u64,
+        /// The longest the quiet wait may take, in milliseconds.
         wait_ms: u64,
     },
     /// Send the payload to the shell's input. Reply: `ShellInfo`.
     ShellWrite {
+        /// The shell's id.
         shell: String,
     },
     /// Send `signal` to the shell's foreground process group. Reply: `ShellInfo`.
     ShellSignal {
+        /// The shell's id.
         shell: String,
+        /// The signal's number.
         signal: i32,
     },
     /// Change the PTY size (the foreground job gets SIGWINCH). Reply: `ShellInfo`.
     ShellResize {
+        /// The shell's id.
         shell: String,
+        /// The PTY's new width in columns.
         cols: u16,
+        /// The PTY's new height in rows.
         rows: u16,
     },
     /// Reply: `ShellListReply`.
@@ -372,6 +462,7 @@ pub enum Request {
     /// Hang the shell up (its session gets SIGHUP, then SIGKILL) and forget it. Reply:
     /// `ShellInfo` as it was when closed.
     ShellClose {
+        /// The shell's id.
         shell: String,
     },
     // --- services ---
@@ -381,38 +472,48 @@ pub enum Request {
     ServiceStart(ServiceSpec),
     /// One service's state (`name`), or all of them: reply `ServiceList`.
     ServiceStatus {
+        /// The service to report; all of them when absent.
         name: Option<String>,
     },
     /// The end of a service's log rings: the last `tail_lines` lines of each stream, or all
     /// that the rings hold. Reply `ServiceLogData`, the bytes in its payload (stdout, then
     /// stderr; a ring holds at most 1 MiB, so both fit one frame).
     ServiceLogs {
+        /// The service's name.
         name: String,
+        /// Lines to send from the end of each stream (ignored with `all`).
         tail_lines: u64,
+        /// Send everything the rings hold.
         all: bool,
     },
     /// Stop a service: TERM to its process group, KILL after `grace_ms`; the reply
     /// (`ServiceReply`) comes once no process of the group is left.
     ServiceStop {
+        /// The service's name.
         name: String,
+        /// Milliseconds between TERM and KILL.
         grace_ms: u64,
     },
     /// Supervisor-level: publish one more guest port on the host's 127.0.0.1 while the VM runs
     /// (`host_port` 0 picks a free one). Reply `PortPublished`, or an error (the policy has no
     /// published ports, the host port is taken).
     PublishPort {
+        /// The port in the guest.
         guest_port: u16,
+        /// The port on the host's 127.0.0.1 (0: pick a free one).
         host_port: u16,
     },
     /// Set the guest's wall clock (after a restore from saved memory the guest's clock is as
     /// old as the save). Reply `Ok`.
     SetClock {
+        /// The wall-clock time to set, in nanoseconds since the Unix epoch.
         unix_ns: u64,
     },
     /// Supervisor-level: save the running guest's memory and device state to `path` (written
     /// as `path.part`, renamed when complete), then end QEMU and the supervisor: the
     /// workspace is stopped. Refused while other requests are in flight. Reply `Suspended`.
     Suspend {
+        /// Where to write the saved state (on the host).
         path: String,
     },
     /// Supervisor-level, for `workspace fork`: pause the guest, switch its disk writes to the
@@ -421,7 +522,9 @@ pub enum Request {
     /// the guest run on. The frozen layer and the saved state are one consistent moment.
     /// Refused while other requests are in flight. Reply `Suspended`.
     Fork {
+        /// Where to write the saved state (on the host).
         path: String,
+        /// The empty overlay the guest's disk writes switch to (on the host).
         layer: String,
     },
     /// Make this guest its own before its first command (after a cold boot, and after a
@@ -430,8 +533,11 @@ pub enum Request {
     /// reseed its generator, set the clock, the hostname and `/etc/machine-id` (32 lowercase
     /// hex digits). Reply `Ok`.
     Identity {
+        /// The wall-clock time to set, in nanoseconds since the Unix epoch.
         unix_ns: u64,
+        /// The guest's new hostname.
         hostname: String,
+        /// The guest's new machine id.
         machine_id: String,
     },
 }
@@ -457,6 +563,7 @@ impl Request {
 pub enum Reply {
     /// The agent's announcement (also sent unasked at start, id 0).
     Hello(Hello),
+    /// The answer to `Ping`: the agent is alive and reading.
     Pong,
     /// Done, nothing to report (`Shutdown`, `Freeze`, `Thaw`, `SetClock`, `Identity`).
     Ok,
@@ -465,37 +572,56 @@ pub enum Reply {
     /// Final reply of `Exec`: the captured stdout then stderr bytes came first as a stream
     /// (`stdout.len + stderr.len` bytes in all).
     ExecResult(ExecResult),
+    /// Final reply of `Unpack`: what was unpacked.
     Unpacked {
+        /// Entries unpacked.
         entries: u64,
+        /// Bytes of file data unpacked.
         bytes: u64,
     },
     /// Final reply of `FsList` and `FsManifest`: how many entries the stream carried, and
     /// whether the walk stopped at `max_entries`.
     FsEntries {
+        /// Entries the stream carried.
         count: u64,
+        /// The walk stopped at `max_entries`.
         truncated: bool,
     },
+    /// Final reply of `FsRead`: the file's bytes came first as a stream.
     FsData {
+        /// The file's size in bytes.
         size: u64,
+        /// The file goes on after what was sent.
         truncated: bool,
+        /// What was sent has NUL bytes or is not UTF-8.
         binary: bool,
+        /// The file's permission bits (with the file-type bits for a read with `nofollow`).
         mode: u32,
     },
+    /// Final reply of `FsBatch`: what was applied.
     FsBatchDone {
+        /// Files and symlinks written.
         written: u64,
+        /// Entries deleted.
         deleted: u64,
     },
+    /// Final reply of `TarOut`: what the archive held.
     TarDone {
+        /// Entries archived.
         entries: u64,
+        /// Bytes of file data archived.
         bytes: u64,
     },
+    /// Reply of `NetConfig`: the guest's network is up.
     NetReady {
         /// The interface that was configured, e.g. `eth0`.
         interface: String,
         /// Where the combined CA bundle is in the guest, if one was installed.
         ca_bundle: Option<String>,
     },
+    /// Reply of the shell requests that report one shell: its state after the request.
     ShellInfo(ShellInfo),
+    /// Reply of `ShellRead`: the output is the payload.
     ShellData {
         /// Where the payload starts (later than the cursor asked for when older output was
         /// dropped from the shell's ring).
@@ -508,33 +634,53 @@ pub enum Reply {
         dropped: u64,
         /// The shell had been quiet for the idle time asked for when the reply was made.
         idle: bool,
+        /// The shell is still running.
         alive: bool,
+        /// How the shell exited; None while it runs.
         exit_code: Option<i32>,
     },
+    /// Reply of `ShellList`.
     ShellListReply {
+        /// Every shell the agent knows (exited ones too, until closed), oldest first.
         shells: Vec<ShellInfo>,
     },
+    /// Reply of `ServiceStart` and `ServiceStop`.
     ServiceReply {
+        /// The guest's boot id (`/proc/sys/kernel/random/boot_id`).
         boot_id: String,
+        /// The service's state after the request.
         service: ServiceState,
     },
+    /// Reply of `ServiceStatus`.
     ServiceList {
         /// `/proc/sys/kernel/random/boot_id`: a service recorded under another boot is lost.
         boot_id: String,
+        /// The services asked for.
         services: Vec<ServiceState>,
     },
+    /// Reply of `ServiceLogs`: stdout then stderr bytes are the payload.
     ServiceLogData {
+        /// The service's state.
         service: ServiceState,
+        /// Bytes of stdout at the start of the payload.
         stdout_len: u64,
+        /// Bytes of stderr after them.
         stderr_len: u64,
     },
+    /// Reply of `PublishPort`: where the port is reachable.
     PortPublished {
+        /// The host address it is published on (`127.0.0.1`).
         host: String,
+        /// The port on the host.
         host_port: u16,
+        /// The port in the guest.
         guest_port: u16,
     },
+    /// Reply of `Suspend` and `Fork`: the saved state is complete.
     Suspended {
+        /// Bytes of memory and device state written.
         bytes: u64,
+        /// Milliseconds the save took.
         ms: u64,
     },
 }
@@ -566,7 +712,9 @@ pub enum GuestStream {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "frame", rename_all = "snake_case")]
 pub enum ToGuest {
+    /// A request, opening its id.
     Request(Request),
+    /// A stream frame on a request in flight.
     Stream(HostStream),
 }
 
@@ -578,7 +726,9 @@ pub enum ToGuest {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "frame", rename_all = "snake_case")]
 pub enum ToHost {
+    /// The final reply to a request.
     Reply(Reply),
+    /// A stream frame before a request's reply.
     Stream(GuestStream),
 }
 
@@ -633,7 +783,9 @@ impl Wire for ToHost {}
 /// What a `Hello` header of any protocol version says about its sender (see [`announcement`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Announcement {
+    /// The protocol version the sender speaks.
     pub protocol: u32,
+    /// The sender's release version (at most 64 characters; empty when it sent none).
     pub agent_version: String,
 }
 
@@ -662,12 +814,19 @@ pub const IDENTITY_ENTROPY: usize = 64;
 /// One shell as the guest reports it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ShellInfo {
+    /// The shell's id (`shell-N`).
     pub shell_id: String,
+    /// The shell's process id in the guest.
     pub pid: i32,
+    /// The shell's working directory when it opened.
     pub cwd: String,
+    /// The PTY's width in columns.
     pub cols: u16,
+    /// The PTY's height in rows.
     pub rows: u16,
+    /// The shell is still running.
     pub alive: bool,
+    /// How the shell exited; None while it runs.
     pub exit_code: Option<i32>,
     /// Output bytes written since it opened (the cursor of the newest byte).
     pub output_bytes: u64,
@@ -680,16 +839,31 @@ pub struct ShellInfo {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Readiness {
     /// The file exists (a relative path is taken from the service's cwd).
-    File { path: String },
+    File {
+        /// The file to wait for.
+        path: String,
+    },
     /// A TCP connection to `host:port` (an IP address) succeeds.
-    Tcp { host: String, port: u16 },
+    Tcp {
+        /// The IP address to connect to.
+        host: String,
+        /// The port to connect to.
+        port: u16,
+    },
     /// `GET` of an `http://` URL (IP host) answers 2xx or 3xx.
-    Http { url: String },
+    Http {
+        /// The URL to fetch.
+        url: String,
+    },
     /// The shell command exits 0.
-    Command { command: String },
+    Command {
+        /// The command, run with /bin/sh -c.
+        command: String,
+    },
 }
 
 impl Readiness {
+    /// One line for status and summaries, e.g. `tcp 127.0.0.1:8080`.
     pub fn display(&self) -> String {
         match self {
             Readiness::File { path } => format!("file {path}"),
@@ -700,19 +874,26 @@ impl Readiness {
     }
 }
 
+/// What `ServiceStart` runs and how it is watched.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ServiceSpec {
+    /// The service's name, unique among the agent's live services.
     pub name: String,
+    /// The command to run.
     pub command: Command,
     /// Working directory in the guest; the agent defaults it to `/workspace`.
     pub cwd: Option<String>,
     /// Extra environment for the process (the request's variables win over the defaults).
     pub env: Vec<(String, String)>,
+    /// How the agent decides the service is ready; none: ready once spawned.
     pub readiness: Option<Readiness>,
+    /// Milliseconds to wait for readiness before the agent stops it as `failed`.
     pub ready_timeout_ms: u64,
+    /// Milliseconds between readiness probes.
     pub ready_interval_ms: u64,
     /// Restart after a failing exit (with a backoff), at most `max_restarts` times.
     pub restart_on_failure: bool,
+    /// Restarts allowed with `restart_on_failure` (the agent caps it too).
     pub max_restarts: u32,
     /// Grace between TERM and KILL when the agent itself stops it (not ready in time).
     pub stop_grace_ms: u64,
@@ -722,29 +903,46 @@ pub struct ServiceSpec {
 /// place them on its own clock whatever the guest's says.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub struct ServiceState {
+    /// The service's name.
     pub name: String,
+    /// The command, on one line.
     pub command: String,
+    /// The directory it runs in.
     pub cwd: String,
+    /// Where it is in its life.
     pub state: ServicePhase,
+    /// Its process id while it runs.
     pub pid: Option<i32>,
+    /// Its readiness check, if it has one.
     pub readiness: Option<Readiness>,
     /// The last readiness probe's result (`ok`, or why it failed).
     pub last_probe: Option<String>,
+    /// Its exit code, once it exited.
     pub exit_code: Option<i32>,
+    /// The signal that ended it, if one did.
     pub signal: Option<i32>,
+    /// Why it is no longer running, in one line.
     pub stop_reason: Option<String>,
+    /// How many times it was restarted.
     pub restarts: u32,
+    /// Milliseconds since it was (last) started.
     pub started_ago_ms: u64,
+    /// Milliseconds since it became ready.
     pub ready_ago_ms: Option<u64>,
+    /// Milliseconds since it ended.
     pub ended_ago_ms: Option<u64>,
+    /// Bytes it has written to stdout in all.
     pub stdout_bytes: u64,
+    /// Bytes it has written to stderr in all.
     pub stderr_bytes: u64,
-    /// Bytes that fell out of the bounded log rings.
+    /// Bytes of stdout that fell out of its bounded log ring.
     pub stdout_dropped: u64,
+    /// Bytes of stderr that fell out of its ring.
     pub stderr_dropped: u64,
 }
 
 impl ServiceState {
+    /// Starting or ready: something of it runs (or is about to run again).
     pub fn is_live(&self) -> bool {
         self.state.is_live()
     }
@@ -757,6 +955,7 @@ pub enum ServicePhase {
     /// Spawned (or waiting to restart), readiness not yet seen.
     #[default]
     Starting,
+    /// Its readiness check passed (at once when it has none).
     Ready,
     /// Ended on its own with status 0.
     Exited,
@@ -840,11 +1039,16 @@ pub fn split_host_port(s: &str, default_port: u16) -> Result<(std::net::IpAddr, 
 pub struct FsEntry {
     /// Path relative to /workspace ("" for /workspace itself).
     pub path: String,
+    /// What the entry is.
     pub kind: EntryKind,
+    /// Permission bits (`0o7777` at most).
     pub mode: u32,
+    /// Size in bytes.
     pub size: u64,
+    /// Where a symlink points, as written in it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
+    /// sha256 of a regular file's content (manifests only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
 }
@@ -853,8 +1057,11 @@ pub struct FsEntry {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EntryKind {
+    /// A regular file.
     File,
+    /// A directory.
     Dir,
+    /// A symbolic link.
     Symlink,
     /// Devices, FIFOs, sockets.
     Other,
@@ -879,20 +1086,30 @@ pub enum FsOp {
     /// Write `len` payload bytes to `path` atomically; `mode` None keeps an existing file's
     /// mode (new files get 0644). Parents are created.
     Write {
+        /// The file to write.
         path: String,
+        /// How many bytes of the batch's payload stream are its content.
         len: u64,
+        /// The file's permission bits.
         mode: Option<u32>,
     },
     /// Create (or replace) a symlink at `path` pointing at `target`.
     Symlink {
+        /// Where the link goes.
         path: String,
+        /// What the link points at, written as is.
         target: String,
     },
+    /// Delete a file or a symlink.
     Delete {
+        /// What to delete.
         path: String,
     },
+    /// Change an entry's permission bits.
     Chmod {
+        /// The entry to change.
         path: String,
+        /// Its new permission bits.
         mode: u32,
     },
 }
@@ -900,16 +1117,22 @@ pub enum FsOp {
 /// One decoded frame: a [`ToGuest`] or a [`ToHost`].
 #[derive(Debug, Clone)]
 pub struct Frame<M> {
+    /// The request id the frame belongs to.
     pub id: u32,
+    /// The decoded header.
     pub msg: M,
+    /// The raw payload (output, file bytes, archive chunks).
     pub payload: Vec<u8>,
 }
 
 /// One frame read off the wire with its lengths checked but its header not yet decoded.
 #[derive(Debug, Clone)]
 pub struct RawFrame {
+    /// The request id the frame belongs to.
     pub id: u32,
+    /// The JSON header, undecoded.
     pub header: Vec<u8>,
+    /// The raw payload.
     pub payload: Vec<u8>,
 }
 
@@ -930,8 +1153,10 @@ impl RawFrame {
     }
 }
 
+/// Why a frame could not be read or written.
 #[derive(Debug)]
 pub enum FrameError {
+    /// Reading or writing failed (the peer went away, a timeout).
     Io(io::Error),
     /// The peer sent something we refuse (oversize, bad JSON); the stream is unusable after it.
     Protocol(String),
@@ -984,6 +1209,7 @@ pub fn encode<M: Wire>(id: u32, msg: &M, payload: &[u8]) -> Result<Vec<u8>, Fram
     Ok(out)
 }
 
+/// Encode a frame and write it at once, then flush.
 pub fn write_frame<M: Wire>(w: &mut impl Write, id: u32, msg: &M, payload: &[u8]) -> Result<(), FrameError> {
     w.write_all(&encode(id, msg, payload)?)?;
     w.flush()?;
@@ -1030,6 +1256,7 @@ pub struct ChunkWriter<F: FnMut(&[u8]) -> io::Result<()>> {
 }
 
 impl<F: FnMut(&[u8]) -> io::Result<()>> ChunkWriter<F> {
+    /// A writer that hands each full chunk, and the rest at `flush`, to `send`.
     pub fn new(send: F) -> Self {
         ChunkWriter { send, buf: Vec::new() }
     }
@@ -1063,6 +1290,7 @@ pub struct LineSplitter {
 }
 
 impl LineSplitter {
+    /// A splitter refusing lines longer than `max_line` bytes.
     pub fn new(max_line: usize) -> Self {
         LineSplitter { buf: Vec::new(), max_line }
     }
@@ -1110,10 +1338,12 @@ pub struct HeadTail {
 }
 
 impl HeadTail {
+    /// A buffer keeping at most `cap` bytes: the first half and the last half of the stream.
     pub fn new(cap: usize) -> Self {
         HeadTail { cap, head: Vec::new(), tail: std::collections::VecDeque::new(), total: 0 }
     }
 
+    /// Feed the next bytes of the stream.
     pub fn push(&mut self, mut data: &[u8]) {
         self.total += data.len() as u64;
         let head_cap = self.cap / 2;
@@ -1133,6 +1363,7 @@ impl HeadTail {
         }
     }
 
+    /// Bytes fed in all, kept or not.
     pub fn total(&self) -> u64 {
         self.total
     }
@@ -1202,6 +1433,10 @@ mod tests {
         for code in ErrorCode::ALL {
             assert_eq!(serde_json::to_string(&code).unwrap(), format!("\"{}\"", code.as_str()));
         }
+        // Each class has its own CLI exit status, none of them success.
+        let statuses: std::collections::BTreeSet<i32> = ErrorCode::ALL.iter().map(|c| c.exit_code()).collect();
+        assert_eq!(statuses.len(), ErrorCode::ALL.len());
+        assert!(!statuses.contains(&0));
         for (k, s) in [(EntryKind::File, "file"), (EntryKind::Dir, "dir"), (EntryKind::Symlink, "symlink")] {
             assert_eq!((serde_json::to_string(&k).unwrap(), k.as_str()), (format!("\"{s}\""), s));
         }
@@ -1625,7 +1860,9 @@ mod tests {
                     let (hl, pl) = (h as usize, p as usize);
                     if hl == 0 || hl > MAX_HEADER || pl > MAX_PAYLOAD {
                         prop_assert!(matches!(&r, Err(FrameError::Protocol(m)) if m.contains("out of bounds")), "{:?}", r);
-                    } else if hl > tail.len() {
+                    } else if hl + pl > tail.len() {
+                        // The payload is read before the header is decoded: a frame cut short
+                        // anywhere is an early end of stream.
                         let eof = matches!(&r, Err(FrameError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof);
                         prop_assert!(eof, "{:?}", r);
                     } else {

@@ -41,20 +41,16 @@ pub fn main(json: bool, fix: bool) -> i32 {
             r.accelerator_reason.as_deref().unwrap_or("runtime not ready")
         );
         if let Some(k) = &r.kernel {
-            println!("kernel:       {} {}", k["release"].as_str().unwrap_or(""), k["version"].as_str().unwrap_or(""));
+            println!("kernel:       {} {}", k.release(), k.version());
         } else {
             println!("kernel:       not cached");
         }
         for e in &r.environments {
-            println!(
-                "environment:  {} {}",
-                e["name"].as_str().unwrap_or(""),
-                if e["installed"].as_bool() == Some(true) { "installed" } else { "not installed" }
-            );
+            println!("environment:  {} {}", e.name, if e.installed { "installed" } else { "not installed" });
         }
         println!(
             "capabilities: vm_boot={} guest_exec={} guest_network={}",
-            r.capabilities["vm_boot"], r.capabilities["guest_exec"], r.capabilities["guest_network"]
+            r.capabilities.vm_boot, r.capabilities.guest_exec, r.capabilities.guest_network
         );
         for c in &r.checks {
             println!("  [{}] {}: {}", if c.ok { "ok" } else { "FAIL" }, c.name, c.detail);

@@ -6,17 +6,24 @@
 use crate::error::{Error, Result};
 use serde::Serialize;
 
+/// One environment pyro builds from the Debian archive: its recipe and what `env list` says of it.
 #[derive(Debug, Clone, Serialize)]
 pub struct CatalogEntry {
+    /// What users name it by, e.g. `debian:12`.
     pub name: &'static str,
+    /// The recipe's version; bumping it makes a new build beside the old installs.
     pub version: &'static str,
+    /// One line for `env list`: what the environment holds.
     pub description: &'static str,
+    /// The Debian suite it is built from, e.g. `bookworm`.
     pub suite: &'static str,
+    /// Packages installed on top of the minimal base.
     pub packages: &'static [&'static str],
     /// Virtual size of the ext4 base (sparse on disk); the space a workspace can fill.
     pub disk_gib: u64,
 }
 
+/// Every environment pyro can build, in the order `env list` shows them.
 pub const CATALOG: &[CatalogEntry] = &[
     CatalogEntry {
         name: "debian:12",

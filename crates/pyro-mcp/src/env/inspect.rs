@@ -9,14 +9,22 @@ use crate::error::{Error, Result};
 use crate::paths::Paths;
 use serde::Serialize;
 
+/// One install of an environment on disk, current or not.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct InstallSummary {
+    /// The install's directory on the host.
     pub path: String,
+    /// The install's version.
     pub version: String,
+    /// The install's identity (sha256 of its rootfs archive or image manifest).
     pub digest: String,
+    /// When it was installed, in seconds since the Unix epoch.
     pub installed_at: u64,
+    /// Bytes its base image occupies on disk (it is sparse).
     pub size_bytes: u64,
+    /// It is the install new workspaces use.
     pub current: bool,
+    /// Who depends on it (`workspace <id>`, `vm <id>`); absent when nothing does.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub used_by: Vec<String>,
 }
@@ -24,8 +32,11 @@ pub struct InstallSummary {
 /// `env inspect`.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct EnvironmentDetails {
+    /// The environment's name, as given (catalog names canonicalized).
     pub name: String,
+    /// A catalog recipe or an OCI image.
     pub kind: super::EnvKind,
+    /// The catalog's one-line description; absent for images.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// The version the catalog builds now.
@@ -34,10 +45,12 @@ pub struct EnvironmentDetails {
     /// Packages the catalog recipe asks for (the install lists everything that came in).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub recipe_packages: Vec<String>,
+    /// An install of it is on disk.
     pub installed: bool,
     /// The install in use, with its env.json.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub current: Option<Installed>,
+    /// The current install's directory on the host; absent when not installed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
     /// Every install on disk (the current one too).

@@ -18,6 +18,7 @@ pub enum EnvKind {
 }
 
 impl EnvKind {
+    /// The kind's name, as manifests and JSON outputs write it (`catalog` or `oci`).
     pub fn as_str(self) -> &'static str {
         match self {
             EnvKind::Catalog => "catalog",
@@ -35,15 +36,19 @@ impl std::fmt::Display for EnvKind {
 /// What `env.json` records about an installed environment.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Installed {
+    /// The environment's name, e.g. `debian:12` or an image reference.
     pub name: String,
     /// The catalog version, or the first 12 hex digits of an image's manifest digest.
     pub version: String,
     /// Identity: sha256 of the rootfs archive (catalog) or of the image manifest (OCI).
     pub digest: String,
+    /// Where it came from, in one line: the Debian mirror and suite, or the image and its layers.
     pub source: String,
+    /// When it was installed, in seconds since the Unix epoch.
     pub installed_at: u64,
     /// Bytes the image occupies on disk (it is sparse).
     pub size_bytes: u64,
+    /// Every package installed in the image (for an OCI image, from its dpkg or apk database).
     pub packages: Vec<String>,
     /// Manifests written before OCI support have no kind: they are catalog builds.
     #[serde(default)]
@@ -54,6 +59,7 @@ pub struct Installed {
     /// Registry, digests, layers and image config of an OCI image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oci: Option<OciInfo>,
+    /// The install's directory on the host (not stored: it is where `env.json` was read).
     #[serde(skip)]
     pub dir: PathBuf,
     /// Set when this call built or pulled the install (false when it was already there).
@@ -82,9 +88,13 @@ pub fn load(dir: &Path) -> Option<Installed> {
 /// What env.json records about an image.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OciInfo {
+    /// The image reference as the user gave it.
     pub reference: String,
+    /// The registry it was pulled from, e.g. `docker.io`.
     pub registry: String,
+    /// The repository in that registry, e.g. `library/debian`.
     pub repository: String,
+    /// The tag the reference named, if it named one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
     /// `sha256:...` of the image manifest (the environment's identity).
@@ -92,18 +102,27 @@ pub struct OciInfo {
     /// `sha256:...` of the image index the manifest was chosen from, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub index_digest: Option<String>,
+    /// `sha256:...` of the image config.
     pub config_digest: String,
+    /// The platform the manifest was chosen for (`linux/amd64`).
     pub platform: String,
+    /// The image's layers, bottom first, as they were applied.
     pub layers: Vec<LayerInfo>,
+    /// What pyro recorded of the image config.
     pub config: ImageConfig,
+    /// When the image was created, as its config says (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created: Option<String>,
 }
 
+/// One layer of an OCI image.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LayerInfo {
+    /// `sha256:...` of the compressed layer blob.
     pub digest: String,
+    /// Bytes of the compressed layer blob.
     pub size: u64,
+    /// The blob's media type (gzip, zstd or uncompressed tar).
     pub media_type: String,
     /// sha256 of the uncompressed layer, from the image config.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -114,14 +133,19 @@ pub struct LayerInfo {
 /// in /workspace with pyro's environment).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ImageConfig {
+    /// The image's environment variables, `NAME=value`.
     #[serde(default)]
     pub env: Vec<String>,
+    /// The working directory the image names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub working_dir: Option<String>,
+    /// The user the image names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// The image's entrypoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entrypoint: Option<Vec<String>>,
+    /// The image's default command.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cmd: Option<Vec<String>>,
 }

@@ -35,18 +35,28 @@ pub use prune::{PruneEntry, PruneReport};
 /// `env pull`: the install, and whether this call built or pulled it.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct PullReport {
+    /// The environment's name, e.g. `debian:12` or an image reference.
     pub name: String,
+    /// The catalog version, or the first 12 hex digits of an image's manifest digest.
     pub version: String,
+    /// Built from the catalog, or pulled from an OCI registry.
     pub kind: EnvKind,
+    /// The install's identity: sha256 of the rootfs archive (catalog) or of the image manifest
+    /// (OCI).
     pub digest: String,
+    /// Bytes the base image occupies on disk (it is sparse).
     pub size_bytes: u64,
+    /// Where it came from, in one line: the Debian mirror and suite, or the image and its layers.
     pub source: String,
+    /// Always true: the environment is installed when the report is made.
     pub installed: bool,
     /// False when it was already installed.
     pub built: bool,
+    /// The install's directory on the host.
     pub path: PathBuf,
     /// Images only.
     pub manifest_digest: Option<String>,
+    /// For images: `sha256:...` of the image index the manifest was chosen from, if there was one.
     pub index_digest: Option<String>,
 }
 

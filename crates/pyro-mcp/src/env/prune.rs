@@ -17,12 +17,16 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// One environment install that `env prune` removed or kept, and why.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct PruneEntry {
     /// The environment's name, when the entry says.
     pub name: Option<String>,
+    /// The entry's path in the environment cache.
     pub path: String,
+    /// The install's version, when its manifest says.
     pub version: Option<String>,
+    /// Why it was removed or kept (`current`, `in use (...)`, an unknown entry, ...).
     pub reason: String,
     /// Bytes on disk.
     pub size_bytes: u64,
@@ -34,7 +38,9 @@ pub struct PruneEntry {
 /// `env prune`.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct PruneReport {
+    /// Nothing was removed: the report says what a real prune would do.
     pub dry_run: bool,
+    /// Installs removed (or, in a dry run, that would be).
     pub removed: Vec<PruneEntry>,
     /// Installs kept although they are not current: something depends on them.
     pub kept_in_use: Vec<PruneEntry>,
@@ -42,6 +48,7 @@ pub struct PruneReport {
     pub kept_current: Vec<PruneEntry>,
     /// Environments skipped because a pull or build holds their lock.
     pub skipped_busy: Vec<String>,
+    /// Bytes of disk freed (or, in a dry run, that would be).
     pub freed_bytes: u64,
 }
 

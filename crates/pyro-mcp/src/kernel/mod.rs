@@ -36,6 +36,8 @@ const MAX_PACKAGES_XZ: u64 = 256 << 20;
 const MANIFEST: &str = "kernel.json";
 const MANIFEST_FORMAT: u32 = 1;
 
+/// A guest kernel in pyro's cache: the Debian package it came from, the kernel image and its
+/// modules.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Kernel {
     /// e.g. linux-image-6.1.0-41-cloud-amd64
@@ -44,10 +46,13 @@ pub struct Kernel {
     pub version: String,
     /// The uname -r, e.g. 6.1.0-41-cloud-amd64.
     pub release: String,
+    /// sha256 of the `.deb` it was unpacked from, as the archive's Packages file lists it.
     pub deb_sha256: String,
+    /// The kernel image QEMU boots.
     pub vmlinuz: PathBuf,
     /// Module files (.ko, uncompressed) in an order where every module comes after its dependencies.
     pub modules: Vec<PathBuf>,
+    /// The cache directory holding the image and the modules.
     pub dir: PathBuf,
 }
 

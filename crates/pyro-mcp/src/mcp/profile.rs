@@ -28,8 +28,10 @@ pub enum Profile {
 }
 
 impl Profile {
+    /// Every profile, from the smallest tool set to the largest.
     pub const ALL: [Profile; 3] = [Profile::VmRun, Profile::WorkspaceCore, Profile::WorkspaceFull];
 
+    /// The profile's name, as `--profile` takes it and the server reports it.
     pub fn as_str(self) -> &'static str {
         match self {
             Profile::VmRun => "vm-run",
@@ -58,6 +60,7 @@ impl std::str::FromStr for Profile {
 /// How to serve: the options of `pyro mcp serve`.
 #[derive(Debug, Clone, Default)]
 pub struct ServeOptions {
+    /// Which tools to offer; `workspace-core` by default.
     pub profile: Profile,
     /// The project to seed from (its git work tree if it is in one); default: the git work
     /// tree around the current directory, if any.

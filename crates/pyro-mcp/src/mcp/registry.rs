@@ -26,9 +26,13 @@ use std::sync::Arc;
 pub enum Effect {
     /// Reads only (destructive and idempotent say nothing then, and are not listed).
     ReadOnly,
-    /// Changes state; `destructive`: may undo or overwrite what exists; `idempotent`: a
-    /// repeat with the same arguments changes nothing more.
-    Writes { destructive: bool, idempotent: bool },
+    /// Changes state.
+    Writes {
+        /// It may undo or overwrite what exists (`destructiveHint`).
+        destructive: bool,
+        /// A repeat with the same arguments changes nothing more (`idempotentHint`).
+        idempotent: bool,
+    },
 }
 
 // The combinations, named as the MCP spec words them ("additive" is not destructive).

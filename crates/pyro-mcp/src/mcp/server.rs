@@ -147,22 +147,27 @@ impl PyroServer {
         })
     }
 
+    /// The profile this server was started with.
     pub fn profile(&self) -> Profile {
         self.inner.profile
     }
 
+    /// The tools this server lists, as `tools/list` returns them.
     pub fn tools(&self) -> &[Tool] {
         &self.inner.tools
     }
 
+    /// The `instructions` this server sends hosts at initialize.
     pub fn instructions(&self) -> &str {
         &self.inner.instructions
     }
 
+    /// What `workspace_create` seeds from when a call gives no `seed_path`.
     pub fn source(&self) -> &ProjectSource {
         &self.inner.source
     }
 
+    /// The host directories a model's host paths must stay inside.
     pub fn host_roots(&self) -> &HostRoots {
         &self.inner.roots
     }

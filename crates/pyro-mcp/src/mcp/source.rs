@@ -21,18 +21,25 @@ use std::time::Duration;
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum SeedSource {
+    /// The project the server was started in (or given with `--project-path`).
     Project {
+        /// The project's root on the host.
         path: PathBuf,
     },
+    /// A clean clone of the `--repo-url` repository.
     RepoUrl {
+        /// The repository the server was started with.
         url: String,
+        /// The ref checked out in the clone; the default branch when absent.
         #[serde(rename = "ref")]
         reference: Option<String>,
     },
     /// The call's own `seed_path`.
     Explicit {
+        /// The host path the call gave.
         path: PathBuf,
     },
+    /// Nothing: the workspace started empty.
     None,
 }
 
@@ -40,9 +47,19 @@ pub enum SeedSource {
 #[derive(Debug, Clone)]
 pub enum ProjectSource {
     /// A git work tree (or a directory given with `--project-path`) on the host.
-    Project { root: PathBuf },
+    Project {
+        /// The work tree's root on the host.
+        root: PathBuf,
+    },
     /// A clean clone of a repository URL, made at startup.
-    RepoUrl { url: String, reference: Option<String>, clone: PathBuf },
+    RepoUrl {
+        /// The repository, as given with `--repo-url`.
+        url: String,
+        /// The ref to check out, as given with `--repo-ref`; the default branch when absent.
+        reference: Option<String>,
+        /// Where the clone is on the host.
+        clone: PathBuf,
+    },
     /// Nothing: workspaces start empty unless the model gives a seed path.
     None,
 }
@@ -294,6 +311,8 @@ pub struct HostRoots {
 }
 
 impl HostRoots {
+    /// The roots for `project` (if any) and each `--allow-root` in `allow`, canonicalized; an
+    /// allowed root that does not exist is `not_found`.
     pub fn new(project: Option<&Path>, allow: &[PathBuf]) -> Result<HostRoots> {
         let mut roots: Vec<PathBuf> = project.map(Path::to_path_buf).into_iter().collect();
         for r in allow {
@@ -339,6 +358,7 @@ impl HostRoots {
         Ok(resolved)
     }
 
+    /// The roots, comma-separated, for messages that say where a path may be.
     pub fn list(&self) -> String {
         self.roots.iter().map(|r| r.display().to_string()).collect::<Vec<_>>().join(", ")
     }

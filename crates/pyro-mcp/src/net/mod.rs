@@ -40,6 +40,7 @@ pub enum NetworkPolicy {
 }
 
 impl NetworkPolicy {
+    /// The policy's name, as `--network-policy` takes it.
     pub fn as_str(self) -> &'static str {
         match self {
             NetworkPolicy::Off => "off",
@@ -48,6 +49,7 @@ impl NetworkPolicy {
         }
     }
 
+    /// Parse a policy name (`off`, `egress`, `egress+published-ports`).
     pub fn parse(s: &str) -> Result<NetworkPolicy> {
         match s {
             "off" => Ok(NetworkPolicy::Off),
@@ -58,6 +60,7 @@ impl NetworkPolicy {
         }
     }
 
+    /// The guest gets a network card: every policy but `off`.
     pub fn has_nic(self) -> bool {
         self != NetworkPolicy::Off
     }
@@ -67,7 +70,9 @@ impl NetworkPolicy {
 /// (0: pick a free one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PortSpec {
+    /// The host port on 127.0.0.1; 0 picks a free one.
     pub host_port: u16,
+    /// The port in the guest (1-65535).
     pub guest_port: u16,
 }
 
@@ -93,16 +98,23 @@ impl PortSpec {
 /// A port published from the guest, as reported in status and the summary.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PublishedPort {
+    /// The host address the port is published on (`127.0.0.1`).
     pub host: String,
+    /// The port on the host.
     pub host_port: u16,
+    /// The port in the guest.
     pub guest_port: u16,
+    /// The transport (`tcp`).
     pub protocol: String,
 }
 
 /// A workspace's or run's network settings, checked.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct NetworkOptions {
+    /// What the guest may reach: nothing, the internet through the host's stack, or that plus
+    /// published ports.
     pub policy: NetworkPolicy,
+    /// Guest ports to publish on the host's 127.0.0.1 (only with `egress+published-ports`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub publish: Vec<PortSpec>,
     /// Names (`example.org`, `*.example.org`); empty: no allow list.

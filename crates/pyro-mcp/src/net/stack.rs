@@ -58,10 +58,15 @@ const MAX_DENIALS: usize = 500;
 pub struct Denial {
     /// A name (allow list) or an address.
     pub target: String,
+    /// The destination port (0 for the entry that counts destinations past the log's cap).
     pub port: u16,
+    /// Why it was refused, in one line (not on the allow list, too many connections, ...).
     pub reason: String,
+    /// How many times it was refused (connections, packets or DNS lookups).
     pub count: u64,
+    /// When the first was refused, in seconds since the Unix epoch.
     pub first_at: u64,
+    /// When the latest was refused, in seconds since the Unix epoch.
     pub last_at: u64,
 }
 

@@ -11,17 +11,27 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// The accelerator chosen for this host, why, and what it was decided from; cached in
+/// `<cache>/accel.json` until its key or this user's access to `/dev/kvm` changes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Verdict {
+    /// The accelerator VMs run under: KVM or TCG.
     pub accel: Accel,
     /// Why KVM was chosen or rejected, in one line.
     pub reason: String,
+    /// `/dev/kvm` exists.
     pub kvm_exists: bool,
+    /// This user can read `/dev/kvm`.
     pub kvm_readable: bool,
+    /// This user can write `/dev/kvm`.
     pub kvm_writable: bool,
     /// Result of the boot probe, if one ran.
     pub kvm_probe: Option<bool>,
+    /// The host TSC frequency in kHz, passed to TCG guests (microvm has no HPET or PM timer to
+    /// calibrate the TSC against).
     pub tsc_khz: Option<u64>,
+    /// What the verdict depends on (host, host kernel, QEMU binary, guest kernel): another key
+    /// means probe again.
     pub key: String,
 }
 

@@ -472,5 +472,5 @@ fn read_full(r: &mut dyn std::io::Read, buf: &mut [u8]) -> std::io::Result<usize
 /// A guest's (or the supervisor's) error reply as ours: its typed code, its message clipped
 /// (it is peer text shown to users and models; `Error::new` folds it onto one line).
 fn guest_error(e: WireError) -> Error {
-    Error::new(Code::from(e.code), crate::text::clip(&e.message, MAX_GUEST_MESSAGE))
+    Error::new(e.code, crate::text::clip(&e.message, MAX_GUEST_MESSAGE))
 }

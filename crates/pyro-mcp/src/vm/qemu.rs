@@ -10,11 +10,14 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Accel {
+    /// Hardware virtualization through `/dev/kvm`.
     Kvm,
+    /// QEMU's software emulation: slower, and works anywhere.
     Tcg,
 }
 
 impl Accel {
+    /// The accelerator's name, as QEMU's `-accel` and pyro's reports spell it.
     pub fn as_str(self) -> &'static str {
         match self {
             Accel::Kvm => "kvm",
@@ -41,6 +44,8 @@ pub fn find_qemu_img() -> Result<PathBuf> {
     })
 }
 
+/// The first file called `name` in a PATH directory, then in /usr/sbin and /sbin (which a
+/// non-root PATH may lack).
 pub fn which(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
     std::env::split_paths(&path)
@@ -91,15 +96,21 @@ impl VmMode {
 /// Everything that varies between VMs; the rest of the command line is fixed.
 #[derive(Debug, Clone)]
 pub struct MachineConfig {
+    /// KVM or TCG.
     pub accel: Accel,
+    /// vCPUs of the guest.
     pub vcpus: u32,
+    /// Memory of the guest in MiB.
     pub mem_mib: u32,
+    /// The kernel image to boot.
     pub kernel: PathBuf,
+    /// The initramfs to boot (the guest agent as `/init`).
     pub initrd: PathBuf,
     /// What the guest init does.
     pub mode: VmMode,
     /// Host TSC in kHz: without it microvm guests under TCG hang calibrating (no HPET/PIT).
     pub tsc_khz: Option<u64>,
+    /// The guest's root disk (`/dev/vda`); none for the boot probe and the builder's blank start.
     pub disk: Option<Disk>,
     /// A virtio-net NIC wired to the supervisor's network stack (`net.sock`).
     pub nic: bool,
@@ -107,9 +118,12 @@ pub struct MachineConfig {
     pub dir: PathBuf,
 }
 
+/// A disk image attached as the guest's virtio block device.
 #[derive(Debug, Clone)]
 pub struct Disk {
+    /// The image file on the host.
     pub path: PathBuf,
+    /// The image's format for QEMU (`qcow2` or `raw`).
     pub format: &'static str,
     /// `unsafe` for throwaway overlays (fastest), `writeback` where data must survive.
     pub cache: &'static str,

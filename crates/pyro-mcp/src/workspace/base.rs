@@ -15,7 +15,7 @@ use std::path::PathBuf;
 /// only when an operation needs a VM, so `list`, `status` and `logs` stay cheap.
 pub struct Workspaces<'a> {
     pub(super) host: &'a Host,
-    pub store: Store,
+    pub(super) store: Store,
 }
 
 pub fn ws_dir(paths: &Paths, id: &str) -> PathBuf {
@@ -68,6 +68,7 @@ impl<'a> Workspaces<'a> {
         self.host.runtime()
     }
 
+    /// The directories this user's workspaces, caches and VMs live in.
     pub fn paths(&self) -> &'a Paths {
         self.host.paths()
     }

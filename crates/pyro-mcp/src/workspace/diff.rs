@@ -19,22 +19,35 @@ const MAX_TEXT_FILE: u64 = 256 * 1024;
 /// Most entries a workspace may have for `diff` (and the summary's live diff).
 pub const MAX_MANIFEST_ENTRIES: u32 = 500_000;
 
+/// How many paths changed, by kind of change, and how many of the changed files have a text patch.
 #[derive(Debug, Clone, Serialize, JsonSchema, Default)]
 pub struct DiffSummary {
+    /// Paths that changed, of every kind.
     pub total: usize,
+    /// Paths that are new.
     pub added: usize,
+    /// Paths whose content changed (a file's bytes or executable bit, a symlink's target).
     pub modified: usize,
+    /// Paths that are gone.
     pub deleted: usize,
+    /// Paths that became another type (a file became a directory or a symlink, ...).
     pub type_changed: usize,
+    /// Changed files shown in the patch as text.
     pub text_patched: usize,
+    /// Changed files left out of the patch: binary, or too large to diff.
     pub non_text: usize,
 }
 
+/// One changed path.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct DiffEntry {
+    /// The path, relative to /workspace.
     pub path: String,
+    /// `added`, `modified`, `deleted` or `type_changed`.
     pub status: String,
+    /// What is there now (or was, when deleted): `file`, `dir`, `symlink` or `other`.
     pub artifact_type: String,
+    /// Its content is binary or too large, so the patch leaves it out; absent when false.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub binary: bool,
 }
@@ -42,14 +55,23 @@ pub struct DiffEntry {
 /// `diff`: the live workspace against its baseline, capped.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct DiffResult {
+    /// The workspace (its id).
     pub workspace_id: String,
+    /// Anything changed since the baseline.
     pub changed: bool,
+    /// How many paths changed, by kind.
     pub summary: DiffSummary,
+    /// The changed paths, edits to what existed first, then additions (capped; see
+    /// `entries_omitted`).
     pub entries: Vec<DiffEntry>,
+    /// Changed paths not listed past the cap; absent when all are listed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub entries_omitted: Option<usize>,
+    /// A unified diff of the changed text files (capped; a marker says where).
     pub patch: String,
+    /// The patch was cut at its cap.
     pub patch_truncated: bool,
+    /// How to see the rest when the result is capped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
 }

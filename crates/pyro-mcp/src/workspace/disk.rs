@@ -35,10 +35,13 @@ const RUNTIME_DIRS: &[&str] = &["/run", "/proc", "/sys", "/dev"];
 /// `disk export`: the raw image written.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct DiskExport {
+    /// The workspace whose disk was exported (its id).
     pub workspace_id: String,
+    /// The host file the image was written to.
     pub output_path: PathBuf,
     /// `raw` (a plain ext4 file system image, sparse).
     pub format: String,
+    /// The file system in the image (`ext4`).
     pub file_system: String,
     /// The image's size (the guest disk's size); holes take no space.
     pub size_bytes: u64,

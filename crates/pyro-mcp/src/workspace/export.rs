@@ -55,17 +55,23 @@ pub struct ExportOptions {
 /// `export`: what was copied out, and where.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct ExportReport {
+    /// The workspace exported from (its id).
     pub workspace_id: String,
+    /// The path in the workspace that was copied out.
     pub path: String,
+    /// The host path it was copied to.
     pub output_path: PathBuf,
     /// `file` or `directory`.
     pub artifact_type: String,
+    /// Files, directories and symlinks written.
     pub entry_count: u64,
+    /// Bytes of file content written.
     pub bytes_written: u64,
     /// Entries left out, and why (escaping or absolute symlinks, git config and hooks); at
     /// most 100 listed, `skipped_count` counts them all.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub skipped: Vec<SkippedEntry>,
+    /// How many entries were left out in all; absent when none.
     #[serde(skip_serializing_if = "is_zero")]
     pub skipped_count: u64,
 }
@@ -74,10 +80,12 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
+/// An entry `export` left out instead of writing it to the host.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct SkippedEntry {
     /// Relative to the export's top entry's parent (as in the archive).
     pub path: String,
+    /// Why it was left out (an escaping or absolute symlink, git config or hooks, ...).
     pub reason: String,
 }
 

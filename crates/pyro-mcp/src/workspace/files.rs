@@ -20,6 +20,7 @@ fn is_zero(n: &u64) -> bool {
 
 pub const DEFAULT_READ_BYTES: u64 = 64 * 1024;
 pub const MAX_READ_BYTES: u64 = 1 << 20;
+/// Largest content `file write` takes, in bytes (1 MiB); larger files go in with `sync push`.
 pub const MAX_WRITE_BYTES: usize = 1 << 20;
 pub const DEFAULT_LIST_ENTRIES: u32 = 1000;
 /// Largest file a patch may touch (read whole, patched in memory).
@@ -33,10 +34,14 @@ pub struct FileEntry {
     pub path: String,
     /// `file`, `dir`, `symlink` or `other`.
     pub kind: String,
+    /// Permission bits (`0o7777` at most).
     pub mode: u32,
+    /// Size in bytes.
     pub size: u64,
+    /// Where a symlink points, as written in it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
+    /// sha256 of a regular file's content, when the listing computed it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
 }
@@ -54,22 +59,32 @@ impl From<pyro_proto::FsEntry> for FileEntry {
     }
 }
 
+/// `file list`: a directory's entries.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct FileList {
+    /// The workspace (its id).
     pub workspace_id: String,
+    /// The directory listed, as an absolute guest path.
     pub path: String,
+    /// How many entries are listed.
     pub count: usize,
+    /// The entries, relative to /workspace.
     pub entries: Vec<FileEntry>,
+    /// The listing stopped at its cap; `hint` says how to see the rest.
     pub truncated: bool,
     /// Set when the listing was capped: how to see the rest.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
 }
 
+/// `file read`: a file's content from an offset.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct FileRead {
+    /// The workspace (its id).
     pub workspace_id: String,
+    /// The file read, as an absolute guest path.
     pub path: String,
+    /// The file's size in bytes.
     pub size_bytes: u64,
     /// Where in the file `content` starts.
     #[serde(skip_serializing_if = "is_zero")]
@@ -79,61 +94,87 @@ pub struct FileRead {
     /// When truncated: the `offset` that reads on from here.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_offset: Option<u64>,
+    /// The content has NUL bytes or is not UTF-8, so `content` shows it with replacement
+    /// characters.
     pub binary: bool,
+    /// The file's permission bits (with the file-type bits when read without following a symlink).
     pub mode: u32,
+    /// What was read, as text (invalid UTF-8 replaced, secrets redacted).
     #[serde(serialize_with = "crate::text::lossy")]
     #[schemars(with = "String")]
     pub content: Vec<u8>,
 }
 
+/// `file write`: what was written where.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct FileWrite {
+    /// The workspace (its id).
     pub workspace_id: String,
+    /// The file written, as an absolute guest path.
     pub path: String,
+    /// Bytes written.
     pub bytes_written: u64,
 }
 
 /// `sync push`: what was copied where.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct SyncPush {
+    /// The workspace (its id).
     pub workspace_id: String,
+    /// What was copied and where.
     pub workspace_sync: SyncDetails,
 }
 
+/// What `sync push` copied: from where, to where, and how much.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct SyncDetails {
     /// `directory`, `git_checkout`, `tar` or `tar_gz`.
     #[schemars(with = "String")]
     pub mode: seed::SourceKind,
+    /// The host directory or archive copied from.
     pub source_path: PathBuf,
+    /// Where it was unpacked in the guest (an absolute path).
     pub destination: String,
+    /// Files, directories and symlinks copied.
     pub entry_count: u64,
+    /// Bytes of file content copied.
     pub bytes_written: u64,
 }
 
 /// `patch apply`: each file and what happened to it.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct PatchReport {
+    /// The workspace (its id).
     pub workspace_id: String,
+    /// The patch changed at least one file.
     pub changed: bool,
+    /// How many files of each kind the patch changed.
     pub summary: PatchSummary,
+    /// Each file the patch touched.
     pub entries: Vec<PatchEntry>,
 }
 
+/// One file a patch touched.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct PatchEntry {
+    /// The file's path, relative to /workspace (for a rename, the new path).
     pub path: String,
     /// `added`, `modified`, `deleted`, `renamed` or `mode_changed`.
     #[schemars(with = "String")]
     pub status: patch::Action,
     /// The path a rename moved away from (null otherwise).
     pub old_path: Option<String>,
+    /// Hunks of the patch applied to the file.
     pub hunks: usize,
+    /// Lines the patch added to the file.
     pub additions: usize,
+    /// Lines the patch removed from the file.
     pub deletions: usize,
 }
 
 impl Workspaces<'_> {
+    /// A directory's entries (`/workspace` by default; with `recursive`, everything below it),
+    /// capped at 1000.
     pub fn file_list(&mut self, key: &str, path: Option<&str>, recursive: bool) -> Result<FileList> {
         let gp = guest_path(path.unwrap_or("/workspace"))?;
         let r = self.resolve(key)?;
@@ -162,6 +203,7 @@ impl Workspaces<'_> {
         })
     }
 
+    /// The start of a file, up to `max_bytes` (64 KiB by default, 1 MiB at most).
     pub fn file_read(&mut self, key: &str, path: &str, max_bytes: Option<u64>) -> Result<FileRead> {
         self.file_read_at(key, path, 0, max_bytes)
     }
@@ -192,6 +234,7 @@ impl Workspaces<'_> {
         })
     }
 
+    /// Create or replace one file with `content`, atomically (its directories are created).
     pub fn file_write(&mut self, key: &str, path: &str, content: &[u8]) -> Result<FileWrite> {
         let gp = guest_path(path)?;
         if gp == "/workspace" {

@@ -43,7 +43,9 @@ const SHARED: [&str; 4] = ["baseline.qcow2", crate::vm::spare::TEMPLATE_DISK, "b
 /// `fork`'s options: the new workspace's name and labels (none are copied from the source).
 #[derive(Debug, Clone, Default)]
 pub struct ForkOptions {
+    /// A unique name for the new workspace; none when absent.
     pub name: Option<String>,
+    /// Labels of the new workspace.
     pub labels: BTreeMap<String, String>,
 }
 

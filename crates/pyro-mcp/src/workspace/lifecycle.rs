@@ -22,13 +22,21 @@ pub const DEFAULT_EXEC_OUTPUT: u64 = 256 * 1024;
 /// Output kept per stream in the command history (`logs`).
 pub const HISTORY_OUTPUT: usize = 16 * 1024;
 
+/// `create` with everything it takes; `Default` gives no seed, no network and no secrets (the
+/// environment must be set).
 #[derive(Debug, Clone, Default)]
 pub struct CreateOptions {
+    /// The environment the workspace runs, e.g. `debian:12`.
     pub environment: String,
+    /// A host directory or .tar(.gz) archive to seed /workspace from; empty when absent.
     pub seed_path: Option<PathBuf>,
+    /// A unique name to refer to the workspace by, besides its id.
     pub name: Option<String>,
+    /// Labels to tag the workspace with.
     pub labels: BTreeMap<String, String>,
+    /// vCPUs of its VM; the default when absent.
     pub vcpu_count: Option<u32>,
+    /// Memory of its VM in MiB; the default when absent.
     pub mem_mib: Option<u32>,
     /// Network policy, published ports and allow list (default: no network).
     pub network: crate::net::NetworkOptions,
@@ -42,10 +50,13 @@ pub struct CreateOptions {
 /// `exec` with everything it takes; `ExecOptions::new(command)` has the defaults.
 #[derive(Debug, Clone)]
 pub struct ExecOptions {
+    /// The command: an argv vector, or one string for /bin/sh -c.
     pub command: Command,
     /// Inside /workspace (default `/workspace`).
     pub cwd: Option<String>,
+    /// Seconds before the command's process group is killed.
     pub timeout_s: u64,
+    /// Environment variables added to the command's, name and value.
     pub env: Vec<(String, String)>,
     /// Secrets put into this command's environment (`SECRET[=ENV_NAME]`).
     pub secret_env: Vec<SecretEnv>,
@@ -54,6 +65,8 @@ pub struct ExecOptions {
 }
 
 impl ExecOptions {
+    /// An exec of `command` in /workspace with the default timeout and output cap, and no extra
+    /// environment.
     pub fn new(command: Command) -> ExecOptions {
         ExecOptions {
             command,
@@ -66,35 +79,54 @@ impl ExecOptions {
     }
 }
 
+/// `update`'s changes; each field left at its default changes nothing.
 #[derive(Debug, Clone, Default)]
 pub struct UpdateOptions {
+    /// The workspace's new name.
     pub name: Option<String>,
+    /// Remove the workspace's name (exclusive with `name`).
     pub clear_name: bool,
+    /// Labels to add or overwrite.
     pub labels: BTreeMap<String, String>,
+    /// Keys of the labels to remove.
     pub clear_labels: Vec<String>,
 }
 
 /// `exec`: one command in a workspace, as recorded in its history.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct ExecRecord {
+    /// The workspace (its id).
     pub workspace_id: String,
+    /// The command's number in the workspace's history.
     pub sequence: u64,
+    /// The command as run, on one line (secrets redacted).
     pub command: String,
+    /// The working directory it ran in.
     pub cwd: String,
+    /// The command's exit code (124 when the timeout killed it, 128+N for signal N).
     pub exit_code: i32,
+    /// The timeout killed the command.
     pub timed_out: bool,
     /// The caller cancelled it; the guest killed its process group.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub cancelled: bool,
+    /// Milliseconds the command ran in the guest.
     pub duration_ms: u64,
+    /// Always `guest_vm`: workspace commands run only in their VM.
     pub execution_mode: String,
+    /// What the command wrote to stdout, as text (invalid UTF-8 replaced, secrets redacted), head
+    /// and tail when capped.
     #[serde(serialize_with = "crate::text::lossy")]
     #[schemars(with = "String")]
     pub stdout: Vec<u8>,
+    /// What the command wrote to stderr, as text (invalid UTF-8 replaced, secrets redacted), head
+    /// and tail when capped.
     #[serde(serialize_with = "crate::text::lossy")]
     #[schemars(with = "String")]
     pub stderr: Vec<u8>,
+    /// stdout was longer than the cap; its middle was cut.
     pub stdout_truncated: bool,
+    /// stderr was longer than the cap; its middle was cut.
     pub stderr_truncated: bool,
     /// Set when the VM had stopped and was booted again for this call.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -104,20 +136,28 @@ pub struct ExecRecord {
 /// `delete`: the workspace is gone.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct DeleteReport {
+    /// The deleted workspace (its id).
     pub workspace_id: String,
+    /// Always true: a workspace that cannot be deleted is an error instead.
     pub deleted: bool,
+    /// What was removed.
     pub reason: String,
 }
 
 /// `logs`: the command history since the last reset.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct Logs {
+    /// The workspace (its id).
     pub workspace_id: String,
+    /// How many commands are listed.
     pub count: usize,
+    /// The commands run since the last reset, oldest first.
     pub entries: Vec<super::store::CommandRow>,
 }
 
 impl<'a> Workspaces<'a> {
+    /// What callers see of the workspace in row `r`, with its VM's state checked against
+    /// reality (touches no VM).
     pub fn info(&self, r: &Row) -> WorkspaceInfo {
         let (state, reason) = match vm_state(self.paths(), &r.id) {
             (s, reason) if s == "running" => (s, reason),
@@ -193,6 +233,8 @@ impl<'a> Workspaces<'a> {
         Ok(())
     }
 
+    /// Create a workspace: boot its VM (from a warm template or spare when one fits), seed
+    /// /workspace and record the baseline that `diff` and `reset` go back to.
     pub fn create(&mut self, o: &CreateOptions, progress: &dyn Fn(&str)) -> Result<WorkspaceInfo> {
         crate::clock::trace("create: begin");
         let mut probe = crate::run::RunOptions::new(o.environment.clone(), Command::Shell("true".into()));
@@ -505,6 +547,7 @@ impl<'a> Workspaces<'a> {
         Client::connect(&sock).ok()
     }
 
+    /// The workspace's stored row, found by its id, a unique id prefix or its unique name.
     pub fn resolve(&self, key: &str) -> Result<Row> {
         self.store.resolve(key)
     }
@@ -547,6 +590,7 @@ impl<'a> Workspaces<'a> {
         Ok((vm.client, Some(why)))
     }
 
+    /// Every workspace, most recently active first.
     pub fn list(&self) -> Result<WorkspaceList> {
         let workspaces: Vec<WorkspaceInfo> = self.store.list()?.iter().map(|r| self.info(r)).collect();
         Ok(WorkspaceList { count: workspaces.len(), workspaces })
@@ -557,6 +601,7 @@ impl<'a> Workspaces<'a> {
         Ok(self.info(&self.resolve(key)?))
     }
 
+    /// Rename a workspace or change its labels; touches no VM.
     pub fn update(&mut self, key: &str, o: &UpdateOptions) -> Result<WorkspaceInfo> {
         let mut r = self.resolve(key)?;
         if o.name.is_some() && o.clear_name {
@@ -809,6 +854,7 @@ impl<'a> Workspaces<'a> {
         })
     }
 
+    /// The workspace's command history since its last reset, output included (capped per command).
     pub fn logs(&self, key: &str) -> Result<Logs> {
         let r = self.resolve(key)?;
         let mut entries = self.store.commands(&r.id)?;

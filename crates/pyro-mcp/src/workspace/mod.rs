@@ -42,25 +42,43 @@ pub use secrets::{SecretEnv, SecretInfo, SecretSource, SecretSpec};
 /// What callers see of a workspace (the result of create, status, update and reset).
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct WorkspaceInfo {
+    /// The workspace's id.
     pub id: String,
+    /// Its unique name, if it has one.
     pub name: Option<String>,
+    /// Its labels (the MCP server's scope label among them when made through MCP).
     pub labels: BTreeMap<String, String>,
+    /// The environment it runs.
     pub environment: String,
+    /// `running`, `starting`, `stopped` (on request) or `dead` (its VM ended otherwise; the next
+    /// operation boots it).
     pub state: String,
+    /// Why it is in that state, when that is worth saying.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state_reason: Option<String>,
+    /// vCPUs of its VM.
     pub vcpu_count: u32,
+    /// Memory of its VM in MiB.
     pub mem_mib: u32,
+    /// When it was created, in seconds since the Unix epoch.
     pub created_at: u64,
+    /// When it was last used, in seconds since the Unix epoch.
     pub last_activity_at: u64,
+    /// How many times it was reset.
     pub reset_count: u32,
+    /// When it was last reset, in seconds since the Unix epoch; None if never.
     pub last_reset_at: Option<u64>,
+    /// How many commands it has run since its last reset.
     pub command_count: u64,
+    /// What it was seeded from; absent when it started empty.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<WorkspaceSeed>,
+    /// What its guest may reach on the network.
     pub network_policy: crate::net::NetworkPolicy,
+    /// Guest ports published on the host while its VM runs; absent when none.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub published_ports: Vec<crate::net::PublishedPort>,
+    /// The only host names its guest may reach over HTTP(S); absent when there is no allow list.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub allow_domains: Vec<String>,
     /// Set when the guest's network stack failed (the guest then has no network at all).
@@ -97,6 +115,7 @@ pub struct WorkspaceSeed {
     pub kind: String,
     /// Canonical host path (plus a note when a checkout was seeded as a plain directory).
     pub source: String,
+    /// Files, directories and symlinks the seed held.
     pub entries: u64,
     /// Total bytes of file contents.
     pub bytes: u64,
@@ -105,7 +124,9 @@ pub struct WorkspaceSeed {
 /// `workspace list`: most recently active first.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct WorkspaceList {
+    /// How many workspaces are listed.
     pub count: usize,
+    /// The workspaces, most recently active first.
     pub workspaces: Vec<WorkspaceInfo>,
 }
 

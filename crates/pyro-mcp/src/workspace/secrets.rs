@@ -58,15 +58,19 @@ impl std::fmt::Debug for SecretSource {
 /// One secret for `CreateOptions::secrets`.
 #[derive(Debug, Clone)]
 pub struct SecretSpec {
+    /// The secret's name, as `secret_env` refers to it.
     pub name: String,
+    /// Where its value comes from: given inline or read from a host file.
     pub source: SecretSource,
 }
 
 impl SecretSpec {
+    /// A secret whose value is given inline.
     pub fn literal(name: impl Into<String>, value: impl Into<String>) -> SecretSpec {
         SecretSpec { name: name.into(), source: SecretSource::Literal(value.into()) }
     }
 
+    /// A secret whose value is read from a host file at create time.
     pub fn file(name: impl Into<String>, path: impl Into<PathBuf>) -> SecretSpec {
         SecretSpec { name: name.into(), source: SecretSource::File(path.into()) }
     }
@@ -92,15 +96,19 @@ impl SecretSpec {
 /// default SECRET itself).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecretEnv {
+    /// The secret's name in the workspace.
     pub secret: String,
+    /// The environment variable the process sees it as.
     pub env: String,
 }
 
 impl SecretEnv {
+    /// Put secret `secret` into the environment as `env`.
     pub fn new(secret: impl Into<String>, env: impl Into<String>) -> SecretEnv {
         SecretEnv { secret: secret.into(), env: env.into() }
     }
 
+    /// Parse `SECRET[=ENV_NAME]`: both must be valid names, and ENV_NAME defaults to SECRET.
     pub fn parse(s: &str) -> Result<SecretEnv> {
         let (secret, env) = s.split_once('=').unwrap_or((s, s));
         validate_secret_name(secret)?;
@@ -121,6 +129,7 @@ impl std::str::FromStr for SecretEnv {
 /// What callers see of a secret: its name and where it came from, never its value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct SecretInfo {
+    /// The secret's name.
     pub name: String,
     /// `literal` or `file`.
     pub source: String,

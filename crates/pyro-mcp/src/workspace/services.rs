@@ -48,14 +48,18 @@ const ERROR_TAIL_LINES: u64 = 8;
 /// What to restart on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 pub enum RestartPolicy {
+    /// Never: an exited service stays exited.
     #[default]
     #[serde(rename = "no")]
     No,
+    /// After a failing exit (a non-zero status or a signal), up to `MAX_RESTARTS` times; then
+    /// it is left `failed`.
     #[serde(rename = "on-failure")]
     OnFailure,
 }
 
 impl RestartPolicy {
+    /// Parse a policy name (`no` or `on-failure`).
     pub fn parse(s: &str) -> Result<RestartPolicy> {
         match s {
             "no" => Ok(RestartPolicy::No),
@@ -67,6 +71,7 @@ impl RestartPolicy {
         }
     }
 
+    /// The policy's name, as `--restart` takes it.
     pub fn as_str(self) -> &'static str {
         match self {
             RestartPolicy::No => "no",
@@ -79,11 +84,13 @@ impl RestartPolicy {
 /// most one of the four.
 #[derive(Debug, Clone, Default)]
 pub struct ReadinessArgs {
+    /// Ready once this file exists (a relative path is taken from the service's working directory).
     pub file: Option<String>,
     /// `HOST:PORT`, HOST an IP address or `localhost`.
     pub tcp: Option<String>,
     /// `http://HOST[:PORT]/PATH`, HOST an IP address or `localhost`.
     pub http: Option<String>,
+    /// Ready once this shell command exits 0 in the guest.
     pub command: Option<String>,
 }
 
@@ -130,13 +137,19 @@ impl ReadinessArgs {
 /// `service start`'s options.
 #[derive(Debug, Clone)]
 pub struct ServiceOptions {
+    /// The service's name, unique among the workspace's running services.
     pub name: String,
+    /// The command: an argv vector, or one string for /bin/sh -c.
     pub command: Command,
     /// Working directory (in /workspace; default /workspace).
     pub cwd: Option<String>,
+    /// How the agent decides the service is ready; none: ready once started.
     pub readiness: Option<Readiness>,
+    /// Seconds to wait for readiness before the start fails.
     pub ready_timeout_s: u64,
+    /// Milliseconds between readiness probes.
     pub ready_interval_ms: u64,
+    /// Whether the agent restarts the service when it exits.
     pub restart: RestartPolicy,
     /// Extra environment for the process.
     pub env: Vec<(String, String)>,
@@ -148,6 +161,8 @@ pub struct ServiceOptions {
 }
 
 impl ServiceOptions {
+    /// A service `name` running `command` in /workspace, with no readiness check, no restarts and
+    /// the default timeouts.
     pub fn new(name: impl Into<String>, command: Command) -> ServiceOptions {
         ServiceOptions {
             name: name.into(),
@@ -167,11 +182,16 @@ impl ServiceOptions {
 /// A service as callers see it.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ServiceInfo {
+    /// The workspace (its id).
     pub workspace_id: String,
+    /// The service's name.
     pub name: String,
-    /// starting, ready, exited, failed, stopped, or lost (its VM restarted or stopped).
+    /// starting, ready, exited, failed, stopped, lost (its VM restarted or stopped), or paused
+    /// (the workspace is stopped with its memory saved).
     pub state: String,
+    /// The command as run, on one line.
     pub command: String,
+    /// The working directory it runs in.
     pub cwd: String,
     /// The readiness check (`http http://...`, `tcp 127.0.0.1:80`, `file PATH`, `command ...`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -179,26 +199,37 @@ pub struct ServiceInfo {
     /// The last readiness probe's result.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_probe: Option<String>,
+    /// The process id in the guest while it runs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pid: Option<i32>,
+    /// Its exit code, once it exited.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
+    /// The signal that ended it, if one did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signal: Option<i32>,
     /// Why it is no longer running.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_reason: Option<String>,
+    /// Whether it is restarted when it exits.
     pub restart: RestartPolicy,
+    /// How many times it was restarted.
     pub restarts: u32,
+    /// When it was (last) started, in seconds since the Unix epoch.
     pub started_at: u64,
+    /// When it became ready, in seconds since the Unix epoch.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ready_at: Option<u64>,
+    /// When it ended, in seconds since the Unix epoch.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<u64>,
+    /// Bytes it wrote to stdout in all.
     pub stdout_bytes: u64,
+    /// Bytes it wrote to stderr in all.
     pub stderr_bytes: u64,
     /// Log bytes that fell out of the bounded rings (1 MiB per stream).
     pub log_dropped_bytes: u64,
+    /// Its guest ports published on the host's 127.0.0.1; absent when none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub published_ports: Vec<PublishedPort>,
     /// Set when the VM had stopped and was booted again for this call.
@@ -243,21 +274,30 @@ impl ServiceInfo {
 /// `service list`: the workspace's services, oldest start first.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct ServiceList {
+    /// The workspace (its id).
     pub workspace_id: String,
+    /// How many services are listed.
     pub count: usize,
+    /// The services, oldest start first.
     pub services: Vec<ServiceInfo>,
 }
 
 /// `service logs`: the end of each stream's ring.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct ServiceLogs {
+    /// The workspace (its id).
     pub workspace_id: String,
+    /// The service's name.
     pub name: String,
+    /// The service's state, as in `ServiceInfo::state`.
     pub state: String,
+    /// The end of its stdout ring, as text.
     pub stdout: String,
+    /// The end of its stderr ring, as text.
     pub stderr: String,
-    /// Bytes the service wrote to each stream in all.
+    /// Bytes the service wrote to stdout in all.
     pub stdout_bytes: u64,
+    /// Bytes the service wrote to stderr in all.
     pub stderr_bytes: u64,
     /// Bytes that fell out of the rings (1 MiB per stream).
     pub log_dropped_bytes: u64,
@@ -631,6 +671,8 @@ impl Workspaces<'_> {
         Ok(ServiceList { workspace_id: r.id, count: services.len(), services })
     }
 
+    /// One service's state, checked against the guest agent when the VM runs (`lost` when
+    /// its VM is gone or restarted, `paused` while the workspace is stopped with its memory).
     pub fn service_status(&mut self, key: &str, name: &str) -> Result<ServiceInfo> {
         check_name(name)?;
         let r = self.resolve(key)?;

@@ -30,7 +30,9 @@ const MAX_READ_WAIT_MS: u64 = 60_000;
 pub struct ShellOptions {
     /// Working directory in the guest (default /workspace).
     pub cwd: Option<String>,
+    /// The PTY's width in columns.
     pub cols: u16,
+    /// The PTY's height in rows.
     pub rows: u16,
     /// Extra environment variables for the shell.
     pub env: Vec<(String, String)>,
@@ -60,32 +62,46 @@ pub struct ShellReadOptions {
 /// A shell as `open`, `write`, `signal`, `resize`, `list` and `close` report it.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct ShellInfo {
+    /// The workspace (its id).
     pub workspace_id: String,
+    /// The shell's id (`shell-N`).
     pub shell_id: String,
+    /// The shell's working directory when it opened.
     pub cwd: String,
+    /// The PTY's width in columns.
     pub cols: u16,
+    /// The PTY's height in rows.
     pub rows: u16,
+    /// The shell is still running.
     pub alive: bool,
+    /// How the shell exited; absent while it runs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
     /// Output written so far: the cursor after the newest byte.
     pub output_bytes: u64,
+    /// Milliseconds since it opened.
     pub age_ms: u64,
 }
 
 /// `shell list`.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct ShellList {
+    /// The workspace (its id).
     pub workspace_id: String,
+    /// How many shells are listed.
     pub count: usize,
+    /// The workspace's shells.
     pub shells: Vec<ShellInfo>,
 }
 
 /// `shell read`: a page of output and where to go on from.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct ShellRead {
+    /// The workspace (its id).
     pub workspace_id: String,
+    /// The shell's id.
     pub shell_id: String,
+    /// The output read, as text (control sequences stripped with `plain`).
     pub output: String,
     /// Where `output` starts.
     pub cursor: u64,
@@ -97,9 +113,12 @@ pub struct ShellRead {
     pub dropped_bytes: u64,
     /// The shell had been quiet for `wait_for_idle_ms` when the read returned.
     pub idle: bool,
+    /// The shell is still running.
     pub alive: bool,
+    /// How the shell exited; absent while it runs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
+    /// Control sequences were stripped from `output`.
     pub plain: bool,
 }
 

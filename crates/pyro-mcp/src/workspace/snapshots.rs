@@ -60,6 +60,7 @@ pub const MAX_LAYERS: usize = 128;
 /// One snapshot as `snapshot list` shows it.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct SnapshotInfo {
+    /// The snapshot's name (`baseline` for the workspace as created).
     pub name: String,
     /// Host clock, seconds.
     pub created_at: u64,
@@ -70,8 +71,11 @@ pub struct SnapshotInfo {
 /// `snapshot list`: the baseline first, then the newest first.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct SnapshotList {
+    /// The workspace (its id).
     pub workspace_id: String,
+    /// How many snapshots are listed.
     pub count: usize,
+    /// The snapshots: the baseline first, then the newest first.
     pub snapshots: Vec<SnapshotInfo>,
     /// The snapshot the live disk sits on directly (taken or reset to last), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -81,8 +85,11 @@ pub struct SnapshotList {
 /// `snapshot delete`.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct SnapshotDeleted {
+    /// The workspace (its id).
     pub workspace_id: String,
+    /// The deleted snapshot's name.
     pub name: String,
+    /// Always true: a snapshot that cannot be deleted is an error instead.
     pub deleted: bool,
     /// True when the layer's data stays on disk because a later snapshot or the live disk
     /// is built on it (it goes once nothing needs it).

@@ -61,12 +61,15 @@ struct MemoryMeta {
 /// `stop`: what happened.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct StopReport {
+    /// The workspace after the stop, its fields at the top level of the result.
     #[serde(flatten)]
     pub workspace: WorkspaceInfo,
     /// The guest's memory was saved: `start` resumes its processes.
     pub memory_saved: bool,
+    /// Bytes of saved memory and device state; absent when nothing was saved.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory_bytes: Option<u64>,
+    /// How long the stop took, in milliseconds.
     pub duration_ms: u64,
     /// Set when the VM was not running (nothing to save).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -76,10 +79,12 @@ pub struct StopReport {
 /// `start`: whether the saved guest was resumed, or why it booted from its disk.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct StartReport {
+    /// The workspace after the start, its fields at the top level of the result.
     #[serde(flatten)]
     pub workspace: WorkspaceInfo,
     /// Processes, shells and services went on where they were.
     pub resumed: bool,
+    /// How long the start took, in milliseconds.
     pub duration_ms: u64,
     /// Why saved memory was not used, when there was some.
     #[serde(skip_serializing_if = "Option::is_none")]

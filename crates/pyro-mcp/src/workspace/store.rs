@@ -386,13 +386,6 @@ impl Store {
         tx.commit().map_err(db_err)
     }
 
-    /// Record a finished command (started and completed at once); returns its sequence.
-    pub fn record_command(&mut self, id: &str, c: &CommandRow, secrets: &[&str]) -> Result<u64> {
-        let seq = self.start_command(id, &c.command, &c.cwd)?;
-        self.finish_command(id, seq, c, secrets)?;
-        Ok(seq)
-    }
-
     /// Commands since the last reset, oldest first.
     pub fn commands(&self, id: &str) -> Result<Vec<CommandRow>> {
         let mut st = self

@@ -92,15 +92,22 @@ fn counted(events: &[Event], rollup: &[(String, u64)], kind: &str, is: fn(&Works
 /// `workspace summary`: empty sections are left out of the JSON.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct Summary {
+    /// The workspace: identity, state, age and resets.
     pub workspace: SummaryWorkspace,
+    /// Commands run since the last reset; left out when there were none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub commands: Option<CommandsSection>,
+    /// Syncs, file writes and patches since the last reset, and the paths they touched; left out
+    /// when there were none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub edits: Option<EditsSection>,
+    /// Exports since the last reset, oldest first (at most 5).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub exports: Vec<ExportItem>,
+    /// Exports left out past the cap.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exports_more: Option<usize>,
+    /// The live diff against the baseline; left out when nothing changed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub diff: Option<DiffSection>,
     /// The guest's network: left out when it has none.
@@ -112,6 +119,7 @@ pub struct Summary {
     /// The workspace's services, oldest start first (at most 20).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<ServiceItem>,
+    /// Services left out past the cap of 20.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub services_more: Option<usize>,
     /// The workspace's snapshots now (newest first), and how many were taken, deleted and
@@ -134,11 +142,15 @@ pub struct Summary {
 /// since the last reset.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct SnapshotsSection {
+    /// The snapshots there are now, newest first (at most 20).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub current: Vec<String>,
+    /// Snapshots left out past the cap.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub current_more: Option<usize>,
+    /// Snapshots taken since the last reset.
     pub created: u64,
+    /// Snapshots deleted since the last reset.
     pub deleted: u64,
 }
 
@@ -163,15 +175,21 @@ impl SnapshotsSection {
 /// resumed it, and why the last start that could not resume did not.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct StopsSection {
+    /// How many times the workspace was stopped.
     pub stops: u64,
+    /// How many of those stops saved the guest's memory.
     pub memory_saved: u64,
+    /// How many times it was started.
     pub starts: u64,
+    /// How many of those starts resumed the saved guest.
     pub resumed: u64,
+    /// Why the last start that did not resume booted from the disk instead.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_note: Option<String>,
 }
 
 impl StopsSection {
+    /// The section, or None when the workspace was never stopped or started since the last reset.
     pub fn of(events: &[Event]) -> Option<StopsSection> {
         let stops: Vec<bool> = events
             .iter()
@@ -225,17 +243,23 @@ impl ShellsSection {
 /// One service in the summary: its state and readiness.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct ServiceItem {
+    /// The service's name.
     pub name: String,
+    /// Its state, as in `ServiceInfo::state`.
     pub state: String,
+    /// Its readiness check, in one line.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub readiness: Option<String>,
+    /// Its exit code, once it exited.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
+    /// Why it is no longer running, clipped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
 
 impl ServiceItem {
+    /// The summary's view of a service.
     pub fn of(s: &super::services::ServiceInfo) -> ServiceItem {
         ServiceItem {
             name: s.name.clone(),
@@ -287,25 +311,36 @@ impl NetworkSection {
 /// Names only: a summary never holds a secret's value.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct SecretsSection {
+    /// The workspace's secrets: names and sources, never values.
     pub available: Vec<super::SecretInfo>,
     /// Secrets put into a command's environment since the last reset, first use first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub used: Vec<String>,
 }
 
+/// The workspace as the summary shows it.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct SummaryWorkspace {
+    /// The workspace's id.
     pub id: String,
+    /// Its unique name, if it has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Its labels; left out when it has none.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// The environment it runs.
     pub environment: String,
+    /// Its state, as in `WorkspaceInfo::state`.
     pub state: String,
+    /// Why it is in that state, when that is worth saying.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state_reason: Option<String>,
+    /// Seconds since it was created.
     pub age_seconds: u64,
+    /// How many times it was reset.
     pub reset_count: u32,
+    /// When it was last reset, in seconds since the Unix epoch; left out if never.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_reset_at: Option<u64>,
     /// The snapshot the last reset went back to (left out for the baseline).
@@ -317,10 +352,12 @@ pub struct SummaryWorkspace {
     pub forked_from: Option<super::ForkOrigin>,
 }
 
+/// Commands since the last reset: how many, how many failed, the last few, and the last failure.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct CommandsSection {
     /// Every command since the last reset, folded ones included.
     pub count: u64,
+    /// Commands that exited non-zero.
     pub failures: u64,
     /// The last few, oldest first.
     pub last: Vec<CommandItem>,
@@ -328,15 +365,21 @@ pub struct CommandsSection {
     /// or the caller (a kernel crash, a killed CLI). The newest few, oldest first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unfinished: Vec<UnfinishedItem>,
+    /// The newest command that exited non-zero, with the end of its output.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_failure: Option<FailureItem>,
 }
 
+/// One command in the summary.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct CommandItem {
+    /// The command's number in the workspace's history.
     pub sequence: u64,
+    /// The command, on one line (clipped).
     pub command: String,
+    /// Its exit code.
     pub exit_code: i64,
+    /// Milliseconds it ran.
     pub duration_ms: u64,
 }
 
@@ -348,34 +391,46 @@ pub struct UnfinishedItem {
     pub started_at: u64,
 }
 
+/// The newest failed command.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct FailureItem {
+    /// The command's number in the workspace's history.
     pub sequence: u64,
+    /// The command, on one line (clipped).
     pub command: String,
+    /// Its exit code.
     pub exit_code: i64,
     /// The end of its stderr (or stdout when stderr is empty).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output_tail: Option<String>,
 }
 
+/// Edits since the last reset: how many of each kind, and the paths they touched.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct EditsSection {
+    /// Sync pushes; left out when none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub syncs: Option<u64>,
+    /// File writes; left out when none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file_writes: Option<u64>,
+    /// Patches applied; left out when none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub patches: Option<u64>,
     /// Paths the edits touched, first touch first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub paths: Vec<String>,
+    /// Paths left out past the cap of 20.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub paths_more: Option<usize>,
 }
 
+/// One export: what was copied out, and where to.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct ExportItem {
+    /// The path in the workspace that was exported.
     pub path: String,
+    /// The host path it was written to.
     pub output: String,
 }
 
@@ -384,20 +439,31 @@ pub struct ExportItem {
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum DiffSection {
+    /// What changed: counts and paths.
     Changes(DiffCounts),
-    Unavailable { unavailable: bool },
+    /// The live diff could not be computed.
+    Unavailable {
+        /// Always true: the JSON says `{"unavailable": true}`.
+        unavailable: bool,
+    },
 }
 
+/// The live diff's counts and changed paths.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct DiffCounts {
+    /// Paths that are new.
     pub added: usize,
+    /// Paths whose content changed (a file's bytes or executable bit, a symlink's target).
     pub modified: usize,
+    /// Paths that are gone.
     pub deleted: usize,
+    /// Paths that became another type; left out when none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub type_changed: Option<usize>,
     /// `A path`, `M path`, `D path`, `T path`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub paths: Vec<String>,
+    /// Changed paths left out past the cap of 20.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub paths_more: Option<usize>,
 }
@@ -628,6 +694,8 @@ impl Workspaces<'_> {
         Ok(denials)
     }
 
+    /// A review of the workspace since its last reset: commands, edits, exports, the live diff,
+    /// network, shells, services, snapshots, stops and secrets.
     pub fn summary(&mut self, key: &str) -> Result<Summary> {
         let r = self.resolve(key)?;
         let diff = self.diff_with(&r.id, false, None, 0).ok();

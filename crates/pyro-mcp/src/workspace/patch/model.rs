@@ -75,12 +75,19 @@ pub struct Current {
 /// How much of a patch line an error message quotes (messages stay one short line).
 pub(super) const SHOWN: usize = 120;
 
+/// How many files of each kind a patch changed.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct PatchSummary {
+    /// Files the patch changed, of every kind.
     pub total: usize,
+    /// Files it created.
     pub added: usize,
+    /// Files whose content it changed.
     pub modified: usize,
+    /// Files it deleted.
     pub deleted: usize,
+    /// Files it renamed (with or without content changes).
     pub renamed: usize,
+    /// Files whose mode alone it changed.
     pub mode_changed: usize,
 }
