@@ -9,6 +9,7 @@
 //! (`-- --ignored templates::`).
 
 use crate::common::*;
+use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -132,9 +133,14 @@ fn templates_restore_the_same_guest_each_its_own_and_damage_falls_back() {
     assert!(rebuilt, "the damaged template was not rebuilt in the background");
     let r = w.ok(&["run", "debian:12", "--json", "--", "true"]);
     assert_eq!(r["started_from"]["from"], "template", "{r}");
+    // The template `run` uses: 1024 MiB, no NIC (other tests leave other shapes beside it).
     let state = template_dirs()
         .into_iter()
-        .find(|d| std::fs::read_to_string(d.join("template.json")).is_ok_and(|s| s.contains("\"nic\": false")))
+        .find(|d| {
+            let meta: Option<Value> =
+                std::fs::read(d.join("template.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
+            meta.is_some_and(|m| m["nic"] == false && m["mem_mib"] == 1024)
+        })
         .unwrap()
         .join("memory.vmstate");
     let len = std::fs::metadata(&state).unwrap().len();
