@@ -1,6 +1,8 @@
 //! The HTTP server's accept loop: binds, prints where it serves, serves each connection with
 //! hyper (HTTP/1.1 or h2, TLS when configured) under a connection cap and a header timeout
-//! (a client that trickles its request is cut off), and on SIGTERM or SIGINT stops
+//! (a client that trickles its request is cut off) and an idle cut (a connection that moves
+//! no byte either way for `idle` closes: every open response stream sends a keep-alive
+//! every 15 s, so only a silent client is cut), and on SIGTERM or SIGINT stops
 //! accepting, cancels running calls, waits for them a bounded time, and closes the rest.
 
 use super::guard::Gate;
@@ -12,13 +14,99 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
+use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+
+/// What watches connections for a graceful stop.
+type Watcher = hyper_util::server::graceful::Watcher;
+
+/// Milliseconds since `base`, for the activity clock.
+fn ms_since(base: Instant) -> u64 {
+    base.elapsed().as_millis() as u64
+}
+
+/// A connection's byte stream, stamping the time of its last read or write.
+struct Activity<T> {
+    io: T,
+    base: Instant,
+    last: Arc<AtomicU64>,
+}
+
+impl<T> Activity<T> {
+    fn touch(&self) {
+        self.last.store(ms_since(self.base), Ordering::Relaxed);
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Activity<T> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.io).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.touch();
+        }
+        r
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Activity<T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.io).poll_write(cx, data);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.touch();
+        }
+        r
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// Serve one connection until it ends, or until it has been silent for `idle`.
+async fn serve_one<T>(io: T, gate: Arc<Gate>, peer: SocketAddr, limits: (Duration, Duration), watcher: Watcher)
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (read_timeout, idle) = limits;
+    let service = hyper::service::service_fn(move |req| {
+        let gate = gate.clone();
+        async move { Ok::<_, Infallible>(gate.handle(req, peer).await) }
+    });
+    let base = Instant::now();
+    let last = Arc::new(AtomicU64::new(0));
+    let io = Activity { io, base, last: last.clone() };
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(read_timeout).half_close(false);
+    builder.http2().timer(TokioTimer::new());
+    let conn = watcher.watch(builder.serve_connection(TokioIo::new(io), service).into_owned());
+    let silent = async {
+        loop {
+            tokio::time::sleep(idle / 4).await;
+            if ms_since(base).saturating_sub(last.load(Ordering::Relaxed)) >= idle.as_millis() as u64 {
+                return;
+            }
+        }
+    };
+    // Dropping the connection drops its responses: calls they carry are cancelled (`guard`).
+    tokio::select! {
+        _ = conn => {}
+        _ = silent => {}
+    }
+}
 
 /// The TLS server config from a PEM certificate chain and private key.
 pub(super) fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>> {
@@ -98,6 +186,7 @@ pub(super) async fn run(
     let connections = Arc::new(Semaphore::new(o.limits.connections));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let read_timeout = o.limits.read_timeout;
+    let idle = o.limits.idle;
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -119,21 +208,12 @@ pub(super) async fn run(
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _slot = slot;
-            let service = hyper::service::service_fn(move |req| {
-                let gate = gate.clone();
-                async move { Ok::<_, std::convert::Infallible>(gate.handle(req, peer).await) }
-            });
-            let mut builder = Builder::new(TokioExecutor::new());
-            builder.http1().timer(TokioTimer::new()).header_read_timeout(read_timeout).half_close(false);
-            builder.http2().timer(TokioTimer::new());
             match tls {
                 Some(acceptor) => {
                     let Ok(Ok(s)) = tokio::time::timeout(read_timeout, acceptor.accept(stream)).await else { return };
-                    let _ = watcher.watch(builder.serve_connection(TokioIo::new(s), service).into_owned()).await;
+                    serve_one(s, gate, peer, (read_timeout, idle), watcher).await;
                 }
-                None => {
-                    let _ = watcher.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned()).await;
-                }
+                None => serve_one(stream, gate, peer, (read_timeout, idle), watcher).await,
             }
         });
     }

@@ -48,6 +48,9 @@ pub struct HttpLimits {
     pub body_bytes: usize,
     /// A client must send its request headers within this, and its body within this after.
     pub read_timeout: Duration,
+    /// A connection that moves no byte either way for this long is closed (open response
+    /// streams send a keep-alive every 15 s).
+    pub idle: Duration,
     /// MCP sessions open at once (an idle session closes after `session_idle`).
     pub sessions: usize,
     /// A session with no traffic for this long is closed.
@@ -65,6 +68,7 @@ impl Default for HttpLimits {
         HttpLimits {
             body_bytes: 8 << 20,
             read_timeout: Duration::from_secs(10),
+            idle: Duration::from_secs(60),
             sessions: 64,
             session_idle: Duration::from_secs(600),
             calls_per_token: 32,
