@@ -184,6 +184,13 @@ impl Gate {
         };
         let (rpc, id) = rpc_of(&bytes);
         line.rpc = rpc;
+        // Malformed JSON-RPC gets the JSON-RPC error (rmcp answers 415 in plain text).
+        if parts.method == Method::POST {
+            if let Err(e) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+                let text = format!("Parse error: {}", crate::text::clip(&e.to_string(), 200));
+                return refuse(&line, rpc_error(StatusCode::BAD_REQUEST, &id, -32700, &text));
+            }
+        }
         if line.rpc == "initialize" && !parts.headers.contains_key("mcp-session-id") {
             let open = self.sessions.sessions.read().await.len();
             if open >= self.limits.sessions {
@@ -197,9 +204,23 @@ impl Gate {
         // The key the handler finds its request by (whatever the client put there goes).
         let key = self.calls.open();
         parts.headers.insert(CALL_HEADER, HeaderValue::from(key));
+        let bytes_was_empty = bytes.is_empty();
         let req = Request::from_parts(parts, Full::new(bytes));
+        let is_delete = req.method() == Method::DELETE;
         let Ok(resp) = self.rmcp.clone().call(req).await;
-        let (parts, body) = resp.into_parts();
+        let (mut parts, body) = resp.into_parts();
+        // A session ended by DELETE is 200: the Python SDK reports rmcp's 202 as a failed
+        // termination.
+        if is_delete && parts.status == StatusCode::ACCEPTED {
+            parts.status = StatusCode::OK;
+        }
+        // JSON that is not a JSON-RPC message: rmcp says 415 in plain text; say Invalid Request.
+        if parts.status == StatusCode::UNSUPPORTED_MEDIA_TYPE && !bytes_was_empty {
+            let why = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+            let text = format!("Invalid Request: {}", crate::text::clip(&String::from_utf8_lossy(&why), 200));
+            self.calls.finish(key, true);
+            return refuse(&line, rpc_error(StatusCode::BAD_REQUEST, &id, -32600, &text));
+        }
         let tracked = Tracked {
             inner: body,
             calls: self.calls.clone(),
