@@ -13,7 +13,7 @@ use std::path::PathBuf;
 pub enum McpCmd {
     /// Serve the pyro tools over MCP on stdin/stdout, or over HTTP with --http (for chat hosts
     /// and coding agents)
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print the HTTP server's bearer token (created when missing), or replace it
     Token(TokenArgs),
 }
