@@ -1,140 +1,18 @@
 //! `pyro mcp serve --http` against real clients and real VMs: the official Python SDK in two
 //! releases (mcp 1.23.0 speaks 2025-06-18; mcp 2.3.0 speaks 2026-07-28, and 2025-11-25 in
 //! legacy mode) and the official TypeScript SDK (2025-11-25), each through its own Streamable
-//! HTTP transport (`tests/clients/py_http_client.py`, `tests/clients/ts_client.mjs`). Also
-//! the refusals (401, 403, 404, 405, 413, 400, 429-free floods), a slowloris client cut off
-//! while others are served, eight clients at once, progress, cancellation, a client killed
-//! mid-exec, SIGTERM and `kill -9` of the server.
+//! HTTP transport (`tests/clients/py_http_client.py`, `tests/clients/ts_client.mjs`): eight
+//! clients at once, progress, cancellation, a client killed mid-exec, SIGTERM and `kill -9`
+//! of the server. The refusals (tokens, origins, sizes, floods, a slowloris client) are
+//! attacks in the security suite (`security::`, boundary "MCP over HTTP").
 
+use crate::common::http::*;
 use crate::common::*;
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// A running `pyro mcp serve --http 127.0.0.1:0`, its URL, token and stderr so far.
-struct Server {
-    child: Child,
-    url: String,
-    addr: String,
-    token: String,
-    log: Arc<Mutex<String>>,
-}
-
-/// Where one test keeps its pyro data and config.
-struct Dirs {
-    t: Env,
-    data: tempfile::TempDir,
-    config: tempfile::TempDir,
-    project: tempfile::TempDir,
-}
-
-impl Dirs {
-    fn new() -> Dirs {
-        let project = tempfile::tempdir().unwrap();
-        std::fs::write(project.path().join("README"), "over http\n").unwrap();
-        Dirs { t: Env::new(), data: tempfile::tempdir().unwrap(), config: tempfile::tempdir().unwrap(), project }
-    }
-
-    /// `pyro` with this test's dirs.
-    fn pyro(&self) -> Command {
-        let mut c = self.t.cmd();
-        c.env("PYRO_DATA_DIR", self.data.path()).env("PYRO_CONFIG_DIR", self.config.path());
-        c
-    }
-
-    fn token_file(&self) -> PathBuf {
-        self.config.path().join("mcp-token")
-    }
-
-    fn serve(&self, extra: &[&str]) -> Server {
-        let mut child = self
-            .pyro()
-            .args(["mcp", "serve", "--http", "127.0.0.1:0"])
-            .args(extra)
-            .current_dir(self.project.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let err = child.stderr.take().unwrap();
-        let l2 = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                if let Some(at) = line.find("MCP at ") {
-                    let url = line[at + 7..].split_whitespace().next().unwrap_or("").to_string();
-                    let _ = tx.send(url);
-                }
-                l2.lock().unwrap().push_str(&(line + "\n"));
-            }
-        });
-        let url = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| {
-            let _ = child.kill();
-            panic!("the server did not announce its URL: {}", log.lock().unwrap())
-        });
-        let addr = url.trim_start_matches("http://").trim_end_matches("/mcp").to_string();
-        let token = std::fs::read_to_string(self.token_file()).unwrap_or_default().trim().to_string();
-        Server { child, url, addr, token, log }
-    }
-}
-
-impl Server {
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// SIGTERM, and how the server ended (within 40 s).
-    fn terminate(&mut self) -> Option<i32> {
-        // SAFETY: signalling our own child by its pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let until = Instant::now() + Duration::from_secs(40);
-        while Instant::now() < until {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                return st.code();
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        None
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// One HTTP/1.1 request on a fresh connection: the status, the headers (lowercase names) and
-/// the body as text.
-fn http(addr: &str, head: &str, body: &[u8]) -> (u16, String, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let req = format!("{head}\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
-    s.write_all(req.as_bytes()).unwrap();
-    let _ = s.write_all(body);
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    let text = String::from_utf8_lossy(&out).to_string();
-    let (headers, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = headers.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (status, headers.to_lowercase(), body.to_string())
-}
-
-const ACCEPT: &str = "Accept: application/json, text/event-stream\r\nContent-Type: application/json";
-const LIST: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
-
-fn post(srv: &Server, auth: Option<&str>, extra: &str, body: &str) -> (u16, String, String) {
-    let auth = auth.map(|t| format!("\r\nAuthorization: Bearer {t}")).unwrap_or_default();
-    let extra = if extra.is_empty() { String::new() } else { format!("\r\n{extra}") };
-    http(&srv.addr, &format!("POST /mcp HTTP/1.1\r\n{ACCEPT}{auth}{extra}"), body.as_bytes())
-}
 
 /// The venv's python for an mcp release, if `make mcp-py` made it (else skipped; a failure
 /// under CI).
@@ -162,107 +40,6 @@ fn py(py: &Path, srv: &Server, scenario: &str, extra: &[&str]) -> Value {
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("no JSON ({e}): {}{}", stdout(&o), stderr(&o)));
     assert!(o.status.success() && v.get("error").is_none(), "{scenario} failed: {v}\nserver log:\n{}", srv.log());
     v
-}
-
-#[test]
-fn refusals_limits_and_a_slowloris_client() {
-    let d = Dirs::new();
-    // Unsafe listen addresses are refused before anything is bound.
-    for (args, want) in [
-        (vec!["--http", "0.0.0.0:0", "--no-auth"], "--no-auth is refused"),
-        (vec!["--http", "0.0.0.0:0"], "is not a loopback address"),
-    ] {
-        let o = d.pyro().args(["mcp", "serve"]).args(&args).output().unwrap();
-        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
-        assert!(stderr(&o).contains(want), "{args:?}: {}", stderr(&o));
-    }
-    let srv = d.serve(&[]);
-    assert_eq!(srv.token.len(), 64, "a 256-bit token in hex");
-    // The token file is the owner's alone; `pyro mcp token` prints the same token.
-    use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(d.token_file()).unwrap().permissions().mode() & 0o777, 0o600);
-    let o = d.pyro().args(["mcp", "token"]).output().unwrap();
-    assert_eq!(stdout(&o).trim(), srv.token);
-
-    let (st, h, body) = post(&srv, None, "", LIST);
-    assert_eq!((st, h.contains("www-authenticate: bearer"), body.as_str()), (401, true, ""), "{h}");
-    let wrong = "0".repeat(64);
-    assert_eq!(post(&srv, Some(&wrong), "", LIST).0, 401);
-    let (st, _, body) = post(&srv, Some(&srv.token), "", LIST);
-    assert_eq!(st, 200, "{body}");
-    assert!(body.contains("\"serverInfo\""), "{body}");
-    // A token in the query string is refused, and does not authenticate.
-    let q = format!("POST /mcp?access_token={} HTTP/1.1\r\n{ACCEPT}", srv.token);
-    assert_eq!(http(&srv.addr, &q, LIST.as_bytes()).0, 400);
-    // DNS rebinding: a foreign Origin or Host is 403, even with the token.
-    assert_eq!(post(&srv, Some(&srv.token), "Origin: http://evil.example.com", LIST).0, 403);
-    let evil =
-        format!("POST /mcp HTTP/1.1\r\n{ACCEPT}\r\nAuthorization: Bearer {}\r\nHost: evil.example.com", srv.token);
-    // (Sent by hand: `http` adds the right Host.)
-    let mut s = TcpStream::connect(&srv.addr).unwrap();
-    let req = format!("{}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{LIST}", evil, LIST.len());
-    s.write_all(req.as_bytes()).unwrap();
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    assert!(out.starts_with("HTTP/1.1 403"), "{out}");
-    // Paths, methods, sizes.
-    let auth = format!("Authorization: Bearer {}", srv.token);
-    assert_eq!(http(&srv.addr, &format!("GET /other HTTP/1.1\r\n{auth}"), b"").0, 404);
-    let (st, h, _) = http(&srv.addr, &format!("PUT /mcp HTTP/1.1\r\n{auth}"), b"");
-    assert_eq!((st, h.contains("allow: get, post, delete")), (405, true), "{h}");
-    let big = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"pad":"{}"}}}}"#, "x".repeat(9 << 20));
-    let (st, _, body) = post(&srv, Some(&srv.token), "", &big);
-    assert_eq!(st, 413, "{body}");
-    // Malformed JSON-RPC: the JSON-RPC error, 1,000 times in a row, then a good call works.
-    for i in 0..1000 {
-        let (st, _, body) = post(&srv, Some(&srv.token), "", &format!("{{not json {i}"));
-        assert!(st == 400 && body.contains("-32700"), "{i}: {st} {body}");
-    }
-    let (st, _, body) = post(&srv, Some(&srv.token), "", r#"{"jsonrpc":"2.0","id":3,"nonsense":true}"#);
-    assert!(st == 400 && body.contains("-32600"), "{st} {body}");
-    assert_eq!(post(&srv, Some(&srv.token), "", LIST).0, 200);
-
-    // Slowloris: headers one byte a second are cut off (10 s), while others are served.
-    let addr = srv.addr.clone();
-    let slow = std::thread::spawn(move || {
-        let mut s = TcpStream::connect(&addr).unwrap();
-        let started = Instant::now();
-        for b in b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".iter()
-        {
-            if s.write_all(&[*b]).is_err() {
-                break;
-            }
-            std::thread::sleep(Duration::from_secs(1));
-            if started.elapsed() > Duration::from_secs(45) {
-                break;
-            }
-        }
-        started.elapsed()
-    });
-    std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(post(&srv, Some(&srv.token), "", LIST).0, 200, "served while a slow client trickles");
-    let held = slow.join().unwrap();
-    assert!(held < Duration::from_secs(30), "the slow client was not cut off ({held:?})");
-
-    // The log: one line per request, never the token.
-    let log = srv.log();
-    assert!(log.contains("POST initialize 200"), "{log}");
-    assert!(log.contains(" 401 "), "{log}");
-    assert!(!log.contains(&srv.token), "the token reached the log");
-
-    // A token file others can read is refused with the fix; --rotate makes a new token.
-    drop(srv);
-    std::fs::set_permissions(d.token_file(), std::fs::Permissions::from_mode(0o644)).unwrap();
-    let o = d.pyro().args(["mcp", "serve", "--http", "127.0.0.1:0"]).output().unwrap();
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(stderr(&o).contains("chmod 600"), "{}", stderr(&o));
-    std::fs::set_permissions(d.token_file(), std::fs::Permissions::from_mode(0o600)).unwrap();
-    let old = std::fs::read_to_string(d.token_file()).unwrap();
-    let o = d.pyro().args(["mcp", "token", "--rotate", "--json"]).output().unwrap();
-    let v = json(&o);
-    assert_eq!(v["rotated"], true);
-    assert_ne!(v["token"].as_str().unwrap(), old.trim());
-    d.t.assert_clean();
 }
 
 #[test]
