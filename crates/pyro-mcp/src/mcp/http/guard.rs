@@ -201,9 +201,12 @@ impl Gate {
                 return refuse(&line, rpc_error(StatusCode::SERVICE_UNAVAILABLE, &id, -32000, &text));
             }
         }
-        // The key the handler finds its request by (whatever the client put there goes).
+        // The key the handler finds its request by (whatever the client put there goes). From
+        // here the request is in flight: if this future is dropped (the client went away before
+        // the response began), `Flight` cancels the call and logs it.
         let key = self.calls.open();
         parts.headers.insert(CALL_HEADER, HeaderValue::from(key));
+        let mut flight = Flight { calls: self.calls.clone(), key, line, status: None, done: false, _permit: permit };
         let bytes_was_empty = bytes.is_empty();
         let req = Request::from_parts(parts, Full::new(bytes));
         let is_delete = req.method() == Method::DELETE;
@@ -218,31 +221,51 @@ impl Gate {
         if parts.status == StatusCode::UNSUPPORTED_MEDIA_TYPE && !bytes_was_empty {
             let why = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
             let text = format!("Invalid Request: {}", crate::text::clip(&String::from_utf8_lossy(&why), 200));
-            self.calls.finish(key, true);
-            return refuse(&line, rpc_error(StatusCode::BAD_REQUEST, &id, -32600, &text));
+            let r = rpc_error(StatusCode::BAD_REQUEST, &id, -32600, &text);
+            flight.status = Some(r.status());
+            flight.end(true);
+            return r;
         }
-        let tracked = Tracked {
-            inner: body,
-            calls: self.calls.clone(),
-            key,
-            status: parts.status,
-            line,
-            done: false,
-            _permit: permit,
-        };
-        Response::from_parts(parts, tracked.boxed())
+        flight.status = Some(parts.status);
+        Response::from_parts(parts, Tracked { inner: body, flight }.boxed())
     }
 }
 
-/// A response body that reports its end: the log line, the call's slot, the permit.
-struct Tracked {
-    inner: BoxBody<Bytes, Infallible>,
+/// A request between its key and its response's end: the log line, the call's slot, the
+/// permit. Ended unfinished (dropped), it cancels the call and logs `(client gone)`.
+struct Flight {
     calls: Arc<Calls>,
     key: u64,
-    status: StatusCode,
     line: Line,
+    /// The response's status, once rmcp answered.
+    status: Option<StatusCode>,
     done: bool,
     _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Flight {
+    fn end(&mut self, completed: bool) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        self.calls.finish(self.key, completed);
+        let status = self.status.unwrap_or(StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST));
+        self.line.print(status, if completed { "" } else { " (client gone)" });
+    }
+}
+
+impl Drop for Flight {
+    fn drop(&mut self) {
+        // hyper drops an unfinished response when the client went away (or the server stops).
+        self.end(false);
+    }
+}
+
+/// A response body that ends its request's [`Flight`] when it ends (or is dropped).
+struct Tracked {
+    inner: BoxBody<Bytes, Infallible>,
+    flight: Flight,
 }
 
 impl Body for Tracked {
@@ -252,11 +275,7 @@ impl Body for Tracked {
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         if let Poll::Ready(None) = polled {
-            if !self.done {
-                self.done = true;
-                self.calls.finish(self.key, true);
-                self.line.print(self.status, "");
-            }
+            self.flight.end(true);
         }
         polled
     }
@@ -272,12 +291,9 @@ impl Body for Tracked {
 
 impl Drop for Tracked {
     fn drop(&mut self) {
-        if !self.done {
-            // hyper drops an unfinished body when the client went away (or the server stops).
-            let complete = self.inner.is_end_stream();
-            self.calls.finish(self.key, complete);
-            self.line.print(self.status, if complete { "" } else { " (client gone)" });
-        }
+        // A body whose last frame was read but whose end was never polled is complete.
+        let complete = self.inner.is_end_stream();
+        self.flight.end(complete);
     }
 }
 
