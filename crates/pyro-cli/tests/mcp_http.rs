@@ -136,7 +136,8 @@ fn a_client_killed_mid_exec_and_the_server_stopped_or_killed() {
     let mut srv = d.serve(&[]);
     // Another session runs a 25 s exec all along: it must not be disturbed.
     let other = py_client(&v1, &srv, "progress", &[]).stdout(Stdio::piped()).spawn().unwrap();
-    let mut hang = py_client(&v2, &srv, "hang", &["--tag", "gone"]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut hang =
+        py_client(&v2, &srv, "hang", &["--tag", "gone"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
     let mut first = String::new();
     BufReader::new(hang.stdout.take().unwrap()).read_line(&mut first).unwrap();
     let id = serde_json::from_str::<Value>(&first).unwrap()["id"].as_str().unwrap().to_string();
@@ -166,7 +167,8 @@ fn a_client_killed_mid_exec_and_the_server_stopped_or_killed() {
     assert!(srv.log().contains("(client gone)"), "{}", srv.log());
 
     // SIGTERM during a call: it is cancelled and recorded, the server exits 0.
-    let mut hang = py_client(&v2, &srv, "hang", &["--tag", "term"]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut hang =
+        py_client(&v2, &srv, "hang", &["--tag", "term"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
     let mut first = String::new();
     BufReader::new(hang.stdout.take().unwrap()).read_line(&mut first).unwrap();
     let id2 = serde_json::from_str::<Value>(&first).unwrap()["id"].as_str().unwrap().to_string();
@@ -181,7 +183,8 @@ fn a_client_killed_mid_exec_and_the_server_stopped_or_killed() {
 
     // kill -9 during a call: the next server finds the workspace consistent and usable.
     let mut srv = d.serve(&[]);
-    let mut hang = py_client(&v2, &srv, "hang", &["--tag", "nine"]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut hang =
+        py_client(&v2, &srv, "hang", &["--tag", "nine"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
     let mut first = String::new();
     BufReader::new(hang.stdout.take().unwrap()).read_line(&mut first).unwrap();
     let id3 = serde_json::from_str::<Value>(&first).unwrap()["id"].as_str().unwrap().to_string();
