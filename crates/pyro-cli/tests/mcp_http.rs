@@ -129,6 +129,17 @@ fn typescript_client_progress_and_cancellation_over_http() {
     d.t.assert_clean();
 }
 
+/// A Python client that creates a workspace, says its id, and runs `sleep 600` in it.
+fn start_hang(v2: &Path, srv: &Server, tag: &str) -> (std::process::Child, String) {
+    let mut c =
+        py_client(v2, srv, "hang", &["--tag", tag]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut first = String::new();
+    BufReader::new(c.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    let id =
+        serde_json::from_str::<Value>(&first).unwrap_or_else(|_| panic!("{first}"))["id"].as_str().unwrap().to_string();
+    (c, id)
+}
+
 #[test]
 fn a_client_killed_mid_exec_and_the_server_stopped_or_killed() {
     let (Some(v1), Some(v2)) = (python("1.23.0"), python("2.3.0")) else { return };
@@ -136,11 +147,7 @@ fn a_client_killed_mid_exec_and_the_server_stopped_or_killed() {
     let mut srv = d.serve(&[]);
     // Another session runs a 25 s exec all along: it must not be disturbed.
     let other = py_client(&v1, &srv, "progress", &[]).stdout(Stdio::piped()).spawn().unwrap();
-    let mut hang =
-        py_client(&v2, &srv, "hang", &["--tag", "gone"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
-    let mut first = String::new();
-    BufReader::new(hang.stdout.take().unwrap()).read_line(&mut first).unwrap();
-    let id = serde_json::from_str::<Value>(&first).unwrap()["id"].as_str().unwrap().to_string();
+    let (mut hang, id) = start_hang(&v2, &srv, "gone");
     let sleeping = || {
         let o = d.pyro().args(["workspace", "exec", &id, "--", GUEST_PS]).output().unwrap();
         parse_guest_ps(&stdout(&o)).iter().filter(|p| p.argv == ["sleep", "600"]).count()
@@ -167,11 +174,7 @@ fn a_client_killed_mid_exec_and_the_server_stopped_or_killed() {
     assert!(srv.log().contains("(client gone)"), "{}", srv.log());
 
     // SIGTERM during a call: it is cancelled and recorded, the server exits 0.
-    let mut hang =
-        py_client(&v2, &srv, "hang", &["--tag", "term"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
-    let mut first = String::new();
-    BufReader::new(hang.stdout.take().unwrap()).read_line(&mut first).unwrap();
-    let id2 = serde_json::from_str::<Value>(&first).unwrap()["id"].as_str().unwrap().to_string();
+    let (mut hang, id2) = start_hang(&v2, &srv, "term");
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(srv.terminate(), Some(0), "{}", srv.log());
     let _ = hang.kill();
@@ -183,11 +186,7 @@ fn a_client_killed_mid_exec_and_the_server_stopped_or_killed() {
 
     // kill -9 during a call: the next server finds the workspace consistent and usable.
     let mut srv = d.serve(&[]);
-    let mut hang =
-        py_client(&v2, &srv, "hang", &["--tag", "nine"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
-    let mut first = String::new();
-    BufReader::new(hang.stdout.take().unwrap()).read_line(&mut first).unwrap();
-    let id3 = serde_json::from_str::<Value>(&first).unwrap()["id"].as_str().unwrap().to_string();
+    let (mut hang, id3) = start_hang(&v2, &srv, "nine");
     std::thread::sleep(Duration::from_secs(3));
     srv.child.kill().unwrap();
     let _ = srv.child.wait();
