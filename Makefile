@@ -25,7 +25,7 @@ UNDER_CI = case "$${CI:-}" in ""|0|false) false ;; *) true ;; esac
 HOST_CLIS := @anthropic-ai/claude-code@2.1.332 @openai/codex@0.171.0
 MCP_SDK := @modelcontextprotocol/sdk@1.32.2
 
-.PHONY: mcp-client setup packages build guest environment test test-security test-crash check fmt lint demo bench install clean smoke-user smoke-use-cases host-clis dist dist-check
+.PHONY: mcp-client mcp-py setup packages build guest environment test test-security test-crash check fmt lint demo bench install clean smoke-user smoke-use-cases host-clis dist dist-check
 
 ## Host packages (root or sudo), the build, the guest kernel and the default environment.
 setup: packages build environment
@@ -61,7 +61,7 @@ lint:
 ## lists the skipped tests by name. `--tests` runs every unit and integration test without
 ## linking the examples again (clippy checks them); then `templates::`, which damages the
 ## shared template, runs alone; the doc examples compile in a run of their own.
-test: setup lint host-clis mcp-client
+test: setup lint host-clis mcp-client mcp-py
 	@rm -f $(SKIP_LOG)
 	@export $(TEST_ENV) PYRO_SKIP_LOG=$(SKIP_LOG) $(TEST_BINS); $(CARGO) test $(CARGO_FLAGS) --tests \
 	  && $(CARGO) test $(CARGO_FLAGS) --test main -- --ignored templates:: \
@@ -100,6 +100,18 @@ host-clis:
 
 mcp-client:
 	@$(call npm_install,mcp-client,$(MCP_SDK))
+
+## The official Python MCP SDK, two releases, for the HTTP tests (tests/mcp_http.rs): mcp
+## 1.23.0 speaks 2025-06-18, mcp 2.3.0 speaks 2026-07-28 (and 2025-11-25 in legacy mode).
+## One venv each under target/mcp-py, every package pinned (tests/clients/requirements-*).
+mcp-py:
+	@for v in 1.23.0 2.3.0; do d=target/mcp-py/mcp-$$v; \
+	  [ -x $$d/bin/python ] && $$d/bin/python -c 'import mcp' 2>/dev/null && continue; \
+	  rm -rf $$d; mkdir -p target/mcp-py; \
+	  if python3 -m venv $$d && $$d/bin/pip install -q --disable-pip-version-check \
+	       -r crates/pyro-cli/tests/clients/requirements-mcp-$$v.txt >target/mcp-py/pip-$$v.log 2>&1; then :; \
+	  elif $(UNDER_CI); then echo "mcp-py: pip install mcp==$$v failed: $$(tail -3 target/mcp-py/pip-$$v.log)" >&2; exit 1; \
+	  else echo "mcp-py: pip install mcp==$$v failed; the tests that need it will be skipped"; fi; done
 
 # npm_install DIR,PACKAGES: into target/DIR, quietly; its log in target/DIR/npm-install.log.
 define npm_install

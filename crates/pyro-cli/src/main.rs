@@ -39,7 +39,7 @@ enum Cmd {
     /// Persistent workspaces: create, exec, edit files, diff, export, reset, delete
     #[command(subcommand)]
     Workspace(commands::workspace::WsCmd),
-    /// The MCP server for chat hosts and coding agents: `pyro mcp serve`
+    /// The MCP server for chat hosts and coding agents: `pyro mcp serve [--http ADDR:PORT]`
     #[command(subcommand)]
     Mcp(commands::mcp::McpCmd),
     /// Connect chat hosts (Claude Code, Codex, OpenCode) to `pyro mcp serve`
@@ -74,7 +74,7 @@ fn main() {
         Cmd::Demo(a) => commands::demo::main(a),
         Cmd::Env(c) => commands::env::main(c, json),
         Cmd::Workspace(c) => commands::workspace::main(c, json),
-        Cmd::Mcp(c) => commands::mcp::main(c),
+        Cmd::Mcp(c) => commands::mcp::main(c, json),
         Cmd::Host(c) => commands::host::main(c, json),
     };
     std::process::exit(code);

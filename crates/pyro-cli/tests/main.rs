@@ -21,6 +21,7 @@ mod fork;
 mod host;
 mod mcp;
 mod mcp_host_fit;
+mod mcp_http;
 mod network;
 mod robustness;
 mod run;

@@ -6,6 +6,8 @@
 //!   workspaces and their disks.
 //! - runtime (`$PYRO_RUNTIME_DIR`, else `$XDG_RUNTIME_DIR/pyro-mcp`, else `<cache>/run`):
 //!   per-VM sockets and serial logs. Always 0700: sockets are never reachable by other users.
+//! - config (`$PYRO_CONFIG_DIR`, else `$XDG_CONFIG_HOME/pyro-mcp`, else `~/.config/pyro-mcp`):
+//!   the MCP HTTP server's token file.
 
 use crate::error::{Error, Result};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -25,6 +27,15 @@ pub struct Paths {
 
 fn env_dir(name: &str) -> Option<PathBuf> {
     std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from).filter(|p| p.is_absolute())
+}
+
+/// pyro's config directory (see above); not part of [`Paths`], as only the HTTP server's
+/// token lives there.
+pub fn config_dir() -> Result<PathBuf> {
+    env_dir("PYRO_CONFIG_DIR")
+        .or_else(|| env_dir("XDG_CONFIG_HOME").map(|p| p.join("pyro-mcp")))
+        .or_else(|| env_dir("HOME").map(|h| h.join(".config/pyro-mcp")))
+        .ok_or_else(|| Error::invalid("cannot find a config directory").hint("set HOME or PYRO_CONFIG_DIR"))
 }
 
 impl Paths {

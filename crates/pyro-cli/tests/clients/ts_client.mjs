@@ -1,5 +1,6 @@
-// A real MCP host-side client for the tests: the official TypeScript SDK's Client over stdio,
-// driving `pyro mcp serve` the way chat hosts do (progress tokens, per-call timeouts that reset
+// A real MCP host-side client for the tests: the official TypeScript SDK's Client over stdio
+// (or over Streamable HTTP when PYRO_MCP_URL is set, with PYRO_MCP_TOKEN as the bearer
+// token: then PYRO and SERVE ARGS are ignored), driving `pyro mcp serve` the way chat hosts do (progress tokens, per-call timeouts that reset
 // on progress, cancellation through an AbortSignal). Prints one JSON object with what it saw;
 // the Rust test (tests/mcp_host_fit.rs) asserts on it.
 //
@@ -9,21 +10,28 @@
 
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 
 const [scenario, pyro, ...serveArgs] = process.argv.slice(2);
 const out = { scenario };
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-const transport = new StdioClientTransport({
-  command: pyro,
-  args: ["mcp", "serve", ...serveArgs],
-  env: { ...process.env },
-  stderr: "ignore",
-});
+const url = process.env.PYRO_MCP_URL;
+const transport = url
+  ? new StreamableHTTPClientTransport(new URL(url), {
+      requestInit: { headers: { Authorization: `Bearer ${process.env.PYRO_MCP_TOKEN ?? ""}` } },
+    })
+  : new StdioClientTransport({
+      command: pyro,
+      args: ["mcp", "serve", ...serveArgs],
+      env: { ...process.env },
+      stderr: "ignore",
+    });
 const client = new Client({ name: "pyro-test-ts", version: "1.0.0" });
 const t0 = Date.now();
 await client.connect(transport);
 out.initialize_ms = Date.now() - t0;
+out.protocol = transport.protocolVersion ?? null;
 out.instructions_chars = (client.getInstructions() || "").length;
 
 // One tool call with a progress token; returns the result and the progress it saw.

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod contract;
+pub mod http;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

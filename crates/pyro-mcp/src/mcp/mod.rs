@@ -10,7 +10,9 @@
 //! # Ok::<(), pyro_mcp::Error>(())
 //! ```
 
+pub mod calls;
 mod handlers;
+pub mod http;
 mod profile;
 pub mod registry;
 mod schema;
@@ -25,6 +27,8 @@ pub use profile::{Profile, ServeOptions, MAX_CALL_S, MAX_EXEC_TIMEOUT_S, STARTUP
 pub use server::{failure, PyroServer, MAX_INSTRUCTIONS};
 pub use source::{CloneJob, HostRoots, ProjectSource, SeedSource};
 pub use state::{scope_of, SCOPE_LABEL};
+
+pub use http::{serve_http, HttpOptions};
 
 /// Serve over stdin/stdout until the client disconnects.
 pub fn serve_stdio(options: ServeOptions) -> Result<()> {

@@ -143,6 +143,7 @@ impl PyroServer {
                 roots,
                 all_workspaces: o.all_workspaces,
                 allow_pull: o.allow_pull,
+                calls: Arc::default(),
             }),
         })
     }
@@ -170,6 +171,11 @@ impl PyroServer {
     /// The host directories a model's host paths must stay inside.
     pub fn host_roots(&self) -> &HostRoots {
         &self.inner.roots
+    }
+
+    /// The calls in flight over HTTP (the HTTP layer marks those whose client went away).
+    pub fn calls(&self) -> &Arc<super::calls::Calls> {
+        &self.inner.calls
     }
 
     /// The `mcp.scope` label value of this server's project.
@@ -307,6 +313,15 @@ impl ServerHandler for PyroServer {
             None => (None, None),
         };
         let cancel = Cancel::new();
+        // Over HTTP, the request's key: a client that goes away cancels the call.
+        let http_key = context
+            .extensions
+            .get::<http::request::Parts>()
+            .and_then(|p| p.headers.get(super::calls::CALL_HEADER))
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if let Some(k) = http_key {
+            self.inner.calls.attach(k, &cancel);
+        }
         let inner = self.inner.clone();
         let tool = name.clone();
         let c2 = cancel.clone();
@@ -329,6 +344,9 @@ impl ServerHandler for PyroServer {
                 job.await
             }
         };
+        if let Some(k) = http_key {
+            self.inner.calls.forget(k);
+        }
         if let Some(task) = forwarder {
             let _ = task.await; // every progress notification goes out before the result
         }

@@ -24,6 +24,8 @@ pub(super) struct Inner {
     pub(super) scope: String,
     pub(super) all_workspaces: bool,
     pub(super) allow_pull: bool,
+    /// Calls in flight over HTTP, cancelled when their client goes away (unused on stdio).
+    pub(super) calls: Arc<super::calls::Calls>,
 }
 
 impl Drop for Inner {
