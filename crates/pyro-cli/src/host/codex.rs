@@ -144,7 +144,7 @@ fn fill(t: &mut Table, want: &Entry) {
             t["args"] = value(a);
         }
         Entry::Remote { url, auth } => {
-            for k in STDIO_KEYS.iter().chain(["bearer_token", "bearer_token_env_var"].iter()) {
+            for k in STDIO_KEYS.iter().chain(["bearer_token"].iter()) {
                 t.remove(k);
             }
             if let Some(h) = t.get_mut("http_headers").and_then(|h| h.as_table_like_mut()) {
@@ -152,8 +152,11 @@ fn fill(t: &mut Table, want: &Entry) {
                 h.remove("authorization");
             }
             t["url"] = value(url.clone());
-            if let Auth::Env(name) = auth {
-                t["bearer_token_env_var"] = value(name.clone());
+            match auth {
+                Auth::Env(name) => t["bearer_token_env_var"] = value(name.clone()),
+                _ => {
+                    t.remove("bearer_token_env_var");
+                }
             }
         }
     }
