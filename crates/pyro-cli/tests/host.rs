@@ -654,6 +654,19 @@ fn doctor_checks_a_remote_url_and_token() {
     assert_eq!(code, Some(5), "{text}");
     assert!(!text.contains(&"1".repeat(64)) && !text.contains(&"0".repeat(64)), "a token was printed: {text}");
 
+    // A project's .mcp.json (it may come with a cloned repository) naming the variable: its
+    // URL is checked without this shell's token.
+    h.env.pop();
+    h.env.push(("PYRO_MCP_TOKEN".into(), srv.token.clone()));
+    let entry = json!({"type": "http", "url": srv.url, "headers": {"Authorization": "Bearer ${PYRO_MCP_TOKEN}"}, "timeout": TOOL_MS});
+    write_json(&h.proj().join(".mcp.json"), &json!({"mcpServers": {"pyro": entry}}));
+    let d = h.doctor();
+    let r = row(&d, "claude-code");
+    assert_eq!(r["scope"], "project", "{d}");
+    assert!(r["detail"].as_str().unwrap().contains("401 without the token, as expected"), "{d}");
+    assert!(r["notes"].to_string().contains("is not sent to the URL of a project file's entry"), "{d}");
+    std::fs::remove_file(h.proj().join(".mcp.json")).unwrap();
+
     // Codex with no variable set: said, with the export to run.
     h.env.pop();
     let r = row(&h.doctor(), "codex").clone();

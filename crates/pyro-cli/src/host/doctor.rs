@@ -159,6 +159,12 @@ fn remote_check(host: Host, used: &Found, row: &mut Row, fixes: &mut Vec<String>
     row.url = Some(url.clone());
     let token = match auth {
         Auth::Bearer(t) => Some(t.0.clone()),
+        // A project's file may come with the repository: its URL gets none of this shell's
+        // secrets (the host asks before using a project's server; doctor does not ask).
+        Auth::Env(var) if used.scope == "project" => {
+            row.notes.push(format!("${var} is not sent to the URL of a project file's entry; checked without a token"));
+            None
+        }
         Auth::Env(var) => match std::env::var(var).ok().filter(|v| !v.trim().is_empty()) {
             Some(v) => Some(v.trim().to_string()),
             None => {
@@ -190,6 +196,10 @@ fn remote_check(host: Host, used: &Found, row: &mut Row, fixes: &mut Vec<String>
                 ));
             }
             Ok(format!("{url} answers: {} {}, {} tools", a.name, a.version, a.tools))
+        }
+        // A project entry checked without its token: a 401 says the server is there.
+        Err(Failure::Unauthorized) if token.is_none() && matches!(auth, Auth::Env(_)) && used.scope == "project" => {
+            Ok(format!("{url} answers (401 without the token, as expected)"))
         }
         // No token to send (already said why): the server asking for one is no news.
         Err(Failure::Unauthorized) if token.is_none() => {

@@ -1,8 +1,8 @@
 //! Does a remote entry reach a working server? The MCP handshake over Streamable HTTP with the
 //! entry's bearer token: `initialize` (the server's name and version), `initialized`,
 //! `tools/list`, then DELETE to end the session. Every request is bounded (a few seconds),
-//! never follows a redirect (it would carry the token elsewhere), and nothing it sends or
-//! reports contains the token.
+//! never follows a redirect (it would carry the token elsewhere), goes through no proxy when
+//! the server is this machine (an SSH tunnel's end), and nothing it reports contains the token.
 
 use std::io::{BufRead, BufReader};
 use std::time::Duration;
@@ -130,14 +130,26 @@ fn unreachable(e: ureq::Error) -> Failure {
     })
 }
 
+/// Is the URL's host this machine?
+fn loopback(url: &str) -> bool {
+    let Ok(uri) = url.parse::<ureq::http::Uri>() else { return false };
+    let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 /// The handshake against `url` with `token` (None: no `Authorization` header), each request
 /// bounded by `timeout`.
 pub fn check(url: &str, token: Option<&str>, timeout: Duration) -> Result<Answer, Failure> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
+    let mut config = ureq::Agent::config_builder();
+    if loopback(url) {
+        config = config.proxy(None);
+    }
+    let agent: ureq::Agent = config
         .timeout_resolve(Some(timeout))
         .timeout_connect(Some(timeout))
         .timeout_global(Some(timeout))
         .max_redirects(0)
+        .max_redirects_will_error(false)
         .http_status_as_error(false)
         .user_agent(concat!("pyro-host-doctor/", env!("CARGO_PKG_VERSION")))
         .build()
