@@ -163,6 +163,18 @@ mod tests {
     }
 
     #[test]
+    fn load_never_creates_a_token() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("copy");
+        assert!(load(&f).is_err());
+        assert!(!f.exists());
+        let t = load_or_create(&f).unwrap();
+        assert_eq!(load(&f).unwrap().reveal(), t.reveal());
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert!(load(&f).unwrap_err().message.contains("can be read by others"));
+    }
+
+    #[test]
     fn a_readable_file_is_refused_with_the_fix() {
         let d = tempfile::tempdir().unwrap();
         let f = d.path().join("t");
