@@ -13,8 +13,16 @@
 //! entry), else by editing `.claude.json`; a project entry is edited in its `.mcp.json`.
 //! Entries carry a per-server `timeout` (ms), which Claude Code applies to each tool call
 //! instead of `MCP_TOOL_TIMEOUT`.
+//!
+//! A remote entry (`pyro mcp serve --http` elsewhere) is `{"type": "http", "url": ...,
+//! "headers": {"Authorization": "Bearer <token>"}, "timeout": ...}`, as `claude mcp add
+//! --transport http NAME URL --header ...` writes it. It is written by editing `.claude.json`
+//! even when the CLI is installed: `claude mcp add-json` would put the token on a command line
+//! other users can read in /proc. Claude Code creates `.claude.json` 0600; so does pyro.
 
-use super::entry::{Broken, Entry, Found, Inspection, Written, ENTRY, STARTUP_TIMEOUT_MS, TOOL_TIMEOUT_MS};
+use super::entry::{
+    bearer_auth, Auth, Broken, Entry, Found, Inspection, Written, ENTRY, STARTUP_TIMEOUT_MS, TOOL_TIMEOUT_MS,
+};
 use super::files::{self, json_ms};
 use pyro_mcp::Error;
 use serde_json::Value;
@@ -34,11 +42,37 @@ fn project_key() -> Result<String, Error> {
     Ok(files::project_root(&files::cwd()?).to_string_lossy().into_owned())
 }
 
+/// Claude Code expands `${NAME}` in an entry's values from its environment.
+fn env_ref(token: &str) -> Option<String> {
+    let name = token.strip_prefix("${")?.strip_suffix('}')?;
+    let name = name.split(":-").next().unwrap_or(name);
+    (!name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')).then(|| name.to_string())
+}
+
+/// A header's value in a JSON `headers` object, whatever the case of its name.
+pub fn header<'a>(headers: &'a Value, name: &str) -> Option<&'a str> {
+    headers.as_object()?.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).and_then(|(_, v)| v.as_str())
+}
+
 /// One `mcpServers` entry as Claude Code reads it.
 fn found(v: &Value, scope: &'static str, path: &Path) -> Found {
     let args = v["args"].as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect());
+    let kind = v["type"].as_str().unwrap_or_default();
+    let mut issues = Vec::new();
+    let entry = if kind == "http" || kind == "sse" || (v["url"].is_string() && v["command"].is_null()) {
+        if kind == "sse" {
+            issues.push("its type is sse, the old transport; pyro serves Streamable HTTP (type http)".to_string());
+        }
+        Entry::Remote {
+            url: v["url"].as_str().unwrap_or_default().to_string(),
+            auth: bearer_auth(header(&v["headers"], "authorization"), env_ref),
+        }
+    } else {
+        Entry::Stdio { command: v["command"].as_str().unwrap_or_default().to_string(), args: args.unwrap_or_default() }
+    };
     Found {
-        entry: Entry { command: v["command"].as_str().unwrap_or_default().to_string(), args: args.unwrap_or_default() },
+        entry,
+        issues,
         scope,
         path: path.to_path_buf(),
         // Claude Code ignores a value below 1000 ms and falls back to MCP_TOOL_TIMEOUT.
@@ -152,18 +186,49 @@ pub fn limit_problems(f: &Found) -> Vec<String> {
     }
 }
 
-/// pyro's server object, keeping the keys of `existing` we do not manage (env, ...), and a
-/// larger timeout the user chose.
+/// pyro's server object, keeping the keys of `existing` we do not manage (env, other
+/// headers, ...) and a larger timeout the user chose, and dropping the other transport's keys.
 pub fn server_json(want: &Entry, existing: Option<&Value>) -> Value {
     let mut v = existing.filter(|e| e.is_object()).cloned().unwrap_or_else(|| serde_json::json!({}));
     let timeout = json_ms(&v["timeout"]).filter(|t| *t >= TOOL_TIMEOUT_MS).unwrap_or(TOOL_TIMEOUT_MS);
-    v["type"] = "stdio".into();
-    v["command"] = want.command.clone().into();
-    v["args"] = want.args.clone().into();
-    if !v["env"].is_object() {
-        v["env"] = serde_json::json!({});
+    let o = v.as_object_mut().expect("an object");
+    match want {
+        Entry::Stdio { command, args } => {
+            for k in ["url", "headers", "headersHelper", "oauth"] {
+                o.shift_remove(k);
+            }
+            o.insert("type".into(), "stdio".into());
+            o.insert("command".into(), command.clone().into());
+            o.insert("args".into(), args.clone().into());
+            if !o.get("env").is_some_and(|e| e.is_object()) {
+                o.insert("env".into(), serde_json::json!({}));
+            }
+        }
+        Entry::Remote { url, auth } => {
+            for k in ["command", "args", "env", "cwd"] {
+                o.shift_remove(k);
+            }
+            o.insert("type".into(), "http".into());
+            o.insert("url".into(), url.clone().into());
+            let mut headers = o.get("headers").and_then(|h| h.as_object()).cloned().unwrap_or_default();
+            headers.retain(|k, _| !k.eq_ignore_ascii_case("authorization"));
+            match auth {
+                Auth::Bearer(t) => {
+                    headers.insert("Authorization".into(), format!("Bearer {}", t.0).into());
+                }
+                Auth::Env(name) => {
+                    headers.insert("Authorization".into(), format!("Bearer ${{{name}}}").into());
+                }
+                Auth::None => {}
+            }
+            if headers.is_empty() {
+                o.shift_remove("headers");
+            } else {
+                o.insert("headers".into(), headers.into());
+            }
+        }
     }
-    v["timeout"] = timeout.into();
+    o.insert("timeout".into(), timeout.into());
     v
 }
 
@@ -191,7 +256,9 @@ pub fn write(want: &Entry, target: Option<&Found>, broken: bool) -> Result<Writt
     });
     let server = server_json(want, existing.as_ref());
     let backup = files::backup(&path)?;
-    if !broken {
+    // A remote entry's token must not appear on a command line.
+    let remote = matches!(want, Entry::Remote { .. });
+    if !broken && !remote {
         if let Some(claude) = pyro_mcp::internal::which("claude") {
             // add-json takes the whole object, timeout included; add refuses an existing name.
             let _ = Command::new(&claude).args(["mcp", "remove", ENTRY, "--scope", scope]).output();
@@ -231,6 +298,7 @@ pub fn write(want: &Entry, target: Option<&Found>, broken: bool) -> Result<Writt
         *servers = serde_json::json!({});
     }
     servers[ENTRY] = server;
-    files::write_config(&path, &files::json_text(&v))?;
+    // .claude.json may hold a token now (and always holds Claude Code's own account data).
+    files::write_private(&path, &files::json_text(&v))?;
     Ok(Written { method: format!("edited {}", path.display()), path, scope, backup, manual: None })
 }

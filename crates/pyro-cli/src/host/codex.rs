@@ -7,8 +7,17 @@
 //! existing table is edited in place with toml_edit instead, because `codex mcp add` replaces
 //! the whole table and would drop keys the user set there (env, enabled_tools, ...). Comments
 //! and other tables stay as they were.
+//!
+//! A remote entry (Streamable HTTP) is `url = ...` with `bearer_token_env_var =
+//! "PYRO_MCP_TOKEN"`: Codex reads the token from that variable when it starts and refuses an
+//! inline `bearer_token`, so no token is written (`codex mcp add pyro --url URL
+//! --bearer-token-env-var PYRO_MCP_TOKEN` writes the same two keys, checked in codex-cli
+//! 0.171.0). Codex rejects a table that mixes the two transports' keys, so switching drops the
+//! other transport's keys.
 
-use super::entry::{Broken, Entry, Found, Inspection, Written, ENTRY, STARTUP_TIMEOUT_MS, TOOL_TIMEOUT_MS};
+use super::entry::{
+    bearer_auth, Auth, Broken, Entry, Found, Inspection, Written, ENTRY, STARTUP_TIMEOUT_MS, TOOL_TIMEOUT_MS,
+};
 use super::files;
 use pyro_mcp::mcp::{MAX_CALL_S, STARTUP_TIMEOUT_S};
 use pyro_mcp::Error;
@@ -45,12 +54,10 @@ pub fn inspect() -> Result<Inspection, Error> {
     };
     let t = doc.as_ref().and_then(|d| d.get("mcp_servers")).and_then(|s| s.get(ENTRY));
     if let Some(t) = t {
-        let args = t.get("args").and_then(|a| a.as_array());
+        let (entry, issues) = entry_of(t);
         let f = Found {
-            entry: Entry {
-                command: t.get("command").and_then(|c| c.as_str()).unwrap_or_default().to_string(),
-                args: args.map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect()).unwrap_or_default(),
-            },
+            entry,
+            issues,
             scope: "user",
             path,
             tool_timeout_ms: secs_ms(t.get("tool_timeout_sec")),
@@ -61,6 +68,38 @@ pub fn inspect() -> Result<Inspection, Error> {
         insp.default = Some(f);
     }
     Ok(insp)
+}
+
+/// The keys only a stdio server has, and only a Streamable HTTP server has.
+const STDIO_KEYS: &[&str] = &["command", "args", "env", "env_vars", "cwd"];
+const HTTP_KEYS: &[&str] =
+    &["url", "bearer_token", "bearer_token_env_var", "http_headers", "env_http_headers", "http_headers_helper"];
+
+/// pyro's table as Codex reads it, and what Codex would refuse in it.
+fn entry_of(t: &Item) -> (Entry, Vec<String>) {
+    let s = |k: &str| t.get(k).and_then(|v| v.as_str()).map(String::from);
+    let Some(url) = s("url") else {
+        let args = t.get("args").and_then(|a| a.as_array());
+        let args = args.map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect());
+        return (
+            Entry::Stdio { command: s("command").unwrap_or_default(), args: args.unwrap_or_default() },
+            Vec::new(),
+        );
+    };
+    let mut issues = Vec::new();
+    if STDIO_KEYS.iter().any(|k| t.get(k).is_some()) {
+        issues.push("it mixes a url with stdio keys (command, args, env), which Codex refuses".to_string());
+    }
+    let header = t.get("http_headers").and_then(|h| h.get("Authorization").or_else(|| h.get("authorization")));
+    let auth = if let Some(v) = s("bearer_token_env_var") {
+        Auth::Env(v)
+    } else if let Some(tok) = s("bearer_token") {
+        issues.push("it has an inline bearer_token, which Codex refuses (it takes bearer_token_env_var)".to_string());
+        Auth::Bearer(super::entry::Secret(tok))
+    } else {
+        bearer_auth(header.and_then(|h| h.as_str()), |_| None)
+    };
+    (Entry::Remote { url, auth }, issues)
 }
 
 pub fn limit_problems(f: &Found) -> Vec<String> {
@@ -89,15 +128,38 @@ pub fn limit_problems(f: &Found) -> Vec<String> {
     p
 }
 
-/// Set pyro's command, args and timeouts in `t`, keeping its other keys and a larger timeout
-/// the user chose.
+/// Set pyro's command and args (or url and token variable) and timeouts in `t`, keeping its
+/// other keys and a larger timeout the user chose.
 fn fill(t: &mut Table, want: &Entry) {
-    t["command"] = value(want.command.clone());
-    let mut a = Array::new();
-    for x in &want.args {
-        a.push(x.as_str());
+    match want {
+        Entry::Stdio { command, args } => {
+            for k in HTTP_KEYS {
+                t.remove(k);
+            }
+            t["command"] = value(command.clone());
+            let mut a = Array::new();
+            for x in args {
+                a.push(x.as_str());
+            }
+            t["args"] = value(a);
+        }
+        Entry::Remote { url, auth } => {
+            for k in STDIO_KEYS.iter().chain(["bearer_token"].iter()) {
+                t.remove(k);
+            }
+            if let Some(h) = t.get_mut("http_headers").and_then(|h| h.as_table_like_mut()) {
+                h.remove("Authorization");
+                h.remove("authorization");
+            }
+            t["url"] = value(url.clone());
+            match auth {
+                Auth::Env(name) => t["bearer_token_env_var"] = value(name.clone()),
+                _ => {
+                    t.remove("bearer_token_env_var");
+                }
+            }
+        }
     }
-    t["args"] = value(a);
     if secs_ms(t.get("startup_timeout_sec")).is_none_or(|ms| ms < STARTUP_TIMEOUT_MS) {
         t["startup_timeout_sec"] = value(STARTUP_TIMEOUT_S as i64);
     }
@@ -140,12 +202,17 @@ pub fn write(want: &Entry, broken: bool) -> Result<Written, Error> {
     let mut method = format!("edited {}", path.display());
     if !broken && !has_table {
         if let Some(codex) = pyro_mcp::internal::which("codex") {
-            let out = Command::new(&codex)
-                .args(["mcp", "add", ENTRY, "--"])
-                .arg(&want.command)
-                .args(&want.args)
-                .output()
-                .map_err(|e| Error::internal(format!("running codex: {e}")))?;
+            let mut c = Command::new(&codex);
+            c.args(["mcp", "add", ENTRY]);
+            match want {
+                Entry::Stdio { command, args } => c.arg("--").arg(command).args(args),
+                Entry::Remote { url, auth } => match auth {
+                    Auth::Env(name) => c.args(["--url", url, "--bearer-token-env-var", name]),
+                    // Never a token on a command line; Codex takes none inline anyway.
+                    _ => c.args(["--url", url]),
+                },
+            };
+            let out = c.output().map_err(|e| Error::internal(format!("running codex: {e}")))?;
             if !out.status.success() {
                 return Err(Error::internal(format!(
                     "codex mcp add failed: {}",

@@ -25,17 +25,41 @@ pub fn backup(path: &Path) -> Result<Option<PathBuf>, Error> {
 
 /// Write a file atomically (temp file + rename), keeping the original's permissions.
 pub fn write_config(path: &Path, text: &str) -> Result<(), Error> {
+    write_mode(path, text, 0o666)
+}
+
+/// `write_config` for a file that holds a bearer token: a new file is created 0600 (an
+/// existing one keeps its mode, which the caller checks with `mode`).
+pub fn write_private(path: &Path, text: &str) -> Result<(), Error> {
+    write_mode(path, text, 0o600)
+}
+
+/// `mode` (under the umask) for a new file; the temporary file is never wider than that.
+fn write_mode(path: &Path, text: &str, mode: u32) -> Result<(), Error> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| Error::internal(format!("creating {}: {e}", dir.display())))?;
     }
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".pyro-tmp");
     let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, text).map_err(|e| Error::internal(format!("writing {}: {e}", tmp.display())))?;
+    let _ = std::fs::remove_file(&tmp);
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
+        f.write_all(text.as_bytes())
+    };
+    write().map_err(|e| Error::internal(format!("writing {}: {e}", tmp.display())))?;
     if let Ok(m) = std::fs::metadata(path) {
         let _ = std::fs::set_permissions(&tmp, m.permissions());
     }
     std::fs::rename(&tmp, path).map_err(|e| Error::internal(format!("writing {}: {e}", path.display())))
+}
+
+/// The permission bits of `path`.
+pub fn mode(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    Some(std::fs::metadata(path).ok()?.permissions().mode() & 0o777)
 }
 
 /// A JSON file's top-level object. `Ok(None)`: no such file. A file that is not a JSON

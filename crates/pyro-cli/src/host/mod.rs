@@ -2,7 +2,8 @@
 //!
 //! Each supported host keeps its MCP servers in its own config files; pyro's entry is named
 //! `pyro` and runs `<absolute path of this pyro> mcp serve` with the timeouts pyro's longest
-//! call needs (`pyro_mcp::mcp::MAX_CALL_S`, `STARTUP_TIMEOUT_S`). Each host module reads every
+//! call needs (`pyro_mcp::mcp::MAX_CALL_S`, `STARTUP_TIMEOUT_S`), or, with `--url`, reaches
+//! `pyro mcp serve --http` on another machine with its bearer token (`remote`). Each host module reads every
 //! place its host reads, says which entry the host will actually use, and writes an entry the
 //! way the host itself would. Every edit is preceded by a backup, keeps every other entry and
 //! key, and a second connect that would change nothing changes nothing.
@@ -14,8 +15,10 @@ pub mod entry;
 pub mod files;
 pub mod opencode;
 pub mod probe;
+pub mod probe_http;
+pub mod remote;
 
-pub use entry::{Entry, Found, Inspection, ENTRY, STARTUP_TIMEOUT_MS, TOOL_TIMEOUT_MS};
+pub use entry::{Auth, Entry, Found, Inspection, Secret, ENTRY, STARTUP_TIMEOUT_MS, TOKEN_ENV, TOOL_TIMEOUT_MS};
 use pyro_mcp::Error;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -52,9 +55,19 @@ impl Host {
             Host::Opencode => opencode::limit_problems(f),
         }
     }
-    /// Is `f` exactly what connect would leave: this pyro, enabled, limits high enough?
+    /// Is `f` exactly what connect would leave: this pyro (or this URL and token), enabled,
+    /// limits high enough, nothing the host refuses?
     pub fn satisfies(self, f: &Found, want: &Entry) -> bool {
-        f.entry == *want && !f.disabled && self.limit_problems(f).is_empty()
+        f.entry == *want && !f.disabled && f.issues.is_empty() && self.limit_problems(f).is_empty()
+    }
+    /// The remote entry this host gets for `url`: Codex reads the token from `$PYRO_MCP_TOKEN`
+    /// (it takes none in its file), the others carry it in an `Authorization` header.
+    pub fn remote_entry(self, url: &str, token: &Secret) -> Entry {
+        let auth = match self {
+            Host::Codex => Auth::Env(TOKEN_ENV.to_string()),
+            Host::ClaudeCode | Host::Opencode => Auth::Bearer(token.clone()),
+        };
+        Entry::Remote { url: url.to_string(), auth }
     }
     /// The config snippet for `print-config`.
     pub fn snippet(self, want: &Entry) -> String {
@@ -83,6 +96,12 @@ pub struct Outcome {
     pub tool_timeout_ms: u64,
     pub startup_timeout_ms: u64,
     pub message: String,
+    /// A remote entry: where its bearer token is kept (never the token itself).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// A remote entry: the server that answered at its URL (name and version).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
     /// Set when pyro will not edit the file (OpenCode JSONC): merge this by hand.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snippet: Option<String>,
@@ -90,11 +109,11 @@ pub struct Outcome {
     pub warnings: Vec<String>,
 }
 
-/// Configure `host` to run pyro's server. `repair`: fix the entry the host actually uses, in
-/// its scope, and rewrite even a matching one when `force` (its server does not start);
-/// else write the default scope, and do nothing when it already matches.
-pub fn connect(host: Host, profile: Option<&str>, repair: bool, force: bool) -> Result<Outcome, Error> {
-    let want = Entry::desired(profile)?;
+/// Configure `host` with `want` (pyro's server, local or remote). `repair`: fix the entry the
+/// host actually uses, in its scope, and rewrite even a matching one when `force` (its server
+/// does not start); else write the default scope, and do nothing when it already matches.
+pub fn connect(host: Host, want: &Entry, repair: bool, force: bool) -> Result<Outcome, Error> {
+    let want = want.clone();
     let insp = host.inspect()?;
     let broken = insp.broken.clone();
     if let Some(b) = &broken {
@@ -109,6 +128,20 @@ pub fn connect(host: Host, profile: Option<&str>, repair: bool, force: bool) -> 
         }
     }
     let target = if repair && broken.is_none() { insp.used.clone() } else { insp.default.clone() };
+    if let (Some(t), Entry::Remote { auth: Auth::Bearer(_), .. }) = (&target, &want) {
+        // A project's file is shared (and often committed): no token goes there.
+        if t.scope == "project" {
+            return Err(Error::invalid(format!(
+                "the {} entry pyro would repair is in {}, a project file others may read; no token is written there",
+                host.name(),
+                t.path.display()
+            ))
+            .hint(format!(
+                "remove pyro's entry from that file, then run `pyro host connect {} --url URL`",
+                host.name()
+            )));
+        }
+    }
     let mut outcome = Outcome {
         host: host.name(),
         changed: false,
@@ -120,6 +153,8 @@ pub fn connect(host: Host, profile: Option<&str>, repair: bool, force: bool) -> 
         tool_timeout_ms: TOOL_TIMEOUT_MS,
         startup_timeout_ms: STARTUP_TIMEOUT_MS,
         message: "already configured; nothing changed".into(),
+        token: None,
+        server: None,
         snippet: None,
         warnings: Vec::new(),
     };

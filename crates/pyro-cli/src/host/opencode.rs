@@ -10,11 +10,19 @@
 //! - `mcp.servers.pyro = {type: "local", command: [...], disabled, timeout: {startup,
 //!   request}}` (OpenCode's V2 docs), with `mcp.timeout` as the default for every server.
 //!
+//! A remote entry is `{type: "remote", url, headers: {Authorization: "Bearer <token>"}, oauth:
+//! false, ...}` (OpenCode's remote schema is strict: the local keys `command` and
+//! `environment` are dropped; `oauth: false` stops OpenCode from starting an OAuth flow on a
+//! 401). A global file that pyro creates for it is 0600; a `{env:NAME}` token is read as a
+//! reference to that variable, as OpenCode substitutes it.
+//!
 //! Files are parsed as JSONC (comments, trailing commas), as OpenCode does. pyro edits only a
 //! file that is plain JSON: rewriting JSONC would lose its comments, so for those it hands back
 //! the snippet to merge by hand.
 
-use super::entry::{Broken, Entry, Found, Inspection, Written, ENTRY, STARTUP_TIMEOUT_MS, TOOL_TIMEOUT_MS};
+use super::entry::{
+    bearer_auth, Auth, Broken, Entry, Found, Inspection, Written, ENTRY, STARTUP_TIMEOUT_MS, TOOL_TIMEOUT_MS,
+};
 use super::files::{self, json_ms};
 use pyro_mcp::Error;
 use serde_json::{json, Value};
@@ -81,9 +89,22 @@ fn v2_servers(v: &Value) -> Option<&Value> {
     (s.is_object() && s.get("type").is_none()).then_some(s)
 }
 
+/// OpenCode substitutes `{env:NAME}` in config values.
+fn env_ref(token: &str) -> Option<String> {
+    let name = token.strip_prefix("{env:")?.strip_suffix('}')?;
+    (!name.is_empty()).then(|| name.to_string())
+}
+
 fn entry_of(e: &Value) -> Option<Entry> {
+    if e["type"] == "remote" {
+        let url = e["url"].as_str()?.to_string();
+        return Some(Entry::Remote {
+            url,
+            auth: bearer_auth(super::claude::header(&e["headers"], "authorization"), env_ref),
+        });
+    }
     let words: Vec<String> = e["command"].as_array()?.iter().filter_map(|w| w.as_str().map(String::from)).collect();
-    words.split_first().map(|(c, a)| Entry { command: c.clone(), args: a.to_vec() })
+    words.split_first().map(|(c, a)| Entry::Stdio { command: c.clone(), args: a.to_vec() })
 }
 
 /// pyro's entry in one layer; v1 entries get the tool limit from `experimental.mcp_timeout`
@@ -101,6 +122,7 @@ fn found_in(l: &Layer) -> Option<(Found, bool)> {
             tool_timeout_ms: pick("request"),
             startup_timeout_ms: pick("startup"),
             disabled: e["disabled"].as_bool() == Some(true),
+            issues: Vec::new(),
         };
         return Some((f, true));
     }
@@ -112,6 +134,7 @@ fn found_in(l: &Layer) -> Option<(Found, bool)> {
         tool_timeout_ms: None,
         startup_timeout_ms: json_ms(&e["timeout"]),
         disabled: e["enabled"].as_bool() == Some(false),
+        issues: Vec::new(),
     };
     Some((f, false))
 }
@@ -184,6 +207,48 @@ fn at_least(v: &Value, min: u64) -> u64 {
     json_ms(v).filter(|t| *t >= min).unwrap_or(min)
 }
 
+/// Set the transport's keys of one server object and drop the other transport's (OpenCode
+/// refuses unknown keys).
+fn set_transport(e: &mut Value, want: &Entry, v2: bool) {
+    let o = e.as_object_mut().expect("an object");
+    match want {
+        Entry::Stdio { .. } => {
+            for k in ["url", "headers", "oauth"] {
+                o.shift_remove(k);
+            }
+            o.insert("type".into(), "local".into());
+            o.insert("command".into(), want.argv().into());
+        }
+        Entry::Remote { url, auth } => {
+            for k in ["command", "environment"] {
+                o.shift_remove(k);
+            }
+            o.insert("type".into(), "remote".into());
+            o.insert("url".into(), url.clone().into());
+            let mut headers = o.get("headers").and_then(|h| h.as_object()).cloned().unwrap_or_default();
+            headers.retain(|k, _| !k.eq_ignore_ascii_case("authorization"));
+            match auth {
+                Auth::Bearer(t) => {
+                    headers.insert("Authorization".into(), format!("Bearer {}", t.0).into());
+                }
+                Auth::Env(name) => {
+                    headers.insert("Authorization".into(), format!("Bearer {{env:{name}}}").into());
+                }
+                Auth::None => {}
+            }
+            if headers.is_empty() {
+                o.shift_remove("headers");
+            } else {
+                o.insert("headers".into(), headers.into());
+            }
+            // The 1.x schema's way to say "a static token, no OAuth"; V2's is not documented.
+            if !v2 {
+                o.insert("oauth".into(), false.into());
+            }
+        }
+    }
+}
+
 /// Put pyro's entry in a config object, in the layout the object already uses, keeping
 /// every other key and larger timeouts the user chose.
 fn set_entry(v: &mut Value, want: &Entry, v2: bool) {
@@ -195,8 +260,7 @@ fn set_entry(v: &mut Value, want: &Entry, v2: bool) {
         if !e.is_object() {
             *e = json!({});
         }
-        e["type"] = "local".into();
-        e["command"] = want.argv().into();
+        set_transport(e, want, true);
         if let Some(o) = e.as_object_mut() {
             o.remove("disabled");
         }
@@ -213,8 +277,7 @@ fn set_entry(v: &mut Value, want: &Entry, v2: bool) {
     if !e.is_object() {
         *e = json!({});
     }
-    e["type"] = "local".into();
-    e["command"] = want.argv().into();
+    set_transport(e, want, false);
     e["enabled"] = true.into();
     e["timeout"] = at_least(&e["timeout"], STARTUP_TIMEOUT_MS).into();
     if !v["experimental"].is_object() {
@@ -248,6 +311,10 @@ pub fn write(want: &Entry, target: Option<&Found>) -> Result<Written, Error> {
     }
     set_entry(&mut v, want, v2);
     let backup = files::backup(&path)?;
-    files::write_config(&path, &files::json_text(&v))?;
+    if matches!(want, Entry::Remote { auth: Auth::Bearer(_), .. }) {
+        files::write_private(&path, &files::json_text(&v))?;
+    } else {
+        files::write_config(&path, &files::json_text(&v))?;
+    }
     Ok(Written { method: format!("edited {}", path.display()), path, scope, backup, manual: None })
 }

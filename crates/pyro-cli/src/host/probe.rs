@@ -7,13 +7,16 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 pub fn check(e: &Entry, timeout: Duration) -> Result<usize, String> {
-    let mut child = Command::new(&e.command)
-        .args(&e.args)
+    let Entry::Stdio { command, args } = e else {
+        return Err("not a stdio entry".into());
+    };
+    let mut child = Command::new(command)
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|err| format!("cannot start {}: {err}", e.command))?;
+        .map_err(|err| format!("cannot start {command}: {err}"))?;
     let mut stdin = child.stdin.take().unwrap();
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();

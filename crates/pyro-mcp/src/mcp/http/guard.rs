@@ -7,8 +7,8 @@
 //! response ends: peer, method, JSON-RPC method and tool, status, duration. Never the token,
 //! never arguments.
 
+use super::options::HttpLimits;
 use super::token::Token;
-use super::HttpLimits;
 use crate::mcp::calls::{Calls, CALL_HEADER};
 use crate::mcp::server::PyroServer;
 use bytes::Bytes;

@@ -6,8 +6,8 @@
 //! accepting, cancels running calls, waits for them a bounded time, and closes the rest.
 
 use super::guard::Gate;
+use super::options::HttpOptions;
 use super::token::Token;
-use super::HttpOptions;
 use crate::error::{Code, Error, Result};
 use crate::mcp::server::PyroServer;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};

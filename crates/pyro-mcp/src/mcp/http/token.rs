@@ -61,27 +61,37 @@ fn check_private(path: &Path, meta: &std::fs::Metadata) -> Result<()> {
     Ok(())
 }
 
+/// The token in an existing file, which must be private and hold one token.
+fn read(path: &Path, meta: &std::fs::Metadata) -> Result<Token> {
+    check_private(path, meta)?;
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    let t = text.trim();
+    if t.len() < 32 || t.len() > 512 || !t.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Error::invalid(format!(
+            "token file {} does not hold a token (32 to 512 printable characters)",
+            path.display()
+        ))
+        .hint(format!("write a new one: pyro mcp token --rotate --token-file {}", path.display())));
+    }
+    Ok(Token(t.to_string()))
+}
+
 /// Read the token in `path`, creating the file (0600, and its directory 0700) with a fresh
 /// token when it does not exist.
 pub fn load_or_create(path: &Path) -> Result<Token> {
     match std::fs::symlink_metadata(path) {
-        Ok(meta) => {
-            check_private(path, &meta)?;
-            let text =
-                std::fs::read_to_string(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-            let t = text.trim();
-            if t.len() < 32 || t.len() > 512 || !t.bytes().all(|b| b.is_ascii_graphic()) {
-                return Err(Error::invalid(format!(
-                    "token file {} does not hold a token (32 to 512 printable characters)",
-                    path.display()
-                ))
-                .hint(format!("write a new one: pyro mcp token --rotate --token-file {}", path.display())));
-            }
-            Ok(Token(t.to_string()))
-        }
+        Ok(meta) => read(path, &meta),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => write_new(path, false),
         Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
     }
+}
+
+/// Read the token in `path` without ever creating one: a client's copy of a server's token
+/// (`pyro host connect --url`). The same checks as the server's: a private regular file
+/// holding one token.
+pub fn load(path: &Path) -> Result<Token> {
+    let meta = std::fs::symlink_metadata(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    read(path, &meta)
 }
 
 /// Replace the token in `path` with a fresh one (the old one stops working at the server's
@@ -150,6 +160,18 @@ mod tests {
         assert!(!r.matches(t.reveal().as_bytes()));
         assert!(!r.matches(b""));
         assert_eq!(format!("{r:?}"), "Token(..)");
+    }
+
+    #[test]
+    fn load_never_creates_a_token() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("copy");
+        assert!(load(&f).is_err());
+        assert!(!f.exists());
+        let t = load_or_create(&f).unwrap();
+        assert_eq!(load(&f).unwrap().reveal(), t.reveal());
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert!(load(&f).unwrap_err().message.contains("can be read by others"));
     }
 
     #[test]
