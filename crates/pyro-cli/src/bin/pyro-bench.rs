@@ -6,7 +6,9 @@
 //! - exec round trip: `true` in a running VM through the SDK;
 //! - workspaces: create, reset, sync, exec through the CLI and the SDK;
 //! - big trees: diff and summary of a 20,000-file workspace, a 10 MB patch apply;
-//! - mcp server: spawn to the `tools/list` answer per profile, and that answer's size;
+//! - mcp server: spawn to the `tools/list` answer per profile, and that answer's size; over
+//!   HTTP next to stdio, the `tools/list` and `workspace_exec true` round trips, and
+//!   `tools/list` per second with 8 clients (`PYRO_BENCH_ONLY=http`);
 //! - services: `service start` -> ready for a service that is ready at once, and its stop;
 //! - snapshots: `snapshot create` on 1,000 and 20,000 files, `reset --snapshot` -> first exec;
 //!   stop, start -> first exec, the memory file's size (`PYRO_BENCH_ONLY=snapshots`);
@@ -23,6 +25,9 @@ mod env_bench;
 
 #[path = "bench/mcp.rs"]
 mod mcp_bench;
+
+#[path = "bench/mcp_http.rs"]
+mod mcp_http_bench;
 
 #[path = "bench/scale.rs"]
 mod scale_bench;
@@ -90,6 +95,11 @@ fn main() {
     if std::env::var("PYRO_BENCH_ONLY").is_ok_and(|v| v == "templates") {
         println!("-- warm templates and fork");
         template_bench::run(runs, &report);
+        return;
+    }
+    if std::env::var("PYRO_BENCH_ONLY").is_ok_and(|v| v == "http") {
+        println!("-- mcp over http");
+        mcp_http_bench::run(&report);
         return;
     }
     if std::env::var("PYRO_BENCH_ONLY").is_ok_and(|v| v == "session") {
@@ -180,6 +190,7 @@ fn big_sections(pyro: &Pyro, runs: usize) {
 fn session_sections(pyro: &Pyro, runs: usize) {
     println!("-- mcp server");
     mcp_bench::run(pyro, &report);
+    mcp_http_bench::run(&report);
     println!("-- services and shells");
     service_bench::run(pyro, runs, &report);
     shell_bench::run(pyro, runs, &report);

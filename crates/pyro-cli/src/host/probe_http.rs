@@ -50,7 +50,8 @@ const PROTOCOL: &str = "2025-06-18";
 /// Largest response read (the tools list of pyro is some tens of KB).
 const MAX_BODY: u64 = 4 << 20;
 
-struct Client {
+/// An MCP session over Streamable HTTP (also driven by `make bench`).
+pub struct Client {
     agent: ureq::Agent,
     url: String,
     token: Option<String>,
@@ -58,7 +59,8 @@ struct Client {
 }
 
 impl Client {
-    fn post(&self, body: &str) -> Result<Response<Body>, Failure> {
+    /// POST one JSON-RPC message; the response when its status is 2xx.
+    pub fn post(&self, body: &str) -> Result<Response<Body>, Failure> {
         let mut r = self
             .agent
             .post(&self.url)
@@ -87,7 +89,7 @@ impl Client {
 
     /// POST a request and read the JSON-RPC response with this `id`, from a JSON body or an
     /// SSE stream (stopping at that message: the stream may stay open).
-    fn call(&self, body: &str, id: u64) -> Result<(Response<()>, serde_json::Value), Failure> {
+    pub fn call(&self, body: &str, id: u64) -> Result<(Response<()>, serde_json::Value), Failure> {
         let resp = self.post(body)?;
         let (parts, body) = resp.into_parts();
         let sse = parts
@@ -137,9 +139,9 @@ fn loopback(url: &str) -> bool {
     host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-/// The handshake against `url` with `token` (None: no `Authorization` header), each request
-/// bounded by `timeout`.
-pub fn check(url: &str, token: Option<&str>, timeout: Duration) -> Result<Answer, Failure> {
+/// A client for `url` with `token` (None: no `Authorization` header), each request bounded
+/// by `timeout`; no session yet.
+pub fn client(url: &str, token: Option<&str>, timeout: Duration) -> Client {
     let mut config = ureq::Agent::config_builder();
     if loopback(url) {
         config = config.proxy(None);
@@ -154,29 +156,49 @@ pub fn check(url: &str, token: Option<&str>, timeout: Duration) -> Result<Answer
         .user_agent(concat!("pyro-host-doctor/", env!("CARGO_PKG_VERSION")))
         .build()
         .into();
-    let mut c = Client { agent, url: url.to_string(), token: token.map(String::from), session: None };
-    let init = format!(
-        r#"{{"jsonrpc":"2.0","id":1,"method":"initialize","params":{{"protocolVersion":"{PROTOCOL}","capabilities":{{}},"clientInfo":{{"name":"pyro-host-doctor","version":"{}"}}}}}}"#,
-        env!("CARGO_PKG_VERSION")
-    );
-    let (resp, v) = c.call(&init, 1)?;
-    let info = &v["result"]["serverInfo"];
-    let (Some(name), Some(version)) = (info["name"].as_str(), info["version"].as_str()) else {
-        return Err(Failure::Protocol("its initialize answer has no serverInfo".into()));
-    };
-    c.session = resp.headers().get("mcp-session-id").and_then(|s| s.to_str().ok()).map(String::from);
+    Client { agent, url: url.to_string(), token: token.map(String::from), session: None }
+}
+
+impl Client {
+    /// `initialize` and `notifications/initialized`: the server's name and version; the
+    /// session (if the server keeps one) is used by every later request.
+    pub fn initialize(&mut self) -> Result<(String, String), Failure> {
+        let init = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"initialize","params":{{"protocolVersion":"{PROTOCOL}","capabilities":{{}},"clientInfo":{{"name":"pyro-host-doctor","version":"{}"}}}}}}"#,
+            env!("CARGO_PKG_VERSION")
+        );
+        let (resp, v) = self.call(&init, 1)?;
+        let info = &v["result"]["serverInfo"];
+        let (Some(name), Some(version)) = (info["name"].as_str(), info["version"].as_str()) else {
+            return Err(Failure::Protocol("its initialize answer has no serverInfo".into()));
+        };
+        self.session = resp.headers().get("mcp-session-id").and_then(|s| s.to_str().ok()).map(String::from);
+        self.post(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)?;
+        Ok((name.to_string(), version.to_string()))
+    }
+
+    /// End the session (DELETE), if there is one.
+    pub fn close(&self) {
+        if let Some(s) = &self.session {
+            let mut r = self.agent.delete(&self.url).header("Mcp-Session-Id", s);
+            if let Some(t) = &self.token {
+                r = r.header("Authorization", &format!("Bearer {t}"));
+            }
+            let _ = r.call();
+        }
+    }
+}
+
+/// The handshake against `url` with `token` (None: no `Authorization` header), each request
+/// bounded by `timeout`.
+pub fn check(url: &str, token: Option<&str>, timeout: Duration) -> Result<Answer, Failure> {
+    let mut c = client(url, token, timeout);
+    let (name, version) = c.initialize()?;
     let result = (|| {
-        c.post(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)?;
         let (_, v) = c.call(r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#, 2)?;
         let tools = v["result"]["tools"].as_array().map(|t| t.len());
         tools.ok_or_else(|| Failure::Protocol("its tools/list answer has no tools".into()))
     })();
-    if let Some(s) = &c.session {
-        let mut r = c.agent.delete(&c.url).header("Mcp-Session-Id", s);
-        if let Some(t) = &c.token {
-            r = r.header("Authorization", &format!("Bearer {t}"));
-        }
-        let _ = r.call();
-    }
-    Ok(Answer { name: name.to_string(), version: version.to_string(), tools: result? })
+    c.close();
+    Ok(Answer { name, version, tools: result? })
 }
