@@ -21,7 +21,7 @@
 //! other users can read in /proc. Claude Code creates `.claude.json` 0600; so does pyro.
 
 use super::entry::{
-    bearer_auth, Auth, Broken, Entry, Found, Inspection, Written, ENTRY, STARTUP_TIMEOUT_MS, TOOL_TIMEOUT_MS,
+    bearer_auth, Broken, Entry, Found, Inspection, Written, ENTRY, STARTUP_TIMEOUT_MS, TOOL_TIMEOUT_MS,
 };
 use super::files::{self, json_ms};
 use pyro_mcp::Error;
@@ -210,22 +210,7 @@ pub fn server_json(want: &Entry, existing: Option<&Value>) -> Value {
             }
             o.insert("type".into(), "http".into());
             o.insert("url".into(), url.clone().into());
-            let mut headers = o.get("headers").and_then(|h| h.as_object()).cloned().unwrap_or_default();
-            headers.retain(|k, _| !k.eq_ignore_ascii_case("authorization"));
-            match auth {
-                Auth::Bearer(t) => {
-                    headers.insert("Authorization".into(), format!("Bearer {}", t.0).into());
-                }
-                Auth::Env(name) => {
-                    headers.insert("Authorization".into(), format!("Bearer ${{{name}}}").into());
-                }
-                Auth::None => {}
-            }
-            if headers.is_empty() {
-                o.shift_remove("headers");
-            } else {
-                o.insert("headers".into(), headers.into());
-            }
+            auth.set_header(o, |name| format!("${{{name}}}"));
         }
     }
     o.insert("timeout".into(), timeout.into());

@@ -45,6 +45,30 @@ pub enum Auth {
     Env(String),
 }
 
+impl Auth {
+    /// Put this auth into a JSON entry's `headers` (Claude Code's and OpenCode's layout): any
+    /// old `Authorization` goes, other headers stay, an empty map is dropped. `env_ref` spells
+    /// a reference to an environment variable in the host's syntax.
+    pub fn set_header(&self, o: &mut serde_json::Map<String, serde_json::Value>, env_ref: fn(&str) -> String) {
+        let mut headers = o.get("headers").and_then(|h| h.as_object()).cloned().unwrap_or_default();
+        headers.retain(|k, _| !k.eq_ignore_ascii_case("authorization"));
+        match self {
+            Auth::Bearer(t) => {
+                headers.insert("Authorization".into(), format!("Bearer {}", t.0).into());
+            }
+            Auth::Env(name) => {
+                headers.insert("Authorization".into(), format!("Bearer {}", env_ref(name)).into());
+            }
+            Auth::None => {}
+        }
+        if headers.is_empty() {
+            o.shift_remove("headers");
+        } else {
+            o.insert("headers".into(), headers.into());
+        }
+    }
+}
+
 /// The server a host should use: a command line it runs (`pyro mcp serve`), or a Streamable
 /// HTTP server it reaches (`pyro mcp serve --http` on another machine).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -225,22 +225,7 @@ fn set_transport(e: &mut Value, want: &Entry, v2: bool) {
             }
             o.insert("type".into(), "remote".into());
             o.insert("url".into(), url.clone().into());
-            let mut headers = o.get("headers").and_then(|h| h.as_object()).cloned().unwrap_or_default();
-            headers.retain(|k, _| !k.eq_ignore_ascii_case("authorization"));
-            match auth {
-                Auth::Bearer(t) => {
-                    headers.insert("Authorization".into(), format!("Bearer {}", t.0).into());
-                }
-                Auth::Env(name) => {
-                    headers.insert("Authorization".into(), format!("Bearer {{env:{name}}}").into());
-                }
-                Auth::None => {}
-            }
-            if headers.is_empty() {
-                o.shift_remove("headers");
-            } else {
-                o.insert("headers".into(), headers.into());
-            }
+            auth.set_header(o, |name| format!("{{env:{name}}}"));
             // The 1.x schema's way to say "a static token, no OAuth"; V2's is not documented.
             if !v2 {
                 o.insert("oauth".into(), false.into());

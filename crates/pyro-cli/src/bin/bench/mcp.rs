@@ -11,9 +11,12 @@ use std::time::Instant;
 
 const SPAWNS: usize = 10;
 
-/// One session: (milliseconds from spawn to the tools/list answer, bytes of its result).
-fn once(bin: &std::path::Path, profile: &str) -> (f64, usize) {
-    let t = Instant::now();
+/// `pyro mcp serve --profile PROFILE` on pipes, as a chat host starts it: the child, its
+/// stdin and its stdout.
+pub fn spawn_stdio(
+    bin: &std::path::Path,
+    profile: &str,
+) -> (std::process::Child, std::process::ChildStdin, BufReader<std::process::ChildStdout>) {
     let mut child = Command::new(bin)
         .args(["mcp", "serve", "--profile", profile])
         .stdin(Stdio::piped())
@@ -21,8 +24,15 @@ fn once(bin: &std::path::Path, profile: &str) -> (f64, usize) {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn pyro mcp serve");
-    let mut stdin = child.stdin.take().unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let stdin = child.stdin.take().unwrap();
+    let out = BufReader::new(child.stdout.take().unwrap());
+    (child, stdin, out)
+}
+
+/// One session: (milliseconds from spawn to the tools/list answer, bytes of its result).
+fn once(bin: &std::path::Path, profile: &str) -> (f64, usize) {
+    let t = Instant::now();
+    let (mut child, mut stdin, mut out) = spawn_stdio(bin, profile);
     let mut send = |v: Value| writeln!(stdin, "{v}").expect("write to server");
     let mut answer = |id: u64| -> Value {
         let mut line = String::new();

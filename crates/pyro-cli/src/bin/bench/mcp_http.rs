@@ -28,15 +28,7 @@ fn call_body(id: u64, tool: &str, args: Value) -> String {
 
 /// Over stdio: (tools/list ms per round, exec true ms per round).
 fn stdio(bin: &std::path::Path) -> (Vec<f64>, Vec<f64>) {
-    let mut child = Command::new(bin)
-        .args(["mcp", "serve"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn pyro mcp serve");
-    let mut stdin = child.stdin.take().unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let (mut child, mut stdin, mut out) = super::mcp_bench::spawn_stdio(bin, "workspace-core");
     // A request and its answer (id 0: a notification, no answer).
     let mut rpc = |body: String, id: u64| -> Value {
         writeln!(stdin, "{body}").expect("write to server");
