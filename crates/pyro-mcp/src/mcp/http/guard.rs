@@ -97,12 +97,9 @@ fn token_in_query(req: &Request<Incoming>) -> bool {
     })
 }
 
-/// The JSON-RPC method of a body (and the tool of a `tools/call`), for the log and the
-/// session cap; anything unparsable is left for rmcp to answer.
-fn rpc_of(body: &[u8]) -> (String, serde_json::Value) {
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return (String::new(), serde_json::Value::Null);
-    };
+/// The JSON-RPC method of a message (and the tool of a `tools/call`), for the log and the
+/// session cap, and its id.
+fn rpc_of(v: &serde_json::Value) -> (String, serde_json::Value) {
     let method = v.get("method").and_then(|m| m.as_str()).unwrap_or("");
     let mut rpc = crate::text::clip(method, 40);
     if method == "tools/call" {
@@ -182,13 +179,16 @@ impl Gate {
         } else {
             Bytes::new()
         };
-        let (rpc, id) = rpc_of(&bytes);
-        line.rpc = rpc;
-        // Malformed JSON-RPC gets the JSON-RPC error (rmcp answers 415 in plain text).
+        // Parsed once, here: malformed JSON gets the JSON-RPC error (rmcp answers 415 in plain
+        // text); the method names the log line and the id goes into refusals.
+        let mut id = serde_json::Value::Null;
         if parts.method == Method::POST {
-            if let Err(e) = serde_json::from_slice::<serde_json::Value>(&bytes) {
-                let text = format!("Parse error: {}", crate::text::clip(&e.to_string(), 200));
-                return refuse(&line, rpc_error(StatusCode::BAD_REQUEST, &id, -32700, &text));
+            match serde_json::from_slice::<serde_json::Value>(&bytes) {
+                Ok(v) => (line.rpc, id) = rpc_of(&v),
+                Err(e) => {
+                    let text = format!("Parse error: {}", crate::text::clip(&e.to_string(), 200));
+                    return refuse(&line, rpc_error(StatusCode::BAD_REQUEST, &id, -32700, &text));
+                }
             }
         }
         if line.rpc == "initialize" && !parts.headers.contains_key("mcp-session-id") {
@@ -303,11 +303,12 @@ mod tests {
 
     #[test]
     fn rpc_names_come_from_the_body_without_control_characters() {
-        let (rpc, id) = rpc_of(br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"workspace_exec"}}"#);
+        let v = serde_json::json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "workspace_exec"}});
+        let (rpc, id) = rpc_of(&v);
         assert_eq!(rpc, "tools/call workspace_exec");
         assert_eq!(id, 7);
-        let (rpc, _) = rpc_of(b"{\"method\":\"a\\u001b[2Jb\"}");
+        let (rpc, _) = rpc_of(&serde_json::json!({"method": "a\u{1b}[2Jb"}));
         assert_eq!(rpc, "a[2Jb");
-        assert_eq!(rpc_of(b"not json").0, "");
+        assert_eq!(rpc_of(&serde_json::json!([1, 2])).0, "");
     }
 }
