@@ -20,7 +20,7 @@ use std::process::{Command as Proc, Stdio};
 
 /// How many attacks the suite tries: asserted at the end, and the figure docs/security.md
 /// gives. A case added or removed changes it here and there.
-const ATTACKS: u32 = 86;
+const ATTACKS: u32 = 89;
 
 /// The attacks tried and held, each under the boundary it attacks (the sections of
 /// docs/security.md), and the checks that are not attacks (they must pass, but are not counted
@@ -424,6 +424,119 @@ fn http_attacks(s: &mut Tally) {
         std::fs::set_permissions(d.token_file(), std::fs::Permissions::from_mode(0o600)).unwrap();
         check(o.status.code() == Some(2) && stderr(&o).contains("chmod 600"), stderr(&o))
     });
+    d.t.assert_clean();
+}
+
+/// Faults of remote clients and of the server itself, with real VMs and the official Python
+/// client (`make mcp-py`): a client killed during its exec, two clients deleting one
+/// workspace at once, the server killed with `kill -9` during calls. Each leaves every
+/// workspace consistent, and the other clients served.
+fn http_faults(s: &mut Tally) {
+    use crate::common::http::*;
+    use std::time::{Duration, Instant};
+    let d = Dirs::new();
+    let (Some(v1), Some(v2)) = (python("1.23.0"), python("2.3.0")) else {
+        for name in ["a client killed during its exec", "two clients deleting one workspace", "kill -9 of the server"] {
+            s.attack(name, || Err("the Python MCP SDKs are not installed (make mcp-py)".into()));
+        }
+        return;
+    };
+    let srv = d.serve(&[]);
+    let cli = |args: &[&str]| d.pyro().args(args).output().unwrap();
+    let sleeping = |id: &str| {
+        let o = cli(&["workspace", "exec", id, "--", GUEST_PS]);
+        parse_guest_ps(&stdout(&o)).iter().filter(|p| p.argv == ["sleep", "600"]).count()
+    };
+    let cancelled = |id: &str| -> Result<(), String> {
+        let logs = json(&cli(&["workspace", "logs", id, "--json"]));
+        let h = logs["entries"].as_array().and_then(|e| e.iter().find(|e| e["command"] == "sleep 600").cloned());
+        let h = h.ok_or(format!("no sleep 600 in the history: {logs}"))?;
+        check(h["cancelled"] == json!(true) && h["exit_code"] == json!(137), format!("recorded as {h}"))
+    };
+    let mut made = Vec::new();
+    s.attack("a client killed during its exec", || {
+        // Another session runs a 25 s exec all along: it must not be disturbed.
+        let other = py_client(&v1, &srv, "progress", &[]).stdout(Stdio::piped()).spawn().unwrap();
+        let (mut hang, id) = start_hang(&v2, &srv, "gone");
+        made.push(id.clone());
+        let watched = (|| {
+            let until = Instant::now() + Duration::from_secs(60);
+            while sleeping(&id) == 0 {
+                check(Instant::now() < until, "sleep 600 never started")?;
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            hang.kill().unwrap();
+            let _ = hang.wait();
+            let killed = Instant::now();
+            while sleeping(&id) > 0 {
+                check(killed.elapsed() < Duration::from_secs(30), "the gone client's command still runs after 30 s")?;
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            cancelled(&id)
+        })();
+        let _ = hang.kill();
+        let _ = hang.wait();
+        let o = other.wait_with_output().unwrap();
+        watched?;
+        let v: Value = serde_json::from_str(stdout(&o).lines().last().unwrap_or("")).unwrap_or_default();
+        check(v["exit_code"] == json!(0), format!("the other session's exec: {v}"))?;
+        check(srv.log().contains("(client gone)"), "the log does not say the client went")
+    });
+    s.attack("two clients deleting one workspace", || {
+        // Made through the server: its workspaces carry its scope label (others it cannot see).
+        let id = py(&v1, &srv, "create", &["--tag", "twice"])["id"].as_str().unwrap_or_default().to_string();
+        let racers: Vec<_> = [&v1, &v2]
+            .iter()
+            .map(|py| py_client(py, &srv, "delete", &["--id", &id]).stdout(Stdio::piped()).spawn().unwrap())
+            .collect();
+        let mut results: Vec<Value> = racers
+            .into_iter()
+            .map(|c| {
+                serde_json::from_str(stdout(&c.wait_with_output().unwrap()).lines().last().unwrap_or(""))
+                    .unwrap_or_default()
+            })
+            .collect();
+        results.sort_by_key(|v| v["is_error"].as_bool());
+        let seen = results.iter().map(|r| format!("{} {}", r["is_error"], r["value"])).collect::<Vec<_>>().join("; ");
+        check(results[0]["is_error"] == json!(false) && results[0]["value"]["workspace_id"] == json!(id), &seen)?;
+        check(
+            results[1]["is_error"] == json!(true) && results[1]["value"]["error"]["code"] == json!("not_found"),
+            &seen,
+        )?;
+        let list = json(&cli(&["workspace", "list", "--json"]));
+        check(!list.to_string().contains(&id), format!("still listed: {list}"))
+    });
+    drop(srv);
+    s.attack("kill -9 of the server during calls", || {
+        let mut srv = d.serve(&[]);
+        let (mut hang, id) = start_hang(&v2, &srv, "nine");
+        made.push(id.clone());
+        let until = Instant::now() + Duration::from_secs(60);
+        let started = (|| -> Result<(), String> {
+            while sleeping(&id) == 0 {
+                check(Instant::now() < until, "sleep 600 never started")?;
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Ok(())
+        })();
+        srv.child.kill().unwrap();
+        let _ = srv.child.wait();
+        let _ = hang.kill();
+        let _ = hang.wait();
+        started?;
+        // The next server (and the CLI) find the workspace consistent and usable.
+        let srv = d.serve(&[]);
+        let st = json(&cli(&["workspace", "status", &id, "--json"]));
+        check(st["state"] == json!("running"), format!("status after kill -9: {st}"))?;
+        let o = cli(&["workspace", "exec", &id, "--", "echo", "alive"]);
+        check(stdout(&o) == "alive\n", stderr(&o))?;
+        let out = py(&v2, &srv, "list", &[]);
+        check(out["tools"].as_array().map(|t| t.len()) == Some(17), format!("{out}"))
+    });
+    for id in &made {
+        let o = cli(&["workspace", "delete", id, "--json"]);
+        s.check("the fault cases' workspaces delete", || check(o.status.success(), stderr(&o)));
+    }
     d.t.assert_clean();
 }
 
@@ -888,6 +1001,7 @@ fn hostile_inputs_are_refused_and_change_nothing() {
     });
 
     http_attacks(&mut s);
+    http_faults(&mut s);
 
     // ---- forged control frames (guest root on the control port) ----
     s.boundary("guest frames");

@@ -137,6 +137,12 @@ pub fn main(c: McpCmd, json: bool) -> i32 {
         if roots.is_empty() { "none" } else { &roots },
         if a_all { "all workspaces".to_string() } else { format!("{}={}", pyro_mcp::mcp::SCOPE_LABEL, server.scope()) }
     );
+    // A server writes to sockets (and stdout) whose peer may be gone: that is an error on that
+    // connection (EPIPE), never the end of the process. `main` restores SIGPIPE's default for
+    // the one-shot commands (`pyro run ... | head`); over TLS, a client's hang-up killed the
+    // server silently through it.
+    // SAFETY: setting a signal disposition; no handler runs.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     let served = match a.http {
         Some(addr) => {
             let mut o = HttpOptions::new(addr);

@@ -4,8 +4,10 @@ PyPI), driving `pyro mcp serve --http` the way a remote host does. Works with mc
 2026-07-28, or 2025-11-25 with --mode legacy). Prints one JSON object with what it saw; the
 Rust test (tests/mcp_http.rs) asserts on it.
 
-usage: python py_http_client.py URL SCENARIO [--token T] [--mode M] [--tag TAG]
-  SCENARIO: list | loop | progress | hang
+usage: python py_http_client.py URL SCENARIO [--token T] [--mode M] [--tag TAG] [--id ID]
+  SCENARIO: list | loop | progress | hang | create | delete (workspace_delete of --id, error or not)
+
+Over HTTPS, mcp 1.x's httpx trusts the CA file in SSL_CERT_FILE.
 """
 
 import argparse
@@ -29,6 +31,7 @@ def parse():
     p.add_argument("--token")
     p.add_argument("--mode", default="auto")
     p.add_argument("--tag", default="t")
+    p.add_argument("--id")
     return p.parse_args()
 
 
@@ -147,6 +150,12 @@ async def main():
             print(json.dumps({"id": ws["id"]}), flush=True)
             await c.call("workspace_exec", {"workspace_id": ws["id"], "command": "sleep 600", "timeout_seconds": 900})
             out["returned"] = True
+        elif a.scenario == "create":
+            out["id"] = ok(await c.call("workspace_create", {"name": f"http-{a.tag}"}), "create")["id"]
+        elif a.scenario == "delete":
+            # Two of these race for one workspace (tests/security.rs): the result as it came.
+            err, value = await c.call("workspace_delete", {"workspace_id": a.id})
+            out["is_error"], out["value"] = bool(err), value
         else:
             raise Failed(f"unknown scenario {a.scenario}")
     print(json.dumps(out), flush=True)

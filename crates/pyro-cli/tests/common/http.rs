@@ -2,6 +2,7 @@
 //! by `mcp_http` (real MCP clients) and `security` (hostile requests).
 
 use super::*;
+use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Stdio};
@@ -43,10 +44,16 @@ impl Dirs {
         self.config.path().join("mcp-token")
     }
 
+    /// `pyro mcp serve --http 127.0.0.1:0 EXTRA...`, once it says where it serves.
     pub fn serve(&self, extra: &[&str]) -> Server {
+        self.serve_at("127.0.0.1:0", extra)
+    }
+
+    /// The server on `addr` (`0.0.0.0:0` needs TLS or `--insecure-http` in `extra`).
+    pub fn serve_at(&self, addr: &str, extra: &[&str]) -> Server {
         let mut child = self
             .pyro()
-            .args(["mcp", "serve", "--http", "127.0.0.1:0"])
+            .args(["mcp", "serve", "--http", addr])
             .args(extra)
             .current_dir(self.project.path())
             .stdin(Stdio::null())
@@ -71,7 +78,8 @@ impl Dirs {
             let _ = child.kill();
             panic!("the server did not announce its URL: {}", log.lock().unwrap())
         });
-        let addr = url.trim_start_matches("http://").trim_end_matches("/mcp").to_string();
+        let addr =
+            url.trim_start_matches("https://").trim_start_matches("http://").trim_end_matches("/mcp").to_string();
         let token = std::fs::read_to_string(self.token_file()).unwrap_or_default().trim().to_string();
         Server { child, url, addr, token, log }
     }
@@ -127,4 +135,43 @@ pub fn post(srv: &Server, auth: Option<&str>, extra: &str, body: &str) -> (u16, 
     let auth = auth.map(|t| format!("\r\nAuthorization: Bearer {t}")).unwrap_or_default();
     let extra = if extra.is_empty() { String::new() } else { format!("\r\n{extra}") };
     http(&srv.addr, &format!("POST /mcp HTTP/1.1\r\n{ACCEPT}{auth}{extra}"), body.as_bytes())
+}
+
+/// The venv's python for an mcp release, if `make mcp-py` made it (else skipped; a failure
+/// under CI).
+pub fn python(release: &str) -> Option<PathBuf> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../../target/mcp-py/mcp-{release}/bin/python"));
+    if p.exists() {
+        return Some(p);
+    }
+    skip(&format!("the Python MCP SDK {release} is not installed (make mcp-py)"));
+    None
+}
+
+pub fn py_client(py: &Path, srv: &Server, scenario: &str, extra: &[&str]) -> Command {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients/py_http_client.py");
+    let mut c = Command::new(py);
+    c.arg(script).args([srv.url.as_str(), scenario, "--token", &srv.token]).args(extra);
+    c
+}
+
+/// Run a Python client scenario to the end; its JSON line.
+pub fn py(py: &Path, srv: &Server, scenario: &str, extra: &[&str]) -> Value {
+    let o = py_client(py, srv, scenario, extra).output().unwrap();
+    let line = stdout(&o).lines().last().unwrap_or("").to_string();
+    let v: Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("no JSON ({e}): {}{}", stdout(&o), stderr(&o)));
+    assert!(o.status.success() && v.get("error").is_none(), "{scenario} failed: {v}\nserver log:\n{}", srv.log());
+    v
+}
+
+/// A Python client that creates a workspace, says its id, and runs `sleep 600` in it.
+pub fn start_hang(v2: &Path, srv: &Server, tag: &str) -> (std::process::Child, String) {
+    let mut c =
+        py_client(v2, srv, "hang", &["--tag", tag]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut first = String::new();
+    BufReader::new(c.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    let id =
+        serde_json::from_str::<Value>(&first).unwrap_or_else(|_| panic!("{first}"))["id"].as_str().unwrap().to_string();
+    (c, id)
 }
