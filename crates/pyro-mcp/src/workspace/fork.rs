@@ -81,7 +81,7 @@ impl Workspaces<'_> {
         let id = vm::new_id();
         let dir = ws_dir(self.paths(), &id);
         crate::paths::private_dir(&dir)?;
-        let lock = crate::lockfile::lock(&dir.join("lock"))?;
+        let lock = crate::lockfile::lock_new(&dir.join("lock"))?;
         if let Err(e) = self.fork_in(&src, &id, &dir, o) {
             self.discard(&id);
             return Err(e);

@@ -279,7 +279,7 @@ impl<'a> Workspaces<'a> {
                 // Held until the row is written: a sweep leaves a locked dir alone, and takes
                 // over one whose creator was killed (everything made so far is removed; see
                 // `recover`).
-                let lock = crate::lockfile::lock(&ws_dir(self.paths(), &id).join("lock"))?;
+                let lock = crate::lockfile::lock_new(&ws_dir(self.paths(), &id).join("lock"))?;
                 (id, lock, None)
             }
         };

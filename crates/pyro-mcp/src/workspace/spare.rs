@@ -42,7 +42,7 @@ impl Workspaces<'_> {
         let id = vm::new_id();
         let dir = ws_dir(self.paths(), &id);
         crate::paths::private_dir(&dir)?;
-        let _lock = crate::lockfile::lock(&dir.join("lock"))?;
+        let _lock = crate::lockfile::lock_new(&dir.join("lock"))?;
         let now = crate::clock::now_s();
         let info = SpareInfo {
             environment: env.name.clone(),
