@@ -25,7 +25,7 @@ UNDER_CI = case "$${CI:-}" in ""|0|false) false ;; *) true ;; esac
 HOST_CLIS := @anthropic-ai/claude-code@2.1.332 @openai/codex@0.171.0
 MCP_SDK := @modelcontextprotocol/sdk@1.32.2
 
-.PHONY: mcp-client mcp-py setup packages build guest environment test test-security test-crash check fmt lint demo bench install clean smoke-user smoke-use-cases host-clis dist dist-check
+.PHONY: mcp-client mcp-py py py-venv py-types test-py setup packages build guest environment test test-security test-crash check fmt lint demo bench install clean smoke-user smoke-use-cases host-clis dist dist-check
 
 ## Host packages (root or sudo), the build, the guest kernel and the default environment.
 setup: packages build environment
@@ -61,7 +61,7 @@ lint:
 ## lists the skipped tests by name. `--tests` runs every unit and integration test without
 ## linking the examples again (clippy checks them); then `templates::`, which damages the
 ## shared template, runs alone; the doc examples compile in a run of their own.
-test: setup lint host-clis mcp-client mcp-py
+test: setup lint host-clis mcp-client mcp-py py py-venv
 	@rm -f $(SKIP_LOG)
 	@export $(TEST_ENV) PYRO_SKIP_LOG=$(SKIP_LOG) $(TEST_BINS); $(CARGO) test $(CARGO_FLAGS) --tests \
 	  && $(CARGO) test $(CARGO_FLAGS) --test main -- --ignored templates:: \
@@ -69,13 +69,14 @@ test: setup lint host-clis mcp-client mcp-py
 	  if [ -s $(SKIP_LOG) ]; then \
 	    echo "skipped: $$(cut -d' ' -f2 $(SKIP_LOG) | sed 's/:$$//' | sort -u | paste -sd' ' -)"; sed 's/^/  /' $(SKIP_LOG); \
 	  else echo "skipped: none"; fi; exit $$rc
+	$(MAKE) --no-print-directory test-py
 	$(MAKE) --no-print-directory smoke-user
 
 ## The attack suite (docs/security.md): hostile inputs against a real VM; lists each attack
 ## with the boundary it attacks and prints `security: N tried, N held` (N asserted). An
 ## ignored test in the one binary (`security::`), so `make test` does not run it twice (CI
 ## runs it after `make test`).
-test-security: build
+test-security: build mcp-py
 	$(TEST_ENV) $(TEST_BINS) $(CARGO) test $(CARGO_FLAGS) --test main -- --ignored security:: --test-threads=1 --nocapture
 
 ## The kill -9 campaign (tests/crash.rs, the ignored test `crash::`): at least 100 kills of
@@ -104,6 +105,27 @@ mcp-client:
 ## The official Python MCP SDK, two releases, for the HTTP tests (tests/mcp_http.rs): mcp
 ## 1.23.0 speaks 2025-06-18, mcp 2.3.0 speaks 2026-07-28 (and 2025-11-25 in legacy mode).
 ## One venv each under target/mcp-py, every package pinned (tests/clients/requirements-*).
+## The Python package as the wheel lays it out (python/pyro_mcp's files and the module `make
+## build` compiled), in target/py, for the tests and examples.
+py: build
+	@rm -rf target/py && mkdir -p target/py/pyro_mcp
+	@cp python/pyro_mcp/*.py python/pyro_mcp/*.pyi python/pyro_mcp/py.typed target/py/pyro_mcp/
+	@cp target/release/libpyro_py.so target/py/pyro_mcp/_native.abi3.so
+
+## The Python test tools (pytest, mypy), pinned in python/tests/requirements.txt.
+py-venv:
+	@d=target/py-venv; if ! cmp -s python/tests/requirements.txt $$d/requirements.txt; then \
+	  rm -rf $$d && python3 -m venv $$d && $$d/bin/pip install -q --disable-pip-version-check \
+	    -r python/tests/requirements.txt && cp python/tests/requirements.txt $$d/; fi
+
+## Regenerate python/pyro_mcp/types.py from the Rust result types' schemas.
+py-types: build
+	python3 scripts/py-types.py
+
+## The Python SDK's pytest suite against real VMs (python/tests; part of `make test`).
+test-py: py py-venv
+	$(TEST_ENV) $(TEST_BINS) PYTHONPATH=$(CURDIR)/target/py target/py-venv/bin/python -m pytest -q -p no:cacheprovider python/tests
+
 mcp-py:
 	@for v in 1.23.0 2.3.0; do d=target/mcp-py/mcp-$$v; \
 	  [ -x $$d/bin/python ] && $$d/bin/python -c 'import mcp' 2>/dev/null && continue; \

@@ -6,7 +6,7 @@ pub use crate::env::{installed, CatalogEntry, CATALOG};
 pub use crate::hidden::spare_preparer_main as prepare_spare;
 pub use crate::hidden::template_builder_main as build_template;
 pub use crate::kernel::{cached_kernel, ensure_kernel, mirror_from_env, Kernel};
-pub use crate::runtime::{mark_self_is_pyro, pyro_binary};
+pub use crate::runtime::{mark_self_is_pyro, pyro_binary, set_pyro_binary};
 pub use crate::vm::accel::Verdict;
 pub use crate::vm::qemu::{which, Accel, Disk, MachineConfig, VmMode};
 pub use crate::vm::spare::evict_all as evict_spares;

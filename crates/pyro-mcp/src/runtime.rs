@@ -160,9 +160,20 @@ pub fn mark_self_is_pyro() {
     SELF_IS_PYRO.store(true, Ordering::Relaxed);
 }
 
+/// The `pyro` binary an embedding process names (see [`set_pyro_binary`]).
+static PYRO_BINARY: OnceLock<PathBuf> = OnceLock::new();
+
+/// Name the `pyro` binary that supervises this process's VMs, for an embedding whose own
+/// executable says nothing about where pyro is: the Python module runs inside `python3`, and
+/// its wheel installs `pyro` into the environment's scripts directory. The first call wins.
+pub fn set_pyro_binary(path: PathBuf) {
+    let _ = PYRO_BINARY.set(path);
+}
+
 /// The `pyro` binary that runs VM supervisors (as `pyro __supervise DIR`), in this order:
 ///
-/// 1. `$PYRO_BIN`, when set and not empty (tests and unusual installs);
+/// 1. `$PYRO_BIN`, when set and not empty (tests and unusual installs), then the binary an
+///    embedding named with [`set_pyro_binary`];
 /// 2. the running executable (`/proc/self/exe`), when this process is the pyro CLI (it called
 ///    [`mark_self_is_pyro`] at startup) or its file is named `pyro`: a CLI installed or copied
 ///    under another name still supervises its own VMs, and never a different `pyro` found on
@@ -172,6 +183,9 @@ pub fn mark_self_is_pyro() {
 pub fn pyro_binary() -> Result<PathBuf> {
     if let Some(p) = std::env::var_os("PYRO_BIN").filter(|p| !p.is_empty()) {
         return Ok(PathBuf::from(p));
+    }
+    if let Some(p) = PYRO_BINARY.get() {
+        return Ok(p.clone());
     }
     let exe = std::env::current_exe();
     if SELF_IS_PYRO.load(Ordering::Relaxed) {

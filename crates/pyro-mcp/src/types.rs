@@ -25,6 +25,7 @@ pub use crate::workspace::files::{
     FileEntry, FileList, FileRead, FileWrite, PatchEntry, PatchReport, PatchSummary, SyncDetails, SyncPush,
 };
 pub use crate::workspace::lifecycle::{CreateOptions, DeleteReport, ExecOptions, ExecRecord, Logs, UpdateOptions};
+pub use crate::workspace::recover::SweepReport;
 pub use crate::workspace::secrets::{SecretEnv, SecretInfo, SecretSource, SecretSpec};
 pub use crate::workspace::services::{
     ReadinessArgs, RestartPolicy, ServiceInfo, ServiceList, ServiceLogs, ServiceOptions,

@@ -38,8 +38,9 @@ const GRACE: Duration = Duration::from_secs(60);
 pub struct SweepReport {
     /// Workspaces whose create or delete was cut short: VM stopped, files removed.
     pub workspaces: Vec<String>,
-    /// VM runtime dirs removed (with their sockets and overlays), and supervisors stopped.
+    /// VM runtime dirs removed (with their sockets and overlays).
     pub vm_dirs: Vec<String>,
+    /// Supervisors of those VMs stopped.
     pub supervisors_stopped: u32,
     /// Dead VMs' socket files removed.
     pub stale_sockets: u32,
@@ -48,6 +49,7 @@ pub struct SweepReport {
 }
 
 impl SweepReport {
+    /// Nothing was found to settle.
     pub fn is_empty(&self) -> bool {
         self.workspaces.is_empty()
             && self.vm_dirs.is_empty()
