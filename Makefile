@@ -111,6 +111,10 @@ py: build
 	@rm -rf target/py && mkdir -p target/py/pyro_mcp
 	@cp python/pyro_mcp/*.py python/pyro_mcp/*.pyi python/pyro_mcp/py.typed target/py/pyro_mcp/
 	@cp target/release/libpyro_py.so target/py/pyro_mcp/_native.abi3.so
+	@# The distribution's metadata, so Inspect finds the `pyro` sandbox by its entry point.
+	@v=$$(sed -n 's/^version = "\(.*\)"$$/\1/p' Cargo.toml | head -1); d=target/py/pyro_mcp-$$v.dist-info; mkdir -p $$d; \
+	  printf 'Metadata-Version: 2.1\nName: pyro-mcp\nVersion: %s\n' $$v > $$d/METADATA; \
+	  printf '[inspect_ai]\npyro_mcp = pyro_mcp.inspect\n' > $$d/entry_points.txt
 
 ## The Python test tools (pytest, mypy), pinned in python/tests/requirements.txt.
 py-venv:
@@ -157,8 +161,11 @@ demo: setup
 	$(PYRO) demo
 
 ## Medians for boot, run and exec round trip (see docs/benchmarks.md).
-bench: setup
-	$(TEST_BINS) target/release/pyro-bench
+bench: setup py py-venv
+	@if [ "$${PYRO_BENCH_ONLY:-}" != python ]; then $(TEST_BINS) target/release/pyro-bench; fi
+	@# The Python SDK's figures (python/bench/bench_py.py): all runs, or PYRO_BENCH_ONLY=python.
+	@case "$${PYRO_BENCH_ONLY:-python}" in python) $(TEST_BINS) PYTHONPATH=$(CURDIR)/target/py \
+	  target/py-venv/bin/python python/bench/bench_py.py;; esac
 
 ## Release artifacts in target/dist/ (scripts/dist.sh): a tarball (bin/pyro, bin/pyro-guest,
 ## docs, SHA256SUMS; unpack anywhere) and the `pyro-mcp` Python wheel (maturin, from PyPI into

@@ -57,6 +57,13 @@ if step "uvx: --from the wheel, pyro --version" "$tools/bin/uvx" --offline --fro
   targets+=("uvx=$tools/bin/uvx --offline --from $wheel pyro")
 fi
 
+# The Python SDK from the wheel, in a fresh venv and through uvx: it finds the wheel's own
+# `pyro` (no PYRO_BIN), and a throwaway VM runs.
+py_check='import sys; from pyro_mcp import Pyro; r = Pyro(progress=False).run("debian:12", "echo from-the-wheel"); sys.exit(r.stdout != "from-the-wheel\n")'
+step "wheel: python -c 'from pyro_mcp import Pyro; Pyro().run(...)'" env -u PYRO_BIN -u PYRO_GUEST_BIN "$tmp/venv/bin/python" -c "$py_check"
+step "uvx: --from the wheel, python -c 'from pyro_mcp import Pyro; ...'" env -u PYRO_BIN -u PYRO_GUEST_BIN \
+  "$tools/bin/uvx" --offline --from "${wheel:-missing.whl}" python -c "$py_check"
+
 checks_log=$tmp/checks.log
 if [ ${#targets[@]} -gt 0 ]; then
   # The ignored test `dist::installed_artifacts` of pyro-cli's one test binary, with the

@@ -3,9 +3,9 @@
 #
 #   pyro-mcp-VERSION-x86_64-linux.tar.gz   bin/pyro, bin/pyro-guest, README.md, CHANGELOG.md,
 #                                          docs/, SHA256SUMS; unpack anywhere, run bin/pyro
-#   pyro_mcp-VERSION-py3-none-*.whl        the Python distribution `pyro-mcp` (maturin, `bin`
-#                                          packaging): `pyro` and `pyro-guest` into the
-#                                          environment's bin directory
+#   pyro_mcp-VERSION-cp39-abi3-*.whl       the Python distribution `pyro-mcp` (maturin, PyO3):
+#                                          the `pyro_mcp` package (the Python SDK), and `pyro`
+#                                          and `pyro-guest` into the environment's bin directory
 #   SHA256SUMS                             both of the above
 #
 # maturin (and uv, for `make dist-check`'s uvx check) come from PyPI into a private virtual
@@ -56,12 +56,12 @@ tar --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$epoch" -C "$dist/
 rm -rf "$dist/stage"
 echo "dist: $dist/$name.tar.gz"
 
-# (b) The wheel: maturin asks cargo for `pyro` (the same profile and features as `make
-# build`, so cargo finds it built and compiles nothing) and packs the guest agent from the
-# data directory pyproject.toml names. Both must be the very binaries `make build` made.
+# (b) The wheel: maturin compiles the Python module (crates/pyro-py, abi3) and packs it with
+# python/pyro_mcp; `pyro` and the guest agent go in from the data directory pyproject.toml
+# names, the very binaries `make build` made (checked below).
 mkdir -p "$dist/wheel-data/scripts"
+install -m 0755 "$pyro" "$dist/wheel-data/scripts/pyro"
 install -m 0755 "$guest" "$dist/wheel-data/scripts/pyro-guest"
-built=$(sha256sum < "$pyro")
 "$tools/bin/maturin" build --quiet --release --locked --out "$dist" ${CARGO_TARGET_DIR:+--target-dir "$CARGO_TARGET_DIR"}
 rm -rf "$dist/wheel-data"
 wheel=$(ls "$dist"/pyro_mcp-"$version"-*.whl)
@@ -70,7 +70,8 @@ for pair in "pyro:$pyro" "pyro-guest:$guest"; do
   [ "$(python3 -c 'import sys, zipfile; sys.stdout.buffer.write(zipfile.ZipFile(sys.argv[1]).read(sys.argv[2]))' "$wheel" "$member" | sha256sum)" = "$(sha256sum < "${pair#*:}")" ] ||
     { echo "dist: the wheel's $member is not ${pair#*:}" >&2; exit 1; }
 done
-[ "$(sha256sum < "$pyro")" = "$built" ] || { echo "dist: maturin rebuilt $pyro (other flags than make build?)" >&2; exit 1; }
+python3 -c 'import sys, zipfile; n = zipfile.ZipFile(sys.argv[1]).namelist(); sys.exit(not any(x.startswith("pyro_mcp/_native") for x in n) or "pyro_mcp/__init__.py" not in n)' "$wheel" ||
+  { echo "dist: the wheel lacks the Python package or its native module" >&2; exit 1; }
 echo "dist: $wheel"
 
 (cd "$dist" && sha256sum "$name.tar.gz" "$(basename "$wheel")" > SHA256SUMS)

@@ -56,7 +56,7 @@ class Result:
         return copy.deepcopy(self._raw)
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and self._raw == other._raw  # type: ignore[attr-defined]
+        return isinstance(other, Result) and type(other) is type(self) and self._raw == other._raw
 
     __hash__ = None  # type: ignore[assignment]
 

@@ -9,7 +9,10 @@ almost everything). This compares the workspace's feature resolution without dev
 crates, when a crate of the first gets other features in the second. The fix is to turn those
 features on for the build too (crates/pyro-cli/Cargo.toml says how).
 
-Prints `same-features: N crates in the build, M compiled twice`.
+It also compares the build with maturin's build of the Python module alone (`-p pyro-py`),
+which must compile nothing the build compiled (crates/pyro-py/Cargo.toml says how).
+
+Prints `same-features: N crates in the build, M compiled twice, K apart in the wheel's build`.
 """
 
 import collections
@@ -19,10 +22,10 @@ import sys
 TARGET = "x86_64-unknown-linux-gnu"
 
 
-def resolve(*edges):
+def resolve(*edges, packages=("--workspace",)):
     """{(name, version): {feature lists}}: build-dependencies may resolve apart from normal ones."""
     out = subprocess.run(
-        ["cargo", "tree", "--locked", "--workspace", "--target", TARGET, "--prefix", "none",
+        ["cargo", "tree", "--locked", *packages, "--target", TARGET, "--prefix", "none",
          "--format", "{p}|{f}", *edges],
         check=True, capture_output=True, text=True,
     ).stdout
@@ -42,8 +45,14 @@ def main():
     twice = [(k, build[k], test[k]) for k in sorted(build) if build[k] != test.get(k)]
     for (name, version), b, t in twice:
         print(f"same-features: {name} {version}: build {sorted(b)}, test build {sorted(t)}", file=sys.stderr)
-    print(f"same-features: {len(build)} crates in the build, {len(twice)} compiled twice")
-    return 1 if twice else 0
+    # maturin builds the Python module's package alone (`-p pyro-py`, scripts/dist.sh): the
+    # crates it shares with the build must resolve the same there too.
+    wheel = resolve("--edges", "no-dev", packages=("-p", "pyro-py"))
+    apart = [(k, wheel[k], build.get(k)) for k in sorted(wheel) if wheel[k] != build.get(k)]
+    for (name, version), w, b in apart:
+        print(f"same-features: {name} {version}: -p pyro-py {sorted(w)}, build {sorted(b or [])}", file=sys.stderr)
+    print(f"same-features: {len(build)} crates in the build, {len(twice)} compiled twice, {len(apart)} apart in the wheel's build")
+    return 1 if twice or apart else 0
 
 
 if __name__ == "__main__":

@@ -311,12 +311,16 @@ def test_types_match_the_rust_schemas() -> None:
     assert o.returncode == 0, o.stderr
 
 
-def test_mypy_strict_passes_on_the_examples() -> None:
+def test_mypy_strict_passes_on_the_package_and_the_examples() -> None:
     root = Path(__file__).resolve().parents[2]
     examples = sorted(str(p) for p in (root / "python" / "examples").glob("*.py"))
     assert examples
     env = dict(os.environ, MYPYPATH=str(Path(pyro_mcp.__file__).parent.parent))
     o = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", *examples], capture_output=True, text=True, env=env
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(Path(pyro_mcp.__file__).parent), *examples],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=str(Path(pyro_mcp.__file__).parent.parent),
     )
     assert o.returncode == 0, o.stdout + o.stderr
