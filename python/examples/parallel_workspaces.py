@@ -31,7 +31,7 @@ async def attempt(pyro: AsyncPyro, name: str, fix: str) -> Tuple[str, int, str]:
         after = await ws.exec("sh test.sh")
         diff = await ws.diff()
         assert before.exit_code != 0, "the bug must show first"
-        return name, after.exit_code, f"{diff.summary.modified} modified"
+        return name, after.exit_code, f"{diff.summary.total} files changed"
 
 
 async def main() -> int:
