@@ -235,8 +235,11 @@ def test_asyncio_task_cancel_kills_the_guest_command(pyro: Pyro) -> None:
 
 
 CTRL_C = """
-import sys
+import signal, sys
 from pyro_mcp import Pyro
+# As in a terminal: a shell's background job (CI under nohup, say) starts with SIGINT ignored,
+# and Python then installs no KeyboardInterrupt handler.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 ws = Pyro(progress=False).workspaces.get(sys.argv[1])
 print("started", flush=True)
 try:
