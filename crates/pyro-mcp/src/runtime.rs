@@ -14,6 +14,7 @@ use std::sync::OnceLock;
 
 /// Everything a VM needs on the host, resolved once: the binaries, the guest kernel and initramfs,
 /// and the accelerator.
+#[derive(Debug, Clone)]
 pub struct Runtime {
     /// The directories the runtime was prepared in.
     pub paths: Paths,
@@ -101,6 +102,25 @@ impl Host {
             exec_progress_ms: 0,
             templates: templates_enabled_by_env(),
             spares: spares_enabled_by_env(),
+        }
+    }
+
+    /// A host for one call: these paths and settings, the runtime this one has prepared (if
+    /// it has: preparing checks the kernel and the initramfs, about 15 ms a call), a fresh
+    /// progress sink, and `cancel`.
+    pub(crate) fn for_call(&self, cancel: crate::Cancel) -> Host {
+        let runtime = OnceLock::new();
+        if let Some(rt) = self.runtime.get() {
+            let _ = runtime.set(rt.clone());
+        }
+        Host {
+            paths: self.paths.clone(),
+            runtime,
+            progress: Box::new(|_| {}),
+            cancel,
+            exec_progress_ms: self.exec_progress_ms,
+            templates: self.templates,
+            spares: self.spares,
         }
     }
 

@@ -124,6 +124,15 @@ impl Pyro {
         self
     }
 
+    /// A handle for one call of a long-lived process (a server, a binding): the same
+    /// directories and settings, the runtime this handle has prepared already (so the call
+    /// does not resolve QEMU, the kernel and the initramfs again), no progress sink (add one
+    /// with `on_progress`), and its own cancellation flag, so cancelling one call leaves the
+    /// others running.
+    pub fn for_call(&self, cancel: crate::Cancel) -> Pyro {
+        Pyro { host: self.host.for_call(cancel) }
+    }
+
     /// Run one command in a fresh VM that is destroyed afterwards. With
     /// `allow_host_compat`, a host that cannot boot guests runs it in a bubblewrap sandbox
     /// instead (the result says `execution_mode: host_compat`).

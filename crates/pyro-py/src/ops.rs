@@ -44,34 +44,32 @@ pub enum Content {
 
 /// What every call of one `Native` shares: the directories and the handle's settings.
 struct Config {
+    /// The handle every call's comes from: it prepares the runtime once (QEMU, the kernel,
+    /// the initramfs, the accelerator) and each call reuses it.
+    base: Pyro,
     paths: Paths,
-    templates: Option<bool>,
-    spares: Option<bool>,
-    progress: bool,
-    throttle: Mutex<pyro_mcp::Throttle>,
+    progress: Option<Arc<Mutex<pyro_mcp::Throttle>>>,
 }
 
 impl Config {
     /// A `Pyro` for one call, watching `cancel` (as the MCP server makes one per tool call).
-    fn pyro(self: &Arc<Self>, cancel: pyro_mcp::Cancel) -> Pyro {
-        let mut p = Pyro::with_paths(self.paths.clone()).with_cancel(cancel);
-        if let Some(on) = self.templates {
-            p = p.with_templates(on);
+    fn pyro(&self, cancel: pyro_mcp::Cancel) -> Pyro {
+        // A failure to prepare is the call's to report (through its own handle), not ours.
+        let _ = self.base.runtime();
+        let p = self.base.for_call(cancel);
+        match &self.progress {
+            Some(t) => p.on_progress(shower(t.clone())),
+            None => p,
         }
-        if let Some(on) = self.spares {
-            p = p.with_spares(on);
-        }
-        if self.progress {
-            let cfg = self.clone();
-            p = p.on_progress(move |line| cfg.show(line));
-        }
-        p
     }
+}
 
-    /// A progress line on stderr, as the CLI prints it when stderr is a log: every phase,
-    /// and a phase's updates (byte counts, running seconds) at most once per 5 s.
-    fn show(&self, line: &str) {
-        let admit = self.throttle.lock().map(|mut t| t.admit(line, std::time::Instant::now())).unwrap_or(true);
+/// Progress lines on stderr, as the CLI prints them when stderr is a log: every phase, and a
+/// phase's updates (byte counts, running seconds) at most once per 5 s. `try_lock`: a
+/// process forked while another thread printed must not wait for a lock nobody will free.
+fn shower(throttle: Arc<Mutex<pyro_mcp::Throttle>>) -> impl Fn(&str) + Send + Sync + 'static {
+    move |line| {
+        let admit = throttle.try_lock().map(|mut t| t.admit(line, std::time::Instant::now())).unwrap_or(true);
         if admit {
             eprintln!("[pyro] {}", pyro_mcp::text::escape_controls(line));
         }
@@ -216,8 +214,18 @@ impl Native {
     #[pyo3(signature = (*, templates=None, spares=None, progress=true))]
     fn new(templates: Option<bool>, spares: Option<bool>, progress: bool) -> PyResult<Self> {
         let paths = Paths::from_env().map_err(|e| Python::attach(|py| call::to_py(py, &e)))?;
-        let throttle = Mutex::new(pyro_mcp::Throttle::new(pyro_mcp::THROTTLE_EVERY));
-        Ok(Native { cfg: Arc::new(Config { paths, templates, spares, progress, throttle }) })
+        let progress = progress.then(|| Arc::new(Mutex::new(pyro_mcp::Throttle::new(pyro_mcp::THROTTLE_EVERY))));
+        let mut base = Pyro::with_paths(paths.clone());
+        if let Some(t) = &progress {
+            base = base.on_progress(shower(t.clone()));
+        }
+        if let Some(on) = templates {
+            base = base.with_templates(on);
+        }
+        if let Some(on) = spares {
+            base = base.with_spares(on);
+        }
+        Ok(Native { cfg: Arc::new(Config { base, paths, progress }) })
     }
 
     /// The data directory (workspaces, their database), as the CLI uses it.
