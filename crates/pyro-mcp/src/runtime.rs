@@ -124,6 +124,15 @@ impl Host {
         }
     }
 
+    /// Keep `other`'s prepared runtime if this host has none yet.
+    pub(crate) fn adopt_runtime(&self, other: &Host) {
+        if self.runtime.get().is_none() {
+            if let Some(rt) = other.runtime.get() {
+                let _ = self.runtime.set(rt.clone());
+            }
+        }
+    }
+
     /// A host for the paths the environment names (XDG dirs, `PYRO_*_DIR` overrides).
     pub fn from_env() -> Result<Host> {
         Ok(Host::new(Paths::from_env()?))

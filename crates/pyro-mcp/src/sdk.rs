@@ -133,6 +133,13 @@ impl Pyro {
         Pyro { host: self.host.for_call(cancel) }
     }
 
+    /// Keep the runtime a handle made by [`Pyro::for_call`] prepared, if this one has none
+    /// yet: the MCP server's first call prepares it with its own progress sink, and the
+    /// server keeps it for the calls after.
+    pub(crate) fn keep_runtime_of(&self, call: &Pyro) {
+        self.host.adopt_runtime(&call.host);
+    }
+
     /// Run one command in a fresh VM that is destroyed afterwards. With
     /// `allow_host_compat`, a host that cannot boot guests runs it in a bubblewrap sandbox
     /// instead (the result says `execution_mode: host_compat`).

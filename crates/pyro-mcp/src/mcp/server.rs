@@ -131,6 +131,7 @@ impl PyroServer {
         let tools = registry::list(o.profile);
         let instructions = instructions(o.profile, &source, &roots, &o);
         let clone = CloneJob::start(&source);
+        let paths_for_base = paths.clone();
         Ok(PyroServer {
             inner: Arc::new(Inner {
                 profile: o.profile,
@@ -144,6 +145,7 @@ impl PyroServer {
                 all_workspaces: o.all_workspaces,
                 allow_pull: o.allow_pull,
                 calls: Arc::default(),
+                base: Pyro::with_paths(paths_for_base),
             }),
         })
     }
@@ -326,14 +328,18 @@ impl ServerHandler for PyroServer {
         let tool = name.clone();
         let c2 = cancel.clone();
         let mut job = tokio::task::spawn_blocking(move || {
-            let mut pyro = Pyro::with_paths(inner.paths.clone()).with_cancel(c2).with_exec_progress(HEARTBEAT);
+            // The first call prepares the runtime itself (with its progress reaching the
+            // client: a kernel fetch can take minutes); the server keeps it for the next ones.
+            let mut pyro = inner.base.for_call(c2).with_exec_progress(HEARTBEAT);
             if let Some(tx) = tx {
                 pyro = pyro.on_progress(move |line| {
                     let _ = tx.send(line.to_string());
                 });
             }
             let ctx = Ctx { server: &inner, pyro: &pyro, tool: &tool };
-            entry.call(&ctx, inner.profile, arguments)
+            let result = entry.call(&ctx, inner.profile, arguments);
+            inner.base.keep_runtime_of(&pyro);
+            result
         });
         // A client's `notifications/cancelled` cancels `context.ct`: pass it on to the SDK (a
         // running guest command is killed), then wait for the call to wind down.

@@ -26,6 +26,9 @@ pub(super) struct Inner {
     pub(super) allow_pull: bool,
     /// Calls in flight over HTTP, cancelled when their client goes away (unused on stdio).
     pub(super) calls: Arc<super::calls::Calls>,
+    /// Where each call's `Pyro` comes from: it keeps the runtime (QEMU, kernel, initramfs,
+    /// accelerator) the first call prepared, so later calls do not resolve it again.
+    pub(super) base: crate::Pyro,
 }
 
 impl Drop for Inner {
