@@ -36,6 +36,7 @@ mod snapshots;
 mod spares;
 mod stopstart;
 mod templates;
+mod tracking;
 mod workspace;
 
 /// Every `tests/*.rs` file is a module above: a file that is not would silently never run

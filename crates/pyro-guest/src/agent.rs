@@ -365,13 +365,15 @@ fn fs_request(w: &Writer, id: u32, req: Request) -> fs::FsResult<(Reply, Vec<u8>
     Ok(match req {
         Request::FsList { path, recursive, max_entries } => {
             let mut out = chunk_writer(w, id);
-            let (count, truncated) = fs::list(&path, recursive, max_entries, false, &mut |e| send_line(&mut out, &e))?;
+            let (count, truncated) =
+                fs::list(&path, recursive, max_entries, fs::Hashing::None, &mut |e| send_line(&mut out, &e))?;
             out.flush().map_err(|e| fs::internal(format!("sending entries: {e}")))?;
             (Reply::FsEntries { count, truncated }, vec![])
         }
-        Request::FsManifest { path, max_entries } => {
+        Request::FsManifest { path, max_entries, full_scan } => {
             let mut out = chunk_writer(w, id);
-            let (count, truncated) = fs::list(&path, true, max_entries, true, &mut |e| send_line(&mut out, &e))?;
+            let hashing = if full_scan { fs::Hashing::Full } else { fs::Hashing::Cached };
+            let (count, truncated) = fs::list(&path, true, max_entries, hashing, &mut |e| send_line(&mut out, &e))?;
             out.flush().map_err(|e| fs::internal(format!("sending entries: {e}")))?;
             (Reply::FsEntries { count, truncated }, vec![])
         }

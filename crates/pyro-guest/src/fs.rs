@@ -70,25 +70,105 @@ fn kind(st: &rustix::fs::Stat) -> EntryKind {
     }
 }
 
+/// Whether a listing carries file hashes, and whether it may reuse earlier ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hashing {
+    /// No hashes (`FsList`).
+    None,
+    /// Every regular file hashed again (`FsManifest` with `full_scan`).
+    Full,
+    /// A file whose device, inode, size, mtime and ctime are those it had when it was last
+    /// hashed, at least [`SETTLED_NS`] after its last change, keeps that hash.
+    Cached,
+}
+
+/// A file's hash is kept only when its ctime was this far behind the clock when it was
+/// hashed. Every write, truncate, rename onto it, link, chmod or xattr change sets ctime to
+/// the current time, so a later change gives another ctime even on a clock with coarse
+/// ticks; a file changed just before (or while) it was hashed is hashed again next time.
+const SETTLED_NS: i128 = 2_000_000_000;
+
+/// The stat a hash was taken at: a file with the same one has the same content (see
+/// [`Hashing::Cached`]).
+#[derive(PartialEq, Eq)]
+struct Taken {
+    size: i64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+/// Hashes of settled files by (device, inode), kept while the agent runs (a reboot, a reset
+/// or a restored snapshot starts empty). Bounded: past [`MAX_CACHED`] it starts over.
+static HASHES: std::sync::Mutex<Option<HashCache>> = std::sync::Mutex::new(None);
+/// (device, inode) -> the stat the hash was taken at, and the hash.
+type HashCache = std::collections::HashMap<(u64, u64), (Taken, String)>;
+const MAX_CACHED: usize = 1_000_000;
+
+fn taken(st: &rustix::fs::Stat) -> Taken {
+    Taken {
+        size: st.st_size,
+        mtime: (st.st_mtime, st.st_mtime_nsec as i64),
+        ctime: (st.st_ctime, st.st_ctime_nsec as i64),
+    }
+}
+
+/// The wall clock (the clock file times come from), in ns since the epoch.
+fn now_ns() -> i128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i128).unwrap_or(0)
+}
+
+/// The sha256 of the regular file `st` describes, reusing a cached hash when allowed.
+fn file_hash(st: &rustix::fs::Stat, open: &dyn Fn() -> std::io::Result<OwnedFd>, hashing: Hashing) -> String {
+    let key = (st.st_dev, st.st_ino);
+    let now = taken(st);
+    if hashing == Hashing::Cached {
+        let cache = HASHES.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((t, sha)) = cache.as_ref().and_then(|c| c.get(&key)) {
+            if *t == now {
+                return sha.clone();
+            }
+        }
+    }
+    let settled = (st.st_ctime as i128 * 1_000_000_000 + st.st_ctime_nsec as i128) < now_ns() - SETTLED_NS;
+    let Ok(fd) = open() else { return String::new() };
+    // The stat of the very file read, before and after: a file replaced or changed while we
+    // read it may hash two contents mixed, and is not kept.
+    let before = metadata(&fd).ok().map(|s| taken(&s));
+    let mut f = std::fs::File::from(fd);
+    let Ok(sha) = sha256_read(&mut f) else { return String::new() };
+    let after = f.metadata().ok().map(|m| {
+        use std::os::unix::fs::MetadataExt;
+        Taken { size: m.size() as i64, mtime: (m.mtime(), m.mtime_nsec()), ctime: (m.ctime(), m.ctime_nsec()) }
+    });
+    if settled && before.as_ref() == Some(&now) && after.as_ref() == Some(&now) {
+        let mut cache = HASHES.lock().unwrap_or_else(|p| p.into_inner());
+        let c = cache.get_or_insert_with(Default::default);
+        if c.len() >= MAX_CACHED {
+            c.clear();
+        }
+        c.insert(key, (now, sha.clone()));
+    }
+    sha
+}
+
 /// One listing entry for the object `fd` (an `O_PATH | O_NOFOLLOW` fd) named `name`; `hash`
 /// opens `open_file` to hash regular files.
 fn entry(
     name: String,
     fd: &OwnedFd,
     st: &rustix::fs::Stat,
-    hash: Option<&dyn Fn() -> std::io::Result<OwnedFd>>,
+    hash: Option<(&dyn Fn() -> std::io::Result<OwnedFd>, Hashing)>,
 ) -> FsEntry {
     let target = beneath::is_link(st)
         .then(|| beneath::link_target(fd).map(|t| String::from_utf8_lossy(&t).to_string()).unwrap_or_default());
     let sha256 = match hash {
-        Some(open) if beneath::is_file(st) => Some(open().and_then(sha256_fd).unwrap_or_default()),
+        Some((open, hashing)) if beneath::is_file(st) => Some(file_hash(st, open, hashing)),
         _ => None,
     };
     FsEntry { path: name, kind: kind(st), mode: st.st_mode & 0o7777, size: st.st_size as u64, target, sha256 }
 }
 
-fn sha256_fd(fd: OwnedFd) -> std::io::Result<String> {
-    let mut f = std::fs::File::from(fd);
+fn sha256_read(f: &mut std::fs::File) -> std::io::Result<String> {
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -151,18 +231,25 @@ pub fn list(
     path: &str,
     recursive: bool,
     max_entries: u32,
-    hash: bool,
+    hashing: Hashing,
     emit: &mut dyn FnMut(FsEntry) -> FsResult<()>,
 ) -> FsResult<(u64, bool)> {
+    let hash = hashing != Hashing::None;
     let rel = beneath::relative(path)?;
     let root = beneath::root()?;
+    if hashing == Hashing::Cached {
+        // Pages written through a shared mapping dirty a page without updating the times
+        // until the page is written back and faulted again: write them back now, so every
+        // later write through a mapping faults and sets mtime and ctime.
+        let _ = rustix::fs::syncfs(&root);
+    }
     let fd = beneath::open(&root, &rel, OFlags::PATH, Links::Follow).map_err(|e| beneath::lookup_error(path, e))?;
     let st = metadata(&fd).map_err(|e| internal(format!("{path}: {e}")))?;
     let max = max_entries.clamp(1, MAX_LIST) as u64;
     let prefix = rel.display().to_string();
     if !beneath::is_dir(&st) {
         let open = || beneath::open(&root, &rel, OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY, Links::Follow);
-        emit(entry(prefix, &fd, &st, hash.then_some(&open as &dyn Fn() -> std::io::Result<OwnedFd>)))?;
+        emit(entry(prefix, &fd, &st, hash.then_some((&open as &dyn Fn() -> std::io::Result<OwnedFd>, hashing))))?;
         return Ok((1, false));
     }
     let top = beneath::open(&root, &rel, OFlags::RDONLY | OFlags::DIRECTORY, Links::Follow)
@@ -172,7 +259,7 @@ pub fn list(
         count += 1;
         let name = if prefix.is_empty() { r.display().to_string() } else { format!("{prefix}/{}", r.display()) };
         let open = || open_plain(&top, r);
-        emit(entry(name, fd, st, hash.then_some(&open as &dyn Fn() -> std::io::Result<OwnedFd>)))
+        emit(entry(name, fd, st, hash.then_some((&open as &dyn Fn() -> std::io::Result<OwnedFd>, hashing))))
     })?;
     Ok((count, truncated))
 }
@@ -650,11 +737,12 @@ mod tests {
 
     fn list_all(path: &str, recursive: bool, max: u32, hash: bool) -> (Vec<FsEntry>, u64, bool) {
         let mut out = Vec::new();
-        let (count, truncated) = list(path, recursive, max, hash, &mut |e| {
-            out.push(e);
-            Ok(())
-        })
-        .unwrap();
+        let (count, truncated) =
+            list(path, recursive, max, if hash { Hashing::Full } else { Hashing::None }, &mut |e| {
+                out.push(e);
+                Ok(())
+            })
+            .unwrap();
         (out, count, truncated)
     }
 
@@ -678,7 +766,7 @@ mod tests {
         symlink(&ws.outer, &ws.root).unwrap();
         assert_eq!(code(read(&w("secret"), 0, 100, false)), "invalid_argument");
         assert_eq!(code(read(&w("secret"), 0, 100, true)), "invalid_argument");
-        assert_eq!(code(list("/workspace", true, 100, true, &mut |_| Ok(()))), "invalid_argument");
+        assert_eq!(code(list("/workspace", true, 100, Hashing::Full, &mut |_| Ok(()))), "invalid_argument");
         assert_eq!(code(run_batch(vec![write_op("pwned", 1)], b"x")), "invalid_argument");
         assert_eq!(code(run_batch(vec![FsOp::Delete { path: w("secret") }], b"")), "invalid_argument");
         assert_eq!(code(tar_out("/workspace", &mut Vec::new())), "invalid_argument");
@@ -777,8 +865,16 @@ mod tests {
             // read
             assert_eq!(code(read(&inner, 0, 100, false)), "invalid_argument", "read {escape}");
             // list (and manifest)
-            assert_eq!(code(list(&dir, true, 100, false, &mut |_| Ok(()))), "invalid_argument", "list {escape}");
-            assert_eq!(code(list(&dir, true, 100, true, &mut |_| Ok(()))), "invalid_argument", "manifest {escape}");
+            assert_eq!(
+                code(list(&dir, true, 100, Hashing::None, &mut |_| Ok(()))),
+                "invalid_argument",
+                "list {escape}"
+            );
+            assert_eq!(
+                code(list(&dir, true, 100, Hashing::Full, &mut |_| Ok(()))),
+                "invalid_argument",
+                "manifest {escape}"
+            );
             // write below the link
             let new = format!("{escape}/pwned");
             assert_eq!(code(run_batch(vec![write_op(&new, 1)], b"x")), "invalid_argument", "write {escape}");
@@ -1030,7 +1126,7 @@ mod tests {
         assert_eq!(entries[2].path, "a/sub/y");
         let (_, count, truncated) = list_all("/workspace", true, 0, false);
         assert_eq!((count, truncated), (1, true));
-        assert_eq!(code(list(&w("missing"), true, 10, false, &mut |_| Ok(()))), "not_found");
+        assert_eq!(code(list(&w("missing"), true, 10, Hashing::None, &mut |_| Ok(()))), "not_found");
 
         // Manifest: sha256 of files only.
         let (entries, _, _) = list_all("/workspace", true, 100, true);
@@ -1042,7 +1138,7 @@ mod tests {
 
         // An emit error stops the walk and is returned.
         let mut seen = 0;
-        let r = list("/workspace", true, 100, false, &mut |_| {
+        let r = list("/workspace", true, 100, Hashing::None, &mut |_| {
             seen += 1;
             if seen == 2 {
                 Err(internal("host went away"))
@@ -1084,7 +1180,7 @@ mod tests {
             .spawn(move || {
                 TEST_ROOT.with(|r| *r.borrow_mut() = root);
                 let mut deepest = 0;
-                let (count, truncated) = list("/workspace", true, MAX_LIST, true, &mut |e| {
+                let (count, truncated) = list("/workspace", true, MAX_LIST, Hashing::Full, &mut |e| {
                     deepest = deepest.max(e.path.len());
                     Ok(())
                 })

@@ -380,6 +380,10 @@ pub enum Request {
         path: String,
         /// Stop after this many entries (the reply then says `truncated`).
         max_entries: u32,
+        /// Hash every file again, ignoring the agent's hashes of files unchanged since
+        /// (`PYRO_DIFF_TRACKING=off`: the full scan, to compare with).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        full_scan: bool,
     },
     /// Stream `path` out as a tar archive in `Chunk` frames, then `TarDone`.
     TarOut {
