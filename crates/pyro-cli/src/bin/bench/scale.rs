@@ -55,6 +55,25 @@ pub fn run(pyro: &Pyro, runs: usize, report: &dyn Fn(&str, &[f64], &str) -> f64)
         })
         .collect();
     report("summary, 20,000-file workspace", &v, "ms");
+    // The same with diff tracking off (docs/workspaces.md): every file hashed again.
+    std::env::set_var("PYRO_DIFF_TRACKING", "off");
+    let v: Vec<f64> = (0..runs.min(5))
+        .map(|_| {
+            let t = Instant::now();
+            ws.diff(&w.id).expect("diff");
+            ms(t)
+        })
+        .collect();
+    report("diff, 20,000-file workspace, full scan", &v, "ms");
+    let v: Vec<f64> = (0..runs.min(5))
+        .map(|_| {
+            let t = Instant::now();
+            ws.summary(&w.id).expect("summary");
+            ms(t)
+        })
+        .collect();
+    report("summary, 20,000-file workspace, full scan", &v, "ms");
+    std::env::remove_var("PYRO_DIFF_TRACKING");
     let _ = ws.delete(&w.id);
 
     let repo = tempfile::tempdir().expect("tempdir");
