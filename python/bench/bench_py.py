@@ -5,6 +5,7 @@ time of an Inspect eval of 4 samples with `sandbox="pyro"` (when Inspect is inst
 Prints medians in pyro-bench's format; asserts nothing."""
 
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
@@ -51,7 +52,7 @@ def main() -> None:
     except ImportError:
         print("python: inspect eval: skipped (inspect_ai not installed)")
         return
-    sys.path.insert(0, __import__("os").path.join(__import__("os").path.dirname(__file__), "..", "tests"))
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
     from inspect_ai import Task, eval
     from inspect_ai.dataset import Sample
     from test_inspect import all_checks, exercise

@@ -119,27 +119,25 @@ fn now_ns() -> i128 {
 
 /// The sha256 of the regular file `st` describes, reusing a cached hash when allowed.
 fn file_hash(st: &rustix::fs::Stat, open: &dyn Fn() -> std::io::Result<OwnedFd>, hashing: Hashing) -> String {
+    let read = |fd: OwnedFd| sha256_read(&mut std::fs::File::from(fd));
+    if hashing != Hashing::Cached {
+        return open().and_then(read).unwrap_or_default();
+    }
     let key = (st.st_dev, st.st_ino);
     let now = taken(st);
-    if hashing == Hashing::Cached {
-        let cache = HASHES.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((t, sha)) = cache.as_ref().and_then(|c| c.get(&key)) {
-            if *t == now {
-                return sha.clone();
-            }
+    if let Some((t, sha)) = HASHES.lock().unwrap_or_else(|p| p.into_inner()).as_ref().and_then(|c| c.get(&key)) {
+        if *t == now {
+            return sha.clone();
         }
     }
     let settled = (st.st_ctime as i128 * 1_000_000_000 + st.st_ctime_nsec as i128) < now_ns() - SETTLED_NS;
     let Ok(fd) = open() else { return String::new() };
     // The stat of the very file read, before and after: a file replaced or changed while we
     // read it may hash two contents mixed, and is not kept.
-    let before = metadata(&fd).ok().map(|s| taken(&s));
     let mut f = std::fs::File::from(fd);
+    let before = rustix::fs::fstat(&f).ok().map(|s| taken(&s));
     let Ok(sha) = sha256_read(&mut f) else { return String::new() };
-    let after = f.metadata().ok().map(|m| {
-        use std::os::unix::fs::MetadataExt;
-        Taken { size: m.size() as i64, mtime: (m.mtime(), m.mtime_nsec()), ctime: (m.ctime(), m.ctime_nsec()) }
-    });
+    let after = rustix::fs::fstat(&f).ok().map(|s| taken(&s));
     if settled && before.as_ref() == Some(&now) && after.as_ref() == Some(&now) {
         let mut cache = HASHES.lock().unwrap_or_else(|p| p.into_inner());
         let c = cache.get_or_insert_with(Default::default);

@@ -47,7 +47,6 @@ struct Config {
     /// The handle every call's comes from: it prepares the runtime once (QEMU, the kernel,
     /// the initramfs, the accelerator) and each call reuses it.
     base: Pyro,
-    paths: Paths,
     progress: Option<Arc<Mutex<pyro_mcp::Throttle>>>,
 }
 
@@ -102,25 +101,22 @@ fn network(policy: Option<String>, allow_domains: Option<Vec<String>>) -> Result
 }
 
 /// `secrets={"NAME": "value"}` and `secret_files={"NAME": "path"}`, checked as the CLI's
-/// `--secret NAME=VALUE` and `--secret-file NAME=PATH` are.
+/// `--secret NAME=VALUE` and `--secret-file NAME=PATH` are (a name holding `=` would split
+/// elsewhere there, so it is refused here).
 fn secrets(
     literal: Option<BTreeMap<String, String>>,
     files: Option<BTreeMap<String, PathBuf>>,
 ) -> Result<Vec<SecretSpec>> {
-    let mut out = Vec::new();
-    for (n, v) in literal.unwrap_or_default() {
+    let flag = |n: &str, v: &str, parse: fn(&str) -> Result<SecretSpec>| {
         if n.contains('=') {
             return Err(Error::invalid("a secret's name cannot contain '='"));
         }
-        out.push(SecretSpec::parse_literal(&format!("{n}={v}"))?);
-    }
-    for (n, p) in files.unwrap_or_default() {
-        if n.contains('=') {
-            return Err(Error::invalid("a secret's name cannot contain '='"));
-        }
-        out.push(SecretSpec::parse_file(&format!("{n}={}", p.display()))?);
-    }
-    Ok(out)
+        parse(&format!("{n}={v}"))
+    };
+    let literal = literal.unwrap_or_default().into_iter().map(|(n, v)| flag(&n, &v, SecretSpec::parse_literal));
+    let files =
+        files.unwrap_or_default().into_iter().map(|(n, p)| flag(&n, &p.to_string_lossy(), SecretSpec::parse_file));
+    literal.chain(files).collect()
 }
 
 /// Every result type's JSON schema, by type name: what `python/pyro_mcp/types.py` is
@@ -215,7 +211,7 @@ impl Native {
     fn new(templates: Option<bool>, spares: Option<bool>, progress: bool) -> PyResult<Self> {
         let paths = Paths::from_env().map_err(|e| Python::attach(|py| call::to_py(py, &e)))?;
         let progress = progress.then(|| Arc::new(Mutex::new(pyro_mcp::Throttle::new(pyro_mcp::THROTTLE_EVERY))));
-        let mut base = Pyro::with_paths(paths.clone());
+        let mut base = Pyro::with_paths(paths);
         if let Some(t) = &progress {
             base = base.on_progress(shower(t.clone()));
         }
@@ -225,13 +221,13 @@ impl Native {
         if let Some(on) = spares {
             base = base.with_spares(on);
         }
-        Ok(Native { cfg: Arc::new(Config { base, paths, progress }) })
+        Ok(Native { cfg: Arc::new(Config { base, progress }) })
     }
 
     /// The data directory (workspaces, their database), as the CLI uses it.
     #[getter]
     fn data_dir(&self) -> PathBuf {
-        self.cfg.paths.data.clone()
+        self.cfg.base.paths().data.clone()
     }
 
     #[pyo3(signature = (environment, command, *, timeout_seconds=None, vcpu_count=None, mem_mib=None,

@@ -38,40 +38,32 @@ pub fn run(pyro: &Pyro, runs: usize, report: &dyn Fn(&str, &[f64], &str) -> f64)
                   && seq 1 2000 | xargs touch";
     let r = ws.exec(&w.id, Command::Shell(change.into()), None, 300, vec![], None).expect("exec");
     assert_eq!(r.exit_code, 0);
-    let v: Vec<f64> = (0..runs.min(5))
-        .map(|_| {
-            let t = Instant::now();
-            let d = ws.diff(&w.id).expect("diff");
-            assert_eq!(d.summary.added, 2002); // node_modules, node_modules/m, 2,000 files
-            ms(t)
-        })
-        .collect();
+    // Up to five timed calls of `f`.
+    let five = |f: &mut dyn FnMut()| -> Vec<f64> {
+        (0..runs.min(5))
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                ms(t)
+            })
+            .collect()
+    };
+    // node_modules, node_modules/m and its 2,000 files are new.
+    let v = five(&mut || assert_eq!(ws.diff(&w.id).expect("diff").summary.added, 2002));
     report("diff, 20,000-file workspace", &v, "ms");
-    let v: Vec<f64> = (0..runs.min(5))
-        .map(|_| {
-            let t = Instant::now();
-            ws.summary(&w.id).expect("summary");
-            ms(t)
-        })
-        .collect();
+    let v = five(&mut || {
+        ws.summary(&w.id).expect("summary");
+    });
     report("summary, 20,000-file workspace", &v, "ms");
     // The same with diff tracking off (docs/workspaces.md): every file hashed again.
     std::env::set_var("PYRO_DIFF_TRACKING", "off");
-    let v: Vec<f64> = (0..runs.min(5))
-        .map(|_| {
-            let t = Instant::now();
-            ws.diff(&w.id).expect("diff");
-            ms(t)
-        })
-        .collect();
+    let v = five(&mut || {
+        ws.diff(&w.id).expect("diff");
+    });
     report("diff, 20,000-file workspace, full scan", &v, "ms");
-    let v: Vec<f64> = (0..runs.min(5))
-        .map(|_| {
-            let t = Instant::now();
-            ws.summary(&w.id).expect("summary");
-            ms(t)
-        })
-        .collect();
+    let v = five(&mut || {
+        ws.summary(&w.id).expect("summary");
+    });
     report("summary, 20,000-file workspace, full scan", &v, "ms");
     std::env::remove_var("PYRO_DIFF_TRACKING");
     let _ = ws.delete(&w.id);
