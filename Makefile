@@ -25,7 +25,7 @@ UNDER_CI = case "$${CI:-}" in ""|0|false) false ;; *) true ;; esac
 HOST_CLIS := @anthropic-ai/claude-code@2.1.332 @openai/codex@0.171.0
 MCP_SDK := @modelcontextprotocol/sdk@1.32.2
 
-.PHONY: mcp-client mcp-py py py-venv py-types test-py setup packages build guest environment test test-security test-crash check fmt lint demo bench install clean smoke-user smoke-use-cases host-clis dist dist-check
+.PHONY: mcp-client mcp-py node-tree py py-venv py-types test-py setup packages build guest environment test test-security test-crash check fmt lint demo bench install clean smoke-user smoke-use-cases host-clis dist dist-check
 
 ## Host packages (root or sudo), the build, the guest kernel and the default environment.
 setup: packages build environment
@@ -61,7 +61,7 @@ lint:
 ## lists the skipped tests by name. `--tests` runs every unit and integration test without
 ## linking the examples again (clippy checks them); then `templates::`, which damages the
 ## shared template, runs alone; the doc examples compile in a run of their own.
-test: setup lint host-clis mcp-client mcp-py py py-venv
+test: setup lint host-clis mcp-client mcp-py py py-venv node-tree
 	@rm -f $(SKIP_LOG)
 	@export $(TEST_ENV) PYRO_SKIP_LOG=$(SKIP_LOG) $(TEST_BINS); $(CARGO) test $(CARGO_FLAGS) --tests \
 	  && $(CARGO) test $(CARGO_FLAGS) --test main -- --ignored templates:: \
@@ -138,6 +138,19 @@ mcp-py:
 	       -r crates/pyro-cli/tests/clients/requirements-mcp-$$v.txt >target/mcp-py/pip-$$v.log 2>&1; then :; \
 	  elif $(UNDER_CI); then echo "mcp-py: pip install mcp==$$v failed: $$(tail -3 target/mcp-py/pip-$$v.log)" >&2; exit 1; \
 	  else echo "mcp-py: pip install mcp==$$v failed; the tests that need it will be skipped"; fi; done
+
+## A real node_modules (about 10,600 files, 105 MB; express, webpack, eslint, typescript and
+## more, every version pinned by the lock file) for the diff tests (tests/tracking.rs):
+## `npm ci` into target/node-tree, again only when the lock file changed.
+NODE_TREE := crates/pyro-cli/tests/fixtures/node-tree
+node-tree:
+	@if cmp -s $(NODE_TREE)/package-lock.json target/node-tree/package-lock.json \
+	    && [ -d target/node-tree/node_modules ]; then exit 0; fi; \
+	rm -rf target/node-tree && mkdir -p target/node-tree && cp $(NODE_TREE)/package*.json target/node-tree/ && \
+	cd target/node-tree && if npm ci --no-audit --no-fund >npm-install.log 2>&1; then exit 0; fi; \
+	rm -rf node_modules; why="npm ci failed: $$(tail -3 npm-install.log | tr '\n' ' ')"; \
+	if $(UNDER_CI); then echo "node-tree: $$why" >&2; exit 1; fi; \
+	echo "node-tree: $$why; the tests that need it will be skipped"
 
 # npm_install DIR,PACKAGES: into target/DIR, quietly; its log in target/DIR/npm-install.log.
 define npm_install

@@ -88,3 +88,128 @@ fn tracked_diffs_equal_full_scans_after_every_kind_of_change() {
     w.ok(&["workspace", "delete", id, "--json"]);
     t.assert_clean();
 }
+
+/// Build `fixtures/mapwrite.c` static for the guest (the host's `cc` links every Rust test,
+/// so it and glibc's static archive are there) and put it in the guest's /tmp.
+fn install_mapwrite(w: &Ws, id: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/mapwrite.c");
+    let o = std::process::Command::new("cc")
+        .args(["-static", "-O2", "-o"])
+        .arg(dir.path().join("mapwrite"))
+        .arg(src)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "cc: {}", stderr(&o));
+    w.ok(&["workspace", "sync", "push", id, dir.path().to_str().unwrap(), "--dest", "tools", "--json"]);
+    w.sh(id, "mv /workspace/tools/mapwrite /tmp/ && rmdir /workspace/tools");
+}
+
+#[test]
+fn tracked_diffs_equal_full_scans_after_writes_through_a_shared_mapping() {
+    let t = Env::new();
+    let w = Ws::new(&t);
+    let seed = tempfile::tempdir().unwrap();
+    std::fs::write(seed.path().join("mapped"), "mmap original\n").unwrap();
+    std::fs::write(seed.path().join("attrs"), "xattr original\n").unwrap();
+    let id = w.ok(&["workspace", "create", "debian:12", "--seed-path", seed.path().to_str().unwrap(), "--json"])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let id = id.as_str();
+    install_mapwrite(&w, id);
+    // The writer keeps its shared mapping for the whole test, in the background.
+    w.sh(id, "mkfifo /tmp/ctl; nohup /tmp/mapwrite map /workspace/mapped /tmp/ctl >/dev/null 2>&1 &");
+    // A store through the mapping, and a wait until read(2) sees it (one page cache).
+    let store = |off: usize, ch: char| {
+        w.sh(
+            id,
+            &format!("echo 'w {off} {ch}' > /tmp/ctl; for i in $(seq 100); do head -c {} /workspace/mapped | tail -c 1 | grep -q {ch} && exit 0; sleep 0.05; done; exit 1", off + 1),
+        );
+    };
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert!(changed(&both(&w, id, "untouched")).is_empty());
+    store(0, 'M');
+    both(&w, id, "the first store through the mapping");
+    // Settled past the window: the cache holds the hash of "Mmap original".
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let d = both(&w, id, "after settling");
+    assert!(d["patch"].as_str().unwrap_or("").contains("+Mmap original"), "{d}");
+    // Stores into pages the writer has mapped writable already: the diff's sync write-protects
+    // them, so each one faults and moves mtime; the cache must not hide any of them.
+    store(1, 'N');
+    let d = both(&w, id, "a store into the same mapping after it was hashed");
+    assert!(d["patch"].as_str().unwrap_or("").contains("+MNap original"), "{d}");
+    store(2, 'O');
+    store(3, 'P');
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let d = both(&w, id, "two stores, then settling");
+    assert!(d["patch"].as_str().unwrap_or("").contains("+MNOP original"), "{d}");
+    // An extended attribute changes ctime only: neither result lists it.
+    w.sh(id, "/tmp/mapwrite xattr /workspace/attrs v1");
+    let d = both(&w, id, "an extended attribute set");
+    assert_eq!(changed(&d), vec![("mapped".to_string(), "modified".to_string())]);
+    w.sh(id, "echo q > /tmp/ctl");
+    w.ok(&["workspace", "delete", id, "--json"]);
+    t.assert_clean();
+}
+
+/// The real `node_modules` `make node-tree` installs with npm (about 10,600 files), or None
+/// (skipped; a failure under CI).
+fn node_tree() -> Option<std::path::PathBuf> {
+    let p = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/node-tree");
+    if p.join("node_modules/express/package.json").exists() {
+        return Some(p);
+    }
+    skip("target/node-tree has no node_modules: run `make node-tree` (npm ci of tests/fixtures/node-tree)");
+    None
+}
+
+#[test]
+fn tracked_diffs_equal_full_scans_on_a_real_node_modules() {
+    let Some(tree) = node_tree() else { return };
+    let t = Env::new();
+    let w = Ws::new(&t);
+    let id = w.ok(&["workspace", "create", "debian:12", "--seed-path", tree.to_str().unwrap(), "--json"])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let id = id.as_str();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert!(changed(&both(&w, id, "untouched")).is_empty());
+    let lodash = w.sh(id, "find /workspace/node_modules/lodash | wc -l").trim().parse::<u64>().unwrap();
+    // What a session does to a project: the manifest edited, a package removed, a build's
+    // output generated, a vendored file patched in place and one put back to its old time.
+    w.sh(
+        id,
+        "set -e; cd /workspace
+         sed -i 's/\"private\": true/\"private\": false/' package.json
+         rm -rf node_modules/lodash
+         mkdir -p dist; cd dist; for i in $(seq 3000); do echo \"export const v$i = $i;\" > f$i.js; done; cd ..
+         printf 'X' | dd of=node_modules/express/index.js bs=1 seek=3 count=1 conv=notrunc 2>/dev/null
+         f=node_modules/moment/moment.js; m=$(stat -c %y $f); sed -i 's/moment/MOMENT/' $f; touch -d \"$m\" $f
+         chmod +x node_modules/rxjs/package.json",
+    );
+    let d = both(&w, id, "right after the session's changes");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let d2 = both(&w, id, "after settling");
+    assert_eq!(changed(&d), changed(&d2));
+    // The entry list is capped (edits first); the counts are whole.
+    let n = |k: &str| d2["summary"][k].as_u64().unwrap();
+    assert_eq!((n("added"), n("deleted"), n("modified")), (3001, lodash, 4), "{}", d2["summary"]);
+    // Each edited file, asked for by its path, tracked and full scan alike.
+    for p in [
+        "package.json",
+        "node_modules/express/index.js",
+        "node_modules/moment/moment.js",
+        "node_modules/rxjs/package.json",
+    ] {
+        let tracked = w.ok(&["workspace", "diff", id, "--path", p, "--json"]);
+        let o =
+            w.cmd().env("PYRO_DIFF_TRACKING", "off").args(["workspace", "diff", id, "--path", p, "--json"]).output();
+        assert_eq!(tracked, json(&o.unwrap()), "{p}: the tracked diff differs from the full scan");
+        assert_eq!(changed(&tracked), vec![(p.to_string(), "modified".to_string())], "{p}");
+    }
+    w.ok(&["workspace", "delete", id, "--json"]);
+    t.assert_clean();
+}

@@ -13,7 +13,9 @@
 //! - snapshots: `snapshot create` on 1,000 and 20,000 files, `reset --snapshot` -> first exec;
 //!   stop, start -> first exec, the memory file's size (`PYRO_BENCH_ONLY=snapshots`);
 //! - templates: with warm templates on and off, create -> first exec, `pyro run`, fork ->
-//!   first exec, idle workspace PSS (`PYRO_BENCH_ONLY=templates`).
+//!   first exec, idle workspace PSS (`PYRO_BENCH_ONLY=templates`);
+//! - fork: ten forks of a running workspace -> first exec, with the source's pause, medians
+//!   and maxima, idle and with 400 MiB of its memory used (`PYRO_BENCH_ONLY=fork`).
 //!
 //! Numbers are printed, never asserted: timings belong here, not in tests.
 
@@ -46,6 +48,9 @@ mod snapshot_bench;
 
 #[path = "bench/template.rs"]
 mod template_bench;
+
+#[path = "bench/fork.rs"]
+mod fork_bench;
 
 use pyro_mcp::internal as vm;
 use pyro_mcp::{Command, Pyro};
@@ -93,8 +98,13 @@ fn main() {
         return;
     }
     if std::env::var("PYRO_BENCH_ONLY").is_ok_and(|v| v == "templates") {
-        println!("-- warm templates and fork");
+        println!("-- warm templates");
         template_bench::run(runs, &report);
+        return;
+    }
+    if std::env::var("PYRO_BENCH_ONLY").is_ok_and(|v| v == "fork") {
+        println!("-- fork");
+        fork_bench::run(runs, &report);
         return;
     }
     if std::env::var("PYRO_BENCH_ONLY").is_ok_and(|v| v == "http") {
@@ -169,8 +179,10 @@ fn main() {
 
     println!("-- workspaces");
     workspace_bench::run(&pyro, runs, &report);
-    println!("-- warm templates and fork");
+    println!("-- warm templates");
     template_bench::run(runs, &report);
+    println!("-- fork");
+    fork_bench::run(runs, &report);
 
     big_sections(&pyro, runs);
     env_bench::run(&pyro);

@@ -841,26 +841,30 @@ fn fork(sh: &Arc<Shared>, w: &Conn, id: u32, path: &str, layer: &str) {
         return;
     }
     let started = Instant::now();
-    // One QMP connection at a time (QEMU's monitor serves one client; `save_memory` opens
-    // its own): each step connects.
-    let qmp = |cmd: &str, args: serde_json::Value| {
-        super::qmp::Qmp::connect(&sh.dir.join("qmp.sock")).and_then(|mut q| q.execute(cmd, args)).map_err(|e| e.message)
-    };
-    let result = qmp("stop", serde_json::json!({})).and_then(|_| {
-        let saved = qmp(
-            "blockdev-snapshot-sync",
-            serde_json::json!({"device": "root", "snapshot-file": layer, "format": "qcow2", "mode": "existing"}),
-        )
-        .map_err(|e| format!("switching the disk: {e}"))
-        .and_then(|_| save_memory(sh, Path::new(path)));
-        let resumed = qmp("cont", serde_json::json!({})).map_err(|e| format!("resuming the guest: {e}"));
-        let bytes = saved?;
+    let mut paused_ms = 0;
+    // One QMP connection for the steps of the pause (QEMU's monitor serves one client).
+    let result = super::qmp::Qmp::connect(&sh.dir.join("qmp.sock")).map_err(|e| e.message).and_then(|mut q| {
+        q.execute("stop", serde_json::json!({})).map_err(|e| e.message)?;
+        let migrated = q
+            .execute(
+                "blockdev-snapshot-sync",
+                serde_json::json!({"device": "root", "snapshot-file": layer, "format": "qcow2", "mode": "existing"}),
+            )
+            .map_err(|e| format!("switching the disk: {e}"))
+            .and_then(|_| MemoryFile::create(Path::new(path)))
+            .and_then(|f| migrate_into(sh, &mut q, &f.file).map(|()| f));
+        let resumed = q.execute("cont", serde_json::json!({})).map_err(|e| format!("resuming the guest: {e}"));
+        paused_ms = started.elapsed().as_millis() as u64;
+        crate::clock::trace("supervisor: fork source resumed");
+        // The source runs on while the saved memory is made durable. (Left to the page cache
+        // instead, its writeback competed with the next steps: forks measured slower.)
+        let saved = migrated.and_then(MemoryFile::finish);
         resumed?;
-        Ok(bytes)
+        saved
     });
     sh.suspending.store(false, Ordering::SeqCst);
     let reply: ToHost = match result {
-        Ok(bytes) => Reply::Suspended { bytes, ms: started.elapsed().as_millis() as u64 }.into(),
+        Ok(bytes) => Reply::Suspended { bytes, ms: paused_ms }.into(),
         Err(e) => WireError::internal(format!("forking the guest failed: {e}")).into(),
     };
     let _ = to_client(w, id, &reply, &[]);
@@ -924,56 +928,85 @@ fn load_memory(sh: &Arc<Shared>, memory: &Path) -> std::result::Result<(), Strin
     Ok(())
 }
 
-/// Migrate the running VM into `path.part` through a descriptor handed to QEMU, make it
-/// durable, and rename it to `path`. QEMU flushes the disk when the migration completes and
-/// leaves the guest paused. Returns the file's size.
+/// Migrate the running VM into `path.part`, make it durable, and rename it to `path`. QEMU
+/// flushes the disk when the migration completes and leaves the guest paused. Returns the
+/// file's size.
 fn save_memory(sh: &Arc<Shared>, path: &Path) -> std::result::Result<u64, String> {
-    use std::os::fd::AsRawFd;
-    let part = PathBuf::from(format!("{}.part", path.display()));
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&part)
-        .map_err(|e| format!("creating {}: {e}", part.display()))?;
-    let result = (|| {
-        let mut q = super::qmp::Qmp::connect(&sh.dir.join("qmp.sock")).map_err(|e| e.message)?;
-        // The default bandwidth cap (128 MiB/s) is for networks; a file takes what it can.
-        q.execute("migrate-set-parameters", serde_json::json!({"max-bandwidth": 1u64 << 40})).map_err(|e| e.message)?;
-        // Always said: a VM restored from a template has the capability on from its
-        // restore, and a stream saved with it on cannot be loaded without it (stop/start
-        // and fork save the whole RAM, which is private there).
-        set_ignore_shared(&mut q, sh.spec.save_ignore_shared)?;
-        q.pass_fd("pyro-memory", file.as_raw_fd()).map_err(|e| e.message)?;
-        q.execute("migrate", serde_json::json!({"uri": "fd:pyro-memory"})).map_err(|e| e.message)?;
-        let start = Instant::now();
-        loop {
-            let st = q.execute("query-migrate", serde_json::json!({})).map_err(|e| e.message)?;
-            match st["status"].as_str().unwrap_or("") {
-                "completed" => return Ok(()),
-                "failed" | "cancelled" => {
-                    return Err(st["error-desc"].as_str().unwrap_or("the migration failed").to_string())
-                }
-                _ if start.elapsed() > SUSPEND_TIMEOUT => {
-                    let _ = q.execute("migrate_cancel", serde_json::json!({}));
-                    return Err(format!("not done within {} s", SUSPEND_TIMEOUT.as_secs()));
-                }
-                _ => std::thread::sleep(Duration::from_millis(5)),
-            }
-        }
-    })()
-    .and_then(|()| file.sync_all().map_err(|e| format!("writing {}: {e}", part.display())))
-    .and_then(|()| std::fs::rename(&part, path).map_err(|e| format!("renaming {}: {e}", part.display())))
-    .and_then(|()| {
-        if let Some(d) = path.parent() {
+    let f = MemoryFile::create(path)?;
+    let migrated = super::qmp::Qmp::connect(&sh.dir.join("qmp.sock"))
+        .map_err(|e| e.message)
+        .and_then(|mut q| migrate_into(sh, &mut q, &f.file));
+    migrated.and_then(|()| f.finish())
+}
+
+/// A memory file being written: `path.part` until `finish` renames it (dropped unfinished,
+/// the part is removed).
+struct MemoryFile {
+    file: std::fs::File,
+    part: PathBuf,
+    path: PathBuf,
+    done: bool,
+}
+
+impl MemoryFile {
+    fn create(path: &Path) -> std::result::Result<MemoryFile, String> {
+        let part = PathBuf::from(format!("{}.part", path.display()));
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&part)
+            .map_err(|e| format!("creating {}: {e}", part.display()))?;
+        Ok(MemoryFile { file, part, path: path.to_path_buf(), done: false })
+    }
+
+    /// fsync, rename into place, fsync the directory; the file's size.
+    fn finish(mut self) -> std::result::Result<u64, String> {
+        self.file.sync_all().map_err(|e| format!("writing {}: {e}", self.part.display()))?;
+        std::fs::rename(&self.part, &self.path).map_err(|e| format!("renaming {}: {e}", self.part.display()))?;
+        self.done = true;
+        if let Some(d) = self.path.parent() {
             crate::paths::sync_dir(d).map_err(|e| e.message)?;
         }
-        std::fs::metadata(path).map(|m| m.len()).map_err(|e| e.to_string())
-    });
-    if result.is_err() {
-        let _ = std::fs::remove_file(&part);
+        std::fs::metadata(&self.path).map(|m| m.len()).map_err(|e| e.to_string())
     }
-    result
+}
+
+impl Drop for MemoryFile {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_file(&self.part);
+        }
+    }
+}
+
+/// Migrate the VM's state into `file` through a descriptor handed to QEMU, and wait until
+/// QEMU says it is complete (bounded).
+fn migrate_into(sh: &Arc<Shared>, q: &mut super::qmp::Qmp, file: &std::fs::File) -> std::result::Result<(), String> {
+    use std::os::fd::AsRawFd;
+    // The default bandwidth cap (128 MiB/s) is for networks; a file takes what it can.
+    q.execute("migrate-set-parameters", serde_json::json!({"max-bandwidth": 1u64 << 40})).map_err(|e| e.message)?;
+    // Always said: a VM restored from a template has the capability on from its restore, and
+    // a stream saved with it on cannot be loaded without it (stop/start and fork save the
+    // whole RAM, which is private there).
+    set_ignore_shared(q, sh.spec.save_ignore_shared)?;
+    q.pass_fd("pyro-memory", file.as_raw_fd()).map_err(|e| e.message)?;
+    q.execute("migrate", serde_json::json!({"uri": "fd:pyro-memory"})).map_err(|e| e.message)?;
+    let start = Instant::now();
+    loop {
+        let st = q.execute("query-migrate", serde_json::json!({})).map_err(|e| e.message)?;
+        match st["status"].as_str().unwrap_or("") {
+            "completed" => return Ok(()),
+            "failed" | "cancelled" => {
+                return Err(st["error-desc"].as_str().unwrap_or("the migration failed").to_string())
+            }
+            _ if start.elapsed() > SUSPEND_TIMEOUT => {
+                let _ = q.execute("migrate_cancel", serde_json::json!({}));
+                return Err(format!("not done within {} s", SUSPEND_TIMEOUT.as_secs()));
+            }
+            _ => std::thread::sleep(Duration::from_millis(2)),
+        }
+    }
 }
 
 /// Publish one more guest port on 127.0.0.1 while the VM runs (a service's `--publish`). A

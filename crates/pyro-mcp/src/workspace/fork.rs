@@ -116,6 +116,7 @@ impl Workspaces<'_> {
         }
         check_relative(&sdir)?;
         let client = self.wait_booting(&src.id);
+        crate::clock::trace("fork: source locked");
         let qemu_img = self.rt()?.qemu_img.clone();
         let size = vm::qcow2_size(&disk)?;
         // The source's live layer under its permanent name: frozen from the switch on.
@@ -138,6 +139,7 @@ impl Workspaces<'_> {
         debug_assert!(is_layer_name(&next));
         vm::create_overlay_on(&qemu_img, &frozen, &sdir.join(&next), size)?;
         crate::paths::write_atomic(&sdir.join(PENDING), next.as_bytes())?;
+        crate::clock::trace("fork: layers made");
         let memory_path = dir.join(super::stop::MEMORY);
         let saved = match client {
             Some(mut c) => {
@@ -159,6 +161,7 @@ impl Workspaces<'_> {
             }
             None => None,
         };
+        crate::clock::trace("fork: memory saved");
         // The source writes to its next layer from here (or will, when it boots).
         adopt(&sdir, &next)?;
         let memory = if saved.is_some() {
@@ -172,7 +175,8 @@ impl Workspaces<'_> {
         };
         super::secrets::copy(self.paths(), &src.id, id)?;
         let at = now_s();
-        let from = ForkOrigin { workspace_id: src.id.clone(), name: src.name.clone(), at, memory };
+        let from =
+            ForkOrigin { workspace_id: src.id.clone(), name: src.name.clone(), at, memory, source_paused_ms: saved };
         crate::paths::write_atomic(&dir.join(ORIGIN), &serde_json::to_vec(&from).unwrap())?;
         crate::paths::write_atomic(&dir.join(super::stop::FORK_FRESH), b"")?;
         // Host ports are the source's: the fork's are picked afresh.
@@ -190,15 +194,13 @@ impl Workspaces<'_> {
             network,
             ..src.clone()
         };
-        // How long the source was paused for the copy of its memory, when it was.
-        let paused_ms = saved;
         self.store.insert_fork(
             &row,
             &src.id,
-            &WorkspaceEvent::Fork { from: src.id.clone(), memory, source_paused_ms: paused_ms },
+            &WorkspaceEvent::Fork { from: src.id.clone(), memory, source_paused_ms: saved },
         )?;
         self.copy_services(&src.id, id)?;
-        self.store.event(&src.id, &WorkspaceEvent::Forked { to: id.to_string(), memory, paused_ms })?;
+        self.store.event(&src.id, &WorkspaceEvent::Forked { to: id.to_string(), memory, paused_ms: saved })?;
         Ok(())
     }
 }

@@ -105,6 +105,10 @@ pub struct ForkOrigin {
     /// Whether its processes went on in the fork (the source was running) or it booted from
     /// the source's disk (the source was stopped).
     pub memory: bool,
+    /// How long the running source was paused while its disk switched layers and its memory
+    /// was copied; absent when it was not running (and in forks made before 4.4.0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_paused_ms: Option<u64>,
 }
 
 /// What a workspace was seeded from, as recorded at creation (stored in the state database,

@@ -1,10 +1,9 @@
 //! Warm templates and fork for `make bench`, in one run with templates on and off:
-//! `workspace create` -> first exec, `pyro run debian:12 -- true` to exit, fork of a running
-//! workspace -> first exec in the fork, and the host memory (PSS of QEMU and the supervisor)
-//! of an idle workspace; then create -> first exec when a warm spare waits, and a waiting
+//! `workspace create` -> first exec, `pyro run debian:12 -- true` to exit, and the host memory
+//! (PSS of QEMU and the supervisor) of an idle workspace (fork has its own section, `fork.rs`); then create -> first exec when a warm spare waits, and a waiting
 //! spare's memory. `PYRO_BENCH_ONLY=templates` runs just this section.
 
-use pyro_mcp::{Command, CreateOptions, ForkOptions, Pyro};
+use pyro_mcp::{Command, CreateOptions, Pyro};
 use std::time::{Duration, Instant};
 
 fn ms(t: Instant) -> f64 {
@@ -81,15 +80,6 @@ pub fn run(runs: usize, report: &dyn Fn(&str, &[f64], &str) -> f64) {
         std::thread::sleep(Duration::from_secs(3));
         let pss: Vec<f64> = ids.iter().map(|id| workspace_pss(&pyro, id)).collect();
         report(&format!("idle workspace PSS, {label}, {} running", ids.len()), &pss, "MiB");
-        let mut fork = Vec::new();
-        for _ in 0..runs.min(5) {
-            let t = Instant::now();
-            let f = ws.fork(&ids[0], &ForkOptions::default()).expect("fork");
-            ws.exec(&f.id, Command::Argv(vec!["true".into()]), None, 30, vec![], None).expect("exec in the fork");
-            fork.push(ms(t));
-            let _ = ws.delete(&f.id);
-        }
-        report(&format!("fork (running) -> first exec, {label}"), &fork, "ms");
         for id in &ids {
             let _ = ws.delete(id);
         }
