@@ -175,10 +175,12 @@ demo: setup
 
 ## Medians for boot, run and exec round trip (see docs/benchmarks.md).
 bench: setup py py-venv
-	@if [ "$${PYRO_BENCH_ONLY:-}" != python ]; then $(TEST_BINS) target/release/pyro-bench; fi
+	@case "$${PYRO_BENCH_ONLY:-}" in python|pull) ;; *) $(TEST_BINS) target/release/pyro-bench;; esac
 	@# The Python SDK's figures (python/bench/bench_py.py): all runs, or PYRO_BENCH_ONLY=python.
 	@case "$${PYRO_BENCH_ONLY:-python}" in python) $(TEST_BINS) PYTHONPATH=$(CURDIR)/target/py \
 	  target/py-venv/bin/python python/bench/bench_py.py;; esac
+	@# A cold env pull as a fresh unprivileged user (root only: it creates the user).
+	@case "$${PYRO_BENCH_ONLY:-pull}" in pull) bash scripts/bench-pull-user.sh;; esac
 
 ## Release artifacts in target/dist/ (scripts/dist.sh): a tarball (bin/pyro, bin/pyro-guest,
 ## docs, SHA256SUMS; unpack anywhere) and the `pyro-mcp` Python wheel (maturin, from PyPI into

@@ -269,6 +269,7 @@ impl Agent {
             }
             req @ (Request::FsList { .. }
             | Request::FsRead { .. }
+            | Request::FsReadMany { .. }
             | Request::FsManifest { .. }
             | Request::TarOut { .. }
             | Request::Freeze
@@ -384,6 +385,30 @@ fn fs_request(w: &Writer, id: u32, req: Request) -> fs::FsResult<(Reply, Vec<u8>
                 .and_then(|_| out.flush())
                 .map_err(|e| fs::internal(format!("sending {path}: {e}")))?;
             (Reply::FsData { size: r.size, truncated: r.truncated, binary: r.binary, mode: r.mode }, vec![])
+        }
+        Request::FsReadMany { paths, max_each, max_total } => {
+            if paths.len() > pyro_proto::MAX_READ_MANY {
+                return Err(fs::invalid(format!("at most {} paths per read", pyro_proto::MAX_READ_MANY)));
+            }
+            let mut out = chunk_writer(w, id);
+            let mut sent = 0u64;
+            for path in &paths {
+                let piece = if sent >= max_total {
+                    Err(pyro_proto::READ_MANY_SKIPPED)
+                } else {
+                    fs::read(path, 0, max_each, false).map(|r| r.data).map_err(|_| pyro_proto::READ_MANY_UNREADABLE)
+                };
+                let (len, data) = match &piece {
+                    Ok(d) => (d.len() as u64, d.as_slice()),
+                    Err(marker) => (*marker, &[][..]),
+                };
+                sent += data.len() as u64;
+                out.write_all(&len.to_le_bytes())
+                    .and_then(|_| out.write_all(data))
+                    .map_err(|e| fs::internal(format!("sending {path}: {e}")))?;
+            }
+            out.flush().map_err(|e| fs::internal(format!("sending files: {e}")))?;
+            (Reply::FsReadManyDone { count: paths.len() as u64 }, vec![])
         }
         Request::TarOut { path } => {
             let mut out = chunk_writer(w, id);

@@ -42,6 +42,12 @@ pub const MAX_HEADER: usize = 1 << 20;
 pub const MAX_PAYLOAD: usize = 4 << 20;
 /// Largest payload a sender puts in one `Chunk` of a stream.
 pub const CHUNK: usize = 1 << 20;
+/// `FsReadMany`: most paths in one request.
+pub const MAX_READ_MANY: usize = 10_000;
+/// `FsReadMany`: the length that marks a file that could not be read.
+pub const READ_MANY_UNREADABLE: u64 = u64::MAX;
+/// `FsReadMany`: the length that marks a file not read because `max_total` was reached.
+pub const READ_MANY_SKIPPED: u64 = u64::MAX - 1;
 /// Longest line (one JSON-encoded [`FsEntry`]) in a streamed listing or manifest.
 pub const MAX_ENTRY_LINE: usize = 64 * 1024;
 /// Name of the virtio-serial port the guest agent talks on.
@@ -367,6 +373,20 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "is_zero")]
         offset: u64,
     },
+    /// Read many regular files (below /workspace, links inside followed) in one round trip,
+    /// for a diff's patch. The stream carries, per path in order, an 8-byte little-endian
+    /// length and that many bytes (at most `max_each` from the start of the file), or the
+    /// length [`READ_MANY_UNREADABLE`] (gone, not a regular file, ...) or
+    /// [`READ_MANY_SKIPPED`] (not read: `max_total` bytes were sent already) and no bytes.
+    /// At most [`MAX_READ_MANY`] paths. Reply `FsReadManyDone`.
+    FsReadMany {
+        /// The files, absolute, inside /workspace.
+        paths: Vec<String>,
+        /// Bytes to send per file at most.
+        max_each: u64,
+        /// Bytes to send in all at most; the files past it are skipped.
+        max_total: u64,
+    },
     /// Apply writes, symlinks, deletes and mode changes all or nothing. The contents of the
     /// `Write` ops follow as a stream (`Chunk`s, then `End`), concatenated in op order.
     FsBatch {
@@ -601,6 +621,11 @@ pub enum Reply {
         binary: bool,
         /// The file's permission bits (with the file-type bits for a read with `nofollow`).
         mode: u32,
+    },
+    /// Final reply of `FsReadMany`: how many paths the stream answered.
+    FsReadManyDone {
+        /// Paths answered (all of those asked for).
+        count: u64,
     },
     /// Final reply of `FsBatch`: what was applied.
     FsBatchDone {

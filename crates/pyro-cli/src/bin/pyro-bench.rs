@@ -4,8 +4,10 @@
 //! - probe: the same plus loading the virtio modules;
 //! - cold run: `pyro run debian:12 -- true`, process start to exit (overlay, boot, exec, teardown);
 //! - exec round trip: `true` in a running VM through the SDK;
-//! - workspaces: create, reset, sync, exec through the CLI and the SDK;
-//! - big trees: diff and summary of a 20,000-file workspace, a 10 MB patch apply;
+//! - workspaces: create, reset, sync, exec through the CLI and the SDK, and a static binary's
+//!   exec next to `true`'s (`PYRO_BENCH_ONLY=workspaces`);
+//! - big trees: diff right after 3,000 files changed, diff and summary of a 20,000-file
+//!   workspace with tracking on and off, a 10 MB patch apply (`PYRO_BENCH_ONLY=scale`);
 //! - mcp server: spawn to the `tools/list` answer per profile, and that answer's size; over
 //!   HTTP next to stdio, the `tools/list` and `workspace_exec true` round trips, and
 //!   `tools/list` per second with 8 clients (`PYRO_BENCH_ONLY=http`);
@@ -100,6 +102,16 @@ fn main() {
     if std::env::var("PYRO_BENCH_ONLY").is_ok_and(|v| v == "templates") {
         println!("-- warm templates");
         template_bench::run(runs, &report);
+        return;
+    }
+    if std::env::var("PYRO_BENCH_ONLY").is_ok_and(|v| v == "workspaces") {
+        println!("-- workspaces");
+        workspace_bench::run(&pyro, runs, &report);
+        return;
+    }
+    if std::env::var("PYRO_BENCH_ONLY").is_ok_and(|v| v == "scale") {
+        println!("-- big trees and big patches");
+        scale_bench::run(&pyro, runs, &report);
         return;
     }
     if std::env::var("PYRO_BENCH_ONLY").is_ok_and(|v| v == "fork") {

@@ -373,6 +373,46 @@ impl Client {
         }
     }
 
+    /// Read many files in one round trip (`Request::FsReadMany`), in `paths`' order: each
+    /// one's first `max_each` bytes, or None when it could not be read. Past `max_total`
+    /// bytes the guest skips files; those are read one by one here.
+    pub fn read_files(&mut self, paths: &[String], max_each: u64, max_total: u64) -> Result<Vec<Option<Vec<u8>>>> {
+        let mut out = Vec::with_capacity(paths.len());
+        for group in paths.chunks(pyro_proto::MAX_READ_MANY) {
+            let idle = self.timeout;
+            let msg = Request::FsReadMany { paths: group.to_vec(), max_each, max_total };
+            // What the guest may send: max_total, plus one file that starts below it, plus
+            // a length per path.
+            let cap = max_total.saturating_add(max_each).saturating_add(8 * group.len() as u64);
+            let (reply, data) = self.request_capped(&msg, cap, &mut |_| {}, idle)?;
+            if !matches!(reply, Reply::FsReadManyDone { count } if count == group.len() as u64) {
+                return Err(self.malformed("a read of many files"));
+            }
+            let mut rest = data.as_slice();
+            for path in group {
+                let Some((len, tail)) = rest.split_first_chunk::<8>() else {
+                    return Err(self.malformed("a read of many files"));
+                };
+                let len = u64::from_le_bytes(*len);
+                rest = tail;
+                out.push(match len {
+                    pyro_proto::READ_MANY_UNREADABLE => None,
+                    pyro_proto::READ_MANY_SKIPPED => self.read_file(path, max_each, false).ok().map(|d| d.content),
+                    n if n <= max_each && n as usize <= rest.len() => {
+                        let (d, tail) = rest.split_at(n as usize);
+                        rest = tail;
+                        Some(d.to_vec())
+                    }
+                    _ => return Err(self.malformed("a read of many files")),
+                });
+            }
+            if !rest.is_empty() {
+                return Err(self.malformed("a read of many files"));
+            }
+        }
+        Ok(out)
+    }
+
     /// Apply file operations all or nothing; `payload` holds the `Write` ops' contents in op
     /// order. Returns (written, deleted).
     pub fn batch(&mut self, ops: Vec<FsOp>, payload: &[u8]) -> Result<(u64, u64)> {

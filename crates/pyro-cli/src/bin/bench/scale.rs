@@ -1,5 +1,5 @@
-//! Big-tree medians for `make bench`: `diff` and `summary` of a workspace seeded with 20,000
-//! files (a few changed, 2,000 added in the guest), and applying a patch over 10 MB (12 files
+//! Big-tree medians for `make bench`: `diff` right after 3,000 files changed, then `diff` and
+//! `summary` of a workspace seeded with 20,000 files (a few changed, 2,000 added in the guest), and applying a patch over 10 MB (12 files
 //! of 900 KB, every other line rewritten), forwards and back so each run really applies.
 
 use pyro_mcp::{Command, CreateOptions, Pyro};
@@ -34,6 +34,53 @@ pub fn run(pyro: &Pyro, runs: usize, report: &dyn Fn(&str, &[f64], &str) -> f64)
         CreateOptions { environment: "debian:12".into(), seed_path: Some(tree.path().into()), ..Default::default() };
     let w = ws.create(&o, &quiet).expect("create");
     println!("{:<42} {:>8.1} ms  (once)", "workspace create, 20,000-file seed", ms(t));
+    // Hash everything once, then again past the 2 s window, so the cache holds every file
+    // (what a session that has called diff before has).
+    ws.diff(&w.id).expect("diff");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    ws.diff(&w.id).expect("diff");
+    // One file changed: what an agent's edit costs, tracked and with the full scan.
+    let r = ws.exec(&w.id, Command::Shell("echo x >> pkg100/f050.js".into()), None, 300, vec![], None).expect("exec");
+    assert_eq!(r.exit_code, 0);
+    for (label, tracking) in [("", true), (", full scan", false)] {
+        if !tracking {
+            std::env::set_var("PYRO_DIFF_TRACKING", "off");
+        }
+        let v = (0..runs.min(5))
+            .map(|_| {
+                let t = Instant::now();
+                assert_eq!(ws.diff(&w.id).expect("diff").summary.modified, 1);
+                ms(t)
+            })
+            .collect::<Vec<_>>();
+        report(&format!("diff, 1 of 20,000 files changed{label}"), &v, "ms");
+        let v = (0..runs.min(5))
+            .map(|_| {
+                let t = Instant::now();
+                ws.summary(&w.id).expect("summary");
+                ms(t)
+            })
+            .collect::<Vec<_>>();
+        report(&format!("summary, 1 of 20,000 files changed{label}"), &v, "ms");
+        std::env::remove_var("PYRO_DIFF_TRACKING");
+    }
+    // A change of 3,000 files, then diff at once (the new files are hashed by this call),
+    // a few times over; each round settles before the next.
+    let mut right_after = Vec::new();
+    for round in 0..runs.min(3) {
+        let change =
+            format!("mkdir -p gen/r{round} && cd gen/r{round} && for i in $(seq 3000); do echo $i > f$i; done");
+        let r = ws.exec(&w.id, Command::Shell(change), None, 300, vec![], None).expect("exec");
+        assert_eq!(r.exit_code, 0);
+        let t = Instant::now();
+        ws.diff(&w.id).expect("diff");
+        right_after.push(ms(t));
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        ws.diff(&w.id).expect("diff");
+    }
+    report("diff right after 3,000 files changed", &right_after, "ms");
+    let r = ws.exec(&w.id, Command::Shell("rm -rf gen".into()), None, 300, vec![], None).expect("exec");
+    assert_eq!(r.exit_code, 0);
     let change = "echo x >> pkg000/f000.js && rm pkg001/f001.js && mkdir -p node_modules/m && cd node_modules/m \
                   && seq 1 2000 | xargs touch";
     let r = ws.exec(&w.id, Command::Shell(change.into()), None, 300, vec![], None).expect("exec");

@@ -121,6 +121,44 @@ pub fn run(pyro: &Pyro, runs: usize, report: &dyn Fn(&str, &[f64], &str) -> f64)
         })
         .collect();
     report("workspace exec `true` (SDK)", &v, "ms");
+    // The same with a statically linked `true` (built here by `cc`): the difference is the
+    // guest's dynamic loader mapping and relocating libc under emulation, not pyro.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("t.c"), "int main(void) { return 0; }\n").unwrap();
+    let built = std::process::Command::new("cc")
+        .args(["-O2", "-static", "-o"])
+        .arg(dir.path().join("static-true"))
+        .arg(dir.path().join("t.c"))
+        .status()
+        .is_ok_and(|s| s.success());
+    if built {
+        std::fs::remove_file(dir.path().join("t.c")).unwrap();
+        ws.sync_push(&id, dir.path(), Some("bin")).unwrap();
+        let st = || Command::Argv(vec!["/workspace/bin/static-true".into()]);
+        ws.exec(&id, st(), None, 30, vec![], None).unwrap();
+        let v: Vec<f64> = (0..30)
+            .map(|_| {
+                let t = Instant::now();
+                ws.exec(&id, st(), None, 30, vec![], None).unwrap();
+                ms(t)
+            })
+            .collect();
+        report("workspace exec, a static `true` (SDK)", &v, "ms");
+        // The guest's own cost of one fork+exec of each, without pyro (a shell loop of 50).
+        let lp = "for b in /bin/true /workspace/bin/static-true; do s=$(date +%s%N); for i in $(seq 50); do $b; done; \
+                  echo $(( ($(date +%s%N) - s) / 50000 )); done";
+        let o =
+            ws.exec(&id, Command::Argv(vec!["bash".into(), "-c".into(), lp.into()]), None, 60, vec![], None).unwrap();
+        let us: Vec<String> = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(|l| format!("{:.1}", l.trim().parse::<f64>().unwrap_or(0.0) / 1000.0))
+            .collect();
+        println!(
+            "{:<42} {:>8} ms  (dynamic / static, in a guest shell loop)",
+            "  fork+exec inside the guest",
+            us.join(" / ")
+        );
+    }
     for id in ids {
         let _ = ws.delete(&id);
     }
