@@ -687,6 +687,38 @@ fn freeze_ioctl(on: bool) -> FsResult<()> {
     Ok(())
 }
 
+/// Whether any process maps a file of device `dev` shared and writable (`rw-s` in
+/// `/proc/PID/maps`); true when that cannot be told.
+fn shared_writable_mapping_on(dev: u64) -> bool {
+    let (major, minor) = (rustix::fs::major(dev), rustix::fs::minor(dev));
+    let Ok(procs) = std::fs::read_dir("/proc") else { return true };
+    for p in procs.flatten() {
+        if !p.file_name().as_encoded_bytes().iter().all(u8::is_ascii_digit) {
+            continue;
+        }
+        // A process that exits meanwhile has no mappings left to worry about.
+        let Ok(maps) = std::fs::read_to_string(p.path().join("maps")) else { continue };
+        for line in maps.lines() {
+            let mut f = line.split_ascii_whitespace();
+            let (Some(_), Some(perms), Some(_), Some(d), Some(inode)) =
+                (f.next(), f.next(), f.next(), f.next(), f.next())
+            else {
+                continue;
+            };
+            if !(perms.as_bytes().get(1) == Some(&b'w') && perms.as_bytes().get(3) == Some(&b's')) || inode == "0" {
+                continue;
+            }
+            let mut mm = d.split(':').map(|x| u32::from_str_radix(x, 16).ok());
+            if let (Some(Some(a)), Some(Some(b))) = (mm.next(), mm.next()) {
+                if a == major && b == minor {
+                    return true;
+                }
+            }
+        }
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     //! Each test maps `/workspace` onto its own temp dir through the thread-local `TEST_ROOT`
@@ -1255,36 +1287,4 @@ mod tests {
         assert_eq!(code(tar_out(&w("src"), &mut Vec::new())), "invalid_argument");
         assert_eq!(code(tar_out(&w("missing"), &mut Vec::new())), "not_found");
     }
-}
-
-/// Whether any process maps a file of device `dev` shared and writable (`rw-s` in
-/// `/proc/PID/maps`); true when that cannot be told.
-fn shared_writable_mapping_on(dev: u64) -> bool {
-    let (major, minor) = (rustix::fs::major(dev), rustix::fs::minor(dev));
-    let Ok(procs) = std::fs::read_dir("/proc") else { return true };
-    for p in procs.flatten() {
-        if !p.file_name().as_encoded_bytes().iter().all(u8::is_ascii_digit) {
-            continue;
-        }
-        // A process that exits meanwhile has no mappings left to worry about.
-        let Ok(maps) = std::fs::read_to_string(p.path().join("maps")) else { continue };
-        for line in maps.lines() {
-            let mut f = line.split_ascii_whitespace();
-            let (Some(_), Some(perms), Some(_), Some(d), Some(inode)) =
-                (f.next(), f.next(), f.next(), f.next(), f.next())
-            else {
-                continue;
-            };
-            if !(perms.as_bytes().get(1) == Some(&b'w') && perms.as_bytes().get(3) == Some(&b's')) || inode == "0" {
-                continue;
-            }
-            let mut mm = d.split(':').map(|x| u32::from_str_radix(x, 16).ok());
-            if let (Some(Some(a)), Some(Some(b))) = (mm.next(), mm.next()) {
-                if a == major && b == minor {
-                    return true;
-                }
-            }
-        }
-    }
-    false
 }
