@@ -175,9 +175,9 @@ class AsyncWorkspace:
         """`Workspace.patch_apply`."""
         return await self._run(self.sync.patch_apply, patch)
 
-    async def diff(self, path: Optional[str] = None) -> t.DiffResult:
+    async def diff(self, path: Optional[str] = None, *, cursor: int = 0) -> t.DiffResult:
         """`Workspace.diff`."""
-        return await self._run(self.sync.diff, path)
+        return await self._run(self.sync.diff, path, cursor=cursor)
 
     async def summary(self) -> t.Summary:
         """`Workspace.summary`."""

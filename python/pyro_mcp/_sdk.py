@@ -360,9 +360,11 @@ class Workspace:
         """Apply a unified diff (all of it or nothing)."""
         return _of(t.PatchReport, self._n.ws_patch_apply(self.id, patch, cancel=_cancel()))
 
-    def diff(self, path: Optional[str] = None) -> t.DiffResult:
-        """What changed since the baseline (under `path` if given), with the patch."""
-        return _of(t.DiffResult, self._n.ws_diff(self.id, path, cancel=_cancel()))
+    def diff(self, path: Optional[str] = None, *, cursor: int = 0) -> t.DiffResult:
+        """What changed since the baseline (under `path` if given), with the patch: edits
+        first, big added or removed trees as one entry each; past 500 entries, pass the
+        result's `next_cursor` as `cursor` for the next page."""
+        return _of(t.DiffResult, self._n.ws_diff(self.id, path, cursor, cancel=_cancel()))
 
     def summary(self) -> t.Summary:
         """The session in one concise review: commands, edits, diff, services, exports."""

@@ -257,11 +257,17 @@ class DiffEntry(Result):
     """What is there now (or was, when deleted): `file`, `dir`, `symlink` or `other`."""
     binary: bool
     """Its content is binary or too large, so the patch leaves it out; absent when false."""
+    files: Optional[int]
+    """Set when this entry is a directory that stands for everything below it (all added or all deleted, more than 20 entries: a vendored or generated tree): how many files (everything but directories) it holds. Diff its path to list them."""
+    bytes: Optional[int]
+    """With `files`: the bytes of those files."""
     _spec: ClassVar[Dict[str, Any]] = {
         "path": ("path", None, None),
         "status": ("status", None, None),
         "artifact_type": ("artifact_type", None, None),
         "binary": ("binary", None, None),
+        "files": ("files", None, None),
+        "bytes": ("bytes", None, None),
     }
 
 
@@ -275,9 +281,11 @@ class DiffResult(Result):
     summary: DiffSummary
     """How many paths changed, by kind."""
     entries: List[DiffEntry]
-    """The changed paths, edits to what existed first, then additions (capped; see `entries_omitted`)."""
+    """The changed paths: edits (modified, type changed) first, then directories added or deleted with all they hold (more than 20 entries) as one entry each with `files` and `bytes`, then single additions and deletions, each group by path (capped at 500; see `entries_omitted` and `next_cursor`)."""
     entries_omitted: Optional[int]
-    """Changed paths not listed past the cap; absent when all are listed."""
+    """Entries not listed (past the cap of 500, or before `cursor`); absent when all are."""
+    next_cursor: Optional[int]
+    """Where the next page of entries starts (pass it as `cursor`); absent on the last page."""
     patch: str
     """A unified diff of the changed text files (capped; a marker says where)."""
     patch_truncated: bool
@@ -290,6 +298,7 @@ class DiffResult(Result):
         "summary": ("summary", ('o', 'DiffSummary'), None),
         "entries": ("entries", ('l', ('o', 'DiffEntry')), None),
         "entries_omitted": ("entries_omitted", None, None),
+        "next_cursor": ("next_cursor", None, None),
         "patch": ("patch", None, None),
         "patch_truncated": ("patch_truncated", None, None),
         "hint": ("hint", None, None),
@@ -837,11 +846,14 @@ class ForkOrigin(Result):
     at: int
     memory: bool
     """Whether its processes went on in the fork (the source was running) or it booted from the source's disk (the source was stopped)."""
+    source_paused_ms: Optional[int]
+    """How long the running source was paused while its disk switched layers and its memory was copied; absent when it was not running (and in forks made before 4.4.0)."""
     _spec: ClassVar[Dict[str, Any]] = {
         "workspace_id": ("workspace_id", None, None),
         "name": ("name", None, None),
         "at": ("at", None, None),
         "memory": ("memory", None, None),
+        "source_paused_ms": ("source_paused_ms", None, None),
     }
 
 

@@ -177,7 +177,10 @@ fn tracked_diffs_equal_full_scans_on_a_real_node_modules() {
     let id = id.as_str();
     std::thread::sleep(std::time::Duration::from_secs(3));
     assert!(changed(&both(&w, id, "untouched")).is_empty());
-    let lodash = w.sh(id, "find /workspace/node_modules/lodash | wc -l").trim().parse::<u64>().unwrap();
+    let count = |find: &str| {
+        w.sh(id, &format!("find /workspace/node_modules/lodash {find} | wc -l")).trim().parse::<u64>().unwrap()
+    };
+    let (lodash, lodash_files) = (count(""), count("-not -type d"));
     // What a session does to a project: the manifest edited, a package removed, a build's
     // output generated, a vendored file patched in place and one put back to its old time.
     w.sh(
@@ -188,7 +191,8 @@ fn tracked_diffs_equal_full_scans_on_a_real_node_modules() {
          mkdir -p dist; cd dist; for i in $(seq 3000); do echo \"export const v$i = $i;\" > f$i.js; done; cd ..
          printf 'X' | dd of=node_modules/express/index.js bs=1 seek=3 count=1 conv=notrunc 2>/dev/null
          f=node_modules/moment/moment.js; m=$(stat -c %y $f); sed -i 's/moment/MOMENT/' $f; touch -d \"$m\" $f
-         chmod +x node_modules/rxjs/package.json",
+         chmod +x node_modules/rxjs/package.json
+         for i in $(seq 600); do echo $i > node_modules/.gen$i; done",
     );
     let d = both(&w, id, "right after the session's changes");
     std::thread::sleep(std::time::Duration::from_secs(3));
@@ -196,7 +200,34 @@ fn tracked_diffs_equal_full_scans_on_a_real_node_modules() {
     assert_eq!(changed(&d), changed(&d2));
     // The entry list is capped (edits first); the counts are whole.
     let n = |k: &str| d2["summary"][k].as_u64().unwrap();
-    assert_eq!((n("added"), n("deleted"), n("modified")), (3001, lodash, 4), "{}", d2["summary"]);
+    assert_eq!((n("added"), n("deleted"), n("modified")), (3601, lodash, 4), "{}", d2["summary"]);
+    // Grouped: the four edits first, then dist and lodash as one entry each, then the 600 new
+    // files of node_modules one by one, past the first page of 500.
+    let e = d2["entries"].as_array().unwrap();
+    let first: Vec<&str> = e[..4].iter().map(|x| x["status"].as_str().unwrap()).collect();
+    assert_eq!(first, ["modified"; 4], "{:?}", &e[..6]);
+    let lodash_line = e.iter().find(|x| x["path"] == "node_modules/lodash").expect("lodash as one entry");
+    assert_eq!(
+        (lodash_line["status"].as_str(), lodash_line["files"].as_u64()),
+        (Some("deleted"), Some(lodash_files)),
+        "{lodash_line}"
+    );
+    let dist = e.iter().find(|x| x["path"] == "dist").expect("dist as one entry");
+    assert_eq!(dist["files"], 3000, "{dist}");
+    assert!(!e.iter().any(|x| x["path"].as_str().unwrap().starts_with("dist/")));
+    assert_eq!((e.len(), d2["next_cursor"].as_u64()), (500, Some(500)));
+    let page2 = w.ok(&["workspace", "diff", id, "--cursor", "500", "--json"]);
+    let total = 4 + 2 + 600;
+    assert_eq!(page2["entries"].as_array().unwrap().len(), total - 500, "{}", page2["entries_omitted"]);
+    assert!(page2.get("next_cursor").is_none());
+    // The CLI's text: the edited manifest and the collapsed tree on the first screen.
+    let text = w.cmd().args(["workspace", "diff", id]).output().unwrap();
+    let screen: Vec<String> = stdout(&text).lines().take(12).map(str::to_string).collect();
+    assert!(
+        screen.iter().any(|l| l.trim_start().starts_with("modified") && l.ends_with(" package.json")),
+        "{screen:#?}"
+    );
+    assert!(screen.iter().any(|l| l.contains("node_modules/lodash/ (") && l.contains(" files, ")), "{screen:#?}");
     // Each edited file, asked for by its path, tracked and full scan alike.
     for p in [
         "package.json",

@@ -29,6 +29,25 @@ pub(crate) fn bytes(n: u64) -> String {
     format!("{v:.1} {}", UNITS[unit])
 }
 
+/// A count for people, with thousands separated: `1,053`.
+pub(crate) fn count(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// How a diff names a directory that stands for everything below it:
+/// `node_modules/lodash/ (1,053 files, 1.4 MiB)`.
+pub(crate) fn collapsed_dir(path: &str, files: u64, bytes: u64) -> String {
+    format!("{path}/ ({} file{}, {})", count(files), if files == 1 { "" } else { "s" }, self::bytes(bytes))
+}
+
 /// Serialize captured bytes (command output, file content) as UTF-8 text, replacing invalid
 /// sequences: JSON results stay valid whatever the guest printed.
 pub(crate) fn lossy<S: serde::Serializer>(b: &[u8], s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -76,6 +95,15 @@ mod tests {
         assert_eq!(clip("abc", 3), "abc");
         assert_eq!(clip("abcd", 3), "abc…");
         assert_eq!(clip("ééé", 2), "éé…");
+    }
+
+    #[test]
+    fn counts_have_separators() {
+        assert_eq!(count(0), "0");
+        assert_eq!(count(999), "999");
+        assert_eq!(count(1053), "1,053");
+        assert_eq!(count(1234567), "1,234,567");
+        assert_eq!(collapsed_dir("a/b", 1, 10), "a/b/ (1 file, 10 B)");
     }
 
     #[test]

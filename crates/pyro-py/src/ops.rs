@@ -460,9 +460,16 @@ impl Native {
         self.ws(py, cancel, move |w| w.patch_apply(&id, &patch))
     }
 
-    #[pyo3(signature = (id, path=None, *, cancel=None))]
-    fn ws_diff(&self, py: Python<'_>, id: String, path: Option<String>, cancel: Token<'_>) -> PyResult<String> {
-        self.ws(py, cancel, move |w| w.diff_path(&id, path.as_deref(), usize::MAX))
+    #[pyo3(signature = (id, path=None, cursor=0, *, cancel=None))]
+    fn ws_diff(
+        &self,
+        py: Python<'_>,
+        id: String,
+        path: Option<String>,
+        cursor: usize,
+        cancel: Token<'_>,
+    ) -> PyResult<String> {
+        self.ws(py, cancel, move |w| w.diff_page(&id, path.as_deref(), usize::MAX, cursor))
     }
 
     #[pyo3(signature = (id, *, cancel=None))]

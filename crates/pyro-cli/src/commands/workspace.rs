@@ -89,6 +89,9 @@ pub enum WsCmd {
         /// Only changes at or under this path (a file or directory in the workspace)
         #[arg(long)]
         path: Option<String>,
+        /// Start at this entry (a previous result's `next_cursor`: the next page past 500)
+        #[arg(long)]
+        cursor: Option<usize>,
     },
     /// Copy a file or directory out to a new host path
     Export {
@@ -319,7 +322,9 @@ fn run(c: WsCmd, json: bool) -> Result<i32, Error> {
             render::show(&ws.patch_apply(&id, &text)?, json);
         }
         WsCmd::Summary { id } => render::show(&ws.summary(&id)?, json),
-        WsCmd::Diff { id, path } => render::show(&ws.diff_path(&id, path.as_deref(), usize::MAX)?, json),
+        WsCmd::Diff { id, path, cursor } => {
+            render::show(&ws.diff_page(&id, path.as_deref(), usize::MAX, cursor.unwrap_or(0))?, json)
+        }
         WsCmd::Export { id, path, output, max_bytes, include_git_config } => {
             let o = pyro_mcp::ExportOptions { max_bytes, include_git_config };
             render::show(&ws.export_with(&id, &path, &output, &o)?, json)

@@ -208,7 +208,7 @@ tools! {
         run: |c, a| c.workspace(&a.workspace_id, |ws, id| ws.patch_apply(id, &a.patch)) }
     workspace_diff { title: "Diff", description: "The patch since the baseline.", effect: READ, profiles: WORKSPACE,
         large_result: true, args: Diff => crate::workspace::diff::DiffResult,
-        run: |c, a| c.workspace(&a.workspace_id, |ws, id| ws.diff_path(id, a.path.as_deref(), DIFF_PATCH_BYTES)) }
+        run: |c, a| c.workspace(&a.workspace_id, |ws, id| ws.diff_page(id, a.path.as_deref(), DIFF_PATCH_BYTES, a.cursor.unwrap_or(0))) }
     workspace_export { title: "Export", description: "Copy files out to a new host path.", effect: ADDITIVE,
         profiles: WORKSPACE, args: Export => crate::workspace::export::ExportReport, run: h::export }
     workspace_reset { title: "Reset", description: "Discard changes since the baseline.",

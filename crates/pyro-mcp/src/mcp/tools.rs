@@ -490,6 +490,8 @@ pub struct Diff {
     /// Only changes at or under this path (absolute or relative to /workspace); all changes when
     /// absent.
     pub path: Option<String>,
+    /// Start at this entry: a previous result's `next_cursor`.
+    pub cursor: Option<usize>,
 }
 
 /// `workspace_export`'s arguments: copy files out of the workspace to the host.

@@ -86,10 +86,17 @@ impl Render for DiffResult {
             m.total, m.added, m.modified, m.deleted, m.type_changed
         );
         for e in &self.entries {
-            s.push_str(&format!("  {:<12} {}{}\n", e.status, e.path, if e.binary { " (binary)" } else { "" }));
+            let path = match (e.files, e.bytes) {
+                (Some(f), Some(b)) => crate::text::collapsed_dir(&e.path, f, b),
+                _ => e.path.clone(),
+            };
+            s.push_str(&format!("  {:<12} {}{}\n", e.status, path, if e.binary { " (binary)" } else { "" }));
         }
         if let Some(n) = self.entries_omitted {
-            s.push_str(&format!("  +{n} more\n"));
+            s.push_str(&format!(
+                "  +{n} more{}\n",
+                self.next_cursor.map(|c| format!(" (--cursor {c})")).unwrap_or_default()
+            ));
         }
         if let Some(h) = &self.hint {
             s.push_str(&format!("hint: {h}\n"));

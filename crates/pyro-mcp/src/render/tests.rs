@@ -94,6 +94,7 @@ fn diff_and_patch_texts() {
         summary: DiffSummary::default(),
         entries: vec![],
         entries_omitted: None,
+        next_cursor: None,
         patch: String::new(),
         patch_truncated: false,
         hint: None,
@@ -101,10 +102,33 @@ fn diff_and_patch_texts() {
     assert_eq!(d.text(), "no changes since the baseline\n");
     d.changed = true;
     d.summary = DiffSummary { total: 1, added: 1, ..Default::default() };
-    d.entries =
-        vec![DiffEntry { path: "a".into(), status: "added".into(), artifact_type: "file".into(), binary: false }];
+    d.entries = vec![DiffEntry {
+        path: "a".into(),
+        status: "added".into(),
+        artifact_type: "file".into(),
+        binary: false,
+        files: None,
+        bytes: None,
+    }];
     d.patch = "+x\n".into();
     assert_eq!(d.text(), "1 changed: 1 added, 0 modified, 0 deleted, 0 type changed\n  added        a\n+x\n");
+    // A collapsed directory, and the cursor of the next page.
+    d.entries.push(DiffEntry {
+        path: "node_modules/lodash".into(),
+        status: "deleted".into(),
+        artifact_type: "dir".into(),
+        binary: false,
+        files: Some(1053),
+        bytes: Some(1_468_006),
+    });
+    d.entries_omitted = Some(7);
+    d.next_cursor = Some(500);
+    let t = d.text();
+    assert!(t.contains("  deleted      node_modules/lodash/ (1,053 files, 1.4 MiB)\n"), "{t}");
+    assert!(t.contains("  +7 more (--cursor 500)\n"), "{t}");
+    d.entries.pop();
+    d.entries_omitted = None;
+    d.next_cursor = None;
     let p = PatchReport {
         workspace_id: "w".into(),
         changed: true,

@@ -56,6 +56,69 @@ pub struct DiffEntry {
     /// Its content is binary or too large, so the patch leaves it out; absent when false.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub binary: bool,
+    /// Set when this entry is a directory that stands for everything below it (all added or
+    /// all deleted, more than 20 entries: a vendored or generated tree): how many files
+    /// (everything but directories) it holds. Diff its path to list them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub files: Option<u64>,
+    /// With `files`: the bytes of those files.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+}
+
+/// A directory whose entries all appeared (or all went) is one entry when it holds more than
+/// this many: `deleted node_modules/lodash/ (1,053 files, 1.4 MB)` instead of a thousand
+/// lines pushing the real edits out of view. A small new directory (a few new sources) is
+/// listed in full, its files in the patch.
+pub const COLLAPSE_OVER: usize = 20;
+
+/// A change as the diff shows it: one path, or (`files` set) a collapsed directory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Line {
+    pub path: String,
+    pub status: &'static str,
+    pub kind: String,
+    /// (files, bytes) of a collapsed directory.
+    pub collapsed: Option<(u64, u64)>,
+}
+
+/// Group `changes` (sorted by path, as `compare` returns them) for display: directories all
+/// added or all deleted with more than [`COLLAPSE_OVER`] entries below them collapse into one
+/// line (never `root`, the path asked for); then edits (modified, type changed) come first,
+/// then the collapsed trees, then single additions and deletions, each by path. `size` gives a file's size (the current one
+/// for an added path, the baseline's for a deleted one).
+pub fn group(changes: &[(String, &'static str, String)], root: &str, size: &dyn Fn(&str, &str) -> u64) -> Vec<Line> {
+    // A directory's descendants are contiguous in path order, but not always right after it
+    // (`a-b` sorts between `a` and `a/x`): find their range by search.
+    let first_at_or_after = |key: &str| changes.partition_point(|(q, _, _)| q.as_str() < key);
+    let mut consumed = vec![false; changes.len()];
+    let mut lines = Vec::new();
+    for (i, (p, st, kind)) in changes.iter().enumerate() {
+        if consumed[i] {
+            continue;
+        }
+        let mut collapsed = None;
+        if (*st == "added" || *st == "deleted") && kind == "dir" && p != root {
+            // '0' follows '/': the range is every path that starts with "p/".
+            let (from, to) = (first_at_or_after(&format!("{p}/")), first_at_or_after(&format!("{p}0")));
+            let below = &changes[from..to];
+            if below.len() > COLLAPSE_OVER && below.iter().all(|(_, s2, _)| s2 == st) {
+                let files = below.iter().filter(|(_, _, k)| k != "dir").count() as u64;
+                let bytes = below.iter().filter(|(_, _, k)| k == "file").map(|(q, s2, _)| size(q, s2)).sum();
+                collapsed = Some((files, bytes));
+                consumed[from..to].iter_mut().for_each(|c| *c = true);
+            }
+        }
+        lines.push(Line { path: p.clone(), status: st, kind: kind.clone(), collapsed });
+    }
+    // Edits, then whole trees (a few lines that say the most), then single additions and
+    // deletions; stable, so by path within each group.
+    lines.sort_by_key(|l| match (l.status, l.collapsed) {
+        ("modified" | "type_changed", _) => 0,
+        (_, Some(_)) => 1,
+        _ => 2,
+    });
+    lines
 }
 
 /// `diff`: the live workspace against its baseline, capped.
@@ -67,12 +130,17 @@ pub struct DiffResult {
     pub changed: bool,
     /// How many paths changed, by kind.
     pub summary: DiffSummary,
-    /// The changed paths, edits to what existed first, then additions (capped; see
-    /// `entries_omitted`).
+    /// The changed paths: edits (modified, type changed) first, then directories added or
+    /// deleted with all they hold (more than 20 entries) as one entry each with `files` and
+    /// `bytes`, then single additions and deletions, each group by path (capped at 500; see
+    /// `entries_omitted` and `next_cursor`).
     pub entries: Vec<DiffEntry>,
-    /// Changed paths not listed past the cap; absent when all are listed.
+    /// Entries not listed (past the cap of 500, or before `cursor`); absent when all are.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub entries_omitted: Option<usize>,
+    /// Where the next page of entries starts (pass it as `cursor`); absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<usize>,
     /// A unified diff of the changed text files (capped; a marker says where).
     pub patch: String,
     /// The patch was cut at its cap.
@@ -133,14 +201,20 @@ impl Workspaces<'_> {
     /// The live workspace against its baseline: what changed, and a unified patch of the text
     /// files (capped).
     pub fn diff(&mut self, key: &str) -> Result<DiffResult> {
-        self.diff_with(key, true, None, MAX_PATCH_TEXT)
+        self.diff_with(key, true, None, MAX_PATCH_TEXT, 0)
     }
 
     /// `diff` of what is at or under `path` (a file or directory in the workspace), with the
     /// patch text capped at `max_patch` bytes (at most [`MAX_PATCH_TEXT`]): how a capped diff
     /// is read piece by piece.
     pub fn diff_path(&mut self, key: &str, path: Option<&str>, max_patch: usize) -> Result<DiffResult> {
-        self.diff_with(key, true, path, max_patch.min(MAX_PATCH_TEXT))
+        self.diff_with(key, true, path, max_patch.min(MAX_PATCH_TEXT), 0)
+    }
+
+    /// `diff_path` from entry `cursor` on (a previous result's `next_cursor`): the next page
+    /// of a diff with more than 500 entries, its patch covering that page's files.
+    pub fn diff_page(&mut self, key: &str, path: Option<&str>, max_patch: usize, cursor: usize) -> Result<DiffResult> {
+        self.diff_with(key, true, path, max_patch.min(MAX_PATCH_TEXT), cursor)
     }
 
     /// `diff`; without `with_patch` only the manifests are compared (no file contents are
@@ -151,6 +225,7 @@ impl Workspaces<'_> {
         with_patch: bool,
         path: Option<&str>,
         max_patch: usize,
+        cursor: usize,
     ) -> Result<DiffResult> {
         // The path's form relative to /workspace ("" for all of it), as manifests name paths.
         let under = match path {
@@ -178,9 +253,6 @@ impl Workspaces<'_> {
             changes
                 .retain(|(p, _, _)| p == &under || p.strip_prefix(under.as_str()).is_some_and(|r| r.starts_with('/')));
         }
-        // Edits to what was there come first, then additions: after an install adds thousands
-        // of files, the capped entry list and patch still show the real changes.
-        changes.sort_by_key(|(p, st, _)| (*st == "added", p.clone()));
         let mut summary = DiffSummary { total: changes.len(), ..Default::default() };
         for (_, st, _) in &changes {
             match *st {
@@ -190,31 +262,42 @@ impl Workspaces<'_> {
                 _ => summary.type_changed += 1,
             }
         }
-        // Old contents for the text files we will patch, in one pass over the baseline archive.
         let base_sizes: BTreeMap<&str, u64> = base.iter().map(|e| (e.path.as_str(), e.size)).collect();
         let cur_sizes: BTreeMap<&str, u64> = cur.iter().map(|e| (e.path.as_str(), e.size)).collect();
-        let wanted: HashSet<String> = changes
+        // Edits first, then additions and deletions, big new or removed trees as one line
+        // each: after an install adds thousands of files, the capped entry list and patch
+        // still show the real changes. `cursor` pages through the lines.
+        let size = |p: &str, st: &str| {
+            let sizes = if st == "deleted" { &base_sizes } else { &cur_sizes };
+            sizes.get(p).copied().unwrap_or(0)
+        };
+        let lines = group(&changes, &under, &size);
+        let page: Vec<&Line> = lines.iter().skip(cursor).take(MAX_ENTRIES).collect();
+        // Old contents for the text files we will patch, in one pass over the baseline archive.
+        let wanted: HashSet<String> = page
             .iter()
-            .filter(|(p, st, k)| {
+            .filter(|l| {
                 with_patch
-                    && k == "file"
-                    && *st != "added"
-                    && base_sizes.get(p.as_str()).is_some_and(|s| *s <= MAX_TEXT_FILE)
+                    && l.collapsed.is_none()
+                    && l.kind == "file"
+                    && l.status != "added"
+                    && base_sizes.get(l.path.as_str()).is_some_and(|s| *s <= MAX_TEXT_FILE)
             })
-            .map(|(p, _, _)| p.clone())
+            .map(|l| l.path.clone())
             .collect();
         let old = read_from_tar(&dir.join("baseline.tar"), &wanted)?;
         // New contents: the text-sized files the patch may show, read from the guest many at a
         // time (one round trip per file made a diff after 3,000 new files take seconds).
-        let need: Vec<String> = changes
+        let need: Vec<String> = page
             .iter()
-            .filter(|(p, st, k)| {
+            .filter(|l| {
                 with_patch
-                    && k == "file"
-                    && *st != "deleted"
-                    && cur_sizes.get(p.as_str()).is_some_and(|s| *s <= MAX_TEXT_FILE)
+                    && l.collapsed.is_none()
+                    && l.kind == "file"
+                    && l.status != "deleted"
+                    && cur_sizes.get(l.path.as_str()).is_some_and(|s| *s <= MAX_TEXT_FILE)
             })
-            .map(|(p, _, _)| p.clone())
+            .map(|l| l.path.clone())
             .collect();
         let mut reader = BatchReader {
             need: &need,
@@ -225,12 +308,13 @@ impl Workspaces<'_> {
         let mut patch_text = String::new();
         let mut patch_truncated = false;
         let mut entries = Vec::new();
-        for (p, st, kind) in &changes {
+        for line in &page {
+            let (p, st, kind) = (&line.path, &line.status, &line.kind);
             let mut binary = false;
             // Once the patch text is capped, file contents are not fetched any more: the
             // entries still list every change, and reading thousands of files for a patch
             // nobody will see would make diff slow on big trees.
-            if with_patch && (kind == "file" || *st == "deleted") && !patch_truncated {
+            if with_patch && line.collapsed.is_none() && (kind == "file" || *st == "deleted") && !patch_truncated {
                 let old_bytes = old.get(p);
                 let new_bytes = if *st == "deleted" || cur_sizes.get(p.as_str()).is_none_or(|s| *s > MAX_TEXT_FILE) {
                     None
@@ -260,14 +344,14 @@ impl Workspaces<'_> {
                     summary.non_text += 1;
                 }
             }
-            if entries.len() < MAX_ENTRIES {
-                entries.push(DiffEntry {
-                    path: p.clone(),
-                    status: st.to_string(),
-                    artifact_type: kind.clone(),
-                    binary,
-                });
-            }
+            entries.push(DiffEntry {
+                path: p.clone(),
+                status: st.to_string(),
+                artifact_type: kind.clone(),
+                binary,
+                files: line.collapsed.map(|(f, _)| f),
+                bytes: line.collapsed.map(|(_, b)| b),
+            });
         }
         // New contents come from the guest: a secret a command wrote to a file is redacted.
         let redactor = self.redactor(&r.id)?;
@@ -277,16 +361,27 @@ impl Workspaces<'_> {
                 e.path = redactor.redact_str(&e.path);
             }
         }
-        let omitted = changes.len().saturating_sub(MAX_ENTRIES);
-        let hint = (omitted > 0 || patch_truncated).then(|| {
-            "the diff is capped: diff one file or directory at a time (path), read files, or export".to_string()
-        });
+        let shown_to = (cursor + page.len()).min(lines.len());
+        let omitted = lines.len() - page.len();
+        let next_cursor = (shown_to < lines.len()).then_some(shown_to);
+        let collapsed = entries.iter().any(|e| e.files.is_some());
+        let hint = if omitted > 0 || patch_truncated {
+            Some(format!(
+                "the diff is capped: {}diff one file or directory at a time (path), read files, or export",
+                next_cursor.map(|c| format!("the next page starts at cursor {c}; ")).unwrap_or_default()
+            ))
+        } else if collapsed {
+            Some("a directory with a file count stands for everything below it: diff its path to list them".into())
+        } else {
+            None
+        };
         Ok(DiffResult {
             workspace_id: r.id,
             changed: !changes.is_empty(),
             summary,
             entries,
             entries_omitted: (omitted > 0).then_some(omitted),
+            next_cursor,
             patch: patch_text,
             patch_truncated,
             hint,
@@ -344,4 +439,63 @@ fn read_from_tar(path: &std::path::Path, wanted: &HashSet<String>) -> Result<BTr
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ch(list: &[(&str, &'static str, &str)]) -> Vec<(String, &'static str, String)> {
+        let mut v: Vec<_> = list.iter().map(|(p, s, k)| (p.to_string(), *s, k.to_string())).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn big_added_and_deleted_trees_collapse_and_edits_come_first() {
+        let mut list =
+            vec![("package.json", "modified", "file"), ("src", "added", "dir"), ("src/a.rs", "added", "file")];
+        let names: Vec<String> = (0..30).map(|i| format!("node_modules/lodash/f{i:02}.js")).collect();
+        list.push(("node_modules/lodash", "deleted", "dir"));
+        list.push(("node_modules/lodash/sub", "deleted", "dir"));
+        for n in &names {
+            list.push((n.as_str(), "deleted", "file"));
+        }
+        list.push(("node_modules/lodash-es.txt", "added", "file"));
+        list.push(("zz", "type_changed", "dir"));
+        let changes = ch(&list);
+        let lines = group(&changes, "", &|_, _| 10);
+        let shown: Vec<(String, &str, Option<(u64, u64)>)> =
+            lines.iter().map(|l| (l.path.clone(), l.status, l.collapsed)).collect();
+        assert_eq!(
+            shown,
+            vec![
+                ("package.json".to_string(), "modified", None),
+                ("zz".to_string(), "type_changed", None),
+                ("node_modules/lodash".to_string(), "deleted", Some((30, 300))),
+                ("node_modules/lodash-es.txt".to_string(), "added", None),
+                ("src".to_string(), "added", None),
+                ("src/a.rs".to_string(), "added", None),
+            ]
+        );
+        // Asked for by its path, the tree is listed (its own entries may collapse again).
+        let under: Vec<_> = changes
+            .iter()
+            .filter(|(p, _, _)| p.starts_with("node_modules/lodash/") || p == "node_modules/lodash")
+            .cloned()
+            .collect();
+        let lines = group(&under, "node_modules/lodash", &|_, _| 10);
+        assert!(lines.iter().all(|l| l.collapsed.is_none()) && lines.len() == 32, "{lines:?}");
+    }
+
+    #[test]
+    fn small_new_directories_stay_listed() {
+        let mut list = vec![("gen", "added", "dir")];
+        let names: Vec<String> = (0..COLLAPSE_OVER).map(|i| format!("gen/f{i}")).collect();
+        for n in &names {
+            list.push((n.as_str(), "added", "file"));
+        }
+        let changes = ch(&list);
+        assert_eq!(group(&changes, "", &|_, _| 1).len(), COLLAPSE_OVER + 1);
+    }
 }

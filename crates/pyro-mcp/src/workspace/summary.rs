@@ -590,8 +590,17 @@ pub fn synthesize(
     let diff = match diff {
         Some(d) if d.changed => {
             let s = &d.summary;
-            let changed: Vec<String> =
-                d.entries.iter().map(|e| format!("{} {}", &e.status[..1].to_uppercase(), e.path)).collect();
+            let changed: Vec<String> = d
+                .entries
+                .iter()
+                .map(|e| {
+                    let what = match (e.files, e.bytes) {
+                        (Some(f), Some(b)) => crate::text::collapsed_dir(&e.path, f, b),
+                        _ => e.path.clone(),
+                    };
+                    format!("{} {what}", &e.status[..1].to_uppercase())
+                })
+                .collect();
             let (paths, more) = capped(changed, MAX_PATHS);
             let more = more.unwrap_or(0) + d.entries_omitted.unwrap_or(0);
             Some(DiffSection::Changes(DiffCounts {
@@ -698,7 +707,7 @@ impl Workspaces<'_> {
     /// network, shells, services, snapshots, stops and secrets.
     pub fn summary(&mut self, key: &str) -> Result<Summary> {
         let r = self.resolve(key)?;
-        let diff = self.diff_with(&r.id, false, None, 0).ok();
+        let diff = self.diff_with(&r.id, false, None, 0, 0).ok();
         let r = self.resolve(&r.id)?;
         let info = self.info(&r);
         let denials = self.sync_denials(&r.id)?;
@@ -804,9 +813,12 @@ mod tests {
                     status: "added".into(),
                     artifact_type: "file".into(),
                     binary: false,
+                    files: None,
+                    bytes: None,
                 })
                 .collect(),
             entries_omitted: (n > 500).then(|| n - 500),
+            next_cursor: (n > 500).then_some(500),
             patch: String::new(),
             patch_truncated: false,
             hint: None,
