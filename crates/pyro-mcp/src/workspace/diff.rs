@@ -465,8 +465,8 @@ mod tests {
         list.push(("zz", "type_changed", "dir"));
         let changes = ch(&list);
         let lines = group(&changes, "", &|_, _| 10);
-        let shown: Vec<(String, &str, Option<(u64, u64)>)> =
-            lines.iter().map(|l| (l.path.clone(), l.status, l.collapsed)).collect();
+        type Shown<'a> = (String, &'a str, Option<(u64, u64)>);
+        let shown: Vec<Shown> = lines.iter().map(|l| (l.path.clone(), l.status, l.collapsed)).collect();
         assert_eq!(
             shown,
             vec![
