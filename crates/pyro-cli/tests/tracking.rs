@@ -20,6 +20,11 @@ fn both(w: &Ws, id: &str, when: &str) -> Value {
     tracked
 }
 
+/// A workspace seeded from `seed`: its id.
+fn create(w: &Ws, seed: &str) -> String {
+    w.ok(&["workspace", "create", "debian:12", "--seed-path", seed, "--json"])["id"].as_str().unwrap().to_string()
+}
+
 fn changed(d: &Value) -> Vec<(String, String)> {
     let mut v: Vec<(String, String)> = d["entries"]
         .as_array()
@@ -39,10 +44,7 @@ fn tracked_diffs_equal_full_scans_after_every_kind_of_change() {
     for n in ["a", "b", "c", "d", "e", "f", "g", "h", "same", "back"] {
         std::fs::write(seed.path().join(n), format!("{n} original\n")).unwrap();
     }
-    let id = w.ok(&["workspace", "create", "debian:12", "--seed-path", seed.path().to_str().unwrap(), "--json"])["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = create(&w, seed.path().to_str().unwrap());
     let id = id.as_str();
     // Settle past the 2 s window, then hash everything once (the cache fills).
     std::thread::sleep(std::time::Duration::from_secs(3));
@@ -112,10 +114,7 @@ fn tracked_diffs_equal_full_scans_after_writes_through_a_shared_mapping() {
     let seed = tempfile::tempdir().unwrap();
     std::fs::write(seed.path().join("mapped"), "mmap original\n").unwrap();
     std::fs::write(seed.path().join("attrs"), "xattr original\n").unwrap();
-    let id = w.ok(&["workspace", "create", "debian:12", "--seed-path", seed.path().to_str().unwrap(), "--json"])["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = create(&w, seed.path().to_str().unwrap());
     let id = id.as_str();
     install_mapwrite(&w, id);
     // The writer keeps its shared mapping for the whole test, in the background.
@@ -170,10 +169,7 @@ fn tracked_diffs_equal_full_scans_on_a_real_node_modules() {
     let Some(tree) = node_tree() else { return };
     let t = Env::new();
     let w = Ws::new(&t);
-    let id = w.ok(&["workspace", "create", "debian:12", "--seed-path", tree.to_str().unwrap(), "--json"])["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = create(&w, tree.to_str().unwrap());
     let id = id.as_str();
     std::thread::sleep(std::time::Duration::from_secs(3));
     assert!(changed(&both(&w, id, "untouched")).is_empty());
