@@ -53,9 +53,16 @@ class _Runner:
 class AsyncPyro:
     """`Pyro` for asyncio code: the same arguments, awaitable methods."""
 
-    def __init__(self, *, templates: Optional[bool] = None, spares: Optional[bool] = None, progress: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        templates: Optional[bool] = None,
+        spares: Optional[bool] = None,
+        progress: bool = True,
+        diff_tracking: Optional[bool] = None,
+    ) -> None:
         #: The synchronous SDK underneath.
-        self.sync = Pyro(templates=templates, spares=spares, progress=progress)
+        self.sync = Pyro(templates=templates, spares=spares, progress=progress, diff_tracking=diff_tracking)
         self._run = _Runner()
         #: The user's workspaces.
         self.workspaces = AsyncWorkspaces(self)

@@ -20,7 +20,14 @@ class CancelToken:
 _Tok = Optional[CancelToken]
 
 class Native:
-    def __init__(self, *, templates: Optional[bool] = None, spares: Optional[bool] = None, progress: bool = True) -> None: ...
+    def __init__(
+        self,
+        *,
+        templates: Optional[bool] = None,
+        spares: Optional[bool] = None,
+        progress: bool = True,
+        diff_tracking: Optional[bool] = None,
+    ) -> None: ...
     @property
     def data_dir(self) -> str: ...
     def run(

@@ -81,16 +81,25 @@ class Pyro:
 
     `templates` and `spares` turn warm VM starts on or off (default: on, unless
     `PYRO_TEMPLATES=off` / `PYRO_SPARES=off`); `progress` prints phase lines of long steps
-    (an environment's first build, a boot) on stderr. Safe to share between threads."""
+    (an environment's first build, a boot) on stderr; `diff_tracking=False` makes every diff
+    and summary hash every file (default: on, unless `PYRO_DIFF_TRACKING=off`). Safe to share
+    between threads."""
 
-    def __init__(self, *, templates: Optional[bool] = None, spares: Optional[bool] = None, progress: bool = True) -> None:
-        for name, v in (("templates", templates), ("spares", spares)):
+    def __init__(
+        self,
+        *,
+        templates: Optional[bool] = None,
+        spares: Optional[bool] = None,
+        progress: bool = True,
+        diff_tracking: Optional[bool] = None,
+    ) -> None:
+        for name, v in (("templates", templates), ("spares", spares), ("diff_tracking", diff_tracking)):
             if v is not None and not isinstance(v, bool):
                 raise TypeError(f"{name} must be a bool or None, not {type(v).__name__}")
         if not isinstance(progress, bool):
             raise TypeError(f"progress must be a bool, not {type(progress).__name__}")
         _name_pyro_binary()
-        self._n = _native.Native(templates=templates, spares=spares, progress=progress)
+        self._n = _native.Native(templates=templates, spares=spares, progress=progress, diff_tracking=diff_tracking)
         #: The user's workspaces.
         self.workspaces = Workspaces(self)
         #: Installed and installable environments.

@@ -80,6 +80,9 @@ def test_the_workspace_loop(pyro: Pyro, tmp_path: Path) -> None:
         changed = {e.path: e.status for e in d.entries}
         assert changed.get("src/app.py") == "modified" and changed.get("notes/new.md") == "added", changed
         assert "+print('v2')" in (d.patch or "")
+        # The full scan (every file hashed again) gives the same diff.
+        full = Pyro(diff_tracking=False, progress=False).workspaces.get(ws.id).diff()
+        assert full.to_dict() == d.to_dict()
         s = ws.summary()
         assert s.commands.count == 2 and s.workspace.id == ws.id
         out = tmp_path / "out"

@@ -88,6 +88,9 @@ pub struct Host {
     pub(crate) templates: bool,
     /// Warm spares on (default, unless `PYRO_SPARES=off`; only with templates).
     pub(crate) spares: bool,
+    /// Diff tracking on (default, unless `PYRO_DIFF_TRACKING=off`): the guest reuses the
+    /// hashes of files that did not change; off, every diff and summary hashes everything.
+    pub(crate) diff_tracking: bool,
 }
 
 impl Host {
@@ -102,6 +105,7 @@ impl Host {
             exec_progress_ms: 0,
             templates: templates_enabled_by_env(),
             spares: spares_enabled_by_env(),
+            diff_tracking: diff_tracking_enabled_by_env(),
         }
     }
 
@@ -121,6 +125,7 @@ impl Host {
             exec_progress_ms: self.exec_progress_ms,
             templates: self.templates,
             spares: self.spares,
+            diff_tracking: self.diff_tracking,
         }
     }
 
@@ -171,6 +176,11 @@ impl Host {
 /// Whether templates are on for this process (`PYRO_TEMPLATES=off|0|false` turns them off).
 pub fn templates_enabled_by_env() -> bool {
     !std::env::var("PYRO_TEMPLATES").is_ok_and(|v| matches!(v.as_str(), "off" | "0" | "false" | "no"))
+}
+
+/// Whether diff tracking is on (`PYRO_DIFF_TRACKING=off|0|false|no` turns it off).
+pub fn diff_tracking_enabled_by_env() -> bool {
+    !std::env::var("PYRO_DIFF_TRACKING").is_ok_and(|v| matches!(v.as_str(), "off" | "0" | "false" | "no"))
 }
 
 /// Whether spares are on (`PYRO_SPARES=off|0|false|no` turns them off).

@@ -104,6 +104,16 @@ impl Pyro {
         self
     }
 
+    /// Diff tracking (on by default; `PYRO_DIFF_TRACKING=off` sets the default off): the
+    /// guest reuses its hash of every file whose inode, size and times have not changed, so
+    /// `diff` and `summary` cost what changed. Off, each one hashes every file (a full scan:
+    /// the reference tracked results are compared with, and a way out should tracking ever
+    /// be in doubt). See docs/workspaces.md.
+    pub fn with_diff_tracking(mut self, on: bool) -> Self {
+        self.host.diff_tracking = on;
+        self
+    }
+
     /// Operations of this handle stop when `cancel` is set: a running guest command is killed
     /// at once (and recorded as cancelled); a create or reset undoes or finishes its step.
     pub fn with_cancel(mut self, cancel: crate::Cancel) -> Self {

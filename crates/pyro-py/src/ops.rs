@@ -207,8 +207,8 @@ impl Native {
 #[pymethods]
 impl Native {
     #[new]
-    #[pyo3(signature = (*, templates=None, spares=None, progress=true))]
-    fn new(templates: Option<bool>, spares: Option<bool>, progress: bool) -> PyResult<Self> {
+    #[pyo3(signature = (*, templates=None, spares=None, progress=true, diff_tracking=None))]
+    fn new(templates: Option<bool>, spares: Option<bool>, progress: bool, diff_tracking: Option<bool>) -> PyResult<Self> {
         let paths = Paths::from_env().map_err(|e| Python::attach(|py| call::to_py(py, &e)))?;
         let progress = progress.then(|| Arc::new(Mutex::new(pyro_mcp::Throttle::new(pyro_mcp::THROTTLE_EVERY))));
         let mut base = Pyro::with_paths(paths);
@@ -220,6 +220,9 @@ impl Native {
         }
         if let Some(on) = spares {
             base = base.with_spares(on);
+        }
+        if let Some(on) = diff_tracking {
+            base = base.with_diff_tracking(on);
         }
         Ok(Native { cfg: Arc::new(Config { base, progress }) })
     }

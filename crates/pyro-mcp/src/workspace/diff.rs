@@ -19,12 +19,6 @@ const MAX_TEXT_FILE: u64 = 256 * 1024;
 /// Most entries a workspace may have for `diff` (and the summary's live diff).
 pub const MAX_MANIFEST_ENTRIES: u32 = 500_000;
 
-/// Whether the guest may reuse its hashes of files unchanged since it last hashed them
-/// (`PYRO_DIFF_TRACKING=off|0|false|no` makes every diff and summary hash every file again).
-pub fn tracking_enabled() -> bool {
-    !std::env::var("PYRO_DIFF_TRACKING").is_ok_and(|v| matches!(v.as_str(), "off" | "0" | "false" | "no"))
-}
-
 /// How many paths changed, by kind of change, and how many of the changed files have a text patch.
 #[derive(Debug, Clone, Serialize, JsonSchema, Default)]
 pub struct DiffSummary {
@@ -239,7 +233,7 @@ impl Workspaces<'_> {
         let manifest = Request::FsManifest {
             path: "/workspace".into(),
             max_entries: MAX_MANIFEST_ENTRIES,
-            full_scan: !tracking_enabled(),
+            full_scan: !self.host.diff_tracking,
         };
         let (cur, truncated) = c.entries(&manifest, MAX_MANIFEST_ENTRIES as u64)?;
         if truncated {

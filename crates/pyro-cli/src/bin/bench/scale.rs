@@ -42,10 +42,10 @@ pub fn run(pyro: &Pyro, runs: usize, report: &dyn Fn(&str, &[f64], &str) -> f64)
     // One file changed: what an agent's edit costs, tracked and with the full scan.
     let r = ws.exec(&w.id, Command::Shell("echo x >> pkg100/f050.js".into()), None, 300, vec![], None).expect("exec");
     assert_eq!(r.exit_code, 0);
-    for (label, tracking) in [("", true), (", full scan", false)] {
-        if !tracking {
-            std::env::set_var("PYRO_DIFF_TRACKING", "off");
-        }
+    // The full scan through a handle with tracking off (`Pyro::with_diff_tracking`).
+    let full_pyro = Pyro::new().expect("paths").with_diff_tracking(false);
+    let mut full = full_pyro.workspaces().expect("workspaces");
+    for (label, ws) in [("", &mut ws), (", full scan", &mut full)] {
         let v = (0..runs.min(5))
             .map(|_| {
                 let t = Instant::now();
@@ -62,7 +62,6 @@ pub fn run(pyro: &Pyro, runs: usize, report: &dyn Fn(&str, &[f64], &str) -> f64)
             })
             .collect::<Vec<_>>();
         report(&format!("summary, 1 of 20,000 files changed{label}"), &v, "ms");
-        std::env::remove_var("PYRO_DIFF_TRACKING");
     }
     // A change of 3,000 files, then diff at once (the new files are hashed by this call),
     // a few times over; each round settles before the next.
@@ -103,16 +102,14 @@ pub fn run(pyro: &Pyro, runs: usize, report: &dyn Fn(&str, &[f64], &str) -> f64)
     });
     report("summary, 20,000-file workspace", &v, "ms");
     // The same with diff tracking off (docs/workspaces.md): every file hashed again.
-    std::env::set_var("PYRO_DIFF_TRACKING", "off");
     let v = five(&mut || {
-        ws.diff(&w.id).expect("diff");
+        full.diff(&w.id).expect("diff");
     });
     report("diff, 20,000-file workspace, full scan", &v, "ms");
     let v = five(&mut || {
-        ws.summary(&w.id).expect("summary");
+        full.summary(&w.id).expect("summary");
     });
     report("summary, 20,000-file workspace, full scan", &v, "ms");
-    std::env::remove_var("PYRO_DIFF_TRACKING");
     let _ = ws.delete(&w.id);
 
     let repo = tempfile::tempdir().expect("tempdir");
