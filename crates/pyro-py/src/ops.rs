@@ -208,7 +208,12 @@ impl Native {
 impl Native {
     #[new]
     #[pyo3(signature = (*, templates=None, spares=None, progress=true, diff_tracking=None))]
-    fn new(templates: Option<bool>, spares: Option<bool>, progress: bool, diff_tracking: Option<bool>) -> PyResult<Self> {
+    fn new(
+        templates: Option<bool>,
+        spares: Option<bool>,
+        progress: bool,
+        diff_tracking: Option<bool>,
+    ) -> PyResult<Self> {
         let paths = Paths::from_env().map_err(|e| Python::attach(|py| call::to_py(py, &e)))?;
         let progress = progress.then(|| Arc::new(Mutex::new(pyro_mcp::Throttle::new(pyro_mcp::THROTTLE_EVERY))));
         let mut base = Pyro::with_paths(paths);
