@@ -11,11 +11,12 @@ PREFIX=/opt/pyro-bench
 install -D -m 0755 target/release/pyro "$PREFIX/bin/pyro"
 install -D -m 0755 target/x86_64-unknown-linux-gnu/release/pyro-guest "$PREFIX/bin/pyro-guest"
 u=pyro-bench-pull
-if id "$u" >/dev/null 2>&1; then pkill -KILL -u "$u" 2>/dev/null || true; userdel -r "$u" >/dev/null 2>&1 || true; fi
-useradd -m -s /bin/bash "$u"
-grep -q "^$u:" /etc/subuid || usermod --add-subuids 300000-365535 "$u"
-grep -q "^$u:" /etc/subgid || usermod --add-subgids 300000-365535 "$u"
+# shellcheck source=scripts/fresh-user.sh
+. scripts/fresh-user.sh
+fresh_user "$u" 300000
 log=$(mktemp)
+# The user, its VMs and the log go whatever happens (a failed pull included).
+trap 'pkill -KILL -u "$u" 2>/dev/null || true; userdel -r "$u" >/dev/null 2>&1 || true; rm -f "$log"' EXIT
 start=$(date +%s%N)
 runuser -u "$u" -- env -i HOME="/home/$u" USER="$u" PYRO_SPARES=off PATH="$PREFIX/bin:/usr/bin:/bin:/usr/sbin:/sbin" \
   pyro env pull debian:12 2>&1 | while IFS= read -r l; do echo "$(( ($(date +%s%N) - start) / 1000000 )) $l"; done > "$log"
@@ -25,6 +26,3 @@ at() { grep -m1 -- "$1" "$log" | cut -d' ' -f1; }
 k=$(at 'env: building'); m=$(at 'env: hashing'); t=$(at 'template: booting')
 awk -v T="$total" -v k="$k" -v m="$m" -v t="$t" 'BEGIN { printf "%-42s %8.1f s  (kernel %.1f, mmdebstrap %.1f, image unpack %.1f, template %.1f)\n", \
   "env pull debian:12, cold, unprivileged", T/1000, k/1000, (m-k)/1000, (t-m)/1000, (T-t)/1000 }'
-pkill -KILL -u "$u" 2>/dev/null || true
-userdel -r "$u" >/dev/null 2>&1 || true
-rm -f "$log"

@@ -13,16 +13,8 @@ PREFIX=/opt/pyro-smoke
 install -D -m 0755 target/release/pyro "$PREFIX/bin/pyro"
 install -D -m 0755 target/x86_64-unknown-linux-gnu/release/pyro-guest "$PREFIX/bin/pyro-guest"
 
-fresh_user() {
-  local u=$1
-  if id "$u" >/dev/null 2>&1; then
-    pkill -KILL -u "$u" 2>/dev/null || true
-    userdel -r "$u" >/dev/null 2>&1 || true
-  fi
-  useradd -m -s /bin/bash "$u"
-  grep -q "^$u:" /etc/subuid || usermod --add-subuids 200000-265535 "$u"
-  grep -q "^$u:" /etc/subgid || usermod --add-subgids 200000-265535 "$u"
-}
+# shellcheck source=scripts/fresh-user.sh
+. scripts/fresh-user.sh
 A=pyro-smoke-a
 B=pyro-smoke-b
 fresh_user "$A"

@@ -175,17 +175,22 @@ impl Host {
 
 /// Whether templates are on for this process (`PYRO_TEMPLATES=off|0|false` turns them off).
 pub fn templates_enabled_by_env() -> bool {
-    !std::env::var("PYRO_TEMPLATES").is_ok_and(|v| matches!(v.as_str(), "off" | "0" | "false" | "no"))
+    on_unless_off("PYRO_TEMPLATES")
+}
+
+/// A switch that is on unless the variable says `off`, `0`, `false` or `no`.
+fn on_unless_off(var: &str) -> bool {
+    !std::env::var(var).is_ok_and(|v| matches!(v.as_str(), "off" | "0" | "false" | "no"))
 }
 
 /// Whether diff tracking is on (`PYRO_DIFF_TRACKING=off|0|false|no` turns it off).
 pub fn diff_tracking_enabled_by_env() -> bool {
-    !std::env::var("PYRO_DIFF_TRACKING").is_ok_and(|v| matches!(v.as_str(), "off" | "0" | "false" | "no"))
+    on_unless_off("PYRO_DIFF_TRACKING")
 }
 
 /// Whether spares are on (`PYRO_SPARES=off|0|false|no` turns them off).
 pub fn spares_enabled_by_env() -> bool {
-    !std::env::var("PYRO_SPARES").is_ok_and(|v| matches!(v.as_str(), "off" | "0" | "false" | "no"))
+    on_unless_off("PYRO_SPARES")
 }
 
 /// Set once, at startup, by the `pyro` CLI: this process is pyro itself, whatever its file

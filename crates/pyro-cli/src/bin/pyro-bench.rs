@@ -88,44 +88,47 @@ fn main() {
     println!("accelerator: {} ({})", rt.accel.accel.as_str(), rt.accel.reason);
     println!("kernel: {}", rt.kernel.release);
 
-    // `PYRO_BENCH_ONLY=big` runs just the big-tree, network and MCP sections (minutes less).
-    if std::env::var("PYRO_BENCH_ONLY").is_ok_and(|v| v == "big") {
-        big_sections(&pyro, runs);
-        return;
+    // `PYRO_BENCH_ONLY=SECTION` runs one section (minutes instead of the whole run); `big` is
+    // the big-tree, network and MCP sections together.
+    let only = std::env::var("PYRO_BENCH_ONLY").unwrap_or_default();
+    let section = |title: &str| println!("-- {title}");
+    match only.as_str() {
+        "big" => big_sections(&pyro, runs),
+        "snapshots" => {
+            section("snapshots, stop and start");
+            snapshot_bench::run(&pyro, runs, &report);
+        }
+        "templates" => {
+            section("warm templates");
+            template_bench::run(runs, &report);
+        }
+        "workspaces" => {
+            section("workspaces");
+            workspace_bench::run(&pyro, runs, &report);
+        }
+        "scale" => {
+            section("big trees and big patches");
+            scale_bench::run(&pyro, runs, &report);
+        }
+        "fork" => {
+            section("fork");
+            fork_bench::run(runs, &report);
+        }
+        "http" => {
+            section("mcp over http");
+            mcp_http_bench::run(&report);
+        }
+        "session" => session_sections(&pyro, runs),
+        "" => {}
+        other => {
+            eprintln!(
+                "error: PYRO_BENCH_ONLY={other}: no such section (big, snapshots, templates, workspaces, scale, fork, \
+                 http, session; python and pull are make bench's)"
+            );
+            std::process::exit(2);
+        }
     }
-    // `PYRO_BENCH_ONLY=snapshots`: snapshots, stop and start.
-    if std::env::var("PYRO_BENCH_ONLY").is_ok_and(|v| v == "snapshots") {
-        println!("-- snapshots, stop and start");
-        snapshot_bench::run(&pyro, runs, &report);
-        return;
-    }
-    if std::env::var("PYRO_BENCH_ONLY").is_ok_and(|v| v == "templates") {
-        println!("-- warm templates");
-        template_bench::run(runs, &report);
-        return;
-    }
-    if std::env::var("PYRO_BENCH_ONLY").is_ok_and(|v| v == "workspaces") {
-        println!("-- workspaces");
-        workspace_bench::run(&pyro, runs, &report);
-        return;
-    }
-    if std::env::var("PYRO_BENCH_ONLY").is_ok_and(|v| v == "scale") {
-        println!("-- big trees and big patches");
-        scale_bench::run(&pyro, runs, &report);
-        return;
-    }
-    if std::env::var("PYRO_BENCH_ONLY").is_ok_and(|v| v == "fork") {
-        println!("-- fork");
-        fork_bench::run(runs, &report);
-        return;
-    }
-    if std::env::var("PYRO_BENCH_ONLY").is_ok_and(|v| v == "http") {
-        println!("-- mcp over http");
-        mcp_http_bench::run(&report);
-        return;
-    }
-    if std::env::var("PYRO_BENCH_ONLY").is_ok_and(|v| v == "session") {
-        session_sections(&pyro, runs);
+    if !only.is_empty() {
         return;
     }
     let boot = |mode: vm::VmMode| -> Vec<f64> {

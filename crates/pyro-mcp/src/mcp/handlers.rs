@@ -98,7 +98,7 @@ impl Ctx<'_> {
     /// image from a registry is the server operator's decision (`--allow-pull`), not a model's.
     fn check_environment(&self, name: &str) -> Result<()> {
         crate::env::check_name(name)?;
-        if self.server.allow_pull || crate::env::usable_without_pull(&self.server.paths, name) {
+        if self.server.allow_pull || crate::env::usable_without_pull(self.server.base.paths(), name) {
             return Ok(());
         }
         Err(Error::not_found(format!(

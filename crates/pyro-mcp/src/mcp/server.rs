@@ -131,13 +131,11 @@ impl PyroServer {
         let tools = registry::list(o.profile);
         let instructions = instructions(o.profile, &source, &roots, &o);
         let clone = CloneJob::start(&source);
-        let paths_for_base = paths.clone();
         Ok(PyroServer {
             inner: Arc::new(Inner {
                 profile: o.profile,
                 tools,
                 instructions,
-                paths,
                 scope: scope_of(&source),
                 source,
                 clone,
@@ -145,7 +143,7 @@ impl PyroServer {
                 all_workspaces: o.all_workspaces,
                 allow_pull: o.allow_pull,
                 calls: Arc::default(),
-                base: Pyro::with_paths(paths_for_base),
+                base: Pyro::with_paths(paths),
             }),
         })
     }

@@ -3,7 +3,6 @@
 
 use super::profile::Profile;
 use super::source::{CloneJob, HostRoots, ProjectSource};
-use crate::paths::Paths;
 use rmcp::model::Tool;
 use std::sync::Arc;
 
@@ -15,7 +14,6 @@ pub(super) struct Inner {
     pub(super) profile: Profile,
     pub(super) tools: Vec<Tool>,
     pub(super) instructions: String,
-    pub(super) paths: Paths,
     pub(super) source: ProjectSource,
     /// The `--repo-url` clone, running in the background until ready.
     pub(super) clone: Option<Arc<CloneJob>>,
@@ -26,8 +24,9 @@ pub(super) struct Inner {
     pub(super) allow_pull: bool,
     /// Calls in flight over HTTP, cancelled when their client goes away (unused on stdio).
     pub(super) calls: Arc<super::calls::Calls>,
-    /// Where each call's `Pyro` comes from: it keeps the runtime (QEMU, kernel, initramfs,
-    /// accelerator) the first call prepared, so later calls do not resolve it again.
+    /// Where each call's `Pyro` comes from (and the server's data directories): it keeps the
+    /// runtime (QEMU, kernel, initramfs, accelerator) the first call prepared, so later calls
+    /// do not resolve it again.
     pub(super) base: crate::Pyro,
 }
 

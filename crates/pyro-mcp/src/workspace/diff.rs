@@ -64,24 +64,24 @@ pub struct DiffEntry {
 /// this many: `deleted node_modules/lodash/ (1,053 files, 1.4 MB)` instead of a thousand
 /// lines pushing the real edits out of view. A small new directory (a few new sources) is
 /// listed in full, its files in the patch.
-pub const COLLAPSE_OVER: usize = 20;
+const COLLAPSE_OVER: usize = 20;
 
 /// A change as the diff shows it: one path, or (`files` set) a collapsed directory.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Line {
-    pub path: String,
-    pub status: &'static str,
-    pub kind: String,
+struct Line {
+    path: String,
+    status: &'static str,
+    kind: String,
     /// (files, bytes) of a collapsed directory.
-    pub collapsed: Option<(u64, u64)>,
+    collapsed: Option<(u64, u64)>,
 }
 
 /// Group `changes` (sorted by path, as `compare` returns them) for display: directories all
 /// added or all deleted with more than [`COLLAPSE_OVER`] entries below them collapse into one
 /// line (never `root`, the path asked for); then edits (modified, type changed) come first,
-/// then the collapsed trees, then single additions and deletions, each by path. `size` gives a file's size (the current one
-/// for an added path, the baseline's for a deleted one).
-pub fn group(changes: &[(String, &'static str, String)], root: &str, size: &dyn Fn(&str, &str) -> u64) -> Vec<Line> {
+/// then the collapsed trees, then single additions and deletions, each by path. `size`
+/// gives a file's size (the current one for an added path, the baseline's for a deleted one).
+fn group(changes: &[(String, &'static str, String)], root: &str, size: &dyn Fn(&str, &str) -> u64) -> Vec<Line> {
     // A directory's descendants are contiguous in path order, but not always right after it
     // (`a-b` sorts between `a` and `a/x`): find their range by search.
     let first_at_or_after = |key: &str| changes.partition_point(|(q, _, _)| q.as_str() < key);
@@ -383,8 +383,9 @@ impl Workspaces<'_> {
     }
 }
 
-/// Reads the files a diff's patch needs in batches, in the order the patch asks for them: a
-/// batch holds the next files up to `bytes` (by their listed sizes) or 2,000 files.
+/// Reads the files a diff's patch needs in batches, in the order the patch asks for them
+/// (`need` is made by the same filter as the patch's loop): a batch holds the next files up
+/// to `bytes` (by their listed sizes) or 2,000 files.
 struct BatchReader<'a> {
     need: &'a [String],
     next: usize,
@@ -395,23 +396,18 @@ struct BatchReader<'a> {
 impl BatchReader<'_> {
     /// `path`'s bytes (at most [`MAX_TEXT_FILE`]), or None if it could not be read.
     fn get(&mut self, c: &mut crate::vm::Client, path: &str, sizes: &BTreeMap<&str, u64>) -> Result<Option<Vec<u8>>> {
-        if let Some(d) = self.got.remove(path) {
-            return Ok(d);
+        if !self.got.contains_key(path) && self.next < self.need.len() {
+            let (mut n, mut total) = (0, 0u64);
+            while self.next + n < self.need.len() && n < 2000 && (n == 0 || total < self.bytes) {
+                total += sizes.get(self.need[self.next + n].as_str()).copied().unwrap_or(0);
+                n += 1;
+            }
+            let batch = &self.need[self.next..self.next + n];
+            self.next += n;
+            let paths: Vec<String> = batch.iter().map(|p| format!("/workspace/{p}")).collect();
+            let data = c.read_files(&paths, MAX_TEXT_FILE, self.bytes)?;
+            self.got.extend(batch.iter().cloned().zip(data));
         }
-        // The patch asks in `need`'s order; anything else is read on its own.
-        if self.need.get(self.next).is_none_or(|p| p != path) {
-            return Ok(c.read_file(&format!("/workspace/{path}"), MAX_TEXT_FILE, false).ok().map(|d| d.content));
-        }
-        let (mut n, mut total) = (0, 0u64);
-        while self.next + n < self.need.len() && n < 2000 && (n == 0 || total < self.bytes) {
-            total += sizes.get(self.need[self.next + n].as_str()).copied().unwrap_or(0);
-            n += 1;
-        }
-        let batch = &self.need[self.next..self.next + n];
-        self.next += n;
-        let paths: Vec<String> = batch.iter().map(|p| format!("/workspace/{p}")).collect();
-        let data = c.read_files(&paths, MAX_TEXT_FILE, self.bytes)?;
-        self.got.extend(batch.iter().cloned().zip(data));
         Ok(self.got.remove(path).flatten())
     }
 }
