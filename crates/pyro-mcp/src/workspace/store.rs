@@ -76,6 +76,23 @@ fn add_column(conn: &Connection, table: &str, column: &str, decl: &str) -> Resul
     Ok(())
 }
 
+/// Switch to WAL (it persists in the file, so only the first opener changes anything). SQLite
+/// answers a journal-mode change that races another opener with "database is locked" without
+/// consulting the busy handler, so the wait is ours.
+fn wal_mode(conn: &Connection) -> Result<()> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            other => return other.map_err(db_err),
+        }
+    }
+}
+
 /// A workspace deleted while an operation on it was under way.
 pub(super) fn gone(id: &str) -> Error {
     Error::not_found(format!("workspace {id} was deleted")).hint("`pyro workspace list` shows yours")
@@ -126,16 +143,28 @@ impl Store {
         // Writers queue for up to BUSY_TIMEOUT; with immediate transactions (`tx`) that wait
         // covers every write, so parallel calls serialise instead of failing.
         conn.busy_timeout(BUSY_TIMEOUT).map_err(db_err)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(db_err)?;
+        wal_mode(&conn)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(db_err)?;
+        // Schema and column upgrades in one immediate transaction: processes opening a fresh
+        // database at once (eight MCP servers starting together) take turns, so a second one
+        // sees the first one's columns instead of adding them again.
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(db_err)?;
+        let upgraded = Self::upgrade(&conn);
+        let end = if upgraded.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        conn.execute_batch(end).map_err(db_err)?;
+        upgraded?;
+        Ok(Store { conn })
+    }
+
+    fn upgrade(conn: &Connection) -> Result<()> {
         conn.execute_batch(SCHEMA).map_err(db_err)?;
         // Columns added after the first release, appended (in this order) to older databases
         // and to new ones alike, so positional inserts see one layout.
-        add_column(&conn, "workspaces", "network", "TEXT")?;
-        add_column(&conn, "commands", "cancelled", "INTEGER NOT NULL DEFAULT 0")?;
+        add_column(conn, "workspaces", "network", "TEXT")?;
+        add_column(conn, "commands", "cancelled", "INTEGER NOT NULL DEFAULT 0")?;
         // 0 while a command runs, and for good if it never reported back.
-        add_column(&conn, "commands", "finished", "INTEGER NOT NULL DEFAULT 1")?;
-        Ok(Store { conn })
+        add_column(conn, "commands", "finished", "INTEGER NOT NULL DEFAULT 1")?;
+        Ok(())
     }
 
     /// A write transaction, taken at BEGIN (`BEGIN IMMEDIATE`). A deferred transaction that
@@ -538,4 +567,31 @@ pub(super) fn add_event(tx: &rusqlite::Transaction, id: &str, event: &WorkspaceE
         tx.execute("DELETE FROM events WHERE workspace_id = ?1 AND sequence < ?2", params![id, cut]).map_err(db_err)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Store;
+
+    /// Eight openers of one fresh database at once: each sees the schema whole, none fails on
+    /// a column another one added first (CI saw "duplicate column name: network").
+    #[test]
+    fn parallel_openers_of_a_fresh_database_all_succeed() {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+            let openers: Vec<_> = (0..8)
+                .map(|_| {
+                    let (dir, barrier) = (dir.path().to_path_buf(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        Store::open(&dir).map(|_| ()).map_err(|e| e.to_string())
+                    })
+                })
+                .collect();
+            for o in openers {
+                o.join().unwrap().unwrap();
+            }
+        }
+    }
 }
