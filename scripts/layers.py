@@ -42,7 +42,7 @@ LAYERS = {
         # 4: the SDK entry point and its whole-host reports.
         (4, ["sdk", "doctor", "types", "internal", "hidden", "render", "lib"]),
         # 5: faces over the SDK.
-        (5, ["mcp"]),
+        (5, ["mcp", "ui"]),
     ],
     "pyro-cli": [
         (0, ["render"]),

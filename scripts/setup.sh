@@ -3,7 +3,8 @@
 # tests use: docker-registry and skopeo (a real OCI registry on loopback), busybox-static
 # (a static binary to put in test images) and Node.js with npm (the chat hosts' CLIs and the
 # official TypeScript MCP client; a Node.js already installed is kept), and python3 with venv
-# (`make dist` installs maturin from PyPI into a private virtual environment).
+# (`make dist` installs maturin from PyPI into a private virtual environment), and chromium
+# (the `pyro ui` tests drive Debian's headless browser over the DevTools protocol).
 #
 # On Debian/Ubuntu it uses apt; elsewhere it says what to install. It also resolves the
 # qemu-utils/qemu-system-x86 version clash some Debian 12 images have (qemu-utils from
@@ -16,7 +17,8 @@ have_all() {
     command -v mmdebstrap >/dev/null && command -v bwrap >/dev/null && command -v gpgv >/dev/null &&
     command -v newuidmap >/dev/null && command -v mke2fs >/dev/null && command -v git >/dev/null &&
     command -v docker-registry >/dev/null && command -v skopeo >/dev/null && [ -x /bin/busybox ] &&
-    command -v npm >/dev/null && python3 -c 'import ensurepip, venv' 2>/dev/null
+    command -v npm >/dev/null && python3 -c 'import ensurepip, venv' 2>/dev/null &&
+    command -v chromium >/dev/null
 }
 
 qemu_versions_match() {
@@ -33,7 +35,7 @@ if have_all && qemu_versions_match; then
 fi
 
 if ! command -v apt-get >/dev/null; then
-  echo "setup: please install with your package manager: qemu-system-x86 qemu-img mmdebstrap bubblewrap gnupg (gpgv) shadow-utils (newuidmap) e2fsprogs git, and for the tests: docker-registry (distribution) skopeo busybox (static) nodejs npm, and for make dist: python3 with venv" >&2
+  echo "setup: please install with your package manager: qemu-system-x86 qemu-img mmdebstrap bubblewrap gnupg (gpgv) shadow-utils (newuidmap) e2fsprogs git, and for the tests: docker-registry (distribution) skopeo busybox (static) nodejs npm chromium, and for make dist: python3 with venv" >&2
   exit 1
 fi
 SUDO=""
@@ -54,7 +56,7 @@ if [ -n "$codename" ] && [[ "$policy" == *" $codename/"* ]]; then
 fi
 $SUDO apt-get install -y -qq --no-install-recommends --allow-downgrades \
   qemu-system-x86 "$utils" mmdebstrap bubblewrap gpgv uidmap e2fsprogs ca-certificates git \
-  docker-registry skopeo busybox-static >/dev/null
+  docker-registry skopeo busybox-static chromium >/dev/null
 command -v npm >/dev/null || $SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
 python3 -c 'import ensurepip, venv' 2>/dev/null ||
   $SUDO apt-get install -y -qq --no-install-recommends python3 python3-venv >/dev/null

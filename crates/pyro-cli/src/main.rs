@@ -42,6 +42,8 @@ enum Cmd {
     /// The MCP server for chat hosts and coding agents: `pyro mcp serve [--http ADDR:PORT]`
     #[command(subcommand)]
     Mcp(commands::mcp::McpCmd),
+    /// Review workspaces in the browser: timeline, grouped diff, live logs, actions (loopback)
+    Ui(commands::ui::Args),
     /// Connect chat hosts (Claude Code, Codex, OpenCode) to `pyro mcp serve`
     #[command(subcommand)]
     Host(commands::host::HostCmd),
@@ -76,6 +78,7 @@ fn main() {
         Cmd::Workspace(c) => commands::workspace::main(c, json),
         Cmd::Mcp(c) => commands::mcp::main(c, json),
         Cmd::Host(c) => commands::host::main(c, json),
+        Cmd::Ui(a) => commands::ui::main(a),
     };
     std::process::exit(code);
 }

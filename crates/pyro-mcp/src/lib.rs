@@ -15,6 +15,7 @@ pub mod mcp;
 // Public because `Paths` is an SDK type (`Pyro::with_paths`) and callers name it by this path.
 pub mod paths;
 pub mod types;
+pub mod ui;
 
 #[doc(hidden)]
 pub mod internal;

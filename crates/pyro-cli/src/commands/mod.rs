@@ -10,6 +10,7 @@ pub mod run;
 pub mod service;
 pub mod shell;
 pub mod snapshot;
+pub mod ui;
 pub mod workspace;
 
 /// `--network-policy` and `--allow-domain`, shared by `run` and `workspace create`.

@@ -15,6 +15,8 @@ use std::io::Read;
 
 pub const MAX_ENTRIES: usize = 500;
 pub const MAX_PATCH_TEXT: usize = 200 * 1024;
+/// Most lines `diff_listing` and `diff_patch` return (a reviewer's page virtualises them).
+pub const MAX_LISTING: usize = 100_000;
 const MAX_TEXT_FILE: u64 = 256 * 1024;
 /// Most entries a workspace may have for `diff` (and the summary's live diff).
 pub const MAX_MANIFEST_ENTRIES: u32 = 500_000;
@@ -195,24 +197,36 @@ impl Workspaces<'_> {
     /// The live workspace against its baseline: what changed, and a unified patch of the text
     /// files (capped).
     pub fn diff(&mut self, key: &str) -> Result<DiffResult> {
-        self.diff_with(key, true, None, MAX_PATCH_TEXT, 0)
+        self.diff_with(key, true, None, MAX_PATCH_TEXT, 0, MAX_ENTRIES)
     }
 
     /// `diff` of what is at or under `path` (a file or directory in the workspace), with the
     /// patch text capped at `max_patch` bytes (at most [`MAX_PATCH_TEXT`]): how a capped diff
     /// is read piece by piece.
     pub fn diff_path(&mut self, key: &str, path: Option<&str>, max_patch: usize) -> Result<DiffResult> {
-        self.diff_with(key, true, path, max_patch.min(MAX_PATCH_TEXT), 0)
+        self.diff_with(key, true, path, max_patch.min(MAX_PATCH_TEXT), 0, MAX_ENTRIES)
     }
 
     /// `diff_path` from entry `cursor` on (a previous result's `next_cursor`): the next page
     /// of a diff with more than 500 entries, its patch covering that page's files.
     pub fn diff_page(&mut self, key: &str, path: Option<&str>, max_patch: usize, cursor: usize) -> Result<DiffResult> {
-        self.diff_with(key, true, path, max_patch.min(MAX_PATCH_TEXT), cursor)
+        self.diff_with(key, true, path, max_patch.min(MAX_PATCH_TEXT), cursor, MAX_ENTRIES)
+    }
+
+    /// Every changed path at or under `path`, grouped as `diff` groups them, without a patch
+    /// (up to [`MAX_LISTING`] lines): one manifest for a reviewer's file tree, where `diff`
+    /// would take a page per 500 entries. A file's hunks come from `diff_path` on it.
+    pub fn diff_listing(&mut self, key: &str, path: Option<&str>) -> Result<DiffResult> {
+        self.diff_with(key, false, path, 0, 0, MAX_LISTING)
+    }
+
+    /// `diff` with every text change in its patch, up to `max_patch` bytes (a download).
+    pub fn diff_patch(&mut self, key: &str, max_patch: usize) -> Result<DiffResult> {
+        self.diff_with(key, true, None, max_patch, 0, MAX_LISTING)
     }
 
     /// `diff`; without `with_patch` only the manifests are compared (no file contents are
-    /// read): what the summary needs, fast on big trees.
+    /// read): what the summary needs, fast on big trees. `page` entries from `cursor` on.
     pub(crate) fn diff_with(
         &mut self,
         key: &str,
@@ -220,7 +234,9 @@ impl Workspaces<'_> {
         path: Option<&str>,
         max_patch: usize,
         cursor: usize,
+        page: usize,
     ) -> Result<DiffResult> {
+        let page_size = page;
         // The path's form relative to /workspace ("" for all of it), as manifests name paths.
         let under = match path {
             Some(p) => super::guest_path(p)?.trim_start_matches("/workspace").trim_start_matches('/').to_string(),
@@ -266,7 +282,7 @@ impl Workspaces<'_> {
             sizes.get(p).copied().unwrap_or(0)
         };
         let lines = group(&changes, &under, &size);
-        let page: Vec<&Line> = lines.iter().skip(cursor).take(MAX_ENTRIES).collect();
+        let page: Vec<&Line> = lines.iter().skip(cursor).take(page_size).collect();
         // Old contents for the text files we will patch, in one pass over the baseline archive.
         let wanted: HashSet<String> = page
             .iter()

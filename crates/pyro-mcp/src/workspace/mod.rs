@@ -28,6 +28,7 @@ pub mod spare;
 pub mod stop;
 pub mod store;
 pub mod summary;
+pub mod timeline;
 
 use crate::error::{Error, Result};
 use crate::text::clip;

@@ -707,7 +707,7 @@ impl Workspaces<'_> {
     /// network, shells, services, snapshots, stops and secrets.
     pub fn summary(&mut self, key: &str) -> Result<Summary> {
         let r = self.resolve(key)?;
-        let diff = self.diff_with(&r.id, false, None, 0, 0).ok();
+        let diff = self.diff_with(&r.id, false, None, 0, 0, super::diff::MAX_ENTRIES).ok();
         let r = self.resolve(&r.id)?;
         let info = self.info(&r);
         let denials = self.sync_denials(&r.id)?;
