@@ -67,6 +67,7 @@ const COMMANDS: &[(&str, Kind)] = &[
     ("workspace snapshot list", Result),
     ("workspace snapshot delete", Result),
     ("mcp serve", NoResult),
+    ("ui", NoResult),
     ("mcp token", Result),
     ("host connect", Result),
     ("host print-config", Result),

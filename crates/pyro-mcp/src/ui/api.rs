@@ -2,12 +2,14 @@
 //! Reads and actions run the blocking SDK on tokio's blocking pool; errors come back as
 //! `{"error": {"code", "message", "hint"}}` with an HTTP status for the code, never a trace.
 
-use super::{assets, live, App};
+use super::assets;
+use super::live;
+use super::state::{blocking, error, App};
 use crate::error::{Code, Error, Result};
 use crate::mcp::source::HostRoots;
 use crate::Workspaces;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -42,34 +44,6 @@ pub(crate) fn router(app: Arc<App>) -> Router {
 
 fn page(body: &'static str, kind: &'static str) -> Response {
     ([(header::CONTENT_TYPE, kind)], body).into_response()
-}
-
-/// An SDK error as JSON, with the HTTP status its code means.
-pub(crate) fn error(e: Error) -> Response {
-    let status = match e.code {
-        Code::NotFound => StatusCode::NOT_FOUND,
-        Code::InvalidArgument => StatusCode::BAD_REQUEST,
-        Code::Conflict | Code::State => StatusCode::CONFLICT,
-        Code::LimitExceeded => StatusCode::PAYLOAD_TOO_LARGE,
-        Code::GuestUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-        Code::Timeout => StatusCode::GATEWAY_TIMEOUT,
-        Code::Internal | Code::Cancelled => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    (status, Json(serde_json::json!({ "error": e }))).into_response()
-}
-
-/// Run `f` on the user's workspaces on the blocking pool.
-pub(crate) async fn blocking<T: Send + 'static>(
-    app: &Arc<App>,
-    f: impl FnOnce(&mut Workspaces<'_>) -> Result<T> + Send + 'static,
-) -> Result<T> {
-    let app = app.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut ws = app.pyro.workspaces()?;
-        f(&mut ws)
-    })
-    .await
-    .unwrap_or_else(|_| Err(Error::internal("the operation failed unexpectedly")))
 }
 
 /// `blocking`, answered as JSON.
@@ -124,7 +98,13 @@ async fn patch(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response 
     match blocking(&app, move |ws| ws.diff_patch(&id, MAX_DOWNLOAD_PATCH)).await {
         Ok(d) => {
             let disposition = format!("attachment; filename=\"pyro-{}.patch\"", d.workspace_id);
-            ([(header::CONTENT_TYPE, "text/x-diff; charset=utf-8".to_string()), (header::CONTENT_DISPOSITION, disposition)], d.patch)
+            (
+                [
+                    (header::CONTENT_TYPE, "text/x-diff; charset=utf-8".to_string()),
+                    (header::CONTENT_DISPOSITION, disposition),
+                ],
+                d.patch,
+            )
                 .into_response()
         }
         Err(e) => error(e),
@@ -168,7 +148,10 @@ struct ActionBody {
 
 /// Where an export from `seed` may go: the workspace's own seed directory, and the project
 /// `pyro ui` was started for.
-fn export_roots(seed: Option<&crate::workspace::WorkspaceSeed>, project: Option<&std::path::Path>) -> Result<HostRoots> {
+fn export_roots(
+    seed: Option<&crate::workspace::WorkspaceSeed>,
+    project: Option<&std::path::Path>,
+) -> Result<HostRoots> {
     let from_seed = seed
         .filter(|s| s.kind == "directory" || s.kind == "git_checkout")
         .map(|s| std::path::PathBuf::from(&s.source))
@@ -187,13 +170,16 @@ async fn action(
     let Ok(Json(a)) = body else {
         return error(Error::invalid("an action's body is a JSON object with a nonce (and its fields)"));
     };
-    let nonce_ok = (16..=128).contains(&a.nonce.len()) && a.nonce.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    let nonce_ok =
+        (16..=128).contains(&a.nonce.len()) && a.nonce.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
     if !nonce_ok {
         return error(Error::invalid("nonce: 16 to 128 letters, digits or dashes"));
     }
     if !app.guard.fresh(&a.nonce) {
-        return error(Error::new(Code::Conflict, "this action was already sent (a replayed request); nothing was done again")
-            .hint("reload the page to act again"));
+        return error(
+            Error::new(Code::Conflict, "this action was already sent (a replayed request); nothing was done again")
+                .hint("reload the page to act again"),
+        );
     }
     let project = app.project.clone();
     match action.as_str() {

@@ -12,7 +12,6 @@
 //!   allows only our own script and style: a file named `<img src=x onerror=...>` that
 //!   slipped past escaping still could not run anything.
 
-use super::App;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::Next;
@@ -78,10 +77,9 @@ fn refuse(status: StatusCode, message: &str) -> Response {
 }
 
 /// The checks above, the token stripped from the path, the request logged, headers added.
-pub(crate) async fn check(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
+pub(crate) async fn check(State(g): State<Arc<Guard>>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
-    let g = &app.guard;
     // Owned copies: a borrow of the request (its body is not Sync) may not live across an await.
     let (host, origin, content_type) = {
         let h = |name| req.headers().get(name).and_then(|v: &HeaderValue| v.to_str().ok()).map(str::to_string);
@@ -102,9 +100,7 @@ pub(crate) async fn check(State(app): State<Arc<App>>, mut req: Request, next: N
         Err(refuse(StatusCode::FORBIDDEN, "foreign Origin"))
     } else if method != Method::GET && method != Method::HEAD && origin.is_none() {
         Err(refuse(StatusCode::FORBIDDEN, "an action must come from the page (no Origin)"))
-    } else if method == Method::POST
-        && !content_type.is_some_and(|c| c.starts_with("application/json"))
-    {
+    } else if method == Method::POST && !content_type.is_some_and(|c| c.starts_with("application/json")) {
         Err(refuse(StatusCode::UNSUPPORTED_MEDIA_TYPE, "an action's body is JSON"))
     } else {
         Ok(())
@@ -145,4 +141,3 @@ pub(crate) async fn check(State(app): State<Arc<App>>, mut req: Request, next: N
     eprintln!("[ui] {method} {logged} {} {:.3} s", resp.status().as_u16(), started.elapsed().as_secs_f64());
     resp
 }
-

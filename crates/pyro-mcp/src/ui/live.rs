@@ -3,8 +3,7 @@
 //! `MAX_CHUNK` bytes per event: a service that floods its log costs the page one capped event
 //! per tick with a count of what was skipped, never an unbounded buffer.
 
-use super::api::blocking;
-use super::App;
+use super::state::{blocking, App};
 use crate::workspace::shells::ShellReadOptions;
 use axum::extract::{Path, State};
 use axum::response::sse::{Event, KeepAlive, Sse};

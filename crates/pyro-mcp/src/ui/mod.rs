@@ -15,6 +15,9 @@ mod api;
 mod assets;
 mod guard;
 mod live;
+mod state;
+
+use state::App;
 
 use crate::error::{Error, Result};
 use crate::Pyro;
@@ -33,13 +36,6 @@ pub struct UiOptions {
     pub open: bool,
 }
 
-/// What every request handler shares.
-pub(crate) struct App {
-    pub pyro: Pyro,
-    pub guard: guard::Guard,
-    pub project: Option<PathBuf>,
-}
-
 /// Serve the review page until SIGINT or SIGTERM. Prints one line with the URL (the token in
 /// it) on stdout, then a request log without tokens on stderr. Blocks.
 pub fn serve_ui(pyro: Pyro, o: UiOptions) -> Result<()> {
@@ -51,10 +47,7 @@ pub fn serve_ui(pyro: Pyro, o: UiOptions) -> Result<()> {
         .hint("use 127.0.0.1 and reach it from elsewhere over `ssh -L PORT:127.0.0.1:PORT`"));
     }
     let project = match &o.project {
-        Some(p) => Some(
-            p.canonicalize()
-                .map_err(|e| Error::not_found(format!("project {}: {e}", p.display())))?,
-        ),
+        Some(p) => Some(p.canonicalize().map_err(|e| Error::not_found(format!("project {}: {e}", p.display())))?),
         None => None,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -66,7 +59,7 @@ pub fn serve_ui(pyro: Pyro, o: UiOptions) -> Result<()> {
             .await
             .map_err(|e| Error::io(format!("listening on {}", o.listen), e))?;
         let addr = listener.local_addr().map_err(|e| Error::io("reading the bound address", e))?;
-        let app = Arc::new(App { pyro, guard: guard::Guard::new(addr), project });
+        let app = Arc::new(App { pyro, guard: Arc::new(guard::Guard::new(addr)), project });
         let url = format!("http://{addr}/t/{}/", app.guard.token());
         println!("pyro ui: {url}");
         eprintln!("[ui] serving the review page on http://{addr}/ (the token is in the URL above; Ctrl-C stops)");
@@ -82,7 +75,7 @@ pub fn serve_ui(pyro: Pyro, o: UiOptions) -> Result<()> {
         // the guard rewrites the path the routes match).
         let router = axum::Router::new()
             .fallback_service(api::router(app.clone()))
-            .layer(axum::middleware::from_fn_with_state(app.clone(), guard::check));
+            .layer(axum::middleware::from_fn_with_state(app.guard.clone(), guard::check));
         axum::serve(listener, router)
             .with_graceful_shutdown(stopped())
             .await

@@ -514,7 +514,7 @@ async function showWorkspace(id) {
   }
   async function doExport() {
     const f = await confirmBox("Export to the project", "Copies a path of the workspace to a new directory inside the project (it must not exist).",
-      [{ name: "path", label: "Path in the workspace", value: "/workspace" }, { name: "dest", label: "New directory (relative to the project)", placeholder: "review/attempt-1" }]);
+      [{ name: "path", label: "Path in the workspace", value: "/workspace" }, { name: "dest", label: "New directory (relative to the project; its parent must exist)", placeholder: "review-attempt-1" }]);
     if (f) await run("export", f, (r) => `exported to ${r.output || f.dest}`);
   }
   async function doSnapshot() {

@@ -1,0 +1,283 @@
+"""`pyro ui` in a real headless browser: Debian's chromium driven by Playwright (the system
+browser; nothing is downloaded), against real workspaces made through the SDK. Each view is
+saved as a screenshot under target/ui-shots/.
+
+Checked: the token URL opens the list; a workspace's timeline, grouped diff (the edit first),
+hunks (unified and side by side), a live service log over server-sent events; a reset behind
+its confirmation; a workspace deleted while its page is open; a file named like HTML shows as
+text and runs nothing; a 20,000-file diff is listed through a virtualised list; and the guard:
+no token, a foreign Host or Origin, a replayed action, an export outside the project.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+from typing import Any, Dict, Iterator, Optional, Tuple
+
+import pytest
+
+from conftest import ROOT
+
+SHOTS = os.path.join(ROOT, "target", "ui-shots")
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+XSS_NAME = "<img src=x onerror=alert(1)>.txt"
+
+
+def _need_browser() -> Any:
+    """Playwright's sync API, or a skip (a failure under CI, where setup installs both)."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        sync_playwright = None
+    if sync_playwright is None or not os.path.exists(CHROMIUM):
+        msg = "playwright or chromium missing (make setup installs chromium, make py-venv playwright)"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return sync_playwright
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: Any) -> str:
+    """A git checkout to seed from, and the project exports go into."""
+    d = tmp_path_factory.mktemp("ui-project")
+    (d / "README.md").write_text("hello\nworld\n")
+    (d / "src").mkdir()
+    (d / "src" / "app.py").write_text("print('hi')\n")
+    (d / "big").mkdir()
+    (d / "big" / ".keep").write_text("")
+    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
+    for argv in (["git", "init", "-q"], ["git", "add", "."], ["git", "commit", "-qm", "init"]):
+        subprocess.run(argv, cwd=d, check=True, env=env)
+    return str(d)
+
+
+@pytest.fixture(scope="module")
+def ui(project: str) -> Iterator[Tuple[str, str]]:
+    """`pyro ui` on a free loopback port: (its URL with the token, the file of its request log)."""
+    log = os.path.join(project, "..", "ui-stderr.log")
+    with open(log, "w") as err:
+        p = subprocess.Popen(
+            [os.environ["PYRO_BIN"], "ui", "--listen", "127.0.0.1:0", "--project-path", project],
+            stdout=subprocess.PIPE, stderr=err, text=True,
+        )
+    assert p.stdout is not None
+    line = p.stdout.readline().strip()
+    assert line.startswith("pyro ui: http://127.0.0.1:"), line
+    url = line.split(": ", 1)[1]
+    try:
+        yield url, log
+    finally:
+        p.terminate()
+        assert p.wait(timeout=10) == 0
+    token = url.rstrip("/").rsplit("/", 1)[1]
+    with open(log) as f:
+        logged = f.read()
+    assert "/t/…/api/workspaces" in logged, logged[-2000:]
+    assert token not in logged, "the token reached the request log"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    sync_playwright = _need_browser()
+    os.makedirs(SHOTS, exist_ok=True)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        yield b
+        b.close()
+
+
+def shot(page: Any, name: str) -> None:
+    page.screenshot(path=os.path.join(SHOTS, f"{name}.png"), full_page=True)
+
+
+def http(url: str, method: str = "GET", body: Optional[Dict[str, Any]] = None, headers: Optional[Dict[str, str]] = None) -> Tuple[int, Any]:
+    """(status, JSON body or text) of one request, errors included."""
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=120) as r:
+            status, raw = r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        status, raw = e.code, e.read().decode()
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, raw
+
+
+def action_headers(url: str) -> Dict[str, str]:
+    origin = url.split("/t/", 1)[0]
+    return {"Origin": origin, "Content-Type": "application/json"}
+
+
+def test_review_page_end_to_end(pyro: Any, project: str, ui: Tuple[str, str], browser: Any) -> None:
+    url, _ = ui
+    ws = pyro.workspaces.create("debian:12", seed_path=project, name="ui-review")
+    try:
+        ws.exec(
+            "echo changed >> README.md && mkdir -p gen && for i in $(seq 1 30); do echo $i > gen/f$i; done "
+            f"&& touch '{XSS_NAME}'"
+        )
+        ws.exec("echo failing on purpose >&2; exit 3")
+        ws.service_start("ticker", "while true; do echo tick-$(date +%s%N); sleep 0.3; done")
+
+        page = browser.new_page(viewport={"width": 1300, "height": 900})
+        dialogs = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url)
+        row = page.locator(f"#ws-list tr.ws[data-id='{ws.id}']")
+        row.wait_for()
+        assert "ui-review" in row.inner_text()
+        assert "/ui-project" in row.inner_text()
+        page.wait_for_selector(f"#ws-list tr.ws[data-id='{ws.id}'] td.changes:has-text('paths')")
+        shot(page, "list")
+
+        row.click()
+        page.wait_for_selector("#timeline li[data-kind=exec]")
+        timeline = page.locator("#timeline").inner_text()
+        assert "exit 3" in timeline and "failing on purpose" in timeline
+        assert "service ticker started" in timeline
+        assert page.locator("#timeline li.fail").count() == 1
+        assert page.locator("#chart-commands rect.fail").count() == 1
+        assert page.locator("#chart-commands rect.ok").count() == 1
+        page.wait_for_selector("#chart-usage text:has-text('memory')")
+        shot(page, "workspace")
+
+        page.click("#tab-changes")
+        page.wait_for_selector("#diff-list .row")
+        first = page.locator("#diff-list .row").first
+        assert first.get_attribute("data-path") == "README.md", "the edit comes first"
+        assert "gen/ (30 files" in page.locator("#diff-list").inner_text()
+        xss = page.locator(f"#diff-list .row[data-path='{XSS_NAME}']")
+        assert XSS_NAME in xss.inner_text(), "the HTML-like name shows as text"
+        assert page.locator("#diff-list img").count() == 0
+        first.click()
+        page.wait_for_selector("#hunks table.dl.unified tr.add:has-text('+changed')")
+        shot(page, "diff-unified")
+        page.click("#diff-side")
+        page.wait_for_selector("#hunks table.dl.side td.add:has-text('changed')")
+        shot(page, "diff-side-by-side")
+        page.click("#diff-mode")
+        page.wait_for_selector("#diff-list .row[data-path='gen']")
+        shot(page, "diff-tree")
+
+        page.click("#tab-live")
+        page.wait_for_selector("pre.live:has-text('tick-')", timeout=30000)
+        shot(page, "live-service")
+
+        page.click("#act-reset")
+        page.wait_for_selector("#confirm[open]")
+        shot(page, "reset-confirm")
+        page.click("#confirm-ok")
+        page.wait_for_selector("#status-line:has-text('reset done')", timeout=120000)
+        assert ws.status().reset_count == 1
+        assert not ws.diff().changed
+        page.click("#tab-timeline")
+        page.wait_for_selector("#timeline li[data-kind=reset]", timeout=30000)
+        shot(page, "after-reset")
+
+        # Deleted elsewhere while the page is open: the page says so (its poll sees a 404).
+        ws.delete()
+        page.wait_for_selector("#gone", timeout=30000)
+        shot(page, "deleted-while-open")
+        assert not dialogs, f"a dialog opened: {dialogs}"
+        assert not errors, errors
+        page.close()
+    finally:
+        try:
+            ws.delete()
+        except Exception:
+            pass
+
+
+def test_guard_and_actions(pyro: Any, project: str, ui: Tuple[str, str]) -> None:
+    url, _ = ui
+    base = url.split("/t/", 1)[0]
+    with pyro.workspaces.create("debian:12", seed_path=project) as ws:
+        # No token, a wrong token, a foreign Host: nothing is served.
+        assert http(f"{base}/api/workspaces")[0] == 404
+        assert http(f"{base}/t/{'0' * 64}/api/workspaces")[0] == 404
+        assert http(f"{url}api/workspaces", headers={"Host": "evil.example:80"})[0] == 403
+        ok, listed = http(f"{url}api/workspaces")
+        assert ok == 200 and any(w["id"] == ws.id for w in listed["workspaces"])
+
+        act = f"{url}api/workspaces/{ws.id}/actions/snapshot"
+        nonce = uuid.uuid4().hex
+        # A foreign Origin, no Origin, a body that is not JSON: refused, nothing made.
+        assert http(act, "POST", {"nonce": nonce, "name": "s1"}, {**action_headers(url), "Origin": "http://evil.example"})[0] == 403
+        assert http(act, "POST", {"nonce": nonce, "name": "s1"}, {"Content-Type": "application/json"})[0] == 403
+        assert http(act, "POST", {"nonce": nonce, "name": "s1"}, {**action_headers(url), "Content-Type": "text/plain"})[0] == 415
+        taken = lambda: [s.name for s in ws.snapshot_list().snapshots if s.name != "baseline"]  # noqa: E731
+        assert taken() == []
+        # The real thing, then the same request replayed.
+        status, body = http(act, "POST", {"nonce": nonce, "name": "s1"}, action_headers(url))
+        assert status == 200, body
+        status, body = http(act, "POST", {"nonce": nonce, "name": "s2"}, action_headers(url))
+        assert status == 409 and "replayed" in body["error"]["message"]
+        assert taken() == ["s1"]
+        events = [e["kind"] for e in http(f"{url}api/workspaces/{ws.id}/timeline")[1]["events"]]
+        assert "snapshot_create" in events
+
+        # Export: inside the project it works (and is recorded); outside it is refused.
+        exp = f"{url}api/workspaces/{ws.id}/actions/export"
+        status, body = http(exp, "POST", {"nonce": uuid.uuid4().hex, "dest": "review-out1"}, action_headers(url))
+        assert status == 200, body
+        assert os.path.exists(os.path.join(project, "review-out1", "README.md"))
+        outside = os.path.join(os.path.dirname(project), "escaped")
+        status, body = http(exp, "POST", {"nonce": uuid.uuid4().hex, "dest": outside}, action_headers(url))
+        assert status == 400 and "outside" in body["error"]["message"], body
+        assert not os.path.exists(outside)
+        status, body = http(exp, "POST", {"nonce": uuid.uuid4().hex, "dest": "../escaped2"}, action_headers(url))
+        assert status == 400 and not os.path.exists(os.path.join(os.path.dirname(project), "escaped2"))
+
+        # The patch download is a patch; an unknown action and a bad nonce are clear errors.
+        ws.exec("echo more >> README.md")
+        status, text = http(f"{url}api/workspaces/{ws.id}/patch")
+        assert status == 200 and "+more" in text and "README.md" in text
+        assert http(f"{url}api/workspaces/{ws.id}/actions/explode", "POST", {"nonce": uuid.uuid4().hex}, action_headers(url))[0] == 404
+        assert http(act, "POST", {"nonce": "short", "name": "s3"}, action_headers(url))[0] == 400
+        assert http(f"{url}api/workspaces/nope/timeline")[0] == 404
+
+
+def test_twenty_thousand_file_diff_is_virtualised(pyro: Any, project: str, ui: Tuple[str, str], browser: Any) -> None:
+    url, _ = ui
+    with pyro.workspaces.create("debian:12", seed_path=project) as ws:
+        # 1,000 directories of 20 files under a directory of the baseline: none collapses
+        # (a tree collapses past 20 entries), so the diff lists 21,000 paths.
+        r = ws.exec(
+            "cd big && for d in $(seq 1 1000); do mkdir d$d; for f in $(seq 1 20); do : > d$d/f$f; done; done",
+            timeout_seconds=600,
+        )
+        assert r.exit_code == 0, r.stderr
+        # The agent's own diff after its change (the first manifest of 21,000 new paths is the
+        # guest's work under emulation; the page's part is what follows).
+        t0 = time.monotonic()
+        assert ws.diff().summary.total == 21000
+        print(f"\n20,000-file diff: first diff after the change {time.monotonic() - t0:.2f} s (SDK)")
+        page = browser.new_page(viewport={"width": 1300, "height": 900})
+        page.goto(f"{url}#/w/{ws.id}")
+        page.wait_for_selector("#tab-changes")
+        started = time.monotonic()
+        page.click("#tab-changes")
+        page.wait_for_selector("#diff-list[data-count]", timeout=120000)
+        page.locator("#diff-list .row").nth(5).click()
+        ready = time.monotonic() - started
+        print(f"20,000-file diff: listed and interactive {ready:.2f} s after opening the tab")
+        assert page.locator("#diff-list").get_attribute("data-count") == "21000"
+        rows = page.locator("#diff-list .row").count()
+        assert 0 < rows < 200, f"{rows} rows in the DOM: the list is not virtualised"
+        # The end of the list is reachable and renders its rows.
+        page.locator("#diff-list").hover()
+        for _ in range(20):
+            page.mouse.wheel(0, 100000)
+        page.wait_for_selector("#diff-list .row[data-path='big/d999/f9']")
+        shot(page, "diff-20000-files")
+        page.close()
