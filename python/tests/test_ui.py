@@ -6,7 +6,10 @@ Checked: the token URL opens the list; a workspace's timeline, grouped diff (the
 hunks (unified and side by side), a live service log over server-sent events; a reset behind
 its confirmation; a workspace deleted while its page is open; a file named like HTML shows as
 text and runs nothing; a 20,000-file diff is listed through a virtualised list; and the guard:
-no token, a foreign Host or Origin, a replayed action, an export outside the project.
+no token, a foreign Host or Origin, a replayed action, an export outside the project. Then
+the MCP App of `pyro mcp serve`: only a client that declares the extension sees it, and its
+HTML renders the real summary and diff results inside a sandboxed iframe of a host page played
+by the test, with approve (export) and reset going back to the real server.
 """
 
 import json
@@ -281,3 +284,166 @@ def test_twenty_thousand_file_diff_is_virtualised(pyro: Any, project: str, ui: T
         page.wait_for_selector("#diff-list .row[data-path='big/d999/f9']")
         shot(page, "diff-20000-files")
         page.close()
+
+
+# ---- the MCP App: the same review inside chat hosts -------------------------------------------
+
+UI_EXT = "io.modelcontextprotocol/ui"
+
+
+class Mcp:
+    """A JSON-RPC client of `pyro mcp serve` over stdio, one request at a time: a test client
+    that can declare the MCP Apps extension or not."""
+
+    def __init__(self, project: str, ui: bool, profile: str = "workspace-core") -> None:
+        self.p = subprocess.Popen(
+            [os.environ["PYRO_BIN"], "mcp", "serve", "--profile", profile, "--project-path", project],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )
+        self.next = 1
+        caps: Dict[str, Any] = {"extensions": {UI_EXT: {"mimeTypes": ["text/html;profile=mcp-app"]}}} if ui else {}
+        self.init = self.request("initialize", {"protocolVersion": "2025-11-25", "capabilities": caps,
+                                                "clientInfo": {"name": "ui-test", "version": "1"}})
+        self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+
+    def send(self, m: Dict[str, Any]) -> None:
+        assert self.p.stdin is not None
+        self.p.stdin.write(json.dumps(m) + "\n")
+        self.p.stdin.flush()
+
+    def request(self, method: str, params: Optional[Dict[str, Any]] = None) -> Any:
+        """The raw response (result or error) to one request."""
+        rid = self.next
+        self.next += 1
+        self.send({"jsonrpc": "2.0", "id": rid, "method": method, "params": params or {}})
+        assert self.p.stdout is not None
+        while True:
+            line = self.p.stdout.readline()
+            assert line, "the server closed stdout"
+            m = json.loads(line)
+            if m.get("id") == rid:
+                return m
+
+    def call(self, name: str, args: Dict[str, Any]) -> Any:
+        return self.request("tools/call", {"name": name, "arguments": args})["result"]
+
+    def close(self) -> None:
+        assert self.p.stdin is not None
+        self.p.stdin.close()
+        self.p.wait(timeout=30)
+
+
+# The host's side of the extension, as a page: it loads the app's HTML in a sandboxed iframe,
+# answers ui/initialize, sends the tool's result once the app is initialized, and passes the
+# app's tools/call to the real server (window.pyroCall, a Python function).
+HOST_PAGE = """<!doctype html><html><body><iframe id="app" sandbox="allow-scripts" style="width:1000px;height:800px;border:0"></iframe>
+<script>
+const frame = document.getElementById('app');
+window.pyroHost = { inits: 0 };
+window.addEventListener('message', async (ev) => {
+  if (ev.source !== frame.contentWindow) return;
+  const m = ev.data;
+  const reply = (r) => frame.contentWindow.postMessage(Object.assign({jsonrpc: '2.0', id: m.id}, r), '*');
+  if (m.method === 'ui/initialize') reply({result: {protocolVersion: '2026-01-26', hostCapabilities: {}, hostInfo: {name: 'test-host', version: '1'}, hostContext: {theme: 'light'}}});
+  else if (m.method === 'ui/notifications/initialized') {
+    window.pyroHost.inits++;
+    frame.contentWindow.postMessage({jsonrpc: '2.0', method: 'ui/notifications/tool-result', params: window.pyroResult}, '*');
+  } else if (m.method === 'tools/call') {
+    try { reply({result: JSON.parse(await window.pyroCall(JSON.stringify(m.params)))}); }
+    catch (e) { reply({error: {code: -32000, message: String(e)}}); }
+  }
+});
+window.loadApp = (html, result) => { window.pyroResult = result; frame.srcdoc = html; };
+</script></body></html>"""
+
+
+def test_mcp_app_only_for_clients_that_declare_it(project: str) -> None:
+    plain, ui = Mcp(project, ui=False), Mcp(project, ui=True)
+    try:
+        assert "resources" not in plain.init["result"]["capabilities"]
+        assert ui.init["result"]["capabilities"]["extensions"][UI_EXT] == {}
+        assert "resources" in ui.init["result"]["capabilities"]
+        plain_tools = plain.request("tools/list")["result"]["tools"]
+        ui_tools = ui.request("tools/list")["result"]["tools"]
+        assert not any("ui" in (t.get("_meta") or {}) for t in plain_tools), "a client without the extension saw UI fields"
+        tied = {t["name"]: t["_meta"]["ui"]["resourceUri"] for t in ui_tools if "ui" in (t.get("_meta") or {})}
+        assert tied == {"workspace_summary": "ui://pyro/review", "workspace_diff": "ui://pyro/review"}
+        # Everything else is the same tool list.
+        strip = [{k: v for k, v in t.items() if k != "_meta"} for t in ui_tools]
+        assert strip == [{k: v for k, v in t.items() if k != "_meta"} for t in plain_tools]
+        sizes = (len(json.dumps(plain_tools, separators=(",", ":"))), len(json.dumps(ui_tools, separators=(",", ":"))))
+        print(f"\ntools/list (workspace-core), compact JSON: {sizes[0]} bytes without the extension, {sizes[1]} with it")
+        # The budgets of tools/list hold with the extension too (6 KiB core, 12 KiB full).
+        full = Mcp(project, ui=True, profile="workspace-full")
+        try:
+            full_size = len(json.dumps({"tools": full.request("tools/list")["result"]["tools"]}, separators=(",", ":")))
+        finally:
+            full.close()
+        print(f"tools/list (workspace-full) with the extension: {full_size} bytes")
+        assert sizes[1] <= 6144 and full_size <= 12288
+        assert plain.request("resources/list")["result"]["resources"] == []
+        listed = ui.request("resources/list")["result"]["resources"]
+        assert [(r["uri"], r["mimeType"]) for r in listed] == [("ui://pyro/review", "text/html;profile=mcp-app")]
+        read = ui.request("resources/read", {"uri": "ui://pyro/review"})["result"]["contents"][0]
+        assert read["mimeType"] == "text/html;profile=mcp-app" and "ui/initialize" in read["text"]
+        assert "error" in ui.request("resources/read", {"uri": "ui://pyro/other.html"})
+    finally:
+        plain.close()
+        ui.close()
+
+
+def test_mcp_app_renders_the_review_and_acts_through_the_host(pyro: Any, project: str, browser: Any) -> None:
+    client = Mcp(project, ui=True)
+    ws_id = None
+    try:
+        made = client.call("workspace_create", {"name": "ui-app"})
+        ws_id = made["structuredContent"]["id"]
+        client.call("workspace_exec", {"workspace_id": ws_id, "command": f"echo changed >> README.md && touch '{XSS_NAME}'"})
+        client.call("workspace_exec", {"workspace_id": ws_id, "command": "echo nope >&2; exit 7"})
+        html = client.request("resources/read", {"uri": "ui://pyro/review"})["result"]["contents"][0]["text"]
+        summary = client.call("workspace_summary", {"workspace_id": ws_id})
+        diff = client.call("workspace_diff", {"workspace_id": ws_id})
+
+        page = browser.new_page(viewport={"width": 1100, "height": 900})
+        dialogs = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        def forward(params: str) -> str:
+            p = json.loads(params)
+            return json.dumps(client.call(p["name"], p.get("arguments") or {}))
+
+        page.expose_function("pyroCall", forward)
+        page.set_content(HOST_PAGE)
+        page.evaluate("([h, r]) => window.loadApp(h, r)", [html, summary])
+        app = page.frame_locator("#app")
+        app.locator("#title").wait_for()
+        assert "ui-app" in app.locator("#title").inner_text()
+        assert app.locator("#commands li.fail").count() == 1
+        assert app.locator("#entries .row[data-path='README.md']").count() == 1
+        assert XSS_NAME in app.locator("#entries").inner_text()
+        assert app.locator("#entries img").count() == 0
+        shot(page, "mcp-app-summary")
+
+        page.evaluate("([h, r]) => window.loadApp(h, r)", [html, diff])
+        app.locator("#patch").wait_for()
+        assert "+changed" in app.locator("#patch").inner_text()
+        assert app.locator("#entries .row").first.get_attribute("data-path") == "README.md"
+        shot(page, "mcp-app-diff")
+
+        # Approve = export through the host's tools/call, then reset.
+        out = os.path.join(project, "approved-app")
+        app.locator("#approve").click()
+        app.locator("#export-dest").fill(out)
+        app.locator("#confirm-ok").click()
+        app.locator("#action-status:has-text('exported')").wait_for(timeout=60000)
+        assert os.path.exists(os.path.join(out, "README.md"))
+        app.locator("#reset").click()
+        app.locator("#confirm-ok").click()
+        app.locator("#action-status:has-text('reset (1 so far)')").wait_for(timeout=120000)
+        assert pyro.workspaces.get(ws_id).status().reset_count == 1
+        shot(page, "mcp-app-after-reset")
+        assert not dialogs
+        page.close()
+    finally:
+        if ws_id:
+            client.call("workspace_delete", {"workspace_id": ws_id})
+        client.close()

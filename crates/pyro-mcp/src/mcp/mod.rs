@@ -10,6 +10,7 @@
 //! # Ok::<(), pyro_mcp::Error>(())
 //! ```
 
+pub mod app;
 pub mod calls;
 mod handlers;
 pub mod http;

@@ -175,10 +175,10 @@ macro_rules! tools {
 }
 
 tools! {
-    vm_run { title: "Run in a throwaway VM", description: "Run a shell command in a throwaway VM.", effect: ADDITIVE,
+    vm_run { title: "Run in a throwaway VM", description: "Run a command in a throwaway VM.", effect: ADDITIVE,
         profiles: ALL, output: [exit_code, stdout, stderr], large_result: true, args: VmRun => crate::RunResult,
         run: h::vm_run }
-    workspace_create { title: "Create", description: "New workspace from seed_path or the project.", effect: ADDITIVE,
+    workspace_create { title: "Create", description: "New workspace (seed_path or the project).", effect: ADDITIVE,
         profiles: WORKSPACE, args: Create + CreateExtra => CreateResult, run: h::create }
     workspace_list { title: "List", description: "List workspaces.", effect: READ, profiles: WORKSPACE,
         args: Empty => crate::WorkspaceList, run: h::list }
@@ -203,7 +203,7 @@ tools! {
     workspace_file_write { title: "File write", description: "Write a file.", effect: DESTRUCTIVE_IDEMPOTENT,
         profiles: WORKSPACE, args: FileWrite => f::FileWrite,
         run: |c, a| c.workspace(&a.workspace_id, |ws, id| ws.file_write(id, &a.path, a.content.as_bytes())) }
-    workspace_patch_apply { title: "Patch apply", description: "Apply a unified diff, all or nothing.",
+    workspace_patch_apply { title: "Patch apply", description: "Apply a patch, all or nothing.",
         effect: DESTRUCTIVE, profiles: WORKSPACE, args: PatchApply => f::PatchReport,
         run: |c, a| c.workspace(&a.workspace_id, |ws, id| ws.patch_apply(id, &a.patch)) }
     workspace_diff { title: "Diff", description: "The patch since the baseline.", effect: READ, profiles: WORKSPACE,
@@ -231,7 +231,7 @@ tools! {
     shell_close { title: "Shell close", description: "Close a shell.", effect: DESTRUCTIVE_IDEMPOTENT, profiles: FULL,
         args: ShellId => sh::ShellInfo,
         run: |c, a| c.workspace(&a.workspace_id, |ws, id| ws.shell_close(id, &a.shell_id)) }
-    service_start { title: "Service start", description: "Start a service, wait until ready.", effect: ADDITIVE,
+    service_start { title: "Service start", description: "Start a service; wait for ready.", effect: ADDITIVE,
         profiles: FULL, output: [state], args: ServiceStart => s::ServiceInfo, run: h::service_start }
     service_list { title: "Service list", description: "List services.", effect: READ, profiles: FULL,
         args: Id => s::ServiceList, run: |c, a| c.workspace(&a.workspace_id, |ws, id| ws.service_list(id)) }

@@ -6,6 +6,7 @@
 //! Calls see one project's world: workspaces this server's project created (they carry the
 //! `mcp.scope` label), unless the server was started with `--all-workspaces`.
 
+use super::app;
 use super::handlers::{Ctx, Reply};
 use super::profile::{Profile, ServeOptions};
 use super::registry;
@@ -16,8 +17,9 @@ use crate::error::{Error, Result};
 use crate::paths::Paths;
 use crate::{Cancel, Pyro};
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation, ListToolsResult,
-    PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities, ServerConfig, Tool,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation, InitializeRequestParams,
+    InitializeResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams, ProgressNotificationParam,
+    ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, ServerCapabilities, ServerConfig, Tool,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, ServiceExt};
@@ -153,6 +155,11 @@ impl PyroServer {
         self.inner.profile
     }
 
+    /// Whether this server's profile has the review tools (the MCP App is theirs).
+    fn offers_review(&self) -> bool {
+        self.inner.tools.iter().any(|t| t.name == "workspace_summary")
+    }
+
     /// The tools this server lists, as `tools/list` returns them.
     pub fn tools(&self) -> &[Tool] {
         &self.inner.tools
@@ -277,12 +284,58 @@ impl ServerHandler for PyroServer {
             .with_instructions(self.inner.instructions.clone())
     }
 
+    /// The default handshake; a client that declares the MCP Apps extension also learns that
+    /// this server has resources (the review app) and speaks the extension.
+    async fn initialize(
+        &self,
+        request: InitializeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> std::result::Result<InitializeResult, McpError> {
+        context.peer.set_peer_info(request.clone());
+        let mut result = self.negotiate_initialize(&request)?;
+        if app::supported(Some(&request.capabilities)) {
+            result.capabilities.resources = Some(Default::default());
+            result
+                .capabilities
+                .extensions
+                .get_or_insert_with(Default::default)
+                .insert(app::EXTENSION.into(), Default::default());
+        }
+        Ok(result)
+    }
+
     async fn list_tools(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> std::result::Result<ListToolsResult, McpError> {
+        if app::supported(context.client_capabilities().as_ref()) && self.offers_review() {
+            return Ok(ListToolsResult::with_all_items(app::with_ui(&self.inner.tools)));
+        }
         Ok(ListToolsResult::with_all_items(self.inner.tools.clone()))
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> std::result::Result<ListResourcesResult, McpError> {
+        let ui = app::supported(context.client_capabilities().as_ref()) && self.offers_review();
+        Ok(ListResourcesResult::with_all_items(if ui { vec![app::resource()] } else { Vec::new() }))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> std::result::Result<ReadResourceResponse, McpError> {
+        if request.uri != app::REVIEW_URI || !self.offers_review() {
+            return Err(McpError::resource_not_found(
+                format!("no resource {}", crate::text::clip(&request.uri, 120)),
+                None,
+            ));
+        }
+        Ok(ReadResourceResult::new(vec![app::contents()]).into())
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {

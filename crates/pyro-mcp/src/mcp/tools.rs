@@ -214,7 +214,7 @@ pub struct Empty {}
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Id {
-    /// The workspace: its id, a unique id prefix or its name, within the server's scope.
+    /// The workspace: its id, a unique id prefix or its name, in the server's scope.
     pub workspace_id: String,
 }
 
@@ -222,7 +222,7 @@ pub struct Id {
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Update {
-    /// The workspace: its id, a unique id prefix or its name, within the server's scope.
+    /// The workspace: its id, a unique id prefix or its name, in the server's scope.
     pub workspace_id: String,
     /// The workspace's new name; the name stays as it is when absent.
     pub name: Option<String>,
@@ -241,7 +241,7 @@ pub struct Update {
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SyncPush {
-    /// The workspace: its id, a unique id prefix or its name, within the server's scope.
+    /// The workspace: its id, a unique id prefix or its name, in the server's scope.
     pub workspace_id: String,
     /// The host directory or archive to copy in, confined to the server's roots.
     pub source_path: String,
@@ -253,7 +253,7 @@ pub struct SyncPush {
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Exec {
-    /// The workspace: its id, a unique id prefix or its name, within the server's scope.
+    /// The workspace: its id, a unique id prefix or its name, in the server's scope.
     pub workspace_id: String,
     /// The command, run with /bin/sh -c like `vm_run`'s.
     pub command: String,
@@ -290,7 +290,7 @@ pub struct SnapshotArg {
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Stop {
-    /// The workspace: its id, a unique id prefix or its name, within the server's scope.
+    /// The workspace: its id, a unique id prefix or its name, in the server's scope.
     pub workspace_id: String,
     /// Do not save the guest's memory: `workspace_start` then boots it again from the disk.
     #[schemars(description = "cold stop: start boots")]
@@ -302,7 +302,7 @@ pub struct Stop {
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Fork {
-    /// The workspace to copy: its id, a unique id prefix or its name, within the server's scope.
+    /// The workspace to copy: its id, a unique id prefix or its name, in the server's scope.
     pub workspace_id: String,
     /// A unique name for the copy; none when absent.
     pub name: Option<String>,
@@ -316,7 +316,7 @@ pub struct Fork {
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileList {
-    /// The workspace: its id, a unique id prefix or its name, within the server's scope.
+    /// The workspace: its id, a unique id prefix or its name, in the server's scope.
     pub workspace_id: String,
     /// The directory to list; /workspace when absent.
     pub path: Option<String>,
@@ -329,7 +329,7 @@ pub struct FileList {
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileRead {
-    /// The workspace: its id, a unique id prefix or its name, within the server's scope.
+    /// The workspace: its id, a unique id prefix or its name, in the server's scope.
     pub workspace_id: String,
     /// The file to read, absolute or relative to /workspace.
     pub path: String,
@@ -345,7 +345,7 @@ pub struct FileRead {
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DiskExport {
-    /// The workspace: its id, a unique id prefix or its name, within the server's scope.
+    /// The workspace: its id, a unique id prefix or its name, in the server's scope.
     pub workspace_id: String,
     /// The new host file to write the image to, confined to the server's roots.
     pub output_path: String,
@@ -355,7 +355,7 @@ pub struct DiskExport {
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Named {
-    /// The workspace: its id, a unique id prefix or its name, within the server's scope.
+    /// The workspace: its id, a unique id prefix or its name, in the server's scope.
     pub workspace_id: String,
     /// The snapshot's or the service's name within the workspace.
     pub name: String,
@@ -365,7 +365,7 @@ pub struct Named {
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileWrite {
-    /// The workspace: its id, a unique id prefix or its name, within the server's scope.
+    /// The workspace: its id, a unique id prefix or its name, in the server's scope.
     pub workspace_id: String,
     /// The file to write, absolute or relative to /workspace (its directories are created).
     pub path: String,
@@ -377,7 +377,7 @@ pub struct FileWrite {
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchApply {
-    /// The workspace: its id, a unique id prefix or its name, within the server's scope.
+    /// The workspace: its id, a unique id prefix or its name, in the server's scope.
     pub workspace_id: String,
     /// A unified diff, applied to the workspace's files all or nothing.
     pub patch: String,
@@ -387,7 +387,7 @@ pub struct PatchApply {
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ShellOpen {
-    /// The workspace: its id, a unique id prefix or its name, within the server's scope.
+    /// The workspace: its id, a unique id prefix or its name, in the server's scope.
     pub workspace_id: String,
     /// The shell's working directory; /workspace when absent.
     pub cwd: Option<String>,
@@ -407,7 +407,7 @@ pub struct ShellOpen {
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ShellId {
-    /// The workspace: its id, a unique id prefix or its name, within the server's scope.
+    /// The workspace: its id, a unique id prefix or its name, in the server's scope.
     pub workspace_id: String,
     /// The shell, as `shell_open` returned its id.
     pub shell_id: String,
@@ -417,7 +417,7 @@ pub struct ShellId {
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ShellRead {
-    /// The workspace: its id, a unique id prefix or its name, within the server's scope.
+    /// The workspace: its id, a unique id prefix or its name, in the server's scope.
     pub workspace_id: String,
     /// The shell, as `shell_open` returned its id.
     pub shell_id: String,
@@ -441,7 +441,7 @@ pub struct ShellRead {
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ShellWrite {
-    /// The workspace: its id, a unique id prefix or its name, within the server's scope.
+    /// The workspace: its id, a unique id prefix or its name, in the server's scope.
     pub workspace_id: String,
     /// The shell, as `shell_open` returned its id.
     pub shell_id: String,
@@ -456,7 +456,7 @@ pub struct ShellWrite {
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ShellSignal {
-    /// The workspace: its id, a unique id prefix or its name, within the server's scope.
+    /// The workspace: its id, a unique id prefix or its name, in the server's scope.
     pub workspace_id: String,
     /// The shell, as `shell_open` returned its id.
     pub shell_id: String,
@@ -469,7 +469,7 @@ pub struct ShellSignal {
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ShellResize {
-    /// The workspace: its id, a unique id prefix or its name, within the server's scope.
+    /// The workspace: its id, a unique id prefix or its name, in the server's scope.
     pub workspace_id: String,
     /// The shell, as `shell_open` returned its id.
     pub shell_id: String,
@@ -485,7 +485,7 @@ pub struct ShellResize {
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Diff {
-    /// The workspace: its id, a unique id prefix or its name, within the server's scope.
+    /// The workspace: its id, a unique id prefix or its name, in the server's scope.
     pub workspace_id: String,
     /// Only changes at or under this path (absolute or relative to /workspace); all changes when
     /// absent.
@@ -498,7 +498,7 @@ pub struct Diff {
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Export {
-    /// The workspace: its id, a unique id prefix or its name, within the server's scope.
+    /// The workspace: its id, a unique id prefix or its name, in the server's scope.
     pub workspace_id: String,
     /// The file or directory in the workspace to copy out.
     pub path: String,
@@ -510,7 +510,7 @@ pub struct Export {
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceStart {
-    /// The workspace: its id, a unique id prefix or its name, within the server's scope.
+    /// The workspace: its id, a unique id prefix or its name, in the server's scope.
     pub workspace_id: String,
     /// The service's name, unique among the workspace's running services.
     pub name: String,
@@ -552,7 +552,7 @@ pub fn secret_env(m: &BTreeMap<String, String>) -> Result<Vec<crate::SecretEnv>>
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceLogs {
-    /// The workspace: its id, a unique id prefix or its name, within the server's scope.
+    /// The workspace: its id, a unique id prefix or its name, in the server's scope.
     pub workspace_id: String,
     /// The service's name, as given to `service_start`.
     pub name: String,
@@ -566,7 +566,7 @@ pub struct ServiceLogs {
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceStop {
-    /// The workspace: its id, a unique id prefix or its name, within the server's scope.
+    /// The workspace: its id, a unique id prefix or its name, in the server's scope.
     pub workspace_id: String,
     /// The service's name, as given to `service_start`.
     pub name: String,

@@ -4,3 +4,5 @@
 pub const INDEX_HTML: &str = include_str!("assets/index.html");
 pub const APP_JS: &str = include_str!("assets/app.js");
 pub const APP_CSS: &str = include_str!("assets/app.css");
+/// The MCP App (`ui://pyro/review`): one self-contained document, as hosts load it.
+pub const REVIEW_APP_HTML: &str = include_str!("assets/review-app.html");

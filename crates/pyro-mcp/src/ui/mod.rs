@@ -12,7 +12,7 @@
 //! strict Content-Security-Policy keeps anything the guest named from running as script.
 
 mod api;
-mod assets;
+pub(crate) mod assets;
 mod guard;
 mod live;
 mod state;
