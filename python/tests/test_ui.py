@@ -128,7 +128,11 @@ def test_review_page_end_to_end(pyro: Any, project: str, ui: Tuple[str, str], br
             f"&& touch '{XSS_NAME}'"
         )
         ws.exec("echo failing on purpose >&2; exit 3")
+        # Names with a newline and a terminal escape, a binary file, a 50 MB file.
+        ws.exec("printf x > \"$(printf 'odd\\nname\\033[31m.txt')\" && head -c 4096 /dev/urandom > blob.bin "
+                "&& head -c 52428800 /dev/zero > huge.bin")
         ws.service_start("ticker", "while true; do echo tick-$(date +%s%N); sleep 0.3; done")
+        ws.service_start("flood", "while true; do echo flood-flood-flood-flood-flood-flood-flood-flood; done")
 
         page = browser.new_page(viewport={"width": 1300, "height": 900})
         dialogs = []
@@ -150,7 +154,7 @@ def test_review_page_end_to_end(pyro: Any, project: str, ui: Tuple[str, str], br
         assert "service ticker started" in timeline
         assert page.locator("#timeline li.fail").count() == 1
         assert page.locator("#chart-commands rect.fail").count() == 1
-        assert page.locator("#chart-commands rect.ok").count() == 1
+        assert page.locator("#chart-commands rect.ok").count() == 2
         page.wait_for_selector("#chart-usage text:has-text('memory')")
         shot(page, "workspace")
 
@@ -162,6 +166,12 @@ def test_review_page_end_to_end(pyro: Any, project: str, ui: Tuple[str, str], br
         xss = page.locator(f"#diff-list .row[data-path='{XSS_NAME}']")
         assert XSS_NAME in xss.inner_text(), "the HTML-like name shows as text"
         assert page.locator("#diff-list img").count() == 0
+        odd = page.locator("#diff-list .row[data-path^='odd']")
+        assert odd.count() == 1 and "name" in odd.inner_text()
+        for name in ("blob.bin", "huge.bin"):
+            page.click(f"#diff-list .row[data-path='{name}']")
+            page.wait_for_selector(f"#hunks .file:has-text('{name}')")
+            page.wait_for_selector("#hunks p:has-text('binary or too large')")
         first.click()
         page.wait_for_selector("#hunks table.dl.unified tr.add:has-text('+changed')")
         shot(page, "diff-unified")
@@ -172,9 +182,29 @@ def test_review_page_end_to_end(pyro: Any, project: str, ui: Tuple[str, str], br
         page.wait_for_selector("#diff-list .row[data-path='gen']")
         shot(page, "diff-tree")
 
+        shell = ws.shell_open()
+        ws.shell_write(shell.shell_id, "echo shell-hello-$((40+2))")
         page.click("#tab-live")
         page.wait_for_selector("pre.live:has-text('tick-')", timeout=30000)
+        page.wait_for_selector("pre.live:has-text('shell-hello-42')", timeout=30000)
+        # A service flooding its log: the page shows what it skipped and stays bounded.
+        flood = page.locator(".stream:has(h3:has-text('service flood')) pre.live")
+        flood.locator(".skip:has-text('skipped')").first.wait_for(timeout=60000)
+        time.sleep(3)
+        assert len(flood.inner_text()) <= 200000 + 2 * 65536
         shot(page, "live-service")
+        ws.service_stop("flood")
+
+        # Stop and start from the page, each behind its confirmation.
+        page.click("#act-stop")
+        page.click("#confirm-ok")
+        page.wait_for_selector("#status-line:has-text('stop done')", timeout=120000)
+        page.wait_for_selector("#ws-state:has-text('stopped')")
+        assert ws.status().state == "stopped"
+        page.click("#act-start")
+        page.click("#confirm-ok")
+        page.wait_for_selector("#status-line:has-text('start done')", timeout=120000)
+        page.wait_for_selector("#ws-state:has-text('running')")
 
         page.click("#act-reset")
         page.wait_for_selector("#confirm[open]")
@@ -248,6 +278,13 @@ def test_guard_and_actions(pyro: Any, project: str, ui: Tuple[str, str]) -> None
         assert http(f"{url}api/workspaces/{ws.id}/actions/explode", "POST", {"nonce": uuid.uuid4().hex}, action_headers(url))[0] == 404
         assert http(act, "POST", {"nonce": "short", "name": "s3"}, action_headers(url))[0] == 400
         assert http(f"{url}api/workspaces/nope/timeline")[0] == 404
+
+    # Delete: the workspace and its history go; a second delete is a clear 404.
+    doomed = pyro.workspaces.create("debian:12")
+    status, body = http(f"{url}api/workspaces/{doomed.id}/actions/delete", "POST", {"nonce": uuid.uuid4().hex}, action_headers(url))
+    assert status == 200, body
+    assert http(f"{url}api/workspaces/{doomed.id}")[0] == 404
+    assert http(f"{url}api/workspaces/{doomed.id}/actions/delete", "POST", {"nonce": uuid.uuid4().hex}, action_headers(url))[0] == 404
 
 
 def test_twenty_thousand_file_diff_is_virtualised(pyro: Any, project: str, ui: Tuple[str, str], browser: Any) -> None:
@@ -447,3 +484,32 @@ def test_mcp_app_renders_the_review_and_acts_through_the_host(pyro: Any, project
         if ws_id:
             client.call("workspace_delete", {"workspace_id": ws_id})
         client.close()
+
+
+def test_ui_killed_during_an_action_leaves_the_workspace_whole(pyro: Any, project: str) -> None:
+    """`pyro ui` killed (SIGKILL) while a reset runs: the next call finds the workspace as
+    before the reset or as after it, never half-reset."""
+    p = subprocess.Popen([os.environ["PYRO_BIN"], "ui", "--project-path", project],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert p.stdout is not None
+    url = p.stdout.readline().strip().split(": ", 1)[1]
+    with pyro.workspaces.create("debian:12", seed_path=project) as ws:
+        ws.exec("echo edited >> README.md")
+        import threading
+
+        def reset() -> None:
+            try:
+                http(f"{url}api/workspaces/{ws.id}/actions/reset", "POST", {"nonce": uuid.uuid4().hex}, action_headers(url))
+            except Exception:
+                pass  # the server died under it
+
+        t = threading.Thread(target=reset)
+        t.start()
+        time.sleep(0.5)
+        p.kill()
+        p.wait(timeout=10)
+        t.join(timeout=60)
+        st = ws.status()
+        changed = ws.diff().changed
+        assert (st.reset_count, changed) in ((0, True), (1, False)), (st.reset_count, changed)
+        assert ws.exec("cat README.md").exit_code == 0
