@@ -4,7 +4,8 @@
 # (a static binary to put in test images) and Node.js with npm (the chat hosts' CLIs and the
 # official TypeScript MCP client; a Node.js already installed is kept), and python3 with venv
 # (`make dist` installs maturin from PyPI into a private virtual environment), and chromium
-# (the `pyro ui` tests drive Debian's headless browser over the DevTools protocol).
+# (the `pyro ui` tests drive Debian's headless browser through Playwright; fonts-liberation,
+# only recommended by it, so screenshots have text).
 #
 # On Debian/Ubuntu it uses apt; elsewhere it says what to install. It also resolves the
 # qemu-utils/qemu-system-x86 version clash some Debian 12 images have (qemu-utils from
@@ -56,7 +57,7 @@ if [ -n "$codename" ] && [[ "$policy" == *" $codename/"* ]]; then
 fi
 $SUDO apt-get install -y -qq --no-install-recommends --allow-downgrades \
   qemu-system-x86 "$utils" mmdebstrap bubblewrap gpgv uidmap e2fsprogs ca-certificates git \
-  docker-registry skopeo busybox-static chromium >/dev/null
+  docker-registry skopeo busybox-static chromium fonts-liberation >/dev/null
 command -v npm >/dev/null || $SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
 python3 -c 'import ensurepip, venv' 2>/dev/null ||
   $SUDO apt-get install -y -qq --no-install-recommends python3 python3-venv >/dev/null
