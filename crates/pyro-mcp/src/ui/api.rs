@@ -148,10 +148,7 @@ struct ActionBody {
 
 /// Where an export from `seed` may go: the workspace's own seed directory, and the project
 /// `pyro ui` was started for.
-fn export_roots(
-    seed: Option<&crate::workspace::WorkspaceSeed>,
-    project: Option<&std::path::Path>,
-) -> Result<HostRoots> {
+fn export_roots(seed: Option<&crate::workspace::WorkspaceSeed>, project: Option<&std::path::Path>) -> HostRoots {
     let from_seed = seed
         .filter(|s| s.kind == "directory" || s.kind == "git_checkout")
         .map(|s| std::path::PathBuf::from(&s.source))
@@ -159,7 +156,7 @@ fn export_roots(
     let mut roots: Vec<std::path::PathBuf> = from_seed.into_iter().collect();
     roots.extend(project.map(|p| p.to_path_buf()));
     roots.dedup();
-    Ok(HostRoots { base: roots.first().cloned(), roots })
+    HostRoots { base: roots.first().cloned(), roots }
 }
 
 async fn action(
@@ -187,7 +184,7 @@ async fn action(
             json(&app, move |ws| {
                 let dest = a.dest.ok_or_else(|| Error::invalid("export needs dest, a directory inside the project"))?;
                 let info = ws.status(&id)?;
-                let roots = export_roots(info.seed.as_ref(), project.as_deref())?;
+                let roots = export_roots(info.seed.as_ref(), project.as_deref());
                 let out = roots.confine(&dest, "dest")?;
                 ws.export(&id, a.path.as_deref().unwrap_or("/workspace"), &out)
             })

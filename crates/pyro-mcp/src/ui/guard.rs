@@ -12,6 +12,7 @@
 //!   allows only our own script and style: a file named `<img src=x onerror=...>` that
 //!   slipped past escaping still could not run anything.
 
+use crate::mcp::http::token::Token;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::Next;
@@ -25,7 +26,7 @@ use std::time::Instant;
 const NONCES_KEPT: usize = 10_000;
 
 pub(crate) struct Guard {
-    token: String,
+    token: Token,
     /// Accepted `Host` values.
     hosts: Vec<String>,
     /// Accepted `Origin` values (`http://` + a host).
@@ -34,7 +35,7 @@ pub(crate) struct Guard {
 }
 
 impl Guard {
-    pub fn new(addr: SocketAddr) -> Guard {
+    pub fn new(addr: SocketAddr) -> crate::error::Result<Guard> {
         let port = addr.port();
         let mut hosts = vec![format!("localhost:{port}")];
         hosts.push(match addr {
@@ -42,16 +43,11 @@ impl Guard {
             SocketAddr::V6(a) => format!("[{}]:{port}", a.ip()),
         });
         let origins = hosts.iter().map(|h| format!("http://{h}")).collect();
-        Guard { token: crate::vm::ids::random_hex(32), hosts, origins, seen: Mutex::new(Default::default()) }
+        Ok(Guard { token: Token::generate()?, hosts, origins, seen: Mutex::new(Default::default()) })
     }
 
     pub fn token(&self) -> &str {
-        &self.token
-    }
-
-    fn token_is(&self, given: &str) -> bool {
-        use subtle::ConstantTimeEq;
-        given.len() == self.token.len() && bool::from(given.as_bytes().ct_eq(self.token.as_bytes()))
+        self.token.reveal()
     }
 
     /// True the first time `nonce` is seen (then it is spent).
@@ -87,7 +83,11 @@ pub(crate) async fn check(State(g): State<Arc<Guard>>, mut req: Request, next: N
     };
     // The path past the token, for routing and for the log (never the token itself).
     let path = req.uri().path().to_string();
-    let rest = path.strip_prefix("/t/").and_then(|r| r.split_once('/')).filter(|(t, _)| g.token_is(t)).map(|(_, r)| r);
+    let rest = path
+        .strip_prefix("/t/")
+        .and_then(|r| r.split_once('/'))
+        .filter(|(t, _)| g.token.matches(t.as_bytes()))
+        .map(|(_, r)| r);
     let logged = match rest {
         Some(r) => format!("/t/…/{}", crate::text::clip(r, 120)),
         None => "(no token)".to_string(),

@@ -59,7 +59,7 @@ pub fn serve_ui(pyro: Pyro, o: UiOptions) -> Result<()> {
             .await
             .map_err(|e| Error::io(format!("listening on {}", o.listen), e))?;
         let addr = listener.local_addr().map_err(|e| Error::io("reading the bound address", e))?;
-        let app = Arc::new(App { pyro, guard: Arc::new(guard::Guard::new(addr)), project });
+        let app = Arc::new(App { pyro, guard: Arc::new(guard::Guard::new(addr)?), project });
         let url = format!("http://{addr}/t/{}/", app.guard.token());
         println!("pyro ui: {url}");
         eprintln!("[ui] serving the review page on http://{addr}/ (the token is in the URL above; Ctrl-C stops)");

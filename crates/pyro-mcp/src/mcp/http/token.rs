@@ -26,6 +26,14 @@ impl Token {
         &self.0
     }
 
+    /// A fresh token from the kernel's generator (never a weaker fallback: no token is
+    /// better than a guessable one).
+    pub fn generate() -> Result<Token> {
+        let mut bytes = [0u8; TOKEN_BYTES];
+        crate::vm::ids::fill_random(&mut bytes)?;
+        Ok(Token(hex::encode(bytes)))
+    }
+
     /// Whether `given` is this token, in time that does not depend on where they differ.
     pub fn matches(&self, given: &[u8]) -> bool {
         use subtle::ConstantTimeEq;
@@ -112,9 +120,7 @@ fn write_new(path: &Path, replace: bool) -> Result<Token> {
             crate::paths::private_dir(dir)?;
         }
     }
-    let mut bytes = [0u8; TOKEN_BYTES];
-    crate::vm::ids::fill_random(&mut bytes)?;
-    let token = hex::encode(bytes);
+    let token = Token::generate()?.0;
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
     let write = || -> std::io::Result<()> {
